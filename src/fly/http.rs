@@ -1,0 +1,2 @@
+//! [`HttpFly`]: the reqwest implementation of `FlyApi`.
+pub struct HttpFly;

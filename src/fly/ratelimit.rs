@@ -1,0 +1,1 @@
+//! Keyed client-side rate limiting that follows Fly's published limits.

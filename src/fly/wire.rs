@@ -1,0 +1,1 @@
+//! Private Fly JSON wire types (request and response bodies).

@@ -1,0 +1,21 @@
+//! flotilla keeps every tenant's slice of Fly.io where its spec says.
+//!
+//! # Layout
+//! Pure core (no sqlx, reqwest, axum or tokio; see `docs/architecture.md`):
+//! * [`ids`]: typed identifiers.
+//! * [`spec`]: tenant specs: YAML → validated model, JSON Schema.
+//!
+//! Adapters:
+//! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations.
+//! * [`fly`]: the `FlyApi` port and its HTTP client.
+//! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
+//!
+//! Seams: [`clock`].
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod fly;
+pub mod ids;
+pub mod sim;
+pub mod spec;
+pub mod store;

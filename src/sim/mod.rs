@@ -1,0 +1,1 @@
+//! A faithful Fly API simulator: Machines REST plus the GraphQL token calls.

@@ -1,0 +1,397 @@
+//! The validated tenant model: what a tenant spec *means* once parsed.
+//!
+//! Every value here has passed validation (see `spec::validate`), every default
+//! is filled in, and every identifier is typed. The planner reads only these
+//! types. They serialize to the canonical JSON stored beside the submitted YAML;
+//! two specs mean the same thing exactly when their canonical JSON is equal,
+//! which is what decides whether an apply bumps `generation`.
+//!
+//! Field naming follows the rule in `docs/spec.md`: flotilla's own fields are
+//! camelCase (`deletionPolicy`, `renewBefore`); fields that mirror Fly's machine
+//! config keep Fly's snake_case names (`memory_mb`, `internal_port`).
+//!
+//! Durations are whole seconds in canonical JSON (`DurationSecs`), so the
+//! canonical form does not depend on how the user spelled them (`1h` vs `60m`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{
+    AppName, GroupName, Hostname, OrgSlug, Region, SecretName, TenantName, TokenName,
+};
+
+pub const API_VERSION: &str = "flotilla.dev/v1alpha1";
+pub const KIND_TENANT: &str = "Tenant";
+
+/// One tenant document: `apiVersion`/`kind` are checked and dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tenant {
+    pub metadata: Metadata,
+    pub spec: TenantSpec,
+}
+
+impl Tenant {
+    pub fn name(&self) -> &TenantName {
+        &self.metadata.name
+    }
+
+    /// The canonical JSON form: stable field order (struct order, `BTreeMap`
+    /// keys), all defaults explicit. Equal strings mean equal meaning.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("the tenant model always serializes")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    pub name: TenantName,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantSpec {
+    pub org: OrgSlug,
+    pub app: AppSpec,
+    /// Machine groups in spec order; names are unique.
+    pub machines: Vec<MachineGroup>,
+    /// App secrets in spec order; names are unique.
+    pub secrets: Vec<SecretSpec>,
+    /// Tokens in spec order; names are unique.
+    pub tokens: Vec<TokenSpec>,
+    /// Certificates in spec order; hostnames are unique.
+    pub certificates: Vec<CertificateSpec>,
+    /// IP assignments in spec order; no two entries are identical.
+    pub ips: Vec<IpSpec>,
+    pub deletion_policy: DeletionPolicy,
+    pub paused: bool,
+    pub management_policy: ManagementPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// Explicit, or rendered from the configured app-name template.
+    pub name: AppName,
+    /// Fly network name for network isolation; `None` means the org default.
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineGroup {
+    pub name: GroupName,
+    pub region: Region,
+    pub count: u32,
+    pub image: String,
+    pub guest: Guest,
+    pub env: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    /// Machine-level health checks by name.
+    pub checks: BTreeMap<String, Check>,
+    /// User metadata copied onto each machine (keys never start with `flotilla.`).
+    pub metadata: BTreeMap<String, String>,
+    pub restart: RestartPolicy,
+    /// Applied to every service of the group (Fly keeps these per service).
+    pub autostop: AutoStop,
+    pub autostart: bool,
+    pub min_machines_running: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guest {
+    pub cpu_kind: CpuKind,
+    pub cpus: u32,
+    pub memory_mb: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuKind {
+    Shared,
+    Performance,
+}
+
+impl CpuKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CpuKind::Shared => "shared",
+            CpuKind::Performance => "performance",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub protocol: Protocol,
+    pub internal_port: u16,
+    pub ports: Vec<Port>,
+    pub concurrency: Option<Concurrency>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub port: u16,
+    pub handlers: Vec<Handler>,
+    pub force_https: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handler {
+    Http,
+    Tls,
+    ProxyProto,
+    PgTls,
+    Edge,
+}
+
+impl Handler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handler::Http => "http",
+            Handler::Tls => "tls",
+            Handler::ProxyProto => "proxy_proto",
+            Handler::PgTls => "pg_tls",
+            Handler::Edge => "edge",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    #[serde(rename = "type")]
+    pub kind: ConcurrencyKind,
+    pub soft_limit: u32,
+    pub hard_limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurrencyKind {
+    Connections,
+    Requests,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub kind: CheckKind,
+    pub port: u16,
+    pub interval: DurationSecs,
+    pub timeout: DurationSecs,
+    pub grace_period: Option<DurationSecs>,
+    /// HTTP checks only.
+    pub method: Option<String>,
+    /// HTTP checks only.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    pub policy: RestartKind,
+    /// Only meaningful for `on-failure`.
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartKind {
+    No,
+    Always,
+    OnFailure,
+    SpotPrice,
+}
+
+impl RestartKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartKind::No => "no",
+            RestartKind::Always => "always",
+            RestartKind::OnFailure => "on-failure",
+            RestartKind::SpotPrice => "spot-price",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoStop {
+    Off,
+    Stop,
+    Suspend,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretSpec {
+    pub name: SecretName,
+    pub source: SecretSource,
+}
+
+/// Where a secret's value comes from. A spec never carries a plaintext value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SecretSource {
+    /// flotilla generates a random value once and sets it on the app.
+    Generate { length: u32, charset: Charset },
+    /// The current value of one of this tenant's tokens (`spec.tokens[].name`).
+    FromToken { token: TokenName },
+    /// Supplied later through the API or CLI and stored encrypted.
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Charset {
+    /// `A-Za-z0-9`
+    Alphanumeric,
+    /// `0-9a-f`
+    Hex,
+    /// URL-safe base64 alphabet `A-Za-z0-9-_`
+    Base64url,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenSpec {
+    pub name: TokenName,
+    pub kind: TokenKind,
+    /// Lifetime of each minted token.
+    pub expiry: DurationSecs,
+    /// Rotate on this schedule (in addition to `renewBefore` expiry).
+    pub schedule: Option<CronSchedule>,
+    /// Rotate when the active token has less than this left.
+    pub renew_before: DurationSecs,
+    /// How long the previous token stays valid after a new one is promoted.
+    pub grace: DurationSecs,
+    pub deliver_to: DeliverTo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// A Fly deploy token scoped to the tenant's app.
+    Deploy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CronSchedule {
+    /// A 5-field (or 6-field, with seconds) cron expression, already checked.
+    pub cron: String,
+    /// IANA time zone name; `None` means UTC.
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeliverTo {
+    /// App secrets that receive the token value.
+    pub app_secrets: Vec<SecretName>,
+    /// Serve the token from the registry-token endpoint.
+    pub registry: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateSpec {
+    pub hostname: Hostname,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IpSpec {
+    #[serde(rename = "type")]
+    pub kind: IpKind,
+    pub region: Option<Region>,
+    pub service_name: Option<String>,
+    /// Only for `private_v6` (Flycast) on a custom network.
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpKind {
+    /// Dedicated public IPv6.
+    V6,
+    /// Dedicated public IPv4 (billed).
+    V4,
+    /// Shared public IPv4.
+    SharedV4,
+    /// Private IPv6 for Flycast.
+    PrivateV6,
+}
+
+impl IpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpKind::V6 => "v6",
+            IpKind::V4 => "v4",
+            IpKind::SharedV4 => "shared_v4",
+            IpKind::PrivateV6 => "private_v6",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeletionPolicy {
+    /// Tear the Fly resources down when the tenant is deleted.
+    Delete,
+    /// Leave the Fly resources in place; only forget the tenant.
+    Orphan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManagementPolicy {
+    /// Create, update and delete to match the spec.
+    Full,
+    /// Observe and report drift; never write to Fly.
+    ObserveOnly,
+}
+
+/// A duration stored as whole seconds (canonical JSON is a plain integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DurationSecs(pub u64);
+
+impl DurationSecs {
+    pub fn as_duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+
+    /// Go-style duration string as Fly's API expects (`"10s"`, `"1m30s"`).
+    pub fn to_go_string(self) -> String {
+        let (h, m, s) = (self.0 / 3600, (self.0 % 3600) / 60, self.0 % 60);
+        match (h, m) {
+            (0, 0) => format!("{s}s"),
+            (0, _) => format!("{m}m{s}s"),
+            _ => format!("{h}h{m}m{s}s"),
+        }
+    }
+}
