@@ -46,7 +46,7 @@ pub mod meta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     pub name: AppName,
-    /// GraphQL node id; needed to mint tokens scoped to the app.
+    /// Fly's app id as the Machines API reports it.
     pub id: String,
     pub org_slug: OrgSlug,
     pub status: String,
