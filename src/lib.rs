@@ -16,6 +16,7 @@
 pub mod clock;
 pub mod fly;
 pub mod ids;
+pub mod plan;
 pub mod sim;
 pub mod spec;
 pub mod store;

@@ -41,6 +41,11 @@ pub mod meta {
     pub const CONFIG_HASH: &str = "flotilla.config-hash";
     /// Idempotency key of the create that made this machine (leak-safe creates).
     pub const CREATE_KEY: &str = "flotilla.create-key";
+    /// The app secrets version this machine was last created or updated with,
+    /// so the planner knows which machines still run with older secrets.
+    pub const SECRETS_VERSION: &str = "flotilla.secrets-version";
+    /// Prefix of every key flotilla owns.
+    pub const PREFIX: &str = "flotilla.";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

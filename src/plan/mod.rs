@@ -1,0 +1,930 @@
+//! The planner: `plan(&desired, &observed, now) -> Plan`, a pure diff.
+//!
+//! The planner reads the validated tenant model, Fly's observed state and
+//! flotilla's ledger, and returns a [`Plan`]: ordered steps, each with the
+//! reason it exists, plus findings (things to report, not to change) and
+//! blockers (reasons nothing may be changed). It performs no I/O, reads no
+//! clock (`now` is an argument) and is deterministic, so a plan can be shown as
+//! a dry run, golden-tested and property-tested.
+//!
+//! # Order
+//! Creation runs app → network (IPs, certificates, secrets) → machines →
+//! tokens; teardown runs in reverse: tokens, machines, IPs, certificates, app.
+//! The executor runs steps in plan order and stops at the first failed phase.
+//!
+//! # Guarantees
+//! * Nothing foreign is touched: machines without this tenant's
+//!   `flotilla.tenant` metadata, and IPs, certificates and secrets not in the
+//!   ledger, only ever produce findings.
+//! * An app that exists but is not flotilla's blocks the tenant (no silent
+//!   adoption) unless adoption is requested with the annotation
+//!   [`ADOPT_ANNOTATION`].
+//! * At most `max_unavailable` machines per group are being updated at once; a
+//!   machine that failed on its new version stops its group's roll.
+//! * When observed state matches the spec the plan has no steps.
+
+pub mod machine;
+pub mod observed;
+mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate};
+
+use crate::fly::{DnsRecord, Machine, MachineConfig, MachineState, meta};
+use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
+use crate::spec::{AutoStop, Charset, DeletionPolicy, IpSpec, MachineGroup, SecretSource, Tenant};
+use machine::{ConfigDiff, compare, desired_config, machine_secrets_version};
+
+/// `metadata.annotations` key that lets flotilla adopt an existing app of the
+/// tenant's name in the tenant's org (value `"true"`).
+pub const ADOPT_ANNOTATION: &str = "flotilla.dev/adopt";
+
+/// Knobs that are controller settings, not part of a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Machines per group that may be updating at once.
+    pub max_unavailable: u32,
+    /// How often a pending certificate is re-checked. Fly and Let's Encrypt
+    /// rate-limit checks; 5 minutes keeps a pending certificate to 12 checks an
+    /// hour.
+    pub certificate_check_interval: Duration,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            max_unavailable: 1,
+            certificate_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the tenant should look like, and whether it is being deleted.
+#[derive(Debug, Clone)]
+pub struct Desired<'a> {
+    pub tenant: &'a Tenant,
+    pub deleting: bool,
+    pub options: &'a PlanOptions,
+}
+
+/// A machine create whose intent was recorded but whose machine has not been
+/// observed yet (the response was lost, or the process died). Re-planned with
+/// the same key, so the executor finds the machine instead of making another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMachine {
+    pub key: String,
+    pub group: GroupName,
+}
+
+/// Phases in execution order. The executor stops after a phase with a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    App,
+    Network,
+    Machines,
+    Tokens,
+    /// Teardown phases, in order.
+    RevokeTokens,
+    DestroyMachines,
+    ReleaseNetwork,
+    DeleteApp,
+    Forget,
+}
+
+/// One change to make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CreateApp {
+        org: OrgSlug,
+        name: AppName,
+        network: Option<String>,
+    },
+    DeleteApp {
+        name: AppName,
+    },
+    AssignIp {
+        spec: IpSpec,
+    },
+    ReleaseIp {
+        ip: String,
+    },
+    RequestCertificate {
+        hostname: Hostname,
+    },
+    CheckCertificate {
+        hostname: Hostname,
+    },
+    DeleteCertificate {
+        hostname: Hostname,
+    },
+    /// One secrets write: generated values are produced by the executor.
+    UpdateSecrets {
+        generate: Vec<(SecretName, u32, Charset)>,
+        unset: Vec<SecretName>,
+    },
+    CreateMachine {
+        group: GroupName,
+        region: String,
+        key: String,
+        config: MachineConfig,
+    },
+    UpdateMachine {
+        group: GroupName,
+        id: MachineId,
+        current_version: String,
+        config: MachineConfig,
+    },
+    StartMachine {
+        group: GroupName,
+        id: MachineId,
+    },
+    DestroyMachine {
+        group: Option<GroupName>,
+        id: MachineId,
+    },
+    /// Remove the tenant row: teardown is complete (or the policy is Orphan).
+    Forget,
+}
+
+impl Action {
+    /// Stable name used in events and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateApp { .. } => "CreateApp",
+            Action::DeleteApp { .. } => "DeleteApp",
+            Action::AssignIp { .. } => "AssignIp",
+            Action::ReleaseIp { .. } => "ReleaseIp",
+            Action::RequestCertificate { .. } => "RequestCertificate",
+            Action::CheckCertificate { .. } => "CheckCertificate",
+            Action::DeleteCertificate { .. } => "DeleteCertificate",
+            Action::UpdateSecrets { .. } => "UpdateSecrets",
+            Action::CreateMachine { .. } => "CreateMachine",
+            Action::UpdateMachine { .. } => "UpdateMachine",
+            Action::StartMachine { .. } => "StartMachine",
+            Action::DestroyMachine { .. } => "DestroyMachine",
+            Action::Forget => "Forget",
+        }
+    }
+}
+
+/// Why a step exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    AppMissing,
+    TenantDeleted,
+    OrphanPolicy,
+    IpMissing,
+    IpNotDesired,
+    CertificateMissing,
+    CertificatePending,
+    CertificateNotDesired,
+    SecretMissing,
+    SecretNotDesired,
+    /// The group has fewer machines than `count`.
+    ScaleUp {
+        have: usize,
+        want: u32,
+    },
+    /// A create was started earlier and its machine is not visible yet.
+    ResumeCreate,
+    ScaleDown {
+        have: usize,
+        want: u32,
+    },
+    /// The machine runs in another region than its group's.
+    WrongRegion {
+        region: String,
+    },
+    GroupRemoved,
+    SpecChanged,
+    Drifted {
+        fields: Vec<&'static str>,
+    },
+    /// The machine runs with an older app secrets version.
+    SecretsChanged {
+        machine: Option<u64>,
+        current: u64,
+    },
+    StoppedUnexpectedly,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::AppMissing => write!(f, "app does not exist"),
+            Reason::TenantDeleted => write!(f, "tenant is being deleted"),
+            Reason::OrphanPolicy => {
+                write!(f, "deletionPolicy Orphan leaves Fly resources in place")
+            }
+            Reason::IpMissing => write!(f, "desired address is not assigned"),
+            Reason::IpNotDesired => write!(f, "address is no longer in the spec"),
+            Reason::CertificateMissing => write!(f, "certificate not requested yet"),
+            Reason::CertificatePending => write!(f, "certificate not issued yet"),
+            Reason::CertificateNotDesired => write!(f, "hostname is no longer in the spec"),
+            Reason::SecretMissing => write!(f, "secret not set on the app"),
+            Reason::SecretNotDesired => write!(f, "secret is no longer in the spec"),
+            Reason::ScaleUp { have, want } => write!(f, "group has {have} of {want} machines"),
+            Reason::ResumeCreate => write!(f, "an earlier create has not been confirmed"),
+            Reason::ScaleDown { have, want } => {
+                write!(f, "group has {have} machines, wants {want}")
+            }
+            Reason::WrongRegion { region } => {
+                write!(f, "machine runs in {region}, not the group's region")
+            }
+            Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
+            Reason::SpecChanged => write!(f, "spec changed"),
+            Reason::Drifted { fields } => write!(f, "drifted: {}", fields.join(", ")),
+            Reason::SecretsChanged { machine, current } => match machine {
+                Some(m) => write!(f, "runs secrets version {m}, current is {current}"),
+                None => write!(f, "secrets version unknown, current is {current}"),
+            },
+            Reason::StoppedUnexpectedly => write!(f, "machine is stopped and autostop is off"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub phase: Phase,
+    pub action: Action,
+    pub reason: Reason,
+}
+
+/// Things worth reporting that the plan does not change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    ForeignMachine {
+        id: MachineId,
+    },
+    ForeignIp {
+        ip: String,
+    },
+    ForeignCertificate {
+        hostname: String,
+    },
+    ForeignSecret {
+        name: SecretName,
+    },
+    /// Fly cannot reach the machine's host; its config is unknown.
+    HostUnreachable {
+        id: MachineId,
+    },
+    CertificatePending {
+        hostname: Hostname,
+        dns_records: Vec<DnsRecord>,
+        rate_limited_until: Option<Timestamp>,
+    },
+    /// An `external` secret has no value on the app yet.
+    ExternalSecretMissing {
+        name: SecretName,
+    },
+    /// A `fromToken` secret or a token waits for token management.
+    TokenNotManaged {
+        name: String,
+    },
+    /// A machine failed on its new version; the group's roll is stopped.
+    RolloutFailed {
+        group: GroupName,
+        id: MachineId,
+    },
+    /// Machines of the group are still being updated or started.
+    RolloutInProgress {
+        group: GroupName,
+        pending: usize,
+    },
+    /// The app holds resources flotilla did not create; it is not deleted.
+    DeletionBlocked {
+        foreign_machines: usize,
+    },
+}
+
+/// Reasons the plan must not change anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// The app name is held by another org.
+    AppNameTaken { name: AppName },
+    /// An app of that name exists in the org but flotilla did not create it.
+    AppNotOwned { name: AppName },
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::AppNameTaken { name } => {
+                write!(
+                    f,
+                    "app name {name} is taken by another organization; choose another spec.app.name"
+                )
+            }
+            Blocker::AppNotOwned { name } => write!(
+                f,
+                "app {name} exists in the org but was not created by flotilla; set annotation {ADOPT_ANNOTATION}: \"true\" to adopt it"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub tenant: Option<TenantName>,
+    pub steps: Vec<Step>,
+    pub findings: Vec<Finding>,
+    pub blockers: Vec<Blocker>,
+}
+
+impl Plan {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    fn push(&mut self, phase: Phase, action: Action, reason: Reason) {
+        self.steps.push(Step {
+            phase,
+            action,
+            reason,
+        });
+    }
+
+    fn finish(mut self) -> Self {
+        // Stable sort keeps within-phase order as planned.
+        self.steps.sort_by_key(|s| s.phase);
+        self
+    }
+}
+
+/// Plans one tenant. See the module doc for the rules.
+pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan {
+    let tenant = desired.tenant;
+    let mut plan = Plan {
+        tenant: Some(tenant.name().clone()),
+        ..Plan::default()
+    };
+
+    // Ownership of the app decides everything else.
+    let adopt = tenant
+        .metadata
+        .annotations
+        .get(ADOPT_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let app_name = &tenant.spec.app.name;
+    match observed.app {
+        AppObservation::OtherOrg => {
+            if desired.deleting {
+                plan.push(Phase::Forget, Action::Forget, Reason::TenantDeleted);
+            } else {
+                plan.blockers.push(Blocker::AppNameTaken {
+                    name: app_name.clone(),
+                });
+            }
+            return plan.finish();
+        }
+        AppObservation::InOrg | AppObservation::Assumed if !observed.ledger.app_owned && !adopt => {
+            if desired.deleting {
+                plan.push(Phase::Forget, Action::Forget, Reason::TenantDeleted);
+            } else {
+                plan.blockers.push(Blocker::AppNotOwned {
+                    name: app_name.clone(),
+                });
+            }
+            return plan.finish();
+        }
+        AppObservation::Absent | AppObservation::InOrg | AppObservation::Assumed => {}
+    }
+
+    if desired.deleting {
+        plan_teardown(&mut plan, tenant, observed);
+        return plan.finish();
+    }
+
+    if observed.app == AppObservation::Absent {
+        plan.push(
+            Phase::App,
+            Action::CreateApp {
+                org: tenant.spec.org.clone(),
+                name: app_name.clone(),
+                network: tenant.spec.app.network.clone(),
+            },
+            Reason::AppMissing,
+        );
+    }
+    plan_ips(&mut plan, tenant, observed);
+    plan_certificates(&mut plan, tenant, observed, desired.options, now);
+    plan_secrets(&mut plan, tenant, observed);
+    plan_machines(&mut plan, tenant, observed, desired.options);
+    for t in &tenant.spec.tokens {
+        plan.findings.push(Finding::TokenNotManaged {
+            name: t.name.to_string(),
+        });
+    }
+    plan.finish()
+}
+
+fn owned_by<'m>(tenant: &Tenant, machines: &'m [Machine]) -> (Vec<&'m Machine>, Vec<&'m Machine>) {
+    machines
+        .iter()
+        .filter(|m| !m.state.is_gone())
+        .partition(|m| {
+            m.metadata.get(meta::TENANT).map(String::as_str) == Some(tenant.name().as_str())
+        })
+}
+
+fn plan_teardown(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
+    if tenant.spec.deletion_policy == DeletionPolicy::Orphan {
+        plan.push(Phase::Forget, Action::Forget, Reason::OrphanPolicy);
+        return;
+    }
+    if observed.app == AppObservation::Absent {
+        plan.push(Phase::Forget, Action::Forget, Reason::TenantDeleted);
+        return;
+    }
+    let (ours, foreign) = owned_by(tenant, &observed.machines);
+    for m in &ours {
+        if m.state != MachineState::Destroying {
+            let group = m
+                .metadata
+                .get(meta::GROUP)
+                .and_then(|g| GroupName::parse(g.clone()).ok());
+            plan.push(
+                Phase::DestroyMachines,
+                Action::DestroyMachine {
+                    group,
+                    id: m.id.clone(),
+                },
+                Reason::TenantDeleted,
+            );
+        }
+    }
+    for ip in &observed.ips {
+        if observed.ledger.ips.contains(&ip.ip) {
+            plan.push(
+                Phase::ReleaseNetwork,
+                Action::ReleaseIp { ip: ip.ip.clone() },
+                Reason::TenantDeleted,
+            );
+        }
+    }
+    for c in &observed.certificates {
+        if let Ok(h) = Hostname::parse(c.summary.hostname.clone())
+            && observed.ledger.certificates.contains(&h)
+        {
+            plan.push(
+                Phase::ReleaseNetwork,
+                Action::DeleteCertificate { hostname: h },
+                Reason::TenantDeleted,
+            );
+        }
+    }
+    if !foreign.is_empty() {
+        // Deleting the app would destroy machines flotilla did not create.
+        plan.findings.push(Finding::DeletionBlocked {
+            foreign_machines: foreign.len(),
+        });
+        return;
+    }
+    // Fly refuses to delete an app with live machines (without force); wait
+    // until ours are destroyed, which the next activation observes.
+    if ours.is_empty() {
+        plan.push(
+            Phase::DeleteApp,
+            Action::DeleteApp {
+                name: tenant.spec.app.name.clone(),
+            },
+            Reason::TenantDeleted,
+        );
+    }
+}
+
+fn ip_matches(spec: &IpSpec, ip: &crate::fly::IpAssignment) -> bool {
+    spec.kind == ip.kind
+        && spec
+            .region
+            .as_ref()
+            .is_none_or(|r| ip.region.as_deref() == Some(r.as_str()))
+        && spec.service_name.as_deref().filter(|s| !s.is_empty())
+            == ip.service_name.as_deref().filter(|s| !s.is_empty())
+}
+
+fn plan_ips(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
+    let mut matched = vec![false; observed.ips.len()];
+    // Specific specs (with a region) claim addresses before general ones, so
+    // a general spec never steals the address a specific one needs.
+    let mut specs: Vec<&IpSpec> = tenant.spec.ips.iter().collect();
+    specs.sort_by_key(|s| s.region.is_none());
+    // Addresses flotilla assigned are preferred over foreign ones.
+    let mut order: Vec<usize> = (0..observed.ips.len()).collect();
+    order.sort_by_key(|i| !observed.ledger.ips.contains(&observed.ips[*i].ip));
+    for spec in specs {
+        let found = order
+            .iter()
+            .copied()
+            .find(|i| !matched[*i] && ip_matches(spec, &observed.ips[*i]));
+        match found {
+            Some(i) => matched[i] = true,
+            None => plan.push(
+                Phase::Network,
+                Action::AssignIp { spec: spec.clone() },
+                Reason::IpMissing,
+            ),
+        }
+    }
+    for (ip, used) in observed.ips.iter().zip(matched) {
+        if used {
+            continue;
+        }
+        if observed.ledger.ips.contains(&ip.ip) {
+            plan.push(
+                Phase::Network,
+                Action::ReleaseIp { ip: ip.ip.clone() },
+                Reason::IpNotDesired,
+            );
+        } else {
+            plan.findings.push(Finding::ForeignIp { ip: ip.ip.clone() });
+        }
+    }
+}
+
+fn plan_certificates(
+    plan: &mut Plan,
+    tenant: &Tenant,
+    observed: &Observed,
+    options: &PlanOptions,
+    now: Timestamp,
+) {
+    let by_host: BTreeMap<&str, &ObservedCertificate> = observed
+        .certificates
+        .iter()
+        .map(|c| (c.summary.hostname.as_str(), c))
+        .collect();
+    let desired: BTreeSet<&str> = tenant
+        .spec
+        .certificates
+        .iter()
+        .map(|c| c.hostname.as_str())
+        .collect();
+    for cert in &tenant.spec.certificates {
+        let host = &cert.hostname;
+        let Some(obs) = by_host.get(host.as_str()) else {
+            plan.push(
+                Phase::Network,
+                Action::RequestCertificate {
+                    hostname: host.clone(),
+                },
+                Reason::CertificateMissing,
+            );
+            continue;
+        };
+        if obs.is_issued() {
+            continue;
+        }
+        let rate_limited_until = obs
+            .detail
+            .as_ref()
+            .and_then(|d| d.rate_limited_until)
+            .filter(|t| *t > now);
+        plan.findings.push(Finding::CertificatePending {
+            hostname: host.clone(),
+            dns_records: obs
+                .detail
+                .as_ref()
+                .map(|d| d.dns_records.clone())
+                .unwrap_or_default(),
+            rate_limited_until,
+        });
+        let due = match observed.ledger.certificate_checks.get(host) {
+            None => true,
+            Some(last) => {
+                let interval = jiff::SignedDuration::try_from(options.certificate_check_interval)
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                last.checked_add(interval).is_ok_and(|next| next <= now)
+            }
+        };
+        if due && rate_limited_until.is_none() {
+            plan.push(
+                Phase::Network,
+                Action::CheckCertificate {
+                    hostname: host.clone(),
+                },
+                Reason::CertificatePending,
+            );
+        }
+    }
+    for obs in &observed.certificates {
+        if desired.contains(obs.summary.hostname.as_str()) {
+            continue;
+        }
+        match Hostname::parse(obs.summary.hostname.clone()) {
+            Ok(h) if observed.ledger.certificates.contains(&h) => plan.push(
+                Phase::Network,
+                Action::DeleteCertificate { hostname: h },
+                Reason::CertificateNotDesired,
+            ),
+            _ => plan.findings.push(Finding::ForeignCertificate {
+                hostname: obs.summary.hostname.clone(),
+            }),
+        }
+    }
+}
+
+fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
+    let present: BTreeSet<&SecretName> = observed.secrets.iter().map(|s| &s.name).collect();
+    let mut generate = Vec::new();
+    let mut first_reason = None;
+    for s in &tenant.spec.secrets {
+        if present.contains(&s.name) {
+            continue;
+        }
+        match &s.source {
+            SecretSource::Generate { length, charset } => {
+                generate.push((s.name.clone(), *length, *charset));
+                first_reason.get_or_insert(Reason::SecretMissing);
+            }
+            SecretSource::External => plan.findings.push(Finding::ExternalSecretMissing {
+                name: s.name.clone(),
+            }),
+            SecretSource::FromToken { token } => plan.findings.push(Finding::TokenNotManaged {
+                name: format!("{token} (secret {})", s.name),
+            }),
+        }
+    }
+    let desired: BTreeSet<&SecretName> = tenant.spec.secrets.iter().map(|s| &s.name).collect();
+    let mut unset = Vec::new();
+    for s in &observed.secrets {
+        if desired.contains(&s.name) {
+            continue;
+        }
+        if observed.ledger.secrets.contains(&s.name) {
+            unset.push(s.name.clone());
+            first_reason.get_or_insert(Reason::SecretNotDesired);
+        } else {
+            plan.findings.push(Finding::ForeignSecret {
+                name: s.name.clone(),
+            });
+        }
+    }
+    if let Some(reason) = first_reason {
+        plan.push(
+            Phase::Network,
+            Action::UpdateSecrets { generate, unset },
+            reason,
+        );
+    }
+}
+
+/// Unavailable for rolling purposes: in a transition, or failed.
+fn unavailable(m: &Machine) -> bool {
+    m.state.is_transient() || matches!(m.state, MachineState::Failed | MachineState::Created)
+}
+
+fn plan_machines(plan: &mut Plan, tenant: &Tenant, observed: &Observed, options: &PlanOptions) {
+    let (ours, foreign) = owned_by(tenant, &observed.machines);
+    for m in foreign {
+        plan.findings
+            .push(Finding::ForeignMachine { id: m.id.clone() });
+    }
+    let groups: BTreeMap<&str, &MachineGroup> = tenant
+        .spec
+        .machines
+        .iter()
+        .map(|g| (g.name.as_str(), g))
+        .collect();
+    for m in &ours {
+        let g = m
+            .metadata
+            .get(meta::GROUP)
+            .map(String::as_str)
+            .unwrap_or("");
+        if !groups.contains_key(g) {
+            let group = GroupName::parse(g.to_string()).ok();
+            plan.push(
+                Phase::Machines,
+                Action::DestroyMachine {
+                    group,
+                    id: m.id.clone(),
+                },
+                Reason::GroupRemoved,
+            );
+        }
+    }
+    for group in &tenant.spec.machines {
+        plan_group(plan, tenant, group, &ours, observed, options);
+    }
+}
+
+fn plan_group(
+    plan: &mut Plan,
+    tenant: &Tenant,
+    group: &MachineGroup,
+    ours: &[&Machine],
+    observed: &Observed,
+    options: &PlanOptions,
+) {
+    let desired = desired_config(tenant, group);
+    let members: Vec<&Machine> = ours
+        .iter()
+        .copied()
+        .filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(group.name.as_str()))
+        .collect();
+    let (placed, misplaced): (Vec<&Machine>, Vec<&Machine>) = members
+        .iter()
+        .copied()
+        .partition(|m| m.region == group.region.as_str());
+    let observed_keys: BTreeSet<&str> = members
+        .iter()
+        .filter_map(|m| m.metadata.get(meta::CREATE_KEY).map(String::as_str))
+        .collect();
+    let resumes: Vec<&PendingMachine> = observed
+        .pending_machines
+        .iter()
+        .filter(|p| p.group == group.name && !observed_keys.contains(p.key.as_str()))
+        .collect();
+    let want = group.count as usize;
+
+    // Scale up: first resume unconfirmed creates (same key), then new ones.
+    let mut have = placed.len();
+    for p in &resumes {
+        if have >= want {
+            break;
+        }
+        plan.push(
+            Phase::Machines,
+            Action::CreateMachine {
+                group: group.name.clone(),
+                region: group.region.to_string(),
+                key: p.key.clone(),
+                config: desired.clone(),
+            },
+            Reason::ResumeCreate,
+        );
+        have += 1;
+    }
+    for i in have..want {
+        plan.push(
+            Phase::Machines,
+            Action::CreateMachine {
+                group: group.name.clone(),
+                region: group.region.to_string(),
+                key: create_key(tenant, group, observed, i),
+                config: desired.clone(),
+            },
+            Reason::ScaleUp {
+                have: placed.len(),
+                want: group.count,
+            },
+        );
+    }
+
+    // Misplaced machines go once the right region has its full count running.
+    let healthy = placed
+        .iter()
+        .filter(|m| m.state == MachineState::Started)
+        .count();
+    if healthy >= want {
+        for m in &misplaced {
+            plan.push(
+                Phase::Machines,
+                Action::DestroyMachine {
+                    group: Some(group.name.clone()),
+                    id: m.id.clone(),
+                },
+                Reason::WrongRegion {
+                    region: m.region.clone(),
+                },
+            );
+        }
+    }
+
+    // Scale down: remove failed, then outdated, then newest machines first.
+    let mut ranked: Vec<&Machine> = placed.clone();
+    ranked.sort_by_key(|m| {
+        let failed = m.state == MachineState::Failed;
+        let outdated = compare(&desired, m) != ConfigDiff::InSync;
+        (
+            std::cmp::Reverse(failed),
+            std::cmp::Reverse(outdated),
+            std::cmp::Reverse(m.created_at),
+            m.id.clone(),
+        )
+    });
+    let surplus = placed.len().saturating_sub(want);
+    let (removed, kept) = ranked.split_at(surplus);
+    for m in removed {
+        plan.push(
+            Phase::Machines,
+            Action::DestroyMachine {
+                group: Some(group.name.clone()),
+                id: m.id.clone(),
+            },
+            Reason::ScaleDown {
+                have: placed.len(),
+                want: group.count,
+            },
+        );
+    }
+
+    // Rolling update of the kept machines.
+    let mut kept: Vec<&Machine> = kept.to_vec();
+    kept.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut outdated = Vec::new();
+    let mut busy = 0usize;
+    let mut failed_new = None;
+    for m in &kept {
+        let diff = compare(&desired, m);
+        if unavailable(m) {
+            busy += 1;
+            if m.state == MachineState::Failed && diff == ConfigDiff::InSync {
+                failed_new = Some(m.id.clone());
+            }
+        }
+        let secrets = observed.ledger.secrets_version.and_then(|current| {
+            let have = machine_secrets_version(m);
+            (have.is_none_or(|h| h < current)).then_some(Reason::SecretsChanged {
+                machine: have,
+                current,
+            })
+        });
+        let reason = match diff {
+            ConfigDiff::Unknown => {
+                plan.findings
+                    .push(Finding::HostUnreachable { id: m.id.clone() });
+                None
+            }
+            ConfigDiff::SpecChanged => Some(Reason::SpecChanged),
+            ConfigDiff::Drifted(fields) => Some(Reason::Drifted { fields }),
+            ConfigDiff::InSync => secrets,
+        };
+        match reason {
+            Some(r) => outdated.push((*m, r)),
+            None => {
+                if m.state == MachineState::Stopped && group.autostop == AutoStop::Off {
+                    plan.push(
+                        Phase::Machines,
+                        Action::StartMachine {
+                            group: group.name.clone(),
+                            id: m.id.clone(),
+                        },
+                        Reason::StoppedUnexpectedly,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(id) = failed_new {
+        plan.findings.push(Finding::RolloutFailed {
+            group: group.name.clone(),
+            id,
+        });
+        return;
+    }
+    let budget = (options.max_unavailable as usize).saturating_sub(busy);
+    if !outdated.is_empty() && budget < outdated.len() {
+        plan.findings.push(Finding::RolloutInProgress {
+            group: group.name.clone(),
+            pending: outdated.len(),
+        });
+    }
+    for (m, reason) in outdated.into_iter().take(budget) {
+        plan.push(
+            Phase::Machines,
+            Action::UpdateMachine {
+                group: group.name.clone(),
+                id: m.id.clone(),
+                current_version: m.version.clone(),
+                config: desired.clone(),
+            },
+            reason,
+        );
+    }
+}
+
+/// A fresh idempotency key for the `i`-th machine of a group. Derived from
+/// what the planner already knows so planning stays pure; the executor records
+/// it as an intent before calling Fly. Unique because machine creates of one
+/// group are planned at most once per observation.
+fn create_key(tenant: &Tenant, group: &MachineGroup, observed: &Observed, i: usize) -> String {
+    let seen: usize = observed.machines.len() + observed.pending_machines.len();
+    let mut h = sha2::Sha256::new();
+    use sha2::Digest;
+    h.update(tenant.name().as_str().as_bytes());
+    h.update(group.name.as_str().as_bytes());
+    for m in &observed.machines {
+        h.update(m.id.as_str().as_bytes());
+    }
+    h.update(observed.observed_at.to_string().as_bytes());
+    h.update(seen.to_le_bytes());
+    h.update(i.to_le_bytes());
+    let d = h.finalize();
+    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", group.name)
+}
+
+#[cfg(test)]
+mod tests;

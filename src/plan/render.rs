@@ -1,0 +1,166 @@
+//! Human-readable plans for `flotilla plan`/`diff` and golden tests.
+
+use std::fmt::{self, Write as _};
+
+use super::{Action, Finding, Plan};
+use crate::plan::machine::describe;
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateApp { org, name, network } => match network {
+                Some(n) => write!(f, "+ create app {name} in org {org} (network {n})"),
+                None => write!(f, "+ create app {name} in org {org}"),
+            },
+            Action::DeleteApp { name } => write!(f, "- delete app {name}"),
+            Action::AssignIp { spec } => {
+                write!(f, "+ assign ip {}", spec.kind.as_str())?;
+                if let Some(r) = &spec.region {
+                    write!(f, " in {r}")?;
+                }
+                if let Some(s) = &spec.service_name {
+                    write!(f, " for service {s}")?;
+                }
+                Ok(())
+            }
+            Action::ReleaseIp { ip } => write!(f, "- release ip {ip}"),
+            Action::RequestCertificate { hostname } => {
+                write!(f, "+ request certificate {hostname}")
+            }
+            Action::CheckCertificate { hostname } => write!(f, "~ check certificate {hostname}"),
+            Action::DeleteCertificate { hostname } => write!(f, "- delete certificate {hostname}"),
+            Action::UpdateSecrets { generate, unset } => {
+                let mut parts = Vec::new();
+                for (name, len, _) in generate {
+                    parts.push(format!("+{name} (generated, {len} chars)"));
+                }
+                for name in unset {
+                    parts.push(format!("-{name}"));
+                }
+                write!(f, "~ update secrets {}", parts.join(" "))
+            }
+            Action::CreateMachine {
+                group,
+                region,
+                config,
+                ..
+            } => {
+                write!(
+                    f,
+                    "+ create machine in group {group} ({region}, {})",
+                    describe(config)
+                )
+            }
+            Action::UpdateMachine {
+                group, id, config, ..
+            } => {
+                write!(
+                    f,
+                    "~ update machine {id} in group {group} ({})",
+                    describe(config)
+                )
+            }
+            Action::StartMachine { group, id } => {
+                write!(f, "~ start machine {id} in group {group}")
+            }
+            Action::DestroyMachine { group, id } => match group {
+                Some(g) => write!(f, "- destroy machine {id} in group {g}"),
+                None => write!(f, "- destroy machine {id}"),
+            },
+            Action::Forget => write!(f, "- forget tenant"),
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::ForeignMachine { id } => {
+                write!(f, "machine {id} was not created by flotilla; left alone")
+            }
+            Finding::ForeignIp { ip } => {
+                write!(f, "ip {ip} was not assigned by flotilla; left alone")
+            }
+            Finding::ForeignCertificate { hostname } => {
+                write!(
+                    f,
+                    "certificate {hostname} was not requested by flotilla; left alone"
+                )
+            }
+            Finding::ForeignSecret { name } => {
+                write!(f, "secret {name} was not set by flotilla; left alone")
+            }
+            Finding::HostUnreachable { id } => {
+                write!(f, "machine {id}: host unreachable, config unknown")
+            }
+            Finding::CertificatePending {
+                hostname,
+                dns_records,
+                rate_limited_until,
+            } => {
+                write!(f, "certificate {hostname} not issued yet")?;
+                if let Some(t) = rate_limited_until {
+                    write!(f, " (rate limited until {t})")?;
+                }
+                for r in dns_records {
+                    write!(f, "; create {} {} -> {}", r.kind, r.name, r.value)?;
+                }
+                Ok(())
+            }
+            Finding::ExternalSecretMissing { name } => {
+                write!(f, "secret {name} is external and has no value yet")
+            }
+            Finding::TokenNotManaged { name } => {
+                write!(
+                    f,
+                    "token {name}: token minting and rotation are not available in this version"
+                )
+            }
+            Finding::RolloutFailed { group, id } => {
+                write!(
+                    f,
+                    "group {group}: machine {id} failed on the new version; rollout stopped"
+                )
+            }
+            Finding::RolloutInProgress { group, pending } => {
+                write!(
+                    f,
+                    "group {group}: {pending} machine(s) wait for the rolling update"
+                )
+            }
+            Finding::DeletionBlocked { foreign_machines } => write!(
+                f,
+                "app holds {foreign_machines} machine(s) flotilla did not create; the app is not deleted"
+            ),
+        }
+    }
+}
+
+impl Plan {
+    /// The plan as text: one line per step with its reason, then findings.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let name = self.tenant.as_ref().map(|t| t.as_str()).unwrap_or("?");
+        if self.steps.is_empty() {
+            let _ = writeln!(out, "tenant {name}: no changes");
+        } else {
+            let _ = writeln!(out, "tenant {name}: {} change(s)", self.steps.len());
+        }
+        for b in &self.blockers {
+            let _ = writeln!(out, "  blocked: {b}");
+        }
+        let width = self
+            .steps
+            .iter()
+            .map(|s| s.action.to_string().len())
+            .max()
+            .unwrap_or(0);
+        for s in &self.steps {
+            let _ = writeln!(out, "  {:<width$}  # {}", s.action.to_string(), s.reason);
+        }
+        for finding in &self.findings {
+            let _ = writeln!(out, "  note: {finding}");
+        }
+        out
+    }
+}

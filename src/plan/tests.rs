@@ -1,0 +1,1005 @@
+//! Planner tests: table tests for each rule, and a property test that drives
+//! the planner against a tiny model of Fly until it converges.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+
+use super::*;
+use crate::fly::{
+    AppSecret, CertificateDetail, CertificateSummary, HostStatus, IpAssignment, Machine,
+    MachineState,
+};
+use crate::ids::*;
+use crate::spec::*;
+
+pub(crate) fn t0() -> Timestamp {
+    "2026-11-23T00:00:00Z".parse().unwrap()
+}
+
+pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
+    MachineGroup {
+        name: GroupName::parse(name).unwrap(),
+        region: Region::parse("ord").unwrap(),
+        count,
+        image: "nginx:1.27".into(),
+        guest: Guest {
+            cpu_kind: CpuKind::Shared,
+            cpus: 1,
+            memory_mb: 256,
+        },
+        env: BTreeMap::from([("MODE".to_string(), "prod".to_string())]),
+        services: vec![Service {
+            protocol: Protocol::Tcp,
+            internal_port: 8080,
+            ports: vec![
+                Port {
+                    port: 80,
+                    handlers: vec![Handler::Http],
+                    force_https: true,
+                },
+                Port {
+                    port: 443,
+                    handlers: vec![Handler::Http, Handler::Tls],
+                    force_https: false,
+                },
+            ],
+            concurrency: None,
+        }],
+        checks: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+        restart: RestartPolicy {
+            policy: RestartKind::OnFailure,
+            max_retries: Some(10),
+        },
+        autostop: AutoStop::Off,
+        autostart: true,
+        min_machines_running: None,
+    }
+}
+
+pub(crate) fn tenant(name: &str) -> Tenant {
+    Tenant {
+        metadata: Metadata {
+            name: TenantName::parse(name).unwrap(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        },
+        spec: TenantSpec {
+            org: OrgSlug::parse("personal").unwrap(),
+            app: AppSpec {
+                name: AppName::parse(name).unwrap(),
+                network: None,
+            },
+            machines: vec![group("web", 2)],
+            secrets: vec![SecretSpec {
+                name: SecretName::parse("SESSION_KEY").unwrap(),
+                source: SecretSource::Generate {
+                    length: 32,
+                    charset: Charset::Alphanumeric,
+                },
+            }],
+            tokens: vec![],
+            certificates: vec![CertificateSpec {
+                hostname: Hostname::parse("app.example.com").unwrap(),
+            }],
+            ips: vec![
+                IpSpec {
+                    kind: IpKind::V6,
+                    region: None,
+                    service_name: None,
+                    network: None,
+                },
+                IpSpec {
+                    kind: IpKind::SharedV4,
+                    region: None,
+                    service_name: None,
+                    network: None,
+                },
+            ],
+            deletion_policy: DeletionPolicy::Delete,
+            paused: false,
+            management_policy: ManagementPolicy::Full,
+        },
+    }
+}
+
+/// A tiny model of Fly: applies plan steps the way Fly would, instantly.
+#[derive(Debug, Clone)]
+pub(crate) struct World {
+    pub observed: Observed,
+    next_id: u64,
+    next_ip: u64,
+    secrets_version: u64,
+}
+
+impl World {
+    pub fn empty() -> Self {
+        Self {
+            observed: Observed::absent(Ledger::default(), t0()),
+            next_id: 1,
+            next_ip: 1,
+            secrets_version: 0,
+        }
+    }
+
+    pub fn machine(&mut self, tenant: &Tenant, g: &MachineGroup, state: MachineState) -> Machine {
+        let mut config = machine::desired_config(tenant, g);
+        config.metadata.insert(
+            meta::SECRETS_VERSION.into(),
+            self.secrets_version.to_string(),
+        );
+        let id = MachineId::parse(format!("{:014x}", 0xabc0000 + self.next_id)).unwrap();
+        self.next_id += 1;
+        Machine {
+            id,
+            name: "m".into(),
+            state,
+            region: g.region.to_string(),
+            version: format!("V{}", self.next_id),
+            host_status: HostStatus::Ok,
+            metadata: config.metadata.clone(),
+            config: Some(config),
+            created_at: Some(t0()),
+            updated_at: Some(t0()),
+        }
+    }
+
+    fn ip(&mut self, kind: IpKind) -> IpAssignment {
+        self.next_ip += 1;
+        let ip = match kind {
+            IpKind::V4 => format!("137.66.0.{}", self.next_ip),
+            IpKind::SharedV4 => format!("66.241.124.{}", self.next_ip),
+            IpKind::V6 => format!("2a09:8280:1::{}", self.next_ip),
+            IpKind::PrivateV6 => format!("fdaa:0:1::{}", self.next_ip),
+        };
+        IpAssignment {
+            ip,
+            kind,
+            region: None,
+            service_name: None,
+            created_at: None,
+        }
+    }
+
+    pub fn apply(&mut self, step: &Step) {
+        let o = &mut self.observed;
+        match &step.action {
+            Action::CreateApp { .. } => {
+                o.app = AppObservation::InOrg;
+                o.ledger.app_owned = true;
+            }
+            Action::DeleteApp { .. } => {
+                let ledger = o.ledger.clone();
+                *o = Observed::absent(ledger, t0());
+            }
+            Action::AssignIp { spec } => {
+                let mut ip = self.ip(spec.kind);
+                ip.region = spec.region.as_ref().map(|r| r.to_string());
+                ip.service_name = spec.service_name.clone();
+                self.observed.ledger.ips.insert(ip.ip.clone());
+                self.observed.ips.push(ip);
+            }
+            Action::ReleaseIp { ip } => o.ips.retain(|i| &i.ip != ip),
+            Action::RequestCertificate { hostname } => {
+                o.ledger.certificates.insert(hostname.clone());
+                o.certificates.push(ObservedCertificate {
+                    summary: CertificateSummary {
+                        hostname: hostname.to_string(),
+                        status: "Ready".into(),
+                        configured: true,
+                        acme_requested: true,
+                        has_fly_certificate: true,
+                    },
+                    detail: None,
+                });
+            }
+            Action::CheckCertificate { hostname } => {
+                o.ledger.certificate_checks.insert(hostname.clone(), t0());
+            }
+            Action::DeleteCertificate { hostname } => o
+                .certificates
+                .retain(|c| c.summary.hostname != hostname.as_str()),
+            Action::UpdateSecrets { generate, unset } => {
+                for (name, _, _) in generate {
+                    o.secrets.push(AppSecret {
+                        name: name.clone(),
+                        digest: "d".into(),
+                    });
+                    o.ledger.secrets.insert(name.clone());
+                }
+                o.secrets.retain(|s| !unset.contains(&s.name));
+                self.secrets_version += 1;
+                self.observed.ledger.secrets_version = Some(self.secrets_version);
+            }
+            Action::CreateMachine {
+                group: _,
+                region,
+                key,
+                config,
+            } => {
+                let mut config = config.clone();
+                config.metadata.insert(meta::CREATE_KEY.into(), key.clone());
+                config.metadata.insert(
+                    meta::SECRETS_VERSION.into(),
+                    self.observed
+                        .ledger
+                        .secrets_version
+                        .unwrap_or(0)
+                        .to_string(),
+                );
+                self.next_id += 1;
+                let m = Machine {
+                    id: MachineId::parse(format!("{:014x}", 0xdef0000 + self.next_id)).unwrap(),
+                    name: "m".into(),
+                    state: MachineState::Started,
+                    region: region.clone(),
+                    version: format!("V{}", self.next_id),
+                    host_status: HostStatus::Ok,
+                    metadata: config.metadata.clone(),
+                    config: Some(config),
+                    created_at: Some(t0()),
+                    updated_at: Some(t0()),
+                };
+                self.observed.pending_machines.retain(|p| &p.key != key);
+                self.observed.machines.push(m);
+            }
+            Action::UpdateMachine { id, config, .. } => {
+                let sv = o.ledger.secrets_version.unwrap_or(0).to_string();
+                let m = o
+                    .machines
+                    .iter_mut()
+                    .find(|m| &m.id == id)
+                    .expect("update of a missing machine");
+                let mut config = config.clone();
+                if let Some(k) = m.metadata.get(meta::CREATE_KEY) {
+                    config.metadata.insert(meta::CREATE_KEY.into(), k.clone());
+                }
+                config.metadata.insert(meta::SECRETS_VERSION.into(), sv);
+                m.metadata = config.metadata.clone();
+                m.config = Some(config);
+                m.state = MachineState::Started;
+            }
+            Action::StartMachine { id, .. } => {
+                o.machines.iter_mut().find(|m| &m.id == id).unwrap().state = MachineState::Started;
+            }
+            Action::DestroyMachine { id, .. } => o.machines.retain(|m| &m.id != id),
+            Action::Forget => {}
+        }
+    }
+
+    /// Plans and applies until the plan is empty; returns the rounds taken.
+    pub fn converge(&mut self, desired: &Desired<'_>, max_rounds: usize) -> usize {
+        for round in 0..max_rounds {
+            let p = plan(desired, &self.observed, t0());
+            if p.is_empty() {
+                return round;
+            }
+            for s in &p.steps {
+                self.apply(s);
+            }
+        }
+        panic!(
+            "did not converge in {max_rounds} rounds: {}",
+            plan(desired, &self.observed, t0()).render()
+        );
+    }
+}
+
+fn opts() -> PlanOptions {
+    PlanOptions::default()
+}
+
+fn names(p: &Plan) -> Vec<&'static str> {
+    p.steps.iter().map(|s| s.action.name()).collect()
+}
+
+#[test]
+fn a_new_tenant_is_created_in_dependency_order() {
+    let t = tenant("acme");
+    let o = opts();
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &World::empty().observed,
+        t0(),
+    );
+    assert_eq!(
+        names(&p),
+        [
+            "CreateApp",
+            "AssignIp",
+            "AssignIp",
+            "RequestCertificate",
+            "UpdateSecrets",
+            "CreateMachine",
+            "CreateMachine"
+        ]
+    );
+    assert!(p.blockers.is_empty());
+    // Each step carries its reason.
+    assert_eq!(p.steps[0].reason, Reason::AppMissing);
+    assert_eq!(p.steps[5].reason, Reason::ScaleUp { have: 0, want: 2 });
+}
+
+#[test]
+fn a_converged_tenant_plans_nothing() {
+    let t = tenant("acme");
+    let o = opts();
+    let d = Desired {
+        tenant: &t,
+        deleting: false,
+        options: &o,
+    };
+    let mut w = World::empty();
+    let rounds = w.converge(&d, 5);
+    assert!(rounds <= 2, "took {rounds} rounds");
+    assert!(plan(&d, &w.observed, t0()).is_empty());
+    assert_eq!(w.observed.machines.len(), 2);
+    assert_eq!(w.observed.ips.len(), 2);
+}
+
+#[test]
+fn creates_get_distinct_keys() {
+    let t = tenant("acme");
+    let o = opts();
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &World::empty().observed,
+        t0(),
+    );
+    let keys: Vec<&String> = p
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::CreateMachine { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[test]
+fn an_app_held_by_another_org_blocks_everything() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = World::empty();
+    w.observed.app = AppObservation::OtherOrg;
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.is_empty());
+    assert_eq!(
+        p.blockers,
+        [Blocker::AppNameTaken {
+            name: t.spec.app.name.clone()
+        }]
+    );
+}
+
+#[test]
+fn an_existing_app_is_not_adopted_silently() {
+    let mut t = tenant("acme");
+    let o = opts();
+    let mut w = World::empty();
+    w.observed.app = AppObservation::InOrg;
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.is_empty());
+    assert_eq!(
+        p.blockers,
+        [Blocker::AppNotOwned {
+            name: t.spec.app.name.clone()
+        }]
+    );
+
+    t.metadata
+        .annotations
+        .insert(ADOPT_ANNOTATION.into(), "true".into());
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.blockers.is_empty());
+    assert!(!names(&p).contains(&"CreateApp"));
+    assert!(names(&p).contains(&"CreateMachine"));
+}
+
+fn converged(t: &Tenant) -> World {
+    let o = opts();
+    let mut w = World::empty();
+    w.converge(
+        &Desired {
+            tenant: t,
+            deleting: false,
+            options: &o,
+        },
+        5,
+    );
+    w
+}
+
+#[test]
+fn foreign_resources_are_reported_and_never_touched() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    let mut foreign = w.machine(&t, &t.spec.machines[0], MachineState::Started);
+    foreign.metadata.clear();
+    foreign.config.as_mut().unwrap().metadata.clear();
+    w.observed.machines.push(foreign.clone());
+    w.observed.ips.push(IpAssignment {
+        ip: "137.66.9.9".into(),
+        kind: IpKind::V4,
+        region: None,
+        service_name: None,
+        created_at: None,
+    });
+    w.observed.secrets.push(AppSecret {
+        name: SecretName::parse("HAND_MADE").unwrap(),
+        digest: "x".into(),
+    });
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.is_empty(), "{}", p.render());
+    assert!(p.findings.contains(&Finding::ForeignMachine {
+        id: foreign.id.clone()
+    }));
+    assert!(p.findings.contains(&Finding::ForeignIp {
+        ip: "137.66.9.9".into()
+    }));
+    assert!(p.findings.contains(&Finding::ForeignSecret {
+        name: SecretName::parse("HAND_MADE").unwrap()
+    }));
+}
+
+#[test]
+fn an_image_changed_behind_our_back_is_drift() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    w.observed.machines[0].config.as_mut().unwrap().image = "evil:latest".into();
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["UpdateMachine"]);
+    assert_eq!(
+        p.steps[0].reason,
+        Reason::Drifted {
+            fields: vec!["image"]
+        }
+    );
+}
+
+#[test]
+fn an_unreachable_host_is_never_diffed() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    w.observed.machines[0].config = None;
+    w.observed.machines[0].host_status = HostStatus::Unreachable;
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.is_empty());
+    assert!(matches!(
+        p.findings[..],
+        [Finding::HostUnreachable { .. }, ..]
+    ));
+}
+
+#[test]
+fn spec_changes_roll_one_machine_at_a_time() {
+    let mut t = tenant("acme");
+    t.spec.machines[0].count = 3;
+    let o = opts();
+    let mut w = converged(&t);
+    t.spec.machines[0].image = "nginx:1.28".into();
+    let d = Desired {
+        tenant: &t,
+        deleting: false,
+        options: &o,
+    };
+    let p = plan(&d, &w.observed, t0());
+    assert_eq!(names(&p), ["UpdateMachine"]);
+    assert_eq!(p.steps[0].reason, Reason::SpecChanged);
+    assert!(p.findings.contains(&Finding::RolloutInProgress {
+        group: t.spec.machines[0].name.clone(),
+        pending: 3
+    }));
+
+    // While one machine is replacing, nothing else is touched.
+    w.observed.machines[0].state = MachineState::Replacing;
+    assert!(plan(&d, &w.observed, t0()).is_empty());
+
+    // With max_unavailable 2, two machines roll at once.
+    w.observed.machines[0].state = MachineState::Started;
+    let o2 = PlanOptions {
+        max_unavailable: 2,
+        ..opts()
+    };
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o2,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["UpdateMachine", "UpdateMachine"]);
+}
+
+#[test]
+fn a_failed_new_version_stops_the_roll() {
+    let mut t = tenant("acme");
+    t.spec.machines[0].count = 3;
+    let o = opts();
+    let mut w = converged(&t);
+    t.spec.machines[0].image = "nginx:1.28".into();
+    let d = Desired {
+        tenant: &t,
+        deleting: false,
+        options: &o,
+    };
+    let p = plan(&d, &w.observed, t0());
+    w.apply(&p.steps[0]);
+    let Action::UpdateMachine { id, .. } = &p.steps[0].action else {
+        panic!()
+    };
+    w.observed
+        .machines
+        .iter_mut()
+        .find(|m| &m.id == id)
+        .unwrap()
+        .state = MachineState::Failed;
+    let p = plan(&d, &w.observed, t0());
+    assert!(p.is_empty(), "{}", p.render());
+    assert!(
+        p.findings
+            .iter()
+            .any(|f| matches!(f, Finding::RolloutFailed { .. }))
+    );
+}
+
+#[test]
+fn scaling_down_removes_failed_machines_first() {
+    let mut t = tenant("acme");
+    t.spec.machines[0].count = 3;
+    let o = opts();
+    let mut w = converged(&t);
+    w.observed.machines[1].state = MachineState::Failed;
+    let failed = w.observed.machines[1].id.clone();
+    t.spec.machines[0].count = 2;
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["DestroyMachine"]);
+    assert_eq!(
+        p.steps[0].action,
+        Action::DestroyMachine {
+            group: Some(t.spec.machines[0].name.clone()),
+            id: failed
+        }
+    );
+    assert_eq!(p.steps[0].reason, Reason::ScaleDown { have: 3, want: 2 });
+}
+
+#[test]
+fn new_secrets_reach_running_machines() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    w.observed.ledger.secrets_version = Some(7);
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["UpdateMachine"]);
+    assert!(matches!(
+        p.steps[0].reason,
+        Reason::SecretsChanged { current: 7, .. }
+    ));
+}
+
+#[test]
+fn a_stopped_machine_is_started_when_autostop_is_off() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    w.observed.machines[0].state = MachineState::Stopped;
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["StartMachine"]);
+}
+
+#[test]
+fn teardown_runs_in_reverse_order() {
+    let t = tenant("acme");
+    let o = opts();
+    let w = converged(&t);
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: true,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(
+        names(&p),
+        [
+            "DestroyMachine",
+            "DestroyMachine",
+            "ReleaseIp",
+            "ReleaseIp",
+            "DeleteCertificate"
+        ],
+        "{}",
+        p.render()
+    );
+    let phases: Vec<Phase> = p.steps.iter().map(|s| s.phase).collect();
+    assert!(phases.windows(2).all(|w| w[0] <= w[1]));
+
+    // Once the machines are gone the app goes, then the row.
+    let mut w = w;
+    let d = Desired {
+        tenant: &t,
+        deleting: true,
+        options: &o,
+    };
+    for s in &p.steps {
+        w.apply(s);
+    }
+    let p = plan(&d, &w.observed, t0());
+    assert_eq!(names(&p), ["DeleteApp"]);
+    w.apply(&p.steps[0]);
+    assert_eq!(names(&plan(&d, &w.observed, t0())), ["Forget"]);
+}
+
+#[test]
+fn orphan_policy_leaves_fly_alone() {
+    let mut t = tenant("acme");
+    t.spec.deletion_policy = DeletionPolicy::Orphan;
+    let o = opts();
+    let w = converged(&t);
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: true,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["Forget"]);
+}
+
+#[test]
+fn foreign_machines_block_app_deletion() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    let mut foreign = w.machine(&t, &t.spec.machines[0], MachineState::Started);
+    foreign.metadata.clear();
+    w.observed.machines.push(foreign);
+    w.observed.machines.retain(|m| !m.metadata.is_empty());
+    let d = Desired {
+        tenant: &t,
+        deleting: true,
+        options: &o,
+    };
+    let mut foreign = w.machine(&t, &t.spec.machines[0], MachineState::Started);
+    foreign.metadata.clear();
+    w.observed.machines = vec![foreign];
+    let p = plan(&d, &w.observed, t0());
+    assert!(!names(&p).contains(&"DeleteApp"));
+    assert!(p.findings.contains(&Finding::DeletionBlocked {
+        foreign_machines: 1
+    }));
+}
+
+#[test]
+fn pending_certificates_are_checked_at_most_once_per_interval() {
+    let t = tenant("acme");
+    let o = opts();
+    let mut w = converged(&t);
+    let host = t.spec.certificates[0].hostname.clone();
+    let c = &mut w.observed.certificates[0];
+    c.summary.has_fly_certificate = false;
+    c.detail = Some(CertificateDetail {
+        hostname: host.to_string(),
+        status: "pending".into(),
+        configured: false,
+        acme_requested: true,
+        issued: false,
+        rate_limited_until: None,
+        dns_records: vec![],
+        validation_errors: vec![],
+    });
+    let d = Desired {
+        tenant: &t,
+        deleting: false,
+        options: &o,
+    };
+    assert_eq!(names(&plan(&d, &w.observed, t0())), ["CheckCertificate"]);
+    w.observed
+        .ledger
+        .certificate_checks
+        .insert(host.clone(), t0());
+    assert!(plan(&d, &w.observed, t0()).is_empty());
+    let later = t0()
+        .checked_add(jiff::SignedDuration::from_secs(301))
+        .unwrap();
+    assert_eq!(names(&plan(&d, &w.observed, later)), ["CheckCertificate"]);
+    // Rate limited: no check until the limit passes.
+    w.observed.certificates[0]
+        .detail
+        .as_mut()
+        .unwrap()
+        .rate_limited_until = Some(
+        later
+            .checked_add(jiff::SignedDuration::from_secs(60))
+            .unwrap(),
+    );
+    let p = plan(&d, &w.observed, later);
+    assert!(p.is_empty());
+    assert!(matches!(
+        &p.findings[0],
+        Finding::CertificatePending {
+            rate_limited_until: Some(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_unconfirmed_create_is_resumed_with_its_key() {
+    let mut t = tenant("acme");
+    t.spec.machines[0].count = 1;
+    let o = opts();
+    let mut w = converged(&t);
+    w.observed.machines.clear();
+    w.observed.pending_machines.push(PendingMachine {
+        key: "web-abc".into(),
+        group: t.spec.machines[0].name.clone(),
+    });
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["CreateMachine"]);
+    assert!(matches!(&p.steps[0].action, Action::CreateMachine { key, .. } if key == "web-abc"));
+    assert_eq!(p.steps[0].reason, Reason::ResumeCreate);
+}
+
+#[test]
+fn undesired_ips_are_released_only_when_ours() {
+    let mut t = tenant("acme");
+    let o = opts();
+    let w = converged(&t);
+    t.spec.ips.retain(|i| i.kind != IpKind::SharedV4);
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert_eq!(names(&p), ["ReleaseIp"]);
+    assert_eq!(p.steps[0].reason, Reason::IpNotDesired);
+    let mut w2 = w.clone();
+    w2.observed.ledger.ips.clear();
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w2.observed,
+        t0(),
+    );
+    assert!(p.is_empty());
+}
+
+#[test]
+fn a_rendered_plan_lists_each_step_with_its_reason() {
+    let t = tenant("acme");
+    let o = opts();
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &World::empty().observed,
+        t0(),
+    );
+    let expected = "\
+tenant acme: 7 change(s)
+  + create app acme in org personal                                # app does not exist
+  + assign ip v6                                                   # desired address is not assigned
+  + assign ip shared_v4                                            # desired address is not assigned
+  + request certificate app.example.com                            # certificate not requested yet
+  ~ update secrets +SESSION_KEY (generated, 32 chars)              # secret not set on the app
+  + create machine in group web (ord, nginx:1.27, shared 1x256MB)  # group has 0 of 2 machines
+  + create machine in group web (ord, nginx:1.27, shared 1x256MB)  # group has 0 of 2 machines
+";
+    assert_eq!(p.render(), expected);
+}
+
+fn arb_tenant() -> impl Strategy<Value = Tenant> {
+    (
+        prop::collection::vec((0u32..4, 0usize..2), 0..3),
+        prop::sample::subsequence(
+            vec![IpKind::V6, IpKind::V4, IpKind::SharedV4, IpKind::PrivateV6],
+            0..4,
+        ),
+        0usize..3,
+        any::<bool>(),
+    )
+        .prop_map(|(groups, ips, certs, secret)| {
+            let mut t = tenant("prop");
+            t.spec.machines = groups
+                .iter()
+                .enumerate()
+                .map(|(i, (count, img))| {
+                    let mut g = group(&format!("g{i}"), *count);
+                    g.image = format!("img:{img}");
+                    g
+                })
+                .collect();
+            t.spec.ips = ips
+                .into_iter()
+                .map(|kind| IpSpec {
+                    kind,
+                    region: None,
+                    service_name: None,
+                    network: None,
+                })
+                .collect();
+            t.spec.certificates = (0..certs)
+                .map(|i| CertificateSpec {
+                    hostname: Hostname::parse(format!("h{i}.example.com")).unwrap(),
+                })
+                .collect();
+            if !secret {
+                t.spec.secrets.clear();
+            }
+            t
+        })
+}
+
+proptest! {
+    /// From any starting point (a previous spec's converged state, plus
+    /// foreign resources), planning and applying converges in a bounded number
+    /// of rounds, with exact machine counts, nothing duplicated and nothing
+    /// foreign touched.
+    #[test]
+    fn planning_converges_from_any_start(
+        before in arb_tenant(),
+        after in arb_tenant(),
+        foreign_machines in 0usize..3,
+        foreign_ip in any::<bool>(),
+        max_unavailable in 1u32..3,
+    ) {
+        let o = PlanOptions { max_unavailable, ..PlanOptions::default() };
+        let mut w = World::empty();
+        w.converge(&Desired { tenant: &before, deleting: false, options: &o }, 10);
+        let mut foreign_ids = Vec::new();
+        for _ in 0..foreign_machines {
+            let g = group("other", 1);
+            let mut m = w.machine(&before, &g, MachineState::Started);
+            m.metadata.clear();
+            foreign_ids.push(m.id.clone());
+            w.observed.machines.push(m);
+        }
+        if foreign_ip {
+            w.observed.ips.push(IpAssignment { ip: "137.66.200.1".into(), kind: IpKind::V4, region: None, service_name: None, created_at: None });
+        }
+        let d = Desired { tenant: &after, deleting: false, options: &o };
+        // Each round may update max_unavailable machines per group.
+        w.converge(&d, 20);
+        for g in &after.spec.machines {
+            let n = w.observed.machines.iter().filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(g.name.as_str())).count();
+            prop_assert_eq!(n, g.count as usize);
+        }
+        for id in &foreign_ids {
+            prop_assert!(w.observed.machines.iter().any(|m| &m.id == id));
+        }
+        prop_assert_eq!(foreign_ip, w.observed.ips.iter().any(|i| i.ip == "137.66.200.1"));
+        // No duplicates: flotilla's own addresses never exceed the spec (a
+        // foreign address that matches a spec may satisfy it, unreleased).
+        let owned = w.observed.ips.iter().filter(|i| w.observed.ledger.ips.contains(&i.ip)).count();
+        prop_assert!(owned <= after.spec.ips.len());
+        prop_assert!(w.observed.ips.len() <= after.spec.ips.len() + usize::from(foreign_ip));
+        prop_assert_eq!(w.observed.certificates.len(), after.spec.certificates.len());
+
+        // Teardown from there removes everything flotilla made, and only that.
+        let del = Desired { tenant: &after, deleting: true, options: &o };
+        for _ in 0..5 {
+            let p = plan(&del, &w.observed, t0());
+            if p.steps.iter().any(|s| s.action == Action::Forget) { break; }
+            for s in &p.steps { w.apply(s); }
+        }
+        if foreign_ids.is_empty() {
+            prop_assert_eq!(w.observed.app.clone(), AppObservation::Absent);
+        } else {
+            for id in &foreign_ids {
+                prop_assert!(w.observed.machines.iter().any(|m| &m.id == id));
+            }
+        }
+    }
+}
