@@ -17,6 +17,8 @@ pub mod clock;
 pub mod fly;
 pub mod ids;
 pub mod plan;
+pub mod reconcile;
+pub mod runtime;
 pub mod sim;
 pub mod spec;
 pub mod store;

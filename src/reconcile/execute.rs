@@ -1,0 +1,457 @@
+//! Execution: one idempotent attempt at a plan.
+//!
+//! Steps run in plan order. A failed step is recorded and the rest of its
+//! phase still runs (its steps are independent), but later phases are skipped,
+//! since they depend on earlier ones (machines need the app, the app's
+//! deletion needs the machines gone). Nothing is retried here: the next
+//! activation re-observes and re-plans, with per-tenant backoff.
+//!
+//! # Leak safety
+//! Creates whose id the server generates (app, machines, IPs) record an
+//! intent in the store *before* calling Fly and remove it after the result is
+//! in the ledger. A crash or a lost response leaves the intent behind, and
+//! `intents::resolve` turns it into ownership on the next activation instead
+//! of a second create. Machine creates carry their intent key in metadata
+//! (`flotilla.create-key`), so a resumed create first looks the key up.
+//!
+//! Every write to Fly is recorded as an event (actor, action, reason, result).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::{Rng, RngExt};
+use secrecy::SecretString;
+
+use crate::fly::{
+    AssignIp, CreateMachine, FlyApi, FlyError, MachineConfig, MachineFilter, MachineState,
+    UpdateMachine, WaitState, meta,
+};
+use crate::ids::{MachineId, SecretName, TenantName};
+use crate::plan::{Action, Ledger, Observed, Phase, Plan, Reason, Step};
+use crate::spec::{Charset, Tenant};
+use crate::store::{Intent, NewEvent, Store, StoreError};
+
+/// Per-attempt settings.
+#[derive(Debug, Clone)]
+pub struct ExecuteOptions {
+    /// How long to wait for an updated machine's new version to settle.
+    pub settle_timeout: Duration,
+    /// TTL of the lease held while a machine is updated or destroyed.
+    pub lease_ttl: Duration,
+}
+
+impl Default for ExecuteOptions {
+    fn default() -> Self {
+        Self {
+            settle_timeout: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    pub action: &'static str,
+    pub reason: String,
+    pub error: Option<String>,
+}
+
+/// What an attempt did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionReport {
+    pub outcomes: Vec<StepOutcome>,
+    /// Phases skipped because an earlier phase failed.
+    pub skipped: usize,
+    /// The tenant row was removed (teardown finished, or Orphan policy).
+    pub forgotten: bool,
+    /// A retryable Fly error asked the controller to slow down.
+    pub rate_limited: bool,
+}
+
+impl ExecutionReport {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    pub fn first_error(&self) -> Option<&str> {
+        self.outcomes.iter().find_map(|o| o.error.as_deref())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Fly(#[from] FlyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("machine {id} failed on its new version {version}")]
+    NewVersionFailed { id: MachineId, version: String },
+}
+
+/// Everything execution needs, borrowed from the reconciler.
+pub struct Executor<'a> {
+    pub fly: &'a dyn FlyApi,
+    pub store: &'a dyn Store,
+    pub now: Timestamp,
+    pub actor: &'a str,
+    pub options: &'a ExecuteOptions,
+    pub rng: &'a mut (dyn Rng + Send + Sync),
+}
+
+impl Executor<'_> {
+    /// Runs the plan once. Ledger changes are applied to `ledger` as steps
+    /// succeed; the caller persists it with the status.
+    pub async fn execute(
+        &mut self,
+        tenant: &Tenant,
+        plan: &Plan,
+        observed: &Observed,
+        ledger: &mut Ledger,
+    ) -> ExecutionReport {
+        let mut report = ExecutionReport::default();
+        let mut failed_phase: Option<Phase> = None;
+        for step in &plan.steps {
+            if let Some(p) = failed_phase
+                && step.phase > p
+            {
+                report.skipped += 1;
+                continue;
+            }
+            let result = self.run(tenant, step, observed, ledger).await;
+            let error = result.as_ref().err().map(ToString::to_string);
+            if let Err(StepError::Fly(e)) = &result {
+                report.rate_limited |= matches!(e, FlyError::RateLimited { .. });
+            }
+            if error.is_some() && failed_phase.is_none() {
+                failed_phase = Some(step.phase);
+            }
+            if matches!(step.action, Action::Forget) && error.is_none() {
+                report.forgotten = true;
+            }
+            metrics::counter!(
+                "flotilla_fly_writes_total",
+                "action" => step.action.name(),
+                "result" => if error.is_some() { "error" } else { "ok" }
+            )
+            .increment(1);
+            // Forget removes the row; its event is still kept (events outlive rows).
+            let event = NewEvent {
+                tenant: tenant.name().clone(),
+                actor: self.actor.to_string(),
+                action: step.action.name().to_string(),
+                reason: format!("{} ({})", step.action, step.reason),
+                result: error.clone().unwrap_or_else(|| "ok".to_string()),
+                at: self.now,
+            };
+            if let Err(e) = self.store.append_event(&event).await {
+                tracing::warn!(tenant = %tenant.name(), error = %e, "could not record event");
+            }
+            report.outcomes.push(StepOutcome {
+                action: step.action.name(),
+                reason: step.reason.to_string(),
+                error,
+            });
+        }
+        report
+    }
+
+    async fn run(
+        &mut self,
+        tenant: &Tenant,
+        step: &Step,
+        observed: &Observed,
+        ledger: &mut Ledger,
+    ) -> Result<(), StepError> {
+        let fly = self.fly;
+        let name = tenant.name();
+        let app = &tenant.spec.app.name;
+        match &step.action {
+            Action::CreateApp {
+                org,
+                name: app_name,
+                network,
+            } => {
+                self.intent(name, "app", "app", serde_json::json!({ "name": app_name }))
+                    .await?;
+                match fly.create_app(org, app_name, network.as_deref()).await {
+                    Ok(()) => {}
+                    // Our own earlier create whose response was lost: the
+                    // intent proves it is ours; confirm the org.
+                    Err(FlyError::NameTaken { .. }) => {
+                        let found = fly.get_app(app_name).await?;
+                        if &found.org_slug != org {
+                            return Err(FlyError::NameTaken {
+                                message: format!("{app_name} belongs to another org"),
+                            }
+                            .into());
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                ledger.app_owned = true;
+                self.store.delete_intent(name, "app").await?;
+            }
+            Action::DeleteApp { name: app_name } => {
+                ignore_not_found(fly.delete_app(app_name).await)?;
+                ledger.app_owned = false;
+            }
+            Action::AssignIp { spec } => {
+                let key = format!("ip-{}-{}", spec.kind.as_str(), self.now.as_microsecond());
+                self.intent(
+                    name,
+                    &key,
+                    "ip",
+                    serde_json::to_value(spec).expect("ip spec serializes"),
+                )
+                .await?;
+                let ip = fly
+                    .assign_ip(
+                        app,
+                        &AssignIp {
+                            kind: spec.kind,
+                            region: spec.region.as_ref().map(ToString::to_string),
+                            service_name: spec.service_name.clone(),
+                            network: spec.network.clone(),
+                            org_slug: Some(tenant.spec.org.clone()),
+                        },
+                    )
+                    .await?;
+                ledger.ips.insert(ip.ip);
+                self.store.delete_intent(name, &key).await?;
+            }
+            Action::ReleaseIp { ip } => {
+                ignore_not_found(fly.release_ip(app, ip).await)?;
+                ledger.ips.remove(ip);
+            }
+            Action::RequestCertificate { hostname } => {
+                fly.request_acme_certificate(app, hostname.as_str()).await?;
+                ledger.certificates.insert(hostname.clone());
+                ledger.certificate_checks.insert(hostname.clone(), self.now);
+            }
+            Action::CheckCertificate { hostname } => {
+                ledger.certificate_checks.insert(hostname.clone(), self.now);
+                fly.check_certificate(app, hostname.as_str()).await?;
+            }
+            Action::DeleteCertificate { hostname } => {
+                ignore_not_found(fly.delete_certificate(app, hostname.as_str()).await)?;
+                ledger.certificates.remove(hostname);
+                ledger.certificate_checks.remove(hostname);
+            }
+            Action::UpdateSecrets { generate, unset } => {
+                let names: Vec<&SecretName> = generate.iter().map(|(n, _, _)| n).collect();
+                self.intent(
+                    name,
+                    "secrets",
+                    "secrets",
+                    serde_json::json!({ "set": names }),
+                )
+                .await?;
+                let mut values: BTreeMap<SecretName, Option<SecretString>> = BTreeMap::new();
+                for (secret, len, charset) in generate {
+                    values.insert(
+                        secret.clone(),
+                        Some(generate_secret(&mut *self.rng, *len, *charset)),
+                    );
+                }
+                for secret in unset {
+                    values.insert(secret.clone(), None);
+                }
+                let version = fly.update_secrets(app, &values).await?;
+                for (secret, _, _) in generate {
+                    ledger.secrets.insert(secret.clone());
+                }
+                for secret in unset {
+                    ledger.secrets.remove(secret);
+                }
+                ledger.secrets_version = Some(version);
+                self.store.delete_intent(name, "secrets").await?;
+            }
+            Action::CreateMachine {
+                group,
+                region,
+                key,
+                config,
+            } => {
+                let resumed = step.reason == Reason::ResumeCreate;
+                if !resumed {
+                    self.intent(name, key, "machine", serde_json::json!({ "group": group }))
+                        .await?;
+                }
+                // A resumed create first looks for the machine it may have made.
+                let existing = if resumed {
+                    fly.list_machines(
+                        app,
+                        &MachineFilter {
+                            metadata: vec![(meta::CREATE_KEY.to_string(), key.clone())],
+                            include_deleted: false,
+                        },
+                    )
+                    .await?
+                    .into_iter()
+                    .find(|m| !m.state.is_gone())
+                } else {
+                    None
+                };
+                if existing.is_none() {
+                    let mut config = config.clone();
+                    config
+                        .metadata
+                        .insert(meta::CREATE_KEY.to_string(), key.clone());
+                    stamp_secrets_version(&mut config, ledger);
+                    fly.create_machine(
+                        app,
+                        &CreateMachine {
+                            name: None,
+                            region: region.clone(),
+                            config,
+                            skip_launch: false,
+                            min_secrets_version: ledger.secrets_version,
+                        },
+                    )
+                    .await?;
+                }
+                self.store.delete_intent(name, key).await?;
+            }
+            Action::UpdateMachine {
+                id,
+                current_version,
+                config,
+                ..
+            } => {
+                let mut config = config.clone();
+                if let Some(key) = observed
+                    .machines
+                    .iter()
+                    .find(|m| &m.id == id)
+                    .and_then(|m| m.metadata.get(meta::CREATE_KEY))
+                {
+                    config
+                        .metadata
+                        .insert(meta::CREATE_KEY.to_string(), key.clone());
+                }
+                stamp_secrets_version(&mut config, ledger);
+                let lease = fly
+                    .acquire_lease(app, id, self.options.lease_ttl, "flotilla update")
+                    .await?;
+                let update = UpdateMachine {
+                    region: None,
+                    config,
+                    current_version: Some(current_version.clone()),
+                    min_secrets_version: ledger.secrets_version,
+                    skip_launch: false,
+                };
+                let result = fly
+                    .update_machine(app, id, &update, Some(&lease.nonce))
+                    .await;
+                // Release even when the update failed; a failed release only
+                // means the lease expires on its own.
+                if let Err(e) = fly.release_lease(app, id, &lease.nonce).await {
+                    tracing::debug!(machine = %id, error = %e, "lease release failed");
+                }
+                let machine = result?;
+                // Wait for the new version to settle before the next machine
+                // of the group is touched (the planner counts it busy until).
+                let state = fly
+                    .wait_machine(
+                        app,
+                        id,
+                        WaitState::Settled,
+                        Some(&machine.version),
+                        self.options.settle_timeout,
+                    )
+                    .await;
+                match state {
+                    Ok(MachineState::Failed) => {
+                        return Err(StepError::NewVersionFailed {
+                            id: id.clone(),
+                            version: machine.version,
+                        });
+                    }
+                    Ok(_) => {}
+                    // Not settled yet: the next activation sees it and waits.
+                    Err(FlyError::Timeout { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::StartMachine { id, .. } => fly.start_machine(app, id, None).await?,
+            Action::DestroyMachine { id, .. } => {
+                ignore_not_found(fly.delete_machine(app, id, true, None).await)?;
+            }
+            Action::Forget => self.store.remove(name).await?,
+        }
+        Ok(())
+    }
+
+    async fn intent(
+        &self,
+        tenant: &TenantName,
+        key: &str,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_intent(&Intent {
+                tenant: tenant.clone(),
+                key: key.to_string(),
+                kind: kind.to_string(),
+                detail,
+                created_at: self.now,
+            })
+            .await
+    }
+}
+
+fn stamp_secrets_version(config: &mut MachineConfig, ledger: &Ledger) {
+    if let Some(v) = ledger.secrets_version {
+        config
+            .metadata
+            .insert(meta::SECRETS_VERSION.to_string(), v.to_string());
+    }
+}
+
+fn ignore_not_found(r: Result<(), FlyError>) -> Result<(), FlyError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// A random secret value from `rng` (a CSPRNG in production).
+pub fn generate_secret(
+    rng: &mut (dyn Rng + Send + Sync),
+    len: u32,
+    charset: Charset,
+) -> SecretString {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const HEX: &[u8] = b"0123456789abcdef";
+    const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let alphabet = match charset {
+        Charset::Alphanumeric => ALNUM,
+        Charset::Hex => HEX,
+        Charset::Base64url => B64URL,
+    };
+    let value: String = (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect();
+    SecretString::from(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn generated_secrets_use_the_requested_alphabet_and_length() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let s = generate_secret(&mut rng, 40, Charset::Hex);
+        assert_eq!(s.expose_secret().len(), 40);
+        assert!(s.expose_secret().chars().all(|c| c.is_ascii_hexdigit()));
+        let a = generate_secret(&mut rng, 32, Charset::Alphanumeric);
+        let b = generate_secret(&mut rng, 32, Charset::Alphanumeric);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+}

@@ -1,0 +1,94 @@
+//! Observation: a tenant's live Fly state from the fewest calls.
+//!
+//! Steady state costs four reads: machines (filtered server-side by the
+//! tenant's ownership metadata), IP assignments, certificates and secrets. The
+//! app itself is only looked up while flotilla does not yet own it, or when a
+//! list says the app is gone; a successful machine list already proves it
+//! exists. Certificate details are fetched only for certificates that do not
+//! look issued, so a converged tenant pays nothing extra for them.
+//!
+//! While a tenant is being deleted the machine list is unfiltered, so machines
+//! flotilla did not create are seen and block the app's deletion.
+
+use crate::fly::{FlyApi, FlyError, MachineFilter, meta};
+use crate::plan::{AppObservation, Ledger, Observed, ObservedCertificate, PendingMachine};
+use crate::spec::Tenant;
+
+/// Reads Fly for one tenant. Any failure aborts the observation: planning
+/// from a partial view could delete or duplicate things.
+pub async fn observe(
+    fly: &dyn FlyApi,
+    tenant: &Tenant,
+    deleting: bool,
+    ledger: Ledger,
+    pending_machines: Vec<PendingMachine>,
+    now: jiff::Timestamp,
+) -> Result<Observed, FlyError> {
+    let app = &tenant.spec.app.name;
+    let mut observed = Observed::absent(ledger, now);
+    observed.pending_machines = pending_machines;
+
+    let app_state = if observed.ledger.app_owned {
+        AppObservation::Assumed
+    } else {
+        look_up_app(fly, tenant).await?
+    };
+    if app_state == AppObservation::Absent || app_state == AppObservation::OtherOrg {
+        observed.app = app_state;
+        return Ok(observed);
+    }
+
+    let filter = if deleting {
+        MachineFilter::default()
+    } else {
+        MachineFilter {
+            metadata: vec![(meta::TENANT.to_string(), tenant.name().to_string())],
+            include_deleted: false,
+        }
+    };
+    let machines = match fly.list_machines(app, &filter).await {
+        Ok(m) => m,
+        // The ledger said the app was ours, but it is gone (deleted behind
+        // flotilla's back, or never became visible): look it up properly.
+        Err(e) if e.is_not_found() && app_state == AppObservation::Assumed => {
+            let state = look_up_app(fly, tenant).await?;
+            if state != AppObservation::InOrg {
+                observed.app = state;
+                return Ok(observed);
+            }
+            fly.list_machines(app, &filter).await?
+        }
+        Err(e) => return Err(e),
+    };
+    observed.app = app_state;
+    observed.machines = machines
+        .into_iter()
+        .filter(|m| !m.state.is_gone())
+        .collect();
+    observed.ips = fly.list_ips(app).await?;
+    let summaries = fly.list_certificates(app).await?;
+    let mut certificates = Vec::with_capacity(summaries.len());
+    for summary in summaries {
+        let looks_issued = summary.has_fly_certificate && summary.configured;
+        let detail = if looks_issued {
+            None
+        } else {
+            Some(fly.get_certificate(app, &summary.hostname).await?)
+        };
+        certificates.push(ObservedCertificate { summary, detail });
+    }
+    observed.certificates = certificates;
+    observed.secrets = fly.list_secrets(app).await?;
+    Ok(observed)
+}
+
+async fn look_up_app(fly: &dyn FlyApi, tenant: &Tenant) -> Result<AppObservation, FlyError> {
+    match fly.get_app(&tenant.spec.app.name).await {
+        Ok(app) if app.org_slug == tenant.spec.org => Ok(AppObservation::InOrg),
+        Ok(_) => Ok(AppObservation::OtherOrg),
+        Err(FlyError::NotFound { .. }) => Ok(AppObservation::Absent),
+        // Fly answers 403 for a name held by another org.
+        Err(FlyError::Forbidden { .. }) => Ok(AppObservation::OtherOrg),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,206 @@
+//! The tenant status document: conditions, per-resource status, the ledger and
+//! the recent reconcile history. Stored as JSON in the tenant row.
+//!
+//! Conditions follow the Kubernetes/Crossplane shape: `Ready` (is the tenant's
+//! slice of Fly as specified and healthy?) and `Synced` (did the last
+//! reconcile reach Fly as intended?), each with `observedGeneration` and a
+//! `lastTransitionTime` that only moves when the condition's status changes.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Ledger;
+
+/// How many reconciles are kept in `history`.
+pub const HISTORY_LEN: usize = 10;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TenantStatus {
+    pub observed_generation: i64,
+    pub conditions: Vec<Condition>,
+    pub ledger: Ledger,
+    pub machines: Vec<MachineStatus>,
+    pub certificates: Vec<CertificateStatus>,
+    pub ips: Vec<IpStatus>,
+    /// Things reported but not changed (foreign resources, pending DNS, ...).
+    pub findings: Vec<String>,
+    /// Why nothing may be changed, if anything.
+    pub blockers: Vec<String>,
+    /// The last reconciles, newest first.
+    pub history: Vec<ReconcileRecord>,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub next_reconcile_at: Option<Timestamp>,
+}
+
+impl TenantStatus {
+    /// Reads a stored status; an empty or unreadable document is a fresh one
+    /// (status is derived state: the next reconcile rebuilds it, and the
+    /// ledger's contents are re-learned from intents).
+    pub fn from_json(v: &serde_json::Value) -> Self {
+        serde_json::from_value(v.clone()).unwrap_or_default()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("status always serializes")
+    }
+
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    /// Sets a condition, keeping `lastTransitionTime` unless the status flips.
+    pub fn set_condition(&mut self, mut c: Condition) {
+        if let Some(old) = self.conditions.iter_mut().find(|o| o.kind == c.kind) {
+            if old.status == c.status {
+                c.last_transition_time = old.last_transition_time;
+            }
+            *old = c;
+        } else {
+            self.conditions.push(c);
+        }
+    }
+
+    pub fn push_history(&mut self, r: ReconcileRecord) {
+        self.history.insert(0, r);
+        self.history.truncate(HISTORY_LEN);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.condition(READY)
+            .is_some_and(|c| c.status == ConditionStatus::True)
+    }
+}
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+
+/// Condition reasons, as constants so they are spelled once.
+pub mod reasons {
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const PAUSED: &str = "Paused";
+    pub const OBSERVE_ONLY: &str = "ObserveOnly";
+    pub const DELETING: &str = "Deleting";
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    pub const BLOCKED: &str = "Blocked";
+    pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
+    pub const RECONCILE_ERROR: &str = "ReconcileError";
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: ConditionStatus,
+    pub reason: String,
+    pub message: String,
+    pub observed_generation: i64,
+    pub last_transition_time: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineStatus {
+    pub id: String,
+    pub group: String,
+    pub region: String,
+    pub state: String,
+    pub version: String,
+    pub in_sync: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    pub hostname: String,
+    pub issued: bool,
+    /// DNS records the operator must create, as `TYPE name value`.
+    pub dns_records: Vec<String>,
+    pub rate_limited_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpStatus {
+    pub ip: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub region: Option<String>,
+    pub owned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileRecord {
+    pub started_at: Timestamp,
+    pub duration_ms: u64,
+    pub generation: i64,
+    /// Steps attempted.
+    pub actions: usize,
+    /// Steps that failed.
+    pub failed: usize,
+    /// `ok`, `changed`, `blocked`, `paused`, `error: ...`.
+    pub result: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(status: ConditionStatus, at: &str) -> Condition {
+        Condition {
+            kind: READY.into(),
+            status,
+            reason: "r".into(),
+            message: String::new(),
+            observed_generation: 1,
+            last_transition_time: at.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_flips() {
+        let mut s = TenantStatus::default();
+        s.set_condition(cond(ConditionStatus::False, "2026-01-01T00:00:00Z"));
+        s.set_condition(cond(ConditionStatus::False, "2026-01-02T00:00:00Z"));
+        assert_eq!(
+            s.condition(READY).unwrap().last_transition_time.to_string(),
+            "2026-01-01T00:00:00Z"
+        );
+        s.set_condition(cond(ConditionStatus::True, "2026-01-03T00:00:00Z"));
+        assert_eq!(
+            s.condition(READY).unwrap().last_transition_time.to_string(),
+            "2026-01-03T00:00:00Z"
+        );
+        assert!(s.is_ready());
+    }
+
+    #[test]
+    fn history_keeps_the_last_ten() {
+        let mut s = TenantStatus::default();
+        for i in 0..15 {
+            s.push_history(ReconcileRecord {
+                started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+                duration_ms: i,
+                generation: 1,
+                actions: 0,
+                failed: 0,
+                result: "ok".into(),
+            });
+        }
+        assert_eq!(s.history.len(), HISTORY_LEN);
+        assert_eq!(s.history[0].duration_ms, 14);
+    }
+}
