@@ -759,5 +759,6 @@ async fn bad_urls_give_one_line_errors_without_the_password() {
             assert!(!format!("{err:?}").contains("hunter2"), "{url}: {err:?}");
         }
         assert!(!full.contains('\n'), "{url}: {full}");
+        eprintln!("{url} -> {full}");
     }
 }

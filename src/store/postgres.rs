@@ -24,7 +24,7 @@ use sqlx::postgres::{
     PgTypeInfo, PgValueFormat, PgValueRef,
 };
 use sqlx::types::Json;
-use sqlx::{Postgres, Row};
+use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
@@ -164,6 +164,25 @@ impl PgStore {
                 scrub(&e.to_string(), url)
             ))
         })?;
+        // One direct attempt first: the pool would retry a refused
+        // connection until its acquire timeout and then report only that it
+        // timed out; this fails fast with the real cause.
+        let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| format!("no answer within {}s", ACQUIRE_TIMEOUT.as_secs()))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match probe {
+            Ok(conn) => {
+                let _ = conn.close().await;
+            }
+            Err(e) => {
+                return Err(StoreError::Connect(format!(
+                    "{}: {}",
+                    redact_url(url),
+                    scrub(&e, url)
+                )));
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
