@@ -60,21 +60,29 @@ pub(crate) enum Decision {
 ///   *and* no deletion mark: re-applying a tenant marked for deletion clears
 ///   the mark, which is a change.
 pub(crate) fn decide(existing: Option<&Existing>, draft: &TenantDraft) -> Decision {
-    let Some(row) = existing else {
-        return Decision::Insert;
-    };
+    match existing {
+        None => Decision::Insert,
+        Some(row) => match decide_update(row, draft) {
+            None => Decision::Unchanged,
+            Some(generation) => Decision::Update { generation },
+        },
+    }
+}
+
+/// [`decide`] for an existing row: `None` if nothing is to be written, else
+/// the generation to write.
+pub(crate) fn decide_update(row: &Existing, draft: &TenantDraft) -> Option<i64> {
     let same_meaning = serde_json::from_value::<Tenant>(row.spec_json.clone())
         .map(|stored| stored.canonical_json() == draft.tenant.canonical_json())
         .unwrap_or(false);
     if same_meaning && row.yaml == draft.yaml && !row.marked_for_deletion {
-        return Decision::Unchanged;
+        return None;
     }
-    let generation = if same_meaning {
+    Some(if same_meaning {
         row.generation
     } else {
         row.generation + 1
-    };
-    Decision::Update { generation }
+    })
 }
 
 pub(crate) fn outcome(decision: Decision) -> ApplyOutcome {

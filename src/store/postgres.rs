@@ -335,28 +335,25 @@ async fn write_draft(
         // Created and then removed between our two statements.
         return Err(StoreError::NotFound(name.clone()));
     };
-    match common::decide(Some(&row), draft) {
-        Decision::Unchanged => Ok((Decision::Unchanged, row.generation)),
-        Decision::Insert => unreachable!("decide() only inserts when there is no row"),
-        Decision::Update { generation } => {
-            sqlx::query(
-                "UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, labels = $5, \
-                 generation = $6, updated_at = $7, deletion_requested_at = NULL WHERE name = $1",
-            )
-            .bind(name.as_str())
-            .bind(&values.app_name)
-            .bind(&draft.yaml)
-            .bind(Json(&values.spec_json))
-            .bind(Json(&values.labels))
-            .bind(generation)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
-            notify(conn, name).await?;
-            Ok((Decision::Update { generation }, generation))
-        }
-    }
+    let Some(generation) = common::decide_update(&row, draft) else {
+        return Ok((Decision::Unchanged, row.generation));
+    };
+    sqlx::query(
+        "UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, labels = $5, \
+         generation = $6, updated_at = $7, deletion_requested_at = NULL WHERE name = $1",
+    )
+    .bind(name.as_str())
+    .bind(&values.app_name)
+    .bind(&draft.yaml)
+    .bind(Json(&values.spec_json))
+    .bind(Json(&values.labels))
+    .bind(generation)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+    notify(conn, name).await?;
+    Ok((Decision::Update { generation }, generation))
 }
 
 #[async_trait]
