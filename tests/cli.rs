@@ -501,3 +501,26 @@ fn schema_is_json() {
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["properties"]["spec"].is_object(), "{v}");
 }
+
+#[test]
+fn finding_no_documents_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "notes.txt", "not a spec");
+    for cmd in ["validate", "apply"] {
+        let db = sqlite_db();
+        let r = flotilla(Some(&db.url), &[cmd, "-f", dir.path().to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{cmd}");
+        assert!(
+            r.stderr.starts_with("error: no tenant documents found in "),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    let r = flotilla(None, &["validate", "-f", "/nonexistent/flotilla-specs"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.starts_with("/nonexistent/flotilla-specs:1:1: "),
+        "{}",
+        r.stderr
+    );
+}

@@ -16,11 +16,17 @@ use crate::store::{self, TenantDraft};
 /// and returns `None`. Besides each document's own errors (and tenant names
 /// defined twice, which the loader reports), two tenants of one batch must not
 /// claim one Fly app.
-fn load(paths: &[PathBuf], opts: &ParseOptions) -> Option<Vec<LoadedDoc>> {
+/// Finding no document at all is an error too (like `kubectl apply`): it
+/// almost always means a wrong path.
+fn load(paths: &[PathBuf], opts: &ParseOptions) -> anyhow::Result<Option<Vec<LoadedDoc>>> {
     let (docs, mut diagnostics) = spec::load_files(paths, opts);
     diagnostics.extend(app_name_conflicts(&docs));
     if diagnostics.is_empty() {
-        return Some(docs);
+        if docs.is_empty() {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            anyhow::bail!("no tenant documents found in {}", shown.join(", "));
+        }
+        return Ok(Some(docs));
     }
     let mut err = std::io::stderr().lock();
     for d in &diagnostics {
@@ -28,7 +34,7 @@ fn load(paths: &[PathBuf], opts: &ParseOptions) -> Option<Vec<LoadedDoc>> {
     }
     let n = diagnostics.len();
     let _ = writeln!(err, "{n} problem{} found", if n == 1 { "" } else { "s" });
-    None
+    Ok(None)
 }
 
 /// Two tenants of one batch claiming the same Fly app (explicitly or through
@@ -62,7 +68,7 @@ pub fn validate(
     opts: &ParseOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let Some(docs) = load(paths, opts) else {
+    let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
     for d in &docs {
@@ -78,7 +84,7 @@ pub async fn apply(
     clock: SharedClock,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let Some(docs) = load(paths, opts) else {
+    let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
     let drafts: Vec<TenantDraft> = docs
