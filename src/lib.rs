@@ -9,10 +9,13 @@
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations.
 //! * [`fly`]: the `FlyApi` port and its HTTP client.
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
+//! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
+//!   besides `main`).
 //!
 //! Seams: [`clock`].
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod fly;
 pub mod ids;

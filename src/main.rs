@@ -1,1 +1,53 @@
-fn main() {}
+//! The `flotilla` binary: parse arguments, set up logging to stderr, run the
+//! command, map the outcome to an exit code. Everything else is in `cli`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use flotilla::cli::{self, Cli};
+use flotilla::clock::SystemClock;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error{at}: {}", msg.replace('\n', " "));
+    }));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli, Arc::new(SystemClock))) {
+        Ok(code) => code,
+        // The reader went away (`flotilla get tenants | head`): not an error.
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", cli::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

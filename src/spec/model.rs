@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
@@ -25,9 +26,11 @@ use crate::ids::{
 pub const API_VERSION: &str = "flotilla.dev/v1alpha1";
 pub const KIND_TENANT: &str = "Tenant";
 
-/// One tenant document: `apiVersion`/`kind` are checked and dropped.
+/// One tenant document. `apiVersion`/`kind` are not stored in the struct, but
+/// serde writes them (and requires them back), so canonical JSON is itself a
+/// valid spec document that `get -o yaml` users can re-apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(into = "TenantDoc", try_from = "TenantDoc")]
 pub struct Tenant {
     pub metadata: Metadata,
     pub spec: TenantSpec,
@@ -38,10 +41,51 @@ impl Tenant {
         &self.metadata.name
     }
 
-    /// The canonical JSON form: stable field order (struct order, `BTreeMap`
-    /// keys), all defaults explicit. Equal strings mean equal meaning.
+    /// The canonical JSON form: stable field order (`apiVersion`, `kind`, then
+    /// struct order and `BTreeMap` keys), all defaults explicit. Equal strings
+    /// mean equal meaning, and the text loads back as a spec.
     pub fn canonical_json(&self) -> String {
         serde_json::to_string(self).expect("the tenant model always serializes")
+    }
+}
+
+/// Serde form of [`Tenant`]: the struct plus the two constant header fields.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TenantDoc {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    spec: TenantSpec,
+}
+
+impl From<Tenant> for TenantDoc {
+    fn from(t: Tenant) -> Self {
+        TenantDoc {
+            api_version: API_VERSION.to_string(),
+            kind: KIND_TENANT.to_string(),
+            metadata: t.metadata,
+            spec: t.spec,
+        }
+    }
+}
+
+impl TryFrom<TenantDoc> for Tenant {
+    type Error = String;
+    fn try_from(d: TenantDoc) -> Result<Self, String> {
+        if d.api_version != API_VERSION {
+            return Err(format!(
+                "apiVersion must be `{API_VERSION}`, got {:?}",
+                d.api_version
+            ));
+        }
+        if d.kind != KIND_TENANT {
+            return Err(format!("kind must be `{KIND_TENANT}`, got {:?}", d.kind));
+        }
+        Ok(Tenant {
+            metadata: d.metadata,
+            spec: d.spec,
+        })
     }
 }
 
@@ -111,7 +155,7 @@ pub struct Guest {
     pub memory_mb: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CpuKind {
     Shared,
@@ -136,7 +180,7 @@ pub struct Service {
     pub concurrency: Option<Concurrency>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -151,7 +195,9 @@ pub struct Port {
     pub force_https: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Handler {
     Http,
@@ -182,7 +228,7 @@ pub struct Concurrency {
     pub hard_limit: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConcurrencyKind {
     Connections,
@@ -204,7 +250,7 @@ pub struct Check {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     Tcp,
@@ -219,7 +265,7 @@ pub struct RestartPolicy {
     pub max_retries: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartKind {
     No,
@@ -247,11 +293,81 @@ pub enum AutoStop {
     Suspend,
 }
 
+/// Serializes flat, as written in specs: `{name, generate: {length, charset}}`,
+/// `{name, fromToken: <token>}` or `{name, external: {}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(into = "SecretSpecDoc", try_from = "SecretSpecDoc")]
 pub struct SecretSpec {
     pub name: SecretName,
     pub source: SecretSource,
+}
+
+/// Serde form of [`SecretSpec`].
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SecretSpecDoc {
+    name: SecretName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generate: Option<GenerateDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_token: Option<TokenName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external: Option<ExternalDoc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateDoc {
+    length: u32,
+    charset: Charset,
+}
+
+/// Serializes as `{}`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalDoc {}
+
+impl From<SecretSpec> for SecretSpecDoc {
+    fn from(s: SecretSpec) -> Self {
+        let mut doc = SecretSpecDoc {
+            name: s.name,
+            generate: None,
+            from_token: None,
+            external: None,
+        };
+        match s.source {
+            SecretSource::Generate { length, charset } => {
+                doc.generate = Some(GenerateDoc { length, charset })
+            }
+            SecretSource::FromToken { token } => doc.from_token = Some(token),
+            SecretSource::External => doc.external = Some(ExternalDoc {}),
+        }
+        doc
+    }
+}
+
+impl TryFrom<SecretSpecDoc> for SecretSpec {
+    type Error = String;
+    fn try_from(d: SecretSpecDoc) -> Result<Self, String> {
+        let source = match (d.generate, d.from_token, d.external) {
+            (Some(g), None, None) => SecretSource::Generate {
+                length: g.length,
+                charset: g.charset,
+            },
+            (None, Some(token), None) => SecretSource::FromToken { token },
+            (None, None, Some(ExternalDoc {})) => SecretSource::External,
+            _ => {
+                return Err(format!(
+                    "secret `{}` needs exactly one of generate, fromToken, external",
+                    d.name
+                ));
+            }
+        };
+        Ok(SecretSpec {
+            name: d.name,
+            source,
+        })
+    }
 }
 
 /// Where a secret's value comes from. A spec never carries a plaintext value.
@@ -266,7 +382,7 @@ pub enum SecretSource {
     External,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Charset {
     /// `A-Za-z0-9`
@@ -293,7 +409,7 @@ pub struct TokenSpec {
     pub deliver_to: DeliverTo,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     /// A Fly deploy token scoped to the tenant's app.
@@ -335,7 +451,9 @@ pub struct IpSpec {
     pub network: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IpKind {
     /// Dedicated public IPv6.
@@ -359,7 +477,7 @@ impl IpKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DeletionPolicy {
     /// Tear the Fly resources down when the tenant is deleted.
     Delete,
@@ -367,7 +485,7 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ManagementPolicy {
     /// Create, update and delete to match the spec.
     Full,

@@ -17,9 +17,30 @@
 //! * `update` with an expected generation never loses a concurrent write: it
 //!   fails with [`StoreError::Conflict`] instead.
 //! * Secrets are never stored in plaintext here (the spec model has none).
+//! * A batch naming one tenant twice is rejected before anything is written
+//!   ([`StoreError::DuplicateInApply`]).
+//! * Two tenants never share a Fly app name: the database refuses the second
+//!   ([`StoreError::AppNameTaken`]), which also aborts the whole batch.
+//!
+//! # Deletion
+//! `mark_for_deletion` only sets a mark; the controller tears the tenant down
+//! and then calls `remove`, which refuses a tenant that is not marked
+//! ([`StoreError::NotMarkedForDeletion`]). Writing a spec again (`apply` or
+//! `update`) to a marked tenant clears the mark, i.e. **re-applying resurrects
+//! it**: the author's latest word wins, and a controller that was tearing it
+//! down sees the mark gone and converges back, while its `remove` is refused.
+//! The mark is not part of the spec, so setting or clearing it does not bump
+//! `generation`; it does count as a change (`configured`) and is notified.
+//!
+//! # Time
+//! Row timestamps come from the injected clock; all timestamps are kept to the
+//! microsecond on both backends.
 
+mod common;
 pub mod postgres;
 pub mod sqlite;
+
+pub use common::redact_url;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +50,7 @@ use futures::stream::BoxStream;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::TenantName;
+use crate::ids::{AppName, TenantName};
 use crate::spec::Tenant;
 
 /// A validated tenant plus the exact YAML text it was parsed from.
@@ -151,10 +172,21 @@ pub enum StoreError {
         expected: i64,
         actual: i64,
     },
-    /// The database URL is malformed or names an unsupported backend.
+    /// One batch named the same tenant twice; nothing was written.
+    #[error("tenant {0} appears more than once in one apply")]
+    DuplicateInApply(TenantName),
+    /// Another tenant already uses this Fly app name; nothing was written.
+    #[error("tenant {name}: Fly app name {app} is already used by another tenant")]
+    AppNameTaken { name: TenantName, app: AppName },
+    /// `remove` is only for tenants marked for deletion (see module docs).
+    #[error("tenant {0} is not marked for deletion")]
+    NotMarkedForDeletion(TenantName),
+    /// The database URL is malformed or names an unsupported backend. The
+    /// message never contains the URL's password.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
-    /// Could not reach or open the database.
+    /// Could not reach or open the database. The message never contains the
+    /// URL's password.
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error("database migration failed: {0}")]
@@ -162,7 +194,7 @@ pub enum StoreError {
     /// A stored row could not be decoded (corruption or a newer schema).
     #[error("stored data for {what} is unreadable: {detail}")]
     Corrupt { what: String, detail: String },
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[source] sqlx::Error),
 }
 
@@ -190,8 +222,11 @@ pub trait Store: Send + Sync {
     /// Marks a tenant for deletion. Returns false if there is no such tenant.
     async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError>;
     /// Removes the row (after teardown) with its intents; events are kept.
+    /// Refuses a tenant that is not marked for deletion; removing a tenant
+    /// that is already gone is not an error (teardown may be retried).
     async fn remove(&self, name: &TenantName) -> Result<(), StoreError>;
     /// Writes the controller's status and the generation it describes.
+    /// `NotFound` if there is no such tenant. Not a "change" for `changes()`.
     async fn write_status(
         &self,
         name: &TenantName,
@@ -209,7 +244,8 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
 
-    /// Records an intent (idempotent on `(tenant, key)`).
+    /// Records an intent (idempotent on `(tenant, key)`: a second put with the
+    /// same key keeps the first). `NotFound` if there is no such tenant.
     async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError>;
     async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError>;
     async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError>;
@@ -217,10 +253,21 @@ pub trait Store: Send + Sync {
     /// Names of tenants whose row changed (apply, update, delete mark), as they
     /// change. PostgreSQL uses LISTEN/NOTIFY, so writes from other processes
     /// are seen; SQLite only sees writes made through this process.
+    ///
+    /// Best effort, like any notification: a subscriber that falls behind, or
+    /// a PostgreSQL connection that drops, loses names (the PostgreSQL stream
+    /// ends if it cannot reconnect). Consumers keep a periodic full resync.
     async fn changes(&self) -> Result<BoxStream<'static, TenantName>, StoreError>;
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// A migration that `connect_reporting` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+}
 
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`,
 /// `postgres://...`), creating a SQLite file on first use, and applies
@@ -229,15 +276,25 @@ pub async fn connect(
     url: &str,
     clock: crate::clock::SharedClock,
 ) -> Result<SharedStore, StoreError> {
+    Ok(connect_reporting(url, clock).await?.0)
+}
+
+/// [`connect`], also returning the migrations this call applied (empty when
+/// the schema was already up to date).
+pub async fn connect_reporting(
+    url: &str,
+    clock: crate::clock::SharedClock,
+) -> Result<(SharedStore, Vec<AppliedMigration>), StoreError> {
     if url.starts_with("sqlite:") {
-        let _ = sqlite::SqliteStore::connect(url, clock).await?;
-        unreachable!("placeholder")
+        let (store, applied) = sqlite::SqliteStore::connect_reporting(url, clock).await?;
+        Ok((Arc::new(store), applied))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let _ = postgres::PgStore::connect(url, clock).await?;
-        unreachable!("placeholder")
+        let (store, applied) = postgres::PgStore::connect_reporting(url, clock).await?;
+        Ok((Arc::new(store), applied))
     } else {
         Err(StoreError::InvalidUrl(format!(
-            "{url:?}: expected sqlite://PATH, sqlite::memory: or postgres://..."
+            "{}: expected sqlite://PATH, sqlite::memory: or postgres://...",
+            redact_url(url)
         )))
     }
 }

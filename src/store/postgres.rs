@@ -1,15 +1,636 @@
-//! PostgreSQL implementation of the store.
+//! PostgreSQL implementation of the store (production; several replicas may
+//! share one database).
+//!
+//! Every read-check-write locks the tenant row with `SELECT ... FOR UPDATE`
+//! inside the transaction, so two writers of one tenant are serialized and a
+//! concurrent `update` fails with `Conflict` instead of losing a write. A
+//! create race (two transactions inserting the same new name) is resolved with
+//! `INSERT ... ON CONFLICT (name) DO NOTHING` followed by a locked re-read.
+//!
+//! `changes()` is LISTEN/NOTIFY on channel [`CHANNEL`]: each write sends
+//! `pg_notify(CHANNEL, name)` inside its transaction, so PostgreSQL delivers it
+//! on commit and never for a rolled-back write, to every process listening.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use jiff::Timestamp;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions,
+    PgTypeInfo, PgValueFormat, PgValueRef,
+};
+use sqlx::types::Json;
+use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
-use crate::store::StoreError;
+use crate::ids::TenantName;
+use crate::store::common::{
+    self, Decision, Existing, RawTenant, parse_tenant_name, redact_url, scrub,
+};
+use crate::store::{
+    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, LabelSelector, NewEvent,
+    Store, StoreError, TenantDraft, TenantRecord,
+};
 
-/// Placeholder until the PostgreSQL store lands.
-pub struct PgStore;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The LISTEN/NOTIFY channel carrying the names of changed tenants.
+pub const CHANNEL: &str = "flotilla_tenants";
+
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: u32 = 10;
+
+macro_rules! tenant_cols {
+    () => {
+        "name, yaml, spec_json, generation, observed_generation, status, \
+         created_at, updated_at, deletion_requested_at"
+    };
+}
+
+/// A `TIMESTAMPTZ` as a jiff [`Timestamp`]. PostgreSQL's binary form is
+/// microseconds since 2000-01-01T00:00:00Z.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PgTs(Timestamp);
+
+/// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+impl sqlx::Type<Postgres> for PgTs {
+    fn type_info() -> PgTypeInfo {
+        // 1184 is TIMESTAMPTZ's fixed built-in oid.
+        PgTypeInfo::with_oid(sqlx::postgres::types::Oid(1184))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for PgTs {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        let micros = self
+            .0
+            .as_microsecond()
+            .checked_sub(PG_EPOCH_OFFSET_MICROS)
+            .ok_or("timestamp out of range for PostgreSQL")?;
+        <i64 as sqlx::Encode<'_, Postgres>>::encode(micros, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for PgTs {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match value.format() {
+            PgValueFormat::Binary => {
+                let micros = <i64 as sqlx::Decode<'r, Postgres>>::decode(value)?;
+                let unix = micros
+                    .checked_add(PG_EPOCH_OFFSET_MICROS)
+                    .ok_or("timestamptz out of range")?;
+                Ok(PgTs(Timestamp::from_microsecond(unix)?))
+            }
+            // Only simple (unprepared) queries return text; this store never
+            // issues them, but decode correctly anyway: `2024-01-02 03:04:05.6+00`.
+            PgValueFormat::Text => {
+                let text = value.as_str()?;
+                let ts: Timestamp = text.replace(' ', "T").parse().or_else(|_| {
+                    // `+00` has no minutes; jiff wants `+00:00`.
+                    format!("{}:00", text.replace(' ', "T")).parse()
+                })?;
+                Ok(PgTs(ts))
+            }
+        }
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    name: String,
+    yaml: String,
+    spec_json: Json<serde_json::Value>,
+    generation: i64,
+    observed_generation: i64,
+    status: Json<serde_json::Value>,
+    created_at: PgTs,
+    updated_at: PgTs,
+    deletion_requested_at: Option<PgTs>,
+}
+
+impl TenantRow {
+    fn into_record(self) -> Result<TenantRecord, StoreError> {
+        RawTenant {
+            name: self.name,
+            yaml: self.yaml,
+            spec_json: self.spec_json.0,
+            generation: self.generation,
+            observed_generation: self.observed_generation,
+            status: self.status.0,
+            created_at: self.created_at.0,
+            updated_at: self.updated_at.0,
+            deletion_requested_at: self.deletion_requested_at.map(|t| t.0),
+        }
+        .into_record()
+    }
+}
 
 impl PgStore {
-    pub async fn connect(_url: &str, _clock: SharedClock) -> Result<Self, StoreError> {
-        Err(StoreError::InvalidUrl(
-            "the PostgreSQL store is not built yet".into(),
+    /// Connects to the database `url` names and applies pending migrations
+    /// (under sqlx's advisory lock, so concurrent replicas do not race).
+    pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
+        Ok(Self::connect_reporting(url, clock).await?.0)
+    }
+
+    /// [`Self::connect`], also returning the migrations this call applied.
+    pub async fn connect_reporting(
+        url: &str,
+        clock: SharedClock,
+    ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::InvalidUrl(format!(
+                "{}: {}",
+                redact_url(url),
+                scrub(&e.to_string(), url)
+            ))
+        })?;
+        // One direct attempt first: the pool would retry a refused
+        // connection until its acquire timeout and then report only that it
+        // timed out; this fails fast with the real cause.
+        let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| format!("no answer within {}s", ACQUIRE_TIMEOUT.as_secs()))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match probe {
+            Ok(conn) => {
+                let _ = conn.close().await;
+            }
+            Err(e) => {
+                return Err(StoreError::Connect(format!(
+                    "{}: {}",
+                    redact_url(url),
+                    scrub(&e, url)
+                )));
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Connect(format!(
+                    "{}: {}",
+                    redact_url(url),
+                    scrub(&e.to_string(), url)
+                ))
+            })?;
+        let before = applied_versions(&pool).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(scrub(&e.to_string(), url)))?;
+        let applied = common::newly_applied(&MIGRATOR, &before);
+        if !applied.is_empty() {
+            tracing::info!(
+                backend = "postgres",
+                count = applied.len(),
+                "applied migrations"
+            );
+        }
+        Ok((Self { pool, clock }, applied))
+    }
+
+    /// The pool, for callers that need PostgreSQL-only features (advisory
+    /// locks, leases) beside the store.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn now(&self) -> PgTs {
+        PgTs(common::truncate_micros(self.clock.now()))
+    }
+}
+
+async fn applied_versions(pool: &PgPool) -> Result<HashSet<i64>, StoreError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(HashSet::new());
+    }
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(versions.into_iter().collect())
+}
+
+async fn notify(conn: &mut PgConnection, name: &TenantName) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(name.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Reads and locks the row `name` until the transaction ends.
+async fn lock_existing(
+    conn: &mut PgConnection,
+    name: &TenantName,
+) -> Result<Option<Existing>, StoreError> {
+    let row = sqlx::query(
+        "SELECT yaml, spec_json, generation, deletion_requested_at \
+         FROM tenants WHERE name = $1 FOR UPDATE",
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Existing {
+        yaml: row.try_get("yaml")?,
+        spec_json: row.try_get::<Json<serde_json::Value>, _>("spec_json")?.0,
+        generation: row.try_get("generation")?,
+        marked_for_deletion: row
+            .try_get::<Option<PgTs>, _>("deletion_requested_at")?
+            .is_some(),
+    }))
+}
+
+async fn fetch_record(
+    conn: &mut PgConnection,
+    name: &TenantName,
+) -> Result<Option<TenantRecord>, StoreError> {
+    let row: Option<TenantRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        tenant_cols!(),
+        " FROM tenants WHERE name = $1"
+    ))
+    .bind(name.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(TenantRow::into_record).transpose()
+}
+
+/// Writes one draft inside the caller's transaction and notifies if it
+/// changed anything. With `expected`, the row must exist at that generation.
+async fn write_draft(
+    conn: &mut PgConnection,
+    draft: &TenantDraft,
+    expected: Option<i64>,
+    now: PgTs,
+) -> Result<(Decision, i64), StoreError> {
+    let name = draft.tenant.name();
+    let values = common::row_values(draft);
+    let mut existing = lock_existing(conn, name).await?;
+    if existing.is_none() && expected.is_none() {
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
+             observed_generation, status, created_at, updated_at, deletion_requested_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, 0, '{}'::jsonb, $6, $6, NULL) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.as_str())
+        .bind(&values.app_name)
+        .bind(&draft.yaml)
+        .bind(Json(&values.spec_json))
+        .bind(Json(&values.labels))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+        if inserted.rows_affected() == 1 {
+            notify(conn, name).await?;
+            return Ok((Decision::Insert, 1));
+        }
+        // Another transaction created it after our read and has committed
+        // (ON CONFLICT waited for it): continue as an update of its row.
+        existing = lock_existing(conn, name).await?;
+    }
+    if let Some(expected) = expected {
+        match &existing {
+            None => return Err(StoreError::NotFound(name.clone())),
+            Some(row) if row.generation != expected => {
+                return Err(StoreError::Conflict {
+                    name: name.clone(),
+                    expected,
+                    actual: row.generation,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(row) = existing else {
+        // Created and then removed between our two statements.
+        return Err(StoreError::NotFound(name.clone()));
+    };
+    let Some(generation) = common::decide_update(&row, draft) else {
+        return Ok((Decision::Unchanged, row.generation));
+    };
+    sqlx::query(
+        "UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, labels = $5, \
+         generation = $6, updated_at = $7, deletion_requested_at = NULL WHERE name = $1",
+    )
+    .bind(name.as_str())
+    .bind(&values.app_name)
+    .bind(&draft.yaml)
+    .bind(Json(&values.spec_json))
+    .bind(Json(&values.labels))
+    .bind(generation)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+    notify(conn, name).await?;
+    Ok((Decision::Update { generation }, generation))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    #[tracing::instrument(skip_all, fields(backend = "postgres", drafts = drafts.len()))]
+    async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
+        common::check_unique_names(drafts)?;
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let (decision, generation) = write_draft(&mut tx, draft, None, now).await?;
+            results.push(ApplyResult {
+                name: draft.tenant.name().clone(),
+                outcome: common::outcome(decision),
+                generation,
+            });
+        }
+        tx.commit().await?;
+        common::record_apply_metrics(&results);
+        Ok(results)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "postgres", tenant = %draft.tenant.name()))]
+    async fn create(&self, draft: &TenantDraft) -> Result<TenantRecord, StoreError> {
+        let name = draft.tenant.name();
+        let values = common::row_values(draft);
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
+             observed_generation, status, created_at, updated_at, deletion_requested_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, 0, '{}'::jsonb, $6, $6, NULL)",
+        )
+        .bind(name.as_str())
+        .bind(&values.app_name)
+        .bind(&draft.yaml)
+        .bind(Json(&values.spec_json))
+        .bind(Json(&values.labels))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+        notify(&mut tx, name).await?;
+        let record = fetch_record(&mut tx, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "postgres", tenant = %draft.tenant.name(), expected_generation))]
+    async fn update(
+        &self,
+        draft: &TenantDraft,
+        expected_generation: i64,
+    ) -> Result<TenantRecord, StoreError> {
+        let name = draft.tenant.name();
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        write_draft(&mut tx, draft, Some(expected_generation), now).await?;
+        let record = fetch_record(&mut tx, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_record(&mut conn, name).await
+    }
+
+    async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {
+        // `COLLATE "C"`: byte order, the same order SQLite gives.
+        let rows: Vec<TenantRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM tenants WHERE labels @> $1 ORDER BY name COLLATE \"C\""
         ))
+        .bind(Json(&selector.0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TenantRow::into_record).collect()
+    }
+
+    async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        // Marking twice keeps the first mark's time.
+        let done = sqlx::query(
+            "UPDATE tenants SET \
+               updated_at = CASE WHEN deletion_requested_at IS NULL THEN $2 ELSE updated_at END, \
+               deletion_requested_at = COALESCE(deletion_requested_at, $2) \
+             WHERE name = $1",
+        )
+        .bind(name.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let found = done.rows_affected() > 0;
+        if found {
+            notify(&mut tx, name).await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn remove(&self, name: &TenantName) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(existing) = lock_existing(&mut tx, name).await? else {
+            return Ok(());
+        };
+        if !existing.marked_for_deletion {
+            return Err(StoreError::NotMarkedForDeletion(name.clone()));
+        }
+        // Intents go with the row (ON DELETE CASCADE); events stay.
+        sqlx::query("DELETE FROM tenants WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        notify(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_status(
+        &self,
+        name: &TenantName,
+        observed_generation: i64,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1")
+                .bind(name.as_str())
+                .bind(observed_generation)
+                .bind(Json(status))
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(name.clone()));
+        }
+        Ok(())
+    }
+
+    async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (tenant, actor, action, reason, result, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(event.tenant.as_str())
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.reason)
+        .bind(&event.result)
+        .bind(PgTs(common::truncate_micros(event.at)))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM events WHERE tenant = $1 AND id <= (\
+               SELECT id FROM events WHERE tenant = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(event.tenant.as_str())
+        .bind(EVENTS_KEPT_PER_TENANT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        tenant: Option<&TenantName>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, actor, action, reason, result, at FROM events \
+             WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant.map(TenantName::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                let what = format!("event {id}");
+                Ok(Event {
+                    id,
+                    event: NewEvent {
+                        tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        reason: row.try_get("reason")?,
+                        result: row.try_get("result")?,
+                        at: row.try_get::<PgTs, _>("at")?.0,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO intents (tenant, key, kind, detail, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, key) DO NOTHING",
+        )
+        .bind(intent.tenant.as_str())
+        .bind(&intent.key)
+        .bind(&intent.kind)
+        .bind(Json(&intent.detail))
+        .bind(PgTs(common::truncate_micros(intent.created_at)))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| common::map_intent_write_error(e, &intent.tenant))?;
+        Ok(())
+    }
+
+    async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, key, kind, detail, created_at FROM intents \
+             WHERE tenant = $1 ORDER BY created_at, key COLLATE \"C\"",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let key: String = row.try_get("key")?;
+                let what = format!("intent {tenant}/{key}");
+                Ok(Intent {
+                    tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
+                    kind: row.try_get("kind")?,
+                    detail: row.try_get::<Json<serde_json::Value>, _>("detail")?.0,
+                    created_at: row.try_get::<PgTs, _>("created_at")?.0,
+                    key,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM intents WHERE tenant = $1 AND key = $2")
+            .bind(tenant.as_str())
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn changes(&self) -> Result<BoxStream<'static, TenantName>, StoreError> {
+        // The listener holds one pooled connection for as long as the stream
+        // lives, and reconnects by itself if it drops (names sent meanwhile
+        // are lost). On any other error the stream ends.
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(listener
+            .into_stream()
+            .scan((), |(), item| {
+                futures::future::ready(match item {
+                    Ok(n) => Some(Some(n)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener failed; stream ends");
+                        None
+                    }
+                })
+            })
+            .filter_map(|n| {
+                futures::future::ready(n.and_then(|n| {
+                    TenantName::parse(n.payload())
+                        .map_err(|e| {
+                            tracing::warn!(payload = n.payload(), error = %e, "ignoring bad notification");
+                        })
+                        .ok()
+                }))
+            })
+            .boxed())
     }
 }

@@ -1,15 +1,579 @@
-//! SQLite implementation of the store (the embedded default).
+//! SQLite implementation of the store (the embedded default): one file, WAL.
+//!
+//! Every write runs in `BEGIN IMMEDIATE`, which takes SQLite's single write
+//! lock up front. Writers are therefore serialized, a read-check-write inside
+//! one transaction cannot interleave with another writer (no lost update), and
+//! a deferred transaction can never fail half-way when upgrading its lock.
+//! `busy_timeout` makes a waiting writer block instead of failing.
+//!
+//! `changes()` is an in-process broadcast fed after each commit: SQLite has no
+//! cross-process notification, so writes by other processes are not seen.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use jiff::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use tokio::sync::broadcast;
 
 use crate::clock::SharedClock;
-use crate::store::StoreError;
+use crate::ids::TenantName;
+use crate::store::common::{
+    self, Decision, Existing, RawTenant, micros_to_timestamp, parse_json, parse_tenant_name,
+    redact_url, scrub,
+};
+use crate::store::{
+    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, LabelSelector, NewEvent,
+    Store, StoreError, TenantDraft, TenantRecord,
+};
 
-/// Placeholder until the SQLite store lands.
-pub struct SqliteStore;
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a writer waits for SQLite's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Buffered change notifications per subscriber before it starts losing them.
+const CHANGES_CAPACITY: usize = 1024;
+
+macro_rules! tenant_cols {
+    () => {
+        "name, yaml, spec_json, generation, observed_generation, status, \
+         created_at, updated_at, deletion_requested_at"
+    };
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    clock: SharedClock,
+    changes: broadcast::Sender<TenantName>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    name: String,
+    yaml: String,
+    spec_json: String,
+    generation: i64,
+    observed_generation: i64,
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+    deletion_requested_at: Option<i64>,
+}
+
+impl TenantRow {
+    fn into_record(self) -> Result<TenantRecord, StoreError> {
+        let what = format!("tenant {}", self.name);
+        RawTenant {
+            spec_json: parse_json(&self.spec_json, &what)?,
+            status: parse_json(&self.status, &what)?,
+            created_at: micros_to_timestamp(self.created_at, &what)?,
+            updated_at: micros_to_timestamp(self.updated_at, &what)?,
+            deletion_requested_at: self
+                .deletion_requested_at
+                .map(|t| micros_to_timestamp(t, &what))
+                .transpose()?,
+            name: self.name,
+            yaml: self.yaml,
+            generation: self.generation,
+            observed_generation: self.observed_generation,
+        }
+        .into_record()
+    }
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
 
 impl SqliteStore {
-    pub async fn connect(_url: &str, _clock: SharedClock) -> Result<Self, StoreError> {
-        Err(StoreError::InvalidUrl(
-            "the SQLite store is not built yet".into(),
+    /// Opens (creating if missing) the database `url` names and applies
+    /// pending migrations. `sqlite::memory:` gives a private in-memory store.
+    pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
+        Ok(Self::connect_reporting(url, clock).await?.0)
+    }
+
+    /// [`Self::connect`], also returning the migrations this call applied.
+    pub async fn connect_reporting(
+        url: &str,
+        clock: SharedClock,
+    ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| {
+            StoreError::InvalidUrl(format!(
+                "{}: {}",
+                redact_url(url),
+                scrub(&e.to_string(), url)
+            ))
+        })?;
+        let options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool_options = if in_memory {
+            // Every connection to a private in-memory database is a separate
+            // database, and it vanishes with its last connection: keep exactly
+            // one connection, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(8)
+        };
+        let options = if in_memory {
+            options
+        } else {
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        };
+        let pool = pool_options
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Connect(format!(
+                    "{}: {}",
+                    redact_url(url),
+                    scrub(&e.to_string(), url)
+                ))
+            })?;
+
+        let before = applied_versions(&pool).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(scrub(&e.to_string(), url)))?;
+        let applied = common::newly_applied(&MIGRATOR, &before);
+        if !applied.is_empty() {
+            tracing::info!(
+                backend = "sqlite",
+                count = applied.len(),
+                "applied migrations"
+            );
+        }
+        let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+        Ok((
+            Self {
+                pool,
+                clock,
+                changes,
+            },
+            applied,
         ))
+    }
+
+    fn now(&self) -> Timestamp {
+        common::truncate_micros(self.clock.now())
+    }
+
+    fn notify(&self, names: impl IntoIterator<Item = TenantName>) {
+        for name in names {
+            // No subscribers is fine: nobody is watching.
+            let _ = self.changes.send(name);
+        }
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn applied_versions(pool: &SqlitePool) -> Result<HashSet<i64>, StoreError> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if exists == 0 {
+        return Ok(HashSet::new());
+    }
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    Ok(versions.into_iter().collect())
+}
+
+async fn fetch_existing(
+    conn: &mut SqliteConnection,
+    name: &TenantName,
+) -> Result<Option<Existing>, StoreError> {
+    let row = sqlx::query(
+        "SELECT yaml, spec_json, generation, deletion_requested_at FROM tenants WHERE name = ?1",
+    )
+    .bind(name.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let what = format!("tenant {name}");
+    let spec_text: String = row.try_get("spec_json")?;
+    Ok(Some(Existing {
+        yaml: row.try_get("yaml")?,
+        spec_json: parse_json(&spec_text, &what)?,
+        generation: row.try_get("generation")?,
+        marked_for_deletion: row
+            .try_get::<Option<i64>, _>("deletion_requested_at")?
+            .is_some(),
+    }))
+}
+
+async fn fetch_record(
+    conn: &mut SqliteConnection,
+    name: &TenantName,
+) -> Result<Option<TenantRecord>, StoreError> {
+    let row: Option<TenantRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        tenant_cols!(),
+        " FROM tenants WHERE name = ?1"
+    ))
+    .bind(name.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(TenantRow::into_record).transpose()
+}
+
+/// Writes one draft inside the caller's transaction. With `expected`, the row
+/// must exist at that generation (the `update` contract).
+async fn write_draft(
+    conn: &mut SqliteConnection,
+    draft: &TenantDraft,
+    expected: Option<i64>,
+    now: Timestamp,
+) -> Result<(Decision, i64), StoreError> {
+    let name = draft.tenant.name();
+    let existing = fetch_existing(conn, name).await?;
+    if let Some(expected) = expected {
+        match &existing {
+            None => return Err(StoreError::NotFound(name.clone())),
+            Some(row) if row.generation != expected => {
+                return Err(StoreError::Conflict {
+                    name: name.clone(),
+                    expected,
+                    actual: row.generation,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let decision = common::decide(existing.as_ref(), draft);
+    let values = common::row_values(draft);
+    let generation = match decision {
+        Decision::Unchanged => existing.map_or(1, |e| e.generation),
+        Decision::Insert => {
+            sqlx::query(
+                "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
+                 observed_generation, status, created_at, updated_at, deletion_requested_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, '{}', ?6, ?6, NULL)",
+            )
+            .bind(name.as_str())
+            .bind(&values.app_name)
+            .bind(&draft.yaml)
+            .bind(values.spec_json.to_string())
+            .bind(values.labels.to_string())
+            .bind(micros(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+            1
+        }
+        Decision::Update { generation } => {
+            sqlx::query(
+                "UPDATE tenants SET app_name = ?2, yaml = ?3, spec_json = ?4, labels = ?5, \
+                 generation = ?6, updated_at = ?7, deletion_requested_at = NULL WHERE name = ?1",
+            )
+            .bind(name.as_str())
+            .bind(&values.app_name)
+            .bind(&draft.yaml)
+            .bind(values.spec_json.to_string())
+            .bind(values.labels.to_string())
+            .bind(generation)
+            .bind(micros(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+            generation
+        }
+    };
+    Ok((decision, generation))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    #[tracing::instrument(skip_all, fields(backend = "sqlite", drafts = drafts.len()))]
+    async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
+        common::check_unique_names(drafts)?;
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let mut results = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let (decision, generation) = write_draft(&mut tx, draft, None, now).await?;
+            results.push(ApplyResult {
+                name: draft.tenant.name().clone(),
+                outcome: common::outcome(decision),
+                generation,
+            });
+        }
+        tx.commit().await?;
+        common::record_apply_metrics(&results);
+        self.notify(common::changed_names(&results));
+        Ok(results)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "sqlite", tenant = %draft.tenant.name()))]
+    async fn create(&self, draft: &TenantDraft) -> Result<TenantRecord, StoreError> {
+        let name = draft.tenant.name();
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        if fetch_existing(&mut tx, name).await?.is_some() {
+            return Err(StoreError::AlreadyExists(name.clone()));
+        }
+        write_draft(&mut tx, draft, None, now).await?;
+        let record = fetch_record(&mut tx, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        tx.commit().await?;
+        self.notify([name.clone()]);
+        Ok(record)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "sqlite", tenant = %draft.tenant.name(), expected_generation))]
+    async fn update(
+        &self,
+        draft: &TenantDraft,
+        expected_generation: i64,
+    ) -> Result<TenantRecord, StoreError> {
+        let name = draft.tenant.name();
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let (decision, _) = write_draft(&mut tx, draft, Some(expected_generation), now).await?;
+        let record = fetch_record(&mut tx, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        tx.commit().await?;
+        if decision != Decision::Unchanged {
+            self.notify([name.clone()]);
+        }
+        Ok(record)
+    }
+
+    async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_record(&mut conn, name).await
+    }
+
+    async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {
+        // A row matches when no selector pair is missing from its labels.
+        let selector_json =
+            serde_json::to_string(&selector.0).expect("a string map always serializes");
+        let rows: Vec<TenantRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            tenant_cols!(),
+            " FROM tenants AS t WHERE NOT EXISTS (",
+            "  SELECT 1 FROM json_each(?1) AS sel WHERE NOT EXISTS (",
+            "    SELECT 1 FROM json_each(t.labels) AS l",
+            "    WHERE l.key = sel.key AND l.value = sel.value))",
+            " ORDER BY name"
+        ))
+        .bind(selector_json)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TenantRow::into_record).collect()
+    }
+
+    async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        // Marking twice keeps the first mark's time.
+        let done = sqlx::query(
+            "UPDATE tenants SET \
+               updated_at = CASE WHEN deletion_requested_at IS NULL THEN ?2 ELSE updated_at END, \
+               deletion_requested_at = COALESCE(deletion_requested_at, ?2) \
+             WHERE name = ?1",
+        )
+        .bind(name.as_str())
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let found = done.rows_affected() > 0;
+        if found {
+            self.notify([name.clone()]);
+        }
+        Ok(found)
+    }
+
+    async fn remove(&self, name: &TenantName) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(existing) = fetch_existing(&mut tx, name).await? else {
+            return Ok(());
+        };
+        if !existing.marked_for_deletion {
+            return Err(StoreError::NotMarkedForDeletion(name.clone()));
+        }
+        // Intents go with the row (ON DELETE CASCADE); events stay.
+        sqlx::query("DELETE FROM tenants WHERE name = ?1")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.notify([name.clone()]);
+        Ok(())
+    }
+
+    async fn write_status(
+        &self,
+        name: &TenantName,
+        observed_generation: i64,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE tenants SET observed_generation = ?2, status = ?3 WHERE name = ?1")
+                .bind(name.as_str())
+                .bind(observed_generation)
+                .bind(status.to_string())
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(name.clone()));
+        }
+        Ok(())
+    }
+
+    async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO events (tenant, actor, action, reason, result, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(event.tenant.as_str())
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.reason)
+        .bind(&event.result)
+        .bind(micros(common::truncate_micros(event.at)))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM events WHERE tenant = ?1 AND id <= (\
+               SELECT id FROM events WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        )
+        .bind(event.tenant.as_str())
+        .bind(EVENTS_KEPT_PER_TENANT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        tenant: Option<&TenantName>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, actor, action, reason, result, at FROM events \
+             WHERE (?1 IS NULL OR tenant = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(tenant.map(TenantName::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                let what = format!("event {id}");
+                Ok(Event {
+                    id,
+                    event: NewEvent {
+                        tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        reason: row.try_get("reason")?,
+                        result: row.try_get("result")?,
+                        at: micros_to_timestamp(row.try_get("at")?, &what)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO intents (tenant, key, kind, detail, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, key) DO NOTHING",
+        )
+        .bind(intent.tenant.as_str())
+        .bind(&intent.key)
+        .bind(&intent.kind)
+        .bind(intent.detail.to_string())
+        .bind(micros(common::truncate_micros(intent.created_at)))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| common::map_intent_write_error(e, &intent.tenant))?;
+        Ok(())
+    }
+
+    async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, key, kind, detail, created_at FROM intents \
+             WHERE tenant = ?1 ORDER BY created_at, key",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let key: String = row.try_get("key")?;
+                let what = format!("intent {tenant}/{key}");
+                let detail: String = row.try_get("detail")?;
+                Ok(Intent {
+                    tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
+                    kind: row.try_get("kind")?,
+                    detail: parse_json(&detail, &what)?,
+                    created_at: micros_to_timestamp(row.try_get("created_at")?, &what)?,
+                    key,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM intents WHERE tenant = ?1 AND key = ?2")
+            .bind(tenant.as_str())
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn changes(&self) -> Result<BoxStream<'static, TenantName>, StoreError> {
+        let rx = self.changes.subscribe();
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(name) => return Some((name, rx)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "change subscriber fell behind; names lost");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed())
     }
 }

@@ -1,0 +1,186 @@
+//! The `flotilla` command line: argument types (clap derive) and one module
+//! per command group. Each command returns the process exit code, or an error
+//! that `main` prints as one line. This is an edge: `anyhow` is allowed here.
+//!
+//! Exit codes: 0 success; 1 invalid input, a missing tenant or any runtime
+//! error; 2 a usage error (from clap).
+
+mod apply;
+mod delete;
+mod export;
+mod get;
+mod migrate;
+mod output;
+mod schema;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::clock::SharedClock;
+use crate::spec::ParseOptions;
+use crate::store::{self, SharedStore};
+
+pub use get::{OutputFormat, parse_selector};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Keeps every tenant's slice of Fly.io where its spec says"
+)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (created on first use), sqlite::memory:
+    /// or postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+    // `hide_env_values`: the URL may carry a password; `--help` must not show it.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_DB",
+        hide_env_values = true,
+        default_value = "sqlite://flotilla.db"
+    )]
+    pub db: String,
+
+    /// Template for `spec.app.name` when a spec leaves it out. Placeholders:
+    /// {tenant} and {org}.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_APP_NAME_TEMPLATE",
+        default_value = "{tenant}"
+    )]
+    pub app_name_template: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check tenant specs without touching the database.
+    Validate {
+        /// Files or directories (*.yaml, *.yml) to read.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+    },
+    /// Create or update tenants from specs, all or nothing.
+    Apply {
+        /// Files or directories (*.yaml, *.yml) to read.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+    },
+    /// Show tenants.
+    Get {
+        #[command(subcommand)]
+        what: GetCommand,
+    },
+    /// Mark a tenant for deletion.
+    Delete {
+        #[command(subcommand)]
+        what: DeleteCommand,
+    },
+    /// Write every tenant's YAML, exactly as applied, to DIR/<name>.yaml.
+    Export {
+        #[arg(short = 'd', long = "dir")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of a tenant spec.
+    Schema,
+    /// Apply pending database migrations.
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// List tenants, optionally filtered by labels.
+    Tenants {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Label selector: key=value[,key=value...] (all must match).
+        #[arg(short = 'l', long = "selector", value_parser = parse_selector)]
+        selector: Option<store::LabelSelector>,
+    },
+    /// Show one tenant.
+    Tenant {
+        name: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Mark a tenant for deletion; the controller tears it down.
+    Tenant { name: String },
+}
+
+impl Cli {
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            app_name_template: self.app_name_template.clone(),
+        }
+    }
+}
+
+/// Runs one command. Output goes to stdout, diagnostics to stderr.
+pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
+    let opts = cli.parse_options();
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Validate { paths } => apply::validate(&paths, &opts, &mut out),
+        Command::Apply { paths } => apply::apply(&paths, &opts, &cli.db, clock, &mut out).await,
+        Command::Get { what } => {
+            let store = open(&cli.db, clock.clone()).await?;
+            match what {
+                GetCommand::Tenants { output, selector } => {
+                    get::tenants(
+                        &store,
+                        selector.unwrap_or_default(),
+                        output,
+                        &clock,
+                        &mut out,
+                    )
+                    .await
+                }
+                GetCommand::Tenant { name, output } => {
+                    get::tenant(&store, &name, output, &clock, &mut out).await
+                }
+            }
+        }
+        Command::Delete {
+            what: DeleteCommand::Tenant { name },
+        } => {
+            let store = open(&cli.db, clock).await?;
+            delete::tenant(&store, &name, &mut out).await
+        }
+        Command::Export { dir } => {
+            let store = open(&cli.db, clock).await?;
+            export::export(&store, &dir, &mut out).await
+        }
+        Command::Schema => schema::schema(&mut out),
+        Command::Migrate => migrate::migrate(&cli.db, clock, &mut out).await,
+    }
+}
+
+async fn open(url: &str, clock: SharedClock) -> anyhow::Result<SharedStore> {
+    Ok(store::connect(url, clock).await?)
+}
+
+/// An error as one line: the causes joined by ": ", newlines folded.
+pub fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace(['\n', '\r'], " ")
+}
+
+/// True if `err` comes from writing to a closed pipe.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
+}

@@ -1,0 +1,435 @@
+//! Spec errors: one `SpecError` variant per rule, the YAML path an error
+//! belongs to, and the `Diagnostic` that ties both to a file position.
+//!
+//! Every message says what is wrong and what is allowed, so a user can fix a
+//! spec from the message alone. Messages never contain secret values: specs
+//! carry none, and the one rule about them (`PlaintextSecretValue`) does not
+//! echo the value it rejects.
+
+use std::fmt;
+
+use crate::ids::IdError;
+
+/// Why a spec was rejected. One variant per rule, so callers and tests match on
+/// the rule, not on message text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    // ---- reading -------------------------------------------------------
+    #[error("cannot read spec file: {message}")]
+    Unreadable { message: String },
+
+    // ---- YAML structure ------------------------------------------------
+    #[error("invalid YAML: {message}")]
+    Syntax { message: String },
+    #[error(
+        "YAML tag `{tag}` is not supported; only the core tags !!str, !!int, !!float, !!bool, !!null, !!map and !!seq are"
+    )]
+    UnsupportedTag { tag: String },
+    #[error("mapping keys must be plain strings, not lists or mappings")]
+    NonStringKey,
+    #[error(
+        "duplicate key `{key}` (first given on line {first_line}); YAML mapping keys must be unique"
+    )]
+    DuplicateKey { key: String, first_line: usize },
+    #[error("document is nested deeper than {max} levels")]
+    TooDeep { max: usize },
+    #[error("document expands to more than {max} nodes (check for alias loops or alias bombs)")]
+    TooLarge { max: usize },
+
+    // ---- shape (what the JSON Schema also says) -------------------------
+    #[error("unknown field `{field}`{}; allowed fields: {}", did_you_mean(.suggestion), list_or_none(.allowed))]
+    UnknownField {
+        field: String,
+        allowed: Vec<String>,
+        suggestion: Option<String>,
+    },
+    #[error("missing required field `{field}`")]
+    MissingField { field: &'static str },
+    #[error("expected {expected}, found {found}{}", hint_suffix(.hint))]
+    WrongType {
+        expected: String,
+        found: String,
+        hint: Option<String>,
+    },
+    #[error("unknown value {value:?}; allowed values: {}", list_or_none(.allowed))]
+    UnknownVariant { value: String, allowed: Vec<String> },
+    #[error("must be between {min} and {max} (got {value})")]
+    OutOfRange { value: i128, min: i128, max: i128 },
+    #[error("{0}")]
+    Custom(String),
+
+    // ---- document ------------------------------------------------------
+    #[error(
+        "a tenant document must be a mapping with apiVersion, kind, metadata and spec; found {found}"
+    )]
+    NotAMapping { found: String },
+    #[error(
+        "unsupported apiVersion {found:?}; the only supported apiVersion is `flotilla.dev/v1alpha1`"
+    )]
+    BadApiVersion { found: String },
+    #[error("unsupported kind {found:?}; the only supported kind is `Tenant`")]
+    BadKind { found: String },
+    #[error("tenant `{name}` is already defined at {first}; tenant names must be unique")]
+    DuplicateTenant { name: String, first: String },
+
+    // ---- names ---------------------------------------------------------
+    #[error("{value:?} is not a valid {what}: {reason}")]
+    BadId {
+        what: &'static str,
+        value: String,
+        reason: IdError,
+    },
+    #[error("duplicate {what} `{name}` (first defined at {first}); {what}s must be unique")]
+    DuplicateName {
+        what: &'static str,
+        name: String,
+        first: String,
+    },
+    #[error(
+        "app name template {template:?} renders {rendered:?}, which is not a valid Fly app name: {reason}; set `spec.app.name` or change the template"
+    )]
+    BadRenderedAppName {
+        template: String,
+        rendered: String,
+        reason: IdError,
+    },
+    #[error(
+        "app name template {template:?} uses unknown placeholder `{placeholder}`; allowed placeholders: {{tenant}}, {{org}}"
+    )]
+    BadAppNameTemplate {
+        template: String,
+        placeholder: String,
+    },
+
+    // ---- machines ------------------------------------------------------
+    #[error(
+        "a group may run at most {max} machines (got {count}); split larger fleets into several groups"
+    )]
+    TooManyMachines { count: i64, max: u32 },
+    #[error(
+        "{value:?} is not a valid image reference: must be non-empty and contain no whitespace (for example `nginx:1.27` or `registry.fly.io/my-app:latest`)"
+    )]
+    BadImage { value: String },
+    #[error("unknown machine size {size:?}; allowed sizes: {}", list_or_none(.allowed))]
+    UnknownSize { size: String, allowed: Vec<String> },
+    #[error(
+        "`size` already sets cpu_kind and cpus; remove `{field}` or remove `size` (memory_mb may be combined with size)"
+    )]
+    SizeConflict { field: &'static str },
+    #[error("{kind} machines support cpus {}; got {cpus}", list_u32(.allowed))]
+    BadCpuCount {
+        kind: &'static str,
+        cpus: i64,
+        allowed: Vec<u32>,
+    },
+    #[error("memory_mb must be a multiple of {multiple} for {kind} machines (got {memory_mb})")]
+    MemoryNotMultiple {
+        kind: &'static str,
+        memory_mb: i64,
+        multiple: u32,
+    },
+    #[error(
+        "{memory_mb} MB is out of range for {cpus} {kind} vCPU(s): allowed {min}..={max} MB ({per_cpu_min}..={per_cpu_max} MB per vCPU)"
+    )]
+    MemoryOutOfRange {
+        kind: &'static str,
+        cpus: u32,
+        memory_mb: i64,
+        min: u32,
+        max: u32,
+        per_cpu_min: u32,
+        per_cpu_max: u32,
+    },
+    #[error(
+        "{key:?} is not a valid environment variable name: use letters, digits and '_', not starting with a digit"
+    )]
+    BadEnvName { key: String },
+    #[error(
+        "metadata key {key:?} is reserved: keys must be non-empty and must not start with `flotilla.` or `fly_`"
+    )]
+    ReservedMetadataKey { key: String },
+    #[error("{key:?} is not a valid {what}: {rule}")]
+    BadKey {
+        what: &'static str,
+        key: String,
+        rule: &'static str,
+    },
+    #[error("soft_limit ({soft}) must not exceed hard_limit ({hard})")]
+    SoftLimitAboveHard { soft: i64, hard: i64 },
+    #[error("force_https needs the `http` handler on the same port")]
+    ForceHttpsWithoutHttp,
+    #[error("duplicate {what} {value}; each may appear once")]
+    DuplicateValue { what: &'static str, value: String },
+    #[error("`{field}` only applies to http checks")]
+    HttpOnlyCheckField { field: &'static str },
+    #[error(
+        "check port is required when the group has no services (otherwise it defaults to the first service's internal_port)"
+    )]
+    CheckPortRequired,
+    #[error(
+        "unknown HTTP method {method:?}; allowed: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    )]
+    BadHttpMethod { method: String },
+    #[error("check path {path:?} must start with '/'")]
+    BadCheckPath { path: String },
+    #[error("timeout ({timeout}) must not be longer than interval ({interval})")]
+    CheckTimeoutTooLong { timeout: String, interval: String },
+    #[error("max_retries only applies to the `on-failure` restart policy (policy is `{policy}`)")]
+    MaxRetriesWithoutOnFailure { policy: &'static str },
+    #[error("min_machines_running ({min}) must not exceed count ({count})")]
+    MinMachinesAboveCount { min: i64, count: u32 },
+
+    // ---- durations and schedules ----------------------------------------
+    #[error("invalid duration {value:?}: {reason}")]
+    BadDuration {
+        value: String,
+        reason: DurationError,
+    },
+    #[error("must be longer than 0s")]
+    ZeroDuration,
+    #[error("invalid cron expression {expr:?}: {reason}")]
+    BadCron { expr: String, reason: String },
+    #[error(
+        "unknown time zone {name:?}: use an IANA time zone name such as `UTC` or `Europe/Oslo`"
+    )]
+    BadTimeZone { name: String },
+
+    // ---- secrets and tokens ----------------------------------------------
+    #[error(
+        "plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (external values are set through the API or CLI and stored encrypted)"
+    )]
+    PlaintextSecretValue,
+    #[error("a secret needs exactly one of `generate`, `fromToken` or `external` (found {})", found_sources(.found))]
+    SecretSourceCount { found: Vec<&'static str> },
+    #[error("`fromToken` names token `{token}`, but spec.tokens has no such token (tokens: {})", list_or_none(.known))]
+    UnknownToken { token: String, known: Vec<String> },
+    #[error("renewBefore ({renew_before}) must be shorter than expiry ({expiry})")]
+    RenewBeforeNotBelowExpiry {
+        renew_before: String,
+        expiry: String,
+    },
+    #[error("grace ({grace}) must be shorter than expiry ({expiry})")]
+    GraceNotBelowExpiry { grace: String, expiry: String },
+    #[error(
+        "app secret `{secret}` receives token `{token}`, but spec.secrets also declares it {declared}; declare it as `fromToken: {token}` or drop it from one place"
+    )]
+    DeliveredSecretCollision {
+        secret: String,
+        token: String,
+        declared: String,
+    },
+
+    // ---- certificates and IPs --------------------------------------------
+    #[error("`network` is only allowed for `private_v6` IPs (this one is `{kind}`)")]
+    NetworkNotAllowed { kind: &'static str },
+    #[error("an app can have at most one `shared_v4` IP (first at {first})")]
+    TooManySharedV4 { first: String },
+}
+
+/// What is wrong with a duration string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty; write a number followed by a unit, such as `30s`, `5m`, `1h30m` or `30d`")]
+    Empty,
+    #[error(
+        "expected a number at {position:?}; write numbers followed by units (s, m, h, d, w), such as `1h30m`"
+    )]
+    ExpectedNumber { position: String },
+    #[error("number {number} has no unit; allowed units: s, m, h, d, w")]
+    MissingUnit { number: String },
+    #[error(
+        "`{unit}` is not a fixed length of time (years and months vary); use d or w, such as `365d` or `52w`"
+    )]
+    CalendarUnit { unit: String },
+    #[error(
+        "unknown unit `{unit}`; allowed units: s (seconds), m (minutes), h (hours), d (days), w (weeks)"
+    )]
+    UnknownUnit { unit: String },
+    #[error("unit `{unit}` appears more than once")]
+    RepeatedUnit { unit: char },
+    #[error("units must go from largest to smallest (w, d, h, m, s); `{unit}` comes too late")]
+    UnitOrder { unit: char },
+    #[error("too long; durations must fit in 64 bits of seconds")]
+    Overflow,
+}
+
+/// Where in a document an error is: `spec.machines[1].guest.memory_mb`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Path(Vec<Seg>);
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl Path {
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// This path extended by a mapping key.
+    pub fn key(&self, key: impl Into<String>) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(key.into()));
+        p
+    }
+
+    /// This path extended by a list index.
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+
+    pub fn segments(&self) -> &[Seg] {
+        &self.0
+    }
+
+    /// True when `self` is `other` or lies inside it.
+    pub fn starts_with(&self, other: &Path) -> bool {
+        self.0.starts_with(&other.0)
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("<document>");
+        }
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if is_plain_key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Seg::Key(k) => write!(f, "[{k:?}]")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keys printed bare in paths; anything else (dots, spaces) is quoted so the
+/// path stays unambiguous: `metadata["flotilla.group"]`.
+fn is_plain_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// One problem found in a spec file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file as the caller named it (or any label for in-memory text).
+    pub source: String,
+    /// 1-based line in the file.
+    pub line: usize,
+    /// 1-based column in characters.
+    pub column: usize,
+    /// YAML path such as `spec.machines[1].guest.memory_mb`; `<document>` for
+    /// problems with a document as a whole.
+    pub path: String,
+    pub error: SpecError,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.source, self.line, self.column, self.path, self.error
+        )
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn list_u32(items: &[u32]) -> String {
+    items
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn did_you_mean(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}
+
+fn hint_suffix(h: &Option<String>) -> String {
+    match h {
+        Some(h) => format!("; {h}"),
+        None => String::new(),
+    }
+}
+
+fn found_sources(found: &[&'static str]) -> String {
+    if found.is_empty() {
+        "none".to_string()
+    } else {
+        found
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_print_like_yaml_accessors() {
+        let p = Path::root()
+            .key("spec")
+            .key("machines")
+            .index(1)
+            .key("guest")
+            .key("memory_mb");
+        assert_eq!(p.to_string(), "spec.machines[1].guest.memory_mb");
+        let q = Path::root()
+            .key("spec")
+            .key("machines")
+            .index(0)
+            .key("metadata")
+            .key("flotilla.group");
+        assert_eq!(
+            q.to_string(),
+            "spec.machines[0].metadata[\"flotilla.group\"]"
+        );
+        assert_eq!(Path::root().to_string(), "<document>");
+        assert!(p.starts_with(&Path::root().key("spec").key("machines")));
+        assert!(!p.starts_with(&Path::root().key("metadata")));
+    }
+
+    #[test]
+    fn diagnostics_display_as_file_line_column_path_message() {
+        let d = Diagnostic {
+            source: "a.yaml".into(),
+            line: 3,
+            column: 7,
+            path: "spec.org".into(),
+            error: SpecError::MissingField { field: "org" },
+        };
+        assert_eq!(
+            d.to_string(),
+            "a.yaml:3:7: spec.org: missing required field `org`"
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! End-to-end tests of the `flotilla` binary. Commands that touch the
+//! database run against SQLite and, when reachable, PostgreSQL (see
+//! `common` for the `DATABASE_URL`/`CI` rule).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use common::PgTestDb;
+use serde_json::Value;
+
+/// A database to run the binary against, kept alive by its guard.
+struct Db {
+    url: String,
+    label: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgTestDb>,
+}
+
+fn sqlite_db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    Db {
+        url: format!("sqlite://{}", dir.path().join("cli.db").display()),
+        label: "sqlite",
+        _dir: Some(dir),
+        _pg: None,
+    }
+}
+
+/// SQLite always; PostgreSQL too when reachable.
+fn backends() -> Vec<Db> {
+    let mut dbs = vec![sqlite_db()];
+    if let Some(pg) = PgTestDb::create() {
+        dbs.push(Db {
+            url: pg.url.clone(),
+            label: "postgres",
+            _dir: None,
+            _pg: Some(pg),
+        });
+    }
+    dbs
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn flotilla(db: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = Command::cargo_bin("flotilla").unwrap();
+    cmd.env_remove("FLOTILLA_DB")
+        .env_remove("FLOTILLA_APP_NAME_TEMPLATE")
+        .env_remove("RUST_LOG");
+    if let Some(db) = db {
+        cmd.arg("--db").arg(db);
+    }
+    let out = cmd.args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn ok(db: &Db, args: &[&str]) -> String {
+    let r = flotilla(Some(&db.url), args);
+    assert_eq!(
+        r.code, 0,
+        "[{}] flotilla {args:?} failed:\n{}",
+        db.label, r.stderr
+    );
+    r.stdout
+}
+
+fn spec(name: &str, extra_metadata: &str, app: &str) -> String {
+    format!(
+        "apiVersion: flotilla.dev/v1alpha1\n\
+         kind: Tenant\n\
+         metadata:\n  name: {name}\n{extra_metadata}\
+         spec:\n  org: personal\n{app}\
+         \x20 machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
+    )
+}
+
+fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let p = dir.join(file);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn tenants_json(db: &Db) -> Value {
+    serde_json::from_str(&ok(db, &["get", "tenants", "-o", "json"])).unwrap()
+}
+
+fn item_names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn examples_dir() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/specs/examples")
+}
+
+#[test]
+fn validate_reports_every_error_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yaml", &spec("good", "", ""));
+    write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: Bad_Name\n\
+         spec:\n  org: personal\n  machines:\n    - name: web\n      region: ordx\n      image: nginx\n",
+    );
+    let r = flotilla(None, &["validate", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let bad = dir.path().join("bad.yaml").display().to_string();
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with(&bad)).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{bad}:4:9: metadata.name: "))),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{bad}:9:15: spec.machines[0].region: "))),
+        "{}",
+        r.stderr
+    );
+    // Every problem line is `file:line:col: path: message`.
+    for l in &lines {
+        let rest = &l[bad.len()..];
+        let parts: Vec<&str> = rest.splitn(4, ':').collect();
+        assert!(
+            parts[1].parse::<u32>().is_ok() && parts[2].parse::<u32>().is_ok(),
+            "{l}"
+        );
+    }
+
+    let r = flotilla(None, &["validate", "-f", examples_dir()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("tenant/acme valid"), "{}", r.stdout);
+}
+
+#[test]
+fn validate_reports_two_tenants_claiming_one_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}---\n{}",
+        spec("one", "", "  app:\n    name: shared\n"),
+        spec("two", "", "  app:\n    name: shared\n")
+    );
+    let f = write(dir.path(), "pair.yaml", &text);
+    let r = flotilla(None, &["validate", "-f", f.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!(
+            "{}:13:1: spec.app.name: Fly app `shared` is already used by tenant `one`",
+            f.display()
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn apply_reports_created_then_unchanged_then_configured() {
+    for db in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "acme.yaml", &spec("acme", "", ""));
+        let f = f.to_str().unwrap();
+        assert_eq!(ok(&db, &["apply", "-f", f]), "tenant/acme created\n");
+        assert_eq!(ok(&db, &["apply", "-f", f]), "tenant/acme unchanged\n");
+
+        // A comment-only edit: configured, same generation, new text kept.
+        let commented = format!("# edited by hand\n{}", spec("acme", "", ""));
+        std::fs::write(f, &commented).unwrap();
+        assert_eq!(ok(&db, &["apply", "-f", f]), "tenant/acme configured\n");
+        let t: Value =
+            serde_json::from_str(&ok(&db, &["get", "tenant", "acme", "-o", "json"])).unwrap();
+        assert_eq!(t["metadata"]["generation"], 1, "[{}]", db.label);
+
+        // A real change bumps it.
+        std::fs::write(f, spec("acme", "  labels:\n    tier: gold\n", "")).unwrap();
+        assert_eq!(ok(&db, &["apply", "-f", f]), "tenant/acme configured\n");
+        let t: Value =
+            serde_json::from_str(&ok(&db, &["get", "tenant", "acme", "-o", "json"])).unwrap();
+        assert_eq!(t["metadata"]["generation"], 2, "[{}]", db.label);
+
+        // The shipped examples apply too.
+        let out = ok(&db, &["apply", "-f", examples_dir()]);
+        assert!(
+            out.contains("tenant/acme configured"),
+            "[{}] {out}",
+            db.label
+        );
+    }
+}
+
+#[test]
+fn apply_with_one_bad_file_stores_nothing() {
+    for db in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &spec("alpha", "", ""));
+        write(
+            dir.path(),
+            "b.yaml",
+            &spec("beta", "", "").replace("ord", "nowhere"),
+        );
+        let r = flotilla(
+            Some(&db.url),
+            &["apply", "-f", dir.path().to_str().unwrap()],
+        );
+        assert_eq!(r.code, 1, "[{}] {}", db.label, r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        assert!(
+            r.stderr.contains("b.yaml:") && r.stderr.contains("spec.machines[0].region"),
+            "{}",
+            r.stderr
+        );
+        assert!(item_names(&tenants_json(&db)).is_empty(), "[{}]", db.label);
+    }
+}
+
+#[test]
+fn apply_of_several_files_is_one_transaction() {
+    for db in backends() {
+        let first = tempfile::tempdir().unwrap();
+        let f = write(
+            first.path(),
+            "owner.yaml",
+            &spec("owner", "", "  app:\n    name: taken\n"),
+        );
+        ok(&db, &["apply", "-f", f.to_str().unwrap()]);
+
+        // Each file is valid on its own; the second fails in the database
+        // (its app name belongs to `owner`) after the first was written.
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yaml", &spec("newcomer", "", ""));
+        let b = write(
+            dir.path(),
+            "b.yaml",
+            &spec("thief", "", "  app:\n    name: taken\n"),
+        );
+        let r = flotilla(
+            Some(&db.url),
+            &[
+                "apply",
+                "-f",
+                a.to_str().unwrap(),
+                "-f",
+                b.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(r.code, 1, "[{}]", db.label);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.starts_with("error: ") && r.stderr.contains("taken"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(item_names(&tenants_json(&db)), ["owner"], "[{}]", db.label);
+    }
+}
+
+#[test]
+fn export_gives_back_exactly_what_was_applied() {
+    for db in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let single = format!(
+            "# A comment that must survive.\n{}# trailing comment\n",
+            spec(
+                "solo",
+                "  labels:\n    tier: gold   # aligned comment\n",
+                ""
+            )
+        );
+        write(dir.path(), "solo.yaml", &single);
+        let multi = format!(
+            "# header of a two-document file\n{}---\n# second\n{}",
+            spec("first", "", ""),
+            spec("second", "", "")
+        );
+        let multi_path = write(dir.path(), "multi.yaml", &multi);
+        ok(&db, &["apply", "-f", dir.path().to_str().unwrap()]);
+
+        let out = tempfile::tempdir().unwrap();
+        let export_dir = out.path().join("export");
+        ok(&db, &["export", "-d", export_dir.to_str().unwrap()]);
+        let read = |n: &str| std::fs::read_to_string(export_dir.join(format!("{n}.yaml"))).unwrap();
+        assert_eq!(read("solo"), single, "[{}]", db.label);
+
+        let docs = flotilla::spec::load_str(
+            &multi_path.display().to_string(),
+            &multi,
+            &flotilla::spec::ParseOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 2);
+        for d in &docs {
+            assert_eq!(read(d.tenant.name().as_str()), d.doc.text, "[{}]", db.label);
+        }
+
+        // The export applies back as unchanged.
+        let again = ok(&db, &["apply", "-f", export_dir.to_str().unwrap()]);
+        assert_eq!(
+            again, "tenant/first unchanged\ntenant/second unchanged\ntenant/solo unchanged\n",
+            "[{}]",
+            db.label
+        );
+    }
+}
+
+#[test]
+fn get_in_every_format_with_selectors() {
+    for db in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "t.yaml",
+            &format!(
+                "{}---\n{}",
+                spec("gold-one", "  labels:\n    tier: gold\n", ""),
+                spec("plain", "", "")
+            ),
+        );
+        ok(&db, &["apply", "-f", dir.path().to_str().unwrap()]);
+
+        let list = tenants_json(&db);
+        assert_eq!(list["kind"], "TenantList");
+        assert_eq!(item_names(&list), ["gold-one", "plain"]);
+
+        let gold: Value = serde_json::from_str(&ok(
+            &db,
+            &["get", "tenants", "-l", "tier=gold", "-o", "json"],
+        ))
+        .unwrap();
+        assert_eq!(item_names(&gold), ["gold-one"]);
+
+        let one: Value =
+            serde_json::from_str(&ok(&db, &["get", "tenant", "gold-one", "-o", "json"])).unwrap();
+        assert_eq!(one["apiVersion"], "flotilla.dev/v1alpha1");
+        assert_eq!(one["kind"], "Tenant");
+        assert_eq!(one["metadata"]["labels"]["tier"], "gold");
+        assert_eq!(one["metadata"]["generation"], 1);
+        assert!(one["metadata"]["creationTimestamp"].is_string());
+        // The canonical spec: defaults filled in (the app name from the template).
+        assert_eq!(one["spec"]["app"]["name"], "gold-one");
+        assert_eq!(one["spec"]["machines"][0]["count"], 1);
+        assert_eq!(one["status"]["observedGeneration"], 0);
+
+        let yaml: Value =
+            yaml_serde::from_str(&ok(&db, &["get", "tenant", "gold-one", "-o", "yaml"])).unwrap();
+        assert_eq!(yaml, one);
+
+        let table = ok(&db, &["get", "tenants"]);
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "NAME",
+                "APP",
+                "ORG",
+                "GENERATION",
+                "OBSERVED",
+                "READY",
+                "AGE"
+            ]
+        );
+        let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            &row[..6],
+            ["gold-one", "gold-one", "personal", "1", "0", "-"]
+        );
+        assert!(row[6].ends_with('s'), "{table}");
+        assert_eq!(lines.count(), 1);
+
+        let r = flotilla(Some(&db.url), &["get", "tenant", "nobody"]);
+        assert_eq!(r.code, 1);
+        assert_eq!(r.stderr, "error: tenant nobody not found\n");
+
+        let r = flotilla(Some(&db.url), &["get", "tenants", "-l", "bad key=x"]);
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains("label key \"bad key\""), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn delete_marks_for_deletion() {
+    for db in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "t.yaml", &spec("doomed", "", ""));
+        ok(&db, &["apply", "-f", f.to_str().unwrap()]);
+        assert_eq!(
+            ok(&db, &["delete", "tenant", "doomed"]),
+            "tenant/doomed marked for deletion\n"
+        );
+        let t: Value =
+            serde_json::from_str(&ok(&db, &["get", "tenant", "doomed", "-o", "json"])).unwrap();
+        assert!(t["metadata"]["deletionTimestamp"].is_string(), "{t}");
+
+        let r = flotilla(Some(&db.url), &["delete", "tenant", "ghost"]);
+        assert_eq!(r.code, 1);
+        assert_eq!(r.stderr, "error: tenant ghost not found\n");
+        let r = flotilla(Some(&db.url), &["delete", "tenant", "Not_A_Name"]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.starts_with("error: tenant name \"Not_A_Name\""),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn migrate_reports_what_it_applied() {
+    let db = sqlite_db();
+    let out = ok(&db, &["migrate"]);
+    assert_eq!(out, "applied 0001 tenants\napplied 0002 events intents\n");
+    assert_eq!(ok(&db, &["migrate"]), "database is up to date\n");
+    if let Some(pg) = PgTestDb::create() {
+        let r = flotilla(Some(&pg.url), &["migrate"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            r.stdout,
+            "applied 0001 tenants\napplied 0002 events intents\n"
+        );
+    }
+}
+
+#[test]
+fn bad_database_urls_fail_in_one_line_without_the_password() {
+    for url in [
+        "postgres://admin:sup3rs3cret@127.0.0.1:notaport/db",
+        "postgres://admin:sup3rs3cret@127.0.0.1:1/db",
+        "mysql://admin:sup3rs3cret@localhost/db",
+    ] {
+        let r = flotilla(Some(url), &["get", "tenants"]);
+        assert_ne!(r.code, 0, "{url}");
+        assert_eq!(r.stderr.lines().count(), 1, "{url}: {}", r.stderr);
+        assert!(r.stderr.starts_with("error: "), "{url}: {}", r.stderr);
+        assert!(!r.stderr.contains("sup3rs3cret"), "{url}: {}", r.stderr);
+        assert!(!r.stdout.contains("sup3rs3cret"), "{url}: {}", r.stdout);
+        assert!(r.stderr.contains("admin:***@"), "{url}: {}", r.stderr);
+    }
+    // The password in FLOTILLA_DB never shows in --help either.
+    let out = Command::cargo_bin("flotilla")
+        .unwrap()
+        .env("FLOTILLA_DB", "postgres://admin:sup3rs3cret@h/db")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("sup3rs3cret"));
+}
+
+#[test]
+fn app_name_template_comes_from_flag_and_env() {
+    let db = sqlite_db();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "t.yaml", &spec("acme", "", ""));
+    let f = f.to_str().unwrap();
+    ok(
+        &db,
+        &["--app-name-template", "sp-{tenant}", "apply", "-f", f],
+    );
+    let t: Value =
+        serde_json::from_str(&ok(&db, &["get", "tenant", "acme", "-o", "json"])).unwrap();
+    assert_eq!(t["spec"]["app"]["name"], "sp-acme");
+
+    // Same text, another template: the meaning changed, so it is configured
+    // and the generation moves.
+    let out = Command::cargo_bin("flotilla")
+        .unwrap()
+        .env("FLOTILLA_APP_NAME_TEMPLATE", "{org}-{tenant}")
+        .args(["--db", &db.url, "apply", "-f", f])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tenant/acme configured\n"
+    );
+    let t: Value =
+        serde_json::from_str(&ok(&db, &["get", "tenant", "acme", "-o", "json"])).unwrap();
+    assert_eq!(t["spec"]["app"]["name"], "personal-acme");
+    assert_eq!(t["metadata"]["generation"], 2);
+}
+
+#[test]
+fn schema_is_json() {
+    let r = flotilla(None, &["schema"]);
+    assert_eq!(r.code, 0);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["properties"]["spec"].is_object(), "{v}");
+}
+
+#[test]
+fn finding_no_documents_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "notes.txt", "not a spec");
+    for cmd in ["validate", "apply"] {
+        let db = sqlite_db();
+        let r = flotilla(Some(&db.url), &[cmd, "-f", dir.path().to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{cmd}");
+        assert!(
+            r.stderr.starts_with("error: no tenant documents found in "),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    let r = flotilla(None, &["validate", "-f", "/nonexistent/flotilla-specs"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.starts_with("/nonexistent/flotilla-specs:1:1: "),
+        "{}",
+        r.stderr
+    );
+}
