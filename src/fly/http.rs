@@ -490,6 +490,9 @@ impl HttpFly {
         let client = reqwest::Client::builder()
             .user_agent(user_agent)
             .connect_timeout(config.connect_timeout)
+            // Fly does not redirect; a 3xx is Unexpected, and the token is
+            // never replayed to another location.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(FlyConfigError::Client)?;
         let limiter = FlyRateLimiter::new(&config.rate_limits)?;
