@@ -918,7 +918,8 @@ async fn every_error_class() {
     let mut cfg = s.config(TOKEN);
     cfg.retry.max_attempts = 1;
     let fly = HttpFly::new(cfg).expect("client");
-    let cases: Vec<(Reply, fn(&FlyError) -> bool)> = vec![
+    type Check = fn(&FlyError) -> bool;
+    let cases: Vec<(Reply, Check)> = vec![
         (fly_error(404, "machine not found", None), |e| {
             matches!(e, FlyError::NotFound { .. })
         }),
