@@ -1,1 +1,342 @@
 //! Keyed client-side rate limiting that follows Fly's published limits.
+//!
+//! Fly limits the Machines API per *action* (operation) and per *key* (the
+//! machine for machine-scoped calls, otherwise the app): 1 req/s with bursts
+//! of 3, except `Get Machine` at 5 req/s with bursts of 10, and app deletions
+//! at 100 per minute (API-NOTES §3). A fleet-wide operation (rolling secrets
+//! to 500 machines) would otherwise provoke a storm of 429s, so every call
+//! waits here first. On top of the per-key limits sits one global token bucket
+//! over all calls, so the controller as a whole stays a polite client.
+//!
+//! The limiter *waits* (asynchronously); it never fails a call. Its clock is
+//! tokio's, so tests with paused time see exact, deterministic spacing.
+//!
+//! Memory: keys are `(operation, key)` pairs. Entries that have fully
+//! replenished carry no information, so they are pruned every
+//! [`PRUNE_EVERY`] checks.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// How often (in checks) fully-replenished keys are dropped.
+pub const PRUNE_EVERY: u64 = 4096;
+
+/// Client-side rate limiting settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// When false, calls are never delayed client-side (Fly's 429s are still
+    /// handled by the retry policy).
+    pub enabled: bool,
+    /// Requests per second over all calls of this client; `None` disables the
+    /// global budget (the per-operation limits still apply).
+    pub global_rps: Option<u32>,
+    /// Burst size of the global budget.
+    pub global_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    /// Per-operation limits on, and a global budget of 20 req/s with bursts of
+    /// 40: well under what Fly tolerates for one org, fast enough for hundreds
+    /// of tenants.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            global_rps: Some(20),
+            global_burst: 40,
+        }
+    }
+}
+
+/// Invalid limiter settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimitConfigError {
+    #[error("rate_limits.global_rps must be at least 1 (or unset to disable the global budget)")]
+    ZeroRate,
+    #[error("rate_limits.global_burst must be at least 1")]
+    ZeroBurst,
+}
+
+/// A governor clock reading tokio's (pausable) monotonic time.
+#[derive(Debug, Clone, Copy)]
+struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        let since = tokio::time::Instant::now().saturating_duration_since(self.origin);
+        Nanos::from(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+type Key = (&'static str, String);
+type Keyed = RateLimiter<Key, DashMapStateStore<Key>, TokioClock, NoOpMiddleware<Nanos>>;
+type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
+
+/// Which published Fly limit an operation falls under.
+fn class_of(operation: &str) -> Class {
+    match operation {
+        "Machines_show" => Class::Show,
+        "Apps_delete" => Class::AppDelete,
+        _ => Class::Default,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Default,
+    Show,
+    AppDelete,
+}
+
+/// The limiter shared by every call of one [`super::http::HttpFly`].
+pub struct FlyRateLimiter {
+    clock: TokioClock,
+    default: Keyed,
+    show: Keyed,
+    app_delete: Keyed,
+    global: Option<Direct>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for FlyRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlyRateLimiter")
+            .field(
+                "keys",
+                &(self.default.len() + self.show.len() + self.app_delete.len()),
+            )
+            .field("global", &self.global.is_some())
+            .finish()
+    }
+}
+
+const fn nz(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(v) => v,
+        None => panic!("zero quota constant"),
+    }
+}
+
+// Evaluated at compile time, so `nz` can never panic at run time.
+const ONE: NonZeroU32 = nz(1);
+const THREE: NonZeroU32 = nz(3);
+const FIVE: NonZeroU32 = nz(5);
+const TEN: NonZeroU32 = nz(10);
+const HUNDRED: NonZeroU32 = nz(100);
+
+impl FlyRateLimiter {
+    /// `None` when limiting is disabled.
+    pub fn new(config: &RateLimitConfig) -> Result<Option<Self>, RateLimitConfigError> {
+        if !config.enabled {
+            return Ok(None);
+        }
+        let clock = TokioClock {
+            origin: tokio::time::Instant::now(),
+        };
+        let global = match config.global_rps {
+            None => None,
+            Some(rps) => {
+                let rps = NonZeroU32::new(rps).ok_or(RateLimitConfigError::ZeroRate)?;
+                let burst =
+                    NonZeroU32::new(config.global_burst).ok_or(RateLimitConfigError::ZeroBurst)?;
+                Some(RateLimiter::direct_with_clock(
+                    Quota::per_second(rps).allow_burst(burst),
+                    clock,
+                ))
+            }
+        };
+        Ok(Some(Self {
+            clock,
+            // 1 req/s per action and key, bursts of 3.
+            default: RateLimiter::dashmap_with_clock(
+                Quota::per_second(ONE).allow_burst(THREE),
+                clock,
+            ),
+            // Get Machine: 5 req/s, bursts of 10.
+            show: RateLimiter::dashmap_with_clock(Quota::per_second(FIVE).allow_burst(TEN), clock),
+            // App deletions: 100 per minute.
+            app_delete: RateLimiter::dashmap_with_clock(Quota::per_minute(HUNDRED), clock),
+            global,
+            checks: AtomicU64::new(0),
+        }))
+    }
+
+    /// Waits until `operation` (an OpenAPI operationId) on `key` may be sent,
+    /// and returns how long it waited. `Apps_delete` is limited per org, not
+    /// per app (one app is deleted once), so its key is ignored.
+    pub async fn until_ready(&self, operation: &'static str, key: &str) -> Duration {
+        let start = tokio::time::Instant::now();
+        let class = class_of(operation);
+        let limiter = match class {
+            Class::Default => &self.default,
+            Class::Show => &self.show,
+            Class::AppDelete => &self.app_delete,
+        };
+        let key: Key = (
+            operation,
+            if class == Class::AppDelete {
+                String::new()
+            } else {
+                key.to_owned()
+            },
+        );
+        loop {
+            match limiter.check_key(&key) {
+                Ok(()) => break,
+                Err(not_until) => {
+                    tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+                }
+            }
+        }
+        if let Some(global) = &self.global {
+            loop {
+                match global.check() {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+                    }
+                }
+            }
+        }
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            for l in [&self.default, &self.show, &self.app_delete] {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        }
+        start.elapsed()
+    }
+
+    /// Number of tracked `(operation, key)` entries (for tests and debugging).
+    pub fn tracked_keys(&self) -> usize {
+        self.default.len() + self.show.len() + self.app_delete.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn limiter(global_rps: Option<u32>, global_burst: u32) -> FlyRateLimiter {
+        FlyRateLimiter::new(&RateLimitConfig {
+            enabled: true,
+            global_rps,
+            global_burst,
+        })
+        .expect("valid config")
+        .expect("enabled")
+    }
+
+    /// Offsets (from the first call) at which `n` sequential calls got through.
+    async fn offsets(l: &FlyRateLimiter, op: &'static str, key: &str, n: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            l.until_ready(op, key).await;
+            out.push(start.elapsed());
+        }
+        out
+    }
+
+    fn ms(v: &[Duration]) -> Vec<u128> {
+        v.iter().map(|d| d.as_millis()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_class_allows_burst_of_three_then_one_per_second() {
+        let l = limiter(None, 1);
+        let got = offsets(&l, "Machines_create", "app-a", 6).await;
+        assert_eq!(ms(&got), vec![0, 0, 0, 1000, 2000, 3000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn get_machine_allows_burst_of_ten_then_five_per_second() {
+        let l = limiter(None, 1);
+        let got = offsets(&l, "Machines_show", "0123456789abcd", 12).await;
+        let expected: Vec<u128> = [0; 10].into_iter().chain([200, 400]).collect();
+        assert_eq!(ms(&got), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_and_operations_are_independent() {
+        let l = limiter(None, 1);
+        offsets(&l, "Machines_start", "m1", 3).await;
+        // Burst of m1 spent; m2 and another operation on m1 are not delayed.
+        assert_eq!(
+            ms(&offsets(&l, "Machines_start", "m2", 3).await),
+            vec![0, 0, 0]
+        );
+        assert_eq!(
+            ms(&offsets(&l, "Machines_stop", "m1", 3).await),
+            vec![0, 0, 0]
+        );
+        // m1's start is.
+        assert_eq!(
+            ms(&offsets(&l, "Machines_start", "m1", 1).await),
+            vec![1000]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn app_deletes_share_one_org_wide_budget() {
+        let l = limiter(None, 1);
+        for i in 0..100 {
+            assert_eq!(
+                l.until_ready("Apps_delete", &format!("app-{i}")).await,
+                Duration::ZERO
+            );
+        }
+        // The 101st waits for one replenishment: 60 s / 100.
+        let waited = l.until_ready("Apps_delete", "app-x").await;
+        assert_eq!(waited.as_millis(), 600);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn global_budget_spans_all_keys() {
+        let l = limiter(Some(2), 2);
+        let start = Instant::now();
+        let mut got = Vec::new();
+        for i in 0..5 {
+            l.until_ready("Machines_start", &format!("m{i}")).await;
+            got.push(start.elapsed());
+        }
+        assert_eq!(ms(&got), vec![0, 0, 500, 1000, 1500]);
+    }
+
+    #[test]
+    fn disabled_limiter_is_none_and_zero_rates_are_rejected() {
+        let off = RateLimitConfig {
+            enabled: false,
+            ..RateLimitConfig::default()
+        };
+        assert!(FlyRateLimiter::new(&off).expect("valid").is_none());
+        let zero = RateLimitConfig {
+            global_rps: Some(0),
+            ..RateLimitConfig::default()
+        };
+        assert_eq!(
+            FlyRateLimiter::new(&zero).err(),
+            Some(RateLimitConfigError::ZeroRate)
+        );
+        let zero_burst = RateLimitConfig {
+            global_burst: 0,
+            ..RateLimitConfig::default()
+        };
+        assert_eq!(
+            FlyRateLimiter::new(&zero_burst).err(),
+            Some(RateLimitConfigError::ZeroBurst)
+        );
+    }
+}
