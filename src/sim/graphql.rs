@@ -1,0 +1,939 @@
+//! The slice of Fly's GraphQL API flotilla uses (`app`, `organization`,
+//! `createLimitedAccessToken`, `deleteLimitedAccessToken`), plus REST
+//! `GET /v1/tokens/current`.
+//!
+//! A small GraphQL reader parses operations, aliases, arguments (variables,
+//! literals, lists, input objects) and selection sets, and answers with exactly
+//! the selected fields; unknown fields are errors, as on a real GraphQL server.
+//! Fragments and directives are not supported. Errors come back with HTTP 200
+//! as `{"data": null, "errors": [{"message", "path", "extensions": {"code"}}]}`.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
+
+use super::error::ApiResult;
+use super::goduration;
+use super::server::{Caller, JsonBody, Sim, json_response};
+use super::state::{Profile, State as World, Token};
+
+/// A GraphQL error body with one error.
+pub fn error_body(message: &str, code: &str) -> Value {
+    json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code } }],
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Punct(char),
+    Spread,
+    Name(String),
+    Int(String),
+    Float(String),
+    Str(String),
+}
+
+fn lex(src: &str) -> Result<Vec<Tok>, String> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ' ' | '\t' | '\n' | '\r' | ',' | '\u{feff}' => i += 1,
+            '#' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '!' | '$' | '(' | ')' | ':' | '=' | '@' | '[' | ']' | '{' | '}' | '|' | '&' => {
+                out.push(Tok::Punct(c));
+                i += 1;
+            }
+            '.' => {
+                if chars.get(i + 1) == Some(&'.') && chars.get(i + 2) == Some(&'.') {
+                    out.push(Tok::Spread);
+                    i += 3;
+                } else {
+                    return Err(format!("Parse error on \".\" at offset {i}"));
+                }
+            }
+            '"' => {
+                if chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"') {
+                    let start = i + 3;
+                    let mut j = start;
+                    while j + 2 < chars.len()
+                        && !(chars[j] == '"' && chars[j + 1] == '"' && chars[j + 2] == '"')
+                    {
+                        j += 1;
+                    }
+                    if j + 2 >= chars.len() {
+                        return Err("Parse error: unterminated block string".into());
+                    }
+                    out.push(Tok::Str(chars[start..j].iter().collect()));
+                    i = j + 3;
+                } else {
+                    let mut s = String::new();
+                    i += 1;
+                    loop {
+                        let Some(&ch) = chars.get(i) else {
+                            return Err("Parse error: unterminated string".into());
+                        };
+                        i += 1;
+                        match ch {
+                            '"' => break,
+                            '\\' => {
+                                let Some(&esc) = chars.get(i) else {
+                                    return Err("Parse error: unterminated string".into());
+                                };
+                                i += 1;
+                                match esc {
+                                    'n' => s.push('\n'),
+                                    't' => s.push('\t'),
+                                    'r' => s.push('\r'),
+                                    'b' => s.push('\u{8}'),
+                                    'f' => s.push('\u{c}'),
+                                    'u' => {
+                                        let hex: String = chars
+                                            .get(i..i + 4)
+                                            .unwrap_or_default()
+                                            .iter()
+                                            .collect();
+                                        let code = u32::from_str_radix(&hex, 16)
+                                            .ok()
+                                            .and_then(char::from_u32)
+                                            .ok_or_else(|| {
+                                                format!("Parse error: bad unicode escape \\u{hex}")
+                                            })?;
+                                        s.push(code);
+                                        i += 4;
+                                    }
+                                    other => s.push(other),
+                                }
+                            }
+                            other => s.push(other),
+                        }
+                    }
+                    out.push(Tok::Str(s));
+                }
+            }
+            c if c == '-' || c.is_ascii_digit() => {
+                let start = i;
+                i += 1;
+                let mut float = false;
+                while i < chars.len()
+                    && (chars[i].is_ascii_digit()
+                        || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-'))
+                {
+                    float |= matches!(chars[i], '.' | 'e' | 'E');
+                    i += 1;
+                }
+                let text: String = chars[start..i].iter().collect();
+                out.push(if float {
+                    Tok::Float(text)
+                } else {
+                    Tok::Int(text)
+                });
+            }
+            c if c == '_' || c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < chars.len() && (chars[i] == '_' || chars[i].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+                out.push(Tok::Name(chars[start..i].iter().collect()));
+            }
+            other => return Err(format!("Parse error on {other:?} at offset {i}")),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+enum GValue {
+    Var(String),
+    Lit(Value),
+    List(Vec<GValue>),
+    Obj(Vec<(String, GValue)>),
+}
+
+#[derive(Debug, Clone)]
+struct Field {
+    alias: Option<String>,
+    name: String,
+    args: Vec<(String, GValue)>,
+    selection: Vec<Field>,
+}
+
+impl Field {
+    fn key(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.name)
+    }
+
+    fn arg(&self, name: &str) -> Option<&GValue> {
+        self.args.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OpKind {
+    Query,
+    Mutation,
+}
+
+#[derive(Debug)]
+struct Operation {
+    kind: OpKind,
+    name: Option<String>,
+    selection: Vec<Field>,
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), String> {
+        match self.next() {
+            Some(Tok::Punct(p)) if p == c => Ok(()),
+            other => Err(format!(
+                "Parse error: expected {c:?}, found {}",
+                describe(other.as_ref())
+            )),
+        }
+    }
+
+    fn name(&mut self) -> Result<String, String> {
+        match self.next() {
+            Some(Tok::Name(n)) => Ok(n),
+            other => Err(format!(
+                "Parse error: expected a name, found {}",
+                describe(other.as_ref())
+            )),
+        }
+    }
+
+    fn is(&self, c: char) -> bool {
+        self.peek() == Some(&Tok::Punct(c))
+    }
+
+    fn document(&mut self) -> Result<Vec<Operation>, String> {
+        let mut ops = Vec::new();
+        while self.peek().is_some() {
+            ops.push(self.operation()?);
+        }
+        if ops.is_empty() {
+            return Err("No query string was present".into());
+        }
+        Ok(ops)
+    }
+
+    fn operation(&mut self) -> Result<Operation, String> {
+        if self.is('{') {
+            return Ok(Operation {
+                kind: OpKind::Query,
+                name: None,
+                selection: self.selection_set()?,
+            });
+        }
+        let kind = match self.next() {
+            Some(Tok::Name(n)) if n == "query" => OpKind::Query,
+            Some(Tok::Name(n)) if n == "mutation" => OpKind::Mutation,
+            Some(Tok::Name(n)) if n == "fragment" => {
+                return Err("fragments are not supported by the simulator".into());
+            }
+            Some(Tok::Name(n)) if n == "subscription" => {
+                return Err("subscriptions are not supported".into());
+            }
+            other => return Err(format!("Parse error on {}", describe(other.as_ref()))),
+        };
+        let name = match self.peek() {
+            Some(Tok::Name(_)) => Some(self.name()?),
+            _ => None,
+        };
+        if self.is('(') {
+            self.skip_balanced('(', ')')?;
+        }
+        if self.is('@') {
+            return Err("directives are not supported by the simulator".into());
+        }
+        Ok(Operation {
+            kind,
+            name,
+            selection: self.selection_set()?,
+        })
+    }
+
+    fn skip_balanced(&mut self, open: char, close: char) -> Result<(), String> {
+        let mut depth = 0usize;
+        loop {
+            match self.next() {
+                Some(Tok::Punct(c)) if c == open => depth += 1,
+                Some(Tok::Punct(c)) if c == close => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                Some(_) => {}
+                None => return Err(format!("Parse error: unbalanced {open:?}")),
+            }
+        }
+    }
+
+    fn selection_set(&mut self) -> Result<Vec<Field>, String> {
+        self.expect('{')?;
+        let mut fields = Vec::new();
+        while !self.is('}') {
+            if self.peek() == Some(&Tok::Spread) {
+                return Err("fragments are not supported by the simulator".into());
+            }
+            fields.push(self.field()?);
+        }
+        self.expect('}')?;
+        if fields.is_empty() {
+            return Err("Parse error: empty selection set".into());
+        }
+        Ok(fields)
+    }
+
+    fn field(&mut self) -> Result<Field, String> {
+        let first = self.name()?;
+        let (alias, name) = if self.is(':') {
+            self.next();
+            (Some(first), self.name()?)
+        } else {
+            (None, first)
+        };
+        let mut args = Vec::new();
+        if self.is('(') {
+            self.next();
+            while !self.is(')') {
+                let k = self.name()?;
+                self.expect(':')?;
+                args.push((k, self.value()?));
+            }
+            self.expect(')')?;
+        }
+        if self.is('@') {
+            return Err("directives are not supported by the simulator".into());
+        }
+        let selection = if self.is('{') {
+            self.selection_set()?
+        } else {
+            Vec::new()
+        };
+        Ok(Field {
+            alias,
+            name,
+            args,
+            selection,
+        })
+    }
+
+    fn value(&mut self) -> Result<GValue, String> {
+        match self.next() {
+            Some(Tok::Punct('$')) => Ok(GValue::Var(self.name()?)),
+            Some(Tok::Int(s)) => s
+                .parse::<i64>()
+                .map(|n| GValue::Lit(Value::from(n)))
+                .map_err(|_| format!("Parse error: bad integer {s}")),
+            Some(Tok::Float(s)) => s
+                .parse::<f64>()
+                .map(|n| GValue::Lit(Value::from(n)))
+                .map_err(|_| format!("Parse error: bad number {s}")),
+            Some(Tok::Str(s)) => Ok(GValue::Lit(Value::from(s))),
+            Some(Tok::Name(n)) => Ok(GValue::Lit(match n.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                "null" => Value::Null,
+                _ => Value::from(n),
+            })),
+            Some(Tok::Punct('[')) => {
+                let mut items = Vec::new();
+                while !self.is(']') {
+                    items.push(self.value()?);
+                }
+                self.expect(']')?;
+                Ok(GValue::List(items))
+            }
+            Some(Tok::Punct('{')) => {
+                let mut fields = Vec::new();
+                while !self.is('}') {
+                    let k = self.name()?;
+                    self.expect(':')?;
+                    fields.push((k, self.value()?));
+                }
+                self.expect('}')?;
+                Ok(GValue::Obj(fields))
+            }
+            other => Err(format!(
+                "Parse error: expected a value, found {}",
+                describe(other.as_ref())
+            )),
+        }
+    }
+}
+
+fn describe(t: Option<&Tok>) -> String {
+    match t {
+        None => "end of document".into(),
+        Some(Tok::Punct(c)) => format!("{c:?}"),
+        Some(Tok::Spread) => "\"...\"".into(),
+        Some(Tok::Name(n) | Tok::Int(n) | Tok::Float(n)) => format!("{n:?}"),
+        Some(Tok::Str(s)) => format!("string {s:?}"),
+    }
+}
+
+fn resolve(v: &GValue, vars: &Map<String, Value>) -> Value {
+    match v {
+        GValue::Var(name) => vars.get(name).cloned().unwrap_or(Value::Null),
+        GValue::Lit(l) => l.clone(),
+        GValue::List(items) => Value::Array(items.iter().map(|i| resolve(i, vars)).collect()),
+        GValue::Obj(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), resolve(v, vars)))
+                .collect(),
+        ),
+    }
+}
+
+/// A field-level GraphQL error.
+struct GqlError {
+    message: String,
+    code: &'static str,
+}
+
+fn gql_err(message: impl Into<String>, code: &'static str) -> GqlError {
+    GqlError {
+        message: message.into(),
+        code,
+    }
+}
+
+/// Keeps only the selected fields of a resolved object (which carries its
+/// `__typename`), recursively.
+fn project(v: &Value, selection: &[Field]) -> Result<Value, GqlError> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| project(i, selection))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(obj) => {
+            let type_name = obj
+                .get("__typename")
+                .and_then(Value::as_str)
+                .unwrap_or("Object");
+            if selection.is_empty() {
+                return Err(gql_err(
+                    format!("Field of type '{type_name}' must have a selection of subfields"),
+                    "BAD_REQUEST",
+                ));
+            }
+            let mut out = Map::new();
+            for f in selection {
+                let val = obj.get(&f.name).ok_or_else(|| {
+                    gql_err(
+                        format!("Field '{}' doesn't exist on type '{type_name}'", f.name),
+                        "BAD_REQUEST",
+                    )
+                })?;
+                let projected = if val.is_object()
+                    || (val.is_array()
+                        && val
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(Value::is_object)))
+                {
+                    project(val, &f.selection)?
+                } else if !f.selection.is_empty() && !val.is_null() {
+                    return Err(gql_err(
+                        format!("Selections can't be made on scalars (field '{}')", f.name),
+                        "BAD_REQUEST",
+                    ));
+                } else {
+                    val.clone()
+                };
+                out.insert(f.key().to_owned(), projected);
+            }
+            Ok(Value::Object(out))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+fn org_node(st: &World, slug: &str) -> Value {
+    match st.orgs.get(slug) {
+        Some(o) => json!({
+            "__typename": "Organization",
+            "id": o.gql_id,
+            "slug": o.slug,
+            "rawSlug": o.slug,
+            "name": o.name,
+            "internalNumericId": o.internal_numeric_id.to_string(),
+        }),
+        None => Value::Null,
+    }
+}
+
+fn app_node(st: &World, app: &super::state::App) -> Value {
+    json!({
+        "__typename": "App",
+        "id": app.gql_id,
+        "name": app.name,
+        "internalNumericId": app.internal_numeric_id,
+        "status": app.status(),
+        "hostname": format!("{}.fly.dev", app.name),
+        "organization": org_node(st, &app.org),
+    })
+}
+
+fn token_node(st: &World, t: &Token, secret: Option<&str>) -> Value {
+    json!({
+        "__typename": "LimitedAccessToken",
+        "id": t.id,
+        "name": t.name,
+        "profile": t.profile.as_str(),
+        "profileParams": t.app.as_ref().map(|(_, id)| {
+            st.apps.values().find(|a| &a.id == id).map_or(Value::Null, |a| json!({"app_id": a.gql_id}))
+        }).unwrap_or_else(|| json!({})),
+        "token": secret,
+        "tokenHeader": secret.map(|s| format!("FlyV1 {s}")),
+        "createdAt": t.created_at.to_string(),
+        "expiresAt": t.expires_at.map(|e| e.to_string()),
+        "revokedAt": t.revoked_at.map(|r| r.to_string()),
+        "revokedBy": null,
+        "organization": org_node(st, &t.org),
+    })
+}
+
+/// `POST /graphql`.
+pub async fn handle(
+    State(sim): State<Arc<Sim>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    Ok(json_response(StatusCode::OK, execute(&sim, &caller, &body)))
+}
+
+fn execute(sim: &Sim, caller: &Caller, body: &Value) -> Value {
+    let Some(query) = body.get("query").and_then(Value::as_str) else {
+        return error_body("No query string was present", "BAD_REQUEST");
+    };
+    let vars = match body.get("variables") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => m,
+            _ => return error_body("variables must be a JSON object", "BAD_REQUEST"),
+        },
+        Some(_) => return error_body("variables must be a JSON object", "BAD_REQUEST"),
+    };
+    let ops = match lex(query).and_then(|toks| Parser { toks, pos: 0 }.document()) {
+        Ok(ops) => ops,
+        Err(e) => return error_body(&e, "BAD_REQUEST"),
+    };
+    let wanted = body
+        .get("operationName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let op = match wanted {
+        Some(name) => ops.iter().find(|o| o.name.as_deref() == Some(name)),
+        None if ops.len() == 1 => ops.first(),
+        None => {
+            return error_body(
+                "An operation name is required when the document has several operations",
+                "BAD_REQUEST",
+            );
+        }
+    };
+    let Some(op) = op else {
+        return error_body("No operation named in operationName", "BAD_REQUEST");
+    };
+    let mut data = Map::new();
+    for field in &op.selection {
+        let result = match (op.kind, field.name.as_str()) {
+            (_, "__typename") => Ok(Value::from(match op.kind {
+                OpKind::Query => "Query",
+                OpKind::Mutation => "Mutation",
+            })),
+            (OpKind::Query, "app") => query_app(sim, caller, field, &vars),
+            (OpKind::Query, "organization") => query_org(sim, caller, field, &vars),
+            (OpKind::Mutation, "createLimitedAccessToken") => {
+                create_token(sim, caller, field, &vars)
+            }
+            (OpKind::Mutation, "deleteLimitedAccessToken") => {
+                delete_token(sim, caller, field, &vars)
+            }
+            (kind, name) => Err(gql_err(
+                format!(
+                    "Field '{name}' doesn't exist on type '{}'",
+                    if kind == OpKind::Query {
+                        "Query"
+                    } else {
+                        "Mutation"
+                    }
+                ),
+                "BAD_REQUEST",
+            )),
+        };
+        match result.and_then(|v| project(&v, &field.selection)) {
+            Ok(v) => {
+                data.insert(field.key().to_owned(), v);
+            }
+            Err(e) => {
+                return json!({
+                    "data": null,
+                    "errors": [{
+                        "message": e.message,
+                        "path": [field.key()],
+                        "extensions": { "code": e.code },
+                    }],
+                });
+            }
+        }
+    }
+    json!({ "data": data })
+}
+
+fn string_arg(field: &Field, name: &str, vars: &Map<String, Value>) -> Result<String, GqlError> {
+    match field.arg(name).map(|v| resolve(v, vars)) {
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Null) | None => Err(gql_err(
+            format!(
+                "Field '{}' is missing required argument: {name}",
+                field.name
+            ),
+            "BAD_REQUEST",
+        )),
+        Some(other) => Err(gql_err(
+            format!(
+                "Argument '{name}' on Field '{}' has an invalid value ({other})",
+                field.name
+            ),
+            "BAD_REQUEST",
+        )),
+    }
+}
+
+fn query_app(
+    sim: &Sim,
+    caller: &Caller,
+    field: &Field,
+    vars: &Map<String, Value>,
+) -> Result<Value, GqlError> {
+    let name = string_arg(field, "name", vars)?;
+    let now = sim.now();
+    let st = sim.read();
+    let app = st
+        .apps
+        .get(&name)
+        .filter(|a| a.org == caller.org && now >= a.visible_at)
+        .ok_or_else(|| gql_err("Could not find App", "NOT_FOUND"))?;
+    if let Some(id) = &caller.app_id
+        && &app.id != id
+    {
+        return Err(gql_err("Not authorized to access this app", "UNAUTHORIZED"));
+    }
+    Ok(app_node(&st, app))
+}
+
+fn query_org(
+    sim: &Sim,
+    caller: &Caller,
+    field: &Field,
+    vars: &Map<String, Value>,
+) -> Result<Value, GqlError> {
+    let slug = string_arg(field, "slug", vars)?;
+    if slug != caller.org {
+        return Err(gql_err("Could not find Organization", "NOT_FOUND"));
+    }
+    let st = sim.read();
+    Ok(org_node(&st, &slug))
+}
+
+fn input_arg(field: &Field, vars: &Map<String, Value>) -> Result<Map<String, Value>, GqlError> {
+    match field.arg("input").map(|v| resolve(v, vars)) {
+        Some(Value::Object(m)) => Ok(m),
+        _ => Err(gql_err(
+            format!("Field '{}' is missing required argument: input", field.name),
+            "BAD_REQUEST",
+        )),
+    }
+}
+
+/// Twenty years, flyctl's default token lifetime.
+const DEFAULT_EXPIRY: &str = "175200h";
+
+fn create_token(
+    sim: &Sim,
+    caller: &Caller,
+    field: &Field,
+    vars: &Map<String, Value>,
+) -> Result<Value, GqlError> {
+    if !caller.is_org_wide() {
+        return Err(gql_err(
+            "Not authorized to access this createLimitedAccessToken",
+            "UNAUTHORIZED",
+        ));
+    }
+    let input = input_arg(field, vars)?;
+    let text = |k: &str| {
+        input
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let name = text("name");
+    if name.trim().is_empty() {
+        return Err(gql_err(
+            "Argument 'name' on InputObject 'CreateLimitedAccessTokenInput' is required. Expected type String!",
+            "BAD_REQUEST",
+        ));
+    }
+    let org_id = text("organizationId");
+    let profile = match text("profile").as_str() {
+        "deploy" => Profile::Deploy,
+        "deploy_organization" => Profile::Org,
+        "" => {
+            return Err(gql_err(
+                "Argument 'profile' on InputObject 'CreateLimitedAccessTokenInput' is required. Expected type String!",
+                "BAD_REQUEST",
+            ));
+        }
+        other => {
+            return Err(gql_err(
+                format!(
+                    "unknown or unsupported token profile {other:?} (the simulator supports deploy and deploy_organization)"
+                ),
+                "BAD_REQUEST",
+            ));
+        }
+    };
+    let expiry = match input.get("expiry") {
+        None | Some(Value::Null) => DEFAULT_EXPIRY.to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(gql_err(
+                "expiry must be a duration string such as \"720h0m0s\"",
+                "BAD_REQUEST",
+            ));
+        }
+    };
+    let nanos = goduration::parse(&expiry)
+        .map_err(|e| gql_err(format!("invalid expiry: {e}"), "BAD_REQUEST"))?;
+    if nanos <= 0 {
+        return Err(gql_err("invalid expiry: must be positive", "BAD_REQUEST"));
+    }
+    let now = sim.now();
+    let mut st = sim.write();
+    let org = st
+        .orgs
+        .get(&caller.org)
+        .filter(|o| o.gql_id == org_id)
+        .cloned()
+        .ok_or_else(|| gql_err("Could not find Organization", "NOT_FOUND"))?;
+    let app = match profile {
+        Profile::Org => None,
+        Profile::Deploy => {
+            let app_gql_id = input
+                .get("profileParams")
+                .and_then(|p| p.get("app_id"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    gql_err(
+                        "profile deploy requires profileParams.app_id",
+                        "BAD_REQUEST",
+                    )
+                })?;
+            let app = st
+                .apps
+                .values()
+                .find(|a| a.gql_id == app_gql_id && a.org == org.slug && now >= a.visible_at)
+                .ok_or_else(|| gql_err("Could not find App", "NOT_FOUND"))?;
+            Some((app.name.clone(), app.id.clone()))
+        }
+    };
+    let secret = format!("{},{}", st.macaroon(), st.macaroon());
+    let id = st.alnum(20);
+    let expires_at = now
+        .checked_add(SignedDuration::from_nanos(nanos))
+        .unwrap_or(Timestamp::MAX);
+    let token = Token {
+        id,
+        name,
+        profile,
+        org: org.slug.clone(),
+        app,
+        created_at: now,
+        expires_at: Some(expires_at),
+        revoked_at: None,
+    };
+    let node = token_node(&st, &token, Some(&secret));
+    tracing::info!(token = %token.id, profile = profile.as_str(), "token minted");
+    st.register_token(&secret, token);
+    Ok(json!({
+        "__typename": "CreateLimitedAccessTokenPayload",
+        "clientMutationId": input.get("clientMutationId").cloned().unwrap_or(Value::Null),
+        "limitedAccessToken": node,
+    }))
+}
+
+fn delete_token(
+    sim: &Sim,
+    caller: &Caller,
+    field: &Field,
+    vars: &Map<String, Value>,
+) -> Result<Value, GqlError> {
+    if !caller.is_org_wide() {
+        return Err(gql_err(
+            "Not authorized to access this deleteLimitedAccessToken",
+            "UNAUTHORIZED",
+        ));
+    }
+    let input = input_arg(field, vars)?;
+    let now = sim.now();
+    let mut st = sim.write();
+    let id = match (
+        input.get("id").and_then(Value::as_str),
+        input.get("token").and_then(Value::as_str),
+    ) {
+        (Some(id), _) => id.to_owned(),
+        (None, Some(secret)) => st
+            .token_index
+            .get(&super::state::token_hash(
+                secret.trim_start_matches("FlyV1 "),
+            ))
+            .cloned()
+            .unwrap_or_default(),
+        (None, None) => {
+            return Err(gql_err("input requires id or token", "BAD_REQUEST"));
+        }
+    };
+    let tok = st
+        .tokens
+        .get_mut(&id)
+        .filter(|t| t.org == caller.org)
+        .ok_or_else(|| gql_err("Could not find LimitedAccessToken", "NOT_FOUND"))?;
+    if tok.revoked_at.is_none() {
+        tok.revoked_at = Some(now);
+        tracing::info!(token = %id, "token revoked");
+    }
+    Ok(json!({
+        "__typename": "DeleteLimitedAccessTokenPayload",
+        "clientMutationId": input.get("clientMutationId").cloned().unwrap_or(Value::Null),
+        "token": id,
+        "revokedBy": input.get("revokedBy").cloned().unwrap_or(Value::Null),
+    }))
+}
+
+/// `GET /v1/tokens/current`: what the presented token is and may touch.
+pub async fn current_token(
+    State(sim): State<Arc<Sim>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
+    let st = sim.read();
+    let tok = st.tokens.get(&caller.token_id);
+    let apps: Vec<String> = tok
+        .and_then(|t| t.app.as_ref())
+        .map(|(name, id)| {
+            st.apps
+                .values()
+                .find(|a| &a.id == id)
+                .map_or_else(|| name.clone(), |a| a.name.clone())
+        })
+        .into_iter()
+        .collect();
+    let org_name = st
+        .orgs
+        .get(&caller.org)
+        .map(|o| o.name.clone())
+        .unwrap_or_default();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "tokens": [{
+                "token_id": caller.token_id,
+                "org_slug": caller.org,
+                "organization": org_name,
+                "apps": apps,
+                "user": "",
+                "restricted_to_machine": "",
+                "source_machine_id": "",
+            }]
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Result<Vec<Operation>, String> {
+        lex(q).and_then(|toks| Parser { toks, pos: 0 }.document())
+    }
+
+    #[test]
+    fn parses_the_token_mutation() {
+        let ops = parse(
+            "mutation CreateLimitedAccessToken($name: String!, $organizationId: ID!, $profile: String!, $profileParams: JSON, $expiry: String!) {
+               createLimitedAccessToken(input: {name: $name, organizationId: $organizationId, profile: $profile, profileParams: $profileParams, expiry: $expiry}) {
+                 limitedAccessToken { id tokenHeader expiresAt }
+               }
+             }",
+        )
+        .expect("parses");
+        assert_eq!(ops.len(), 1);
+        let op = &ops[0];
+        assert_eq!(op.kind, OpKind::Mutation);
+        assert_eq!(op.name.as_deref(), Some("CreateLimitedAccessToken"));
+        let f = &op.selection[0];
+        assert_eq!(f.name, "createLimitedAccessToken");
+        let mut vars = Map::new();
+        vars.insert("name".into(), json!("n"));
+        let input = resolve(f.arg("input").expect("input"), &vars);
+        assert_eq!(input["name"], json!("n"));
+        assert_eq!(input["expiry"], Value::Null);
+        assert_eq!(f.selection[0].selection.len(), 3);
+    }
+
+    #[test]
+    fn projection_keeps_only_selected_fields_and_rejects_unknown_ones() {
+        let ops =
+            parse("query { a: app(name: \"x\") { id organization { slug } } }").expect("parses");
+        let f = &ops[0].selection[0];
+        assert_eq!(f.key(), "a");
+        let resolved = json!({"__typename": "App", "id": "1", "name": "x", "organization": {"__typename": "Organization", "id": "o", "slug": "s"}});
+        let out = project(&resolved, &f.selection).ok().expect("projects");
+        assert_eq!(out, json!({"id": "1", "organization": {"slug": "s"}}));
+        let ops = parse("{ app(name: \"x\") { nope } }").expect("parses");
+        let err = project(&resolved, &ops[0].selection[0].selection).expect_err("unknown field");
+        assert_eq!(err.message, "Field 'nope' doesn't exist on type 'App'");
+    }
+
+    #[test]
+    fn rejects_fragments_and_garbage() {
+        assert!(parse("query { ...F } fragment F on Query { app { id } }").is_err());
+        assert!(parse("query {").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("query { app(name: \"unterminated) { id } }").is_err());
+    }
+}
