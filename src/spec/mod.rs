@@ -19,6 +19,7 @@ pub mod files;
 pub mod load;
 pub mod model;
 pub mod raw;
+pub mod schema;
 pub mod validate;
 mod yaml;
 
@@ -27,6 +28,7 @@ pub use error::{Diagnostic, DurationError, Path, SpecError};
 pub use files::load_files;
 pub use load::{LoadedDoc, SourceDoc, load_str};
 pub use model::*;
+pub use schema::tenant_schema;
 
 /// Options that shape parsing but are not part of a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]

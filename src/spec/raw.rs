@@ -153,7 +153,8 @@ pub struct RawGuest {
     /// Fly size name. Sets cpu_kind and cpus, and memory unless memory_mb is given: shared-cpu-Nx = N shared vCPUs and 256*N MB; performance-Nx = N performance vCPUs and 2048*N MB.
     #[schemars(extend("enum" = [
         "shared-cpu-1x", "shared-cpu-2x", "shared-cpu-4x", "shared-cpu-8x",
-        "performance-1x", "performance-2x", "performance-4x", "performance-8x", "performance-16x"
+        "performance-1x", "performance-2x", "performance-4x", "performance-8x", "performance-16x",
+        null
     ]))]
     pub size: Option<String>,
     /// `shared` (default) or `performance`. Not allowed together with size.
