@@ -495,11 +495,17 @@ fn app_name_template_comes_from_flag_and_env() {
 }
 
 #[test]
-fn schema_is_json() {
+fn schema_prints_the_committed_schema() {
     let r = flotilla(None, &["schema"]);
     assert_eq!(r.code, 0);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["properties"]["spec"].is_object(), "{v}");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/specs/schema/tenant.schema.json"
+    ))
+    .unwrap();
+    assert_eq!(r.stdout, committed);
 }
 
 #[test]
