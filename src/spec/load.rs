@@ -277,4 +277,30 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn crlf_files_and_a_byte_order_mark_load_with_the_same_positions() {
+        let crlf = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+        let docs = load_str("crlf.yaml", &crlf, &ParseOptions::default()).unwrap();
+        assert_eq!(docs[0].doc.text, crlf);
+        let broken = crlf.replace("region: ord", "region: Ord");
+        let diags = load_str("crlf.yaml", &broken, &ParseOptions::default()).unwrap_err();
+        assert_eq!(
+            diags
+                .iter()
+                .map(|d| (d.line, d.column, d.path.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(14, 15, "spec.machines[0].region")]
+        );
+        let beta = MINIMAL
+            .replace('\n', "\r\n")
+            .replace("name: acme", "name: beta");
+        let two = format!("{crlf}---\r\n{beta}");
+        assert_eq!(
+            load_str("two.yaml", &two, &ParseOptions::default())
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 }
