@@ -2058,6 +2058,96 @@ mod tests {
                     },
                 ),
             ),
+            (
+                "app network name",
+                "app:\n  network: Net_1\n".into(),
+                one(
+                    "spec.app.network",
+                    id_err("network name", "Net_1", IdError::BadLabelChar { found: 'N' }),
+                ),
+            ),
+            (
+                "ip region and service name",
+                "ips:\n  - type: v6\n    region: Amsterdam\n    serviceName: -svc\n".into(),
+                vec![
+                    (
+                        "spec.ips[0].region".into(),
+                        id_err("region", "Amsterdam", IdError::BadRegion),
+                    ),
+                    (
+                        "spec.ips[0].serviceName".into(),
+                        id_err("service name", "-svc", IdError::BadStart),
+                    ),
+                ],
+            ),
+            (
+                "ip type required",
+                "ips:\n  - region: ams\n".into(),
+                one("spec.ips[0].type", E::MissingField { field: "type" }),
+            ),
+            (
+                "unknown charset",
+                "secrets:\n  - name: A\n    generate:\n      charset: base32\n".into(),
+                one(
+                    "spec.secrets[0].generate.charset",
+                    E::UnknownVariant {
+                        value: "base32".into(),
+                        allowed: vec!["alphanumeric".into(), "hex".into(), "base64url".into()],
+                    },
+                ),
+            ),
+            (
+                "unknown restart policy",
+                group("restart:\n  policy: never"),
+                one(
+                    "spec.machines[0].restart.policy",
+                    E::UnknownVariant {
+                        value: "never".into(),
+                        allowed: ["no", "always", "on-failure", "spot-price"]
+                            .map(String::from)
+                            .to_vec(),
+                    },
+                ),
+            ),
+            (
+                "performance cpus",
+                group("guest:\n  cpu_kind: performance\n  cpus: 3"),
+                one(
+                    "spec.machines[0].guest.cpus",
+                    E::BadCpuCount {
+                        kind: "performance",
+                        cpus: 3,
+                        allowed: vec![1, 2, 4, 8, 16],
+                    },
+                ),
+            ),
+            (
+                "size with cpu_kind",
+                group("guest:\n  size: performance-1x\n  cpu_kind: shared"),
+                one(
+                    "spec.machines[0].guest.cpu_kind",
+                    E::SizeConflict { field: "cpu_kind" },
+                ),
+            ),
+            (
+                "grace period duration",
+                group("checks:\n  alive:\n    type: tcp\n    port: 80\n    grace_period: 5 minutes"),
+                one(
+                    "spec.machines[0].checks.alive.grace_period",
+                    E::BadDuration {
+                        value: "5 minutes".into(),
+                        reason: DurationError::MissingUnit { number: "5".into() },
+                    },
+                ),
+            ),
+            (
+                "token name",
+                "tokens:\n  - name: CI\n".into(),
+                one(
+                    "spec.tokens[0].name",
+                    id_err("token name", "CI", IdError::BadLabelChar { found: 'C' }),
+                ),
+            ),
         ];
         for (rule, body, want) in cases {
             assert_eq!(errors(&body), want, "rule: {rule}");
