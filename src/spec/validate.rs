@@ -816,6 +816,7 @@ impl V {
     }
 
     fn check(&mut self, c: &RawCheck, p: &Path, first_port: Option<i64>) -> Option<Check> {
+        let errors_before = self.errors.len();
         let kind = self.required(&c.kind, p, "type").copied();
         let port = match (c.port, first_port) {
             (Some(v), _) => self.range(v, 1, 65535, p.key("port")),
@@ -887,16 +888,14 @@ impl V {
                 (None, None)
             }
         };
-        let method_ok = method.as_deref().is_none_or(|m| HTTP_METHODS.contains(&m));
-        let path_ok = path.as_deref().is_none_or(|p| p.starts_with('/'));
-        let tcp_ok = kind != Some(CheckKind::Tcp) || (c.method.is_none() && c.path.is_none());
-        let (interval, timeout) = (interval?, timeout?);
-        (method_ok && path_ok && tcp_ok && timeout <= interval).then_some(())?;
+        if self.errors.len() > errors_before {
+            return None;
+        }
         Some(Check {
             kind: kind?,
             port: u16::try_from(port?).ok()?,
-            interval,
-            timeout,
+            interval: interval?,
+            timeout: timeout?,
             grace_period: grace_period?,
             method,
             path,
