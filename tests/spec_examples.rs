@@ -89,6 +89,11 @@ fn canonical_json_is_a_spec_that_loads_to_the_same_model() {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].tenant, d.tenant, "{}", d.doc.source);
         assert_eq!(again[0].tenant.canonical_json(), json);
+        // `get -o yaml` prints the model as YAML; that text loads back too.
+        let yaml = yaml_serde::to_string(&d.tenant).unwrap();
+        let again = load_str("get.yaml", &yaml, &ParseOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e:?}\n{yaml}", d.doc.source));
+        assert_eq!(again[0].tenant, d.tenant, "{}", d.doc.source);
         // And through serde, as the store reads it back.
         let parsed: flotilla::spec::Tenant = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed, d.tenant);

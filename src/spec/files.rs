@@ -32,10 +32,10 @@ pub fn load_files(paths: &[PathBuf], opts: &ParseOptions) -> (Vec<LoadedDoc>, Ve
         let source = file.display().to_string();
         match fs::read_to_string(&file) {
             Ok(text) => {
-                let (loaded, mut file_diags) = load_text(&source, &text, opts);
-                let kept = dedupe(loaded, &mut seen, &mut file_diags);
+                let (outcomes, mut file_diags) = load_text(&source, &text, opts);
+                docs.extend(dedupe(outcomes, &mut seen, &mut file_diags));
+                file_diags.sort_by_key(|d| (d.line, d.column));
                 diags.extend(file_diags);
-                docs.extend(kept.into_iter().map(|l| l.doc));
             }
             Err(e) => diags.push(unreadable(&source, &e.to_string())),
         }

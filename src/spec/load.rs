@@ -16,6 +16,7 @@ use super::model::Tenant;
 use super::raw::RawTenant;
 use super::validate::validate;
 use super::yaml::{Issue, Pos, Value, parse_document, split_documents};
+use crate::ids::TenantName;
 
 /// One document of a spec file, exactly as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +40,13 @@ pub struct LoadedDoc {
     pub tenant: Tenant,
 }
 
-/// A loaded document plus where its `metadata.name` is, for the duplicate check.
-pub(crate) struct Loaded {
-    pub doc: LoadedDoc,
-    pub name_pos: Pos,
+/// The outcome for one document: the tenant if it passed every rule, and its
+/// `metadata.name` with position whenever that name itself is valid, so a
+/// name defined twice is reported even when the first definition is broken.
+pub(crate) struct Outcome {
+    pub source: String,
+    pub name: Option<(String, Pos)>,
+    pub doc: Option<LoadedDoc>,
 }
 
 /// Loads every tenant document in `text`. Empty documents are skipped, so a
@@ -53,23 +57,24 @@ pub fn load_str(
     text: &str,
     opts: &ParseOptions,
 ) -> Result<Vec<LoadedDoc>, Vec<Diagnostic>> {
-    let (loaded, mut diags) = load_text(source, text, opts);
-    let loaded = dedupe(loaded, &mut HashMap::new(), &mut diags);
+    let (outcomes, mut diags) = load_text(source, text, opts);
+    let loaded = dedupe(outcomes, &mut HashMap::new(), &mut diags);
     if diags.is_empty() {
-        Ok(loaded.into_iter().map(|l| l.doc).collect())
+        Ok(loaded)
     } else {
+        diags.sort_by_key(|d| (d.line, d.column));
         Err(diags)
     }
 }
 
-/// Loads each document of `text` independently: valid ones and the
-/// diagnostics of the others. No cross-document checks.
+/// Loads each document of `text` independently: an outcome per non-empty
+/// document and the diagnostics of the broken ones. No cross-document checks.
 pub(crate) fn load_text(
     source: &str,
     text: &str,
     opts: &ParseOptions,
-) -> (Vec<Loaded>, Vec<Diagnostic>) {
-    let mut loaded = Vec::new();
+) -> (Vec<Outcome>, Vec<Diagnostic>) {
+    let mut outcomes = Vec::new();
     let mut diags = Vec::new();
     for (index, chunk) in split_documents(text).into_iter().enumerate() {
         let doc = SourceDoc {
@@ -78,69 +83,81 @@ pub(crate) fn load_text(
             text: chunk.text.to_string(),
             line: chunk.line,
         };
-        match load_document(chunk.text, chunk.line - 1, opts) {
-            Ok(None) => {}
-            Ok(Some((tenant, name_pos))) => loaded.push(Loaded {
-                doc: LoadedDoc { doc, tenant },
-                name_pos,
-            }),
-            Err(issues) => diags.extend(issues.into_iter().map(|i| Diagnostic {
-                source: source.to_string(),
-                line: i.pos.line,
-                column: i.pos.column,
-                path: i.path.to_string(),
-                error: i.error,
-            })),
-        }
+        let (name, result) = load_document(chunk.text, chunk.line - 1, opts);
+        let doc = match result {
+            Ok(None) => continue,
+            Ok(Some(tenant)) => Some(LoadedDoc { doc, tenant }),
+            Err(issues) => {
+                diags.extend(issues.into_iter().map(|i| Diagnostic {
+                    source: source.to_string(),
+                    line: i.pos.line,
+                    column: i.pos.column,
+                    path: i.path.to_string(),
+                    error: i.error,
+                }));
+                None
+            }
+        };
+        outcomes.push(Outcome {
+            source: source.to_string(),
+            name,
+            doc,
+        });
     }
-    (loaded, diags)
+    (outcomes, diags)
 }
 
-/// Drops documents whose tenant name was already seen (in this call or in
-/// `seen`, which carries names across files) and reports them.
+/// Reports every tenant name already seen (in this call, or in `seen`, which
+/// carries `name → "source:line"` across files) and drops those documents.
+/// Returns the valid documents that remain.
 pub(crate) fn dedupe(
-    loaded: Vec<Loaded>,
+    outcomes: Vec<Outcome>,
     seen: &mut HashMap<String, String>,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<Loaded> {
-    let mut kept = Vec::with_capacity(loaded.len());
-    for l in loaded {
-        let name = l.doc.tenant.name().to_string();
-        let here = format!("{}:{}", l.doc.doc.source, l.name_pos.line);
-        match seen.get(&name) {
-            Some(first) => diags.push(Diagnostic {
-                source: l.doc.doc.source.clone(),
-                line: l.name_pos.line,
-                column: l.name_pos.column,
-                path: "metadata.name".to_string(),
-                error: SpecError::DuplicateTenant {
-                    name,
-                    first: first.clone(),
-                },
-            }),
-            None => {
-                seen.insert(name, here);
-                kept.push(l);
+) -> Vec<LoadedDoc> {
+    let mut kept = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        if let Some((name, pos)) = o.name {
+            if let Some(first) = seen.get(&name) {
+                diags.push(Diagnostic {
+                    source: o.source.clone(),
+                    line: pos.line,
+                    column: pos.column,
+                    path: "metadata.name".to_string(),
+                    error: SpecError::DuplicateTenant {
+                        name,
+                        first: first.clone(),
+                    },
+                });
+                continue;
             }
+            seen.insert(name, format!("{}:{}", o.source, pos.line));
         }
+        kept.extend(o.doc);
     }
     kept
 }
 
-/// One document: `Ok(None)` when empty, the tenant and the position of its
-/// name when valid, or every issue sorted by position.
+type DocResult = Result<Option<Tenant>, Vec<Issue>>;
+
+/// One document: its valid tenant name (if any) with position, and
+/// `Ok(None)` when empty, the tenant when valid, or every issue sorted by
+/// position.
 fn load_document(
     text: &str,
     line_offset: usize,
     opts: &ParseOptions,
-) -> Result<Option<(Tenant, Pos)>, Vec<Issue>> {
-    let parsed = parse_document(text, line_offset).map_err(|e| vec![*e])?;
+) -> (Option<(String, Pos)>, DocResult) {
+    let parsed = match parse_document(text, line_offset) {
+        Ok(p) => p,
+        Err(e) => return (None, Err(vec![*e])),
+    };
     let Some(root) = parsed.root else {
-        return Ok(None);
+        return (None, Ok(None));
     };
     let mut issues = parsed.issues;
     match &root.value {
-        Value::Null => return Ok(None),
+        Value::Null => return (None, Ok(None)),
         Value::Map(_) => {}
         _ => {
             issues.push(Issue {
@@ -150,10 +167,19 @@ fn load_document(
                     found: root.describe(),
                 },
             });
-            return Err(issues);
+            return (None, Err(issues));
         }
     }
     let raw: Option<RawTenant> = from_node(&root, &mut issues);
+    let name = raw
+        .as_ref()
+        .and_then(|r| r.metadata.as_ref())
+        .and_then(|m| m.name.as_ref())
+        .filter(|n| TenantName::parse(n.as_str()).is_ok())
+        .map(|n| {
+            let pos = root.position_of(&Path::root().key("metadata").key("name"));
+            (n.clone(), pos)
+        });
     let shape_errors: Vec<Path> = issues.iter().map(|i| i.path.clone()).collect();
     let tenant = match raw.map(|raw| validate(&raw, opts)) {
         Some(Ok(t)) => Some(t),
@@ -169,17 +195,15 @@ fn load_document(
         }
         None => None,
     };
-    match tenant {
-        Some(t) if issues.is_empty() => {
-            let name_pos = root.position_of(&Path::root().key("metadata").key("name"));
-            Ok(Some((t, name_pos)))
-        }
+    let result = match tenant {
+        Some(t) if issues.is_empty() => Ok(Some(t)),
         _ => {
             // Stable sort: issues at one position keep the order they were found in.
             issues.sort_by_key(|i| i.pos);
             Err(issues)
         }
-    }
+    };
+    (name, result)
 }
 
 #[cfg(test)]
@@ -251,6 +275,32 @@ mod tests {
             vec![
                 "t.yaml:1:1: <document>: a tenant document must be a mapping with apiVersion, kind, metadata and spec; found a list"
             ]
+        );
+    }
+
+    #[test]
+    fn crlf_files_and_a_byte_order_mark_load_with_the_same_positions() {
+        let crlf = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+        let docs = load_str("crlf.yaml", &crlf, &ParseOptions::default()).unwrap();
+        assert_eq!(docs[0].doc.text, crlf);
+        let broken = crlf.replace("region: ord", "region: Ord");
+        let diags = load_str("crlf.yaml", &broken, &ParseOptions::default()).unwrap_err();
+        assert_eq!(
+            diags
+                .iter()
+                .map(|d| (d.line, d.column, d.path.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(14, 15, "spec.machines[0].region")]
+        );
+        let beta = MINIMAL
+            .replace('\n', "\r\n")
+            .replace("name: acme", "name: beta");
+        let two = format!("{crlf}---\r\n{beta}");
+        assert_eq!(
+            load_str("two.yaml", &two, &ParseOptions::default())
+                .unwrap()
+                .len(),
+            2
         );
     }
 }

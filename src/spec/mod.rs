@@ -24,7 +24,7 @@ pub mod validate;
 mod yaml;
 
 pub use duration::{format_duration, parse_duration};
-pub use error::{Diagnostic, DurationError, Path, SpecError};
+pub use error::{Diagnostic, DurationError, SpecError};
 pub use files::load_files;
 pub use load::{LoadedDoc, SourceDoc, load_str};
 pub use model::*;

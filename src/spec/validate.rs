@@ -105,7 +105,11 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
         .build()
         .parse(expr)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            format!(
+                "{e} (fields: [second 0-59] minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-7 or SUN-SAT; with `*`, `,`, `-`, `/`)"
+            )
+        })
 }
 
 /// Renders the app-name template.
@@ -812,6 +816,7 @@ impl V {
     }
 
     fn check(&mut self, c: &RawCheck, p: &Path, first_port: Option<i64>) -> Option<Check> {
+        let errors_before = self.errors.len();
         let kind = self.required(&c.kind, p, "type").copied();
         let port = match (c.port, first_port) {
             (Some(v), _) => self.range(v, 1, 65535, p.key("port")),
@@ -883,16 +888,14 @@ impl V {
                 (None, None)
             }
         };
-        let method_ok = method.as_deref().is_none_or(|m| HTTP_METHODS.contains(&m));
-        let path_ok = path.as_deref().is_none_or(|p| p.starts_with('/'));
-        let tcp_ok = kind != Some(CheckKind::Tcp) || (c.method.is_none() && c.path.is_none());
-        let (interval, timeout) = (interval?, timeout?);
-        (method_ok && path_ok && tcp_ok && timeout <= interval).then_some(())?;
+        if self.errors.len() > errors_before {
+            return None;
+        }
         Some(Check {
             kind: kind?,
             port: u16::try_from(port?).ok()?,
-            interval,
-            timeout,
+            interval: interval?,
+            timeout: timeout?,
             grace_period: grace_period?,
             method,
             path,
@@ -1107,7 +1110,8 @@ impl V {
             .flatten()
             .filter_map(|sec| sec.name.as_deref().map(|n| (n, sec)))
             .collect();
-        let mut delivered: HashMap<String, Path> = HashMap::new();
+        // Secret name → where it was first delivered, and by which token index.
+        let mut delivered: HashMap<String, (Path, usize)> = HashMap::new();
         for (i, t) in s.tokens.iter().flatten().enumerate() {
             let Some(token) = t.name.as_deref() else {
                 continue;
@@ -1140,7 +1144,7 @@ impl V {
                 }
                 match delivered.get(name) {
                     // Repeats within one token are reported by `token`.
-                    Some(first) if first.segments()[..2] != path.segments()[..2] => {
+                    Some((first, first_token)) if *first_token != i => {
                         self.err(
                             path,
                             SpecError::DuplicateName {
@@ -1152,7 +1156,7 @@ impl V {
                     }
                     Some(_) => {}
                     None => {
-                        delivered.insert(name.clone(), path);
+                        delivered.insert(name.clone(), (path, i));
                     }
                 }
             }
@@ -1285,4 +1289,937 @@ pub fn memory_errors(kind: CpuKind, cpus: u32, memory_mb: i64) -> Vec<SpecError>
         });
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{DurationError, load_str};
+
+    /// A tenant document whose `spec` has `org: personal` plus `body`
+    /// (written at spec level, two-space indented by this helper).
+    fn doc(body: &str) -> String {
+        let mut text = String::from(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: acme\nspec:\n  org: personal\n",
+        );
+        for line in body.lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+
+    fn errors_of(text: &str, opts: &ParseOptions) -> Vec<(String, SpecError)> {
+        match load_str("t.yaml", text, opts) {
+            Ok(_) => vec![],
+            Err(diags) => diags.into_iter().map(|d| (d.path, d.error)).collect(),
+        }
+    }
+
+    fn errors(body: &str) -> Vec<(String, SpecError)> {
+        errors_of(&doc(body), &ParseOptions::default())
+    }
+
+    fn load(body: &str) -> Tenant {
+        match load_str("t.yaml", &doc(body), &ParseOptions::default()) {
+            Ok(mut docs) => docs.remove(0).tenant,
+            Err(d) => panic!(
+                "{}",
+                d.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
+    const GROUP: &str = "machines:\n  - name: web\n    region: ord\n    image: nginx:1.27\n";
+
+    fn group(extra: &str) -> String {
+        let mut s = GROUP.to_string();
+        for line in extra.lines() {
+            s.push_str("    ");
+            s.push_str(line);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// (rule, spec body, expected (path, error) list)
+    type Case = (&'static str, String, Vec<(String, SpecError)>);
+
+    fn one(path: &str, error: SpecError) -> Vec<(String, SpecError)> {
+        vec![(path.to_string(), error)]
+    }
+
+    fn id_err(what: &'static str, value: &str, reason: IdError) -> SpecError {
+        SpecError::BadId {
+            what,
+            value: value.to_string(),
+            reason,
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let t = load(&format!(
+            "{GROUP}secrets:\n  - name: S\n    generate: {{}}\ntokens:\n  - name: deploy\n"
+        ));
+        let g = &t.spec.machines[0];
+        assert_eq!(g.count, 1);
+        assert_eq!(
+            g.guest,
+            Guest {
+                cpu_kind: CpuKind::Shared,
+                cpus: 1,
+                memory_mb: 256
+            }
+        );
+        assert_eq!(
+            g.restart,
+            RestartPolicy {
+                policy: RestartKind::OnFailure,
+                max_retries: None
+            }
+        );
+        assert_eq!((g.autostop, g.autostart), (AutoStop::Off, true));
+        assert!(g.services.is_empty() && g.checks.is_empty() && g.env.is_empty());
+        assert_eq!(g.min_machines_running, None);
+        assert_eq!(t.spec.app.name.as_str(), "acme");
+        assert_eq!(t.spec.app.network, None);
+        assert_eq!(
+            t.spec.secrets[0].source,
+            SecretSource::Generate {
+                length: 32,
+                charset: Charset::Alphanumeric
+            }
+        );
+        let tok = &t.spec.tokens[0];
+        assert_eq!(tok.kind, TokenKind::Deploy);
+        assert_eq!(tok.expiry, DurationSecs(365 * 86_400));
+        assert_eq!(tok.renew_before, DurationSecs(365 * 86_400 / 3));
+        assert_eq!(tok.grace, DurationSecs(3_600));
+        assert_eq!(tok.schedule, None);
+        assert_eq!(
+            tok.deliver_to,
+            DeliverTo {
+                app_secrets: vec![],
+                registry: true
+            }
+        );
+        assert_eq!(t.spec.deletion_policy, DeletionPolicy::Delete);
+        assert!(!t.spec.paused);
+        assert_eq!(t.spec.management_policy, ManagementPolicy::Full);
+    }
+
+    #[test]
+    fn guest_sizes_and_overrides() {
+        for (guest, want) in [
+            ("size: shared-cpu-4x", (CpuKind::Shared, 4, 1024)),
+            ("size: performance-16x", (CpuKind::Performance, 16, 32768)),
+            (
+                "size: performance-2x\n  memory_mb: 8192",
+                (CpuKind::Performance, 2, 8192),
+            ),
+            ("cpus: 2", (CpuKind::Shared, 2, 512)),
+            ("cpu_kind: performance", (CpuKind::Performance, 1, 2048)),
+            (
+                "cpu_kind: shared\n  cpus: 8\n  memory_mb: 16384",
+                (CpuKind::Shared, 8, 16384),
+            ),
+        ] {
+            let t = load(&group(&format!("guest:\n  {guest}")));
+            let g = t.spec.machines[0].guest;
+            assert_eq!((g.cpu_kind, g.cpus, g.memory_mb), want, "{guest}");
+        }
+    }
+
+    #[test]
+    fn autostop_accepts_booleans_and_yes_is_a_string() {
+        let t = load(&group("autostop: true"));
+        assert_eq!(t.spec.machines[0].autostop, AutoStop::Stop);
+        let t = load(&group("autostop: false"));
+        assert_eq!(t.spec.machines[0].autostop, AutoStop::Off);
+        // YAML 1.2: `yes` is a string, so it is an unknown value here.
+        assert_eq!(
+            errors(&group("autostop: yes")),
+            one(
+                "spec.machines[0].autostop",
+                SpecError::UnknownVariant {
+                    value: "yes".into(),
+                    allowed: ["off", "stop", "suspend", "false", "true"]
+                        .map(String::from)
+                        .to_vec(),
+                }
+            )
+        );
+        assert_eq!(
+            errors("paused: no"),
+            one(
+                "spec.paused",
+                SpecError::WrongType {
+                    expected: "a boolean (true or false)".into(),
+                    found: "a string \"no\"".into(),
+                    hint: None,
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn app_names_come_from_the_template() {
+        let opts = ParseOptions {
+            app_name_template: "{org}-{tenant}".into(),
+        };
+        let docs = load_str("t.yaml", &doc(""), &opts).unwrap();
+        assert_eq!(docs[0].tenant.spec.app.name.as_str(), "personal-acme");
+        let bad = ParseOptions {
+            app_name_template: "{tenant}--x".into(),
+        };
+        assert_eq!(
+            errors_of(&doc(""), &bad),
+            one(
+                "spec.app.name",
+                SpecError::BadRenderedAppName {
+                    template: "{tenant}--x".into(),
+                    rendered: "acme--x".into(),
+                    reason: IdError::DoubleHyphen,
+                }
+            )
+        );
+        let unknown = ParseOptions {
+            app_name_template: "{tenant}-{env}".into(),
+        };
+        assert_eq!(
+            errors_of(&doc(""), &unknown),
+            one(
+                "spec.app.name",
+                SpecError::BadAppNameTemplate {
+                    template: "{tenant}-{env}".into(),
+                    placeholder: "{env}".into(),
+                }
+            )
+        );
+        // An explicit name wins over the template and is checked itself.
+        assert_eq!(
+            errors("app:\n  name: Bad_Name"),
+            one(
+                "spec.app.name",
+                id_err(
+                    "Fly app name",
+                    "Bad_Name",
+                    IdError::BadLabelChar { found: 'B' }
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn every_rule_reports_its_error_at_its_path() {
+        use SpecError as E;
+        let cases: Vec<Case> = vec![
+            (
+                "missing field",
+                "machines:\n  - name: web\n    region: ord\n".into(),
+                one("spec.machines[0].image", E::MissingField { field: "image" }),
+            ),
+            (
+                "bad group name",
+                "machines:\n  - name: Web\n    region: ord\n    image: x\n".into(),
+                one(
+                    "spec.machines[0].name",
+                    id_err("group name", "Web", IdError::BadLabelChar { found: 'W' }),
+                ),
+            ),
+            (
+                "bad region",
+                "machines:\n  - name: web\n    region: chicago\n    image: x\n".into(),
+                one(
+                    "spec.machines[0].region",
+                    id_err("region", "chicago", IdError::BadRegion),
+                ),
+            ),
+            (
+                "bad image",
+                group("").replace("nginx:1.27", "\"nginx latest\""),
+                one(
+                    "spec.machines[0].image",
+                    E::BadImage {
+                        value: "nginx latest".into(),
+                    },
+                ),
+            ),
+            (
+                "count too large",
+                group("count: 101"),
+                one(
+                    "spec.machines[0].count",
+                    E::TooManyMachines { count: 101, max: 100 },
+                ),
+            ),
+            (
+                "negative count",
+                group("count: -1"),
+                one(
+                    "spec.machines[0].count",
+                    E::OutOfRange {
+                        value: -1,
+                        min: 0,
+                        max: 100,
+                    },
+                ),
+            ),
+            (
+                "memory not a multiple of 256",
+                group("guest:\n  memory_mb: 300"),
+                one(
+                    "spec.machines[0].guest.memory_mb",
+                    E::MemoryNotMultiple {
+                        kind: "shared",
+                        memory_mb: 300,
+                        multiple: 256,
+                    },
+                ),
+            ),
+            (
+                "performance memory not a multiple of 1024",
+                group("guest:\n  cpu_kind: performance\n  memory_mb: 3328"),
+                one(
+                    "spec.machines[0].guest.memory_mb",
+                    E::MemoryNotMultiple {
+                        kind: "performance",
+                        memory_mb: 3328,
+                        multiple: 1024,
+                    },
+                ),
+            ),
+            (
+                "memory out of range",
+                group("guest:\n  size: performance-2x\n  memory_mb: 32768"),
+                one(
+                    "spec.machines[0].guest.memory_mb",
+                    E::MemoryOutOfRange {
+                        kind: "performance",
+                        cpus: 2,
+                        memory_mb: 32768,
+                        min: 4096,
+                        max: 16384,
+                        per_cpu_min: 2048,
+                        per_cpu_max: 8192,
+                    },
+                ),
+            ),
+            (
+                "unknown size",
+                group("guest:\n  size: shared-cpu-3x"),
+                one(
+                    "spec.machines[0].guest.size",
+                    E::UnknownSize {
+                        size: "shared-cpu-3x".into(),
+                        allowed: size_names(),
+                    },
+                ),
+            ),
+            (
+                "size with cpus",
+                group("guest:\n  size: shared-cpu-2x\n  cpus: 2"),
+                one(
+                    "spec.machines[0].guest.cpus",
+                    E::SizeConflict { field: "cpus" },
+                ),
+            ),
+            (
+                "shared cpus",
+                group("guest:\n  cpus: 16"),
+                one(
+                    "spec.machines[0].guest.cpus",
+                    E::BadCpuCount {
+                        kind: "shared",
+                        cpus: 16,
+                        allowed: vec![1, 2, 4, 8],
+                    },
+                ),
+            ),
+            (
+                "env name",
+                group("env:\n  1BAD: x"),
+                one(
+                    "spec.machines[0].env.1BAD",
+                    E::BadEnvName { key: "1BAD".into() },
+                ),
+            ),
+            (
+                "reserved metadata",
+                group("metadata:\n  flotilla.group: x\n  fly_process_group: y\n  ok: z"),
+                vec![
+                    (
+                        "spec.machines[0].metadata[\"flotilla.group\"]".into(),
+                        E::ReservedMetadataKey {
+                            key: "flotilla.group".into(),
+                        },
+                    ),
+                    (
+                        "spec.machines[0].metadata.fly_process_group".into(),
+                        E::ReservedMetadataKey {
+                            key: "fly_process_group".into(),
+                        },
+                    ),
+                ],
+            ),
+            (
+                "internal port range",
+                group("services:\n  - internal_port: 0"),
+                one(
+                    "spec.machines[0].services[0].internal_port",
+                    E::OutOfRange {
+                        value: 0,
+                        min: 1,
+                        max: 65535,
+                    },
+                ),
+            ),
+            (
+                "public port range",
+                group("services:\n  - internal_port: 80\n    ports:\n      - port: 70000"),
+                one(
+                    "spec.machines[0].services[0].ports[0].port",
+                    E::OutOfRange {
+                        value: 70000,
+                        min: 1,
+                        max: 65535,
+                    },
+                ),
+            ),
+            (
+                "duplicate public port",
+                group(
+                    "services:\n  - internal_port: 80\n    ports:\n      - port: 443\n  - internal_port: 81\n    ports:\n      - port: 443",
+                ),
+                one(
+                    "spec.machines[0].services[1].ports[0].port",
+                    E::DuplicateName {
+                        what: "public port",
+                        name: "443/tcp".into(),
+                        first: "spec.machines[0].services[0].ports[0].port".into(),
+                    },
+                ),
+            ),
+            (
+                "duplicate handler",
+                group("services:\n  - internal_port: 80\n    ports:\n      - port: 80\n        handlers: [http, http]"),
+                one(
+                    "spec.machines[0].services[0].ports[0].handlers[1]",
+                    E::DuplicateValue {
+                        what: "handler",
+                        value: "`http`".into(),
+                    },
+                ),
+            ),
+            (
+                "force_https needs http",
+                group("services:\n  - internal_port: 80\n    ports:\n      - port: 443\n        handlers: [tls]\n        force_https: true"),
+                one(
+                    "spec.machines[0].services[0].ports[0].force_https",
+                    E::ForceHttpsWithoutHttp,
+                ),
+            ),
+            (
+                "soft limit above hard",
+                group("services:\n  - internal_port: 80\n    concurrency:\n      soft_limit: 30\n      hard_limit: 25"),
+                one(
+                    "spec.machines[0].services[0].concurrency.soft_limit",
+                    E::SoftLimitAboveHard { soft: 30, hard: 25 },
+                ),
+            ),
+            (
+                "check port required",
+                group("checks:\n  alive:\n    type: tcp"),
+                one("spec.machines[0].checks.alive.port", E::CheckPortRequired),
+            ),
+            (
+                "check fields for http only",
+                group("checks:\n  alive:\n    type: tcp\n    port: 80\n    path: /x"),
+                one(
+                    "spec.machines[0].checks.alive.path",
+                    E::HttpOnlyCheckField { field: "path" },
+                ),
+            ),
+            (
+                "check method and path",
+                group("checks:\n  alive:\n    type: http\n    port: 80\n    method: FETCH\n    path: health"),
+                vec![
+                    (
+                        "spec.machines[0].checks.alive.method".into(),
+                        E::BadHttpMethod {
+                            method: "FETCH".into(),
+                        },
+                    ),
+                    (
+                        "spec.machines[0].checks.alive.path".into(),
+                        E::BadCheckPath {
+                            path: "health".into(),
+                        },
+                    ),
+                ],
+            ),
+            (
+                "check timeout",
+                group("checks:\n  alive:\n    type: tcp\n    port: 80\n    interval: 5s\n    timeout: 10s"),
+                one(
+                    "spec.machines[0].checks.alive.timeout",
+                    E::CheckTimeoutTooLong {
+                        timeout: "10s".into(),
+                        interval: "5s".into(),
+                    },
+                ),
+            ),
+            (
+                "check name",
+                group("checks:\n  \"bad name\":\n    type: tcp\n    port: 80"),
+                one(
+                    "spec.machines[0].checks[\"bad name\"]",
+                    E::BadKey {
+                        what: "check name",
+                        key: "bad name".into(),
+                        rule: CHECK_NAME_RULE,
+                    },
+                ),
+            ),
+            (
+                "zero interval",
+                group("checks:\n  alive:\n    type: tcp\n    port: 80\n    interval: 0s"),
+                one("spec.machines[0].checks.alive.interval", E::ZeroDuration),
+            ),
+            (
+                "max_retries needs on-failure",
+                group("restart:\n  policy: always\n  max_retries: 3"),
+                one(
+                    "spec.machines[0].restart.max_retries",
+                    E::MaxRetriesWithoutOnFailure { policy: "always" },
+                ),
+            ),
+            (
+                "min machines above count",
+                group("count: 2\nmin_machines_running: 3"),
+                one(
+                    "spec.machines[0].min_machines_running",
+                    E::MinMachinesAboveCount { min: 3, count: 2 },
+                ),
+            ),
+            (
+                "duplicate group",
+                format!("{GROUP}  - name: web\n    region: fra\n    image: x\n"),
+                one(
+                    "spec.machines[1].name",
+                    E::DuplicateName {
+                        what: "group name",
+                        name: "web".into(),
+                        first: "spec.machines[0].name".into(),
+                    },
+                ),
+            ),
+            (
+                "plaintext secret",
+                "secrets:\n  - name: A\n    value: hunter2\n".into(),
+                vec![
+                    ("spec.secrets[0]".into(), E::SecretSourceCount { found: vec![] }),
+                    ("spec.secrets[0].value".into(), E::PlaintextSecretValue),
+                ],
+            ),
+            (
+                "two secret sources",
+                "secrets:\n  - name: A\n    generate: {}\n    external: {}\n".into(),
+                one(
+                    "spec.secrets[0]",
+                    E::SecretSourceCount {
+                        found: vec!["generate", "external"],
+                    },
+                ),
+            ),
+            (
+                "secret name",
+                "secrets:\n  - name: db_url\n    external: {}\n".into(),
+                one(
+                    "spec.secrets[0].name",
+                    id_err("secret name", "db_url", IdError::BadEnvName),
+                ),
+            ),
+            (
+                "duplicate secret",
+                "secrets:\n  - name: A\n    external: {}\n  - name: A\n    generate: {}\n".into(),
+                one(
+                    "spec.secrets[1].name",
+                    E::DuplicateName {
+                        what: "secret",
+                        name: "A".into(),
+                        first: "spec.secrets[0].name".into(),
+                    },
+                ),
+            ),
+            (
+                "generate length",
+                "secrets:\n  - name: A\n    generate:\n      length: 8\n".into(),
+                one(
+                    "spec.secrets[0].generate.length",
+                    E::OutOfRange {
+                        value: 8,
+                        min: 16,
+                        max: 256,
+                    },
+                ),
+            ),
+            (
+                "external takes no fields",
+                "secrets:\n  - name: A\n    external: {from: vault}\n".into(),
+                one(
+                    "spec.secrets[0].external.from",
+                    E::UnknownField {
+                        field: "from".into(),
+                        allowed: vec![],
+                        suggestion: None,
+                    },
+                ),
+            ),
+            (
+                "unknown token",
+                "tokens:\n  - name: ci\nsecrets:\n  - name: T\n    fromToken: deploy\n".into(),
+                one(
+                    "spec.secrets[0].fromToken",
+                    E::UnknownToken {
+                        token: "deploy".into(),
+                        known: vec!["ci".into()],
+                    },
+                ),
+            ),
+            (
+                "duplicate token",
+                "tokens:\n  - name: ci\n  - name: ci\n".into(),
+                one(
+                    "spec.tokens[1].name",
+                    E::DuplicateName {
+                        what: "token name",
+                        name: "ci".into(),
+                        first: "spec.tokens[0].name".into(),
+                    },
+                ),
+            ),
+            (
+                "calendar duration",
+                "tokens:\n  - name: ci\n    expiry: 1y\n".into(),
+                one(
+                    "spec.tokens[0].expiry",
+                    E::BadDuration {
+                        value: "1y".into(),
+                        reason: DurationError::CalendarUnit { unit: "y".into() },
+                    },
+                ),
+            ),
+            (
+                "duration type",
+                "tokens:\n  - name: ci\n    grace: true\n".into(),
+                one(
+                    "spec.tokens[0].grace",
+                    E::WrongType {
+                        expected: "a duration such as `30s` or `1h30m`, or whole seconds".into(),
+                        found: "a boolean `true`".into(),
+                        hint: None,
+                    },
+                ),
+            ),
+            (
+                "zero expiry",
+                "tokens:\n  - name: ci\n    expiry: 0s\n".into(),
+                one("spec.tokens[0].expiry", E::ZeroDuration),
+            ),
+            (
+                "renewBefore below expiry",
+                "tokens:\n  - name: ci\n    expiry: 30d\n    renewBefore: 30d\n".into(),
+                one(
+                    "spec.tokens[0].renewBefore",
+                    E::RenewBeforeNotBelowExpiry {
+                        renew_before: "30d".into(),
+                        expiry: "30d".into(),
+                    },
+                ),
+            ),
+            (
+                "grace below expiry (default grace)",
+                "tokens:\n  - name: ci\n    expiry: 30m\n".into(),
+                one(
+                    "spec.tokens[0].grace",
+                    E::GraceNotBelowExpiry {
+                        grace: "1h".into(),
+                        expiry: "30m".into(),
+                    },
+                ),
+            ),
+            (
+                "cron field count",
+                "tokens:\n  - name: ci\n    schedule:\n      cron: \"0 0 3 * * * 2030\"\n".into(),
+                one(
+                    "spec.tokens[0].schedule.cron",
+                    E::BadCron {
+                        expr: "0 0 3 * * * 2030".into(),
+                        reason: "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), found 7".into(),
+                    },
+                ),
+            ),
+            (
+                "time zone",
+                "tokens:\n  - name: ci\n    schedule:\n      cron: \"0 3 * * *\"\n      timeZone: Mars/Olympus\n".into(),
+                one(
+                    "spec.tokens[0].schedule.timeZone",
+                    E::BadTimeZone {
+                        name: "Mars/Olympus".into(),
+                    },
+                ),
+            ),
+            (
+                "delivered secret collides",
+                "tokens:\n  - name: ci\n    deliverTo:\n      appSecrets: [TOKEN]\nsecrets:\n  - name: TOKEN\n    external: {}\n".into(),
+                one(
+                    "spec.tokens[0].deliverTo.appSecrets[0]",
+                    E::DeliveredSecretCollision {
+                        secret: "TOKEN".into(),
+                        token: "ci".into(),
+                        declared: "as `external`".into(),
+                    },
+                ),
+            ),
+            (
+                "delivered by two tokens",
+                "tokens:\n  - name: a\n    deliverTo:\n      appSecrets: [TOKEN]\n  - name: b\n    deliverTo:\n      appSecrets: [TOKEN]\n".into(),
+                one(
+                    "spec.tokens[1].deliverTo.appSecrets[0]",
+                    E::DuplicateName {
+                        what: "delivered app secret",
+                        name: "TOKEN".into(),
+                        first: "spec.tokens[0].deliverTo.appSecrets[0]".into(),
+                    },
+                ),
+            ),
+            (
+                "delivered twice by one token",
+                "tokens:\n  - name: a\n    deliverTo:\n      appSecrets: [TOKEN, TOKEN]\n".into(),
+                one(
+                    "spec.tokens[0].deliverTo.appSecrets[1]",
+                    E::DuplicateName {
+                        what: "delivered app secret",
+                        name: "TOKEN".into(),
+                        first: "spec.tokens[0].deliverTo.appSecrets[0]".into(),
+                    },
+                ),
+            ),
+            (
+                "hostname",
+                "certificates:\n  - hostname: localhost\n".into(),
+                one(
+                    "spec.certificates[0].hostname",
+                    id_err("hostname", "localhost", IdError::BadHostname),
+                ),
+            ),
+            (
+                "duplicate hostname",
+                "certificates:\n  - hostname: a.example.com\n  - hostname: a.example.com\n".into(),
+                one(
+                    "spec.certificates[1].hostname",
+                    E::DuplicateName {
+                        what: "certificate hostname",
+                        name: "a.example.com".into(),
+                        first: "spec.certificates[0].hostname".into(),
+                    },
+                ),
+            ),
+            (
+                "network only for private_v6",
+                "ips:\n  - type: v4\n    network: n\n".into(),
+                one("spec.ips[0].network", E::NetworkNotAllowed { kind: "v4" }),
+            ),
+            (
+                "one shared_v4",
+                "ips:\n  - type: shared_v4\n  - type: shared_v4\n".into(),
+                one(
+                    "spec.ips[1].type",
+                    E::TooManySharedV4 {
+                        first: "spec.ips[0]".into(),
+                    },
+                ),
+            ),
+            (
+                "duplicate ip",
+                "ips:\n  - type: v6\n  - type: v6\n".into(),
+                one(
+                    "spec.ips[1]",
+                    E::DuplicateValue {
+                        what: "IP entry",
+                        value: "(same as spec.ips[0])".into(),
+                    },
+                ),
+            ),
+            (
+                "app network name",
+                "app:\n  network: Net_1\n".into(),
+                one(
+                    "spec.app.network",
+                    id_err("network name", "Net_1", IdError::BadLabelChar { found: 'N' }),
+                ),
+            ),
+            (
+                "ip region and service name",
+                "ips:\n  - type: v6\n    region: Amsterdam\n    serviceName: -svc\n".into(),
+                vec![
+                    (
+                        "spec.ips[0].region".into(),
+                        id_err("region", "Amsterdam", IdError::BadRegion),
+                    ),
+                    (
+                        "spec.ips[0].serviceName".into(),
+                        id_err("service name", "-svc", IdError::BadStart),
+                    ),
+                ],
+            ),
+            (
+                "ip type required",
+                "ips:\n  - region: ams\n".into(),
+                one("spec.ips[0].type", E::MissingField { field: "type" }),
+            ),
+            (
+                "unknown charset",
+                "secrets:\n  - name: A\n    generate:\n      charset: base32\n".into(),
+                one(
+                    "spec.secrets[0].generate.charset",
+                    E::UnknownVariant {
+                        value: "base32".into(),
+                        allowed: vec!["alphanumeric".into(), "hex".into(), "base64url".into()],
+                    },
+                ),
+            ),
+            (
+                "unknown restart policy",
+                group("restart:\n  policy: never"),
+                one(
+                    "spec.machines[0].restart.policy",
+                    E::UnknownVariant {
+                        value: "never".into(),
+                        allowed: ["no", "always", "on-failure", "spot-price"]
+                            .map(String::from)
+                            .to_vec(),
+                    },
+                ),
+            ),
+            (
+                "performance cpus",
+                group("guest:\n  cpu_kind: performance\n  cpus: 3"),
+                one(
+                    "spec.machines[0].guest.cpus",
+                    E::BadCpuCount {
+                        kind: "performance",
+                        cpus: 3,
+                        allowed: vec![1, 2, 4, 8, 16],
+                    },
+                ),
+            ),
+            (
+                "size with cpu_kind",
+                group("guest:\n  size: performance-1x\n  cpu_kind: shared"),
+                one(
+                    "spec.machines[0].guest.cpu_kind",
+                    E::SizeConflict { field: "cpu_kind" },
+                ),
+            ),
+            (
+                "grace period duration",
+                group("checks:\n  alive:\n    type: tcp\n    port: 80\n    grace_period: 5 minutes"),
+                one(
+                    "spec.machines[0].checks.alive.grace_period",
+                    E::BadDuration {
+                        value: "5 minutes".into(),
+                        reason: DurationError::MissingUnit { number: "5".into() },
+                    },
+                ),
+            ),
+            (
+                "token name",
+                "tokens:\n  - name: CI\n".into(),
+                one(
+                    "spec.tokens[0].name",
+                    id_err("token name", "CI", IdError::BadLabelChar { found: 'C' }),
+                ),
+            ),
+        ];
+        for (rule, body, want) in cases {
+            assert_eq!(errors(&body), want, "rule: {rule}");
+        }
+    }
+
+    #[test]
+    fn cron_expressions_are_checked_by_croner() {
+        assert!(check_cron("0 3 * * MON-FRI").is_ok());
+        assert!(check_cron("0 0 3 * * *").is_ok());
+        let err = check_cron("61 * * * *").unwrap_err();
+        assert!(!err.is_empty());
+        let got = errors("tokens:\n  - name: ci\n    schedule:\n      cron: \"61 * * * *\"\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "spec.tokens[0].schedule.cron");
+        assert!(matches!(&got[0].1, SpecError::BadCron { expr, .. } if expr == "61 * * * *"));
+    }
+
+    #[test]
+    fn document_header_and_metadata_rules() {
+        let text = "apiVersion: flotilla.dev/v1\nkind: Tennant\nmetadata:\n  name: -x\n  labels:\n    \"bad key\": v\n";
+        assert_eq!(
+            errors_of(text, &ParseOptions::default()),
+            vec![
+                // Missing fields are reported where their parent starts.
+                (
+                    "spec".to_string(),
+                    SpecError::MissingField { field: "spec" }
+                ),
+                (
+                    "apiVersion".to_string(),
+                    SpecError::BadApiVersion {
+                        found: "flotilla.dev/v1".into()
+                    }
+                ),
+                (
+                    "kind".to_string(),
+                    SpecError::BadKind {
+                        found: "Tennant".into()
+                    }
+                ),
+                (
+                    "metadata.name".to_string(),
+                    id_err("tenant name", "-x", IdError::BadStart)
+                ),
+                (
+                    "metadata.labels[\"bad key\"]".to_string(),
+                    SpecError::BadKey {
+                        what: "label key",
+                        key: "bad key".into(),
+                        rule: LABEL_KEY_RULE,
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn sizes_round_trip_through_their_names() {
+        for name in size_names() {
+            let g = size_guest(&name).expect(&name);
+            let (per_min, _, _) = memory_rules(g.cpu_kind);
+            assert_eq!(g.memory_mb, per_min * g.cpus);
+            assert!(memory_errors(g.cpu_kind, g.cpus, g.memory_mb.into()).is_empty());
+        }
+        for bad in [
+            "shared-cpu-3x",
+            "performance-32x",
+            "shared-cpu-01x",
+            "shared-cpu-1",
+            "huge",
+        ] {
+            assert_eq!(size_guest(bad), None, "{bad}");
+        }
+    }
 }
