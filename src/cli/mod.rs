@@ -6,6 +6,9 @@
 //! error; 2 a usage error (from clap).
 
 mod apply;
+mod control;
+mod fly;
+mod serve;
 mod delete;
 mod export;
 mod get;
@@ -86,6 +89,28 @@ pub enum Command {
         #[arg(short = 'd', long = "dir")]
         dir: PathBuf,
     },
+    /// Dry run: plan specs from files against live Fly state, change nothing.
+    /// Exit 0 no changes, 2 changes pending, 1 error.
+    Plan {
+        /// Files or directories (*.yaml, *.yml) to read.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        fly: fly::FlyArgs,
+    },
+    /// Dry run: plan a stored tenant against live Fly state, change nothing.
+    /// Exit 0 no changes, 2 changes pending, 1 error.
+    Diff {
+        tenant: String,
+        #[command(flatten)]
+        fly: fly::FlyArgs,
+    },
+    /// Show a tenant's conditions, resources, recent reconciles and events.
+    Status { tenant: String },
+    /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
+    /// Run the Fly API simulator standalone.
+    Sim(crate::sim::cli::SimArgs),
     /// Print the JSON Schema of a tenant spec.
     Schema,
     /// Apply pending database migrations.
@@ -158,6 +183,35 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         Command::Export { dir } => {
             let store = open(&cli.db, clock).await?;
             export::export(&store, &dir, &mut out).await
+        }
+        Command::Plan { paths, fly } => {
+            let store = open(&cli.db, clock.clone()).await?;
+            control::plan_files(&paths, &opts, store, &fly, clock, &mut out).await
+        }
+        Command::Diff { tenant, fly } => {
+            let store = open(&cli.db, clock.clone()).await?;
+            control::diff(&tenant, store, &fly, clock, &mut out).await
+        }
+        Command::Status { tenant } => {
+            let store = open(&cli.db, clock).await?;
+            control::status(&tenant, store, &mut out).await
+        }
+        Command::Serve(args) => {
+            drop(out);
+            let store = open(&cli.db, clock.clone()).await?;
+            serve::serve(args, store, clock).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(args) => {
+            drop(out);
+            let token = tokio_util::sync::CancellationToken::new();
+            let t = token.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                t.cancel();
+            });
+            crate::sim::cli::run(args, token).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Schema => schema::schema(&mut out),
         Command::Migrate => migrate::migrate(&cli.db, clock, &mut out).await,

@@ -96,6 +96,9 @@ pub struct SimConfig {
     pub clock: SharedClock,
     /// Request bodies above this size get 413.
     pub max_body_bytes: usize,
+    /// Treat every certificate hostname's DNS as configured as soon as a
+    /// certificate is requested (the no-credentials demo has no DNS to set).
+    pub auto_dns: bool,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -132,6 +135,7 @@ impl Default for SimConfig {
             default_region: "iad".into(),
             clock: Arc::new(SystemClock),
             max_body_bytes: 1024 * 1024,
+            auto_dns: false,
         }
     }
 }
