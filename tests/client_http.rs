@@ -1497,3 +1497,20 @@ async fn rate_limiter_spaces_calls_to_one_machine() {
     );
     assert_eq!(s.seen().len(), 4);
 }
+
+#[tokio::test]
+async fn a_machine_without_a_usable_id_fails_the_list() {
+    let s = Server::start().await;
+    let fly = s.client();
+    let mut odd = machine_json(&config(None));
+    odd["id"] = json!("NOT-HEX");
+    s.push(reply(200, json!([machine_json(&config(None)), odd])));
+    let e = fly
+        .list_machines(&app(), &MachineFilter::default())
+        .await
+        .expect_err("not skipped");
+    assert!(
+        matches!(e, FlyError::Unexpected { status: 200, .. }),
+        "{e:?}"
+    );
+}

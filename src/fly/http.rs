@@ -34,6 +34,12 @@
 //! show a created machine within the lookup delay; the reconciler sees both
 //! (same create key) and removes the extra one.
 //!
+//! # Machine configs
+//! Reads normalise Fly's echo (see `wire`) so a config read back equals the
+//! one sent. Writes send the full config flotilla models, because an update is
+//! a full replace: Fly fields this client does not model (mounts, processes,
+//! files, init, ...) are **not** preserved across an update.
+//!
 //! # Auth
 //! The `Authorization` header follows fly-go: a token already starting with
 //! `FlyV1 ` is sent as is; macaroon parts (`fm1r_`, `fm1a_`, `fm2_`) are sent
@@ -181,8 +187,8 @@ pub enum FlyConfigError {
     BadUserAgent,
     #[error("fly.retry.max_attempts: must be at least 1")]
     NoAttempts,
-    #[error("fly.timeout: must be greater than zero")]
-    ZeroTimeout,
+    #[error("fly.{0}: must be greater than zero")]
+    ZeroTimeout(&'static str),
     #[error("fly.{0}")]
     RateLimits(#[from] RateLimitConfigError),
     #[error("fly: building the HTTP client failed")]
@@ -483,7 +489,10 @@ impl HttpFly {
             return Err(FlyConfigError::NoAttempts);
         }
         if config.timeout.is_zero() {
-            return Err(FlyConfigError::ZeroTimeout);
+            return Err(FlyConfigError::ZeroTimeout("timeout"));
+        }
+        if config.connect_timeout.is_zero() {
+            return Err(FlyConfigError::ZeroTimeout("connect_timeout"));
         }
         let user_agent =
             HeaderValue::from_str(&config.user_agent).map_err(|_| FlyConfigError::BadUserAgent)?;
@@ -1045,16 +1054,11 @@ impl FlyApi for HttpFly {
             )
             .await?;
         let list: Vec<wire::MachineWire> = raw.decode(op, false)?;
-        Ok(list
-            .into_iter()
-            .filter_map(|m| match m.into_domain() {
-                Ok(m) => Some(m),
-                Err(reason) => {
-                    tracing::warn!(app = %app, %reason, "skipping a machine this client cannot represent");
-                    None
-                }
-            })
-            .collect())
+        // A machine that cannot be identified fails the whole list rather than
+        // being skipped: a reconciler that did not see it would create another.
+        list.into_iter()
+            .map(|m| m.into_domain().map_err(|e| unexpected(op, raw.status, e)))
+            .collect()
     }
 
     async fn get_machine(&self, app: &AppName, id: &MachineId) -> Result<Machine, FlyError> {

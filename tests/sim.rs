@@ -1,0 +1,2079 @@
+//! The Fly API simulator, exercised over HTTP with raw `reqwest` calls (not the
+//! `FlyApi` client), one test per behaviour the simulator promises.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla::clock::ManualClock;
+use flotilla::sim::{self, CertTiming, FaultProfile, LeaseShape, SimConfig, SimHandle};
+use jiff::{SignedDuration, Timestamp};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+const TICK: Duration = Duration::from_millis(30);
+
+struct Fly {
+    sim: SimHandle,
+    http: reqwest::Client,
+    token: String,
+}
+
+struct Resp {
+    status: StatusCode,
+    body: Value,
+    headers: reqwest::header::HeaderMap,
+}
+
+fn quiet() -> SimConfig {
+    SimConfig {
+        transition_delay: TICK,
+        rate_limits: false,
+        ..SimConfig::default()
+    }
+}
+
+impl Fly {
+    async fn start(cfg: SimConfig) -> Self {
+        let sim = sim::start(cfg).await.expect("simulator starts");
+        let token = sim.org_token().expose_secret().to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        Self { sim, http, token }
+    }
+
+    async fn quiet() -> Self {
+        Self::start(quiet()).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.sim.base_url())
+    }
+
+    async fn send(
+        &self,
+        auth: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request reaches the simulator");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// As the org token, with the `Bearer` scheme.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let auth = format!("Bearer {}", self.token);
+        self.send(Some(&auth), method, path, body, &[]).await
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    async fn gql(&self, auth: &str, query: &str, variables: Value) -> Resp {
+        self.send(
+            Some(auth),
+            Method::POST,
+            "/graphql",
+            Some(json!({"query": query, "variables": variables})),
+            &[],
+        )
+        .await
+    }
+
+    async fn create_app(&self, name: &str) {
+        let r = self
+            .post(
+                "/v1/apps",
+                json!({"name": name, "org_slug": self.sim.org_slug()}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create app {name}: {:?}",
+            r.body
+        );
+    }
+
+    async fn create_machine(&self, app: &str, body: Value) -> Value {
+        let r = self.post(&format!("/v1/apps/{app}/machines"), body).await;
+        assert_eq!(r.status, StatusCode::OK, "create machine: {:?}", r.body);
+        r.body
+    }
+
+    async fn wait_for(&self, app: &str, id: &str, query: &str) -> Resp {
+        self.get(&format!("/v1/apps/{app}/machines/{id}/wait?{query}"))
+            .await
+    }
+
+    async fn started_machine(&self, app: &str) -> (String, String) {
+        let m = self
+            .create_machine(app, json!({"config": {"image": "nginx"}, "region": "ord"}))
+            .await;
+        let id = str_of(&m["id"]);
+        let version = str_of(&m["instance_id"]);
+        let w = self
+            .wait_for(
+                app,
+                &id,
+                &format!("state=started&version={version}&timeout=5"),
+            )
+            .await;
+        assert_eq!(w.status, StatusCode::OK, "{:?}", w.body);
+        (id, version)
+    }
+
+    /// Mints a token over GraphQL with the org token; returns (id, tokenHeader).
+    async fn mint(&self, profile: &str, app: Option<&str>, expiry: &str) -> (String, String) {
+        let org = self
+            .gql(
+                &format!("FlyV1 {}", self.token),
+                "query GetOrganization($slug: String!) { organization(slug: $slug) { id slug } }",
+                json!({"slug": self.sim.org_slug()}),
+            )
+            .await;
+        let org_id = str_of(&org.body["data"]["organization"]["id"]);
+        let params = match app {
+            Some(app) => {
+                let a = self
+                    .gql(
+                        &format!("FlyV1 {}", self.token),
+                        "query GetAppForToken($appName: String!) { app(name: $appName) { id name organization { id slug } } }",
+                        json!({"appName": app}),
+                    )
+                    .await;
+                json!({"app_id": str_of(&a.body["data"]["app"]["id"])})
+            }
+            None => json!({}),
+        };
+        let r = self
+            .gql(
+                &format!("FlyV1 {}", self.token),
+                "mutation CreateLimitedAccessToken($name: String!, $organizationId: ID!, $profile: String!, $profileParams: JSON, $expiry: String!) { createLimitedAccessToken(input: {name: $name, organizationId: $organizationId, profile: $profile, profileParams: $profileParams, expiry: $expiry}) { limitedAccessToken { id tokenHeader expiresAt } } }",
+                json!({"name": "t", "organizationId": org_id, "profile": profile, "profileParams": params, "expiry": expiry}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let t = &r.body["data"]["createLimitedAccessToken"]["limitedAccessToken"];
+        assert!(t.is_object(), "mint failed: {:?}", r.body);
+        (str_of(&t["id"]), str_of(&t["tokenHeader"]))
+    }
+}
+
+fn str_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v:?}"))
+        .to_owned()
+}
+
+fn error_of(r: &Resp) -> String {
+    r.body["error"].as_str().unwrap_or_default().to_owned()
+}
+
+// ---------------------------------------------------------------- auth
+
+#[tokio::test]
+async fn missing_unknown_and_revoked_tokens_get_401() {
+    let fly = Fly::quiet().await;
+    fly.create_app("alpha").await;
+    let none = fly
+        .send(None, Method::GET, "/v1/apps/alpha", None, &[])
+        .await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        none.body,
+        json!({"error": "Authenticate: token validation error"})
+    );
+    let bogus = fly
+        .send(
+            Some("Bearer fm2_nope"),
+            Method::GET,
+            "/v1/apps/alpha",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(bogus.status, StatusCode::UNAUTHORIZED);
+    // The FlyV1 scheme works as well as Bearer for the org token.
+    let flyv1 = format!("FlyV1 {}", fly.token);
+    let ok = fly
+        .send(Some(&flyv1), Method::GET, "/v1/apps/alpha", None, &[])
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+
+    let (id, header) = fly.mint("deploy", Some("alpha"), "720h0m0s").await;
+    assert!(header.starts_with("FlyV1 fm2_"), "{header}");
+    let ok = fly
+        .send(Some(&header), Method::GET, "/v1/apps/alpha", None, &[])
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // A truncated token header is a different credential.
+    let truncated = &header[..header.len() - 10];
+    let r = fly
+        .send(Some(truncated), Method::GET, "/v1/apps/alpha", None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let revoke = fly
+        .gql(
+            &flyv1,
+            "mutation DeleteLimitedAccessToken($input: DeleteLimitedAccessTokenInput!) { deleteLimitedAccessToken(input: $input) { token } }",
+            json!({"input": {"id": id}}),
+        )
+        .await;
+    assert_eq!(
+        revoke.body["data"]["deleteLimitedAccessToken"]["token"],
+        json!(id)
+    );
+    let after = fly
+        .send(Some(&header), Method::GET, "/v1/apps/alpha", None, &[])
+        .await;
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "revocation is immediate"
+    );
+    let gql = fly
+        .gql(
+            &header,
+            "{ organization(slug: \"personal\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(gql.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn deploy_tokens_are_scoped_to_one_app() {
+    let fly = Fly::quiet().await;
+    fly.create_app("mine").await;
+    fly.create_app("theirs").await;
+    let (_, header) = fly.mint("deploy", Some("mine"), "1h").await;
+    let as_deploy = |method: Method, path: &'static str, body: Option<Value>| {
+        let header = header.clone();
+        let fly = &fly;
+        async move { fly.send(Some(&header), method, path, body, &[]).await }
+    };
+    assert_eq!(
+        as_deploy(Method::GET, "/v1/apps/mine", None).await.status,
+        StatusCode::OK
+    );
+    let other = as_deploy(Method::GET, "/v1/apps/theirs", None).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!(other.body, json!({"error": "unauthorized"}));
+    assert_eq!(
+        as_deploy(Method::GET, "/v1/apps/theirs/machines", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_deploy(Method::GET, "/v1/apps/does-not-exist", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_deploy(Method::GET, "/v1/apps?org_slug=personal", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_deploy(
+            Method::POST,
+            "/v1/apps",
+            Some(json!({"name": "new-one", "org_slug": "personal"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let mint = fly
+        .gql(
+            &header,
+            "mutation($input: DeleteLimitedAccessTokenInput!) { deleteLimitedAccessToken(input: $input) { token } }",
+            json!({"input": {"id": "x"}}),
+        )
+        .await;
+    assert_eq!(mint.status, StatusCode::OK);
+    assert_eq!(mint.body["data"], Value::Null);
+    assert_eq!(
+        mint.body["errors"][0]["extensions"]["code"],
+        json!("UNAUTHORIZED")
+    );
+    let current = as_deploy(Method::GET, "/v1/tokens/current", None).await;
+    assert_eq!(current.status, StatusCode::OK);
+    assert_eq!(current.body["tokens"][0]["apps"], json!(["mine"]));
+    assert_eq!(current.body["tokens"][0]["org_slug"], json!("personal"));
+
+    // The token is bound to the app, not the name: a recreated app is not covered.
+    assert_eq!(
+        fly.delete("/v1/apps/mine").await.status,
+        StatusCode::ACCEPTED
+    );
+    tokio::time::sleep(TICK * 4).await;
+    fly.create_app("mine").await;
+    assert_eq!(
+        as_deploy(Method::GET, "/v1/apps/mine", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn tokens_expire_by_the_injected_clock() {
+    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).expect("ts"));
+    let fly = Fly::start(SimConfig {
+        clock: Arc::new(clock.clone()),
+        ..quiet()
+    })
+    .await;
+    fly.create_app("exp").await;
+    let (_, header) = fly.mint("deploy_organization", None, "1h0m0s").await;
+    let r = fly
+        .send(
+            Some(&header),
+            Method::GET,
+            "/v1/apps?org_slug=personal",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["total_apps"], json!(1));
+    clock.advance(SignedDuration::from_mins(61));
+    let r = fly
+        .send(
+            Some(&header),
+            Method::GET,
+            "/v1/apps?org_slug=personal",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let bad = fly
+        .gql(
+            &format!("FlyV1 {}", fly.token),
+            "mutation($o: ID!) { createLimitedAccessToken(input: {name: \"x\", organizationId: $o, profile: \"deploy_organization\", expiry: \"soon\"}) { limitedAccessToken { id } } }",
+            json!({"o": "whatever"}),
+        )
+        .await;
+    assert!(
+        bad.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid expiry"),
+        "{:?}",
+        bad.body
+    );
+}
+
+// ---------------------------------------------------------------- apps
+
+#[tokio::test]
+async fn app_names_are_one_global_namespace() {
+    let fly = Fly::start(SimConfig {
+        foreign_apps: vec!["taken-elsewhere".into()],
+        ..quiet()
+    })
+    .await;
+    fly.create_app("ours").await;
+    let again = fly
+        .post("/v1/apps", json!({"name": "ours", "org_slug": "personal"}))
+        .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(again.body["status"], json!("name_taken"));
+    let foreign = fly
+        .post(
+            "/v1/apps",
+            json!({"name": "taken-elsewhere", "org_slug": "personal"}),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(foreign.body["status"], json!("name_taken"));
+    let read = fly.get("/v1/apps/taken-elsewhere").await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN, "held by another org");
+    assert_eq!(
+        fly.get("/v1/apps/free-name").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let bad = fly
+        .post(
+            "/v1/apps",
+            json!({"name": "Bad_Name", "org_slug": "personal"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.get("status").is_none());
+    let app = fly.get("/v1/apps/ours").await;
+    assert_eq!(app.body["organization"]["slug"], json!("personal"));
+    assert_eq!(app.body["name"], json!("ours"));
+    assert_eq!(app.body["status"], json!("pending"));
+    let list = fly.get("/v1/apps?org_slug=personal").await;
+    assert_eq!(
+        list.body["total_apps"],
+        json!(1),
+        "foreign apps are not listed"
+    );
+}
+
+#[tokio::test]
+async fn new_apps_are_invisible_for_the_visibility_delay() {
+    let fly = Fly::start(SimConfig {
+        app_visibility_delay: Duration::from_secs(1),
+        ..quiet()
+    })
+    .await;
+    fly.create_app("slowpoke").await;
+    assert_eq!(
+        fly.get("/v1/apps/slowpoke").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        fly.get("/v1/apps/slowpoke/machines").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        fly.get("/v1/apps?org_slug=personal").await.body["total_apps"],
+        json!(0)
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(fly.get("/v1/apps/slowpoke").await.status, StatusCode::OK);
+    // fly-go's `?wait=true` blocks until the app is visible and returns it.
+    let started = Instant::now();
+    let r = fly
+        .post(
+            "/v1/apps?wait=true",
+            json!({"name": "waited", "org_slug": "personal"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["name"], json!("waited"));
+    assert!(started.elapsed() >= Duration::from_millis(950));
+    assert_eq!(fly.get("/v1/apps/waited").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn app_delete_is_asynchronous_and_refuses_running_machines() {
+    let fly = Fly::quiet().await;
+    fly.create_app("doomed").await;
+    fly.started_machine("doomed").await;
+    let refused = fly.delete("/v1/apps/doomed").await;
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+    assert!(
+        error_of(&refused).contains("force=true"),
+        "{:?}",
+        refused.body
+    );
+    let accepted = fly.delete("/v1/apps/doomed?force=true").await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    assert_eq!(accepted.body, Value::Null);
+    assert_eq!(
+        fly.get("/v1/apps/doomed").await.status,
+        StatusCode::OK,
+        "not gone yet"
+    );
+    tokio::time::sleep(TICK * 4).await;
+    assert_eq!(
+        fly.get("/v1/apps/doomed").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let gone = fly.delete("/v1/apps/doomed").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    fly.create_app("doomed").await;
+}
+
+// ---------------------------------------------------------------- machines
+
+#[tokio::test]
+async fn machines_move_through_asynchronous_states() {
+    // Slow enough that a GET right after an operation sees the transient state.
+    let fly = Fly::start(SimConfig {
+        transition_delay: Duration::from_millis(250),
+        ..quiet()
+    })
+    .await;
+    fly.create_app("life").await;
+    let m = fly
+        .create_machine(
+            "life",
+            json!({"config": {"image": "nginx"}, "region": "ord"}),
+        )
+        .await;
+    let id = str_of(&m["id"]);
+    assert_eq!(id.len(), 14);
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    let v1 = str_of(&m["instance_id"]);
+    assert_eq!(v1.len(), 26);
+    assert_eq!(m["state"], json!("created"));
+    assert_eq!(m["host_status"], json!("ok"));
+    assert!(m.get("nonce").is_none());
+    let w = fly
+        .wait_for("life", &id, &format!("state=started&version={v1}"))
+        .await;
+    assert_eq!(w.status, StatusCode::OK);
+    assert_eq!(w.body["ok"], json!(true));
+    assert_eq!(w.body["state"], json!("started"));
+    assert_eq!(w.body["version"], json!(v1));
+    assert!(w.body["event_id"].as_str().is_some_and(|e| e.len() == 26));
+    let events = fly.get(&format!("/v1/apps/life/machines/{id}")).await.body["events"].clone();
+    assert_eq!(events[0]["status"], json!("started"), "newest event first");
+
+    let stop = fly
+        .post(&format!("/v1/apps/life/machines/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(stop.status, StatusCode::OK);
+    assert_eq!(
+        fly.get(&format!("/v1/apps/life/machines/{id}")).await.body["state"],
+        json!("stopping")
+    );
+    let w = fly
+        .wait_for("life", &id, &format!("state=stopped&version={v1}"))
+        .await;
+    assert_eq!(w.status, StatusCode::OK, "{:?}", w.body);
+    let again = fly
+        .post(&format!("/v1/apps/life/machines/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(again.status, StatusCode::PRECONDITION_FAILED);
+
+    let start = fly
+        .post(&format!("/v1/apps/life/machines/{id}/start"), json!({}))
+        .await;
+    assert_eq!(start.status, StatusCode::OK);
+    assert_eq!(start.body["previous_state"], json!("stopped"));
+    fly.wait_for("life", &id, "state=started").await;
+    let twice = fly
+        .post(&format!("/v1/apps/life/machines/{id}/start"), json!({}))
+        .await;
+    assert_eq!(twice.status, StatusCode::PRECONDITION_FAILED);
+    assert!(error_of(&twice).contains("still active"));
+
+    let refused = fly.delete(&format!("/v1/apps/life/machines/{id}")).await;
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+    assert!(error_of(&refused).contains("not currently stopped or suspended"));
+    let del = fly
+        .delete(&format!("/v1/apps/life/machines/{id}?force=true"))
+        .await;
+    assert_eq!(del.status, StatusCode::OK);
+    assert_eq!(
+        fly.get(&format!("/v1/apps/life/machines/{id}")).await.body["state"],
+        json!("destroying")
+    );
+    let w = fly.wait_for("life", &id, "state=destroyed").await;
+    assert_eq!(w.status, StatusCode::OK);
+    assert_eq!(fly.get("/v1/apps/life/machines").await.body, json!([]));
+    let all = fly
+        .get("/v1/apps/life/machines?include_deleted=true")
+        .await
+        .body;
+    assert_eq!(all[0]["state"], json!("destroyed"));
+    assert_eq!(
+        fly.get(&format!("/v1/apps/life/machines/{id}")).await.body["state"],
+        json!("destroyed"),
+        "destroyed machines stay readable"
+    );
+    assert_eq!(
+        fly.post(&format!("/v1/apps/life/machines/{id}/start"), json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let warm = fly
+        .create_machine(
+            "life",
+            json!({"config": {"image": "nginx"}, "skip_launch": true}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let warm = fly
+        .get(&format!("/v1/apps/life/machines/{}", str_of(&warm["id"])))
+        .await;
+    assert_eq!(
+        warm.body["state"],
+        json!("created"),
+        "skip_launch stays created"
+    );
+    assert_eq!(warm.body["region"], json!("iad"), "default region");
+}
+
+#[tokio::test]
+async fn wait_answers_408_on_timeout_and_400_when_unreachable() {
+    let fly = Fly::quiet().await;
+    fly.create_app("waits").await;
+    let m = fly
+        .create_machine(
+            "waits",
+            json!({"config": {"image": "nginx"}, "skip_launch": true}),
+        )
+        .await;
+    let id = str_of(&m["id"]);
+    let started = Instant::now();
+    let r = fly.wait_for("waits", &id, "state=started&timeout=1").await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let r = fly.wait_for("waits", &id, "state=stopped").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "stopped needs a version");
+    let r = fly.wait_for("waits", &id, "state=sleeping").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = fly
+        .wait_for("waits", &id, "state=started&timeout=soon")
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // settled is satisfied by created; repeated and comma-separated states both work.
+    let r = fly.wait_for("waits", &id, "state=settled&timeout=1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["state"], json!("created"));
+    assert_eq!(
+        fly.delete(&format!("/v1/apps/waits/machines/{id}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = fly
+        .wait_for("waits", &id, "state=suspended&state=destroyed&timeout=5")
+        .await;
+    assert_eq!(r.body["state"], json!("destroyed"));
+    let r = fly.wait_for("waits", &id, "state=started&timeout=5").await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "a destroyed machine never starts"
+    );
+    assert_eq!(
+        fly.wait_for("waits", "0123456789abcd", "state=started")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn updates_make_new_versions_and_replace_old_ones() {
+    let fly = Fly::quiet().await;
+    fly.create_app("upd").await;
+    let (id, v1) = fly.started_machine("upd").await;
+    let path = format!("/v1/apps/upd/machines/{id}");
+    let stale = fly
+        .post(&path, json!({"config": {"image": "nginx:2"}, "current_version": "01ZZZZZZZZZZZZZZZZZZZZZZZZ"}))
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert!(error_of(&stale).contains("version"), "{:?}", stale.body);
+    let r = fly
+        .post(
+            &path,
+            json!({"config": {"image": "nginx:2"}, "current_version": v1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v2 = str_of(&r.body["instance_id"]);
+    assert_ne!(v1, v2);
+    assert_eq!(r.body["state"], json!("replacing"));
+    assert_eq!(r.body["config"]["image"], json!("nginx:2"));
+    assert_eq!(r.body["image_ref"]["tag"], json!("2"));
+    let old = fly
+        .wait_for("upd", &id, &format!("state=started&version={v1}&timeout=2"))
+        .await;
+    assert_eq!(
+        old.status,
+        StatusCode::BAD_REQUEST,
+        "the old version can never start again"
+    );
+    let old = fly
+        .wait_for("upd", &id, &format!("state=settled&version={v1}"))
+        .await;
+    assert_eq!(old.body["state"], json!("replaced"));
+    let new = fly
+        .wait_for("upd", &id, &format!("state=started&version={v2}"))
+        .await;
+    assert_eq!(new.status, StatusCode::OK);
+    let versions = fly.get(&format!("{path}/versions")).await.body;
+    assert_eq!(versions[0]["version"], json!(v2));
+    assert_eq!(versions[1]["version"], json!(v1));
+    assert_eq!(versions[1]["user_config"]["image"], json!("nginx"));
+    let moved = fly
+        .post(
+            &path,
+            json!({"config": {"image": "nginx"}, "region": "fra"}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::BAD_REQUEST, "region is immutable");
+    let no_config = fly.post(&path, json!({"current_version": v2})).await;
+    assert_eq!(no_config.status, StatusCode::BAD_REQUEST);
+    let skip = fly
+        .post(
+            &path,
+            json!({"config": {"image": "nginx:3"}, "skip_launch": true}),
+        )
+        .await;
+    let v3 = str_of(&skip.body["instance_id"]);
+    let w = fly
+        .wait_for("upd", &id, &format!("state=stopped&version={v3}"))
+        .await;
+    assert_eq!(
+        w.status,
+        StatusCode::OK,
+        "skip_launch leaves it stopped: {:?}",
+        w.body
+    );
+}
+
+#[tokio::test]
+async fn leases_exclude_other_writers() {
+    let fly = Fly::quiet().await;
+    fly.create_app("leased").await;
+    let (id, version) = fly.started_machine("leased").await;
+    let lease_path = format!("/v1/apps/leased/machines/{id}/lease");
+    let auth = format!("Bearer {}", fly.token);
+    let r = fly
+        .post(&lease_path, json!({"ttl": 30, "description": "deploy"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Fly's docs and fly-go use an envelope around the lease.
+    assert_eq!(r.body["status"], json!("success"));
+    let nonce = str_of(&r.body["data"]["nonce"]);
+    assert_eq!(r.body["data"]["version"], json!(version));
+    assert_eq!(r.body["data"]["description"], json!("deploy"));
+    assert!(
+        r.body["data"]["owner"]
+            .as_str()
+            .is_some_and(|o| o.ends_with("@tokens.fly.io"))
+    );
+    let expires = r.body["data"]["expires_at"].as_i64().expect("unix seconds");
+    assert!(expires > Timestamp::now().as_second());
+
+    let second = fly.post(&lease_path, json!({"ttl": 30})).await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    assert!(
+        error_of(&second).contains("lease currently held by"),
+        "{:?}",
+        second.body
+    );
+
+    let machine = format!("/v1/apps/leased/machines/{id}");
+    let update = json!({"config": {"image": "nginx:2"}});
+    let blocked = fly.post(&machine, update.clone()).await;
+    assert_eq!(blocked.status, StatusCode::CONFLICT);
+    for (method, path) in [
+        (Method::POST, format!("{machine}/stop")),
+        (Method::DELETE, format!("{machine}?force=true")),
+        (Method::POST, format!("{machine}/metadata/k")),
+    ] {
+        let r = fly
+            .send(Some(&auth), method, &path, Some(json!({"value": "v"})), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{path}");
+    }
+    let with_nonce = fly
+        .send(
+            Some(&auth),
+            Method::POST,
+            &machine,
+            Some(update),
+            &[("fly-machine-lease-nonce", &nonce)],
+        )
+        .await;
+    assert_eq!(with_nonce.status, StatusCode::OK, "{:?}", with_nonce.body);
+
+    let refresh = fly
+        .send(
+            Some(&auth),
+            Method::POST,
+            &lease_path,
+            Some(json!({"ttl": 120})),
+            &[("fly-machine-lease-nonce", &nonce)],
+        )
+        .await;
+    assert_eq!(refresh.status, StatusCode::CREATED);
+    assert_eq!(refresh.body["data"]["nonce"], json!(nonce));
+    assert!(refresh.body["data"]["expires_at"].as_i64().unwrap_or(0) > expires);
+    assert_eq!(
+        fly.get(&lease_path).await.body["data"]["nonce"],
+        json!(nonce)
+    );
+    let listed = fly
+        .get("/v1/apps/leased/machines?include_leases=true")
+        .await;
+    assert_eq!(listed.body[0]["lease"]["description"], json!("deploy"));
+
+    let no_header = fly.delete(&lease_path).await;
+    assert_eq!(no_header.status, StatusCode::BAD_REQUEST);
+    let wrong = fly
+        .send(
+            Some(&auth),
+            Method::DELETE,
+            &lease_path,
+            None,
+            &[("fly-machine-lease-nonce", "bad")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT);
+    let released = fly
+        .send(
+            Some(&auth),
+            Method::DELETE,
+            &lease_path,
+            None,
+            &[("fly-machine-lease-nonce", &nonce)],
+        )
+        .await;
+    assert_eq!(released.status, StatusCode::OK);
+    assert_eq!(fly.get(&lease_path).await.status, StatusCode::NOT_FOUND);
+
+    // Create with lease_ttl hands out the nonce and holds the machine.
+    let held = fly
+        .create_machine(
+            "leased",
+            json!({"config": {"image": "nginx"}, "lease_ttl": 60}),
+        )
+        .await;
+    let held_nonce = str_of(&held["nonce"]);
+    let held_path = format!("/v1/apps/leased/machines/{}/cordon", str_of(&held["id"]));
+    assert_eq!(
+        fly.post(&held_path, json!({})).await.status,
+        StatusCode::CONFLICT
+    );
+    let ok = fly
+        .send(
+            Some(&auth),
+            Method::POST,
+            &held_path,
+            None,
+            &[("fly-machine-lease-nonce", &held_nonce)],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn leases_expire_and_can_use_the_flat_shape() {
+    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).expect("ts"));
+    let fly = Fly::start(SimConfig {
+        clock: Arc::new(clock.clone()),
+        lease_shape: LeaseShape::Flat,
+        ..quiet()
+    })
+    .await;
+    fly.create_app("flat").await;
+    let m = fly
+        .create_machine("flat", json!({"config": {"image": "nginx"}}))
+        .await;
+    let lease_path = format!("/v1/apps/flat/machines/{}/lease", str_of(&m["id"]));
+    let r = fly.post(&format!("{lease_path}?ttl=10"), json!(null)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["expires_at"], json!(1_800_000_010));
+    assert!(r.body["nonce"].is_string());
+    assert_eq!(
+        fly.post(&lease_path, json!({})).await.status,
+        StatusCode::CONFLICT
+    );
+    clock.advance(SignedDuration::from_secs(11));
+    assert_eq!(fly.get(&lease_path).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        fly.post(&lease_path, json!({})).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn configs_come_back_normalised_like_fly() {
+    let fly = Fly::quiet().await;
+    fly.create_app("norm").await;
+    let m = fly
+        .create_machine(
+            "norm",
+            json!({"config": {
+                "image": "registry.fly.io/norm:v1",
+                "env": {},
+                "metadata": {},
+                "auto_stop": "stop",
+                "services": [
+                    {"protocol": "tcp", "internal_port": 8080, "autostop": "off", "autostart": true,
+                     "ports": [{"port": 443, "handlers": ["tls", "http"], "force_https": false}],
+                     "checks": [{"type": "http", "interval": "60s", "timeout": "90s", "path": "/"}]},
+                    {"protocol": "tcp", "internal_port": 9090, "autostop": "stop", "ports": [{"port": 9090}]},
+                    {"protocol": "udp", "internal_port": 5353, "autostop": "suspend", "ports": [{"port": 53}]}
+                ],
+                "checks": {"alive": {"type": "tcp", "port": 8080, "interval": "10s", "timeout": "2s", "grace_period": "1m"}},
+                "stop_config": {"timeout": "60s", "signal": "SIGTERM"},
+                "restart": {"policy": "on-failure"}
+            }}),
+        )
+        .await;
+    let c = &m["config"];
+    assert_eq!(c["services"][0]["autostop"], json!(false));
+    assert_eq!(c["services"][1]["autostop"], json!(true));
+    assert_eq!(c["services"][2]["autostop"], json!("suspend"));
+    assert_eq!(c["services"][0]["force_instance_key"], Value::Null);
+    assert!(c["services"][0]["ports"][0].get("force_https").is_none());
+    assert_eq!(c["services"][0]["checks"][0]["interval"], json!("1m0s"));
+    assert_eq!(c["services"][0]["checks"][0]["timeout"], json!("1m30s"));
+    assert_eq!(c["checks"]["alive"]["interval"], json!("10s"));
+    assert_eq!(c["checks"]["alive"]["grace_period"], json!("1m0s"));
+    assert_eq!(c["stop_config"]["timeout"], json!("1m0s"));
+    assert_eq!(
+        c["guest"],
+        json!({"cpu_kind": "shared", "cpus": 1, "memory_mb": 256})
+    );
+    assert_eq!(c["restart"], json!({"policy": "on-failure"}));
+    assert_eq!(c["init"], json!({}));
+    assert_eq!(c["dns"], json!({}));
+    assert!(c.get("env").is_none() && c.get("metadata").is_none());
+    assert!(
+        c.get("auto_stop").is_none(),
+        "unknown fields are dropped, as Go does"
+    );
+
+    let bare = fly
+        .create_machine("norm", json!({"config": {"image": "nginx"}}))
+        .await;
+    assert_eq!(bare["config"]["restart"], json!({"policy": ""}));
+    assert_eq!(bare["config"]["guest"]["memory_mb"], json!(256));
+    assert_eq!(bare["image_ref"]["repository"], json!("library/nginx"));
+}
+
+#[tokio::test]
+async fn invalid_machine_input_gets_400_naming_the_field() {
+    let fly = Fly::quiet().await;
+    fly.create_app("strict").await;
+    let path = "/v1/apps/strict/machines";
+    let cases = [
+        (json!({"config": {"env": {"A": "b"}}}), "config.image"),
+        (
+            json!({"config": {"image": "x", "guest": {"cpus": 1, "memory_mb": 300}}}),
+            "memory_mb",
+        ),
+        (
+            json!({"config": {"image": "x", "guest": {"cpus": 3}}}),
+            "config.guest.cpus",
+        ),
+        (
+            json!({"config": {"image": "x", "guest": {"cpus": "two"}}}),
+            "config.guest.cpus",
+        ),
+        (
+            json!({"config": {"image": "x", "restart": {"policy": "sometimes"}}}),
+            "restart.policy",
+        ),
+        (
+            json!({"config": {"image": "x", "services": [{"protocol": "tcp", "internal_port": 0}]}}),
+            "internal_port",
+        ),
+        (
+            json!({"config": {"image": "x", "services": [{"protocol": "sctp", "internal_port": 80}]}}),
+            "protocol",
+        ),
+        (
+            json!({"config": {"image": "x", "services": [{"protocol": "tcp", "internal_port": 80, "autostop": "maybe"}]}}),
+            "autostop",
+        ),
+        (
+            json!({"config": {"image": "x", "checks": {"c": {"type": "tcp", "interval": "often"}}}}),
+            "interval",
+        ),
+        (
+            json!({"config": {"image": "x"}, "region": "mars"}),
+            "region",
+        ),
+        (
+            json!({"config": {"image": "x"}, "lease_ttl": "long"}),
+            "lease_ttl",
+        ),
+        (json!({"image": "x"}), "config is required"),
+    ];
+    for (body, needle) in cases {
+        let r = fly.post(path, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {:?}", r.body);
+        assert!(
+            error_of(&r).contains(needle),
+            "{body}: error {:?} lacks {needle:?}",
+            r.body
+        );
+    }
+    assert_eq!(fly.get(path).await.body, json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn unreachable_hosts_report_incomplete_config() {
+    let fly = Fly::quiet().await;
+    fly.create_app("dark").await;
+    let m = fly
+        .create_machine(
+            "dark",
+            json!({"config": {"image": "nginx", "metadata": {"owner": "me"},
+                   "services": [{"protocol": "tcp", "internal_port": 80, "ports": [{"port": 80}]}]}}),
+        )
+        .await;
+    let id = str_of(&m["id"]);
+    fly.sim.set_host_unreachable(&id, true);
+    let r = fly.get(&format!("/v1/apps/dark/machines/{id}")).await;
+    assert_eq!(r.body["host_status"], json!("unreachable"));
+    assert!(r.body.get("config").is_none());
+    assert_eq!(
+        r.body["incomplete_config"]["metadata"]["owner"],
+        json!("me")
+    );
+    assert!(r.body["incomplete_config"].get("services").is_none());
+    let upd = fly
+        .post(
+            &format!("/v1/apps/dark/machines/{id}"),
+            json!({"config": {"image": "nginx"}}),
+        )
+        .await;
+    assert_eq!(upd.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The inspection surface can flip it back.
+    let back = fly
+        .send(
+            None,
+            Method::POST,
+            &format!("/__sim/hosts/{id}/unreachable?value=false"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::NO_CONTENT);
+    let r = fly.get(&format!("/v1/apps/dark/machines/{id}")).await;
+    assert_eq!(r.body["host_status"], json!("ok"));
+    assert!(r.body["config"]["services"].is_array());
+}
+
+#[tokio::test]
+async fn metadata_writes_keep_the_version_and_filter_lists() {
+    let fly = Fly::quiet().await;
+    fly.create_app("meta").await;
+    let a = fly
+        .create_machine(
+            "meta",
+            json!({"config": {"image": "nginx", "metadata": {"tenant": "t1", "group": "web"}}}),
+        )
+        .await;
+    let b = fly
+        .create_machine(
+            "meta",
+            json!({"config": {"image": "nginx", "metadata": {"tenant": "t1", "group": "worker"}}}),
+        )
+        .await;
+    fly.create_machine(
+        "meta",
+        json!({"config": {"image": "nginx", "metadata": {"tenant": "t2", "group": "web"}}}),
+    )
+    .await;
+    let fly_ref = &fly;
+    let list = move |q: &'static str| async move {
+        fly_ref
+            .get(&format!("/v1/apps/meta/machines?{q}"))
+            .await
+            .body
+    };
+    assert_eq!(
+        list("metadata.tenant=t1").await.as_array().map(Vec::len),
+        Some(2)
+    );
+    let both = list("metadata.tenant=t1&metadata.group=web").await;
+    assert_eq!(both.as_array().map(Vec::len), Some(1));
+    assert_eq!(both[0]["id"], a["id"]);
+    assert_eq!(list("metadata.tenant=t3").await, json!([]));
+    assert_eq!(
+        list("state=created&metadata.group=web")
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(list("region=fra").await, json!([]));
+    let summary = list("summary=true").await;
+    assert!(summary[0].get("config").is_none());
+
+    let id = str_of(&b["id"]);
+    let v = str_of(&b["instance_id"]);
+    let key = format!("/v1/apps/meta/machines/{id}/metadata/flotilla.config-hash");
+    assert_eq!(
+        fly.post(&key, json!({"value": "abc"})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(fly.get(&key).await.body, json!({"value": "abc"}));
+    let md = fly
+        .get(&format!("/v1/apps/meta/machines/{id}/metadata"))
+        .await
+        .body;
+    assert_eq!(
+        md,
+        json!({"flotilla.config-hash": "abc", "group": "worker", "tenant": "t1"})
+    );
+    let m = fly.get(&format!("/v1/apps/meta/machines/{id}")).await.body;
+    assert_eq!(
+        m["instance_id"],
+        json!(v),
+        "metadata writes make no new version"
+    );
+    assert_eq!(
+        m["config"]["metadata"]["flotilla.config-hash"],
+        json!("abc")
+    );
+    assert_eq!(
+        list("metadata.flotilla.config-hash=abc")
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(fly.delete(&key).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(fly.get(&key).await.status, StatusCode::NOT_FOUND);
+    let stale = fly
+        .call(
+            Method::PUT,
+            &format!("/v1/apps/meta/machines/{id}/metadata"),
+            Some(json!({"metadata": {"x": "1"}, "machine_version": "01OLD"})),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[tokio::test]
+async fn secrets_are_versioned_and_reach_machines_only_through_updates() {
+    let fly = Fly::quiet().await;
+    fly.create_app("sec").await;
+    let r = fly
+        .post(
+            "/v1/apps/sec/secrets",
+            json!({"values": {"DATABASE_URL": "postgres://x", "API_KEY": "k1"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["version"], json!(1));
+    let names: Vec<&str> = r.body["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["API_KEY", "DATABASE_URL"]);
+    let list = fly.get("/v1/apps/sec/secrets?show_secrets=true").await.body;
+    assert!(
+        list["secrets"][0].get("value").is_none(),
+        "values never leave the simulator"
+    );
+    let digest1 = list["secrets"][0]["digest"].clone();
+    assert_eq!(digest1.as_str().map(str::len), Some(16));
+
+    let m = fly
+        .create_machine(
+            "sec",
+            json!({"config": {"image": "nginx"}, "min_secrets_version": 1}),
+        )
+        .await;
+    let id = str_of(&m["id"]);
+    let machine_secrets = |fly: &Fly| {
+        let snap = fly.sim.snapshot();
+        snap["apps"][0]["machines"][0]["secrets_version"].clone()
+    };
+    assert_eq!(machine_secrets(&fly), json!(1));
+    let r = fly
+        .post("/v1/apps/sec/secrets", json!({"values": {"API_KEY": "k2"}}))
+        .await;
+    assert_eq!(r.body["version"], json!(2));
+    assert_ne!(
+        fly.get("/v1/apps/sec/secrets").await.body["secrets"][0]["digest"],
+        digest1
+    );
+    assert_eq!(
+        machine_secrets(&fly),
+        json!(1),
+        "a secrets write restarts nothing"
+    );
+    let too_new = fly
+        .post(
+            &format!("/v1/apps/sec/machines/{id}"),
+            json!({"config": {"image": "nginx"}, "min_secrets_version": 3}),
+        )
+        .await;
+    assert_eq!(too_new.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&too_new).contains("min_secrets_version"));
+    let upd = fly
+        .post(
+            &format!("/v1/apps/sec/machines/{id}"),
+            json!({"config": {"image": "nginx"}, "min_secrets_version": 2}),
+        )
+        .await;
+    assert_eq!(upd.status, StatusCode::OK);
+    assert_eq!(machine_secrets(&fly), json!(2));
+    // Unsetting a missing name still yields a new version (how `fly secrets sync` reads it).
+    let r = fly
+        .post(
+            "/v1/apps/sec/secrets",
+            json!({"values": {"NOPE_123": null}}),
+        )
+        .await;
+    assert_eq!(r.body["version"], json!(3));
+    let r = fly.delete("/v1/apps/sec/secrets/DATABASE_URL").await;
+    assert_eq!(r.body["version"], json!(4));
+    assert_eq!(
+        fly.delete("/v1/apps/sec/secrets/DATABASE_URL").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let bad = fly
+        .post("/v1/apps/sec/secrets", json!({"values": {"1BAD": "x"}}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = fly
+        .post("/v1/apps/sec/secrets", json!({"values": {"OK": 5}}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+// ---------------------------------------------------------------- IPs
+
+#[tokio::test]
+async fn ip_assignments_have_the_right_types_and_release() {
+    let fly = Fly::quiet().await;
+    fly.create_app("ips").await;
+    let path = "/v1/apps/ips/ip_assignments";
+    let v4 = fly.post(path, json!({"type": "v4"})).await;
+    assert_eq!(v4.status, StatusCode::OK);
+    assert!(str_of(&v4.body["ip"]).starts_with("137.66."));
+    assert_eq!(v4.body["shared"], json!(false));
+    assert_eq!(v4.body["region"], json!("global"));
+    let v6 = fly.post(path, json!({"type": "v6"})).await.body;
+    assert!(str_of(&v6["ip"]).starts_with("2a09:8280:1::"));
+    let shared = fly.post(path, json!({"type": "shared_v4"})).await.body;
+    assert!(str_of(&shared["ip"]).starts_with("66.241.124."));
+    assert_eq!(shared["shared"], json!(true));
+    let again = fly.post(path, json!({"type": "shared_v4"})).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    let private = fly
+        .post(
+            path,
+            json!({"type": "private_v6", "service_name": "api", "network": "tenant-net"}),
+        )
+        .await
+        .body;
+    assert!(str_of(&private["ip"]).starts_with("fdaa:"));
+    assert_eq!(private["service_name"], json!("api"));
+    assert_eq!(
+        fly.post(path, json!({"type": "v5"})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        fly.post(path, json!({})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let list = fly.get(path).await.body;
+    assert_eq!(list["ips"].as_array().map(Vec::len), Some(4));
+    let ip = str_of(&v6["ip"]);
+    assert_eq!(
+        fly.delete(&format!("{path}/{ip}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let again = fly.delete(&format!("{path}/{ip}")).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        fly.get(path).await.body["ips"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
+
+// ---------------------------------------------------------------- certificates
+
+fn cert_config() -> SimConfig {
+    SimConfig {
+        certs: CertTiming {
+            recheck_delay: Duration::from_secs(3600),
+            issue_delay: Duration::from_millis(300),
+            ..CertTiming::default()
+        },
+        ..quiet()
+    }
+}
+
+#[tokio::test]
+async fn certificates_wait_for_dns_then_issue() {
+    let fly = Fly::start(cert_config()).await;
+    fly.create_app("web").await;
+    fly.create_app("other").await;
+    fly.post("/v1/apps/web/ip_assignments", json!({"type": "v6"}))
+        .await;
+    fly.post("/v1/apps/web/ip_assignments", json!({"type": "shared_v4"}))
+        .await;
+    let r = fly
+        .post(
+            "/v1/apps/web/certificates/acme",
+            json!({"hostname": "shop.example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["configured"], json!(false));
+    assert_eq!(r.body["status"], json!("Awaiting configuration"));
+    assert_eq!(r.body["certificates"], json!([]));
+    assert_eq!(r.body["dns_requirements"]["cname"], json!("web.fly.dev"));
+    assert_eq!(
+        r.body["dns_requirements"]["a"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        r.body["dns_requirements"]["aaaa"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let dup = fly
+        .post(
+            "/v1/apps/other/certificates/acme",
+            json!({"hostname": "shop.example.com"}),
+        )
+        .await;
+    assert_eq!(dup.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = fly
+        .post(
+            "/v1/apps/web/certificates/acme",
+            json!({"hostname": "not a host"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let check = fly
+        .post(
+            "/v1/apps/web/certificates/shop.example.com/check",
+            json!(null),
+        )
+        .await;
+    assert_eq!(check.status, StatusCode::OK);
+    assert_eq!(check.body["configured"], json!(false), "no DNS yet");
+    assert!(
+        !check.body["validation_errors"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        fly.get("/v1/apps/web/certificates/shop.example.com")
+            .await
+            .body["configured"],
+        json!(false)
+    );
+
+    let mark = fly
+        .send(None, Method::POST, "/__sim/dns/shop.example.com", None, &[])
+        .await;
+    assert_eq!(mark.status, StatusCode::NO_CONTENT);
+    let check = fly
+        .post(
+            "/v1/apps/web/certificates/shop.example.com/check",
+            json!(null),
+        )
+        .await;
+    assert_eq!(check.body["configured"], json!(true));
+    assert_eq!(check.body["status"], json!("Awaiting certificates"));
+    assert_eq!(
+        check.body["certificates"][0]["status"],
+        json!("pending_validation")
+    );
+    assert_eq!(
+        check.body["certificates"][0]["issued"],
+        json!([]),
+        "configured is not issued"
+    );
+    assert!(
+        check.body["dns_records"]["resolved_addresses"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let done = fly
+        .get("/v1/apps/web/certificates/shop.example.com")
+        .await
+        .body;
+    assert_eq!(done["status"], json!("Ready"));
+    assert_eq!(done["certificates"][0]["source"], json!("fly"));
+    assert_eq!(done["certificates"][0]["status"], json!("active"));
+    let kinds: Vec<&str> = done["certificates"][0]["issued"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["rsa", "ecdsa"]);
+    let list = fly.get("/v1/apps/web/certificates").await.body;
+    assert_eq!(list["total_count"], json!(1));
+    assert_eq!(list["certificates"][0]["has_fly_certificate"], json!(true));
+
+    // Wildcards: URL-encoded as %2A, with an ACME DNS challenge.
+    fly.post(
+        "/v1/apps/web/certificates/acme",
+        json!({"hostname": "*.example.com"}),
+    )
+    .await;
+    let w = fly.get("/v1/apps/web/certificates/%2A.example.com").await;
+    assert_eq!(w.status, StatusCode::OK);
+    assert_eq!(
+        w.body["dns_requirements"]["acme_challenge"]["name"],
+        json!("_acme-challenge.example.com")
+    );
+    assert_eq!(
+        fly.delete("/v1/apps/web/certificates/%2A.example.com")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        fly.get("/v1/apps/web/certificates/%2A.example.com")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn certificates_issue_on_their_own_after_dns_appears() {
+    let fly = Fly::start(SimConfig {
+        certs: CertTiming {
+            recheck_delay: Duration::from_millis(200),
+            issue_delay: Duration::from_millis(800),
+            ..CertTiming::default()
+        },
+        ..quiet()
+    })
+    .await;
+    fly.create_app("auto").await;
+    fly.post(
+        "/v1/apps/auto/certificates/acme",
+        json!({"hostname": "auto.example.org"}),
+    )
+    .await;
+    fly.sim.set_dns_configured("auto.example.org");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mid = fly
+        .get("/v1/apps/auto/certificates/auto.example.org")
+        .await
+        .body;
+    assert_eq!(mid["configured"], json!(true));
+    assert_eq!(
+        mid["certificates"][0]["status"],
+        json!("pending_validation")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let done = fly
+        .get("/v1/apps/auto/certificates/auto.example.org")
+        .await
+        .body;
+    assert_eq!(done["status"], json!("Ready"));
+}
+
+#[tokio::test]
+async fn asking_too_often_sets_rate_limited_until() {
+    let fly = Fly::start(SimConfig {
+        certs: CertTiming {
+            max_requests: 3,
+            issue_delay: Duration::from_millis(50),
+            ..cert_config().certs
+        },
+        ..quiet()
+    })
+    .await;
+    fly.create_app("eager").await;
+    fly.post(
+        "/v1/apps/eager/certificates/acme",
+        json!({"hostname": "eager.example.net"}),
+    )
+    .await;
+    for _ in 0..2 {
+        let r = fly
+            .post(
+                "/v1/apps/eager/certificates/eager.example.net/check",
+                json!(null),
+            )
+            .await;
+        assert!(r.body.get("rate_limited_until").is_none());
+    }
+    fly.sim.set_dns_configured("eager.example.net");
+    let r = fly
+        .post(
+            "/v1/apps/eager/certificates/eager.example.net/check",
+            json!(null),
+        )
+        .await;
+    let until = r.body["rate_limited_until"].as_str().expect("rate limited");
+    let until: Timestamp = until.parse().expect("RFC 3339");
+    assert!(until > Timestamp::now() + SignedDuration::from_mins(30));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let r = fly
+        .get("/v1/apps/eager/certificates/eager.example.net")
+        .await
+        .body;
+    assert_eq!(
+        r["status"],
+        json!("Awaiting certificates"),
+        "issuance waits out the limit"
+    );
+}
+
+// ---------------------------------------------------------------- rate limits
+
+#[tokio::test]
+async fn bursts_beyond_fly_limits_get_429() {
+    let fly = Fly::start(SimConfig {
+        transition_delay: TICK,
+        ..SimConfig::default()
+    })
+    .await;
+    fly.create_app("burst").await;
+    fly.create_app("calm").await;
+    // Fired together, so the 1/s refill cannot hide the limit.
+    let statuses: Vec<Resp> =
+        futures::future::join_all((0..6).map(|_| fly.get("/v1/apps/burst/machines"))).await;
+    let ok = statuses
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert!((3..=4).contains(&ok), "{ok} of 6 passed; burst is 3");
+    let limited: Vec<&Resp> = statuses
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(limited.len(), 6 - ok);
+    assert_eq!(limited[0].body, json!({"error": "rate limit exceeded"}));
+    assert!(
+        limited[0].headers.get("retry-after").is_none(),
+        "Fly documents no Retry-After"
+    );
+    assert_eq!(
+        fly.get("/v1/apps/calm/machines").await.status,
+        StatusCode::OK,
+        "keyed per app"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        fly.get("/v1/apps/burst/machines").await.status,
+        StatusCode::OK,
+        "refills at 1/s"
+    );
+
+    let m = fly
+        .create_machine("calm", json!({"config": {"image": "nginx"}}))
+        .await;
+    let show = format!("/v1/apps/calm/machines/{}", str_of(&m["id"]));
+    let shows: Vec<Resp> = futures::future::join_all((0..20).map(|_| fly.get(&show))).await;
+    let ok = shows.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert!(
+        (10..=12).contains(&ok),
+        "{ok} of 20 passed; Get Machine bursts to 10"
+    );
+    assert!(fly.sim.request_counts().rate_limited >= 2);
+}
+
+// ---------------------------------------------------------------- faults
+
+async fn run_requests(fly: &Fly, n: usize) -> Vec<StatusCode> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(fly.get("/v1/apps?org_slug=personal").await.status);
+    }
+    out
+}
+
+#[tokio::test]
+async fn flaky_answers_some_requests_with_5xx() {
+    let fly = Fly::start(SimConfig {
+        faults: FaultProfile::from_name("flaky").expect("profile"),
+        ..quiet()
+    })
+    .await;
+    let statuses = run_requests(&fly, 200).await;
+    let errors = statuses.iter().filter(|s| s.is_server_error()).count();
+    assert!((15..=70).contains(&errors), "{errors} of 200 failed");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || [500, 502, 503].contains(&s.as_u16()))
+    );
+    // The inspection surface is never faulted.
+    for _ in 0..50 {
+        let r = fly.send(None, Method::GET, "/__sim/state", None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(fly.sim.request_counts().server_errors as usize, errors);
+}
+
+#[tokio::test]
+async fn ratelimit_profile_answers_bursts_of_429_some_with_retry_after() {
+    let fly = Fly::start(SimConfig {
+        faults: FaultProfile::from_name("ratelimit").expect("profile"),
+        ..quiet()
+    })
+    .await;
+    let mut limited = 0;
+    let mut with_retry_after = 0;
+    let mut longest_run = 0;
+    let mut run = 0;
+    for _ in 0..300 {
+        let r = fly.get("/v1/apps?org_slug=personal").await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+            run += 1;
+            longest_run = longest_run.max(run);
+            if r.headers.get("retry-after").is_some_and(|v| v == "1") {
+                with_retry_after += 1;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    assert!(limited > 20, "{limited} limited");
+    assert!(with_retry_after > 0 && with_retry_after < limited);
+    assert!(longest_run >= 2, "429s come in bursts");
+}
+
+#[tokio::test]
+async fn slow_profile_adds_latency_with_spikes() {
+    let mut profile = FaultProfile::from_name("slow").expect("profile");
+    if let Some(l) = profile.latency.as_mut() {
+        l.spike_rate = 0.5;
+        l.spike_ms = (200, 300);
+    }
+    let fly = Fly::start(SimConfig {
+        faults: profile,
+        ..quiet()
+    })
+    .await;
+    let mut slow = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert_eq!(
+            fly.get("/v1/apps?org_slug=personal").await.status,
+            StatusCode::OK
+        );
+        if t.elapsed() >= Duration::from_millis(190) {
+            slow += 1;
+        }
+    }
+    assert!((3..=17).contains(&slow), "{slow} of 20 spiked");
+}
+
+#[tokio::test]
+async fn lost_responses_leave_the_effect_in_place() {
+    let mut profile = FaultProfile::from_name("lost").expect("profile");
+    profile.lost_rate = 1.0;
+    profile.lost_stall_rate = 0.0;
+    let fly = Fly::start(SimConfig {
+        faults: profile,
+        ..quiet()
+    })
+    .await;
+    let r = fly
+        .post("/v1/apps", json!({"name": "ghost", "org_slug": "personal"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        fly.get("/v1/apps/ghost").await.status,
+        StatusCode::OK,
+        "reads are not lost"
+    );
+    let r = fly
+        .post(
+            "/v1/apps/ghost/machines",
+            json!({"config": {"image": "nginx"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let machines = fly.get("/v1/apps/ghost/machines").await.body;
+    assert_eq!(
+        machines.as_array().map(Vec::len),
+        Some(1),
+        "the machine exists: a leak"
+    );
+
+    // A stalled lost response: the client times out, the effect is still there.
+    let mut stall = FaultProfile::from_name("lost").expect("profile");
+    stall.lost_rate = 1.0;
+    stall.lost_stall_rate = 1.0;
+    stall.stall = Duration::from_secs(3);
+    fly.sim.set_faults(stall);
+    let short = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let err = short
+        .post(fly.url("/v1/apps/ghost/secrets"))
+        .header("Authorization", format!("Bearer {}", fly.token))
+        .json(&json!({"values": {"K": "v"}}))
+        .send()
+        .await
+        .expect_err("times out");
+    assert!(err.is_timeout());
+    assert_eq!(
+        fly.get("/v1/apps/ghost/secrets").await.body["secrets"][0]["name"],
+        json!("K")
+    );
+}
+
+#[tokio::test]
+async fn timeouts_profile_stalls_without_taking_effect() {
+    let mut profile = FaultProfile::from_name("timeouts").expect("profile");
+    profile.timeout_rate = 1.0;
+    profile.stall = Duration::from_millis(300);
+    let fly = Fly::start(SimConfig {
+        faults: profile,
+        ..quiet()
+    })
+    .await;
+    let t = Instant::now();
+    let r = fly
+        .post("/v1/apps", json!({"name": "never", "org_slug": "personal"}))
+        .await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(t.elapsed() >= Duration::from_millis(290));
+    let put = fly
+        .send(
+            None,
+            Method::PUT,
+            "/__sim/faults",
+            Some(json!({"profile": "none"})),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(
+        fly.get("/v1/apps/never").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn chaos_mixes_every_fault_and_the_simulator_survives() {
+    let mut profile = FaultProfile::from_name("chaos").expect("profile");
+    profile.stall = Duration::from_millis(50);
+    let fly = Fly::start(SimConfig {
+        faults: profile,
+        seed: 11,
+        ..quiet()
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let r = if i % 3 == 0 {
+            fly.post(
+                "/v1/apps",
+                json!({"name": format!("chaos-{i}"), "org_slug": "personal"}),
+            )
+            .await
+        } else {
+            fly.get("/v1/apps?org_slug=personal").await
+        };
+        seen.insert(r.status.as_u16());
+    }
+    for code in [200, 429] {
+        assert!(seen.contains(&code), "{seen:?} lacks {code}");
+    }
+    assert!(seen.iter().any(|c| *c >= 500), "{seen:?}");
+    fly.sim.set_faults(FaultProfile::none());
+    assert_eq!(
+        fly.get("/v1/apps?org_slug=personal").await.status,
+        StatusCode::OK
+    );
+}
+
+// ---------------------------------------------------------------- determinism, input, inspection
+
+async fn scripted_run(seed: u64) -> Vec<Value> {
+    let clock = ManualClock::new(Timestamp::from_second(1_800_000_000).expect("ts"));
+    let fly = Fly::start(SimConfig {
+        seed,
+        clock: Arc::new(clock),
+        org_token: Some(SecretString::from("fm2_fixed-test-token")),
+        faults: FaultProfile::from_name("flaky").expect("profile"),
+        ..quiet()
+    })
+    .await;
+    let mut out = Vec::new();
+    for i in 0..6 {
+        let r = fly
+            .post(
+                "/v1/apps",
+                json!({"name": format!("det-{i}"), "org_slug": "personal"}),
+            )
+            .await;
+        out.push(json!(r.status.as_u16()));
+    }
+    fly.sim.set_faults(FaultProfile::none());
+    fly.create_app("det").await;
+    out.push(
+        fly.create_machine("det", json!({"config": {"image": "nginx"}}))
+            .await,
+    );
+    out.push(
+        fly.post("/v1/apps/det/ip_assignments", json!({"type": "v4"}))
+            .await
+            .body,
+    );
+    out.push(fly.get("/v1/apps/det").await.body);
+    let (id, header) = fly.mint("deploy", Some("det"), "1h").await;
+    out.push(json!([id, header]));
+    out
+}
+
+#[tokio::test]
+async fn runs_are_deterministic_under_a_seed() {
+    let a = scripted_run(42).await;
+    let b = scripted_run(42).await;
+    assert_eq!(a, b);
+    let c = scripted_run(43).await;
+    assert_ne!(a[6]["id"], c[6]["id"], "another seed, other machine ids");
+    assert_ne!(a[7]["ip"], c[7]["ip"], "another seed, other IPs");
+    assert_ne!(a[..6], c[..6], "another seed, other fault decisions");
+}
+
+#[tokio::test]
+async fn malformed_input_gets_fly_shaped_errors() {
+    let fly = Fly::quiet().await;
+    fly.create_app("input").await;
+    let auth = format!("Bearer {}", fly.token);
+    let raw = |body: &'static str| {
+        let auth = auth.clone();
+        let fly = &fly;
+        async move {
+            let r = fly
+                .http
+                .post(fly.url("/v1/apps/input/machines"))
+                .header("Authorization", auth)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("sends");
+            let status = r.status();
+            let body: Value = r.json().await.expect("JSON error body");
+            (status, body)
+        }
+    };
+    let (s, b) = raw("{not json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        b["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON"))
+    );
+    let (s, b) = raw("[1, 2]").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        b["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("CreateMachineRequest"))
+    );
+    let (s, _) = raw("").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "config is required");
+    let big = "x".repeat(2 * 1024 * 1024);
+    let r = fly
+        .http
+        .post(fly.url("/v1/apps/input/machines"))
+        .header("Authorization", &auth)
+        .body(big)
+        .send()
+        .await
+        .expect("sends");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = fly.get("/v1/nowhere").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body["error"].is_string());
+    let r = fly.call(Method::PATCH, "/v1/apps", None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        fly.get("/v1/apps/input/machines?include_deleted=maybe")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        fly.get("/v1/apps").await.status,
+        StatusCode::BAD_REQUEST,
+        "org_slug is required"
+    );
+    let g = fly.gql(&auth, "query { app(name: ", json!({})).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(g.body["errors"][0]["message"].is_string());
+    let g = fly
+        .gql(
+            &auth,
+            "query { app(name: \"input\") { id nope } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        g.body["errors"][0]["message"],
+        json!("Field 'nope' doesn't exist on type 'App'")
+    );
+    let g = fly.gql(&auth, "query { viewer { id } }", json!({})).await;
+    assert!(
+        g.body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("viewer"))
+    );
+    assert_eq!(
+        fly.get("/v1/apps/input").await.status,
+        StatusCode::OK,
+        "still serving"
+    );
+}
+
+#[tokio::test]
+async fn graphql_lookups_return_only_selected_fields() {
+    let fly = Fly::quiet().await;
+    fly.create_app("gq").await;
+    let auth = format!("FlyV1 {}", fly.token);
+    let r = fly
+        .gql(
+            &auth,
+            "query GetAppForToken($appName: String!) { app(name: $appName) { id name organization { id slug } } }",
+            json!({"appName": "gq"}),
+        )
+        .await;
+    let app = &r.body["data"]["app"];
+    assert_eq!(app["name"], json!("gq"));
+    assert_eq!(app["organization"]["slug"], json!("personal"));
+    let keys: Vec<&String> = app
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["id", "name", "organization"]);
+    let rest_id = fly.get("/v1/apps/gq").await.body["id"].clone();
+    assert_ne!(app["id"], rest_id, "GraphQL node ids differ from REST ids");
+    let missing = fly
+        .gql(
+            &auth,
+            "query($n: String!) { app(name: $n) { id } }",
+            json!({"n": "nope"}),
+        )
+        .await;
+    assert_eq!(missing.body["data"], Value::Null);
+    assert_eq!(
+        missing.body["errors"][0]["extensions"]["code"],
+        json!("NOT_FOUND")
+    );
+    let other = fly
+        .gql(
+            &auth,
+            "{ organization(slug: \"other-org\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        other.body["errors"][0]["extensions"]["code"],
+        json!("NOT_FOUND")
+    );
+    let current = fly.get("/v1/tokens/current").await.body;
+    assert_eq!(current["tokens"][0]["org_slug"], json!("personal"));
+    assert_eq!(current["tokens"][0]["apps"], json!([]));
+}
+
+#[tokio::test]
+async fn inspection_surface_reports_state_and_counts() {
+    let fly = Fly::quiet().await;
+    fly.create_app("seen").await;
+    fly.post(
+        "/v1/apps/seen/secrets",
+        json!({"values": {"SECRET_VALUE": "hunter2"}}),
+    )
+    .await;
+    let (_id, header) = fly.mint("deploy", Some("seen"), "1h").await;
+    fly.send(
+        Some(&header),
+        Method::GET,
+        "/v1/apps/seen/machines",
+        None,
+        &[],
+    )
+    .await;
+    fly.send(
+        Some("Bearer nope"),
+        Method::GET,
+        "/v1/apps/seen/machines",
+        None,
+        &[],
+    )
+    .await;
+    let state = fly
+        .send(None, Method::GET, "/__sim/state", None, &[])
+        .await
+        .body;
+    let text = state.to_string();
+    assert!(!text.contains("hunter2"), "secret values never appear");
+    assert!(!text.contains(&fly.token), "token secrets never appear");
+    assert!(!text.contains(header.trim_start_matches("FlyV1 ")));
+    assert_eq!(state["apps"][0]["secrets_version"], json!(1));
+    assert_eq!(state["tokens"].as_array().map(Vec::len), Some(2));
+    let counts = fly
+        .send(None, Method::GET, "/__sim/requests", None, &[])
+        .await
+        .body;
+    assert_eq!(
+        counts["by_endpoint"]["GET /v1/apps/{app_name}/machines"],
+        json!(2)
+    );
+    assert_eq!(counts["by_endpoint"]["POST /v1/apps"], json!(1));
+    assert_eq!(counts["by_token"]["anonymous"], json!(1));
+    assert_eq!(counts["by_status"]["401"], json!(1));
+    let reset = fly
+        .send(None, Method::POST, "/__sim/reset-counters", None, &[])
+        .await;
+    assert_eq!(reset.status, StatusCode::NO_CONTENT);
+    assert_eq!(fly.sim.request_counts().total, 0);
+    let bad = fly
+        .send(
+            None,
+            Method::PUT,
+            "/__sim/faults",
+            Some(json!({"profile": "sometimes"})),
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let custom = fly
+        .send(
+            None,
+            Method::PUT,
+            "/__sim/faults",
+            Some(json!({"error_rate": 0.5, "stall": 10})),
+            &[],
+        )
+        .await;
+    assert_eq!(custom.status, StatusCode::OK);
+    assert_eq!(custom.body["name"], json!("custom"));
+}
