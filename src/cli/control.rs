@@ -41,7 +41,12 @@ pub async fn plan_files(
         bail!("no tenant documents found in the given paths");
     }
     let conn = fly.connect(clock.clone()).await?;
-    let reconciler = Reconciler::new(conn.api.clone(), store.clone(), clock.clone(), ReconcileOptions::default());
+    let reconciler = Reconciler::new(
+        conn.api.clone(),
+        store.clone(),
+        clock.clone(),
+        ReconcileOptions::default(),
+    );
     let now = clock.now();
     let mut changes = false;
     for doc in docs {
@@ -50,7 +55,10 @@ pub async fn plan_files(
         let record = TenantRecord {
             name: doc.tenant.name().clone(),
             yaml: doc.doc.text.clone(),
-            status: stored.as_ref().map(|r| r.status.clone()).unwrap_or(serde_json::Value::Null),
+            status: stored
+                .as_ref()
+                .map(|r| r.status.clone())
+                .unwrap_or(serde_json::Value::Null),
             generation: stored.as_ref().map_or(0, |r| r.generation),
             observed_generation: stored.as_ref().map_or(0, |r| r.observed_generation),
             created_at: stored.as_ref().map_or(now, |r| r.created_at),
@@ -58,11 +66,18 @@ pub async fn plan_files(
             deletion_requested_at: None,
             tenant: doc.tenant,
         };
-        let dry = reconciler.dry_run(&record).await.with_context(|| format!("planning tenant {}", record.name))?;
+        let dry = reconciler
+            .dry_run(&record)
+            .await
+            .with_context(|| format!("planning tenant {}", record.name))?;
         changes |= !dry.plan.is_empty();
         write!(out, "{}", dry.plan.render())?;
     }
-    Ok(if changes { ExitCode::from(CHANGES_PENDING) } else { ExitCode::SUCCESS })
+    Ok(if changes {
+        ExitCode::from(CHANGES_PENDING)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn diff(
@@ -80,21 +95,37 @@ pub async fn diff(
     let reconciler = Reconciler::new(conn.api.clone(), store, clock, ReconcileOptions::default());
     let dry = reconciler.dry_run(&record).await?;
     write!(out, "{}", dry.plan.render())?;
-    Ok(if dry.plan.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(CHANGES_PENDING) })
+    Ok(if dry.plan.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(CHANGES_PENDING)
+    })
 }
 
 /// How many events `status` shows.
 const STATUS_EVENTS: u32 = 10;
 
-pub async fn status(name: &str, store: SharedStore, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+pub async fn status(
+    name: &str,
+    store: SharedStore,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
     let name = TenantName::parse(name).with_context(|| format!("invalid tenant name {name:?}"))?;
     let Some(record) = store.get(&name).await? else {
         bail!("tenant {name} not found");
     };
     let status = TenantStatus::from_json(&record.status);
     writeln!(out, "Tenant:      {}", record.name)?;
-    writeln!(out, "App:         {} (org {})", record.tenant.spec.app.name, record.tenant.spec.org)?;
-    writeln!(out, "Generation:  {} (observed {})", record.generation, record.observed_generation)?;
+    writeln!(
+        out,
+        "App:         {} (org {})",
+        record.tenant.spec.app.name, record.tenant.spec.org
+    )?;
+    writeln!(
+        out,
+        "Generation:  {} (observed {})",
+        record.generation, record.observed_generation
+    )?;
     if let Some(t) = record.deletion_requested_at {
         writeln!(out, "Deleting:    since {t}")?;
     }
@@ -118,7 +149,11 @@ pub async fn status(name: &str, store: SharedStore, out: &mut impl Write) -> any
         writeln!(out, "Machines:")?;
         for m in &status.machines {
             let sync = if m.in_sync { "in sync" } else { "out of sync" };
-            writeln!(out, "  {} {:<10} {} {:<10} {} {sync}", m.id, m.group, m.region, m.state, m.version)?;
+            writeln!(
+                out,
+                "  {} {:<10} {} {:<10} {} {sync}",
+                m.id, m.group, m.region, m.state, m.version
+            )?;
         }
     }
     if !status.ips.is_empty() {
@@ -131,7 +166,12 @@ pub async fn status(name: &str, store: SharedStore, out: &mut impl Write) -> any
     if !status.certificates.is_empty() {
         writeln!(out, "Certificates:")?;
         for c in &status.certificates {
-            writeln!(out, "  {} {}", c.hostname, if c.issued { "issued" } else { "pending" })?;
+            writeln!(
+                out,
+                "  {} {}",
+                c.hostname,
+                if c.issued { "issued" } else { "pending" }
+            )?;
             for r in &c.dns_records {
                 writeln!(out, "    dns: {r}")?;
             }
@@ -157,7 +197,11 @@ pub async fn status(name: &str, store: SharedStore, out: &mut impl Write) -> any
     if !events.is_empty() {
         writeln!(out, "Events:")?;
         for e in events {
-            writeln!(out, "  {} {} {} {}: {}", e.event.at, e.event.actor, e.event.action, e.event.result, e.event.reason)?;
+            writeln!(
+                out,
+                "  {} {} {} {}: {}",
+                e.event.at, e.event.actor, e.event.action, e.event.result, e.event.reason
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -46,27 +46,37 @@ impl FlyArgs {
         match self.target {
             FlyTarget::Api => {
                 let Some(token) = self.token.clone() else {
-                    bail!("FLY_API_TOKEN is not set (or pass --fly sim to use the built-in simulator)");
+                    bail!(
+                        "FLY_API_TOKEN is not set (or pass --fly sim to use the built-in simulator)"
+                    );
                 };
                 let mut config = FlyConfig::new(token);
                 config.machines_url = self.api_url.clone();
                 config.graphql_url = self.graphql_url.clone();
                 config.clock = clock;
                 let api = HttpFly::new(config).context("configuring the Fly client")?;
-                Ok(FlyConnection { api: Arc::new(api), sim: None })
+                Ok(FlyConnection {
+                    api: Arc::new(api),
+                    sim: None,
+                })
             }
             FlyTarget::Sim => {
                 let mut sim_config = SimConfig::standalone();
                 sim_config.clock = clock.clone();
                 // The demo has no DNS to configure: certificates issue by themselves.
                 sim_config.auto_dns = true;
-                let sim = crate::sim::start(sim_config).await.context("starting the built-in simulator")?;
+                let sim = crate::sim::start(sim_config)
+                    .await
+                    .context("starting the built-in simulator")?;
                 let mut config = FlyConfig::new(sim.org_token());
                 config.machines_url = sim.base_url();
                 config.graphql_url = sim.graphql_url();
                 config.clock = clock;
                 let api = HttpFly::new(config).context("configuring the Fly client")?;
-                Ok(FlyConnection { api: Arc::new(api), sim: Some(sim) })
+                Ok(FlyConnection {
+                    api: Arc::new(api),
+                    sim: Some(sim),
+                })
             }
         }
     }

@@ -7,14 +7,14 @@
 
 mod apply;
 mod control;
-mod fly;
-mod serve;
 mod delete;
 mod export;
+mod fly;
 mod get;
 mod migrate;
 mod output;
 mod schema;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

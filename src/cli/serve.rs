@@ -37,7 +37,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_CONCURRENCY")]
     pub concurrency: Option<usize>,
     /// Drift resync interval for converged tenants, in seconds (±10% jitter).
-    #[arg(long = "resync-secs", env = "FLOTILLA_RESYNC_SECS", default_value_t = 300)]
+    #[arg(
+        long = "resync-secs",
+        env = "FLOTILLA_RESYNC_SECS",
+        default_value_t = 300
+    )]
     pub resync_secs: u64,
     /// Machines per group that may be updating at once.
     #[arg(long, env = "FLOTILLA_MAX_UNAVAILABLE", default_value_t = 1)]
@@ -51,33 +55,55 @@ struct Http {
 }
 
 pub async fn serve(args: ServeArgs, store: SharedStore, clock: SharedClock) -> anyhow::Result<()> {
-    let metrics = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
     let conn = args.fly.connect(clock.clone()).await?;
     if let Some(sim) = &conn.sim {
-        eprintln!("flotilla: using the built-in Fly simulator at {} (org {})", sim.base_url(), sim.org_slug());
+        eprintln!(
+            "flotilla: using the built-in Fly simulator at {} (org {})",
+            sim.base_url(),
+            sim.org_slug()
+        );
     }
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
-    let reconciler = Arc::new(Reconciler::new(conn.api.clone(), store.clone(), clock, options));
-    let mut runtime_options = RuntimeOptions { resync: Duration::from_secs(args.resync_secs.max(1)), ..Default::default() };
+    let reconciler = Arc::new(Reconciler::new(
+        conn.api.clone(),
+        store.clone(),
+        clock,
+        options,
+    ));
+    let mut runtime_options = RuntimeOptions {
+        resync: Duration::from_secs(args.resync_secs.max(1)),
+        ..Default::default()
+    };
     if let Some(c) = args.concurrency {
         runtime_options.concurrency = c.max(1);
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let app = router(Http { metrics, store: store.clone() });
+    let app = router(Http {
+        metrics,
+        store: store.clone(),
+    });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
     });
     eprintln!("flotilla: serving on http://{addr} (/healthz /readyz /metrics)");
 
     let progress = Progress::new(&store, addr).await?;
     let hook_progress = progress.clone();
-    let runtime = Runtime::new(reconciler, runtime_options)
-        .with_hook(Arc::new(move |name: &TenantName, outcome: &Outcome| hook_progress.observe(name, outcome)));
+    let runtime = Runtime::new(reconciler, runtime_options).with_hook(Arc::new(
+        move |name: &TenantName, outcome: &Outcome| hook_progress.observe(name, outcome),
+    ));
 
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -88,7 +114,9 @@ pub async fn serve(args: ServeArgs, store: SharedStore, clock: SharedClock) -> a
     runtime.run(shutdown.clone()).await?;
     shutdown.cancel();
     progress.finish();
-    http.await.context("HTTP server task")?.context("HTTP server")?;
+    http.await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
     drop(conn);
     Ok(())
 }
@@ -97,7 +125,10 @@ fn router(state: Http) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(s): State<Http>| async move { s.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(s): State<Http>| async move { s.metrics.render() }),
+        )
         .with_state(state)
 }
 
@@ -114,13 +145,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -155,7 +187,10 @@ impl Progress {
             .iter()
             .map(|r| {
                 let s = crate::reconcile::status::TenantStatus::from_json(&r.status);
-                (r.name.clone(), s.is_ready() && r.observed_generation == r.generation)
+                (
+                    r.name.clone(),
+                    s.is_ready() && r.observed_generation == r.generation,
+                )
             })
             .collect::<BTreeMap<_, _>>();
         let bar = ProgressBar::new(total as u64);
@@ -183,7 +218,14 @@ impl Progress {
         let done = s.ready.values().filter(|r| **r).count();
         s.bar.set_length(s.total as u64);
         s.bar.set_position(done as u64);
-        s.bar.set_message(format!("(last: {name} {})", if outcome.ready { "Ready" } else { "in progress" }));
+        s.bar.set_message(format!(
+            "(last: {name} {})",
+            if outcome.ready {
+                "Ready"
+            } else {
+                "in progress"
+            }
+        ));
         if done == s.total && s.total > 0 && !s.announced {
             s.announced = true;
             s.bar.finish_and_clear();
@@ -197,6 +239,10 @@ impl Progress {
     }
 
     fn finish(&self) {
-        self.inner.lock().expect("progress lock").bar.finish_and_clear();
+        self.inner
+            .lock()
+            .expect("progress lock")
+            .bar
+            .finish_and_clear();
     }
 }
