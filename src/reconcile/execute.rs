@@ -68,6 +68,10 @@ pub struct ExecutionReport {
     pub forgotten: bool,
     /// A retryable Fly error asked the controller to slow down.
     pub rate_limited: bool,
+    /// Intents whose result is now in the ledger. They are deleted only after
+    /// the ledger is persisted with the status: a crash in between leaves the
+    /// intent, and the next activation settles it from what Fly shows.
+    pub settled_intents: Vec<String>,
 }
 
 impl ExecutionReport {
@@ -98,6 +102,8 @@ pub struct Executor<'a> {
     pub actor: &'a str,
     pub options: &'a ExecuteOptions,
     pub rng: &'a mut (dyn Rng + Send + Sync),
+    /// Intents settled by this attempt (see `ExecutionReport::settled_intents`).
+    pub settled: Vec<String>,
 }
 
 impl Executor<'_> {
@@ -154,6 +160,7 @@ impl Executor<'_> {
                 error,
             });
         }
+        report.settled_intents = std::mem::take(&mut self.settled);
         report
     }
 
@@ -191,7 +198,7 @@ impl Executor<'_> {
                     Err(e) => return Err(e.into()),
                 }
                 ledger.app_owned = true;
-                self.store.delete_intent(name, "app").await?;
+                self.settled.push("app".to_string());
             }
             Action::DeleteApp { name: app_name } => {
                 ignore_not_found(fly.delete_app(app_name).await)?;
@@ -219,7 +226,7 @@ impl Executor<'_> {
                     )
                     .await?;
                 ledger.ips.insert(ip.ip);
-                self.store.delete_intent(name, &key).await?;
+                self.settled.push(key);
             }
             Action::ReleaseIp { ip } => {
                 ignore_not_found(fly.release_ip(app, ip).await)?;
@@ -266,7 +273,7 @@ impl Executor<'_> {
                     ledger.secrets.remove(secret);
                 }
                 ledger.secrets_version = Some(version);
-                self.store.delete_intent(name, "secrets").await?;
+                self.settled.push("secrets".to_string());
             }
             Action::CreateMachine {
                 group,
@@ -312,7 +319,7 @@ impl Executor<'_> {
                     )
                     .await?;
                 }
-                self.store.delete_intent(name, key).await?;
+                self.settled.push(key.clone());
             }
             Action::UpdateMachine {
                 id,

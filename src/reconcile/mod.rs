@@ -298,6 +298,7 @@ impl Reconciler {
                 actor: &self.options.actor,
                 options: &self.options.execute,
                 rng: &mut rng,
+                settled: Vec::new(),
             };
             exec.execute(tenant, &plan, &observed, &mut ledger).await
         };
@@ -340,7 +341,8 @@ impl Reconciler {
             } else {
                 format!("{msg}; {} pending change(s)", plan.steps.len())
             };
-            let reason = if plan.is_empty() {
+            // Paused always says so; observe-only says whether there is drift.
+            let reason = if tenant.spec.paused || plan.is_empty() {
                 reason
             } else {
                 reasons::DRIFT_DETECTED

@@ -1,0 +1,723 @@
+//! The reconcile loop end to end: specs in a real store, the real HTTP client,
+//! the in-process Fly simulator. The headline property: after executing a plan,
+//! re-planning yields nothing — from an empty simulator, after drift, under
+//! faults and after crashes at any point.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla::clock::{SharedClock, SystemClock};
+use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
+use flotilla::fly::{FlyApi, MachineFilter, UpdateMachine};
+use flotilla::ids::{AppName, TenantName};
+use flotilla::reconcile::status::{ConditionStatus, READY, SYNCED, TenantStatus};
+use flotilla::reconcile::{Next, Outcome, ReconcileOptions, Reconciler};
+use flotilla::runtime::{Runtime, RuntimeOptions};
+use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
+use flotilla::spec::{self, ParseOptions};
+use flotilla::store::{self, SharedStore, TenantDraft};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const SPEC: &str = r#"
+apiVersion: flotilla.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: acme
+spec:
+  org: personal
+  machines:
+    - name: web
+      region: ord
+      count: 2
+      image: nginx:1.27
+      services:
+        - protocol: tcp
+          internal_port: 8080
+          ports:
+            - port: 443
+              handlers: [tls, http]
+            - port: 80
+              handlers: [http]
+              force_https: true
+      checks:
+        alive:
+          type: http
+          port: 8080
+          interval: 60s
+          timeout: 5s
+          path: /healthz
+  secrets:
+    - name: SESSION_KEY
+      generate: {}
+  certificates:
+    - hostname: acme.example.com
+  ips:
+    - type: v6
+    - type: shared_v4
+"#;
+
+struct Harness {
+    sim: SimHandle,
+    fly: Arc<HttpFly>,
+    store: SharedStore,
+    clock: SharedClock,
+    _dir: tempfile::TempDir,
+}
+
+fn fly_client(sim: &SimHandle) -> HttpFly {
+    let mut c = FlyConfig::new(sim.org_token());
+    c.machines_url = sim.base_url();
+    c.graphql_url = sim.graphql_url();
+    c.timeout = Duration::from_secs(5);
+    c.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(2),
+        lookup_delay: Duration::from_millis(30),
+        jitter: true,
+        jitter_seed: Some(3),
+    };
+    HttpFly::new(c).expect("client")
+}
+
+async fn harness(config: SimConfig) -> Harness {
+    let sim = flotilla::sim::start(SimConfig {
+        transition_delay: Duration::from_millis(10),
+        ..config
+    })
+    .await
+    .expect("simulator starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock: SharedClock = Arc::new(SystemClock);
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = store::connect(&url, clock.clone()).await.expect("store");
+    let fly = Arc::new(fly_client(&sim));
+    Harness {
+        sim,
+        fly,
+        store,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn options() -> ReconcileOptions {
+    let mut o = ReconcileOptions::default();
+    o.execute.settle_timeout = Duration::from_secs(5);
+    o
+}
+
+impl Harness {
+    fn reconciler(&self) -> Reconciler {
+        Reconciler::with_rng(
+            self.fly.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            options(),
+            StdRng::seed_from_u64(1),
+        )
+    }
+
+    async fn apply(&self, yaml: &str) {
+        let docs = spec::load_str("test.yaml", yaml, &ParseOptions::default()).expect("valid spec");
+        let drafts: Vec<TenantDraft> = docs
+            .into_iter()
+            .map(|d| TenantDraft {
+                tenant: d.tenant,
+                yaml: d.doc.text,
+            })
+            .collect();
+        self.store.apply(&drafts).await.expect("apply");
+    }
+
+    /// Reconciles until Ready with an empty re-plan; returns activations used.
+    async fn converge(&self, r: &Reconciler, name: &str, max: usize) -> usize {
+        let name = TenantName::parse(name).unwrap();
+        let mut last = None;
+        for i in 1..=max {
+            let out = r.reconcile(&name).await.expect("reconcile");
+            if out.ready && self.replan_is_empty(r, &name).await {
+                return i;
+            }
+            last = Some(out);
+            pause(&last).await;
+        }
+        let status = self.status(name.as_str()).await;
+        panic!("{name} did not converge in {max} activations; last {last:?}; status {status:#?}");
+    }
+
+    async fn replan_is_empty(&self, r: &Reconciler, name: &TenantName) -> bool {
+        let record = self.store.get(name).await.unwrap().expect("tenant exists");
+        // Under fault profiles the dry run's reads can fail too: not converged.
+        r.dry_run(&record).await.is_ok_and(|d| d.plan.is_empty())
+    }
+
+    async fn status(&self, name: &str) -> TenantStatus {
+        let record = self
+            .store
+            .get(&TenantName::parse(name).unwrap())
+            .await
+            .unwrap()
+            .expect("tenant");
+        TenantStatus::from_json(&record.status)
+    }
+
+    fn app(&self, name: &str) -> Option<Value> {
+        self.sim.snapshot()["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+    }
+
+    fn live_machines(&self, app: &str) -> Vec<Value> {
+        self.app(app)
+            .map(|a| {
+                a["machines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["state"] != "destroyed" && m["state"] != "destroying")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn writes_and_reads(&self) -> (u64, u64) {
+        let c = self.sim.request_counts();
+        let mut reads = 0;
+        let mut writes = 0;
+        for (endpoint, n) in &c.by_endpoint {
+            if endpoint.starts_with("GET ") {
+                reads += n;
+            } else {
+                writes += n;
+            }
+        }
+        (reads, writes)
+    }
+}
+
+async fn pause(last: &Option<Outcome>) {
+    let d = match last.as_ref().map(|o| o.next) {
+        Some(Next::Backoff) => Duration::from_millis(100),
+        _ => Duration::from_millis(30),
+    };
+    tokio::time::sleep(d).await;
+}
+
+/// No duplicates, nothing leaked: exactly the desired machines and addresses.
+fn assert_exact(h: &Harness, app: &str, machines: usize, ips: usize) {
+    let snapshot = h.sim.snapshot();
+    let apps: Vec<&Value> = snapshot["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == app)
+        .collect();
+    assert_eq!(apps.len(), 1, "exactly one app {app}");
+    assert_eq!(
+        h.live_machines(app).len(),
+        machines,
+        "machines of {app}: {:#?}",
+        h.live_machines(app)
+    );
+    assert_eq!(
+        apps[0]["ips"].as_array().unwrap().len(),
+        ips,
+        "ips of {app}: {:#?}",
+        apps[0]["ips"]
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_converges_from_nothing_and_replanning_yields_nothing() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    let n = h.converge(&r, "acme", 15).await;
+    assert!(n <= 10, "took {n} activations");
+
+    assert_exact(&h, "acme", 2, 2);
+    let app = h.app("acme").unwrap();
+    assert_eq!(app["org"], "personal");
+    for m in h.live_machines("acme") {
+        assert_eq!(m["state"], "started");
+        assert_eq!(m["metadata"]["flotilla.tenant"], "acme");
+        assert_eq!(m["metadata"]["flotilla.group"], "web");
+        assert!(m["metadata"]["flotilla.config-hash"].is_string());
+        assert_eq!(m["image"], "nginx:1.27");
+    }
+    assert_eq!(app["secrets"][0]["name"], "SESSION_KEY");
+    let status = h.status("acme").await;
+    assert!(status.is_ready());
+    assert_eq!(
+        status.condition(SYNCED).unwrap().status,
+        ConditionStatus::True
+    );
+    assert_eq!(status.condition(READY).unwrap().observed_generation, 1);
+    assert!(status.certificates.iter().all(|c| c.issued));
+    assert_eq!(status.ledger.ips.len(), 2);
+    assert!(!status.history.is_empty() && status.history.len() <= 10);
+    let events = h
+        .store
+        .list_events(Some(&TenantName::parse("acme").unwrap()), 100)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.action == "CreateApp" && e.event.result == "ok")
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.action == "CreateMachine")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_in_sync_tenant_costs_four_reads_and_no_writes() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    h.converge(&r, "acme", 15).await;
+    let (reads0, writes0) = h.writes_and_reads();
+    let out = r
+        .reconcile(&TenantName::parse("acme").unwrap())
+        .await
+        .unwrap();
+    let (reads1, writes1) = h.writes_and_reads();
+    assert_eq!(out.actions, 0);
+    assert_eq!(out.next, Next::Resync);
+    assert_eq!(writes1 - writes0, 0, "no writes in steady state");
+    assert!(reads1 - reads0 <= 4, "{} reads", reads1 - reads0);
+}
+
+#[tokio::test]
+async fn drift_behind_our_back_is_corrected_within_one_resync() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    h.converge(&r, "acme", 15).await;
+    let app = AppName::parse("acme").unwrap();
+    let name = TenantName::parse("acme").unwrap();
+
+    // 1. A machine destroyed, 2. an image changed, 3. an IP released,
+    //    4. a certificate deleted — all directly on Fly.
+    let machines = h
+        .fly
+        .list_machines(&app, &MachineFilter::default())
+        .await
+        .unwrap();
+    h.fly
+        .delete_machine(&app, &machines[0].id, true, None)
+        .await
+        .unwrap();
+    let mut changed = machines[1].config.clone().unwrap();
+    changed.image = "evil:latest".into();
+    h.fly
+        .update_machine(
+            &app,
+            &machines[1].id,
+            &UpdateMachine {
+                region: None,
+                config: changed,
+                current_version: None,
+                min_secrets_version: None,
+                skip_launch: false,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let ips = h.fly.list_ips(&app).await.unwrap();
+    h.fly.release_ip(&app, &ips[0].ip).await.unwrap();
+    h.fly
+        .delete_certificate(&app, "acme.example.com")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert!(
+        !h.replan_is_empty(&r, &name).await,
+        "drift is visible to the planner"
+    );
+    // One resync corrects all of it.
+    let out = r.reconcile(&name).await.unwrap();
+    assert_eq!(out.failed, 0, "{:#?}", h.status("acme").await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        h.replan_is_empty(&r, &name).await,
+        "{:#?}",
+        r.dry_run(&h.store.get(&name).await.unwrap().unwrap())
+            .await
+            .unwrap()
+            .plan
+            .render()
+    );
+    assert_exact(&h, "acme", 2, 2);
+    for m in h.live_machines("acme") {
+        assert_eq!(m["image"], "nginx:1.27");
+    }
+}
+
+#[tokio::test]
+async fn deletion_tears_down_in_order_and_removes_the_row() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    h.converge(&r, "acme", 15).await;
+    let name = TenantName::parse("acme").unwrap();
+    assert!(h.store.mark_for_deletion(&name).await.unwrap());
+    let mut done = false;
+    for _ in 0..30 {
+        let out = r.reconcile(&name).await.unwrap();
+        if out.next == Next::Done {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "teardown finished: {:#?}", h.status("acme").await);
+    assert!(h.store.get(&name).await.unwrap().is_none(), "row removed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        h.app("acme").is_none() || h.app("acme").unwrap()["deleting"] == true,
+        "app deleted"
+    );
+
+    // Events (kept after the row) show the order.
+    let mut events = h.store.list_events(Some(&name), 200).await.unwrap();
+    events.reverse();
+    let teardown: Vec<&str> = events
+        .iter()
+        .map(|e| e.event.action.as_str())
+        .skip_while(|a| *a != "DestroyMachine")
+        .filter(|a| {
+            [
+                "DestroyMachine",
+                "ReleaseIp",
+                "DeleteCertificate",
+                "DeleteApp",
+                "Forget",
+            ]
+            .contains(a)
+        })
+        .collect();
+    let rank = |a: &str| match a {
+        "DestroyMachine" => 0,
+        "ReleaseIp" | "DeleteCertificate" => 1,
+        "DeleteApp" => 2,
+        _ => 3,
+    };
+    assert!(
+        teardown.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "order: {teardown:?}"
+    );
+    assert_eq!(
+        teardown.iter().filter(|a| **a == "DestroyMachine").count(),
+        2
+    );
+    assert_eq!(teardown.last(), Some(&"Forget"));
+}
+
+#[tokio::test]
+async fn foreign_machines_are_reported_never_touched_and_block_deletion() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    h.converge(&r, "acme", 15).await;
+    let app = AppName::parse("acme").unwrap();
+    // Someone adds a machine by hand: no flotilla metadata.
+    let ours = h
+        .fly
+        .list_machines(&app, &MachineFilter::default())
+        .await
+        .unwrap();
+    let mut config = ours[0].config.clone().unwrap();
+    config.metadata = BTreeMap::new();
+    let foreign = h
+        .fly
+        .create_machine(
+            &app,
+            &flotilla::fly::CreateMachine {
+                name: None,
+                region: "ord".into(),
+                config,
+                skip_launch: false,
+                min_secrets_version: None,
+            },
+        )
+        .await
+        .unwrap();
+    let name = TenantName::parse("acme").unwrap();
+    let out = r.reconcile(&name).await.unwrap();
+    assert_eq!(out.actions, 0, "the foreign machine is not scaled away");
+
+    h.store.mark_for_deletion(&name).await.unwrap();
+    for _ in 0..10 {
+        r.reconcile(&name).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = h.status("acme").await;
+    let ready = status.condition(READY).unwrap();
+    assert_eq!(ready.reason, "DeletionBlocked", "{status:#?}");
+    assert!(
+        h.store.get(&name).await.unwrap().is_some(),
+        "row kept while blocked"
+    );
+    let left: Vec<Value> = h.live_machines("acme");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], foreign.id.as_str());
+}
+
+#[tokio::test]
+async fn an_app_name_held_by_another_org_is_a_clear_condition() {
+    let h = harness(SimConfig {
+        foreign_apps: vec!["acme".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    let (_, writes0) = h.writes_and_reads();
+    let out = r
+        .reconcile(&TenantName::parse("acme").unwrap())
+        .await
+        .unwrap();
+    let (_, writes1) = h.writes_and_reads();
+    assert_eq!(out.actions, 0);
+    assert_eq!(writes1, writes0, "nothing written");
+    let status = h.status("acme").await;
+    let synced = status.condition(SYNCED).unwrap();
+    assert_eq!(synced.status, ConditionStatus::False);
+    assert_eq!(synced.reason, "Blocked");
+    assert!(
+        synced.message.contains("taken by another organization"),
+        "{}",
+        synced.message
+    );
+}
+
+#[tokio::test]
+async fn paused_and_observe_only_tenants_are_observed_not_changed() {
+    for (field, reason) in [
+        ("paused: true", "Paused"),
+        ("managementPolicy: ObserveOnly", "DriftDetected"),
+    ] {
+        let h = harness(SimConfig::default()).await;
+        h.apply(&SPEC.replace(
+            "  org: personal\n",
+            &format!("  org: personal\n  {field}\n"),
+        ))
+        .await;
+        let r = h.reconciler();
+        let (_, writes0) = h.writes_and_reads();
+        let out = r
+            .reconcile(&TenantName::parse("acme").unwrap())
+            .await
+            .unwrap();
+        let (_, writes1) = h.writes_and_reads();
+        assert_eq!(out.actions, 0);
+        assert_eq!(writes1, writes0, "{field}: nothing written");
+        assert!(h.app("acme").is_none());
+        let status = h.status("acme").await;
+        assert_eq!(status.condition(SYNCED).unwrap().reason, reason, "{field}");
+    }
+}
+
+#[tokio::test]
+async fn secret_changes_reach_running_machines() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    h.converge(&r, "acme", 15).await;
+    let v1 = h.app("acme").unwrap()["secrets_version"].as_u64().unwrap();
+    h.apply(&SPEC.replace(
+        "      generate: {}\n",
+        "      generate: {}\n    - name: API_KEY\n      generate: {length: 40, charset: hex}\n",
+    ))
+    .await;
+    h.converge(&r, "acme", 20).await;
+    let app = h.app("acme").unwrap();
+    let v2 = app["secrets_version"].as_u64().unwrap();
+    assert!(v2 > v1);
+    for m in h.live_machines("acme") {
+        assert_eq!(
+            m["secrets_version"].as_u64(),
+            Some(v2),
+            "machine {} runs the new secrets",
+            m["id"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_spec_change_rolls_one_machine_at_a_time() {
+    let h = harness(SimConfig::default()).await;
+    h.sim.set_dns_configured("acme.example.com");
+    let spec3 = SPEC.replace("count: 2", "count: 3");
+    h.apply(&spec3).await;
+    let r = h.reconciler();
+    h.converge(&r, "acme", 15).await;
+    h.apply(&spec3.replace("nginx:1.27", "nginx:1.28")).await;
+    let name = TenantName::parse("acme").unwrap();
+    let out = r.reconcile(&name).await.unwrap();
+    assert_eq!(
+        out.actions, 1,
+        "one machine per activation with max_unavailable 1"
+    );
+    let updated = h
+        .live_machines("acme")
+        .iter()
+        .filter(|m| m["image"] == "nginx:1.28")
+        .count();
+    assert_eq!(updated, 1);
+    h.converge(&r, "acme", 20).await;
+    assert!(
+        h.live_machines("acme")
+            .iter()
+            .all(|m| m["image"] == "nginx:1.28")
+    );
+    assert_exact(&h, "acme", 3, 2);
+}
+
+#[tokio::test]
+async fn tenants_converge_under_every_fault_profile() {
+    for profile in ["flaky", "ratelimit", "slow", "lost", "timeouts", "chaos"] {
+        let h = harness(SimConfig {
+            seed: 42,
+            faults: FaultProfile::from_name(profile).unwrap(),
+            ..SimConfig::default()
+        })
+        .await;
+        h.sim.set_dns_configured("acme.example.com");
+        h.apply(SPEC).await;
+        let r = h.reconciler();
+        h.converge(&r, "acme", 80).await;
+        // Faults off to inspect the result through the same client.
+        h.sim.set_faults(FaultProfile::none());
+        assert_exact(&h, "acme", 2, 2);
+        assert!(
+            h.replan_is_empty(&r, &TenantName::parse("acme").unwrap())
+                .await,
+            "{profile}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_point_then_restart_converges_without_leaks() {
+    // Abort the activation after d ms (a crash at whatever await it reached),
+    // for a spread of d, then let a fresh reconciler finish.
+    for d in [0u64, 2, 5, 10, 15, 25, 40, 60, 90, 130] {
+        let h = harness(SimConfig {
+            seed: d,
+            ..SimConfig::default()
+        })
+        .await;
+        h.sim.set_dns_configured("acme.example.com");
+        h.apply(SPEC).await;
+        for round in 0..3 {
+            let r = Arc::new(h.reconciler());
+            let name = TenantName::parse("acme").unwrap();
+            let task = tokio::spawn(async move { r.reconcile(&name).await });
+            tokio::time::sleep(Duration::from_millis(d + round * 7)).await;
+            task.abort();
+            let _ = task.await;
+        }
+        let r = h.reconciler();
+        h.converge(&r, "acme", 30).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_exact(&h, "acme", 2, 2);
+        let status = h.status("acme").await;
+        assert_eq!(
+            status.ledger.ips.len(),
+            2,
+            "crash after {d}ms: every address is owned (none leaked)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefully() {
+    let h = harness(SimConfig::default()).await;
+    let mut docs = String::new();
+    for i in 0..5 {
+        docs.push_str(&format!(
+            "---\napiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: t{i}\nspec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n  ips:\n    - type: v6\n"
+        ));
+    }
+    h.apply(&docs).await;
+    let reconciler = Arc::new(Reconciler::new(
+        h.fly.clone(),
+        h.store.clone(),
+        h.clock.clone(),
+        options(),
+    ));
+    let ready: Arc<std::sync::Mutex<BTreeMap<String, bool>>> = Arc::default();
+    let seen = ready.clone();
+    let runtime = Runtime::new(
+        reconciler,
+        RuntimeOptions {
+            concurrency: 3,
+            resync: Duration::from_secs(3600),
+            seed: Some(1),
+            ..RuntimeOptions::default()
+        },
+    )
+    .with_hook(Arc::new(move |name: &TenantName, o: &Outcome| {
+        seen.lock().unwrap().insert(name.to_string(), o.ready);
+    }));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(shutdown.clone()));
+    let all_ready = || ready.lock().unwrap().values().filter(|r| **r).count() == 5;
+    for _ in 0..200 {
+        if all_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(all_ready(), "{:?}", ready.lock().unwrap());
+
+    // A spec change wakes its tenant at once (the resync is an hour away).
+    h.apply(&docs.replacen("image: nginx:1.27", "image: nginx:1.28", 1))
+        .await;
+    let mut rolled = false;
+    for _ in 0..200 {
+        if h.live_machines("t0")
+            .iter()
+            .all(|m| m["image"] == "nginx:1.28")
+        {
+            rolled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rolled,
+        "the change reached Fly without waiting for a resync"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("shuts down")
+        .unwrap()
+        .unwrap();
+}
