@@ -80,6 +80,7 @@ struct Limiters {
     default: DefaultKeyedRateLimiter<String>,
     show: DefaultKeyedRateLimiter<String>,
     app_delete: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -94,10 +95,18 @@ impl Limiters {
             default: RateLimiter::keyed(Quota::per_second(nz(1)).allow_burst(nz(3))),
             show: RateLimiter::keyed(Quota::per_second(nz(5)).allow_burst(nz(10))),
             app_delete: RateLimiter::keyed(Quota::per_minute(nz(100))),
+            checks: AtomicU64::new(0),
         }
     }
 
     fn check(&self, op: &str, key: &str) -> bool {
+        // Keys are (operation, machine/app/org); drop idle ones now and then so
+        // a long-running simulator does not grow without bound.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.default.retain_recent();
+            self.show.retain_recent();
+            self.app_delete.retain_recent();
+        }
         let k = format!("{op}:{key}");
         let limiter = match op {
             "Machines_show" => &self.show,
