@@ -2077,3 +2077,31 @@ async fn inspection_surface_reports_state_and_counts() {
     assert_eq!(custom.status, StatusCode::OK);
     assert_eq!(custom.body["name"], json!("custom"));
 }
+
+#[tokio::test]
+async fn invalid_configs_are_refused_at_start() {
+    for cfg in [
+        SimConfig {
+            foreign_apps: vec!["Not Valid".into()],
+            ..quiet()
+        },
+        SimConfig {
+            org_slug: String::new(),
+            ..quiet()
+        },
+        SimConfig {
+            org_token: Some(SecretString::from("  ")),
+            ..quiet()
+        },
+        SimConfig {
+            faults: FaultProfile {
+                error_rate: 1.5,
+                ..FaultProfile::none()
+            },
+            ..quiet()
+        },
+    ] {
+        let err = sim::start(cfg).await.expect_err("refused");
+        assert!(matches!(err, sim::SimError::Config(_)), "{err}");
+    }
+}

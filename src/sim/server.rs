@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
 use super::config::SimConfig;
 use super::error::{ApiError, ApiResult, SimError};
@@ -79,6 +80,7 @@ struct Limiters {
     default: DefaultKeyedRateLimiter<String>,
     show: DefaultKeyedRateLimiter<String>,
     app_delete: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -93,10 +95,18 @@ impl Limiters {
             default: RateLimiter::keyed(Quota::per_second(nz(1)).allow_burst(nz(3))),
             show: RateLimiter::keyed(Quota::per_second(nz(5)).allow_burst(nz(10))),
             app_delete: RateLimiter::keyed(Quota::per_minute(nz(100))),
+            checks: AtomicU64::new(0),
         }
     }
 
     fn check(&self, op: &str, key: &str) -> bool {
+        // Keys are (operation, machine/app/org); drop idle ones now and then so
+        // a long-running simulator does not grow without bound.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.default.retain_recent();
+            self.show.retain_recent();
+            self.app_delete.retain_recent();
+        }
         let k = format!("{op}:{key}");
         let limiter = match op {
             "Machines_show" => &self.show,
@@ -367,84 +377,87 @@ async fn gate(
     let endpoint = format!("{method} {template}");
     sim.count_request(&endpoint, &token_label);
     let span = tracing::debug_span!("sim_request", op, %endpoint, token = %token_label);
-    let _enter = span.enter();
-    metrics::counter!("flotilla_sim_requests_total", "op" => op).increment(1);
+    async move {
+        metrics::counter!("flotilla_sim_requests_total", "op" => op).increment(1);
 
-    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let decision = sim.faults.decide(op, mutating);
-    if !decision.latency.is_zero() && !sim.sleep(decision.latency).await {
-        return finish(&sim, shutting_down());
-    }
-    let mut lost = None;
-    match decision.action {
-        Action::Pass => {}
-        Action::Error(code) => {
-            tracing::debug!(code, "fault: server error");
-            return finish(&sim, fault_error(code));
+        let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let decision = sim.faults.decide(op, mutating);
+        if !decision.latency.is_zero() && !sim.sleep(decision.latency).await {
+            return finish(&sim, shutting_down());
         }
-        Action::RateLimited { retry_after } => {
-            tracing::debug!(?retry_after, "fault: rate limited");
-            return finish(&sim, ApiError::rate_limited(retry_after).into_response());
+        let mut lost = None;
+        match decision.action {
+            Action::Pass => {}
+            Action::Error(code) => {
+                tracing::debug!(code, "fault: server error");
+                return finish(&sim, fault_error(code));
+            }
+            Action::RateLimited { retry_after } => {
+                tracing::debug!(?retry_after, "fault: rate limited");
+                return finish(&sim, ApiError::rate_limited(retry_after).into_response());
+            }
+            Action::Timeout(stall) => {
+                tracing::debug!(?stall, "fault: stall then 504");
+                sim.sleep(stall).await;
+                return finish(&sim, gateway_timeout());
+            }
+            Action::Lost { stall } => lost = Some(stall),
         }
-        Action::Timeout(stall) => {
-            tracing::debug!(?stall, "fault: stall then 504");
-            sim.sleep(stall).await;
-            return finish(&sim, gateway_timeout());
-        }
-        Action::Lost { stall } => lost = Some(stall),
-    }
 
-    let Some(caller) = caller else {
-        let resp = if is_graphql {
-            (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(graphql::error_body(
-                    "You must be authenticated to view this.",
-                    "UNAUTHORIZED",
-                )),
-            )
-                .into_response()
-        } else {
-            ApiError::unauthorized().into_response()
+        let Some(caller) = caller else {
+            let resp = if is_graphql {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(graphql::error_body(
+                        "You must be authenticated to view this.",
+                        "UNAUTHORIZED",
+                    )),
+                )
+                    .into_response()
+            } else {
+                ApiError::unauthorized().into_response()
+            };
+            return finish(&sim, resp);
         };
-        return finish(&sim, resp);
-    };
 
-    if sim.cfg.rate_limits && !is_graphql {
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_owned())
-        };
-        let key = if op == "Apps_delete" {
-            caller.org.clone()
-        } else {
-            param("machine_id")
-                .or_else(|| param("app_name"))
-                .unwrap_or_else(|| caller.org.clone())
-        };
-        if !sim.limiters.check(op, &key) {
-            tracing::debug!(%key, "rate limited");
-            return finish(&sim, ApiError::rate_limited(None).into_response());
+        if sim.cfg.rate_limits && !is_graphql {
+            let param = |name: &str| {
+                params
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_owned())
+            };
+            let key = if op == "Apps_delete" {
+                caller.org.clone()
+            } else {
+                param("machine_id")
+                    .or_else(|| param("app_name"))
+                    .unwrap_or_else(|| caller.org.clone())
+            };
+            if !sim.limiters.check(op, &key) {
+                tracing::debug!(%key, "rate limited");
+                return finish(&sim, ApiError::rate_limited(None).into_response());
+            }
         }
+
+        req.extensions_mut().insert(caller);
+        let resp = next.run(req).await;
+        let resp = match lost {
+            None => resp,
+            Some(None) => {
+                tracing::debug!(status = %resp.status(), "fault: response lost (502)");
+                fault_error(502)
+            }
+            Some(Some(stall)) => {
+                tracing::debug!(status = %resp.status(), ?stall, "fault: response lost (stall)");
+                sim.sleep(stall).await;
+                gateway_timeout()
+            }
+        };
+        finish(&sim, resp)
     }
-
-    req.extensions_mut().insert(caller);
-    let resp = next.run(req).await;
-    let resp = match lost {
-        None => resp,
-        Some(None) => {
-            tracing::debug!(status = %resp.status(), "fault: response lost (502)");
-            fault_error(502)
-        }
-        Some(Some(stall)) => {
-            tracing::debug!(status = %resp.status(), ?stall, "fault: response lost (stall)");
-            sim.sleep(stall).await;
-            gateway_timeout()
-        }
-    };
-    finish(&sim, resp)
+    .instrument(span)
+    .await
 }
 
 fn finish(sim: &Sim, mut resp: Response) -> Response {
