@@ -260,9 +260,8 @@ impl Reconciler {
             }
             Err(e) => return Err(e),
         };
-        for key in &settled {
-            self.store.delete_intent(name, key).await?;
-        }
+        // Settled intents are deleted only after the status (with the ledger
+        // that now records their result) is written; see `execute`.
 
         let desired = Desired {
             tenant,
@@ -453,6 +452,9 @@ impl Reconciler {
         self.store
             .write_status(name, generation, &status.to_json())
             .await?;
+        for key in settled.iter().chain(&report.settled_intents) {
+            self.store.delete_intent(name, key).await?;
+        }
         let label = if failed > 0 {
             "error"
         } else if report.outcomes.is_empty() {
