@@ -56,8 +56,19 @@ pub struct Cli {
     )]
     pub app_name_template: String,
 
+    /// Log format on stderr: `text` for people, `json` (one object per
+    /// line, with span fields such as the tenant) for log pipelines.
+    #[arg(long, global = true, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
