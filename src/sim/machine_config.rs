@@ -132,7 +132,8 @@ pub static MACHINE_SERVICE: StructDef = StructDef {
         f("ports", Kind::List(&PORT_KIND)),
         f("checks", Kind::List(&SERVICE_CHECK_KIND)),
         p("concurrency", Kind::Struct(&CONCURRENCY)),
-        always("force_instance_key", Kind::Str, true),
+        // The document types it as a plain string: omitted when unset.
+        p("force_instance_key", Kind::Str),
         p("force_instance_description", Kind::Str),
     ],
 };

@@ -35,7 +35,7 @@ use super::error::{ApiError, ApiResult};
 use super::gojson::{self, Kind, StructDef, f, p};
 use super::machine_config::{self, MACHINE_CONFIG};
 use super::server::{
-    Caller, JsonBody, PathParams, QueryPairs, Sim, json_response, ok_true, rfc3339, visible_app,
+    Caller, JsonBody, PathParams, QueryPairs, Sim, json_response, ok_empty, rfc3339, visible_app,
     visible_app_mut,
 };
 use super::state::{self, Event, Lease, Machine, State as World, is_transient};
@@ -712,7 +712,7 @@ pub async fn delete(
         "destroying",
         &["destroyed"],
     )?;
-    Ok(ok_true())
+    Ok(ok_empty())
 }
 
 pub async fn start(
@@ -743,7 +743,7 @@ pub async fn start(
     )?;
     Ok(json_response(
         StatusCode::OK,
-        json!({ "previous_state": previous, "migrated": false, "new_host": "" }),
+        json!({ "previous_state": previous }),
     ))
 }
 
@@ -788,7 +788,7 @@ pub async fn stop(
         "stopping",
         &["stopped"],
     )?;
-    Ok(ok_true())
+    Ok(ok_empty())
 }
 
 pub async fn restart(
@@ -809,7 +809,7 @@ pub async fn restart(
         "restarting",
         &["started"],
     )?;
-    Ok(ok_true())
+    Ok(ok_empty())
 }
 
 pub async fn suspend(
@@ -830,7 +830,7 @@ pub async fn suspend(
         "suspending",
         &["suspended"],
     )?;
-    Ok(ok_true())
+    Ok(ok_empty())
 }
 
 fn set_cordon(
@@ -846,7 +846,7 @@ fn set_cordon(
     let m = mutable_machine(&mut st, caller, app_name, id, headers, now)?;
     m.cordoned = cordoned;
     m.updated_at = now;
-    Ok(ok_true())
+    Ok(ok_empty())
 }
 
 pub async fn cordon(
@@ -1151,11 +1151,9 @@ pub async fn release_lease(
         Some(_) => {
             m.lease = None;
             Ok(match sim.cfg.lease_shape {
-                LeaseShape::Envelope => json_response(
-                    StatusCode::OK,
-                    json!({"status": "success", "data": {"ok": true}}),
-                ),
-                LeaseShape::Flat => StatusCode::OK.into_response(),
+                // The document gives 200 with no body for a release in
+                // either shape (the envelope is documented for acquiring).
+                LeaseShape::Envelope | LeaseShape::Flat => StatusCode::OK.into_response(),
             })
         }
     }

@@ -23,7 +23,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -921,8 +921,10 @@ pub fn json_response(status: StatusCode, v: Value) -> Response {
 }
 
 /// `{"ok": true}` with 200, as Fly's stop/delete/cordon answer.
-pub fn ok_true() -> Response {
-    json_response(StatusCode::OK, json!({ "ok": true }))
+/// 200 with no body: what the OpenAPI document gives for delete, stop,
+/// restart, suspend and cordon (clients must not depend on a body here).
+pub fn ok_empty() -> Response {
+    StatusCode::OK.into_response()
 }
 
 /// RFC 3339 rendering shared by handlers.
