@@ -874,32 +874,6 @@ fn undesired_ips_are_released_only_when_ours() {
     assert!(p.is_empty());
 }
 
-#[test]
-fn a_rendered_plan_lists_each_step_with_its_reason() {
-    let t = tenant("acme");
-    let o = opts();
-    let p = plan(
-        &Desired {
-            tenant: &t,
-            deleting: false,
-            options: &o,
-        },
-        &World::empty().observed,
-        t0(),
-    );
-    let expected = "\
-tenant acme: 7 change(s)
-  + create app acme in org personal                                # app does not exist
-  + assign ip v6                                                   # desired address is not assigned
-  + assign ip shared_v4                                            # desired address is not assigned
-  + request certificate app.example.com                            # certificate not requested yet
-  ~ update secrets +SESSION_KEY (generated, 32 chars)              # secret not set on the app
-  + create machine in group web (ord, nginx:1.27, shared 1x256MB)  # group has 0 of 2 machines
-  + create machine in group web (ord, nginx:1.27, shared 1x256MB)  # group has 0 of 2 machines
-";
-    assert_eq!(p.render(), expected);
-}
-
 fn arb_tenant() -> impl Strategy<Value = Tenant> {
     (
         prop::collection::vec((0u32..4, 0usize..2), 0..3),
@@ -1002,4 +976,62 @@ proptest! {
             }
         }
     }
+}
+
+/// Rendered plans compared with files under `tests/golden/plans/`; run with
+/// `FLOTILLA_BLESS=1` to rewrite them after an intended change.
+fn golden(name: &str, p: &Plan) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/plans").join(format!("{name}.txt"));
+    let actual = p.render();
+    if std::env::var_os("FLOTILLA_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with FLOTILLA_BLESS=1 to create it", path.display()));
+    assert_eq!(actual, expected, "rendered plan differs from {}", path.display());
+}
+
+#[test]
+fn golden_plans() {
+    let o = opts();
+    let t = tenant("acme");
+    golden("create", &plan(&Desired { tenant: &t, deleting: false, options: &o }, &World::empty().observed, t0()));
+
+    // Drift, a spec change and a foreign machine in one picture.
+    let mut t3 = tenant("acme");
+    t3.spec.machines[0].count = 3;
+    let mut w = converged(&t3);
+    w.observed.machines[0].config.as_mut().unwrap().image = "evil:latest".into();
+    let mut foreign = w.machine(&t3, &t3.spec.machines[0], MachineState::Started);
+    foreign.metadata.clear();
+    w.observed.machines.push(foreign);
+    w.observed.ips.retain(|i| i.kind != IpKind::SharedV4);
+    t3.spec.machines[0].env.insert("NEW".into(), "1".into());
+    golden("drift", &plan(&Desired { tenant: &t3, deleting: false, options: &o }, &w.observed, t0()));
+
+    let w = converged(&t);
+    golden("teardown", &plan(&Desired { tenant: &t, deleting: true, options: &o }, &w.observed, t0()));
+
+    let mut w = World::empty();
+    w.observed.app = AppObservation::OtherOrg;
+    golden("blocked", &plan(&Desired { tenant: &t, deleting: false, options: &o }, &w.observed, t0()));
+
+    let mut w = converged(&t);
+    let c = &mut w.observed.certificates[0];
+    c.summary.has_fly_certificate = false;
+    c.detail = Some(CertificateDetail {
+        hostname: "app.example.com".into(),
+        status: "Awaiting configuration".into(),
+        configured: false,
+        acme_requested: true,
+        issued: false,
+        rate_limited_until: None,
+        dns_records: vec![
+            crate::fly::DnsRecord { kind: "A".into(), name: "app.example.com".into(), value: "66.241.124.3".into() },
+            crate::fly::DnsRecord { kind: "AAAA".into(), name: "app.example.com".into(), value: "2a09:8280:1::2".into() },
+        ],
+        validation_errors: vec![],
+    });
+    golden("certificate-pending", &plan(&Desired { tenant: &t, deleting: false, options: &o }, &w.observed, t0()));
 }
