@@ -721,3 +721,123 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
         .unwrap()
         .unwrap();
 }
+
+/// A random tenant as YAML: 0–2 groups of 0–3 machines with one of two
+/// images, a subset of IP types, 0–2 certificates, maybe a secret.
+fn random_spec(groups: &[(u32, bool)], ips: &[&str], certs: usize, secret: bool) -> String {
+    let mut y = String::from(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: prop\nspec:\n  org: personal\n",
+    );
+    y.push_str("  machines:\n");
+    if groups.is_empty() {
+        y.truncate(y.len() - "  machines:\n".len());
+    }
+    for (i, (count, new_image)) in groups.iter().enumerate() {
+        let image = if *new_image {
+            "nginx:1.28"
+        } else {
+            "nginx:1.27"
+        };
+        y.push_str(&format!(
+            "    - name: g{i}\n      region: ord\n      count: {count}\n      image: {image}\n"
+        ));
+    }
+    if !ips.is_empty() {
+        y.push_str("  ips:\n");
+        for ip in ips {
+            y.push_str(&format!("    - type: {ip}\n"));
+        }
+    }
+    if certs > 0 {
+        y.push_str("  certificates:\n");
+        for c in 0..certs {
+            y.push_str(&format!("    - hostname: h{c}.prop.example.com\n"));
+        }
+    }
+    if secret {
+        y.push_str("  secrets:\n    - name: TOKEN\n      generate: {}\n");
+    }
+    y
+}
+
+fn arb_spec() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    (
+        prop::collection::vec((0u32..4, any::<bool>()), 0..3),
+        prop::sample::subsequence(vec!["v6", "v4", "shared_v4", "private_v6"], 0..4),
+        0usize..3,
+        any::<bool>(),
+    )
+        .prop_map(|(groups, ips, certs, secret)| random_spec(&groups, &ips, certs, secret))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, ..Default::default() })]
+    /// From a random starting live state (a previous spec's converged state,
+    /// a machine destroyed behind flotilla's back, a foreign machine and a
+    /// foreign address) a random spec converges on the simulator in a bounded
+    /// number of activations: re-planning yields nothing, counts are exact,
+    /// nothing is duplicated and nothing foreign was touched.
+    #[test]
+    fn random_specs_converge_on_the_simulator_from_random_live_states(
+        before in arb_spec(),
+        after in arb_spec(),
+        destroy_one in proptest::prelude::any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = harness(SimConfig { seed, auto_dns: true, ..SimConfig::default() }).await;
+            h.apply(&before).await;
+            let r = h.reconciler();
+            h.converge(&r, "prop", 20).await;
+            let app = AppName::parse("prop").unwrap();
+            let ours = h.fly.list_machines(&app, &MachineFilter::default()).await.unwrap();
+            if destroy_one && !ours.is_empty() {
+                h.fly.delete_machine(&app, &ours[0].id, true, None).await.unwrap();
+            }
+            // Foreign: a machine without flotilla metadata, and an address.
+            let foreign = h.fly.create_machine(&app, &flotilla::fly::CreateMachine {
+                name: None,
+                region: "ord".into(),
+                config: foreign_config(),
+                skip_launch: false,
+                min_secrets_version: None,
+            }).await.unwrap();
+            let foreign_ip = h.fly.assign_ip(&app, &flotilla::fly::AssignIp {
+                kind: flotilla::spec::IpKind::V6, region: None, service_name: None, network: None, org_slug: None,
+            }).await.unwrap();
+
+            h.apply(&after).await;
+            h.converge(&r, "prop", 30).await;
+            let tenant = spec::load_str("after", &after, &ParseOptions::default()).unwrap().remove(0).tenant;
+            let machines = h.live_machines("prop");
+            for g in &tenant.spec.machines {
+                let n = machines.iter().filter(|m| m["metadata"]["flotilla.group"] == g.name.as_str()).count();
+                assert_eq!(n, g.count as usize, "group {}: {machines:#?}", g.name);
+                assert!(machines.iter().filter(|m| m["metadata"]["flotilla.group"] == g.name.as_str()).all(|m| m["image"] == g.image.as_str()));
+            }
+            assert!(machines.iter().any(|m| m["id"] == foreign.id.as_str()), "the foreign machine is untouched");
+            let snapshot = h.app("prop").unwrap();
+            let ips: Vec<String> = snapshot["ips"].as_array().unwrap().iter().map(|i| i["ip"].as_str().unwrap().to_string()).collect();
+            assert!(ips.contains(&foreign_ip.ip), "the foreign address is untouched");
+            let status = h.status("prop").await;
+            let owned = ips.iter().filter(|ip| status.ledger.ips.contains(*ip)).count();
+            assert!(owned <= tenant.spec.ips.len(), "no duplicate addresses: {ips:?}");
+            assert!(ips.len() <= tenant.spec.ips.len() + 1, "no leaked addresses: {ips:?}");
+            let certs = snapshot["certificates"].as_array().unwrap().len();
+            assert_eq!(certs, tenant.spec.certificates.len());
+        });
+    }
+}
+
+/// A machine config without flotilla's metadata: what a human would create.
+fn foreign_config() -> flotilla::fly::MachineConfig {
+    let tenant = spec::load_str("x", SPEC, &ParseOptions::default())
+        .unwrap()
+        .remove(0)
+        .tenant;
+    let mut config = flotilla::plan::machine::desired_config(&tenant, &tenant.spec.machines[0]);
+    config.metadata.clear();
+    config
+}

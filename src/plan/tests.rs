@@ -981,22 +981,44 @@ proptest! {
 /// Rendered plans compared with files under `tests/golden/plans/`; run with
 /// `FLOTILLA_BLESS=1` to rewrite them after an intended change.
 fn golden(name: &str, p: &Plan) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/plans").join(format!("{name}.txt"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/plans")
+        .join(format!("{name}.txt"));
     let actual = p.render();
     if std::env::var_os("FLOTILLA_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with FLOTILLA_BLESS=1 to create it", path.display()));
-    assert_eq!(actual, expected, "rendered plan differs from {}", path.display());
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with FLOTILLA_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "rendered plan differs from {}",
+        path.display()
+    );
 }
 
 #[test]
 fn golden_plans() {
     let o = opts();
     let t = tenant("acme");
-    golden("create", &plan(&Desired { tenant: &t, deleting: false, options: &o }, &World::empty().observed, t0()));
+    golden(
+        "create",
+        &plan(
+            &Desired {
+                tenant: &t,
+                deleting: false,
+                options: &o,
+            },
+            &World::empty().observed,
+            t0(),
+        ),
+    );
 
     // Drift, a spec change and a foreign machine in one picture.
     let mut t3 = tenant("acme");
@@ -1008,14 +1030,47 @@ fn golden_plans() {
     w.observed.machines.push(foreign);
     w.observed.ips.retain(|i| i.kind != IpKind::SharedV4);
     t3.spec.machines[0].env.insert("NEW".into(), "1".into());
-    golden("drift", &plan(&Desired { tenant: &t3, deleting: false, options: &o }, &w.observed, t0()));
+    golden(
+        "drift",
+        &plan(
+            &Desired {
+                tenant: &t3,
+                deleting: false,
+                options: &o,
+            },
+            &w.observed,
+            t0(),
+        ),
+    );
 
     let w = converged(&t);
-    golden("teardown", &plan(&Desired { tenant: &t, deleting: true, options: &o }, &w.observed, t0()));
+    golden(
+        "teardown",
+        &plan(
+            &Desired {
+                tenant: &t,
+                deleting: true,
+                options: &o,
+            },
+            &w.observed,
+            t0(),
+        ),
+    );
 
     let mut w = World::empty();
     w.observed.app = AppObservation::OtherOrg;
-    golden("blocked", &plan(&Desired { tenant: &t, deleting: false, options: &o }, &w.observed, t0()));
+    golden(
+        "blocked",
+        &plan(
+            &Desired {
+                tenant: &t,
+                deleting: false,
+                options: &o,
+            },
+            &w.observed,
+            t0(),
+        ),
+    );
 
     let mut w = converged(&t);
     let c = &mut w.observed.certificates[0];
@@ -1028,10 +1083,29 @@ fn golden_plans() {
         issued: false,
         rate_limited_until: None,
         dns_records: vec![
-            crate::fly::DnsRecord { kind: "A".into(), name: "app.example.com".into(), value: "66.241.124.3".into() },
-            crate::fly::DnsRecord { kind: "AAAA".into(), name: "app.example.com".into(), value: "2a09:8280:1::2".into() },
+            crate::fly::DnsRecord {
+                kind: "A".into(),
+                name: "app.example.com".into(),
+                value: "66.241.124.3".into(),
+            },
+            crate::fly::DnsRecord {
+                kind: "AAAA".into(),
+                name: "app.example.com".into(),
+                value: "2a09:8280:1::2".into(),
+            },
         ],
         validation_errors: vec![],
     });
-    golden("certificate-pending", &plan(&Desired { tenant: &t, deleting: false, options: &o }, &w.observed, t0()));
+    golden(
+        "certificate-pending",
+        &plan(
+            &Desired {
+                tenant: &t,
+                deleting: false,
+                options: &o,
+            },
+            &w.observed,
+            t0(),
+        ),
+    );
 }
