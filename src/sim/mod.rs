@@ -3,7 +3,7 @@
 //! It owns a simulated Fly world (organizations, apps, machines, secrets, IPs,
 //! certificates, tokens) and serves it over HTTP in Fly's wire format, as
 //! documented by the Machines OpenAPI document and Fly's real behaviour
-//! (`/work/shared/fly/API-NOTES.md`, `docs/simulator.md`): asynchronous state
+//! (`../shared/fly/API-NOTES.md`, `docs/simulator.md`): asynchronous state
 //! transitions, eventual visibility of new apps, leases, per-action rate limits,
 //! Go-style JSON normalisation, certificates that take their time, and
 //! injectable faults. Tests and benchmarks run it in-process with [`start`];

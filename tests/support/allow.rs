@@ -1,6 +1,6 @@
 //! The allow-list: every place where the conformance checks accept traffic
 //! the OpenAPI document does not describe, each with the real-world evidence
-//! for it (`/work/shared/fly/API-NOTES.md`, or the document's own prose).
+//! for it (`../shared/fly/API-NOTES.md`, or the document's own prose).
 //!
 //! Nothing goes in here to make a failing run pass. An entry needs a citation
 //! showing that real Fly behaves this way, so that a client built against the

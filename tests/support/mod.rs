@@ -12,8 +12,9 @@ pub mod graphql;
 pub mod openapi;
 pub mod proxy;
 
-/// Where the official Machines OpenAPI document lives on this machine.
-pub const OPENAPI_PATH: &str = "/work/shared/fly/machines-openapi.json";
+/// The official Machines OpenAPI document: `shared/` sits beside the
+/// checkout (as on developer machines and in CI).
+pub const OPENAPI_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fly/machines-openapi.json");
 
 /// One HTTP exchange as it crossed the recording proxy.
 ///
