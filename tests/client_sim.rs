@@ -2,6 +2,8 @@
 //! method over real HTTP, plus the client's recovery paths under the
 //! simulator's injected faults.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -26,20 +28,13 @@ async fn sim() -> SimHandle {
 }
 
 fn client(sim: &SimHandle) -> HttpFly {
-    let mut c = FlyConfig::new(sim.org_token());
-    c.machines_url = sim.base_url();
-    c.graphql_url = sim.graphql_url();
-    c.timeout = Duration::from_secs(5);
-    c.retry = RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
-        max_retry_after: Duration::from_secs(5),
-        lookup_delay: Duration::from_millis(50),
-        jitter: true,
-        jitter_seed: Some(11),
-    };
-    HttpFly::new(c).expect("client")
+    HttpFly::new(common::test_fly_config(
+        sim.org_token(),
+        sim.base_url(),
+        sim.graphql_url(),
+        4,
+    ))
+    .expect("client")
 }
 
 fn org(sim: &SimHandle) -> OrgSlug {

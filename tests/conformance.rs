@@ -10,12 +10,14 @@
 //! `support/allow.rs`, each with its citation; `docs/conformance.md` explains
 //! them.
 
+mod common;
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
+use flotilla::fly::http::HttpFly;
 use flotilla::fly::{
     AssignIp, AutostopConfig, CheckConfig, ConcurrencyConfig, CreateMachine, FlyApi, FlyError,
     GuestConfig, HostStatus, MachineConfig, MachineFilter, MachineState, PortConfig, RestartConfig,
@@ -122,20 +124,13 @@ async fn rig(lease_shape: LeaseShape) -> Rig {
 }
 
 fn client(proxy: &RecordingProxy, sim: &SimHandle, paced: bool, attempts: u32) -> HttpFly {
-    let mut c = FlyConfig::new(sim.org_token());
-    c.machines_url = proxy.base_url();
-    c.graphql_url = proxy.graphql_url();
-    c.timeout = Duration::from_secs(5);
+    let mut c = common::test_fly_config(
+        sim.org_token(),
+        proxy.base_url(),
+        proxy.graphql_url(),
+        attempts,
+    );
     c.rate_limits.enabled = paced;
-    c.retry = RetryPolicy {
-        max_attempts: attempts,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        max_retry_after: Duration::from_secs(5),
-        lookup_delay: Duration::from_millis(50),
-        jitter: true,
-        jitter_seed: Some(7),
-    };
     HttpFly::new(c).expect("client")
 }
 

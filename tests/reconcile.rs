@@ -3,12 +3,14 @@
 //! re-planning yields nothing — from an empty simulator, after drift, under
 //! faults and after crashes at any point.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla::clock::{SharedClock, SystemClock};
-use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
+use flotilla::fly::http::HttpFly;
 use flotilla::fly::{FlyApi, MachineFilter, UpdateMachine};
 use flotilla::ids::{AppName, TenantName};
 use flotilla::reconcile::status::{ConditionStatus, READY, SYNCED, TenantStatus};
@@ -69,20 +71,13 @@ struct Harness {
 }
 
 fn fly_client(sim: &SimHandle) -> HttpFly {
-    let mut c = FlyConfig::new(sim.org_token());
-    c.machines_url = sim.base_url();
-    c.graphql_url = sim.graphql_url();
-    c.timeout = Duration::from_secs(5);
-    c.retry = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-        max_retry_after: Duration::from_secs(2),
-        lookup_delay: Duration::from_millis(30),
-        jitter: true,
-        jitter_seed: Some(3),
-    };
-    HttpFly::new(c).expect("client")
+    HttpFly::new(common::test_fly_config(
+        sim.org_token(),
+        sim.base_url(),
+        sim.graphql_url(),
+        4,
+    ))
+    .expect("client")
 }
 
 async fn harness(config: SimConfig) -> Harness {

@@ -218,3 +218,27 @@ impl Drop for PgTestDb {
         });
     }
 }
+
+/// A Fly client config for tests against a local simulator (or a proxy in
+/// front of one): short timeouts, quick seeded-jitter retries.
+pub fn test_fly_config(
+    token: secrecy::SecretString,
+    machines_url: String,
+    graphql_url: String,
+    attempts: u32,
+) -> flotilla::fly::http::FlyConfig {
+    let mut c = flotilla::fly::http::FlyConfig::new(token);
+    c.machines_url = machines_url;
+    c.graphql_url = graphql_url;
+    c.timeout = Duration::from_secs(5);
+    c.retry = flotilla::fly::http::RetryPolicy {
+        max_attempts: attempts,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(5),
+        lookup_delay: Duration::from_millis(50),
+        jitter: true,
+        jitter_seed: Some(7),
+    };
+    c
+}

@@ -14,7 +14,10 @@ pub mod proxy;
 
 /// The official Machines OpenAPI document: `shared/` sits beside the
 /// checkout (as on developer machines and in CI).
-pub const OPENAPI_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fly/machines-openapi.json");
+pub const OPENAPI_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fly/machines-openapi.json"
+);
 
 /// One HTTP exchange as it crossed the recording proxy.
 ///
