@@ -12,8 +12,10 @@
 //!   jitter, so a fleet does not resync in lockstep), or the tenant's own
 //!   `flotilla.dev/resync-interval` annotation.
 //! * Spec changes wake the tenant at once (`Store::changes`); the tenant list
-//!   is also re-read every `list_interval` as a backstop (SQLite only hears
-//!   writes made in this process).
+//!   is also re-read every `list_interval` as a backstop: new tenants, and
+//!   tenants whose generation is ahead of `observedGeneration` (a lost
+//!   notification, or a write from another process on SQLite), are
+//!   scheduled at once.
 //! * On shutdown no new reconcile starts; in-flight ones finish their attempt.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -181,10 +183,14 @@ impl Runtime {
                         Ok(records) => {
                             let now = Instant::now();
                             for r in records {
-                                // Only tenants this process has not scheduled yet
-                                // (new, or written by another process); known
-                                // ones keep their resync or backoff time.
-                                if !state.when.contains_key(&r.name) && !state.running.contains(&r.name) {
+                                // Tenants this process has not scheduled (new,
+                                // or written by another process), and spec
+                                // changes whose notification was lost (a
+                                // lagging subscriber, a dropped LISTEN
+                                // connection). Others keep their resync or
+                                // backoff time.
+                                let unseen = !state.when.contains_key(&r.name) || r.generation != r.observed_generation;
+                                if unseen && !state.running.contains(&r.name) {
                                     state.schedule(&r.name, now);
                                 }
                             }
