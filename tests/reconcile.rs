@@ -67,6 +67,7 @@ struct Harness {
     fly: Arc<HttpFly>,
     store: SharedStore,
     clock: SharedClock,
+    db_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -97,6 +98,7 @@ async fn harness(config: SimConfig) -> Harness {
         fly,
         store,
         clock,
+        db_url: url,
         _dir: dir,
     }
 }
@@ -673,6 +675,7 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
         RuntimeOptions {
             concurrency: 3,
             resync: Duration::from_secs(3600),
+            list_interval: Duration::from_millis(300),
             seed: Some(1),
             ..RuntimeOptions::default()
         },
@@ -694,20 +697,29 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
     // A spec change wakes its tenant at once (the resync is an hour away).
     h.apply(&docs.replacen("image: nginx:1.27", "image: nginx:1.28", 1))
         .await;
-    let mut rolled = false;
-    for _ in 0..200 {
-        if h.live_machines("t0")
-            .iter()
-            .all(|m| m["image"] == "nginx:1.28")
-        {
-            rolled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        rolled,
+        wait_for_image(&h, "t0", "nginx:1.28").await,
         "the change reached Fly without waiting for a resync"
+    );
+
+    // A change written by another process (a second store on the same SQLite
+    // file, so no in-process notification) is found by the periodic listing.
+    let other = store::connect(&h.db_url, h.clock.clone()).await.unwrap();
+    let changed = docs
+        .replacen("image: nginx:1.27", "image: nginx:1.28", 2)
+        .replacen("image: nginx:1.27", "image: nginx:1.29", 1);
+    let drafts: Vec<TenantDraft> = spec::load_str("t.yaml", &changed, &ParseOptions::default())
+        .unwrap()
+        .into_iter()
+        .map(|d| TenantDraft {
+            tenant: d.tenant,
+            yaml: d.doc.text,
+        })
+        .collect();
+    other.apply(&drafts).await.unwrap();
+    assert!(
+        wait_for_image(&h, "t2", "nginx:1.29").await,
+        "a write from another process is picked up without waiting for a resync"
     );
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), task)
@@ -835,4 +847,16 @@ fn foreign_config() -> flotilla::fly::MachineConfig {
     let mut config = flotilla::plan::machine::desired_config(&tenant, &tenant.spec.machines[0]);
     config.metadata.clear();
     config
+}
+
+/// Waits (bounded) until every machine of `app` runs `image`.
+async fn wait_for_image(h: &Harness, app: &str, image: &str) -> bool {
+    for _ in 0..200 {
+        let machines = h.live_machines(app);
+        if !machines.is_empty() && machines.iter().all(|m| m["image"] == image) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
