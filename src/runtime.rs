@@ -3,6 +3,12 @@
 //!
 //! * A schedule keyed by tenant name holds each tenant's next due time; a
 //!   tenant is in it at most once (dedupe), and an earlier request wins.
+//! * Due work waits in one of two lanes: follow-ups (confirming changes just
+//!   made, watching something settle) and everything else (new tenants, spec
+//!   changes, resyncs, retries). When both have due work they take turns, so
+//!   a backlog larger than `concurrency` (a fleet's first converge) cannot
+//!   hold back the follow-ups that finish tenants already started, and
+//!   follow-ups cannot starve the rest either.
 //! * At most `concurrency` reconciles run at once; a tenant that changes while
 //!   it is being reconciled is run again right after.
 //! * After a failure a tenant waits `backoff_base · 2^failures` (capped at
@@ -73,9 +79,23 @@ pub struct Runtime {
     hook: Option<OutcomeHook>,
 }
 
+/// Which queue a scheduled activation waits in (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Work in progress: confirming changes, watching something settle.
+    FollowUp,
+    /// New tenants, spec changes, resyncs, retries after backoff.
+    Normal,
+}
+
+type Due = BTreeMap<(Instant, u64), TenantName>;
+
 struct State {
-    due: BTreeMap<(Instant, u64), TenantName>,
-    when: HashMap<TenantName, (Instant, u64)>,
+    follow_ups: Due,
+    due: Due,
+    when: HashMap<TenantName, (Lane, Instant, u64)>,
+    /// Which lane goes first the next time both have due work.
+    follow_up_turn: bool,
     running: BTreeSet<TenantName>,
     dirty: BTreeSet<TenantName>,
     failures: HashMap<TenantName, u32>,
@@ -84,24 +104,82 @@ struct State {
 }
 
 impl State {
-    fn schedule(&mut self, name: &TenantName, at: Instant) {
-        if let Some(existing) = self.when.get(name) {
-            if existing.0 <= at {
+    fn new(rng: StdRng) -> Self {
+        Self {
+            follow_ups: BTreeMap::new(),
+            due: BTreeMap::new(),
+            when: HashMap::new(),
+            follow_up_turn: true,
+            running: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            failures: HashMap::new(),
+            seq: 0,
+            rng,
+        }
+    }
+
+    fn lane(&mut self, lane: Lane) -> &mut Due {
+        match lane {
+            Lane::FollowUp => &mut self.follow_ups,
+            Lane::Normal => &mut self.due,
+        }
+    }
+
+    fn schedule(&mut self, name: &TenantName, at: Instant, lane: Lane) {
+        if let Some(&(l, t, seq)) = self.when.get(name) {
+            if t <= at {
                 return;
             }
-            self.due.remove(existing);
+            self.lane(l).remove(&(t, seq));
         }
         self.seq += 1;
-        let key = (at, self.seq);
-        self.due.insert(key, name.clone());
-        self.when.insert(name.clone(), key);
+        let seq = self.seq;
+        self.lane(lane).insert((at, seq), name.clone());
+        self.when.insert(name.clone(), (lane, at, seq));
     }
 
     fn forget(&mut self, name: &TenantName) {
-        if let Some(key) = self.when.remove(name) {
-            self.due.remove(&key);
+        if let Some((lane, at, seq)) = self.when.remove(name) {
+            self.lane(lane).remove(&(at, seq));
         }
         self.failures.remove(name);
+    }
+
+    /// The next tenant due at `now`, taking the lanes in turns while both
+    /// have due work; `None` when nothing is due yet.
+    fn pop_due(&mut self, now: Instant) -> Option<TenantName> {
+        let head = |d: &Due| d.keys().next().copied().filter(|k| k.0 <= now);
+        let lane = match (head(&self.follow_ups), head(&self.due)) {
+            (None, None) => return None,
+            (Some(_), None) => Lane::FollowUp,
+            (None, Some(_)) => Lane::Normal,
+            (Some(_), Some(_)) => {
+                let lane = if self.follow_up_turn {
+                    Lane::FollowUp
+                } else {
+                    Lane::Normal
+                };
+                self.follow_up_turn = !self.follow_up_turn;
+                lane
+            }
+        };
+        let (_, name) = self.lane(lane).pop_first()?;
+        self.when.remove(&name);
+        Some(name)
+    }
+
+    /// When the earliest scheduled activation is due.
+    fn next_due(&self) -> Option<Instant> {
+        let a = self.follow_ups.keys().next().map(|k| k.0);
+        let b = self.due.keys().next().map(|k| k.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.follow_ups.len() + self.due.len()
     }
 
     fn jitter(&mut self, d: Duration, spread: f64) -> Duration {
@@ -128,18 +206,10 @@ impl Runtime {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
         let store = self.reconciler.store().clone();
         let mut changes = store.changes().await?;
-        let mut state = State {
-            due: BTreeMap::new(),
-            when: HashMap::new(),
-            running: BTreeSet::new(),
-            dirty: BTreeSet::new(),
-            failures: HashMap::new(),
-            seq: 0,
-            rng: match self.options.seed {
-                Some(s) => StdRng::seed_from_u64(s),
-                None => StdRng::from_rng(&mut rand::rng()),
-            },
-        };
+        let mut state = State::new(match self.options.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_rng(&mut rand::rng()),
+        });
         let mut tasks: JoinSet<(TenantName, Result<Outcome, String>)> = JoinSet::new();
         let mut list_tick = tokio::time::interval(self.options.list_interval);
         let concurrency = self.options.concurrency.max(1);
@@ -147,14 +217,9 @@ impl Runtime {
             // Start what is due, up to the concurrency limit.
             let now = Instant::now();
             while tasks.len() < concurrency {
-                let Some((&key, _)) = state.due.iter().next() else {
+                let Some(name) = state.pop_due(now) else {
                     break;
                 };
-                if key.0 > now {
-                    break;
-                }
-                let name = state.due.remove(&key).expect("present");
-                state.when.remove(&name);
                 if state.running.contains(&name) {
                     state.dirty.insert(name);
                     continue;
@@ -166,9 +231,9 @@ impl Runtime {
                     (name, result)
                 });
             }
-            metrics::gauge!("flotilla_queue_depth").set(state.due.len() as f64);
+            metrics::gauge!("flotilla_queue_depth").set(state.queued() as f64);
             metrics::gauge!("flotilla_reconciles_in_flight").set(tasks.len() as f64);
-            let next_due = state.due.keys().next().map(|k| k.0);
+            let next_due = state.next_due();
             let has_room = tasks.len() < concurrency;
             let sleep = async move {
                 match next_due {
@@ -191,7 +256,7 @@ impl Runtime {
                                 // backoff time.
                                 let unseen = !state.when.contains_key(&r.name) || r.generation != r.observed_generation;
                                 if unseen && !state.running.contains(&r.name) {
-                                    state.schedule(&r.name, now);
+                                    state.schedule(&r.name, now, Lane::Normal);
                                 }
                             }
                         }
@@ -202,7 +267,7 @@ impl Runtime {
                     if state.running.contains(&name) {
                         state.dirty.insert(name);
                     } else {
-                        state.schedule(&name, Instant::now());
+                        state.schedule(&name, Instant::now(), Lane::Normal);
                     }
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
@@ -219,24 +284,24 @@ impl Runtime {
                             Next::Backoff
                         }
                     };
-                    let delay = match next {
+                    let (delay, lane) = match next {
                         Next::Done => { state.forget(&name); state.dirty.remove(&name); continue; }
                         Next::Backoff => {
                             let n = state.failures.entry(name.clone()).or_insert(0);
                             *n = n.saturating_add(1);
                             let exp = self.options.backoff_base.saturating_mul(1u32 << (*n - 1).min(20));
                             let d = exp.min(self.options.backoff_max);
-                            state.jitter(d, 0.5)
+                            (state.jitter(d, 0.5), Lane::Normal)
                         }
-                        Next::Soon(d) => { state.failures.remove(&name); d }
+                        Next::Soon(d) => { state.failures.remove(&name); (d, Lane::FollowUp) }
                         Next::Resync => {
                             state.failures.remove(&name);
                             let base = self.resync_for(&name).await.unwrap_or(self.options.resync);
-                            state.jitter(base, 0.1)
+                            (state.jitter(base, 0.1), Lane::Normal)
                         }
                     };
                     let at = if state.dirty.remove(&name) { now } else { now + delay };
-                    state.schedule(&name, at);
+                    state.schedule(&name, at, lane);
                 }
                 _ = sleep => {}
             }
@@ -276,6 +341,74 @@ fn parse_simple_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(s: &str) -> TenantName {
+        TenantName::parse(s).expect("valid name")
+    }
+
+    fn state() -> State {
+        State::new(StdRng::seed_from_u64(0))
+    }
+
+    fn drain(state: &mut State, now: Instant) -> Vec<String> {
+        std::iter::from_fn(|| state.pop_due(now))
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_backlog_does_not_hold_back_follow_ups() {
+        let t0 = Instant::now();
+        let mut s = state();
+        for n in ["n1", "n2", "n3", "n4"] {
+            s.schedule(&name(n), t0, Lane::Normal);
+        }
+        // Follow-ups due later than the whole backlog still go every other
+        // turn, and the backlog keeps moving between them.
+        s.schedule(&name("f1"), t0 + Duration::from_secs(2), Lane::FollowUp);
+        s.schedule(&name("f2"), t0 + Duration::from_secs(3), Lane::FollowUp);
+        assert_eq!(
+            drain(&mut s, t0 + Duration::from_secs(5)),
+            ["f1", "n1", "f2", "n2", "n3", "n4"]
+        );
+        assert_eq!(s.queued(), 0);
+        assert!(s.when.is_empty());
+    }
+
+    #[test]
+    fn nothing_starts_before_it_is_due() {
+        let t0 = Instant::now();
+        let mut s = state();
+        s.schedule(&name("later"), t0 + Duration::from_secs(10), Lane::Normal);
+        s.schedule(&name("soon"), t0 + Duration::from_secs(2), Lane::FollowUp);
+        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(drain(&mut s, t0), Vec::<String>::new());
+        assert_eq!(drain(&mut s, t0 + Duration::from_secs(2)), ["soon"]);
+        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(drain(&mut s, t0 + Duration::from_secs(10)), ["later"]);
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_tenant_is_queued_once_and_the_earlier_request_wins() {
+        let t0 = Instant::now();
+        let mut s = state();
+        let a = name("a");
+        s.schedule(&a, t0 + Duration::from_secs(300), Lane::Normal);
+        // An earlier request moves it, into the requested lane.
+        s.schedule(&a, t0 + Duration::from_secs(2), Lane::FollowUp);
+        // A later one changes nothing.
+        s.schedule(&a, t0 + Duration::from_secs(60), Lane::Normal);
+        assert_eq!(s.queued(), 1);
+        assert_eq!(s.follow_ups.len(), 1);
+        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(2)));
+        s.forget(&a);
+        assert_eq!(s.queued(), 0);
+        assert_eq!(
+            drain(&mut s, t0 + Duration::from_secs(400)),
+            Vec::<String>::new()
+        );
+    }
 
     #[test]
     fn resync_annotation_durations() {

@@ -3,10 +3,13 @@
 //! Fly limits the Machines API per *action* (operation) and per *key* (the
 //! machine for machine-scoped calls, otherwise the app): 1 req/s with bursts
 //! of 3, except `Get Machine` at 5 req/s with bursts of 10, and app deletions
-//! at 100 per minute (API-NOTES §3). A fleet-wide operation (rolling secrets
-//! to 500 machines) would otherwise provoke a storm of 429s, so every call
-//! waits here first. On top of the per-key limits sits one global token bucket
-//! over all calls, so the controller as a whole stays a polite client.
+//! at 100 per minute (API-NOTES §3). App creation has no app to key on and
+//! counts against the org: a fleet's creates share one bucket of 1 req/s, so
+//! the client paces them. A fleet-wide operation (rolling secrets to 500
+//! machines, creating 1,000 apps) would otherwise provoke a storm of 429s,
+//! so every call waits here first. On top of the per-key limits sits one
+//! global token bucket over all calls, so the controller as a whole stays a
+//! polite client.
 //!
 //! The limiter *waits* (asynchronously); it never fails a call. Its clock is
 //! tokio's, so tests with paused time see exact, deterministic spacing.
@@ -173,8 +176,11 @@ impl FlyRateLimiter {
     }
 
     /// Waits until `operation` (an OpenAPI operationId) on `key` may be sent,
-    /// and returns how long it waited. `Apps_delete` is limited per org, not
-    /// per app (one app is deleted once), so its key is ignored.
+    /// and returns how long it waited. App creation and deletion are limited
+    /// per org, not per app (an app is created once and deleted once; a
+    /// create has no app to key on yet, and Fly, like the simulator, counts
+    /// `POST /v1/apps` against the org), so their key is ignored: one client
+    /// acts for one org.
     pub async fn until_ready(&self, operation: &'static str, key: &str) -> Duration {
         let start = tokio::time::Instant::now();
         let class = class_of(operation);
@@ -183,9 +189,10 @@ impl FlyRateLimiter {
             Class::Show => &self.show,
             Class::AppDelete => &self.app_delete,
         };
+        let per_org = class == Class::AppDelete || operation == "Apps_create";
         let key: Key = (
             operation,
-            if class == Class::AppDelete {
+            if per_org {
                 String::new()
             } else {
                 key.to_owned()
@@ -301,6 +308,24 @@ mod tests {
         // The 101st waits for one replenishment: 60 s / 100.
         let waited = l.until_ready("Apps_delete", "app-x").await;
         assert_eq!(waited.as_millis(), 600);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn app_creates_share_one_org_wide_bucket() {
+        let l = limiter(None, 1);
+        let start = Instant::now();
+        let mut got = Vec::new();
+        for i in 0..5 {
+            l.until_ready("Apps_create", &format!("app-{i}")).await;
+            got.push(start.elapsed());
+        }
+        // Five different apps, one bucket: burst of 3, then 1 per second.
+        assert_eq!(ms(&got), vec![0, 0, 0, 1000, 2000]);
+        // Other operations on those apps keep their own per-app buckets.
+        assert_eq!(
+            ms(&offsets(&l, "Machines_create", "app-0", 3).await),
+            vec![0, 0, 0]
+        );
     }
 
     #[tokio::test(start_paused = true)]
