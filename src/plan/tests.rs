@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::fly::{
     AppSecret, CertificateDetail, CertificateSummary, HostStatus, IpAssignment, Machine,
-    MachineState,
+    MachineConfig, MachineState,
 };
 use crate::ids::*;
 use crate::spec::*;
@@ -132,11 +132,21 @@ impl World {
         );
         let id = MachineId::parse(format!("{:014x}", 0xabc0000 + self.next_id)).unwrap();
         self.next_id += 1;
+        self.machine_with(id, state, g.region.to_string(), config)
+    }
+
+    fn machine_with(
+        &self,
+        id: MachineId,
+        state: MachineState,
+        region: String,
+        config: MachineConfig,
+    ) -> Machine {
         Machine {
             id,
             name: "m".into(),
             state,
-            region: g.region.to_string(),
+            region,
             version: format!("V{}", self.next_id),
             host_status: HostStatus::Ok,
             metadata: config.metadata.clone(),
@@ -230,18 +240,8 @@ impl World {
                         .to_string(),
                 );
                 self.next_id += 1;
-                let m = Machine {
-                    id: MachineId::parse(format!("{:014x}", 0xdef0000 + self.next_id)).unwrap(),
-                    name: "m".into(),
-                    state: MachineState::Started,
-                    region: region.clone(),
-                    version: format!("V{}", self.next_id),
-                    host_status: HostStatus::Ok,
-                    metadata: config.metadata.clone(),
-                    config: Some(config),
-                    created_at: Some(t0()),
-                    updated_at: Some(t0()),
-                };
+                let id = MachineId::parse(format!("{:014x}", 0xdef0000 + self.next_id)).unwrap();
+                let m = self.machine_with(id, MachineState::Started, region.clone(), config);
                 self.observed.pending_machines.retain(|p| &p.key != key);
                 self.observed.machines.push(m);
             }
