@@ -17,6 +17,13 @@
 //! | secrets | names present | ledger owns them; intent removed |
 //!
 //! This is pure apart from returning which intents to delete.
+//!
+//! # Caveat
+//! An address carries no owner on Fly, so an IP intent is matched by type
+//! (and region) against addresses the ledger does not hold. If flotilla
+//! crashed after writing the status but before deleting the intent, and a
+//! foreign address of the same type exists, that address would be adopted.
+//! Both conditions together are rare; the window is one store write.
 
 use std::collections::BTreeSet;
 
