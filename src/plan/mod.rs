@@ -8,8 +8,9 @@
 //! a dry run, golden-tested and property-tested.
 //!
 //! # Order
-//! Creation runs app → network (IPs, certificates, secrets) → machines →
-//! tokens; teardown runs in reverse: tokens, machines, IPs, certificates, app.
+//! Creation runs app → network (IPs, certificates, secrets) → machines;
+//! teardown runs in reverse: machines, IPs and certificates, app, then the
+//! row. Tokens (created last, revoked first) join with the token capability.
 //! The executor runs steps in plan order and stops at the first failed phase.
 //!
 //! # Guarantees
@@ -89,9 +90,9 @@ pub enum Phase {
     App,
     Network,
     Machines,
-    Tokens,
+    // Tokens (create after machines, revoke first on teardown) get their
+    // phases with the token capability.
     /// Teardown phases, in order.
-    RevokeTokens,
     DestroyMachines,
     ReleaseNetwork,
     DeleteApp,

@@ -66,8 +66,6 @@ pub struct ExecutionReport {
     pub skipped: usize,
     /// The tenant row was removed (teardown finished, or Orphan policy).
     pub forgotten: bool,
-    /// A retryable Fly error asked the controller to slow down.
-    pub rate_limited: bool,
     /// Intents whose result is now in the ledger. They are deleted only after
     /// the ledger is persisted with the status: a crash in between leaves the
     /// intent, and the next activation settles it from what Fly shows.
@@ -127,9 +125,6 @@ impl Executor<'_> {
             }
             let result = self.run(tenant, step, observed, ledger).await;
             let error = result.as_ref().err().map(ToString::to_string);
-            if let Err(StepError::Fly(e)) = &result {
-                report.rate_limited |= matches!(e, FlyError::RateLimited { .. });
-            }
             if error.is_some() && failed_phase.is_none() {
                 failed_phase = Some(step.phase);
             }

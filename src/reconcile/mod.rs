@@ -175,16 +175,10 @@ impl Reconciler {
             ledger.app_owned = false;
         }
         let deleting = record.deletion_requested_at.is_some();
-        let mut observed = observe::observe(
-            self.fly.as_ref(),
-            &record.tenant,
-            deleting,
-            ledger,
-            Vec::new(),
-            now,
-        )
-        .await
-        .map_err(ReconcileError::Observe)?;
+        let mut observed =
+            observe::observe(self.fly.as_ref(), &record.tenant, deleting, ledger, now)
+                .await
+                .map_err(ReconcileError::Observe)?;
         // Forget ledger entries for things that no longer exist.
         let live_ips: std::collections::BTreeSet<&str> =
             observed.ips.iter().map(|i| i.ip.as_str()).collect();
@@ -313,7 +307,7 @@ impl Reconciler {
 
         // Status.
         status.ledger = ledger;
-        fill_resources(&mut status, &record, &observed, &self.options.plan);
+        fill_resources(&mut status, &record, &observed);
         status.findings = plan.findings.iter().map(ToString::to_string).collect();
         status.blockers = plan.blockers.iter().map(ToString::to_string).collect();
         let failed = report.failed();
@@ -517,12 +511,7 @@ fn record_of(
     }
 }
 
-fn fill_resources(
-    status: &mut TenantStatus,
-    record: &TenantRecord,
-    observed: &Observed,
-    _options: &PlanOptions,
-) {
+fn fill_resources(status: &mut TenantStatus, record: &TenantRecord, observed: &Observed) {
     let tenant = &record.tenant;
     status.machines = observed
         .machines

@@ -11,7 +11,7 @@
 //! flotilla did not create are seen and block the app's deletion.
 
 use crate::fly::{FlyApi, FlyError, MachineFilter, meta};
-use crate::plan::{AppObservation, Ledger, Observed, ObservedCertificate, PendingMachine};
+use crate::plan::{AppObservation, Ledger, Observed, ObservedCertificate};
 use crate::spec::Tenant;
 
 /// Reads Fly for one tenant. Any failure aborts the observation: planning
@@ -21,12 +21,10 @@ pub async fn observe(
     tenant: &Tenant,
     deleting: bool,
     ledger: Ledger,
-    pending_machines: Vec<PendingMachine>,
     now: jiff::Timestamp,
 ) -> Result<Observed, FlyError> {
     let app = &tenant.spec.app.name;
     let mut observed = Observed::absent(ledger, now);
-    observed.pending_machines = pending_machines;
 
     let app_state = if observed.ledger.app_owned {
         AppObservation::Assumed
