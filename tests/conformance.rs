@@ -14,6 +14,9 @@ mod common;
 
 mod support;
 
+#[path = "conformance/minimal.rs"]
+mod minimal;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -967,7 +967,7 @@ async fn configs_come_back_normalised_like_fly() {
     let bare = fly
         .create_machine("norm", json!({"config": {"image": "nginx"}}))
         .await;
-    assert_eq!(bare["config"]["restart"], json!({"policy": ""}));
+    assert_eq!(bare["config"]["restart"], json!({}));
     assert_eq!(bare["config"]["guest"]["memory_mb"], json!(256));
     assert_eq!(bare["image_ref"]["repository"], json!("library/nginx"));
 }

@@ -3,7 +3,7 @@
 //! Fly decodes request bodies into Go structs and encodes responses from them,
 //! which shapes what a client sees: unknown fields vanish, `null` means "unset",
 //! zero values of `omitempty` fields disappear, non-`omitempty` fields appear
-//! even when unset (`"init": {}`, `"force_instance_key": null`), durations are
+//! even when unset (`"init": {}`), durations are
 //! re-rendered by `time.Duration.String()` and `autostop` comes back as a
 //! boolean. A type mismatch fails the whole request with Go's error text, which
 //! names the struct and the field path.

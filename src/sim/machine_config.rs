@@ -6,8 +6,10 @@
 //! defaults and checks:
 //! * `guest` missing → `shared`, 1 CPU, 256 MB (or the `size` preset); missing
 //!   parts of a `guest` are filled the same way;
-//! * `restart` missing → `{"policy": ""}` (the shape Fly's docs show; the
-//!   behaviour is on-failure with 10 retries);
+//! * `restart` missing → `{}` (the behaviour is on-failure with 10 retries).
+//!   An empty policy is omitted, as current fly-go's `policy,omitempty`
+//!   marshals it: the document's enum has no `""`, so the `{"policy": ""}`
+//!   of a 2022 docs example would be a response the document forbids;
 //! * `dns` missing → `{}`; `init` always present (`{}` when empty);
 //! * memory must be a multiple of 256 MB (shared) or 1024 MB (performance) and
 //!   within 256–2048 MB (shared) or 2048–8192 MB (performance) per CPU;
@@ -51,7 +53,8 @@ pub static MACHINE_INIT: StructDef = StructDef {
 pub static MACHINE_RESTART: StructDef = StructDef {
     go_name: "MachineRestart",
     fields: &[
-        always("policy", Kind::Str, false),
+        // `policy,omitempty` in current fly-go; `""` is not in the enum.
+        f("policy", Kind::Str),
         f("max_retries", Kind::Int),
         f("gpu_bid_price", Kind::Float),
     ],
@@ -542,7 +545,7 @@ mod tests {
             json!({
                 "init": {},
                 "image": "nginx",
-                "restart": {"policy": ""},
+                "restart": {},
                 "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
                 "dns": {}
             })
