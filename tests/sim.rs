@@ -1745,6 +1745,340 @@ async fn lost_responses_leave_the_effect_in_place() {
     );
 }
 
+// -------------------------------------------------------- machine faults
+
+/// Replaces the fault profile through the inspection surface, as a test
+/// harness outside the process would.
+async fn put_faults(fly: &Fly, profile: Value) -> Resp {
+    fly.send(None, Method::PUT, "/__sim/faults", Some(profile), &[])
+        .await
+}
+
+fn checked(image: &str) -> Value {
+    json!({"region": "ord", "config": {"image": image,
+        "checks": {"alive": {"type": "tcp", "port": 8080, "interval": "10s", "timeout": "2s"}}}})
+}
+
+async fn machine(fly: &Fly, app: &str, id: &str) -> Value {
+    let r = fly.get(&format!("/v1/apps/{app}/machines/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
+#[tokio::test]
+async fn insufficient_capacity_refuses_creates_in_one_region() {
+    let fly = Fly::quiet().await;
+    fly.create_app("full").await;
+    let r = put_faults(
+        &fly,
+        json!({"machines": [{"kind": "insufficient_capacity", "region": "ams"}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["name"], json!("custom"));
+    let refused = fly
+        .post(
+            "/v1/apps/full/machines",
+            json!({"region": "ams", "config": {"image": "nginx"}}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.body["status"], json!("insufficient_capacity"));
+    assert!(error_of(&refused).contains("insufficient resources"));
+    assert_eq!(
+        fly.get("/v1/apps/full/machines").await.body,
+        json!([]),
+        "a refused create leaves nothing behind"
+    );
+    // Another region has room.
+    fly.create_machine(
+        "full",
+        json!({"region": "ord", "config": {"image": "nginx"}}),
+    )
+    .await;
+    // Unknown apps are still 404 first: the app is checked before capacity.
+    let r = fly
+        .post(
+            "/v1/apps/nowhere/machines",
+            json!({"region": "ams", "config": {"image": "nginx"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn launch_failures_end_destroyed() {
+    let fly = Fly::quiet().await;
+    fly.create_app("doomed").await;
+    fly.sim.set_faults(FaultProfile {
+        machines: vec![sim::MachineFault {
+            image: Some("broken:1".into()),
+            ..sim::MachineFault::new(sim::MachineFaultKind::LaunchFailed)
+        }],
+        ..FaultProfile::none()
+    });
+    let m = fly
+        .create_machine(
+            "doomed",
+            json!({"region": "ord", "config": {"image": "broken:1"}}),
+        )
+        .await;
+    assert_eq!(m["state"], json!("created"), "the create itself succeeds");
+    let id = str_of(&m["id"]);
+    let version = str_of(&m["instance_id"]);
+    let w = fly
+        .wait_for(
+            "doomed",
+            &id,
+            &format!("state=started&version={version}&timeout=5"),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST, "it never starts");
+    let gone = machine(&fly, "doomed", &id).await;
+    assert_eq!(gone["state"], json!("destroyed"));
+    let states: Vec<&str> = gone["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .rev()
+        .filter_map(|e| e["status"].as_str())
+        .collect();
+    assert_eq!(states, ["created", "launch_failed", "destroyed"]);
+    assert_eq!(fly.get("/v1/apps/doomed/machines").await.body, json!([]));
+    // Other images launch.
+    let ok = fly
+        .create_machine(
+            "doomed",
+            json!({"region": "ord", "config": {"image": "nginx"}}),
+        )
+        .await;
+    let w = fly
+        .wait_for(
+            "doomed",
+            &str_of(&ok["id"]),
+            &format!(
+                "state=started&version={}&timeout=5",
+                str_of(&ok["instance_id"])
+            ),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn crashing_versions_fail_after_they_start() {
+    let fly = Fly::quiet().await;
+    fly.create_app("crashy").await;
+    put_faults(
+        &fly,
+        json!({"machines": [
+            {"kind": "crash", "image": "app:2"},
+            {"kind": "crash", "image": "app:3", "crash_to": "stopped"}
+        ]}),
+    )
+    .await;
+    let m = fly.create_machine("crashy", checked("app:1")).await;
+    let id = str_of(&m["id"]);
+    let path = format!("/v1/apps/crashy/machines/{id}");
+    let w = fly
+        .wait_for(
+            "crashy",
+            &id,
+            &format!(
+                "state=started&version={}&timeout=5",
+                str_of(&m["instance_id"])
+            ),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::OK, "version 1 is healthy");
+    assert_eq!(
+        machine(&fly, "crashy", &id).await["checks"][0]["status"],
+        json!("passing")
+    );
+
+    // Version 2 starts, is unhealthy while it runs, then fails.
+    let v2 = fly.post(&path, checked("app:2")).await;
+    assert_eq!(v2.status, StatusCode::OK);
+    let v2 = str_of(&v2.body["instance_id"]);
+    let started = fly
+        .wait_for(
+            "crashy",
+            &id,
+            &format!("state=started&version={v2}&timeout=5"),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    let failed = fly
+        .wait_for(
+            "crashy",
+            &id,
+            &format!("state=failed&version={v2}&timeout=5"),
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::OK, "{:?}", failed.body);
+    let m = machine(&fly, "crashy", &id).await;
+    assert_eq!(m["state"], json!("failed"));
+    assert_eq!(m["checks"][0]["status"], json!("critical"));
+    assert_eq!(m["events"][0]["type"], json!("exit"));
+    // Starting it again crashes again: the fault is the version's.
+    assert_eq!(
+        fly.post(&format!("{path}/start"), json!(null)).await.status,
+        StatusCode::OK
+    );
+    let again = fly
+        .wait_for(
+            "crashy",
+            &id,
+            &format!("state=failed&version={v2}&timeout=5"),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+
+    // Version 3 crashes to stopped instead.
+    let v3 = fly.post(&path, checked("app:3")).await;
+    let v3 = str_of(&v3.body["instance_id"]);
+    let stopped = fly
+        .wait_for(
+            "crashy",
+            &id,
+            &format!("state=stopped&version={v3}&timeout=5"),
+        )
+        .await;
+    assert_eq!(stopped.status, StatusCode::OK, "{:?}", stopped.body);
+    // A healthy version stays up.
+    let v4 = fly.post(&path, checked("app:4")).await;
+    let v4 = str_of(&v4.body["instance_id"]);
+    fly.wait_for(
+        "crashy",
+        &id,
+        &format!("state=started&version={v4}&timeout=5"),
+    )
+    .await;
+    tokio::time::sleep(TICK * 3).await;
+    assert_eq!(
+        machine(&fly, "crashy", &id).await["state"],
+        json!("started")
+    );
+}
+
+#[tokio::test]
+async fn failing_checks_and_dark_hosts_follow_the_profile() {
+    let fly = Fly::quiet().await;
+    fly.create_app("sick").await;
+    let a = fly.create_machine("sick", checked("app:1")).await;
+    let mut in_iad = checked("app:1");
+    in_iad["region"] = json!("iad");
+    let b = fly.create_machine("sick", in_iad).await;
+    let (a, b) = (str_of(&a["id"]), str_of(&b["id"]));
+    tokio::time::sleep(TICK * 4).await;
+    put_faults(
+        &fly,
+        json!({"machines": [
+            {"kind": "checks_failing", "app": "sick"},
+            {"kind": "host_unreachable", "region": "iad"}
+        ]}),
+    )
+    .await;
+    let sick = machine(&fly, "sick", &a).await;
+    assert_eq!(
+        sick["state"],
+        json!("started"),
+        "failing checks do not stop it"
+    );
+    assert_eq!(sick["checks"][0]["status"], json!("critical"));
+    assert!(str_of(&sick["checks"][0]["output"]).contains("refused"));
+    assert_eq!(sick["host_status"], json!("ok"));
+
+    let dark = machine(&fly, "sick", &b).await;
+    assert_eq!(dark["host_status"], json!("unreachable"));
+    assert!(dark.get("config").is_none());
+    assert_eq!(dark["incomplete_config"]["image"], json!("app:1"));
+    let upd = fly
+        .post(&format!("/v1/apps/sick/machines/{b}"), checked("app:2"))
+        .await;
+    assert_eq!(upd.status, StatusCode::SERVICE_UNAVAILABLE);
+    let state = fly.sim.snapshot();
+    let hosts: Vec<bool> = state["apps"][0]["machines"]
+        .as_array()
+        .expect("machines")
+        .iter()
+        .map(|m| m["host_unreachable"].as_bool().expect("bool"))
+        .collect();
+    assert_eq!(hosts.iter().filter(|u| **u).count(), 1);
+
+    // Clearing the profile heals both at once.
+    fly.sim.set_faults(FaultProfile::none());
+    assert_eq!(
+        machine(&fly, "sick", &a).await["checks"][0]["status"],
+        json!("passing")
+    );
+    assert_eq!(machine(&fly, "sick", &b).await["host_status"], json!("ok"));
+}
+
+#[tokio::test]
+async fn lease_acquisition_can_fail_with_5xx_without_taking_effect() {
+    let fly = Fly::quiet().await;
+    fly.create_app("leasy").await;
+    let (id, _) = fly.started_machine("leasy").await;
+    let r = put_faults(
+        &fly,
+        json!({"endpoint_error_rates": {"Machines_create_lease": 1.0}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let lease = fly
+        .post(
+            &format!("/v1/apps/leasy/machines/{id}/lease"),
+            json!({"ttl": 30}),
+        )
+        .await;
+    assert!(lease.status.is_server_error(), "{}", lease.status);
+    assert_eq!(
+        fly.get(&format!("/v1/apps/leasy/machines/{id}/lease"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "no lease was taken"
+    );
+}
+
+#[tokio::test]
+async fn bad_machine_faults_are_refused_with_the_reason() {
+    let fly = Fly::quiet().await;
+    for (profile, says) in [
+        (json!({"machines": [{"kind": "meltdown"}]}), "meltdown"),
+        (
+            json!({"machines": [{"kind": "crash", "colour": "red"}]}),
+            "colour",
+        ),
+        (
+            json!({"machines": [{"kind": "crash", "region": "atlantis"}]}),
+            "atlantis",
+        ),
+        (
+            json!({"machines": [{"kind": "checks_failing", "rate": 1.5}]}),
+            "rate",
+        ),
+        (
+            json!({"machines": [{"kind": "launch_failed", "crash_to": "stopped"}]}),
+            "crash_to",
+        ),
+        (
+            json!({"endpoint_error_rates": {"Machines_lease": 1.0}}),
+            "Machines_lease",
+        ),
+    ] {
+        let r = put_faults(&fly, profile).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{says}: {:?}", r.body);
+        assert!(error_of(&r).contains(says), "{says}: {}", error_of(&r));
+    }
+    assert_eq!(
+        fly.sim.faults().machines,
+        vec![],
+        "a refused profile changes nothing"
+    );
+}
+
 #[tokio::test]
 async fn timeouts_profile_stalls_without_taking_effect() {
     let mut profile = FaultProfile::from_name("timeouts").expect("profile");

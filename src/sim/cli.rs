@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{LeaseShape, SimConfig};
-use super::faults::FaultProfile;
+use super::faults::{FaultProfile, MachineFault};
 use super::server::start_with_listener;
 
 /// Options of `flotilla sim`.
@@ -24,6 +24,18 @@ pub struct SimArgs {
     /// Fault profile: none, flaky, ratelimit, slow, lost, timeouts or chaos.
     #[arg(long, default_value = "none", value_parser = parse_profile)]
     pub faults: FaultProfile,
+    /// A machine fault, added to the profile (repeatable):
+    /// KIND[:key=value,...] with KIND insufficient_capacity, launch_failed,
+    /// crash, checks_failing or host_unreachable and keys app, region, image,
+    /// rate and (crash) to=failed|stopped; e.g.
+    /// `crash:image=registry.fly.io/web:v2` or `insufficient_capacity:region=ams`.
+    #[arg(long = "machine-fault", value_name = "SPEC")]
+    pub machine_faults: Vec<MachineFault>,
+    /// Answer this share of one operation's requests with 500/502/503
+    /// without effect (repeatable): OPERATION=RATE, e.g.
+    /// `Machines_create_lease=0.5`.
+    #[arg(long = "endpoint-error", value_name = "OP=RATE", value_parser = parse_endpoint_error)]
+    pub endpoint_errors: Vec<(String, f64)>,
     /// Organization slug the org token belongs to.
     #[arg(long = "org", default_value = "personal")]
     pub org: String,
@@ -55,13 +67,34 @@ fn parse_profile(s: &str) -> Result<FaultProfile, String> {
     FaultProfile::from_name(s)
 }
 
+fn parse_endpoint_error(s: &str) -> Result<(String, f64), String> {
+    let (op, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected OPERATION=RATE"))?;
+    let rate: f64 = rate
+        .trim()
+        .parse()
+        .map_err(|_| format!("{rate:?} is not a number"))?;
+    Ok((op.trim().to_owned(), rate))
+}
+
 impl SimArgs {
+    /// The profile named by `--faults` plus the `--machine-fault` and
+    /// `--endpoint-error` additions.
+    pub fn fault_profile(&self) -> FaultProfile {
+        let mut p = self.faults.clone();
+        p.machines.extend(self.machine_faults.iter().cloned());
+        p.endpoint_error_rates
+            .extend(self.endpoint_errors.iter().cloned());
+        p
+    }
+
     pub fn to_config(&self) -> SimConfig {
         SimConfig {
             org_slug: self.org.clone(),
             org_token: self.org_token.clone(),
             seed: self.seed,
-            faults: self.faults.clone(),
+            faults: self.fault_profile(),
             app_visibility_delay: Duration::from_millis(self.app_visibility_ms),
             transition_delay: Duration::from_millis(self.transition_ms),
             rate_limits: !self.no_rate_limits,
@@ -89,6 +122,13 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
     println!("  org slug:     {}", handle.org_slug());
     println!("  org token:    {}", token.expose_secret());
     println!("  inspection:   {}/__sim/state", handle.base_url());
+    let faults = handle.faults();
+    println!(
+        "  faults:       {} ({} machine fault rule(s), {} endpoint error rate(s))",
+        faults.name,
+        faults.machines.len(),
+        faults.endpoint_error_rates.len()
+    );
     shutdown.cancelled().await;
     handle.shutdown().await;
     Ok(())
@@ -99,6 +139,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::sim::faults::{CrashState, MachineFaultKind};
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -133,6 +174,57 @@ mod tests {
         assert_eq!(cfg.lease_shape, LeaseShape::Flat);
         assert_eq!(cfg.transition_delay, Duration::from_millis(10));
         assert!(Cli::try_parse_from(["sim", "--faults", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn machine_faults_and_endpoint_errors_add_to_the_profile() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--faults",
+            "flaky",
+            "--machine-fault",
+            "crash:image=registry.fly.io/web:v2,to=stopped",
+            "--machine-fault",
+            "insufficient_capacity:region=ams,rate=0.5",
+            "--endpoint-error",
+            "Machines_create_lease=0.25",
+        ])
+        .expect("parses");
+        let cfg = cli.sim.to_config();
+        assert_eq!(cfg.faults.error_rate, 0.2, "the named profile stays");
+        assert_eq!(cfg.faults.machines.len(), 2);
+        let crash = &cfg.faults.machines[0];
+        assert_eq!(crash.kind, MachineFaultKind::Crash);
+        assert_eq!(crash.image.as_deref(), Some("registry.fly.io/web:v2"));
+        assert_eq!(crash.crash_to, CrashState::Stopped);
+        assert_eq!(cfg.faults.machines[1].region.as_deref(), Some("ams"));
+        assert_eq!(cfg.faults.machines[1].rate, 0.5);
+        assert_eq!(
+            cfg.faults.endpoint_error_rates.get("Machines_create_lease"),
+            Some(&0.25)
+        );
+        cfg.faults.validate().expect("valid");
+        for bad in [
+            "meltdown",
+            "crash:colour=red",
+            "crash:to=exploded",
+            "launch_failed:to=stopped",
+            "insufficient_capacity:region=atlantis",
+            "checks_failing:rate=2",
+            "host_unreachable:app",
+        ] {
+            assert!(
+                Cli::try_parse_from(["sim", "--machine-fault", bad]).is_err(),
+                "{bad} is refused"
+            );
+        }
+        let typo = Cli::try_parse_from(["sim", "--endpoint-error", "Machines_lease=1"])
+            .expect("parses")
+            .sim;
+        assert!(
+            typo.fault_profile().validate().is_err(),
+            "unknown operation"
+        );
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ pub fn snapshot(sim: &Sim) -> Value {
                         "secrets_version": m.secrets_version,
                         "metadata": m.metadata(),
                         "image": m.config.get("image"),
-                        "host_unreachable": st.unreachable_hosts.contains(&m.id),
+                        "host_unreachable": st.host_unreachable(&a.name, m),
                         "cordoned": m.cordoned,
                         "lease": m.active_lease(now).map(|l| json!({
                             "owner": l.owner,
@@ -200,7 +200,7 @@ pub async fn faults(State(sim): State<Arc<Sim>>, JsonBody(body): JsonBody) -> Ap
     };
     profile.validate().map_err(ApiError::bad_request)?;
     tracing::info!(profile = %profile.name, "fault profile changed");
-    sim.faults.set(profile.clone());
+    sim.set_faults(profile.clone());
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_value(profile).unwrap_or(Value::Null),

@@ -32,6 +32,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::LeaseShape;
 use super::error::{ApiError, ApiResult};
+use super::faults::{FaultTarget, MachineFaultKind, machine_fault};
 use super::gojson::{self, Kind, StructDef, f, p};
 use super::machine_config::{self, MACHINE_CONFIG};
 use super::server::{
@@ -108,9 +109,15 @@ pub struct RenderOpts {
     pub nonce: Option<String>,
 }
 
-/// A machine as the Machines API renders it.
-pub fn machine_json(st: &World, m: &Machine, now: Timestamp, opts: &RenderOpts) -> Value {
-    let unreachable = st.unreachable_hosts.contains(&m.id);
+/// A machine of `app` as the Machines API renders it.
+pub fn machine_json(
+    st: &World,
+    app: &str,
+    m: &Machine,
+    now: Timestamp,
+    opts: &RenderOpts,
+) -> Value {
+    let unreachable = st.host_unreachable(app, m);
     let mut o = Map::new();
     o.insert("id".into(), m.id.clone().into());
     o.insert("name".into(), m.name.clone().into());
@@ -146,7 +153,14 @@ pub fn machine_json(st: &World, m: &Machine, now: Timestamp, opts: &RenderOpts) 
             })
             .collect();
         o.insert("events".into(), Value::Array(events));
-        let checks = check_statuses(m);
+        // A crashing version never passes its checks.
+        let failing = st
+            .machine_fault(MachineFaultKind::ChecksFailing, app, m, &m.id)
+            .is_some()
+            || st
+                .machine_fault(MachineFaultKind::Crash, app, m, &m.instance_id)
+                .is_some();
+        let checks = check_statuses(m, failing);
         if !checks.is_empty() {
             o.insert("checks".into(), Value::Array(checks));
         }
@@ -176,17 +190,20 @@ pub fn machine_json(st: &World, m: &Machine, now: Timestamp, opts: &RenderOpts) 
     Value::Object(o)
 }
 
-/// Health check statuses: passing while started, critical otherwise.
-fn check_statuses(m: &Machine) -> Vec<Value> {
-    let status = if m.state == "started" {
-        "passing"
+/// Health check statuses: passing while started (unless `failing`),
+/// critical otherwise.
+fn check_statuses(m: &Machine, failing: bool) -> Vec<Value> {
+    let (status, output) = if m.state == "started" && !failing {
+        ("passing", "")
+    } else if m.state == "started" {
+        ("critical", "connect: connection refused")
     } else {
-        "critical"
+        ("critical", "")
     };
     let mut out = Vec::new();
     if let Some(checks) = m.config.get("checks").and_then(Value::as_object) {
         for name in checks.keys() {
-            out.push(json!({"name": name, "status": status, "output": "", "updated_at": rfc3339(m.updated_at)}));
+            out.push(json!({"name": name, "status": status, "output": output, "updated_at": rfc3339(m.updated_at)}));
         }
     }
     if let Some(services) = m.config.get("services").and_then(Value::as_array) {
@@ -203,7 +220,7 @@ fn check_statuses(m: &Machine) -> Vec<Value> {
                 out.push(json!({
                     "name": format!("servicecheck-{i:02}-{j:02}-{port}"),
                     "status": status,
-                    "output": "",
+                    "output": output,
                     "updated_at": rfc3339(m.updated_at),
                 }));
             }
@@ -214,7 +231,8 @@ fn check_statuses(m: &Machine) -> Vec<Value> {
 
 fn event_for(state: &str) -> &'static str {
     match state {
-        "created" => "launch",
+        "created" | "launch_failed" => "launch",
+        "failed" => "exit",
         "starting" | "started" => "start",
         "stopping" | "stopped" => "stop",
         "destroying" | "destroyed" => "destroy",
@@ -241,10 +259,20 @@ fn set_state(m: &mut Machine, state: &str, now: Timestamp, event_id: String, sou
 }
 
 /// One timer step of a machine's plan. Returns whether more steps remain.
+///
+/// A machine that reaches `started` on a version a `crash` fault hits gets
+/// one more step: the crash, to `failed` or `stopped`.
 pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> bool {
     let now = sim.now();
     let mut st = sim.write();
     let event_id = st.ulid(now);
+    let crash = st
+        .apps
+        .get(app)
+        .and_then(|a| a.machines.get(id))
+        .filter(|m| m.generation == generation && m.plan.front().is_some_and(|s| s == "started"))
+        .and_then(|m| st.machine_fault(MachineFaultKind::Crash, app, m, &m.instance_id))
+        .map(|f| f.crash_to.as_str());
     let Some(app) = st.apps.get_mut(app) else {
         return false;
     };
@@ -260,6 +288,10 @@ pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> bool {
     set_state(m, &next, now, event_id, "flyd");
     if next == "destroyed" {
         m.lease = None;
+    }
+    if let Some(to) = crash {
+        tracing::debug!(machine = id, to, "fault: machine crashes after start");
+        m.plan.push_back(to.to_owned());
     }
     let more = !m.plan.is_empty();
     if next == "started" {
@@ -306,7 +338,11 @@ fn mutable_machine<'a>(
     headers: &HeaderMap,
     now: Timestamp,
 ) -> ApiResult<&'a mut Machine> {
-    let unreachable = st.unreachable_hosts.contains(id);
+    let unreachable = st
+        .apps
+        .get(app)
+        .and_then(|a| a.machines.get(id))
+        .is_some_and(|m| st.host_unreachable(app, m));
     let app = visible_app_mut(st, caller, app, now)?;
     let m = app
         .machines
@@ -367,6 +403,37 @@ fn check_min_secrets(req: &gojson::Decoded, current: u64) -> ApiResult<()> {
     Ok(())
 }
 
+/// An `insufficient_capacity` fault for this create: 422 with Fly's status
+/// code, as fly-go's `flaps_error.go` describes a region out of capacity.
+/// The message does not name the region (Fly's does not either, as far as
+/// is known): a client must report the region it asked for.
+fn check_capacity(st: &mut World, app: &str, region: &str, config: &Value) -> ApiResult<()> {
+    st.create_requests += 1;
+    let key = format!("create-{}", st.create_requests);
+    let image = config.get("image").and_then(Value::as_str).unwrap_or("");
+    let target = FaultTarget {
+        app,
+        region,
+        image,
+        key: &key,
+    };
+    match machine_fault(
+        &st.machine_faults,
+        MachineFaultKind::InsufficientCapacity,
+        st.fault_seed,
+        &target,
+    ) {
+        Some(_) => {
+            tracing::debug!(app, region, "fault: insufficient capacity");
+            Err(
+                ApiError::unprocessable("insufficient resources available to fulfill request")
+                    .with_code("insufficient_capacity"),
+            )
+        }
+        None => Ok(()),
+    }
+}
+
 pub async fn create(
     State(sim): State<Arc<Sim>>,
     Extension(caller): Extension<Caller>,
@@ -385,6 +452,7 @@ pub async fn create(
             check_min_secrets(&req, app.secrets_version)?;
             (app.secrets_version, app.org.clone())
         };
+        check_capacity(&mut st, &app_name, &region, &config)?;
         let prefix = st
             .orgs
             .get(&org)
@@ -425,13 +493,21 @@ pub async fn create(
                 secrets_version
             },
             generation: 1,
-            plan: if skip_launch {
-                VecDeque::new()
-            } else {
-                VecDeque::from(["starting".to_owned(), "started".to_owned()])
-            },
+            plan: VecDeque::new(),
             cordoned: gojson::get_bool(&req, "skip_service_registration"),
         };
+        if !skip_launch {
+            let launch = if st
+                .machine_fault(MachineFaultKind::LaunchFailed, &app_name, &m, &m.id)
+                .is_some()
+            {
+                tracing::debug!(machine = %m.id, "fault: launch fails");
+                ["launch_failed", "destroyed"]
+            } else {
+                ["starting", "started"]
+            };
+            m.plan = launch.iter().map(|s| (*s).to_owned()).collect();
+        }
         m.events.push(Event {
             id: event_id,
             kind: "launch",
@@ -442,6 +518,7 @@ pub async fn create(
         m.state = "created".into();
         let resp = machine_json(
             &st,
+            &app_name,
             &m,
             now,
             &RenderOpts {
@@ -502,7 +579,7 @@ pub async fn list(
             meta.iter()
                 .all(|(k, v)| md.get(*k).and_then(Value::as_str) == Some(*v))
         })
-        .map(|m| machine_json(&st, m, now, &opts))
+        .map(|m| machine_json(&st, &app_name, m, now, &opts))
         .collect();
     Ok(json_response(StatusCode::OK, Value::Array(out)))
 }
@@ -526,7 +603,7 @@ pub async fn show(
         .ok_or_else(|| ApiError::machine_not_found(&id))?;
     Ok(json_response(
         StatusCode::OK,
-        machine_json(&st, m, now, &opts),
+        machine_json(&st, &app_name, m, now, &opts),
     ))
 }
 
@@ -615,6 +692,7 @@ pub async fn update(
         (
             machine_json(
                 &st,
+                &app_name,
                 &m,
                 now,
                 &RenderOpts {
@@ -1085,7 +1163,11 @@ pub async fn create_lease(
     let now = sim.now();
     let mut st = sim.write();
     let nonce = st.hex(12);
-    let unreachable = st.unreachable_hosts.contains(&id);
+    let unreachable = st
+        .apps
+        .get(&app_name)
+        .and_then(|a| a.machines.get(&id))
+        .is_some_and(|m| st.host_unreachable(&app_name, m));
     let app = visible_app_mut(&mut st, &caller, &app_name, now)?;
     let m = app
         .machines

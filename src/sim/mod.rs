@@ -37,5 +37,5 @@ pub mod state;
 
 pub use config::{CertTiming, LeaseShape, SimConfig};
 pub use error::SimError;
-pub use faults::FaultProfile;
+pub use faults::{CrashState, FaultProfile, MachineFault, MachineFaultKind};
 pub use server::{RequestCounts, SimHandle, start, start_with_listener};

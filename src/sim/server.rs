@@ -249,6 +249,15 @@ impl Sim {
         })
     }
 
+    /// Replaces the fault profile. Machine faults are copied into the world,
+    /// where the machine lifecycle reads them under the same lock as the
+    /// machines; machines already running pick up the new rules at once.
+    pub fn set_faults(&self, profile: FaultProfile) {
+        self.write().machine_faults = profile.machines.clone();
+        self.faults.set(profile);
+        self.notify();
+    }
+
     /// Whole-world snapshot for `/__sim/state`: no token secrets, no secret values.
     pub fn snapshot(&self) -> Value {
         inspect::snapshot(self)
@@ -299,62 +308,193 @@ pub fn visible_app_mut<'a>(
     st.apps.get_mut(name).ok_or_else(ApiError::app_not_found)
 }
 
-/// OpenAPI operationId of a route, used for rate-limit actions, fault
-/// overrides and logs.
+/// Routes and their OpenAPI operationIds: (method, path template without
+/// `/v1`, operationId). Used for rate-limit actions, fault overrides and logs.
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/apps", "Apps_list"),
+    ("POST", "/apps", "Apps_create"),
+    ("GET", "/apps/{app_name}", "Apps_show"),
+    ("DELETE", "/apps/{app_name}", "Apps_delete"),
+    ("GET", "/apps/{app_name}/machines", "Machines_list"),
+    ("POST", "/apps/{app_name}/machines", "Machines_create"),
+    (
+        "GET",
+        "/apps/{app_name}/machines/{machine_id}",
+        "Machines_show",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}",
+        "Machines_update",
+    ),
+    (
+        "DELETE",
+        "/apps/{app_name}/machines/{machine_id}",
+        "Machines_delete",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/start",
+        "Machines_start",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/stop",
+        "Machines_stop",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/restart",
+        "Machines_restart",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/suspend",
+        "Machines_suspend",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/cordon",
+        "Machines_cordon",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/uncordon",
+        "Machines_uncordon",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/machines/{machine_id}/wait",
+        "Machines_wait",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/machines/{machine_id}/versions",
+        "Machines_list_versions",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/machines/{machine_id}/lease",
+        "Machines_show_lease",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/lease",
+        "Machines_create_lease",
+    ),
+    (
+        "DELETE",
+        "/apps/{app_name}/machines/{machine_id}/lease",
+        "Machines_release_lease",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/machines/{machine_id}/metadata",
+        "Machines_show_metadata",
+    ),
+    (
+        "PUT",
+        "/apps/{app_name}/machines/{machine_id}/metadata",
+        "Machines_update_metadata",
+    ),
+    (
+        "PATCH",
+        "/apps/{app_name}/machines/{machine_id}/metadata",
+        "Machines_update_metadata",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/machines/{machine_id}/metadata/{key}",
+        "Machines_get_metadata_key",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/machines/{machine_id}/metadata/{key}",
+        "Machines_upsert_metadata",
+    ),
+    (
+        "DELETE",
+        "/apps/{app_name}/machines/{machine_id}/metadata/{key}",
+        "Machines_delete_metadata",
+    ),
+    ("GET", "/apps/{app_name}/secrets", "Secrets_list"),
+    ("POST", "/apps/{app_name}/secrets", "Secrets_update"),
+    (
+        "GET",
+        "/apps/{app_name}/secrets/{secret_name}",
+        "Secret_get",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/secrets/{secret_name}",
+        "Secret_create",
+    ),
+    (
+        "DELETE",
+        "/apps/{app_name}/secrets/{secret_name}",
+        "Secret_delete",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/ip_assignments",
+        "App_IPAssignments_list",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/ip_assignments",
+        "App_IPAssignments_create",
+    ),
+    (
+        "DELETE",
+        "/apps/{app_name}/ip_assignments/{ip}",
+        "App_IPAssignments_delete",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/certificates",
+        "App_Certificates_list",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/certificates/acme",
+        "App_Certificates_acme_create",
+    ),
+    (
+        "GET",
+        "/apps/{app_name}/certificates/{hostname}",
+        "App_Certificates_show",
+    ),
+    (
+        "DELETE",
+        "/apps/{app_name}/certificates/{hostname}",
+        "App_Certificates_delete",
+    ),
+    (
+        "POST",
+        "/apps/{app_name}/certificates/{hostname}/check",
+        "App_Certificates_check",
+    ),
+    ("GET", "/tokens/current", "CurrentToken_show"),
+    ("POST", "/graphql", "graphql"),
+];
+
+/// Every operation the simulator serves (the keys `endpoint_error_rates`
+/// accepts), in route order without repeats.
+pub fn operation_ids() -> impl Iterator<Item = &'static str> {
+    ROUTES
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, _, op))| !ROUTES[..*i].iter().any(|(_, _, o)| o == op))
+        .map(|(_, (_, _, op))| *op)
+}
+
+/// OpenAPI operationId of a route (`unknown` for none).
 pub fn operation_id(method: &Method, template: &str) -> &'static str {
-    let m = method.as_str();
     let rest = template.strip_prefix("/v1").unwrap_or(template);
-    match (m, rest) {
-        ("GET", "/apps") => "Apps_list",
-        ("POST", "/apps") => "Apps_create",
-        ("GET", "/apps/{app_name}") => "Apps_show",
-        ("DELETE", "/apps/{app_name}") => "Apps_delete",
-        ("GET", "/apps/{app_name}/machines") => "Machines_list",
-        ("POST", "/apps/{app_name}/machines") => "Machines_create",
-        ("GET", "/apps/{app_name}/machines/{machine_id}") => "Machines_show",
-        ("POST", "/apps/{app_name}/machines/{machine_id}") => "Machines_update",
-        ("DELETE", "/apps/{app_name}/machines/{machine_id}") => "Machines_delete",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/start") => "Machines_start",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/stop") => "Machines_stop",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/restart") => "Machines_restart",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/suspend") => "Machines_suspend",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/cordon") => "Machines_cordon",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/uncordon") => "Machines_uncordon",
-        ("GET", "/apps/{app_name}/machines/{machine_id}/wait") => "Machines_wait",
-        ("GET", "/apps/{app_name}/machines/{machine_id}/versions") => "Machines_list_versions",
-        ("GET", "/apps/{app_name}/machines/{machine_id}/lease") => "Machines_show_lease",
-        ("POST", "/apps/{app_name}/machines/{machine_id}/lease") => "Machines_create_lease",
-        ("DELETE", "/apps/{app_name}/machines/{machine_id}/lease") => "Machines_release_lease",
-        ("GET", "/apps/{app_name}/machines/{machine_id}/metadata") => "Machines_show_metadata",
-        ("PUT" | "PATCH", "/apps/{app_name}/machines/{machine_id}/metadata") => {
-            "Machines_update_metadata"
-        }
-        ("GET", "/apps/{app_name}/machines/{machine_id}/metadata/{key}") => {
-            "Machines_get_metadata_key"
-        }
-        ("POST", "/apps/{app_name}/machines/{machine_id}/metadata/{key}") => {
-            "Machines_upsert_metadata"
-        }
-        ("DELETE", "/apps/{app_name}/machines/{machine_id}/metadata/{key}") => {
-            "Machines_delete_metadata"
-        }
-        ("GET", "/apps/{app_name}/secrets") => "Secrets_list",
-        ("POST", "/apps/{app_name}/secrets") => "Secrets_update",
-        ("GET", "/apps/{app_name}/secrets/{secret_name}") => "Secret_get",
-        ("POST", "/apps/{app_name}/secrets/{secret_name}") => "Secret_create",
-        ("DELETE", "/apps/{app_name}/secrets/{secret_name}") => "Secret_delete",
-        ("GET", "/apps/{app_name}/ip_assignments") => "App_IPAssignments_list",
-        ("POST", "/apps/{app_name}/ip_assignments") => "App_IPAssignments_create",
-        ("DELETE", "/apps/{app_name}/ip_assignments/{ip}") => "App_IPAssignments_delete",
-        ("GET", "/apps/{app_name}/certificates") => "App_Certificates_list",
-        ("POST", "/apps/{app_name}/certificates/acme") => "App_Certificates_acme_create",
-        ("GET", "/apps/{app_name}/certificates/{hostname}") => "App_Certificates_show",
-        ("DELETE", "/apps/{app_name}/certificates/{hostname}") => "App_Certificates_delete",
-        ("POST", "/apps/{app_name}/certificates/{hostname}/check") => "App_Certificates_check",
-        ("GET", "/tokens/current") => "CurrentToken_show",
-        ("POST", "/graphql") => "graphql",
-        _ => "unknown",
-    }
+    ROUTES
+        .iter()
+        .find(|(m, t, _)| *m == method.as_str() && *t == rest)
+        .map_or("unknown", |(_, _, op)| *op)
 }
 
 /// Every Fly request passes here: count it, inject faults, authenticate,
@@ -761,8 +901,14 @@ impl SimHandle {
         inspect::mark_unreachable(&self.sim, machine_id, unreachable);
     }
 
+    /// Replaces the fault profile, request faults and machine faults alike.
     pub fn set_faults(&self, profile: FaultProfile) {
-        self.sim.faults.set(profile);
+        self.sim.set_faults(profile);
+    }
+
+    /// The current fault profile.
+    pub fn faults(&self) -> FaultProfile {
+        self.sim.faults.profile()
     }
 
     /// The whole simulated world as JSON (what `GET /__sim/state` returns).
@@ -845,6 +991,7 @@ fn build(config: SimConfig) -> Result<(Arc<Sim>, SecretString), SimError> {
         )));
     }
     let mut world = World::new(config.seed);
+    world.machine_faults = config.faults.machines.clone();
     let now = config.clock.now();
     world.new_org(&config.org_slug, &org_display_name(&config.org_slug));
     let foreign = world.new_org(FOREIGN_ORG, "Other Org");

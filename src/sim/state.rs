@@ -15,6 +15,8 @@ use rand::{Rng, RngExt, SeedableRng};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::faults::{FaultTarget, MachineFault, MachineFaultKind, machine_fault};
+
 const HEX: &[u8] = b"0123456789abcdef";
 const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -146,6 +148,7 @@ pub fn is_transient(state: &str) -> bool {
             | "updating"
             | "replacing"
             | "destroying"
+            | "launch_failed"
     )
 }
 
@@ -242,6 +245,12 @@ pub struct State {
     pub machine_ids: BTreeSet<String>,
     pub ips_in_use: BTreeSet<String>,
     pub next_numeric_id: u64,
+    /// The machine-level rules of the current fault profile.
+    pub machine_faults: Vec<MachineFault>,
+    /// Seeds the per-machine fault decisions.
+    pub fault_seed: u64,
+    /// Machine create requests so far: the key of per-request fault decisions.
+    pub create_requests: u64,
 }
 
 impl State {
@@ -257,7 +266,42 @@ impl State {
             machine_ids: BTreeSet::new(),
             ips_in_use: BTreeSet::new(),
             next_numeric_id: 1000 + seed % 1000,
+            machine_faults: Vec::new(),
+            fault_seed: seed,
+            create_requests: 0,
         }
+    }
+
+    /// The first machine fault of `kind` that hits machine `m` of `app`;
+    /// `key` is what the rate is decided on (the machine id, or a version).
+    pub fn machine_fault(
+        &self,
+        kind: MachineFaultKind,
+        app: &str,
+        m: &Machine,
+        key: &str,
+    ) -> Option<&MachineFault> {
+        let image = m.config.get("image").and_then(Value::as_str).unwrap_or("");
+        machine_fault(
+            &self.machine_faults,
+            kind,
+            self.fault_seed,
+            &FaultTarget {
+                app,
+                region: &m.region,
+                image,
+                key,
+            },
+        )
+    }
+
+    /// Whether Fly can reach the host of machine `m` of `app`: marked
+    /// unreachable, or hit by a `host_unreachable` fault.
+    pub fn host_unreachable(&self, app: &str, m: &Machine) -> bool {
+        self.unreachable_hosts.contains(&m.id)
+            || self
+                .machine_fault(MachineFaultKind::HostUnreachable, app, m, &m.id)
+                .is_some()
     }
 
     fn pick(&mut self, alphabet: &[u8], n: usize) -> String {

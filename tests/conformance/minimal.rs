@@ -330,7 +330,11 @@ fn variants(api: &OpenApi, rules: &Rules, schema: &str, full: &Value) -> Vec<Var
         }
     }
     let before = out.len();
-    out.retain(|v| api.validate(&schema, &v.body, Side::Request, rules).0.is_empty());
+    out.retain(|v| {
+        api.validate(&schema, &v.body, Side::Request, rules)
+            .0
+            .is_empty()
+    });
     assert!(
         out.len() * 10 >= before * 9,
         "most generated variants must be valid requests ({} of {before})",
@@ -383,7 +387,10 @@ async fn minimal_requests_from_an_independent_client_conform() {
         &raw.post(&format!("{apps}/secrets/OTHER"), &json!({"value": "v"}))
             .await,
     );
-    expect_2xx("get one secret", &raw.get(&format!("{apps}/secrets/OTHER")).await);
+    expect_2xx(
+        "get one secret",
+        &raw.get(&format!("{apps}/secrets/OTHER")).await,
+    );
     expect_2xx("list secrets", &raw.get(&format!("{apps}/secrets")).await);
     let gone = raw
         .send(Method::DELETE, &format!("{apps}/secrets/OTHER"), None, None)
@@ -416,14 +423,20 @@ async fn minimal_requests_from_an_independent_client_conform() {
     let certs = format!("{apps}/certificates");
     expect_2xx(
         "acme",
-        &raw.post(&format!("{certs}/acme"), &json!({"hostname": "min.example.com"}))
-            .await,
+        &raw.post(
+            &format!("{certs}/acme"),
+            &json!({"hostname": "min.example.com"}),
+        )
+        .await,
     );
     expect_2xx(
         "check",
         &raw.bare(&format!("{certs}/min.example.com/check")).await,
     );
-    expect_2xx("show cert", &raw.get(&format!("{certs}/min.example.com")).await);
+    expect_2xx(
+        "show cert",
+        &raw.get(&format!("{certs}/min.example.com")).await,
+    );
     expect_2xx("list certs", &raw.get(&certs).await);
     expect_2xx(
         "delete cert",
@@ -490,11 +503,17 @@ async fn minimal_requests_from_an_independent_client_conform() {
     );
     expect_2xx("restart", &raw.bare(&format!("{tiny_path}/restart")).await);
     expect_2xx("cordon", &raw.bare(&format!("{tiny_path}/cordon")).await);
-    expect_2xx("uncordon", &raw.bare(&format!("{tiny_path}/uncordon")).await);
+    expect_2xx(
+        "uncordon",
+        &raw.bare(&format!("{tiny_path}/uncordon")).await,
+    );
     expect_2xx(
         "upsert a metadata key",
-        &raw.post(&format!("{tiny_path}/metadata/role"), &json!({"value": "edge"}))
-            .await,
+        &raw.post(
+            &format!("{tiny_path}/metadata/role"),
+            &json!({"value": "edge"}),
+        )
+        .await,
     );
     expect_2xx(
         "get a metadata key",
@@ -602,7 +621,10 @@ async fn minimal_requests_from_an_independent_client_conform() {
     // Let the machines settle, then read them all back in every shape.
     tokio::time::sleep(Duration::from_millis(100)).await;
     expect_2xx("list", &raw.get(&machines).await);
-    expect_2xx("list summary", &raw.get(&format!("{machines}?summary=true")).await);
+    expect_2xx(
+        "list summary",
+        &raw.get(&format!("{machines}?summary=true")).await,
+    );
     expect_2xx(
         "list with leases",
         &raw.get(&format!("{machines}?include_leases=true")).await,
@@ -628,4 +650,3 @@ async fn minimal_requests_from_an_independent_client_conform() {
     );
     sim.shutdown().await;
 }
-
