@@ -650,3 +650,81 @@ async fn minimal_requests_from_an_independent_client_conform() {
     );
     sim.shutdown().await;
 }
+
+/// What the simulator answers under machine faults (capacity errors, failed
+/// launches, crashes, failing checks, dark hosts) conforms too.
+#[tokio::test]
+async fn machine_fault_answers_conform() {
+    let (api, rules) = load();
+    let sim = flotilla::sim::start(SimConfig {
+        transition_delay: Duration::from_millis(5),
+        rate_limits: false,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let proxy = RecordingProxy::start(&sim.base_url())
+        .await
+        .expect("proxy starts");
+    let raw = Raw::new(&proxy, &sim);
+    let org = sim.org_slug().to_owned();
+    expect_2xx(
+        "create app",
+        &raw.post("/v1/apps", &json!({"name": "faulty", "org_slug": org}))
+            .await,
+    );
+    let faults: flotilla::sim::FaultProfile = serde_json::from_value(json!({
+        "machines": [
+            {"kind": "insufficient_capacity", "region": "ams"},
+            {"kind": "launch_failed", "image": "broken:1"},
+            {"kind": "crash", "image": "crashy:1"},
+            {"kind": "checks_failing", "image": "sick:1"},
+            {"kind": "host_unreachable", "region": "iad"}
+        ]
+    }))
+    .expect("profile");
+    sim.set_faults(faults);
+    let machines = "/v1/apps/faulty/machines";
+    let with_checks = |image: &str, region: &str| {
+        json!({"region": region, "config": {"image": image,
+            "checks": {"alive": {"type": "tcp", "port": 8080, "interval": "10s", "timeout": "2s"}}}})
+    };
+    let full = raw.post(machines, &with_checks("nginx", "ams")).await;
+    assert_eq!(full.status, 422, "{}", full.body);
+    assert_eq!(full.body["status"], json!("insufficient_capacity"));
+    let mut ids = Vec::new();
+    for (image, region) in [
+        ("broken:1", "ord"),
+        ("crashy:1", "ord"),
+        ("sick:1", "ord"),
+        ("nginx", "iad"),
+    ] {
+        let m = raw.post(machines, &with_checks(image, region)).await;
+        expect_2xx(&format!("create {image}"), &m);
+        ids.push(m.body["id"].as_str().expect("id").to_owned());
+    }
+    let crashy = format!("{machines}/{}", ids[1]);
+    expect_2xx(
+        "wait for the crash",
+        &raw.get(&format!("{crashy}/wait?state=failed")).await,
+    );
+    for id in &ids {
+        expect_2xx("show", &raw.get(&format!("{machines}/{id}")).await);
+    }
+    expect_2xx(
+        "list with deleted",
+        &raw.get(&format!("{machines}?include_deleted=true")).await,
+    );
+    let dark = raw
+        .post(&format!("{machines}/{}", ids[3]), &with_checks("nginx", "iad"))
+        .await;
+    assert_eq!(dark.status, 503, "{}", dark.body);
+
+    let verdict = judge(&api, &rules, &proxy.exchanges());
+    assert!(
+        verdict.violations.is_empty(),
+        "{}",
+        verdict.violations_text()
+    );
+    sim.shutdown().await;
+}
