@@ -106,6 +106,44 @@ impl Raw {
     }
 }
 
+/// A simulator behind the recording proxy, and a raw client talking to it.
+struct Pass {
+    sim: SimHandle,
+    proxy: RecordingProxy,
+    raw: Raw,
+}
+
+impl Pass {
+    async fn start() -> Self {
+        let sim = flotilla::sim::start(SimConfig {
+            transition_delay: Duration::from_millis(5),
+            // A pass sends hundreds of machine calls; Fly's per-action limits
+            // are exercised by the main scenario.
+            rate_limits: false,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        let proxy = RecordingProxy::start(&sim.base_url())
+            .await
+            .expect("proxy starts");
+        let raw = Raw::new(&proxy, &sim);
+        Self { sim, proxy, raw }
+    }
+
+    /// Every recorded exchange must conform.
+    async fn judge(self, api: &OpenApi, rules: &Rules) {
+        let verdict = judge(api, rules, &self.proxy.exchanges());
+        eprintln!("judged {} exchanges", verdict.exchanges);
+        assert!(
+            verdict.violations.is_empty(),
+            "{}",
+            verdict.violations_text()
+        );
+        self.sim.shutdown().await;
+    }
+}
+
 fn expect_2xx(what: &str, a: &Answer) {
     assert!(
         (200..300).contains(&a.status),
@@ -347,19 +385,8 @@ fn variants(api: &OpenApi, rules: &Rules, schema: &str, full: &Value) -> Vec<Var
 #[tokio::test]
 async fn minimal_requests_from_an_independent_client_conform() {
     let (api, rules) = load();
-    let sim = flotilla::sim::start(SimConfig {
-        transition_delay: Duration::from_millis(5),
-        // This pass sends hundreds of machine calls; Fly's per-action limits
-        // are exercised by the main scenario.
-        rate_limits: false,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts");
-    let proxy = RecordingProxy::start(&sim.base_url())
-        .await
-        .expect("proxy starts");
-    let raw = Raw::new(&proxy, &sim);
+    let pass = Pass::start().await;
+    let (sim, raw) = (&pass.sim, &pass.raw);
     let org = sim.org_slug().to_owned();
 
     // --- apps: name and org only ---
@@ -635,38 +662,20 @@ async fn minimal_requests_from_an_independent_client_conform() {
         &raw.get(&format!("{target_path}/versions")).await,
     );
 
-    let exchanges = proxy.exchanges();
-    let verdict = judge(&api, &rules, &exchanges);
     eprintln!(
-        "minimal pass: {} exchanges, {} create variants, {} update variants ({updated} applied)",
-        verdict.exchanges,
+        "minimal pass: {} create variants, {} update variants ({updated} applied)",
         creates.len(),
         updates.len()
     );
-    assert!(
-        verdict.violations.is_empty(),
-        "{}",
-        verdict.violations_text()
-    );
-    sim.shutdown().await;
+    pass.judge(&api, &rules).await;
 }
 
 /// What the simulator answers under machine faults (capacity errors, failed
 /// launches, crashes, failing checks, dark hosts) conforms too.
 #[tokio::test]
 async fn machine_fault_answers_conform() {
-    let (api, rules) = load();
-    let sim = flotilla::sim::start(SimConfig {
-        transition_delay: Duration::from_millis(5),
-        rate_limits: false,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("simulator starts");
-    let proxy = RecordingProxy::start(&sim.base_url())
-        .await
-        .expect("proxy starts");
-    let raw = Raw::new(&proxy, &sim);
+    let pass = Pass::start().await;
+    let (sim, raw) = (&pass.sim, &pass.raw);
     let org = sim.org_slug().to_owned();
     expect_2xx(
         "create app",
@@ -720,11 +729,6 @@ async fn machine_fault_answers_conform() {
         .await;
     assert_eq!(dark.status, 503, "{}", dark.body);
 
-    let verdict = judge(&api, &rules, &proxy.exchanges());
-    assert!(
-        verdict.violations.is_empty(),
-        "{}",
-        verdict.violations_text()
-    );
-    sim.shutdown().await;
+    let (api, rules) = load();
+    pass.judge(&api, &rules).await;
 }
