@@ -968,6 +968,14 @@ async fn every_error_class() {
             reply(422, json!({"message": "capacity"})),
             |e| matches!(e, FlyError::InvalidRequest { status: 422, message } if message.contains("capacity")),
         ),
+        (
+            fly_error(
+                422,
+                "insufficient resources available to fulfill request",
+                Some("insufficient_capacity"),
+            ),
+            |e| matches!(e, FlyError::InsufficientCapacity { region: None, message } if message.contains("insufficient resources")),
+        ),
         (fly_error(422, "taken", Some("name_taken")), |e| {
             matches!(e, FlyError::NameTaken { .. })
         }),

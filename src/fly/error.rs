@@ -38,6 +38,15 @@ pub enum FlyError {
         status: Option<u16>,
         message: String,
     },
+    /// 422 `insufficient_capacity`: Fly has no room for the machine in the
+    /// region it was asked for. `region` is the region the request named
+    /// (Fly's message does not say). Retrying the same request later may
+    /// work; retrying at once will not.
+    #[error("insufficient capacity{}: {message}", region.as_ref().map(|r| format!(" in region {r}")).unwrap_or_default())]
+    InsufficientCapacity {
+        region: Option<String>,
+        message: String,
+    },
     /// 400/422 (other than `name_taken`): the request was wrong; retrying the
     /// same request will not help.
     #[error("invalid request ({status}): {message}")]
@@ -70,6 +79,18 @@ impl FlyError {
         matches!(self, FlyError::NotFound { .. })
     }
 
+    /// Names the region a capacity error was about (the client knows which
+    /// region it asked for; Fly's answer does not say).
+    pub fn in_region(self, region: &str) -> Self {
+        match self {
+            FlyError::InsufficientCapacity { message, .. } => FlyError::InsufficientCapacity {
+                region: Some(region.to_owned()),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// A short stable label for metrics and events.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -82,6 +103,7 @@ impl FlyError {
             FlyError::RateLimited { .. } => "rate_limited",
             FlyError::Timeout { .. } => "timeout",
             FlyError::Unavailable { .. } => "unavailable",
+            FlyError::InsufficientCapacity { .. } => "insufficient_capacity",
             FlyError::InvalidRequest { .. } => "invalid_request",
             FlyError::Unexpected { .. } => "unexpected",
         }

@@ -283,15 +283,20 @@ fn classify(
     if let Some(id) = request_id.filter(|s| !s.is_empty()) {
         message.push_str(&format!(" [fly-request-id {id}]"));
     }
-    let name_taken = parsed
-        .as_ref()
-        .and_then(|b| b.status.as_deref())
-        .is_some_and(|s| s == "name_taken")
-        || text.contains("Name has already been taken");
+    let fly_status = parsed.as_ref().and_then(|b| b.status.as_deref());
+    let name_taken =
+        fly_status == Some("name_taken") || text.contains("Name has already been taken");
     let code = status.as_u16();
     match code {
         404 => FlyError::NotFound { message },
         422 | 400 if name_taken => FlyError::NameTaken { message },
+        // fly-go `CapacityScopeOf`: the status code classifies it.
+        400..=499 if fly_status == Some("insufficient_capacity") => {
+            FlyError::InsufficientCapacity {
+                region: None,
+                message,
+            }
+        }
         403 => FlyError::Forbidden { message },
         401 => FlyError::Unauthorized { message },
         409 => FlyError::Conflict { message },
@@ -1093,7 +1098,10 @@ impl FlyApi for HttpFly {
             .get(meta::CREATE_KEY)
             .filter(|k| !k.is_empty())
         else {
-            let raw = self.call(&req, Retry::Never).await?;
+            let raw = self
+                .call(&req, Retry::Never)
+                .await
+                .map_err(|e| e.in_region(&create.region))?;
             return decode(&raw);
         };
         self.create_with_lookup(
@@ -1103,6 +1111,7 @@ impl FlyApi for HttpFly {
             || self.find_by_create_key(app, key),
         )
         .await
+        .map_err(|e| e.in_region(&create.region))
     }
 
     async fn update_machine(

@@ -181,8 +181,38 @@ pub struct Machine {
     /// `config.metadata`, or `incomplete_config.metadata` when the host is
     /// unreachable, so ownership is known even then.
     pub metadata: BTreeMap<String, String>,
+    /// The latest result of each health check (`checks[]`), empty when the
+    /// machine has none or Fly did not say.
+    pub checks: Vec<CheckStatus>,
     pub created_at: Option<Timestamp>,
     pub updated_at: Option<Timestamp>,
+}
+
+/// One health check's latest result on a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckStatus {
+    pub name: String,
+    pub state: CheckState,
+}
+
+/// Fly's check statuses; anything else reads as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckState {
+    Passing,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl CheckState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "passing" => Self::Passing,
+            "warning" => Self::Warning,
+            "critical" => Self::Critical,
+            _ => Self::Unknown,
+        }
+    }
 }
 
 /// The part of a machine config flotilla manages, normalized the way Fly

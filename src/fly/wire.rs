@@ -29,9 +29,9 @@ use serde_json::Value;
 
 use super::{
     App, AppSecret, AssignIp, AutostopConfig, CertificateDetail, CertificateSummary, CheckConfig,
-    ConcurrencyConfig, CreateMachine, DnsRecord, GuestConfig, HostStatus, IpAssignment, Lease,
-    Machine, MachineConfig, MachineState, PortConfig, RestartConfig, ServiceConfig, TokenInfo,
-    UpdateMachine,
+    CheckState, CheckStatus, ConcurrencyConfig, CreateMachine, DnsRecord, GuestConfig, HostStatus,
+    IpAssignment, Lease, Machine, MachineConfig, MachineState, PortConfig, RestartConfig,
+    ServiceConfig, TokenInfo, UpdateMachine,
 };
 use crate::ids::{AppName, MachineId, OrgSlug, SecretName};
 use crate::spec::{CpuKind, Handler, IpKind};
@@ -320,6 +320,9 @@ pub(crate) struct MachineWire {
     pub config: Option<Value>,
     #[serde(default)]
     pub incomplete_config: Option<Value>,
+    /// Read leniently (see [`read_checks`]).
+    #[serde(default)]
+    pub checks: Option<Value>,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
@@ -607,6 +610,24 @@ fn read_config(machine_id: &str, value: &Value) -> Option<MachineConfig> {
     }
 }
 
+/// `checks[]`: entries without a string `name` are skipped and unknown
+/// statuses read as `Unknown`, so an odd entry never fails an observation.
+fn read_checks(value: Option<&Value>) -> Vec<CheckStatus> {
+    value
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let name = c.get("name")?.as_str()?;
+            let state = c.get("status").and_then(Value::as_str).unwrap_or("");
+            Some(CheckStatus {
+                name: name.to_owned(),
+                state: CheckState::parse(state),
+            })
+        })
+        .collect()
+}
+
 fn read_metadata(value: &Value) -> BTreeMap<String, String> {
     MetadataOnlyWire::deserialize(value)
         .map(|m| m.metadata)
@@ -647,6 +668,7 @@ impl MachineWire {
             host_status,
             config,
             metadata,
+            checks: read_checks(self.checks.as_ref()),
             created_at: parse_ts(self.created_at.as_deref()),
             updated_at: parse_ts(self.updated_at.as_deref()),
         })

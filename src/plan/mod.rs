@@ -21,7 +21,15 @@
 //!   adoption) unless adoption is requested with the annotation
 //!   [`ADOPT_ANNOTATION`].
 //! * At most `max_unavailable` machines per group are being updated at once; a
-//!   machine that failed on its new version stops its group's roll.
+//!   machine on the new version counts as updating until it is started with
+//!   every health check passing. A machine that failed on its new version (or,
+//!   in a group without autostop, stopped on it while others still wait)
+//!   stops its group's roll. A machine already failed on an old version is
+//!   updated without waiting for the budget: that cannot make the group less
+//!   available, and it is how a fixed version reaches a broken group.
+//! * Failing health checks are reported (a finding that degrades `Ready`),
+//!   never acted on: flotilla does not restart or recreate an unhealthy
+//!   machine.
 //! * When observed state matches the spec the plan has no steps.
 
 pub mod machine;
@@ -37,7 +45,7 @@ use serde::Serialize;
 
 pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate};
 
-use crate::fly::{DnsRecord, Machine, MachineConfig, MachineState, meta};
+use crate::fly::{CheckState, DnsRecord, Machine, MachineConfig, MachineState, meta};
 use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
 use crate::spec::{AutoStop, Charset, DeletionPolicy, IpSpec, MachineGroup, SecretSource, Tenant};
 use machine::{ConfigDiff, compare, desired_config, machine_secrets_version};
@@ -277,6 +285,11 @@ pub enum Finding {
     HostUnreachable {
         id: MachineId,
     },
+    /// A started machine's health checks are critical.
+    ChecksFailing {
+        id: MachineId,
+        checks: Vec<String>,
+    },
     CertificatePending {
         hostname: Hostname,
         dns_records: Vec<DnsRecord>,
@@ -304,6 +317,17 @@ pub enum Finding {
     DeletionBlocked {
         foreign_machines: usize,
     },
+}
+
+impl Finding {
+    /// The tenant is not healthy while this finding stands (`Ready=False`,
+    /// reason `Degraded`), although nothing failed to execute.
+    pub fn degrades(&self) -> bool {
+        matches!(
+            self,
+            Finding::RolloutFailed { .. } | Finding::ChecksFailing { .. }
+        )
+    }
 }
 
 /// Reasons the plan must not change anything.
@@ -685,6 +709,26 @@ fn unavailable(m: &Machine) -> bool {
     m.state.is_transient() || matches!(m.state, MachineState::Failed | MachineState::Created)
 }
 
+/// Started, but not every health check passes (yet).
+fn unhealthy(m: &Machine) -> bool {
+    m.state == MachineState::Started
+        && m.checks
+            .iter()
+            .any(|c| matches!(c.state, CheckState::Warning | CheckState::Critical))
+}
+
+/// The names of a started machine's critical checks.
+fn critical_checks(m: &Machine) -> Vec<String> {
+    if m.state != MachineState::Started {
+        return Vec::new();
+    }
+    m.checks
+        .iter()
+        .filter(|c| c.state == CheckState::Critical)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 fn plan_machines(plan: &mut Plan, tenant: &Tenant, observed: &Observed, options: &PlanOptions) {
     let (ours, foreign) = owned_by(tenant, &observed.machines);
     for m in foreign {
@@ -837,6 +881,7 @@ fn plan_group(
     let mut outdated = Vec::new();
     let mut busy = 0usize;
     let mut failed_new = None;
+    let mut stopped_new = None;
     for m in &kept {
         let diff = compare(&desired, m);
         if unavailable(m) {
@@ -844,6 +889,22 @@ fn plan_group(
             if m.state == MachineState::Failed && diff == ConfigDiff::InSync {
                 failed_new = Some(m.id.clone());
             }
+        } else if diff == ConfigDiff::InSync && unhealthy(m) {
+            // The new version is not ready until its checks pass.
+            busy += 1;
+        }
+        if m.state == MachineState::Stopped
+            && diff == ConfigDiff::InSync
+            && group.autostop == AutoStop::Off
+        {
+            stopped_new.get_or_insert_with(|| m.id.clone());
+        }
+        let checks = critical_checks(m);
+        if !checks.is_empty() {
+            plan.findings.push(Finding::ChecksFailing {
+                id: m.id.clone(),
+                checks,
+            });
         }
         let secrets = observed.ledger.secrets_version.and_then(|current| {
             let have = machine_secrets_version(m);
@@ -878,7 +939,10 @@ fn plan_group(
             }
         }
     }
-    if let Some(id) = failed_new {
+    // A machine that should run but stopped on the new version (a crash, as
+    // far as flotilla can tell) stops the roll while others still wait.
+    let stopped_new = stopped_new.filter(|_| !outdated.is_empty());
+    if let Some(id) = failed_new.or(stopped_new) {
         plan.findings.push(Finding::RolloutFailed {
             group: group.name.clone(),
             id,
@@ -886,13 +950,17 @@ fn plan_group(
         return;
     }
     let budget = (options.max_unavailable as usize).saturating_sub(busy);
-    if !outdated.is_empty() && budget < outdated.len() {
+    // Machines already failed on an old version go first and cost no budget.
+    let (down, up): (Vec<_>, Vec<_>) = outdated
+        .into_iter()
+        .partition(|(m, _)| m.state == MachineState::Failed);
+    if !up.is_empty() && budget < up.len() {
         plan.findings.push(Finding::RolloutInProgress {
             group: group.name.clone(),
-            pending: outdated.len(),
+            pending: up.len(),
         });
     }
-    for (m, reason) in outdated.into_iter().take(budget) {
+    for (m, reason) in down.into_iter().chain(up.into_iter().take(budget)) {
         plan.push(
             Phase::Machines,
             Action::UpdateMachine {

@@ -93,6 +93,13 @@ impl fmt::Display for Finding {
             Finding::HostUnreachable { id } => {
                 write!(f, "machine {id}: host unreachable, config unknown")
             }
+            Finding::ChecksFailing { id, checks } => {
+                write!(
+                    f,
+                    "machine {id}: health check(s) failing: {}",
+                    checks.join(", ")
+                )
+            }
             Finding::CertificatePending {
                 hostname,
                 dns_records,

@@ -90,6 +90,12 @@ enum StepError {
     Store(#[from] StoreError),
     #[error("machine {id} failed on its new version {version}")]
     NewVersionFailed { id: MachineId, version: String },
+    #[error("machine {id} did not launch in region {region}: {reason}")]
+    LaunchFailed {
+        id: MachineId,
+        region: String,
+        reason: String,
+    },
 }
 
 /// Everything execution needs, borrowed from the reconciler.
@@ -302,17 +308,45 @@ impl Executor<'_> {
                         .metadata
                         .insert(meta::CREATE_KEY.to_string(), key.clone());
                     stamp_secrets_version(&mut config, ledger);
-                    fly.create_machine(
-                        app,
-                        &CreateMachine {
-                            name: None,
-                            region: region.clone(),
-                            config,
-                            skip_launch: false,
-                            min_secrets_version: ledger.secrets_version,
-                        },
-                    )
-                    .await?;
+                    let created = fly
+                        .create_machine(
+                            app,
+                            &CreateMachine {
+                                name: None,
+                                region: region.clone(),
+                                config,
+                                skip_launch: false,
+                                min_secrets_version: ledger.secrets_version,
+                            },
+                        )
+                        .await?;
+                    self.settled.push(key.clone());
+                    // A launch that fails ends in a destroyed machine, which no
+                    // later observation shows: see it now, so the step fails and
+                    // the tenant backs off instead of creating again at once.
+                    let started = fly
+                        .wait_machine(
+                            app,
+                            &created.id,
+                            WaitState::Started,
+                            Some(&created.version),
+                            self.options.settle_timeout,
+                        )
+                        .await;
+                    match started {
+                        // Not started yet: the next activation sees it.
+                        Ok(_) | Err(FlyError::Timeout { .. }) => {}
+                        // Fly: the machine can never reach `started`.
+                        Err(FlyError::InvalidRequest { message, .. }) => {
+                            return Err(StepError::LaunchFailed {
+                                id: created.id,
+                                region: region.clone(),
+                                reason: message,
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    return Ok(());
                 }
                 self.settled.push(key.clone());
             }

@@ -319,10 +319,7 @@ impl Reconciler {
                     | Finding::HostUnreachable { .. }
             )
         }) || observed.machines.iter().any(|m| m.state.is_transient());
-        let rollout_failed = plan
-            .findings
-            .iter()
-            .any(|f| matches!(f, Finding::RolloutFailed { .. }));
+        let rollout_failed = plan.findings.iter().any(Finding::degrades);
         let deletion_blocked = plan
             .findings
             .iter()

@@ -158,6 +158,10 @@ pub struct MachineFault {
     /// For `crash`: where the machine ends up.
     #[serde(default)]
     pub crash_to: CrashState,
+    /// For `crash`: how long after reaching `started` (default: one
+    /// `transition_delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_ms: Option<u64>,
 }
 
 /// What a rule is matched against.
@@ -180,6 +184,7 @@ impl MachineFault {
             image: None,
             rate: 1.0,
             crash_to: CrashState::default(),
+            after_ms: None,
         }
     }
 
@@ -226,8 +231,12 @@ impl MachineFault {
                 "machine fault {kind}: region {r:?} is not a known region"
             ));
         }
-        if self.kind != MachineFaultKind::Crash && self.crash_to != CrashState::default() {
-            return Err(format!("machine fault {kind}: crash_to is only for crash"));
+        if self.kind != MachineFaultKind::Crash
+            && (self.crash_to != CrashState::default() || self.after_ms.is_some())
+        {
+            return Err(format!(
+                "machine fault {kind}: crash_to and after_ms are only for crash"
+            ));
         }
         Ok(())
     }
@@ -244,7 +253,8 @@ pub fn machine_fault<'f>(
 }
 
 /// `flotilla sim --machine-fault KIND[:key=value,...]`, keys `app`, `region`,
-/// `image`, `rate` and (for `crash`) `to=failed|stopped`; for example
+/// `image`, `rate` and (for `crash`) `to=failed|stopped` and `after=MS`; for
+/// example
 /// `crash:image=registry.fly.io/web:v2,to=stopped` or
 /// `insufficient_capacity:region=ams`.
 impl std::str::FromStr for MachineFault {
@@ -281,6 +291,12 @@ impl std::str::FromStr for MachineFault {
                         .parse()
                         .map_err(|_| format!("rate {value:?} is not a number"))?;
                 }
+                "after" if kind == MachineFaultKind::Crash => {
+                    fault.after_ms =
+                        Some(value.parse().map_err(|_| {
+                            format!("after {value:?} is not a number of milliseconds")
+                        })?);
+                }
                 "to" if kind == MachineFaultKind::Crash => {
                     fault.crash_to = match value {
                         "failed" => CrashState::Failed,
@@ -297,7 +313,7 @@ impl std::str::FromStr for MachineFault {
                         "unknown key {other:?} for machine fault {}: expected app, region, image, rate{}",
                         kind.as_str(),
                         if kind == MachineFaultKind::Crash {
-                            " or to"
+                            ", to or after"
                         } else {
                             ""
                         }

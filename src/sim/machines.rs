@@ -258,11 +258,13 @@ fn set_state(m: &mut Machine, state: &str, now: Timestamp, event_id: String, sou
     }
 }
 
-/// One timer step of a machine's plan. Returns whether more steps remain.
+/// One timer step of a machine's plan. Returns how long until the next step,
+/// or `None` when none remains.
 ///
 /// A machine that reaches `started` on a version a `crash` fault hits gets
-/// one more step: the crash, to `failed` or `stopped`.
-pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> bool {
+/// one more step: the crash, to `failed` or `stopped`, after the fault's
+/// `after_ms` (default one `transition_delay`).
+pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> Option<Duration> {
     let now = sim.now();
     let mut st = sim.write();
     let event_id = st.ulid(now);
@@ -272,33 +274,31 @@ pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> bool {
         .and_then(|a| a.machines.get(id))
         .filter(|m| m.generation == generation && m.plan.front().is_some_and(|s| s == "started"))
         .and_then(|m| st.machine_fault(MachineFaultKind::Crash, app, m, &m.instance_id))
-        .map(|f| f.crash_to.as_str());
-    let Some(app) = st.apps.get_mut(app) else {
-        return false;
-    };
-    let Some(m) = app.machines.get_mut(id) else {
-        return false;
-    };
+        .map(|f| (f.crash_to.as_str(), f.after_ms));
+    let app = st.apps.get_mut(app)?;
+    let m = app.machines.get_mut(id)?;
     if m.generation != generation {
-        return false;
+        return None;
     }
-    let Some(next) = m.plan.pop_front() else {
-        return false;
-    };
+    let next = m.plan.pop_front()?;
     set_state(m, &next, now, event_id, "flyd");
     if next == "destroyed" {
         m.lease = None;
     }
-    if let Some(to) = crash {
+    let mut delay = sim.cfg.transition_delay;
+    if let Some((to, after_ms)) = crash {
         tracing::debug!(machine = id, to, "fault: machine crashes after start");
         m.plan.push_back(to.to_owned());
+        if let Some(ms) = after_ms {
+            delay = Duration::from_millis(ms);
+        }
     }
     let more = !m.plan.is_empty();
     if next == "started" {
         app.ever_started = true;
     }
     tracing::debug!(machine = id, state = %next, "machine transition");
-    more
+    more.then_some(delay)
 }
 
 fn nonce_header(headers: &HeaderMap) -> Option<&str> {

@@ -166,19 +166,22 @@ impl Sim {
         }
     }
 
-    /// Runs a machine's planned transition steps, one per `transition_delay`.
-    /// A newer operation bumps the machine's generation, which ends this task.
+    /// Runs a machine's planned transition steps, one per `transition_delay`
+    /// (or as [`machines::step`] says). A newer operation bumps the machine's
+    /// generation, which ends this task.
     pub fn run_machine_plan(self: &Arc<Self>, app: String, id: String, generation: u64) {
         let sim = Arc::clone(self);
         self.tasks.spawn(async move {
+            let mut delay = sim.cfg.transition_delay;
             loop {
-                if !sim.sleep(sim.cfg.transition_delay).await {
+                if !sim.sleep(delay).await {
                     return;
                 }
-                let more = machines::step(&sim, &app, &id, generation);
+                let next = machines::step(&sim, &app, &id, generation);
                 sim.notify();
-                if !more {
-                    return;
+                match next {
+                    Some(d) => delay = d,
+                    None => return,
                 }
             }
         });

@@ -725,7 +725,10 @@ async fn machine_fault_answers_conform() {
         &raw.get(&format!("{machines}?include_deleted=true")).await,
     );
     let dark = raw
-        .post(&format!("{machines}/{}", ids[3]), &with_checks("nginx", "iad"))
+        .post(
+            &format!("{machines}/{}", ids[3]),
+            &with_checks("nginx", "iad"),
+        )
         .await;
     assert_eq!(dark.status, 503, "{}", dark.body);
 
