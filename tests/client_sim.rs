@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
 use flotilla::fly::{
-    AssignIp, AutostopConfig, CheckConfig, CreateMachine, FlyApi, FlyError, GuestConfig,
-    HostStatus, MachineConfig, MachineFilter, MachineState, PortConfig, RestartConfig,
-    ServiceConfig, UpdateMachine, WaitState, meta,
+    AssignIp, AutostopConfig, CheckConfig, CheckState, CheckStatus, CreateMachine, FlyApi,
+    FlyError, GuestConfig, HostStatus, MachineConfig, MachineFilter, MachineState, PortConfig,
+    RestartConfig, ServiceConfig, UpdateMachine, WaitState, meta,
 };
 use flotilla::ids::{AppName, OrgSlug, SecretName};
 use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
@@ -617,4 +617,92 @@ async fn reads_ride_out_a_flaky_api() {
         30 + counts.server_errors,
         "every failure was retried once more"
     );
+}
+
+#[tokio::test]
+async fn machine_faults_read_through_the_client() {
+    let sim = sim().await;
+    let fly = client(&sim);
+    let app = create_app(&fly, &sim, "acme-faults").await;
+    let faults: FaultProfile = serde_json::from_value(serde_json::json!({
+        "machines": [
+            {"kind": "insufficient_capacity", "region": "ams"},
+            {"kind": "launch_failed", "image": "registry.fly.io/acme:broken"},
+            {"kind": "checks_failing", "image": "registry.fly.io/acme:sick"}
+        ]
+    }))
+    .expect("profile");
+    sim.set_faults(faults);
+    let create = |region: &str, image: &str, key: &str| CreateMachine {
+        name: None,
+        region: region.into(),
+        config: config(image, key),
+        skip_launch: false,
+        min_secrets_version: None,
+    };
+
+    // Capacity: a typed error that names the region asked for.
+    let e = fly
+        .create_machine(&app, &create("ams", "registry.fly.io/acme:v1", "ck-full"))
+        .await
+        .expect_err("no capacity in ams");
+    assert!(
+        matches!(&e, FlyError::InsufficientCapacity { region: Some(r), .. } if r == "ams"),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable() && !e.outcome_unknown());
+    assert!(
+        e.to_string()
+            .contains("insufficient capacity in region ams"),
+        "{e}"
+    );
+
+    // A failed launch: created, then never started.
+    let doomed = fly
+        .create_machine(
+            &app,
+            &create("ord", "registry.fly.io/acme:broken", "ck-doomed"),
+        )
+        .await
+        .expect("the create itself succeeds");
+    let e = fly
+        .wait_machine(
+            &app,
+            &doomed.id,
+            WaitState::Started,
+            Some(&doomed.version),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("never starts");
+    assert!(
+        matches!(e, FlyError::InvalidRequest { status: 400, .. }),
+        "{e:?}"
+    );
+
+    // Failing checks are visible on the machine.
+    let sick = fly
+        .create_machine(&app, &create("ord", "registry.fly.io/acme:sick", "ck-sick"))
+        .await
+        .expect("create");
+    fly.wait_machine(
+        &app,
+        &sick.id,
+        WaitState::Started,
+        Some(&sick.version),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("started");
+    let got = fly.get_machine(&app, &sick.id).await.expect("get");
+    assert_eq!(
+        got.checks,
+        vec![CheckStatus {
+            name: "alive".into(),
+            state: CheckState::Critical
+        }]
+    );
+    sim.set_faults(FaultProfile::none());
+    let got = fly.get_machine(&app, &sick.id).await.expect("get");
+    assert_eq!(got.checks[0].state, CheckState::Passing);
 }
