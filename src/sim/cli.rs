@@ -27,7 +27,7 @@ pub struct SimArgs {
     /// A machine fault, added to the profile (repeatable):
     /// KIND[:key=value,...] with KIND insufficient_capacity, launch_failed,
     /// crash, checks_failing or host_unreachable and keys app, region, image,
-    /// rate and (crash) to=failed|stopped; e.g.
+    /// rate and (crash) to=failed|stopped and after=MS; e.g.
     /// `crash:image=registry.fly.io/web:v2` or `insufficient_capacity:region=ams`.
     #[arg(long = "machine-fault", value_name = "SPEC")]
     pub machine_faults: Vec<MachineFault>,
@@ -183,7 +183,7 @@ mod tests {
             "--faults",
             "flaky",
             "--machine-fault",
-            "crash:image=registry.fly.io/web:v2,to=stopped",
+            "crash:image=registry.fly.io/web:v2,to=stopped,after=1500",
             "--machine-fault",
             "insufficient_capacity:region=ams,rate=0.5",
             "--endpoint-error",
@@ -197,6 +197,7 @@ mod tests {
         assert_eq!(crash.kind, MachineFaultKind::Crash);
         assert_eq!(crash.image.as_deref(), Some("registry.fly.io/web:v2"));
         assert_eq!(crash.crash_to, CrashState::Stopped);
+        assert_eq!(crash.after_ms, Some(1500));
         assert_eq!(cfg.faults.machines[1].region.as_deref(), Some("ams"));
         assert_eq!(cfg.faults.machines[1].rate, 0.5);
         assert_eq!(
@@ -209,6 +210,8 @@ mod tests {
             "crash:colour=red",
             "crash:to=exploded",
             "launch_failed:to=stopped",
+            "checks_failing:after=5",
+            "crash:after=soon",
             "insufficient_capacity:region=atlantis",
             "checks_failing:rate=2",
             "host_unreachable:app",
