@@ -99,8 +99,9 @@ pub fn fleet(n: usize) -> anyhow::Result<Vec<TenantDraft>> {
 }
 
 /// Fly calls the spec itself requires to converge a tenant from nothing:
-/// every create, plus one app lookup before and the four list reads that
-/// confirm the result.
+/// every create, one wait for each new machine to start (which is how a
+/// failed launch is seen), plus one app lookup before and the four list
+/// reads that confirm the result.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct NeededCalls {
     pub app_creates: u64,
@@ -118,7 +119,7 @@ impl NeededCalls {
                 + t.spec.certificates.len() as u64
                 + secrets_write
                 + machines,
-            reads: 1 + 4,
+            reads: 1 + 4 + machines,
         }
     }
 
