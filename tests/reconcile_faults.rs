@@ -205,12 +205,7 @@ impl Rig {
     /// Writes to machines so far: (creates, updates, starts, deletes).
     fn machine_writes(&self) -> [u64; 4] {
         let c = self.sim.request_counts();
-        let n = |e: &str| {
-            c.by_endpoint
-                .get(&format!("{e}"))
-                .copied()
-                .unwrap_or_default()
-        };
+        let n = |e: &str| c.by_endpoint.get(e).copied().unwrap_or_default();
         let m = "/v1/apps/{app_name}/machines";
         [
             n(&format!("POST {m}")),

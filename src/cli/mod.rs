@@ -121,7 +121,7 @@ pub enum Command {
     /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
     Serve(serve::ServeArgs),
     /// Run the Fly API simulator standalone.
-    Sim(crate::sim::cli::SimArgs),
+    Sim(Box<crate::sim::cli::SimArgs>),
     /// Print the JSON Schema of a tenant spec.
     Schema,
     /// Apply pending database migrations.
@@ -221,7 +221,7 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
                 let _ = tokio::signal::ctrl_c().await;
                 t.cancel();
             });
-            crate::sim::cli::run(args, token).await?;
+            crate::sim::cli::run(*args, token).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => schema::schema(&mut out),
