@@ -17,7 +17,9 @@ use flotilla::clock::{SharedClock, SystemClock};
 use flotilla::fly::http::HttpFly;
 use flotilla::ids::TenantName;
 use flotilla::reconcile::{Next, Outcome, ReconcileOptions, Reconciler};
-use flotilla::sim::{FaultProfile, MachineFault, MachineFaultKind, SimConfig, SimHandle};
+use flotilla::sim::{
+    CrashState, FaultProfile, MachineFault, MachineFaultKind, SimConfig, SimHandle,
+};
 use flotilla::spec::{self, ParseOptions};
 use flotilla::store::{self, SharedStore, TenantDraft};
 use rand::SeedableRng;
@@ -124,15 +126,33 @@ struct Cond {
 
 impl Rig {
     async fn apply(&self, yaml: &str) {
-        let docs = spec::load_str("t.yaml", yaml, &ParseOptions::default()).expect("valid spec");
-        let drafts: Vec<TenantDraft> = docs
-            .into_iter()
-            .map(|d| TenantDraft {
-                tenant: d.tenant,
-                yaml: d.doc.text,
-            })
-            .collect();
-        self.store.apply(&drafts).await.expect("apply");
+        let mut docs =
+            spec::load_str("t.yaml", yaml, &ParseOptions::default()).expect("valid spec");
+        let doc = docs.pop().expect("one tenant");
+        let draft = TenantDraft {
+            tenant: doc.tenant,
+            yaml: doc.doc.text,
+        };
+        self.store.apply(&[draft]).await.expect("apply");
+    }
+
+    /// Rolls the group (of `count`) to `shop:v2`, a version that crashes to
+    /// `to` a while after it starts (as a real crash does: later than the
+    /// next activation, which must not take "started" for healthy), and runs
+    /// a dozen activations.
+    async fn roll_into_crash(&self, count: u32, to: CrashState) {
+        let mut crash = fault(
+            MachineFaultKind::Crash,
+            Some("registry.fly.io/shop:v2"),
+            None,
+        );
+        crash.machines[0].crash_to = to;
+        crash.machines[0].after_ms = Some(250);
+        self.sim.set_faults(crash);
+        self.apply(&spec("registry.fly.io/shop:v2", count)).await;
+        for _ in 0..12 {
+            self.reconcile().await;
+        }
     }
 
     async fn reconcile(&self) -> Outcome {
@@ -340,21 +360,8 @@ async fn a_crashing_new_version_halts_the_roll_degraded_and_a_fix_rolls_on() {
     r.apply(&spec("registry.fly.io/shop:v1", 3)).await;
     r.converge(15).await;
     let before = ids(&r.live());
-    // The crash comes a while after the start, as a real one does: later
-    // than the next activation, which must not take "started" for healthy.
-    let mut crash = fault(
-        MachineFaultKind::Crash,
-        Some("registry.fly.io/shop:v2"),
-        None,
-    );
-    crash.machines[0].after_ms = Some(250);
-    r.sim.set_faults(crash);
     let [_, updates0, ..] = r.machine_writes();
-
-    r.apply(&spec("registry.fly.io/shop:v2", 3)).await;
-    for _ in 0..12 {
-        r.reconcile().await;
-    }
+    r.roll_into_crash(3, CrashState::Failed).await;
     let live = r.live();
     assert_eq!(ids(&live), before, "no machine was recreated");
     let on_v2: Vec<&Value> = live
@@ -403,18 +410,7 @@ async fn a_version_that_crashes_to_stopped_also_halts_the_roll() {
     let r = rig().await;
     r.apply(&spec("registry.fly.io/shop:v1", 2)).await;
     r.converge(15).await;
-    let mut crash = fault(
-        MachineFaultKind::Crash,
-        Some("registry.fly.io/shop:v2"),
-        None,
-    );
-    crash.machines[0].crash_to = flotilla::sim::CrashState::Stopped;
-    crash.machines[0].after_ms = Some(250);
-    r.sim.set_faults(crash);
-    r.apply(&spec("registry.fly.io/shop:v2", 2)).await;
-    for _ in 0..12 {
-        r.reconcile().await;
-    }
+    r.roll_into_crash(2, CrashState::Stopped).await;
     let live = r.live();
     let on_v1 = live
         .iter()

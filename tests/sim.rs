@@ -1880,42 +1880,43 @@ async fn crashing_versions_fail_after_they_start() {
     let m = fly.create_machine("crashy", checked("app:1")).await;
     let id = str_of(&m["id"]);
     let path = format!("/v1/apps/crashy/machines/{id}");
-    let w = fly
-        .wait_for(
-            "crashy",
-            &id,
-            &format!(
-                "state=started&version={}&timeout=5",
-                str_of(&m["instance_id"])
-            ),
-        )
-        .await;
-    assert_eq!(w.status, StatusCode::OK, "version 1 is healthy");
-    assert_eq!(
-        machine(&fly, "crashy", &id).await["checks"][0]["status"],
-        json!("passing")
-    );
+    // Waits until the machine is in `state` at `version`.
+    let reach = |state: &'static str, version: String| {
+        let (fly, id) = (&fly, &id);
+        async move {
+            let w = fly
+                .wait_for(
+                    "crashy",
+                    id,
+                    &format!("state={state}&version={version}&timeout=5"),
+                )
+                .await;
+            assert_eq!(
+                w.status,
+                StatusCode::OK,
+                "{state} at {version}: {:?}",
+                w.body
+            );
+        }
+    };
+    // Updates to `image`; returns the new version.
+    let update = |image: &'static str| {
+        let (fly, path) = (&fly, &path);
+        async move {
+            let r = fly.post(path, checked(image)).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            str_of(&r.body["instance_id"])
+        }
+    };
+    let checks = || async { machine(&fly, "crashy", &id).await["checks"][0]["status"].clone() };
+
+    reach("started", str_of(&m["instance_id"])).await;
+    assert_eq!(checks().await, json!("passing"), "version 1 is healthy");
 
     // Version 2 starts, is unhealthy while it runs, then fails.
-    let v2 = fly.post(&path, checked("app:2")).await;
-    assert_eq!(v2.status, StatusCode::OK);
-    let v2 = str_of(&v2.body["instance_id"]);
-    let started = fly
-        .wait_for(
-            "crashy",
-            &id,
-            &format!("state=started&version={v2}&timeout=5"),
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
-    let failed = fly
-        .wait_for(
-            "crashy",
-            &id,
-            &format!("state=failed&version={v2}&timeout=5"),
-        )
-        .await;
-    assert_eq!(failed.status, StatusCode::OK, "{:?}", failed.body);
+    let v2 = update("app:2").await;
+    reach("started", v2.clone()).await;
+    reach("failed", v2.clone()).await;
     let m = machine(&fly, "crashy", &id).await;
     assert_eq!(m["state"], json!("failed"));
     assert_eq!(m["checks"][0]["status"], json!("critical"));
@@ -1925,40 +1926,18 @@ async fn crashing_versions_fail_after_they_start() {
         fly.post(&format!("{path}/start"), json!(null)).await.status,
         StatusCode::OK
     );
-    let again = fly
-        .wait_for(
-            "crashy",
-            &id,
-            &format!("state=failed&version={v2}&timeout=5"),
-        )
-        .await;
-    assert_eq!(again.status, StatusCode::OK);
+    reach("failed", v2).await;
 
     // Version 3 crashes to stopped instead.
-    let v3 = fly.post(&path, checked("app:3")).await;
-    let v3 = str_of(&v3.body["instance_id"]);
-    let stopped = fly
-        .wait_for(
-            "crashy",
-            &id,
-            &format!("state=stopped&version={v3}&timeout=5"),
-        )
-        .await;
-    assert_eq!(stopped.status, StatusCode::OK, "{:?}", stopped.body);
+    reach("stopped", update("app:3").await).await;
     // A healthy version stays up.
-    let v4 = fly.post(&path, checked("app:4")).await;
-    let v4 = str_of(&v4.body["instance_id"]);
-    fly.wait_for(
-        "crashy",
-        &id,
-        &format!("state=started&version={v4}&timeout=5"),
-    )
-    .await;
+    reach("started", update("app:4").await).await;
     tokio::time::sleep(TICK * 3).await;
     assert_eq!(
         machine(&fly, "crashy", &id).await["state"],
         json!("started")
     );
+    assert_eq!(checks().await, json!("passing"));
 }
 
 #[tokio::test]

@@ -577,38 +577,6 @@ fn spec_changes_roll_one_machine_at_a_time() {
     assert_eq!(names(&p), ["UpdateMachine", "UpdateMachine"]);
 }
 
-#[test]
-fn a_failed_new_version_stops_the_roll() {
-    let mut t = tenant("acme");
-    t.spec.machines[0].count = 3;
-    let o = opts();
-    let mut w = converged(&t);
-    t.spec.machines[0].image = "nginx:1.28".into();
-    let d = Desired {
-        tenant: &t,
-        deleting: false,
-        options: &o,
-    };
-    let p = plan(&d, &w.observed, t0());
-    w.apply(&p.steps[0]);
-    let Action::UpdateMachine { id, .. } = &p.steps[0].action else {
-        panic!()
-    };
-    w.observed
-        .machines
-        .iter_mut()
-        .find(|m| &m.id == id)
-        .unwrap()
-        .state = MachineState::Failed;
-    let p = plan(&d, &w.observed, t0());
-    assert!(p.is_empty(), "{}", p.render());
-    assert!(
-        p.findings
-            .iter()
-            .any(|f| matches!(f, Finding::RolloutFailed { .. }))
-    );
-}
-
 /// A group of 3 rolling to `nginx:1.28`, with the first update applied and
 /// the updated machine in `state` with `checks`. Returns the plan.
 fn roll_after_first_update(
@@ -647,6 +615,17 @@ fn roll_after_first_update(
         })
         .collect();
     (plan(&d, &w.observed, t0()), id.clone())
+}
+
+#[test]
+fn a_failed_new_version_stops_the_roll() {
+    let (p, id) = roll_after_first_update(MachineState::Failed, &[], AutoStop::Off);
+    assert!(p.is_empty(), "{}", p.render());
+    let stopped = Finding::RolloutFailed {
+        group: GroupName::parse("web").unwrap(),
+        id,
+    };
+    assert!(p.findings.contains(&stopped) && stopped.degrades());
 }
 
 #[test]
