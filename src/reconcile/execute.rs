@@ -334,8 +334,7 @@ impl Executor<'_> {
                         )
                         .await;
                     match started {
-                        // Not started yet: the next activation sees it.
-                        Ok(_) | Err(FlyError::Timeout { .. }) => {}
+                        Ok(_) => {}
                         // Fly: the machine can never reach `started`.
                         Err(FlyError::InvalidRequest { message, .. }) => {
                             return Err(StepError::LaunchFailed {
@@ -344,7 +343,12 @@ impl Executor<'_> {
                                 reason: message,
                             });
                         }
-                        Err(e) => return Err(e.into()),
+                        // Not started yet, or the wait itself failed: the
+                        // create did happen, and the next activation sees
+                        // how the machine is doing.
+                        Err(e) => {
+                            tracing::debug!(machine = %created.id, error = %e, "new machine not seen started");
+                        }
                     }
                     return Ok(());
                 }
