@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod crypto;
 pub mod fly;
 pub mod ids;
 pub mod plan;
