@@ -87,7 +87,7 @@ impl fmt::Display for Location {
 pub enum KeyringError {
     #[error("{origin}: no keys (expected `id:base64` entries)")]
     Empty { origin: KeyOrigin },
-    #[error("{origin}: {len} bytes, more than the {MAX_SOURCE_BYTES} accepted")]
+    #[error("{origin}: longer than the {MAX_SOURCE_BYTES} bytes accepted")]
     TooLong { origin: KeyOrigin, len: usize },
     #[error("{origin}: not UTF-8 text (line {line})")]
     NotUtf8 { origin: KeyOrigin, line: usize },
