@@ -22,6 +22,7 @@ pub mod fly;
 pub mod ids;
 pub mod plan;
 pub mod reconcile;
+pub mod rotation;
 pub mod runtime;
 pub mod sim;
 pub mod spec;
