@@ -280,7 +280,10 @@ pub fn decide(
     if let Some(d) = backoff(record, now) {
         return Ok(d);
     }
-    if let Some(stray) = facts.listed.and_then(|l| strays(record, desired, l).next()) {
+    if let Some(stray) = facts
+        .listed
+        .and_then(|l| strays(record, desired, l.tokens).next())
+    {
         return act(
             Action::Revoke {
                 fly_token_id: stray.fly_token_id.clone(),
@@ -384,7 +387,8 @@ pub fn decide(
         );
     }
     let revoked_on_fly = facts.listed.is_some_and(|l| {
-        l.iter()
+        l.tokens
+            .iter()
             .any(|t| t.fly_token_id == active.credential.fly_token_id && t.revoked)
     });
     if revoked_on_fly {
@@ -487,7 +491,7 @@ fn resolve_unanswered_mint(
         now,
         policy,
     } = *cx;
-    let Some(listed) = facts.listed else {
+    let Some(listing) = facts.listed else {
         return act(Action::ListTokens, Reason::MintOutcomeUnknown { sent_at });
     };
     let name = mint_name(desired.tenant, &record.name, rotation.id, rotation.attempt);
@@ -496,7 +500,7 @@ fn resolve_unanswered_mint(
     } else {
         Action::AbandonMintAttempt
     };
-    match listed.iter().find(|t| t.name == name) {
+    match listing.tokens.iter().find(|t| t.name == name) {
         Some(t) if !t.revoked => act(
             Action::Revoke {
                 fly_token_id: t.fly_token_id.clone(),
@@ -505,11 +509,15 @@ fn resolve_unanswered_mint(
         ),
         Some(_) => act(gone, Reason::LostMintRevoked),
         None => {
+            // Absence proves nothing until the settle window has passed,
+            // and only in a listing taken after it.
             let settled = add(sent_at, policy.mint_settle);
-            if now < settled {
+            if listing.at >= settled {
+                act(gone, Reason::MintNeverLanded { sent_at })
+            } else if now < settled {
                 wait(Some(settled), WaitReason::MintSettling { sent_at })
             } else {
-                act(gone, Reason::MintNeverLanded { sent_at })
+                act(Action::ListTokens, Reason::MintOutcomeUnknown { sent_at })
             }
         }
     }
@@ -547,10 +555,10 @@ fn teardown(cx: &Ctx<'_>) -> Result<Decision, DecideError> {
     if !facts.app_exists {
         return Ok(Decision::Gone);
     }
-    let Some(listed) = facts.listed else {
+    let Some(listing) = facts.listed else {
         return act(Action::ListTokens, Reason::TeardownSweep);
     };
-    if let Some(stray) = strays(record, desired, listed).next() {
+    if let Some(stray) = strays(record, desired, listing.tokens).next() {
         return act(
             Action::Revoke {
                 fly_token_id: stray.fly_token_id.clone(),

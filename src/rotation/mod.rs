@@ -56,15 +56,17 @@ mod model;
 pub mod schedule;
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
 
 pub use apply::{Outcome, TransitionError, apply};
 pub use decide::{Action, DecideError, Decision, Reason, WaitReason, decide};
 pub use model::{
     Active, Credential, Desired, Facts, Failure, FlyTokenId, FlyTokenIdError, Halt, ListedToken,
-    MintRef, Phase, Policy, RecordError, Retiring, Revoked, Rotation, RotationCause, RotationId,
-    RotationIdError, RotationRequest, StepKind, TokenRecord, TokenState, delivery_targets,
-    mint_name, parse_mint_name,
+    Listing, MintRef, Phase, Policy, RecordError, Retiring, Revoked, Rotation, RotationCause,
+    RotationId, RotationIdError, RotationRequest, StepKind, TokenRecord, TokenState,
+    delivery_targets, mint_name, parse_mint_name,
 };
 pub use schedule::{
     DueCause, Jitter, NextRotation, RotationSchedule, ScheduleError, jitter_seed, next_rotation,

@@ -455,6 +455,15 @@ pub struct ListedToken {
     pub revoked: bool,
 }
 
+/// A listing of the app's tokens and when it was taken (the request's
+/// start): whether a mint has landed is only proven by a listing taken after
+/// the mint's settle window.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    pub at: Timestamp,
+    pub tokens: &'a [ListedToken],
+}
+
 /// What the current activation observed.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -462,7 +471,7 @@ pub struct Facts<'a> {
     pub app_exists: bool,
     /// The app's tokens, if they were listed during this activation.
     /// Decisions that need a listing ask for one ([`crate::rotation::Action::ListTokens`]).
-    pub listed: Option<&'a [ListedToken]>,
+    pub listed: Option<Listing<'a>>,
     /// Machines not yet running with the secrets version a rotation wrote
     /// (0 when all do, or there are none).
     pub machines_behind: u32,

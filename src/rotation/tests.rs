@@ -85,6 +85,8 @@ struct World {
     app_exists: bool,
     secrets: Vec<SecretName>,
     listed: Option<Vec<ListedToken>>,
+    /// When the listing was taken; `None`: at the decision's `now`.
+    listed_at: Option<Timestamp>,
     machines_behind: u32,
 }
 
@@ -98,6 +100,7 @@ impl World {
             deleting: false,
             app_exists: true,
             listed: None,
+            listed_at: None,
             machines_behind: 0,
         }
     }
@@ -139,7 +142,10 @@ impl World {
         };
         let facts = Facts {
             app_exists: self.app_exists,
-            listed: self.listed.as_deref(),
+            listed: self.listed.as_deref().map(|tokens| Listing {
+                at: self.listed_at.unwrap_or(now),
+                tokens,
+            }),
             machines_behind: self.machines_behind,
         };
         decide(&self.record, &desired, &facts, now, &policy())
@@ -253,6 +259,16 @@ fn an_unanswered_mint_is_resolved_by_listing_never_by_minting_again() {
             &Reason::MintNeverLanded { sent_at: sent }
         )
     );
+    // A listing taken before the window closed proves nothing: list again.
+    w.listed_at = Some(sent + mins(2) - SignedDuration::from_secs(1));
+    assert_eq!(
+        acts(&w.decide(sent + mins(3))),
+        (
+            &Action::ListTokens,
+            &Reason::MintOutcomeUnknown { sent_at: sent }
+        )
+    );
+    w.listed_at = None;
     // Only this attempt's name counts: the previous attempt's token is a
     // stray (revoked first), another rotation's name is someone else's.
     let other_attempt = mint_name(&tenant(), &token(), rid(2), 7);
