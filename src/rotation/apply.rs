@@ -317,7 +317,7 @@ fn fail(r: &mut TokenRecord, step: StepKind, error: String, now: Timestamp, poli
         step,
         error: error.clone(),
     });
-    let delay = if n % per_cycle == 0 {
+    let delay = if n.is_multiple_of(per_cycle) {
         let failed_cycles = n / per_cycle;
         if failed_cycles >= policy.max_failed_cycles.max(1) {
             r.halted = Some(Halt {

@@ -56,8 +56,6 @@ mod model;
 pub mod schedule;
 
 #[cfg(test)]
-mod sim_tests;
-#[cfg(test)]
 mod tests;
 
 pub use apply::{Outcome, TransitionError, apply};

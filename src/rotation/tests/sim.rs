@@ -21,7 +21,6 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::tests::{T0, spec, t, tenant, token};
 use super::*;
 use crate::crypto::Fingerprint;
 use crate::ids::SecretName;
