@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::keyring::{KeyId, Keyring};
-use crate::ids::TenantName;
+use crate::ids::{SecretName, TenantName, TokenName};
 
 /// The envelope format this code writes.
 const VERSION: u32 = 1;
@@ -66,7 +66,7 @@ pub const MAX_PLAINTEXT: usize = 64 * 1024;
 pub const MAX_ENVELOPE_TEXT: usize =
     3 + 32 + 1 + (NONCE_LEN + MAX_PLAINTEXT + TAG_LEN).div_ceil(3) * 4;
 /// The longest row id.
-const ROW_ID_MAX: usize = 200;
+const ROW_ID_MAX: usize = 256;
 const AAD_DOMAIN: &[u8] = b"flotilla/aad/v1\0";
 
 /// Who a stored secret belongs to.
@@ -125,7 +125,7 @@ pub struct Aad {
 }
 
 impl Aad {
-    /// `id`: 1 to 200 printable ASCII characters, no spaces.
+    /// `id`: 1 to 256 printable ASCII characters, no spaces.
     pub fn new(owner: AadOwner, kind: RowKind, id: impl Into<String>) -> Result<Self, AadError> {
         let id = id.into();
         if id.is_empty() || id.len() > ROW_ID_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
@@ -141,6 +141,36 @@ impl Aad {
         id: impl Into<String>,
     ) -> Result<Self, AadError> {
         Self::new(AadOwner::Tenant(tenant.clone()), kind, id)
+    }
+
+    /// The convention for a minted token's ciphertext: one row per
+    /// credential, identified by token name and Fly token id.
+    pub fn deploy_token(
+        tenant: &TenantName,
+        token: &TokenName,
+        fly_token_id: &str,
+    ) -> Result<Self, AadError> {
+        Self::tenant(
+            tenant,
+            RowKind::DeployToken,
+            format!("{token}/{fly_token_id}"),
+        )
+    }
+
+    /// The convention for an `external` secret's value: the secret's name.
+    pub fn external_secret(tenant: &TenantName, secret: &SecretName) -> Self {
+        Self {
+            owner: AadOwner::Tenant(tenant.clone()),
+            kind: RowKind::ExternalSecret,
+            // A secret name (1 to 255 of [A-Z0-9_]) is always a valid row id.
+            id: secret.as_str().to_string(),
+        }
+    }
+
+    /// The convention for the controller's own org token: one row per Fly
+    /// token id.
+    pub fn org_token(fly_token_id: &str) -> Result<Self, AadError> {
+        Self::new(AadOwner::Controller, RowKind::OrgToken, fly_token_id)
     }
 
     pub fn owner(&self) -> &AadOwner {
@@ -174,7 +204,7 @@ impl Aad {
 }
 
 fn put_field(out: &mut Vec<u8>, s: &str) {
-    // Every field is bounded far below u16::MAX (tenant 63, row id 200, key id 32).
+    // Every field is bounded far below u16::MAX (tenant 63, row id 256, key id 32).
     let len = u16::try_from(s.len()).expect("aad fields are short");
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());

@@ -13,7 +13,9 @@
 //! * [`Envelope`]: one stored ciphertext, self-describing (format version, key
 //!   id, nonce), in a text form fit for a `TEXT` column. Its associated data is
 //!   an [`Aad`] naming the row it belongs to, so a ciphertext copied to another
-//!   row fails to open.
+//!   row fails to open. The row conventions are [`Aad::deploy_token`] (one
+//!   row per minted credential), [`Aad::external_secret`] and
+//!   [`Aad::org_token`].
 //! * [`Fingerprint`]: a short, non-reversible identifier of a token for audit
 //!   and status, so the token itself never has to be shown.
 //!

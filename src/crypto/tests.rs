@@ -77,6 +77,31 @@ fn sealed_values_open_under_their_row() {
 }
 
 #[test]
+fn row_conventions_name_their_rows() {
+    use crate::ids::{SecretName, TokenName};
+    let acme = tenant("acme");
+    let token = TokenName::parse("deploy").unwrap();
+    let a = Aad::deploy_token(&acme, &token, "tok_123").unwrap();
+    assert_eq!(a.to_string(), "tenant acme, deploy token deploy/tok_123");
+    assert!(Aad::deploy_token(&acme, &token, "has space").is_err());
+    let s = Aad::external_secret(&acme, &SecretName::parse("API_KEY").unwrap());
+    assert_eq!(s.to_string(), "tenant acme, external secret API_KEY");
+    let long = SecretName::parse("A".repeat(255)).unwrap();
+    assert_eq!(Aad::external_secret(&acme, &long).id().len(), 255);
+    let o = Aad::org_token("tok_9").unwrap();
+    assert_eq!(o.to_string(), "controller org token tok_9");
+    assert_eq!(
+        (o.owner(), o.kind()),
+        (&AadOwner::Controller, RowKind::OrgToken)
+    );
+    // The three conventions never collide, even on equal ids.
+    let r = ring(&[("k1", 1)]);
+    let env = r.seal(&mut CountingRng(0), &a, b"v").unwrap();
+    let same_id = Aad::tenant(&acme, RowKind::ExternalSecret, "deploy/tok_123").unwrap();
+    assert!(r.open(&same_id, &env).is_err());
+}
+
+#[test]
 fn every_encryption_uses_a_fresh_nonce() {
     let r = ring(&[("k1", 1)]);
     let mut rng = StdRng::seed_from_u64(7);
@@ -347,7 +372,9 @@ fn debug_and_errors_never_show_plaintext_or_keys() {
     );
     assert!(Aad::tenant(&tenant("a"), RowKind::DeployToken, "has space").is_err());
     assert!(Aad::tenant(&tenant("a"), RowKind::DeployToken, "").is_err());
-    assert!(Aad::tenant(&tenant("a"), RowKind::DeployToken, "x".repeat(201)).is_err());
+    assert!(Aad::tenant(&tenant("a"), RowKind::DeployToken, "x".repeat(257)).is_err());
+    assert!(Aad::tenant(&tenant("a"), RowKind::DeployToken, "x".repeat(256)).is_ok());
+    assert!(Aad::tenant(&tenant("a"), RowKind::DeployToken, "é").is_err());
 }
 
 fn valid_envelope_text() -> (Keyring, Aad, String) {
