@@ -320,6 +320,9 @@ pub fn decide(
                 sent_at: Some(sent_at),
             } => resolve_unanswered_mint(&cx, rotation, *sent_at, false),
             Phase::Discarding { pending } => revoke(pending, Reason::VerificationRejected),
+            // Only before delivery: a pending token that expires after the app
+            // secrets got it is still promoted (consumers already hold it),
+            // and the expired-active rule then starts a new rotation at once.
             Phase::Minted { pending } | Phase::Verified { pending }
                 if pending.expires_at <= now =>
             {
