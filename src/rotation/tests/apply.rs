@@ -217,11 +217,9 @@ fn revoking_a_pending_token_starts_the_next_attempt() {
 fn zero_grace_promotion_ends_every_grace_period_now() {
     let p = policy();
     let mut w = World::active().rotating(Phase::Verified { pending: pending() });
-    w.record.retiring.push(Retiring {
-        credential: cred("tok-0", rid(0), t(T0)),
-        since: t(T0),
-        revoke_after: t(T0) + SignedDuration::from_hours(1),
-    });
+    w.record
+        .retiring
+        .push(retiring(t(T0) + SignedDuration::from_hours(1)));
     apply(
         &mut w.record,
         Outcome::RotationRequested { zero_grace: true },

@@ -479,11 +479,7 @@ fn teardown_revokes_everything_then_sweeps_then_is_gone() {
         pending: pending(),
         secrets_version: 3,
     });
-    w.record.retiring.push(Retiring {
-        credential: cred("tok-0", rid(0), t(T0)),
-        since: t(T0),
-        revoke_after: t(T0) + mins(10),
-    });
+    w.record.retiring.push(retiring(t(T0) + mins(10)));
     w.spec = None; // the token left the spec
     let now = t(T0) + mins(1);
     let mut revoked = vec![];

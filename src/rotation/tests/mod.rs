@@ -173,6 +173,15 @@ fn acts(d: &Decision) -> (&Action, &Reason) {
     }
 }
 
+/// `tok-0`, replaced at T0, in its grace period until `revoke_after`.
+fn retiring(revoke_after: Timestamp) -> Retiring {
+    Retiring {
+        credential: cred("tok-0", rid(0), t(T0)),
+        since: t(T0),
+        revoke_after,
+    }
+}
+
 fn pending() -> Credential {
     cred("tok-2", rid(2), t(T0))
 }

@@ -38,11 +38,7 @@ fn records_serialize_strictly() {
         pending: pending(),
         secrets_version: 9,
     });
-    w.record.retiring.push(Retiring {
-        credential: cred("tok-0", rid(0), t(T0)),
-        since: t(T0),
-        revoke_after: t(T0) + mins(10),
-    });
+    w.record.retiring.push(retiring(t(T0) + mins(10)));
     w.record.last_failure = Some(Failure {
         at: t(T0),
         step: StepKind::WriteSecrets,
