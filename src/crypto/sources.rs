@@ -475,6 +475,26 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn no_key_text_panics_the_parsers(text in "\\PC{0,120}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            let _ = Keyring::parse_list(&text);
+            let _ = Keyring::parse_legacy(&text);
+            let _ = Keyring::parse_file("f", text.as_bytes());
+            let _ = Keyring::parse_file("f", &bytes);
+        }
+
+        #[test]
+        fn near_miss_keys_are_rejected_without_echo(id in "[a-z0-9]{1,8}", cut in 0usize..44, c in "[^A-Za-z0-9+/=\\s]") {
+            let mut key = b64(0x5a);
+            key.insert_str(cut, &c);
+            let err = Keyring::parse_list(&format!("{id}:{key}")).unwrap_err().to_string();
+            proptest::prop_assert!(!err.contains(&b64(0x5a)[..8]), "{}", err);
+        }
+    }
+
     #[test]
     fn debug_of_sources_redacts_values() {
         let list = format!("a:{}", b64(1));
