@@ -4,6 +4,10 @@
 //! Pure core (no sqlx, reqwest, axum or tokio; see `docs/architecture.md`):
 //! * [`ids`]: typed identifiers.
 //! * [`spec`]: tenant specs: YAML → validated model, JSON Schema.
+//! * [`rotation`]: rotation decisions for scoped deploy tokens (schedule,
+//!   token record, `decide`, `apply`); not wired into `serve` yet.
+//! * [`crypto`]: encryption at rest (keyring, row-bound envelopes, key
+//!   rotation) and token fingerprints; not wired into `serve` yet.
 //!
 //! Adapters:
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations.
@@ -17,10 +21,12 @@
 
 pub mod cli;
 pub mod clock;
+pub mod crypto;
 pub mod fly;
 pub mod ids;
 pub mod plan;
 pub mod reconcile;
+pub mod rotation;
 pub mod runtime;
 pub mod sim;
 pub mod spec;

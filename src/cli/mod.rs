@@ -11,6 +11,7 @@ mod delete;
 mod export;
 mod fly;
 mod get;
+pub mod keys;
 mod migrate;
 mod output;
 mod schema;

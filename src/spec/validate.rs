@@ -91,6 +91,15 @@ pub fn size_guest(size: &str) -> Option<Guest> {
     })
 }
 
+/// The cron dialect specs use: 5 fields, or 6 with seconds first; no year
+/// field. Validation and the rotation schedule share it.
+pub fn cron_parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+}
+
 /// Checks a cron expression: 5 fields, or 6 with seconds first.
 pub fn check_cron(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
@@ -99,10 +108,7 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
             "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), found {fields}"
         ));
     }
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
+    cron_parser()
         .parse(expr)
         .map(|_| ())
         .map_err(|e| {
