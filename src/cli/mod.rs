@@ -56,6 +56,16 @@ pub struct Cli {
     )]
     pub app_name_template: String,
 
+    /// Largest spec file `validate`, `apply` and `plan` read, in bytes; a
+    /// larger file is reported and never read past the limit.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_MAX_SPEC_BYTES",
+        default_value_t = crate::spec::DEFAULT_MAX_FILE_BYTES
+    )]
+    pub max_spec_bytes: u64,
+
     /// Log format on stderr: `text` for people, `json` (one object per
     /// line, with span fields such as the tenant) for log pipelines.
     #[arg(long, global = true, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -156,6 +166,7 @@ impl Cli {
     pub fn parse_options(&self) -> ParseOptions {
         ParseOptions {
             app_name_template: self.app_name_template.clone(),
+            max_file_bytes: self.max_spec_bytes,
         }
     }
 }

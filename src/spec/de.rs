@@ -520,7 +520,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::spec::yaml::parse_document;
+    use crate::spec::yaml::{Budget, parse_document};
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -539,7 +539,10 @@ mod tests {
     }
 
     fn run(text: &str) -> (Option<Outer>, Vec<String>) {
-        let root = parse_document(text, 0).unwrap().root.unwrap();
+        let root = parse_document(text, 0, &mut Budget::default())
+            .unwrap()
+            .root
+            .unwrap();
         let mut issues = Vec::new();
         let v = from_node::<Outer>(&root, &mut issues);
         issues.sort_by_key(|i| i.pos);
