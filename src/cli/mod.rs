@@ -244,9 +244,20 @@ async fn open(url: &str, clock: SharedClock) -> anyhow::Result<SharedStore> {
     Ok(store::connect(url, clock).await?)
 }
 
-/// An error as one line: the causes joined by ": ", newlines folded.
+/// An error as one line: the causes joined by ": ", each printed once (a
+/// cause whose text its parent already ends with, as sqlx's database errors
+/// do, is skipped), control characters escaped and the length bounded.
 pub fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace(['\n', '\r'], " ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let joined = parts.join(": ").replace(['\n', '\r'], " ");
+    crate::spec::error::sanitize(&joined, 4 * crate::spec::error::MAX_MESSAGE_CHARS)
 }
 
 /// True if `err` comes from writing to a closed pipe.

@@ -480,6 +480,11 @@ where
 /// A close allowed field name for a mistyped one: same letters ignoring case
 /// and `_`/`-` (`memoryMb` → `memory_mb`), or within two edits.
 pub(crate) fn suggest(field: &str, allowed: &[&str]) -> Option<String> {
+    // No field name is this long; comparing would only cost time (the edit
+    // distance is quadratic in the lengths).
+    if field.len() > 64 {
+        return None;
+    }
     let norm = |s: &str| {
         s.chars()
             .filter(|c| *c != '_' && *c != '-')

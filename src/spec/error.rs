@@ -549,4 +549,47 @@ mod tests {
             "a.yaml:3:7: spec.org: missing required field `org`"
         );
     }
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(
+            sanitize(
+                "a\u{1b}[31mred\nfake.yaml:1:1: x\r\0\u{202e}\u{2028}\t",
+                100
+            ),
+            "a\\u{1b}[31mred\\nfake.yaml:1:1: x\\r\\u{0}\\u{202e}\\u{2028}\\t"
+        );
+        assert_eq!(sanitize("plain é ✓", 100), "plain é ✓");
+    }
+
+    #[test]
+    fn long_text_keeps_its_start_and_end() {
+        let long = format!("start {} end", "x".repeat(10_000));
+        let shown = sanitize(&long, 100);
+        assert!(shown.starts_with("start "), "{shown}");
+        assert!(shown.ends_with(" end"), "{shown}");
+        assert!(shown.contains("(9930 characters left out)"), "{shown}");
+        assert!(shown.chars().count() < 150);
+    }
+
+    #[test]
+    fn a_diagnostic_is_one_bounded_line_whatever_it_echoes() {
+        let d = Diagnostic {
+            source: "evil\n.yaml".into(),
+            line: 1,
+            column: 1,
+            path: "metadata.name".into(),
+            error: SpecError::DuplicateKey {
+                key: format!("k\u{1b}[2J\nfake.yaml:1:1: ok{}", "y".repeat(50_000_000)),
+                first_line: 1,
+            },
+        };
+        let shown = d.to_string();
+        assert!(!shown.contains(['\n', '\r', '\u{1b}']), "{shown}");
+        assert!(shown.starts_with(
+            "evil\\n.yaml:1:1: metadata.name: duplicate key `k\\u{1b}[2J\\nfake.yaml:1:1: ok"
+        ));
+        assert!(shown.ends_with("YAML mapping keys must be unique"));
+        assert!(shown.len() < 1500, "{} bytes", shown.len());
+    }
 }

@@ -300,4 +300,127 @@ mod tests {
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(docs.len(), 1);
     }
+
+    #[test]
+    fn a_file_over_the_limit_is_reported_without_reading_it_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "big.yaml", &"# pad\n".repeat(100));
+        let opts = ParseOptions {
+            max_file_bytes: 100,
+            ..Default::default()
+        };
+        let (docs, diags) = load_files(&[tmp.path().join("big.yaml")], &opts);
+        assert!(docs.is_empty());
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].error, SpecError::FileTooLarge { max: 100 });
+        assert!(diags[0].to_string().contains("--max-spec-bytes"));
+        // Exactly at the limit is fine.
+        write(tmp.path(), "ok.yaml", &"#".repeat(99));
+        let (_, diags) = load_files(&[tmp.path().join("ok.yaml")], &opts);
+        assert!(diags.is_empty(), "{diags:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_file_stops_at_the_limit() {
+        // /dev/zero named explicitly is refused as a device; behind a
+        // symlink in a directory it is skipped; read_capped itself stops at
+        // the limit whatever the file claims its size is.
+        let (docs, diags) = load_files(&[PathBuf::from("/dev/zero")], &ParseOptions::default());
+        assert!(docs.is_empty());
+        assert_eq!(
+            diags[0].error,
+            SpecError::NotARegularFile {
+                kind: "a character device"
+            }
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", tmp.path().join("zero.yaml")).unwrap();
+        let loaded = load_paths(&[tmp.path().to_path_buf()], &ParseOptions::default());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(
+            loaded.warnings[0]
+                .to_string()
+                .ends_with("zero.yaml: skipped: a character device, not a regular file")
+        );
+    }
+
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifos_never_hang_a_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "a.yaml", &TENANT.replace("NAME", "alpha"));
+        mkfifo(&tmp.path().join("pipe.yaml"));
+        // In a directory: skipped with a warning, the rest loads.
+        let loaded = load_paths(&[tmp.path().to_path_buf()], &ParseOptions::default());
+        assert_eq!(loaded.docs.len(), 1);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].message.contains("a FIFO"));
+        // Named explicitly: refused, not opened for a blocking read.
+        let loaded = load_paths(&[tmp.path().join("pipe.yaml")], &ParseOptions::default());
+        assert_eq!(
+            loaded.diagnostics[0].error,
+            SpecError::NotARegularFile { kind: "a FIFO" }
+        );
+        // Even read directly (as after a swap between check and open), the
+        // non-blocking open returns and the FIFO is refused.
+        assert_eq!(
+            read_capped(&tmp.path().join("pipe.yaml"), 100),
+            Err(SpecError::NotARegularFile { kind: "a FIFO" })
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("bin.yaml"), b"a: \xff\n").unwrap();
+        let (_, diags) = load_files(&[tmp.path().join("bin.yaml")], &ParseOptions::default());
+        assert_eq!(
+            diags[0].error,
+            SpecError::Unreadable {
+                message: "not UTF-8 text (invalid byte at offset 3)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_load_budget_spans_files() {
+        // Two files each under every per-document limit, but together over
+        // the load's byte budget: the second is reported, at its alias.
+        let tmp = tempfile::tempdir().unwrap();
+        let big = "x".repeat(1024 * 1024);
+        let mut bomb = format!("a: &big \"{big}\"\nl:\n");
+        for _ in 0..10 {
+            bomb.push_str("  - *big\n");
+        }
+        for name in ["a.yaml", "b.yaml", "c.yaml"] {
+            write(tmp.path(), name, &bomb);
+        }
+        let opts = ParseOptions {
+            max_file_bytes: 2 * 1024 * 1024,
+            ..Default::default()
+        };
+        let (_, diags) = load_files(&[tmp.path().to_path_buf()], &opts);
+        let crossed: Vec<&Diagnostic> = diags
+            .iter()
+            .filter(|d| matches!(d.error, SpecError::LoadTooManyBytes { .. }))
+            .collect();
+        assert!(!crossed.is_empty(), "{diags:?}");
+        assert!(crossed[0].source.ends_with("c.yaml"), "{}", crossed[0]);
+        // 12 MiB per file (text, the anchor's copy, ten copies): the third file
+        // reaches 32 MiB at its sixth alias.
+        assert_eq!(crossed[0].path, "l[5]");
+        assert_eq!((crossed[0].line, crossed[0].column), (8, 5));
+    }
 }
