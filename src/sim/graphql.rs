@@ -6,7 +6,15 @@
 //! literals, lists, input objects) and selection sets, and answers with exactly
 //! the selected fields; unknown fields are errors, as on a real GraphQL server.
 //! Fragments and directives are not supported. Errors come back with HTTP 200
-//! as `{"data": null, "errors": [{"message", "path", "extensions": {"code"}}]}`.
+//! as `{"data": null, "errors": [{"message", "path", "extensions": {"code"}}]}`,
+//! except a document over the reader's bounds, which gets HTTP 400 with the
+//! same body.
+//!
+//! Bounds: a query of at most [`MAX_QUERY_BYTES`] bytes and [`MAX_TOKENS`]
+//! tokens, nested at most [`MAX_DEPTH`] levels (selection sets and argument
+//! lists/objects alike). The reader and everything after it (`resolve`,
+//! `project`) recurse along that nesting, so no token, app-scoped or not, can
+//! overflow the simulator's stack or make it spin.
 
 use std::sync::Arc;
 
@@ -29,6 +37,34 @@ pub fn error_body(message: &str, code: &str) -> Value {
     })
 }
 
+/// Longest query text read, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Most tokens in one query.
+pub const MAX_TOKENS: usize = 10_000;
+/// Deepest nesting of selection sets and argument values (flotilla's own
+/// queries nest 4 levels).
+pub const MAX_DEPTH: usize = 32;
+
+/// Why a document could not be read: a syntax error (answered with HTTP 200
+/// and a GraphQL error, like a real server) or a bound crossed (HTTP 400).
+#[derive(Debug, Clone, PartialEq)]
+enum ReadError {
+    Syntax(String),
+    TooBig(String),
+}
+
+impl From<String> for ReadError {
+    fn from(s: String) -> Self {
+        ReadError::Syntax(s)
+    }
+}
+
+impl From<&str> for ReadError {
+    fn from(s: &str) -> Self {
+        ReadError::Syntax(s.to_string())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Punct(char),
@@ -39,11 +75,22 @@ enum Tok {
     Str(String),
 }
 
-fn lex(src: &str) -> Result<Vec<Tok>, String> {
+fn lex(src: &str) -> Result<Vec<Tok>, ReadError> {
+    if src.len() > MAX_QUERY_BYTES {
+        return Err(ReadError::TooBig(format!(
+            "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+            src.len()
+        )));
+    }
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
+        if out.len() > MAX_TOKENS {
+            return Err(ReadError::TooBig(format!(
+                "query has more than {MAX_TOKENS} tokens"
+            )));
+        }
         let c = chars[i];
         match c {
             ' ' | '\t' | '\n' | '\r' | ',' | '\u{feff}' => i += 1,
@@ -61,7 +108,7 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                     out.push(Tok::Spread);
                     i += 3;
                 } else {
-                    return Err(format!("Parse error on \".\" at offset {i}"));
+                    return Err(format!("Parse error on \".\" at offset {i}").into());
                 }
             }
             '"' => {
@@ -148,7 +195,7 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 }
                 out.push(Tok::Name(chars[start..i].iter().collect()));
             }
-            other => return Err(format!("Parse error on {other:?} at offset {i}")),
+            other => return Err(format!("Parse error on {other:?} at offset {i}").into()),
         }
     }
     Ok(out)
@@ -196,6 +243,8 @@ struct Operation {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Open selection sets and argument lists/objects.
+    depth: usize,
 }
 
 impl Parser {
@@ -209,23 +258,25 @@ impl Parser {
         t
     }
 
-    fn expect(&mut self, c: char) -> Result<(), String> {
+    fn expect(&mut self, c: char) -> Result<(), ReadError> {
         match self.next() {
             Some(Tok::Punct(p)) if p == c => Ok(()),
             other => Err(format!(
                 "Parse error: expected {c:?}, found {}",
                 describe(other.as_ref())
-            )),
+            )
+            .into()),
         }
     }
 
-    fn name(&mut self) -> Result<String, String> {
+    fn name(&mut self) -> Result<String, ReadError> {
         match self.next() {
             Some(Tok::Name(n)) => Ok(n),
             other => Err(format!(
                 "Parse error: expected a name, found {}",
                 describe(other.as_ref())
-            )),
+            )
+            .into()),
         }
     }
 
@@ -233,7 +284,18 @@ impl Parser {
         self.peek() == Some(&Tok::Punct(c))
     }
 
-    fn document(&mut self) -> Result<Vec<Operation>, String> {
+    /// Enters one level of nesting, or refuses past [`MAX_DEPTH`].
+    fn descend(&mut self) -> Result<(), ReadError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ReadError::TooBig(format!(
+                "query is nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
+    }
+
+    fn document(&mut self) -> Result<Vec<Operation>, ReadError> {
         let mut ops = Vec::new();
         while self.peek().is_some() {
             ops.push(self.operation()?);
@@ -244,7 +306,7 @@ impl Parser {
         Ok(ops)
     }
 
-    fn operation(&mut self) -> Result<Operation, String> {
+    fn operation(&mut self) -> Result<Operation, ReadError> {
         if self.is('{') {
             return Ok(Operation {
                 kind: OpKind::Query,
@@ -261,7 +323,7 @@ impl Parser {
             Some(Tok::Name(n)) if n == "subscription" => {
                 return Err("subscriptions are not supported".into());
             }
-            other => return Err(format!("Parse error on {}", describe(other.as_ref()))),
+            other => return Err(format!("Parse error on {}", describe(other.as_ref())).into()),
         };
         let name = match self.peek() {
             Some(Tok::Name(_)) => Some(self.name()?),
@@ -280,7 +342,7 @@ impl Parser {
         })
     }
 
-    fn skip_balanced(&mut self, open: char, close: char) -> Result<(), String> {
+    fn skip_balanced(&mut self, open: char, close: char) -> Result<(), ReadError> {
         let mut depth = 0usize;
         loop {
             match self.next() {
@@ -292,12 +354,13 @@ impl Parser {
                     }
                 }
                 Some(_) => {}
-                None => return Err(format!("Parse error: unbalanced {open:?}")),
+                None => return Err(format!("Parse error: unbalanced {open:?}").into()),
             }
         }
     }
 
-    fn selection_set(&mut self) -> Result<Vec<Field>, String> {
+    fn selection_set(&mut self) -> Result<Vec<Field>, ReadError> {
+        self.descend()?;
         self.expect('{')?;
         let mut fields = Vec::new();
         while !self.is('}') {
@@ -307,13 +370,14 @@ impl Parser {
             fields.push(self.field()?);
         }
         self.expect('}')?;
+        self.depth -= 1;
         if fields.is_empty() {
             return Err("Parse error: empty selection set".into());
         }
         Ok(fields)
     }
 
-    fn field(&mut self) -> Result<Field, String> {
+    fn field(&mut self) -> Result<Field, ReadError> {
         let first = self.name()?;
         let (alias, name) = if self.is(':') {
             self.next();
@@ -347,17 +411,17 @@ impl Parser {
         })
     }
 
-    fn value(&mut self) -> Result<GValue, String> {
+    fn value(&mut self) -> Result<GValue, ReadError> {
         match self.next() {
             Some(Tok::Punct('$')) => Ok(GValue::Var(self.name()?)),
             Some(Tok::Int(s)) => s
                 .parse::<i64>()
                 .map(|n| GValue::Lit(Value::from(n)))
-                .map_err(|_| format!("Parse error: bad integer {s}")),
+                .map_err(|_| format!("Parse error: bad integer {s}").into()),
             Some(Tok::Float(s)) => s
                 .parse::<f64>()
                 .map(|n| GValue::Lit(Value::from(n)))
-                .map_err(|_| format!("Parse error: bad number {s}")),
+                .map_err(|_| format!("Parse error: bad number {s}").into()),
             Some(Tok::Str(s)) => Ok(GValue::Lit(Value::from(s))),
             Some(Tok::Name(n)) => Ok(GValue::Lit(match n.as_str() {
                 "true" => Value::Bool(true),
@@ -366,14 +430,17 @@ impl Parser {
                 _ => Value::from(n),
             })),
             Some(Tok::Punct('[')) => {
+                self.descend()?;
                 let mut items = Vec::new();
                 while !self.is(']') {
                     items.push(self.value()?);
                 }
                 self.expect(']')?;
+                self.depth -= 1;
                 Ok(GValue::List(items))
             }
             Some(Tok::Punct('{')) => {
+                self.descend()?;
                 let mut fields = Vec::new();
                 while !self.is('}') {
                     let k = self.name()?;
@@ -381,12 +448,14 @@ impl Parser {
                     fields.push((k, self.value()?));
                 }
                 self.expect('}')?;
+                self.depth -= 1;
                 Ok(GValue::Obj(fields))
             }
             other => Err(format!(
                 "Parse error: expected a value, found {}",
                 describe(other.as_ref())
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -530,13 +599,42 @@ pub async fn handle(
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    Ok(json_response(StatusCode::OK, execute(&sim, &caller, &body)))
+    let (status, answer) = execute(&sim, &caller, &body);
+    Ok(json_response(status, answer))
 }
 
-fn execute(sim: &Sim, caller: &Caller, body: &Value) -> Value {
+/// Reads a GraphQL document within the bounds.
+fn read(query: &str) -> Result<Vec<Operation>, ReadError> {
+    lex(query).and_then(|toks| {
+        Parser {
+            toks,
+            pos: 0,
+            depth: 0,
+        }
+        .document()
+    })
+}
+
+/// Runs one request: HTTP 400 for a document over the bounds, else HTTP 200
+/// with data or GraphQL errors.
+fn execute(sim: &Sim, caller: &Caller, body: &Value) -> (StatusCode, Value) {
     let Some(query) = body.get("query").and_then(Value::as_str) else {
-        return error_body("No query string was present", "BAD_REQUEST");
+        return (
+            StatusCode::OK,
+            error_body("No query string was present", "BAD_REQUEST"),
+        );
     };
+    match read(query) {
+        Err(ReadError::TooBig(why)) => (
+            StatusCode::BAD_REQUEST,
+            error_body(&format!("Query too large: {why}"), "BAD_REQUEST"),
+        ),
+        Err(ReadError::Syntax(e)) => (StatusCode::OK, error_body(&e, "BAD_REQUEST")),
+        Ok(ops) => (StatusCode::OK, run(sim, caller, body, &ops)),
+    }
+}
+
+fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
     let vars = match body.get("variables") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -545,10 +643,6 @@ fn execute(sim: &Sim, caller: &Caller, body: &Value) -> Value {
             _ => return error_body("variables must be a JSON object", "BAD_REQUEST"),
         },
         Some(_) => return error_body("variables must be a JSON object", "BAD_REQUEST"),
-    };
-    let ops = match lex(query).and_then(|toks| Parser { toks, pos: 0 }.document()) {
-        Ok(ops) => ops,
-        Err(e) => return error_body(&e, "BAD_REQUEST"),
     };
     let wanted = body
         .get("operationName")
@@ -887,8 +981,8 @@ pub async fn current_token(
 mod tests {
     use super::*;
 
-    fn parse(q: &str) -> Result<Vec<Operation>, String> {
-        lex(q).and_then(|toks| Parser { toks, pos: 0 }.document())
+    fn parse(q: &str) -> Result<Vec<Operation>, ReadError> {
+        read(q)
     }
 
     #[test]
@@ -935,5 +1029,34 @@ mod tests {
         assert!(parse("query {").is_err());
         assert!(parse("").is_err());
         assert!(parse("query { app(name: \"unterminated) { id } }").is_err());
+    }
+
+    #[test]
+    fn nesting_and_size_are_bounded() {
+        let deep = |n: usize| format!("{}{}", "{ app ".repeat(n), "}".repeat(n));
+        assert!(matches!(parse(&deep(MAX_DEPTH)), Ok(_)));
+        assert!(matches!(
+            parse(&deep(MAX_DEPTH + 1)),
+            Err(ReadError::TooBig(_))
+        ));
+        assert!(matches!(parse(&deep(100_000)), Err(ReadError::TooBig(_))));
+        let literal = |n: usize| {
+            format!(
+                "{{ app(name: {}1{}) {{ id }} }}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(matches!(parse(&literal(MAX_DEPTH - 2)), Ok(_)));
+        assert!(matches!(parse(&literal(20_000)), Err(ReadError::TooBig(_))));
+        let objects = format!("{{ app(name: {}) {{ id }} }}", "{a: ".repeat(20_000));
+        assert!(matches!(parse(&objects), Err(ReadError::TooBig(_))));
+        let wide = format!("{{ {} }}", "a ".repeat(MAX_TOKENS + 5));
+        assert!(matches!(parse(&wide), Err(ReadError::TooBig(_))));
+        let huge = format!(
+            "{{ app(name: \"{}\") {{ id }} }}",
+            "x".repeat(MAX_QUERY_BYTES)
+        );
+        assert!(matches!(parse(&huge), Err(ReadError::TooBig(_))));
     }
 }

@@ -50,11 +50,11 @@ pub enum SpecError {
     #[error("document expands to more than {max} nodes (check for alias loops or alias bombs)")]
     TooLarge { max: usize },
     #[error(
-        "the specs of this load expand to more than {max} YAML nodes (each use of an alias counts as a copy of what it names); check for alias bombs, or load fewer files at once"
+        "the specs of this load hold more than {max} YAML nodes (each use of an alias counts as a copy of what it names); check for alias bombs, or load fewer files at once"
     )]
     LoadTooManyNodes { max: usize },
     #[error(
-        "the specs of this load expand to more than {max} bytes of text (each use of an alias counts as a copy of what it names); check for alias bombs, or load fewer files at once"
+        "the specs of this load hold more than {max} bytes of text (each use of an alias counts as a copy of what it names); check for alias bombs, or load fewer files at once"
     )]
     LoadTooManyBytes { max: usize },
     #[error("{count} more problem(s) in this document are not shown; fix the ones above first")]
@@ -414,36 +414,57 @@ impl fmt::Display for Diagnostic {
 /// `text` made safe to print on one terminal line: every control character
 /// (C0, DEL, C1: newlines, carriage returns, escape sequences, NUL), every
 /// bidirectional-text control and the Unicode line/paragraph separators are
-/// written as `\n`, `\r`, `\t` or `\u{..}`; and text longer than
-/// `max_chars` characters keeps its start and end around a note of how much
-/// was left out.
+/// written as `\n`, `\r`, `\t` or `\u{..}`; and when the escaped text is
+/// longer than `max_chars` characters, it keeps its start and end around a
+/// note of how many characters of `text` were left out.
 pub fn sanitize(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars * 2));
-    let total = text.chars().count();
+    let total: usize = text.chars().map(escaped_len).sum();
     if total <= max_chars {
-        push_escaped(&mut out, text.chars());
+        let mut out = String::with_capacity(text.len());
+        text.chars().for_each(|c| push_escaped(&mut out, c));
         return out;
     }
-    let head = max_chars * 2 / 5;
-    let tail = max_chars * 2 / 5;
-    push_escaped(&mut out, text.chars().take(head));
-    out.push_str(&format!(
-        " … ({} characters left out) … ",
-        total - head - tail
-    ));
-    push_escaped(&mut out, text.chars().skip(total - tail));
+    let budget = max_chars * 2 / 5;
+    // Whole characters from each end while their escapes fit the budget.
+    let take = |chars: &mut dyn Iterator<Item = char>| {
+        let mut used = 0;
+        let mut kept = Vec::new();
+        for c in chars {
+            used += escaped_len(c);
+            if used > budget {
+                break;
+            }
+            kept.push(c);
+        }
+        kept
+    };
+    let head = take(&mut text.chars());
+    let mut tail = take(&mut text.chars().rev());
+    tail.reverse();
+    let left_out = text.chars().count() - head.len() - tail.len();
+    let mut out = String::with_capacity(max_chars + 64);
+    head.into_iter().for_each(|c| push_escaped(&mut out, c));
+    out.push_str(&format!(" … ({left_out} characters left out) … "));
+    tail.into_iter().for_each(|c| push_escaped(&mut out, c));
     out
 }
 
-fn push_escaped(out: &mut String, chars: impl Iterator<Item = char>) {
-    for c in chars {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
+/// Characters `c` takes once escaped.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '\n' | '\r' | '\t' => 2,
+        c if needs_escape(c) => format!("{:x}", c as u32).len() + 4,
+        _ => 1,
+    }
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        c => out.push(c),
     }
 }
 
@@ -570,6 +591,11 @@ mod tests {
         assert!(shown.ends_with(" end"), "{shown}");
         assert!(shown.contains("(9930 characters left out)"), "{shown}");
         assert!(shown.chars().count() < 150);
+        // Escapes count towards the bound, not the characters they stand for.
+        let escapes = "\u{202e}".repeat(10_000);
+        let shown = sanitize(&escapes, 100);
+        assert!(shown.chars().count() < 150, "{shown}");
+        assert!(shown.starts_with("\\u{202e}"), "{shown}");
     }
 
     #[test]

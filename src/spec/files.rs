@@ -67,7 +67,7 @@ pub fn load_paths(paths: &[PathBuf], opts: &ParseOptions) -> Loaded {
         collect(path, &mut files, &mut HashSet::new(), &mut loaded, true);
     }
     let mut claims = Claims::default();
-    let mut budget = Budget::default();
+    let mut budget = Budget::for_options(opts);
     for file in files {
         let source = file.display().to_string();
         match read_capped(&file, opts.max_file_bytes) {

@@ -85,7 +85,7 @@ pub fn load_str(
     text: &str,
     opts: &ParseOptions,
 ) -> Result<Vec<LoadedDoc>, Vec<Diagnostic>> {
-    let (outcomes, mut diags) = load_text(source, text, opts, &mut Budget::default());
+    let (outcomes, mut diags) = load_text(source, text, opts, &mut Budget::for_options(opts));
     let loaded = dedupe(outcomes, &mut Claims::default(), &mut diags);
     if diags.is_empty() {
         Ok(loaded)

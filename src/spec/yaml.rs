@@ -52,6 +52,14 @@ impl Default for Budget {
 }
 
 impl Budget {
+    /// The budget of one load under `opts`: the defaults, with room for at
+    /// least two copies of the largest file allowed (so raising
+    /// `max_file_bytes` for one huge file lets it load).
+    pub fn for_options(opts: &super::ParseOptions) -> Self {
+        let file = usize::try_from(opts.max_file_bytes).unwrap_or(usize::MAX);
+        Self::new(MAX_LOAD_NODES, MAX_LOAD_BYTES.max(file.saturating_mul(2)))
+    }
+
     pub fn new(max_nodes: usize, max_bytes: usize) -> Self {
         Self {
             nodes_left: max_nodes,
