@@ -257,7 +257,7 @@ pub fn redact_url(url: &str) -> String {
     }
     let mut parsed = match parse_url(url) {
         Ok(p) => p,
-        Err(why) => {
+        Err(_) => {
             let scheme = url
                 .split_once("://")
                 .map(|(s, _)| s)
@@ -271,9 +271,9 @@ pub fn redact_url(url: &str) -> String {
             return match url.rsplit_once('@') {
                 Some((_, after)) => {
                     let host = after.split(['?', '#']).next().unwrap_or_default();
-                    format!("{scheme}://***@{host} ({why})")
+                    format!("{scheme}://***@{host}")
                 }
-                None => format!("{scheme}://<not shown: {why}>"),
+                None => format!("{scheme}://<not shown>"),
             };
         }
     };
@@ -387,7 +387,7 @@ const PG_PARAMS: [&str; 18] = [
 pub(crate) fn check_pg_url(url: &str) -> Result<(), StoreError> {
     let parsed = parse_url(url).map_err(|why| {
         StoreError::InvalidUrl(format!(
-            "{}: {why}; percent-encode '/', '?', '#', '@' and ':' in a user name or password (%2F, %3F, %23, %40, %3A)",
+            "{}: {why}; a user name or password must have '/', '?', '#', '@' and ':' percent-encoded (%2F, %3F, %23, %40, %3A)",
             redact_url(url)
         ))
     })?;
@@ -553,7 +553,7 @@ mod tests {
         let err = check_pg_url("postgres://admin:Sec/ret99@host/db")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("percent-encode"), "{err}");
+        assert!(err.contains("percent-encoded"), "{err}");
         assert!(!err.contains("Sec") && !err.contains("ret99"), "{err}");
     }
 
