@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use common::PgTestDb;
@@ -355,7 +355,7 @@ fn a_read_only_migrated_database_can_be_read_by_get_and_export() {
 /// Pieces of the test password, each too odd to appear in output by chance.
 const PIECES: [&str; 6] = ["Kx9zQ", "Wq4vP", "Jv8mT", "Ym3cL", "Pt6nB", "Rb2dH"];
 
-fn leaked<'a>(out: &'a str) -> Option<&'a str> {
+fn leaked(out: &str) -> Option<&str> {
     out.lines().find(|l| PIECES.iter().any(|p| l.contains(p)))
 }
 
