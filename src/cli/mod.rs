@@ -271,3 +271,27 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
                 .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: no such table: t")]
+    struct Driver(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no such table: t")]
+    struct Inner;
+
+    #[test]
+    fn one_line_prints_each_cause_once_and_escapes_it() {
+        let err = anyhow::Error::new(Driver(Inner)).context("database error");
+        assert_eq!(
+            one_line(&err),
+            "database error: error returned from database: no such table: t"
+        );
+        let err = anyhow::anyhow!("tenant \u{1b}[31mx\ny not found");
+        assert_eq!(one_line(&err), "tenant \\u{1b}[31mx y not found");
+    }
+}
