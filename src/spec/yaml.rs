@@ -153,26 +153,34 @@ impl Node {
         }
     }
 
+    /// The child at one path segment, if there is one.
+    fn child(&self, seg: &super::error::Seg) -> Option<&Node> {
+        use super::error::Seg;
+        match (seg, &self.value) {
+            (Seg::Key(k), Value::Map(entries)) => {
+                entries.iter().find(|e| &e.key == k).map(|e| &e.value)
+            }
+            (Seg::Index(i), Value::Seq(items)) => items.get(*i),
+            _ => None,
+        }
+    }
+
+    /// The node at `segs`, or `Err` with the deepest existing ancestor.
+    fn walk(&self, segs: &[super::error::Seg]) -> Result<&Node, &Node> {
+        let mut node = self;
+        for seg in segs {
+            node = node.child(seg).ok_or(node)?;
+        }
+        Ok(node)
+    }
+
     /// The position of the node at `path`, or of its deepest existing
     /// ancestor when the path leads to something that is not there (a missing
     /// field is reported where its parent is).
     pub fn position_of(&self, path: &Path) -> Pos {
-        use super::error::Seg;
-        let mut node = self;
-        for seg in path.segments() {
-            let next = match (seg, &node.value) {
-                (Seg::Key(k), Value::Map(entries)) => {
-                    entries.iter().find(|e| &e.key == k).map(|e| &e.value)
-                }
-                (Seg::Index(i), Value::Seq(items)) => items.get(*i),
-                _ => None,
-            };
-            match next {
-                Some(n) => node = n,
-                None => break,
-            }
+        match self.walk(path.segments()) {
+            Ok(n) | Err(n) => n.pos,
         }
-        node.pos
     }
 
     /// The position of the *key* that `path` ends with (for errors about a
@@ -180,27 +188,14 @@ impl Node {
     /// when the path does not end at a mapping entry.
     pub fn key_position_of(&self, path: &Path) -> Pos {
         use super::error::Seg;
-        let segs = path.segments();
-        if let Some((Seg::Key(k), parent)) = segs.split_last() {
-            let mut node = self;
-            for seg in parent {
-                let next = match (seg, &node.value) {
-                    (Seg::Key(k), Value::Map(entries)) => {
-                        entries.iter().find(|e| &e.key == k).map(|e| &e.value)
-                    }
-                    (Seg::Index(i), Value::Seq(items)) => items.get(*i),
-                    _ => None,
-                };
-                match next {
-                    Some(n) => node = n,
-                    None => return self.position_of(path),
-                }
-            }
-            if let Value::Map(entries) = &node.value
-                && let Some(e) = entries.iter().find(|e| &e.key == k)
-            {
-                return e.key_pos;
-            }
+        if let Some((Seg::Key(k), parent)) = path.segments().split_last()
+            && let Ok(Node {
+                value: Value::Map(entries),
+                ..
+            }) = self.walk(parent)
+            && let Some(e) = entries.iter().find(|e| &e.key == k)
+        {
+            return e.key_pos;
         }
         self.position_of(path)
     }

@@ -427,6 +427,23 @@ pub(crate) fn check_sqlite_url(url: &str) -> Result<(), StoreError> {
 /// The applied rows of `_sqlx_migrations`: version → (checksum, success).
 pub(crate) type AppliedRows = std::collections::HashMap<i64, (Vec<u8>, bool)>;
 
+/// The versions applied successfully.
+pub(crate) fn succeeded(rows: AppliedRows) -> HashSet<i64> {
+    rows.into_iter()
+        .filter(|(_, (_, ok))| *ok)
+        .map(|(v, _)| v)
+        .collect()
+}
+
+/// A failed connection to `url`, its password scrubbed.
+pub(crate) fn connect_failed(url: &str, e: &impl std::fmt::Display) -> StoreError {
+    StoreError::Connect(format!(
+        "{}: {}",
+        redact_url(url),
+        scrub(&e.to_string(), url)
+    ))
+}
+
 /// True when every migration of `migrator` is applied with its checksum and
 /// nothing else is recorded: connecting then needs no write at all (so a
 /// read-only database can be read) and no lock.

@@ -176,26 +176,14 @@ impl PgStore {
             Ok(conn) => {
                 let _ = conn.close().await;
             }
-            Err(e) => {
-                return Err(StoreError::Connect(format!(
-                    "{}: {}",
-                    redact_url(url),
-                    scrub(&e, url)
-                )));
-            }
+            Err(e) => return Err(common::connect_failed(url, &e)),
         }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
-            .map_err(|e| {
-                StoreError::Connect(format!(
-                    "{}: {}",
-                    redact_url(url),
-                    scrub(&e.to_string(), url)
-                ))
-            })?;
+            .map_err(|e| common::connect_failed(url, &e))?;
         let applied = migrate(&pool, url).await?;
         if !applied.is_empty() {
             tracing::info!(
@@ -238,12 +226,7 @@ async fn migrate(pool: &PgPool, url: &str) -> Result<Vec<AppliedMigration>, Stor
         .await
         .map_err(failed)?;
     let result = async {
-        let before: HashSet<i64> = applied_rows(&mut conn)
-            .await?
-            .into_iter()
-            .filter(|(_, (_, ok))| *ok)
-            .map(|(v, _)| v)
-            .collect();
+        let before: HashSet<i64> = common::succeeded(applied_rows(&mut conn).await?);
         MIGRATOR
             .run(&mut *conn)
             .await

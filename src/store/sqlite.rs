@@ -151,13 +151,7 @@ impl SqliteStore {
             Err(e) if is_read_only_error(&e) => connect_read_only(pool_options, options).await,
             other => other,
         };
-        let pool = connected.map_err(|e| {
-            StoreError::Connect(format!(
-                "{}: {}",
-                redact_url(url),
-                scrub(&e.to_string(), url)
-            ))
-        })?;
+        let pool = connected.map_err(|e| common::connect_failed(url, &e))?;
 
         let applied = migrate(&pool, url).await?;
         if !applied.is_empty() {
@@ -245,12 +239,7 @@ async fn migrate(pool: &SqlitePool, url: &str) -> Result<Vec<AppliedMigration>, 
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
         .await
         .map_err(failed)?;
-    let before: HashSet<i64> = applied_rows(&mut tx)
-        .await?
-        .into_iter()
-        .filter(|(_, (_, ok))| *ok)
-        .map(|(v, _)| v)
-        .collect();
+    let before: HashSet<i64> = common::succeeded(applied_rows(&mut tx).await?);
     MIGRATOR
         .run(&mut *tx)
         .await
