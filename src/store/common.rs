@@ -492,17 +492,14 @@ mod tests {
             "postgres://bob:***@db/app?sslmode=require&password=***"
         );
         assert_eq!(redact_url("sqlite://flotilla.db"), "sqlite://flotilla.db");
-        assert_eq!(
-            redact_url("bob:pw@db"),
-            "?://***@db (an '@' after the host)"
-        );
+        assert_eq!(redact_url("bob:pw@db"), "?://***@db");
         assert_eq!(
             redact_url("postgres://admin:pw@127.0.0.1:notaport/db?password=x"),
-            "postgres://***@127.0.0.1:notaport/db (not a valid URL)"
+            "postgres://***@127.0.0.1:notaport/db"
         );
         assert_eq!(
             redact_url("postgres://admin:Sec/ret99"),
-            "postgres://<not shown: not a valid URL>"
+            "postgres://<not shown>"
         );
     }
 
