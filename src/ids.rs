@@ -31,9 +31,29 @@ pub enum IdError {
     #[error("must be a Fly region code: three lowercase letters such as `ord` or `fra`")]
     BadRegion,
     #[error(
-        "must be a hostname of dot-separated DNS labels (a-z, 0-9, '-'), with at least two labels; a wildcard is only allowed as the whole first label (`*.example.com`)"
+        "must have at least two dot-separated labels, such as `app.example.com` (`*.example.com` for a wildcard)"
     )]
-    BadHostname,
+    HostnameTooFewLabels,
+    #[error("must not have an empty label: no leading or trailing dot, no two dots in a row")]
+    HostnameEmptyLabel,
+    #[error("each dot-separated label may be at most 63 characters (label {label} has {len})")]
+    HostnameLabelTooLong { label: usize, len: usize },
+    #[error(
+        "labels may only contain lowercase letters a-z, digits 0-9 and '-' (found {found:?}); write internationalized names in their `xn--` form"
+    )]
+    HostnameBadChar { found: char },
+    #[error("a label must not start or end with '-' (label {label})")]
+    HostnameLabelHyphen { label: usize },
+    #[error("a wildcard is only allowed as the whole first label (`*.example.com`)")]
+    HostnameWildcard,
+    #[error(
+        "is an IP address; certificates are issued for DNS names, so use a hostname that points at the app"
+    )]
+    HostnameIpLiteral,
+    #[error(
+        "the last label (the top-level domain) must not be all digits; such a name reads as an IP address"
+    )]
+    HostnameNumericTld,
     #[error(
         "must be an environment variable name: uppercase letters, digits and '_', not starting with a digit"
     )]
@@ -204,6 +224,10 @@ impl Hostname {
     }
 }
 
+/// A certificate hostname: DNS labels of `a-z 0-9 -`, at least two, an
+/// optional `*.` wildcard in front, and never an IP address (`1.2.3.4`,
+/// `::1`, `[::1]`): Fly issues certificates for names, and a name whose last
+/// label is all digits would be read as an IPv4 address.
 fn check_hostname(s: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
@@ -214,22 +238,47 @@ fn check_hostname(s: &str) -> Result<(), IdError> {
             len: s.len(),
         });
     }
+    let unbracketed = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    if unbracketed.parse::<std::net::IpAddr>().is_ok() {
+        return Err(IdError::HostnameIpLiteral);
+    }
     let rest = s.strip_prefix("*.").unwrap_or(s);
     let labels: Vec<&str> = rest.split('.').collect();
-    if labels.len() < 2 {
-        return Err(IdError::BadHostname);
-    }
-    for label in labels {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(IdError::BadHostname);
+    for (i, label) in labels.iter().enumerate() {
+        let n = i + 1;
+        if label.is_empty() {
+            return Err(IdError::HostnameEmptyLabel);
         }
+        if *label == "*" {
+            return Err(IdError::HostnameWildcard);
+        }
+        if let Some(found) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(IdError::HostnameBadChar { found });
+        }
+        if label.len() > 63 {
+            return Err(IdError::HostnameLabelTooLong {
+                label: n,
+                len: label.len(),
+            });
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(IdError::HostnameLabelHyphen { label: n });
+        }
+    }
+    if labels.len() < 2 {
+        return Err(IdError::HostnameTooFewLabels);
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(IdError::HostnameNumericTld);
     }
     Ok(())
 }
@@ -289,10 +338,57 @@ mod tests {
         assert!(Hostname::parse("*.example.com").unwrap().is_wildcard());
         assert_eq!(
             Hostname::parse("a.*.example.com"),
-            Err(IdError::BadHostname)
+            Err(IdError::HostnameWildcard)
         );
-        assert_eq!(Hostname::parse("localhost"), Err(IdError::BadHostname));
-        assert_eq!(Hostname::parse("-a.example.com"), Err(IdError::BadHostname));
+        assert_eq!(
+            Hostname::parse("localhost"),
+            Err(IdError::HostnameTooFewLabels)
+        );
+        assert_eq!(
+            Hostname::parse("-a.example.com"),
+            Err(IdError::HostnameLabelHyphen { label: 1 })
+        );
+    }
+
+    #[test]
+    fn each_bad_hostname_has_its_own_reason() {
+        use IdError::*;
+        let long = format!("{}.example.com", "a".repeat(64));
+        for (host, want) in [
+            ("a..b.com", HostnameEmptyLabel),
+            (".example.com", HostnameEmptyLabel),
+            ("example.com.", HostnameEmptyLabel),
+            ("Example.com", HostnameBadChar { found: 'E' }),
+            ("ex_ample.com", HostnameBadChar { found: '_' }),
+            (long.as_str(), HostnameLabelTooLong { label: 1, len: 64 }),
+            ("a.example-.com", HostnameLabelHyphen { label: 2 }),
+            ("*.*.example.com", HostnameWildcard),
+            ("1.2.3.4", HostnameIpLiteral),
+            ("::1", HostnameIpLiteral),
+            ("[2001:db8::1]", HostnameIpLiteral),
+            ("fe80::1", HostnameIpLiteral),
+            ("10.0.0.300", HostnameNumericTld),
+            ("*.1.2.3", HostnameNumericTld),
+            ("app", HostnameTooFewLabels),
+        ] {
+            assert_eq!(Hostname::parse(host), Err(want), "{host}");
+        }
+        let reasons: std::collections::HashSet<String> = [
+            HostnameEmptyLabel,
+            HostnameBadChar { found: 'E' },
+            HostnameLabelTooLong { label: 1, len: 64 },
+            HostnameLabelHyphen { label: 2 },
+            HostnameWildcard,
+            HostnameIpLiteral,
+            HostnameNumericTld,
+            HostnameTooFewLabels,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(reasons.len(), 8, "every reason reads differently");
+        assert!(Hostname::parse("1password.example.com").is_ok());
+        assert!(Hostname::parse("a1.b2.c3d").is_ok());
     }
 
     #[test]

@@ -163,7 +163,8 @@ fn validate_reports_two_tenants_claiming_one_app() {
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains(&format!(
-            "{}:13:1: spec.app.name: Fly app `shared` is already used by tenant `one`",
+            "{}:21:11: spec.app.name: Fly app `shared` is already used by tenant `one` at {}:8",
+            f.display(),
             f.display()
         )),
         "{}",
@@ -450,7 +451,13 @@ fn bad_database_urls_fail_in_one_line_without_the_password() {
         assert!(r.stderr.starts_with("error: "), "{url}: {}", r.stderr);
         assert!(!r.stderr.contains("sup3rs3cret"), "{url}: {}", r.stderr);
         assert!(!r.stdout.contains("sup3rs3cret"), "{url}: {}", r.stdout);
-        assert!(r.stderr.contains("admin:***@"), "{url}: {}", r.stderr);
+        // A URL that does not parse shows no user name either: where its
+        // password ends cannot be known.
+        assert!(
+            r.stderr.contains("admin:***@") || r.stderr.contains("postgres://***@127.0.0.1"),
+            "{url}: {}",
+            r.stderr
+        );
     }
     // The password in FLOTILLA_DB never shows in --help either.
     let out = Command::cargo_bin("flotilla")

@@ -2316,6 +2316,71 @@ async fn graphql_lookups_return_only_selected_fields() {
     assert_eq!(current["tokens"][0]["apps"], json!([]));
 }
 
+/// Hostile documents from the weakest token there is (deploy, one app): each
+/// gets an answer (400 for what is over the bounds), and the simulator keeps
+/// serving. Before the bounds, the first of these overflowed the stack and
+/// aborted the whole process.
+#[tokio::test]
+async fn hostile_graphql_and_json_from_an_app_scoped_token_never_take_the_simulator_down() {
+    let fly = Fly::quiet().await;
+    fly.create_app("mine").await;
+    let (_, header) = fly.mint("deploy", Some("mine"), "1h").await;
+    let deep_selection = format!("{}{}", "{ app ".repeat(20_000), "}".repeat(20_000));
+    let deep_list = format!(
+        "{{ app(name: {}\"x\"{}) {{ id }} }}",
+        "[".repeat(30_000),
+        "]".repeat(30_000)
+    );
+    let deep_object = format!(
+        "{{ app(name: {}1{}) {{ id }} }}",
+        "{a: ".repeat(12_000),
+        "}".repeat(12_000)
+    );
+    let long = format!("{{ app(name: \"{}\") {{ id }} }}", "x".repeat(200_000));
+    let many = format!("{{ {} }}", "__typename ".repeat(50_000));
+    for (what, query) in [
+        ("deep selection", deep_selection),
+        ("deep list literal", deep_list),
+        ("deep object literal", deep_object),
+        ("long query", long),
+        ("many tokens", many),
+    ] {
+        let r = fly.gql(&header, &query, json!({})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {:?}", r.body);
+        assert_eq!(
+            r.body["errors"][0]["extensions"]["code"],
+            json!("BAD_REQUEST"),
+            "{what}"
+        );
+    }
+    // Deep JSON, as GraphQL variables and as a REST body: serde_json's
+    // recursion limit answers 400 before any walker sees it.
+    let deep_json = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    for path in ["/graphql", "/v1/apps/mine/machines"] {
+        let r = fly
+            .http
+            .post(fly.url(path))
+            .header("Authorization", &header)
+            .header("Content-Type", "application/json")
+            .body(format!("{{\"query\": \"{{ __typename }}\", \"variables\": {deep_json}, \"config\": {deep_json}}}"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+    }
+    // Still up, for this token and for the org.
+    let ok = fly
+        .gql(
+            &header,
+            "query($n: String!) { app(name: $n) { name } }",
+            json!({"n": "mine"}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["data"]["app"]["name"], json!("mine"));
+    assert_eq!(fly.get("/v1/apps/mine").await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn inspection_surface_reports_state_and_counts() {
     let fly = Fly::quiet().await;

@@ -85,7 +85,7 @@ fn invalid_names() {
             "8:11: spec.app.name: \"acme--prod\" is not a valid Fly app name: must not contain \"--\"",
             "10:13: spec.machines[0].name: \"web-\" is not a valid group name: must not end with '-'",
             "11:15: spec.machines[0].region: \"ORD\" is not a valid region: must be a Fly region code: three lowercase letters such as `ord` or `fra`",
-            "14:17: spec.certificates[0].hostname: \"portal.*.example.com\" is not a valid hostname: must be a hostname of dot-separated DNS labels (a-z, 0-9, '-'), with at least two labels; a wildcard is only allowed as the whole first label (`*.example.com`)",
+            "14:17: spec.certificates[0].hostname: \"portal.*.example.com\" is not a valid hostname: a wildcard is only allowed as the whole first label (`*.example.com`)",
         ],
     );
 }
@@ -112,7 +112,7 @@ fn bad_cron_time_zone_and_durations() {
             "9:15: spec.tokens[0].expiry: invalid duration \"1y\": `y` is not a fixed length of time (years and months vary); use d or w, such as `365d` or `52w`",
             "11:15: spec.tokens[0].schedule.cron: invalid cron expression \"0 3 * *\": expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), found 4",
             "12:19: spec.tokens[0].schedule.timeZone: unknown time zone \"Europe/Atlantis\": use an IANA time zone name such as `UTC` or `Europe/Oslo`",
-            "15:15: spec.tokens[1].schedule.cron: invalid cron expression \"0 25 * * *\": Component error: Number out of bounds. (fields: [second 0-59] minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-7 or SUN-SAT; with `*`, `,`, `-`, `/`)",
+            "15:15: spec.tokens[1].schedule.cron: invalid cron expression \"0 25 * * *\": the hour field \"25\" is invalid (number out of bounds); it allows 0-23, with `*`, `,`, `-` and `/`",
         ],
     );
 }
@@ -127,7 +127,7 @@ fn plaintext_secret_values_are_never_allowed() {
         0,
         &[
             "8:7: spec.secrets[0]: a secret needs exactly one of `generate`, `fromToken` or `external` (found none)",
-            "9:7: spec.secrets[0].value: plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (external values are set through the API or CLI and stored encrypted)",
+            "9:7: spec.secrets[0].value: plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (flotilla cannot set external values yet: set them on the Fly app itself, for example with `fly secrets set`)",
             "10:7: spec.secrets[1]: a secret needs exactly one of `generate`, `fromToken` or `external` (found `generate` and `external`)",
             "14:18: spec.secrets[2].fromToken: `fromToken` names token `deploy`, but spec.tokens has no such token (tokens: (none))",
         ],

@@ -16,7 +16,7 @@ use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::reconcile::status::TenantStatus;
 use crate::reconcile::{ReconcileOptions, Reconciler};
-use crate::spec::{self, ParseOptions};
+use crate::spec::ParseOptions;
 use crate::store::{SharedStore, TenantRecord};
 
 /// Exit code when a dry run found changes.
@@ -30,16 +30,9 @@ pub async fn plan_files(
     clock: SharedClock,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let (docs, diagnostics) = spec::load_files(paths, opts);
-    if !diagnostics.is_empty() {
-        for d in &diagnostics {
-            eprintln!("{d}");
-        }
+    let Some(docs) = super::apply::load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
-    }
-    if docs.is_empty() {
-        bail!("no tenant documents found in the given paths");
-    }
+    };
     let conn = fly.connect(clock.clone()).await?;
     let reconciler = Reconciler::new(
         conn.api.clone(),

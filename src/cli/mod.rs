@@ -57,6 +57,16 @@ pub struct Cli {
     )]
     pub app_name_template: String,
 
+    /// Largest spec file `validate`, `apply` and `plan` read, in bytes; a
+    /// larger file is reported and never read past the limit.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_MAX_SPEC_BYTES",
+        default_value_t = crate::spec::DEFAULT_MAX_FILE_BYTES
+    )]
+    pub max_spec_bytes: u64,
+
     /// Log format on stderr: `text` for people, `json` (one object per
     /// line, with span fields such as the tenant) for log pipelines.
     #[arg(long, global = true, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -157,6 +167,7 @@ impl Cli {
     pub fn parse_options(&self) -> ParseOptions {
         ParseOptions {
             app_name_template: self.app_name_template.clone(),
+            max_file_bytes: self.max_spec_bytes,
         }
     }
 }
@@ -234,9 +245,20 @@ async fn open(url: &str, clock: SharedClock) -> anyhow::Result<SharedStore> {
     Ok(store::connect(url, clock).await?)
 }
 
-/// An error as one line: the causes joined by ": ", newlines folded.
+/// An error as one line: the causes joined by ": ", each printed once (a
+/// cause whose text its parent already ends with, as sqlx's database errors
+/// do, is skipped), control characters escaped and the length bounded.
 pub fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace(['\n', '\r'], " ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let joined = parts.join(": ").replace(['\n', '\r'], " ");
+    crate::spec::error::sanitize(&joined, 4 * crate::spec::error::MAX_MESSAGE_CHARS)
 }
 
 /// True if `err` comes from writing to a closed pipe.
@@ -249,4 +271,28 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
                 .downcast_ref::<serde_json::Error>()
                 .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: no such table: t")]
+    struct Driver(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no such table: t")]
+    struct Inner;
+
+    #[test]
+    fn one_line_prints_each_cause_once_and_escapes_it() {
+        let err = anyhow::Error::new(Driver(Inner)).context("database error");
+        assert_eq!(
+            one_line(&err),
+            "database error: error returned from database: no such table: t"
+        );
+        let err = anyhow::anyhow!("tenant \u{1b}[31mx\ny not found");
+        assert_eq!(one_line(&err), "tenant \\u{1b}[31mx y not found");
+    }
 }

@@ -12,6 +12,10 @@
 //! and `omitempty`, in Go declaration order). [`decode_root`] checks a request
 //! body against it and yields the decoded fields; [`encode`] renders decoded
 //! fields back the way `encoding/json` would.
+//!
+//! Bounded: both walks recurse along the static struct definitions, never
+//! along the request; `Raw` values are cloned as they are, and their depth is
+//! bounded by `serde_json`'s recursion limit (128) when the body is parsed.
 
 use serde_json::{Map, Value};
 

@@ -2,11 +2,19 @@
 //! `createLimitedAccessToken`, `deleteLimitedAccessToken`), plus REST
 //! `GET /v1/tokens/current`.
 //!
-//! A small GraphQL reader parses operations, aliases, arguments (variables,
-//! literals, lists, input objects) and selection sets, and answers with exactly
-//! the selected fields; unknown fields are errors, as on a real GraphQL server.
-//! Fragments and directives are not supported. Errors come back with HTTP 200
-//! as `{"data": null, "errors": [{"message", "path", "extensions": {"code"}}]}`.
+//! A small GraphQL reader (`read`) parses operations, aliases, arguments
+//! (variables, literals, lists, input objects) and selection sets, and this
+//! module answers with exactly the selected fields; unknown fields are errors,
+//! as on a real GraphQL server. Fragments and directives are not supported. Errors come back with HTTP 200
+//! as `{"data": null, "errors": [{"message", "path", "extensions": {"code"}}]}`,
+//! except a document over the reader's bounds, which gets HTTP 400 with the
+//! same body.
+//!
+//! Bounds: a query of at most [`MAX_QUERY_BYTES`] bytes and [`MAX_TOKENS`]
+//! tokens, nested at most [`MAX_DEPTH`] levels (selection sets and argument
+//! lists/objects alike). The reader and everything after it (`resolve`,
+//! `project`) recurse along that nesting, so no token, app-scoped or not, can
+//! overflow the simulator's stack or make it spin.
 
 use std::sync::Arc;
 
@@ -15,6 +23,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
+
+mod read;
+
+use read::{Field, GValue, OpKind, Operation, ReadError, read};
+pub use read::{MAX_DEPTH, MAX_QUERY_BYTES, MAX_TOKENS};
 
 use super::error::ApiResult;
 use super::goduration;
@@ -27,378 +40,6 @@ pub fn error_body(message: &str, code: &str) -> Value {
         "data": null,
         "errors": [{ "message": message, "extensions": { "code": code } }],
     })
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Punct(char),
-    Spread,
-    Name(String),
-    Int(String),
-    Float(String),
-    Str(String),
-}
-
-fn lex(src: &str) -> Result<Vec<Tok>, String> {
-    let chars: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            ' ' | '\t' | '\n' | '\r' | ',' | '\u{feff}' => i += 1,
-            '#' => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '!' | '$' | '(' | ')' | ':' | '=' | '@' | '[' | ']' | '{' | '}' | '|' | '&' => {
-                out.push(Tok::Punct(c));
-                i += 1;
-            }
-            '.' => {
-                if chars.get(i + 1) == Some(&'.') && chars.get(i + 2) == Some(&'.') {
-                    out.push(Tok::Spread);
-                    i += 3;
-                } else {
-                    return Err(format!("Parse error on \".\" at offset {i}"));
-                }
-            }
-            '"' => {
-                if chars.get(i + 1) == Some(&'"') && chars.get(i + 2) == Some(&'"') {
-                    let start = i + 3;
-                    let mut j = start;
-                    while j + 2 < chars.len()
-                        && !(chars[j] == '"' && chars[j + 1] == '"' && chars[j + 2] == '"')
-                    {
-                        j += 1;
-                    }
-                    if j + 2 >= chars.len() {
-                        return Err("Parse error: unterminated block string".into());
-                    }
-                    out.push(Tok::Str(chars[start..j].iter().collect()));
-                    i = j + 3;
-                } else {
-                    let mut s = String::new();
-                    i += 1;
-                    loop {
-                        let Some(&ch) = chars.get(i) else {
-                            return Err("Parse error: unterminated string".into());
-                        };
-                        i += 1;
-                        match ch {
-                            '"' => break,
-                            '\\' => {
-                                let Some(&esc) = chars.get(i) else {
-                                    return Err("Parse error: unterminated string".into());
-                                };
-                                i += 1;
-                                match esc {
-                                    'n' => s.push('\n'),
-                                    't' => s.push('\t'),
-                                    'r' => s.push('\r'),
-                                    'b' => s.push('\u{8}'),
-                                    'f' => s.push('\u{c}'),
-                                    'u' => {
-                                        let hex: String = chars
-                                            .get(i..i + 4)
-                                            .unwrap_or_default()
-                                            .iter()
-                                            .collect();
-                                        let code = u32::from_str_radix(&hex, 16)
-                                            .ok()
-                                            .and_then(char::from_u32)
-                                            .ok_or_else(|| {
-                                                format!("Parse error: bad unicode escape \\u{hex}")
-                                            })?;
-                                        s.push(code);
-                                        i += 4;
-                                    }
-                                    other => s.push(other),
-                                }
-                            }
-                            other => s.push(other),
-                        }
-                    }
-                    out.push(Tok::Str(s));
-                }
-            }
-            c if c == '-' || c.is_ascii_digit() => {
-                let start = i;
-                i += 1;
-                let mut float = false;
-                while i < chars.len()
-                    && (chars[i].is_ascii_digit()
-                        || matches!(chars[i], '.' | 'e' | 'E' | '+' | '-'))
-                {
-                    float |= matches!(chars[i], '.' | 'e' | 'E');
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().collect();
-                out.push(if float {
-                    Tok::Float(text)
-                } else {
-                    Tok::Int(text)
-                });
-            }
-            c if c == '_' || c.is_ascii_alphabetic() => {
-                let start = i;
-                while i < chars.len() && (chars[i] == '_' || chars[i].is_ascii_alphanumeric()) {
-                    i += 1;
-                }
-                out.push(Tok::Name(chars[start..i].iter().collect()));
-            }
-            other => return Err(format!("Parse error on {other:?} at offset {i}")),
-        }
-    }
-    Ok(out)
-}
-
-#[derive(Debug, Clone)]
-enum GValue {
-    Var(String),
-    Lit(Value),
-    List(Vec<GValue>),
-    Obj(Vec<(String, GValue)>),
-}
-
-#[derive(Debug, Clone)]
-struct Field {
-    alias: Option<String>,
-    name: String,
-    args: Vec<(String, GValue)>,
-    selection: Vec<Field>,
-}
-
-impl Field {
-    fn key(&self) -> &str {
-        self.alias.as_deref().unwrap_or(&self.name)
-    }
-
-    fn arg(&self, name: &str) -> Option<&GValue> {
-        self.args.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum OpKind {
-    Query,
-    Mutation,
-}
-
-#[derive(Debug)]
-struct Operation {
-    kind: OpKind,
-    name: Option<String>,
-    selection: Vec<Field>,
-}
-
-struct Parser {
-    toks: Vec<Tok>,
-    pos: usize,
-}
-
-impl Parser {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
-    }
-
-    fn next(&mut self) -> Option<Tok> {
-        let t = self.toks.get(self.pos).cloned();
-        self.pos += 1;
-        t
-    }
-
-    fn expect(&mut self, c: char) -> Result<(), String> {
-        match self.next() {
-            Some(Tok::Punct(p)) if p == c => Ok(()),
-            other => Err(format!(
-                "Parse error: expected {c:?}, found {}",
-                describe(other.as_ref())
-            )),
-        }
-    }
-
-    fn name(&mut self) -> Result<String, String> {
-        match self.next() {
-            Some(Tok::Name(n)) => Ok(n),
-            other => Err(format!(
-                "Parse error: expected a name, found {}",
-                describe(other.as_ref())
-            )),
-        }
-    }
-
-    fn is(&self, c: char) -> bool {
-        self.peek() == Some(&Tok::Punct(c))
-    }
-
-    fn document(&mut self) -> Result<Vec<Operation>, String> {
-        let mut ops = Vec::new();
-        while self.peek().is_some() {
-            ops.push(self.operation()?);
-        }
-        if ops.is_empty() {
-            return Err("No query string was present".into());
-        }
-        Ok(ops)
-    }
-
-    fn operation(&mut self) -> Result<Operation, String> {
-        if self.is('{') {
-            return Ok(Operation {
-                kind: OpKind::Query,
-                name: None,
-                selection: self.selection_set()?,
-            });
-        }
-        let kind = match self.next() {
-            Some(Tok::Name(n)) if n == "query" => OpKind::Query,
-            Some(Tok::Name(n)) if n == "mutation" => OpKind::Mutation,
-            Some(Tok::Name(n)) if n == "fragment" => {
-                return Err("fragments are not supported by the simulator".into());
-            }
-            Some(Tok::Name(n)) if n == "subscription" => {
-                return Err("subscriptions are not supported".into());
-            }
-            other => return Err(format!("Parse error on {}", describe(other.as_ref()))),
-        };
-        let name = match self.peek() {
-            Some(Tok::Name(_)) => Some(self.name()?),
-            _ => None,
-        };
-        if self.is('(') {
-            self.skip_balanced('(', ')')?;
-        }
-        if self.is('@') {
-            return Err("directives are not supported by the simulator".into());
-        }
-        Ok(Operation {
-            kind,
-            name,
-            selection: self.selection_set()?,
-        })
-    }
-
-    fn skip_balanced(&mut self, open: char, close: char) -> Result<(), String> {
-        let mut depth = 0usize;
-        loop {
-            match self.next() {
-                Some(Tok::Punct(c)) if c == open => depth += 1,
-                Some(Tok::Punct(c)) if c == close => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(());
-                    }
-                }
-                Some(_) => {}
-                None => return Err(format!("Parse error: unbalanced {open:?}")),
-            }
-        }
-    }
-
-    fn selection_set(&mut self) -> Result<Vec<Field>, String> {
-        self.expect('{')?;
-        let mut fields = Vec::new();
-        while !self.is('}') {
-            if self.peek() == Some(&Tok::Spread) {
-                return Err("fragments are not supported by the simulator".into());
-            }
-            fields.push(self.field()?);
-        }
-        self.expect('}')?;
-        if fields.is_empty() {
-            return Err("Parse error: empty selection set".into());
-        }
-        Ok(fields)
-    }
-
-    fn field(&mut self) -> Result<Field, String> {
-        let first = self.name()?;
-        let (alias, name) = if self.is(':') {
-            self.next();
-            (Some(first), self.name()?)
-        } else {
-            (None, first)
-        };
-        let mut args = Vec::new();
-        if self.is('(') {
-            self.next();
-            while !self.is(')') {
-                let k = self.name()?;
-                self.expect(':')?;
-                args.push((k, self.value()?));
-            }
-            self.expect(')')?;
-        }
-        if self.is('@') {
-            return Err("directives are not supported by the simulator".into());
-        }
-        let selection = if self.is('{') {
-            self.selection_set()?
-        } else {
-            Vec::new()
-        };
-        Ok(Field {
-            alias,
-            name,
-            args,
-            selection,
-        })
-    }
-
-    fn value(&mut self) -> Result<GValue, String> {
-        match self.next() {
-            Some(Tok::Punct('$')) => Ok(GValue::Var(self.name()?)),
-            Some(Tok::Int(s)) => s
-                .parse::<i64>()
-                .map(|n| GValue::Lit(Value::from(n)))
-                .map_err(|_| format!("Parse error: bad integer {s}")),
-            Some(Tok::Float(s)) => s
-                .parse::<f64>()
-                .map(|n| GValue::Lit(Value::from(n)))
-                .map_err(|_| format!("Parse error: bad number {s}")),
-            Some(Tok::Str(s)) => Ok(GValue::Lit(Value::from(s))),
-            Some(Tok::Name(n)) => Ok(GValue::Lit(match n.as_str() {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
-                "null" => Value::Null,
-                _ => Value::from(n),
-            })),
-            Some(Tok::Punct('[')) => {
-                let mut items = Vec::new();
-                while !self.is(']') {
-                    items.push(self.value()?);
-                }
-                self.expect(']')?;
-                Ok(GValue::List(items))
-            }
-            Some(Tok::Punct('{')) => {
-                let mut fields = Vec::new();
-                while !self.is('}') {
-                    let k = self.name()?;
-                    self.expect(':')?;
-                    fields.push((k, self.value()?));
-                }
-                self.expect('}')?;
-                Ok(GValue::Obj(fields))
-            }
-            other => Err(format!(
-                "Parse error: expected a value, found {}",
-                describe(other.as_ref())
-            )),
-        }
-    }
-}
-
-fn describe(t: Option<&Tok>) -> String {
-    match t {
-        None => "end of document".into(),
-        Some(Tok::Punct(c)) => format!("{c:?}"),
-        Some(Tok::Spread) => "\"...\"".into(),
-        Some(Tok::Name(n) | Tok::Int(n) | Tok::Float(n)) => format!("{n:?}"),
-        Some(Tok::Str(s)) => format!("string {s:?}"),
-    }
 }
 
 fn resolve(v: &GValue, vars: &Map<String, Value>) -> Value {
@@ -530,13 +171,30 @@ pub async fn handle(
     Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    Ok(json_response(StatusCode::OK, execute(&sim, &caller, &body)))
+    let (status, answer) = execute(&sim, &caller, &body);
+    Ok(json_response(status, answer))
 }
 
-fn execute(sim: &Sim, caller: &Caller, body: &Value) -> Value {
+/// Runs one request: HTTP 400 for a document over the bounds, else HTTP 200
+/// with data or GraphQL errors.
+fn execute(sim: &Sim, caller: &Caller, body: &Value) -> (StatusCode, Value) {
     let Some(query) = body.get("query").and_then(Value::as_str) else {
-        return error_body("No query string was present", "BAD_REQUEST");
+        return (
+            StatusCode::OK,
+            error_body("No query string was present", "BAD_REQUEST"),
+        );
     };
+    match read(query) {
+        Err(ReadError::TooBig(why)) => (
+            StatusCode::BAD_REQUEST,
+            error_body(&format!("Query too large: {why}"), "BAD_REQUEST"),
+        ),
+        Err(ReadError::Syntax(e)) => (StatusCode::OK, error_body(&e, "BAD_REQUEST")),
+        Ok(ops) => (StatusCode::OK, run(sim, caller, body, &ops)),
+    }
+}
+
+fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
     let vars = match body.get("variables") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -545,10 +203,6 @@ fn execute(sim: &Sim, caller: &Caller, body: &Value) -> Value {
             _ => return error_body("variables must be a JSON object", "BAD_REQUEST"),
         },
         Some(_) => return error_body("variables must be a JSON object", "BAD_REQUEST"),
-    };
-    let ops = match lex(query).and_then(|toks| Parser { toks, pos: 0 }.document()) {
-        Ok(ops) => ops,
-        Err(e) => return error_body(&e, "BAD_REQUEST"),
     };
     let wanted = body
         .get("operationName")
@@ -887,8 +541,8 @@ pub async fn current_token(
 mod tests {
     use super::*;
 
-    fn parse(q: &str) -> Result<Vec<Operation>, String> {
-        lex(q).and_then(|toks| Parser { toks, pos: 0 }.document())
+    fn parse(q: &str) -> Result<Vec<Operation>, ReadError> {
+        read(q)
     }
 
     #[test]
@@ -927,13 +581,5 @@ mod tests {
         let ops = parse("{ app(name: \"x\") { nope } }").expect("parses");
         let err = project(&resolved, &ops[0].selection[0].selection).expect_err("unknown field");
         assert_eq!(err.message, "Field 'nope' doesn't exist on type 'App'");
-    }
-
-    #[test]
-    fn rejects_fragments_and_garbage() {
-        assert!(parse("query { ...F } fragment F on Query { app { id } }").is_err());
-        assert!(parse("query {").is_err());
-        assert!(parse("").is_err());
-        assert!(parse("query { app(name: \"unterminated) { id } }").is_err());
     }
 }

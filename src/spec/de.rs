@@ -480,6 +480,11 @@ where
 /// A close allowed field name for a mistyped one: same letters ignoring case
 /// and `_`/`-` (`memoryMb` → `memory_mb`), or within two edits.
 pub(crate) fn suggest(field: &str, allowed: &[&str]) -> Option<String> {
+    // No field name is this long; comparing would only cost time (the edit
+    // distance is quadratic in the lengths).
+    if field.len() > 64 {
+        return None;
+    }
     let norm = |s: &str| {
         s.chars()
             .filter(|c| *c != '_' && *c != '-')
@@ -520,7 +525,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::spec::yaml::parse_document;
+    use crate::spec::yaml::{Budget, parse_document};
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]
@@ -539,7 +544,10 @@ mod tests {
     }
 
     fn run(text: &str) -> (Option<Outer>, Vec<String>) {
-        let root = parse_document(text, 0).unwrap().root.unwrap();
+        let root = parse_document(text, 0, &mut Budget::default())
+            .unwrap()
+            .root
+            .unwrap();
         let mut issues = Vec::new();
         let v = from_node::<Outer>(&root, &mut issues);
         issues.sort_by_key(|i| i.pos);

@@ -29,6 +29,9 @@ pub fn parse_duration(s: &str) -> Result<u64, DurationError> {
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if rest[digits..].starts_with('.') {
+            return Err(DurationError::Fraction);
+        }
         if digits == 0 {
             return Err(DurationError::ExpectedNumber {
                 position: rest.to_string(),
@@ -138,7 +141,9 @@ mod tests {
                     position: "h".into(),
                 },
             ),
-            ("1.5h", MissingUnit { number: "1".into() }),
+            ("1.5h", Fraction),
+            (".5h", Fraction),
+            ("1h0.5m", Fraction),
             ("5ms", UnknownUnit { unit: "ms".into() }),
             ("1 h", MissingUnit { number: "1".into() }),
             ("1h1h", RepeatedUnit { unit: 'h' }),

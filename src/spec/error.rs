@@ -5,6 +5,12 @@
 //! spec from the message alone. Messages never contain secret values: specs
 //! carry none, and the one rule about them (`PlaintextSecretValue`) does not
 //! echo the value it rejects.
+//!
+//! Messages echo what the user wrote (keys, values, file names). A
+//! [`Diagnostic`] therefore displays through [`sanitize`]: control, bidi and
+//! line-separator characters are escaped, so input cannot forge a second
+//! `file:line:col:` line or colour a terminal, and over-long text is cut in
+//! the middle, so a 50 MB value is not echoed whole.
 
 use std::fmt;
 
@@ -17,12 +23,20 @@ pub enum SpecError {
     // ---- reading -------------------------------------------------------
     #[error("cannot read spec file: {message}")]
     Unreadable { message: String },
+    #[error(
+        "file is larger than the limit of {max} bytes; raise it with --max-spec-bytes (or FLOTILLA_MAX_SPEC_BYTES) if the file is meant to be this large"
+    )]
+    FileTooLarge { max: u64 },
+    #[error(
+        "not a regular file ({kind}); flotilla reads specs only from regular files and directories"
+    )]
+    NotARegularFile { kind: &'static str },
 
     // ---- YAML structure ------------------------------------------------
     #[error("invalid YAML: {message}")]
     Syntax { message: String },
     #[error(
-        "YAML tag `{tag}` is not supported; only the core tags !!str, !!int, !!float, !!bool, !!null, !!map and !!seq are"
+        "YAML tag `{tag}` is not supported; use no tag, or one of the core tags !!str, !!int, !!float, !!bool, !!null, !!map and !!seq"
     )]
     UnsupportedTag { tag: String },
     #[error("mapping keys must be plain strings, not lists or mappings")]
@@ -35,6 +49,16 @@ pub enum SpecError {
     TooDeep { max: usize },
     #[error("document expands to more than {max} nodes (check for alias loops or alias bombs)")]
     TooLarge { max: usize },
+    #[error(
+        "the specs of this load hold more than {max} YAML nodes (each use of an alias counts as a copy of what it names); check for alias bombs, or load fewer files at once"
+    )]
+    LoadTooManyNodes { max: usize },
+    #[error(
+        "the specs of this load hold more than {max} bytes of text (each use of an alias counts as a copy of what it names); check for alias bombs, or load fewer files at once"
+    )]
+    LoadTooManyBytes { max: usize },
+    #[error("{count} more problem(s) in this document are not shown; fix the ones above first")]
+    MoreProblems { count: usize },
 
     // ---- shape (what the JSON Schema also says) -------------------------
     #[error("unknown field `{field}`{}; allowed fields: {}", did_you_mean(.suggestion), list_or_none(.allowed))]
@@ -71,6 +95,17 @@ pub enum SpecError {
     BadKind { found: String },
     #[error("tenant `{name}` is already defined at {first}; tenant names must be unique")]
     DuplicateTenant { name: String, first: String },
+    #[error(
+        "Fly app `{app}`{} is already used by tenant `{tenant}` at {first}; app names must be unique{}",
+        if *.from_template { " (rendered from the app-name template)" } else { "" },
+        if *.from_template { "; set spec.app.name" } else { "" }
+    )]
+    AppNameTaken {
+        app: String,
+        tenant: String,
+        first: String,
+        from_template: bool,
+    },
 
     // ---- names ---------------------------------------------------------
     #[error("{value:?} is not a valid {what}: {reason}")]
@@ -145,9 +180,11 @@ pub enum SpecError {
     )]
     BadEnvName { key: String },
     #[error(
-        "metadata key {key:?} is reserved: keys must be non-empty and must not start with `flotilla.` or `fly_`"
+        "metadata key {key:?} is reserved: keys starting with `flotilla.` or `fly_` belong to flotilla and Fly"
     )]
     ReservedMetadataKey { key: String },
+    #[error("metadata keys must not be empty")]
+    EmptyMetadataKey,
     #[error("{key:?} is not a valid {what}: {rule}")]
     BadKey {
         what: &'static str,
@@ -196,7 +233,7 @@ pub enum SpecError {
 
     // ---- secrets and tokens ----------------------------------------------
     #[error(
-        "plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (external values are set through the API or CLI and stored encrypted)"
+        "plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (flotilla cannot set external values yet: set them on the Fly app itself, for example with `fly secrets set`)"
     )]
     PlaintextSecretValue,
     #[error("a secret needs exactly one of `generate`, `fromToken` or `external` (found {})", found_sources(.found))]
@@ -226,6 +263,20 @@ pub enum SpecError {
     TooManySharedV4 { first: String },
 }
 
+impl SpecError {
+    /// True for errors about a mapping key itself (an invalid label or env
+    /// name): they are reported at the key, not at its value.
+    pub fn is_about_a_key(&self) -> bool {
+        matches!(
+            self,
+            SpecError::BadKey { .. }
+                | SpecError::BadEnvName { .. }
+                | SpecError::ReservedMetadataKey { .. }
+                | SpecError::EmptyMetadataKey
+        )
+    }
+}
+
 /// What is wrong with a duration string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
@@ -237,6 +288,10 @@ pub enum DurationError {
     ExpectedNumber { position: String },
     #[error("number {number} has no unit; allowed units: s, m, h, d, w")]
     MissingUnit { number: String },
+    #[error(
+        "fractions are not allowed; write whole numbers of smaller units, such as `1h30m` instead of `1.5h`"
+    )]
+    Fraction,
     #[error(
         "`{unit}` is not a fixed length of time (years and months vary); use d or w, such as `365d` or `52w`"
     )]
@@ -336,14 +391,97 @@ pub struct Diagnostic {
     pub error: SpecError,
 }
 
+/// Longest message a diagnostic shows, in characters; longer ones lose their
+/// middle (where an echoed value sits; the rule comes last).
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Longest file name or YAML path a diagnostic shows, in characters.
+pub const MAX_LABEL_CHARS: usize = 300;
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}:{}:{}: {}: {}",
-            self.source, self.line, self.column, self.path, self.error
+            sanitize(&self.source, MAX_LABEL_CHARS),
+            self.line,
+            self.column,
+            sanitize(&self.path, MAX_LABEL_CHARS),
+            sanitize(&self.error.to_string(), MAX_MESSAGE_CHARS)
         )
     }
+}
+
+/// `text` made safe to print on one terminal line: every control character
+/// (C0, DEL, C1: newlines, carriage returns, escape sequences, NUL), every
+/// bidirectional-text control and the Unicode line/paragraph separators are
+/// written as `\n`, `\r`, `\t` or `\u{..}`; and when the escaped text is
+/// longer than `max_chars` characters, it keeps its start and end around a
+/// note of how many characters of `text` were left out.
+pub fn sanitize(text: &str, max_chars: usize) -> String {
+    let total: usize = text.chars().map(escaped_len).sum();
+    if total <= max_chars {
+        let mut out = String::with_capacity(text.len());
+        text.chars().for_each(|c| push_escaped(&mut out, c));
+        return out;
+    }
+    let budget = max_chars * 2 / 5;
+    // Whole characters from each end while their escapes fit the budget.
+    let take = |chars: &mut dyn Iterator<Item = char>| {
+        let mut used = 0;
+        let mut kept = Vec::new();
+        for c in chars {
+            used += escaped_len(c);
+            if used > budget {
+                break;
+            }
+            kept.push(c);
+        }
+        kept
+    };
+    let head = take(&mut text.chars());
+    let mut tail = take(&mut text.chars().rev());
+    tail.reverse();
+    let left_out = text.chars().count() - head.len() - tail.len();
+    let mut out = String::with_capacity(max_chars + 64);
+    head.into_iter().for_each(|c| push_escaped(&mut out, c));
+    out.push_str(&format!(" … ({left_out} characters left out) … "));
+    tail.into_iter().for_each(|c| push_escaped(&mut out, c));
+    out
+}
+
+/// Characters `c` takes once escaped.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '\n' | '\r' | '\t' => 2,
+        c if needs_escape(c) => format!("{:x}", c as u32).len() + 4,
+        _ => 1,
+    }
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        c => out.push(c),
+    }
+}
+
+/// Characters that could move the cursor, change colours, end the line or
+/// reorder the text around them on a terminal.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
 }
 
 impl std::error::Error for Diagnostic {}
@@ -431,5 +569,53 @@ mod tests {
             d.to_string(),
             "a.yaml:3:7: spec.org: missing required field `org`"
         );
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(
+            sanitize(
+                "a\u{1b}[31mred\nfake.yaml:1:1: x\r\0\u{202e}\u{2028}\t",
+                100
+            ),
+            "a\\u{1b}[31mred\\nfake.yaml:1:1: x\\r\\u{0}\\u{202e}\\u{2028}\\t"
+        );
+        assert_eq!(sanitize("plain é ✓", 100), "plain é ✓");
+    }
+
+    #[test]
+    fn long_text_keeps_its_start_and_end() {
+        let long = format!("start {} end", "x".repeat(10_000));
+        let shown = sanitize(&long, 100);
+        assert!(shown.starts_with("start "), "{shown}");
+        assert!(shown.ends_with(" end"), "{shown}");
+        assert!(shown.contains("(9930 characters left out)"), "{shown}");
+        assert!(shown.chars().count() < 150);
+        // Escapes count towards the bound, not the characters they stand for.
+        let escapes = "\u{202e}".repeat(10_000);
+        let shown = sanitize(&escapes, 100);
+        assert!(shown.chars().count() < 150, "{shown}");
+        assert!(shown.starts_with("\\u{202e}"), "{shown}");
+    }
+
+    #[test]
+    fn a_diagnostic_is_one_bounded_line_whatever_it_echoes() {
+        let d = Diagnostic {
+            source: "evil\n.yaml".into(),
+            line: 1,
+            column: 1,
+            path: "metadata.name".into(),
+            error: SpecError::DuplicateKey {
+                key: format!("k\u{1b}[2J\nfake.yaml:1:1: ok{}", "y".repeat(50_000_000)),
+                first_line: 1,
+            },
+        };
+        let shown = d.to_string();
+        assert!(!shown.contains(['\n', '\r', '\u{1b}']), "{shown}");
+        assert!(shown.starts_with(
+            "evil\\n.yaml:1:1: metadata.name: duplicate key `k\\u{1b}[2J\\nfake.yaml:1:1: ok"
+        ));
+        assert!(shown.ends_with("YAML mapping keys must be unique"));
+        assert!(shown.len() < 1500, "{} bytes", shown.len());
     }
 }

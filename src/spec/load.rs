@@ -4,19 +4,31 @@
 //! position-annotated tree, deserialize it into the raw types while recording
 //! shape errors (`de`), then check the rules and build the model (`validate`).
 //! Rule errors carry a YAML path; the tree turns the path into a line and
-//! column. A rule error at or under a path that already has a shape error is
-//! dropped: it would only restate the shape error about a placeholder value.
+//! column (the key's, for errors about a key itself). A rule error at or under
+//! a path that already has a shape error is dropped: it would only restate the
+//! shape error about a placeholder value.
+//!
+//! Across documents (and, through `files`, across files) two tenants must not
+//! share a name or a Fly app; the later document is reported and dropped.
+//!
+//! Bounds: every document of one load draws on one [`Budget`] of nodes and
+//! bytes, and at most [`MAX_PROBLEMS_PER_DOCUMENT`] problems are reported per
+//! document (the rest are counted), so neither memory, time nor output grows
+//! without bound on hostile input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::ParseOptions;
 use super::de::from_node;
-use super::error::{Diagnostic, Path, SpecError};
+use super::error::{Diagnostic, Path, Seg, SpecError};
 use super::model::Tenant;
 use super::raw::RawTenant;
 use super::validate::validate;
-use super::yaml::{Issue, Pos, Value, parse_document, split_documents};
+use super::yaml::{Budget, Issue, Node, Pos, Value, parse_document, split_documents};
 use crate::ids::TenantName;
+
+/// Problems reported per document; beyond this they are only counted.
+pub const MAX_PROBLEMS_PER_DOCUMENT: usize = 100;
 
 /// One document of a spec file, exactly as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +52,14 @@ pub struct LoadedDoc {
     pub tenant: Tenant,
 }
 
+/// Where a valid tenant's Fly app name comes from, for conflict reports.
+pub(crate) struct AppClaim {
+    /// Position of `spec.app.name`, or of `metadata.name` when the name was
+    /// rendered from the app-name template.
+    pos: Pos,
+    from_template: bool,
+}
+
 /// The outcome for one document: the tenant if it passed every rule, and its
 /// `metadata.name` with position whenever that name itself is valid, so a
 /// name defined twice is reported even when the first definition is broken.
@@ -47,6 +67,14 @@ pub(crate) struct Outcome {
     pub source: String,
     pub name: Option<(String, Pos)>,
     pub doc: Option<LoadedDoc>,
+    app: Option<AppClaim>,
+}
+
+/// Names and app names already claimed in one load: `name → "source:line"`.
+#[derive(Default)]
+pub(crate) struct Claims {
+    names: HashMap<String, String>,
+    apps: HashMap<String, (String, String)>,
 }
 
 /// Loads every tenant document in `text`. Empty documents are skipped, so a
@@ -57,8 +85,8 @@ pub fn load_str(
     text: &str,
     opts: &ParseOptions,
 ) -> Result<Vec<LoadedDoc>, Vec<Diagnostic>> {
-    let (outcomes, mut diags) = load_text(source, text, opts);
-    let loaded = dedupe(outcomes, &mut HashMap::new(), &mut diags);
+    let (outcomes, mut diags) = load_text(source, text, opts, &mut Budget::for_options(opts));
+    let loaded = dedupe(outcomes, &mut Claims::default(), &mut diags);
     if diags.is_empty() {
         Ok(loaded)
     } else {
@@ -69,10 +97,12 @@ pub fn load_str(
 
 /// Loads each document of `text` independently: an outcome per non-empty
 /// document and the diagnostics of the broken ones. No cross-document checks.
+/// Everything built is charged to `budget`.
 pub(crate) fn load_text(
     source: &str,
     text: &str,
     opts: &ParseOptions,
+    budget: &mut Budget,
 ) -> (Vec<Outcome>, Vec<Diagnostic>) {
     let mut outcomes = Vec::new();
     let mut diags = Vec::new();
@@ -83,8 +113,8 @@ pub(crate) fn load_text(
             text: chunk.text.to_string(),
             line: chunk.line,
         };
-        let (name, result) = load_document(chunk.text, chunk.line - 1, opts);
-        let doc = match result {
+        let loaded = load_document(chunk.text, chunk.line - 1, opts, budget);
+        let doc = match loaded.result {
             Ok(None) => continue,
             Ok(Some(tenant)) => Some(LoadedDoc { doc, tenant }),
             Err(issues) => {
@@ -100,25 +130,26 @@ pub(crate) fn load_text(
         };
         outcomes.push(Outcome {
             source: source.to_string(),
-            name,
+            name: loaded.name,
             doc,
+            app: loaded.app,
         });
     }
     (outcomes, diags)
 }
 
-/// Reports every tenant name already seen (in this call, or in `seen`, which
-/// carries `name → "source:line"` across files) and drops those documents.
+/// Reports every tenant name and every Fly app name already claimed (in this
+/// call, or earlier in the load through `claims`) and drops those documents.
 /// Returns the valid documents that remain.
 pub(crate) fn dedupe(
     outcomes: Vec<Outcome>,
-    seen: &mut HashMap<String, String>,
+    claims: &mut Claims,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<LoadedDoc> {
     let mut kept = Vec::with_capacity(outcomes.len());
     for o in outcomes {
         if let Some((name, pos)) = o.name {
-            if let Some(first) = seen.get(&name) {
+            if let Some(first) = claims.names.get(&name) {
                 diags.push(Diagnostic {
                     source: o.source.clone(),
                     line: pos.line,
@@ -131,33 +162,88 @@ pub(crate) fn dedupe(
                 });
                 continue;
             }
-            seen.insert(name, format!("{}:{}", o.source, pos.line));
+            claims
+                .names
+                .insert(name, format!("{}:{}", o.source, pos.line));
         }
-        kept.extend(o.doc);
+        let (Some(loaded), Some(claim)) = (o.doc, o.app) else {
+            continue;
+        };
+        let app = loaded.tenant.spec.app.name.as_str();
+        if let Some((tenant, first)) = claims.apps.get(app) {
+            diags.push(Diagnostic {
+                source: o.source.clone(),
+                line: claim.pos.line,
+                column: claim.pos.column,
+                path: if claim.from_template {
+                    "metadata.name"
+                } else {
+                    "spec.app.name"
+                }
+                .to_string(),
+                error: SpecError::AppNameTaken {
+                    app: app.to_string(),
+                    tenant: tenant.clone(),
+                    first: first.clone(),
+                    from_template: claim.from_template,
+                },
+            });
+            continue;
+        }
+        claims.apps.insert(
+            app.to_string(),
+            (
+                loaded.tenant.name().to_string(),
+                format!("{}:{}", o.source, claim.pos.line),
+            ),
+        );
+        kept.push(loaded);
     }
     kept
 }
 
 type DocResult = Result<Option<Tenant>, Vec<Issue>>;
 
+/// What [`load_document`] found.
+struct DocLoad {
+    /// The valid tenant name, if any, with its position.
+    name: Option<(String, Pos)>,
+    /// Where the valid tenant's app name comes from.
+    app: Option<AppClaim>,
+    /// `Ok(None)` when empty, the tenant when valid, or the issues sorted by
+    /// position.
+    result: DocResult,
+}
+
 /// One document: its valid tenant name (if any) with position, and
 /// `Ok(None)` when empty, the tenant when valid, or every issue sorted by
-/// position.
+/// position (at most [`MAX_PROBLEMS_PER_DOCUMENT`] and a count of the rest).
 fn load_document(
     text: &str,
     line_offset: usize,
     opts: &ParseOptions,
-) -> (Option<(String, Pos)>, DocResult) {
-    let parsed = match parse_document(text, line_offset) {
+    budget: &mut Budget,
+) -> DocLoad {
+    let fail = |issues| DocLoad {
+        name: None,
+        app: None,
+        result: Err(issues),
+    };
+    let empty = DocLoad {
+        name: None,
+        app: None,
+        result: Ok(None),
+    };
+    let parsed = match parse_document(text, line_offset, budget) {
         Ok(p) => p,
-        Err(e) => return (None, Err(vec![*e])),
+        Err(e) => return fail(vec![*e]),
     };
     let Some(root) = parsed.root else {
-        return (None, Ok(None));
+        return empty;
     };
     let mut issues = parsed.issues;
     match &root.value {
-        Value::Null => return (None, Ok(None)),
+        Value::Null => return empty,
         Value::Map(_) => {}
         _ => {
             issues.push(Issue {
@@ -167,43 +253,98 @@ fn load_document(
                     found: root.describe(),
                 },
             });
-            return (None, Err(issues));
+            return fail(issues);
         }
     }
     let raw: Option<RawTenant> = from_node(&root, &mut issues);
+    let name_path = Path::root().key("metadata").key("name");
     let name = raw
         .as_ref()
         .and_then(|r| r.metadata.as_ref())
         .and_then(|m| m.name.as_ref())
         .filter(|n| TenantName::parse(n.as_str()).is_ok())
-        .map(|n| {
-            let pos = root.position_of(&Path::root().key("metadata").key("name"));
-            (n.clone(), pos)
-        });
-    let shape_errors: Vec<Path> = issues.iter().map(|i| i.path.clone()).collect();
+        .map(|n| (n.clone(), root.position_of(&name_path)));
+    let explicit_app = raw
+        .as_ref()
+        .and_then(|r| r.spec.as_ref())
+        .and_then(|s| s.app.as_ref())
+        .is_some_and(|a| a.name.is_some());
     let tenant = match raw.map(|raw| validate(&raw, opts)) {
         Some(Ok(t)) => Some(t),
         Some(Err(errors)) => {
-            for (path, error) in errors {
-                if shape_errors.iter().any(|s| path.starts_with(s)) {
-                    continue;
-                }
-                let pos = root.position_of(&path);
-                issues.push(Issue { path, pos, error });
-            }
+            place_rule_errors(&root, errors, &mut issues);
             None
         }
         None => None,
     };
     let result = match tenant {
         Some(t) if issues.is_empty() => Ok(Some(t)),
-        _ => {
-            // Stable sort: issues at one position keep the order they were found in.
-            issues.sort_by_key(|i| i.pos);
-            Err(issues)
-        }
+        _ => Err(capped(issues)),
     };
-    (name, result)
+    let app = result.as_ref().ok().map(|_| AppClaim {
+        pos: if explicit_app {
+            root.position_of(&Path::root().key("spec").key("app").key("name"))
+        } else {
+            root.position_of(&name_path)
+        },
+        from_template: !explicit_app,
+    });
+    DocLoad { name, app, result }
+}
+
+/// Adds the rule errors that do not restate a shape error, each at its
+/// position. Only as many as can be shown are placed (placing walks the tree).
+fn place_rule_errors(root: &Node, errors: Vec<(Path, SpecError)>, issues: &mut Vec<Issue>) {
+    let shape: HashSet<&[Seg]> = issues.iter().map(|i| i.path.segments()).collect();
+    let restates = |p: &Path| {
+        let segs = p.segments();
+        (0..=segs.len()).any(|n| shape.contains(&segs[..n]))
+    };
+    let kept: Vec<(Path, SpecError)> = errors.into_iter().filter(|(p, _)| !restates(p)).collect();
+    let room = (MAX_PROBLEMS_PER_DOCUMENT + 1).saturating_sub(issues.len());
+    let mut placed = Vec::with_capacity(kept.len());
+    for (path, error) in kept {
+        if placed.len() >= room {
+            // Counted, not placed: it sorts after every placed problem and
+            // only adds to the count of those not shown.
+            placed.push(Issue {
+                path,
+                pos: Pos {
+                    line: usize::MAX,
+                    column: usize::MAX,
+                },
+                error,
+            });
+            continue;
+        }
+        let pos = if error.is_about_a_key() {
+            root.key_position_of(&path)
+        } else {
+            root.position_of(&path)
+        };
+        placed.push(Issue { path, pos, error });
+    }
+    issues.extend(placed);
+}
+
+/// Sorts `issues` by position (stable: issues at one position keep the order
+/// they were found in) and keeps the first [`MAX_PROBLEMS_PER_DOCUMENT`], with
+/// one more issue counting the rest, at the first one left out.
+fn capped(mut issues: Vec<Issue>) -> Vec<Issue> {
+    issues.sort_by_key(|i| i.pos);
+    if issues.len() > MAX_PROBLEMS_PER_DOCUMENT {
+        let more = issues.len() - MAX_PROBLEMS_PER_DOCUMENT;
+        issues.truncate(MAX_PROBLEMS_PER_DOCUMENT + 1);
+        let shown_last = issues[MAX_PROBLEMS_PER_DOCUMENT - 1].pos;
+        let first_hidden = &mut issues[MAX_PROBLEMS_PER_DOCUMENT];
+        if first_hidden.pos.line == usize::MAX {
+            // Never placed: report the count where the last shown one is.
+            first_hidden.pos = shown_last;
+        }
+        first_hidden.path = Path::root();
+        first_hidden.error = SpecError::MoreProblems { count: more };
+    }
+    issues
 }
 
 #[cfg(test)]
@@ -302,5 +443,119 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn lone_carriage_return_line_endings_split_documents() {
+        let beta = MINIMAL.replace("name: acme", "name: beta");
+        let text = format!("{MINIMAL}---\n{beta}").replace('\n', "\r");
+        let docs = load_str("cr.yaml", &text, &ParseOptions::default()).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].doc.line, MINIMAL.lines().count() + 1);
+        let broken = text.replace("region: ord", "region: Ord");
+        let diags = load_str("cr.yaml", &broken, &ParseOptions::default()).unwrap_err();
+        let second = MINIMAL.lines().count() + 1 + 14;
+        assert_eq!(
+            diags.iter().map(|d| (d.line, d.column)).collect::<Vec<_>>(),
+            vec![(14, 15), (second, 15)]
+        );
+    }
+
+    #[test]
+    fn an_app_name_conflict_is_reported_at_spec_app_name() {
+        let with_app = |name: &str| {
+            MINIMAL
+                .replace("name: acme", &format!("name: {name}"))
+                .replace(
+                    "  org: personal\n",
+                    "  org: personal\n  app:\n    name: shared\n",
+                )
+        };
+        let first = with_app("one");
+        let text = format!("{first}---\n{}", with_app("two"));
+        // `name: shared` is line 13 of each document; the second document
+        // starts with its `---` line.
+        let second = first.lines().count() + 2;
+        assert_eq!(
+            errors(&text),
+            vec![format!(
+                "t.yaml:{}:11: spec.app.name: Fly app `shared` is already used by tenant `one` at t.yaml:13; app names must be unique",
+                second + 12
+            )]
+        );
+        let second = MINIMAL.lines().count() + 1;
+        // Rendered from the template: reported at the name that rendered it.
+        let opts = ParseOptions {
+            app_name_template: "{org}".into(),
+            ..Default::default()
+        };
+        let text = format!(
+            "{MINIMAL}---\n{}",
+            MINIMAL.replace("name: acme", "name: beta")
+        );
+        let diags: Vec<String> = load_str("t.yaml", &text, &opts)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            diags,
+            vec![format!(
+                "t.yaml:{}:9: metadata.name: Fly app `personal` (rendered from the app-name template) is already used by tenant `acme` at t.yaml:9; app names must be unique; set spec.app.name",
+                second + 9
+            )]
+        );
+    }
+
+    #[test]
+    fn errors_about_a_key_point_at_the_key() {
+        let text = MINIMAL.replace(
+            "      image: nginx:1.27\n",
+            "      image: nginx:1.27\n      env:\n        1BAD: x\n      metadata:\n        \"\": y\n",
+        ) + "  tokens: []\n";
+        let text = text.replace(
+            "  name: acme\n",
+            "  name: acme\n  labels:\n    \"bad key\": v\n",
+        );
+        let diags = load_str("k.yaml", &text, &ParseOptions::default()).unwrap_err();
+        let got: Vec<(usize, usize, &str)> = diags
+            .iter()
+            .map(|d| (d.line, d.column, d.path.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (11, 5, "metadata.labels[\"bad key\"]"),
+                (19, 9, "spec.machines[0].env.1BAD"),
+                (21, 9, "spec.machines[0].metadata[\"\"]"),
+            ]
+        );
+        assert_eq!(
+            diags[2].error.to_string(),
+            "metadata keys must not be empty"
+        );
+    }
+
+    #[test]
+    fn many_problems_in_one_document_are_capped_and_counted() {
+        let mut labels = String::from("  labels:\n");
+        for i in 0..49_000 {
+            labels.push_str(&format!("    \"bad key {i}\": v\n"));
+        }
+        let text = MINIMAL.replace("  name: acme\n", &format!("  name: acme\n{labels}"));
+        let diags = load_str("many.yaml", &text, &ParseOptions::default()).unwrap_err();
+        assert_eq!(diags.len(), MAX_PROBLEMS_PER_DOCUMENT + 1);
+        let last = diags.last().unwrap();
+        assert_eq!(
+            last.error,
+            SpecError::MoreProblems {
+                count: 49_000 - MAX_PROBLEMS_PER_DOCUMENT
+            }
+        );
+        assert!(last.line >= diags[MAX_PROBLEMS_PER_DOCUMENT - 1].line);
+        // 49,000 valid keys load.
+        let fixed = text.replace("\"bad key ", "\"key-");
+        let docs = load_str("many.yaml", &fixed, &ParseOptions::default()).unwrap();
+        assert_eq!(docs[0].tenant.metadata.labels.len(), 49_000);
     }
 }

@@ -26,9 +26,16 @@ mod yaml;
 pub use duration::{format_duration, parse_duration};
 pub use error::{Diagnostic, DurationError, SpecError};
 pub use files::load_files;
-pub use load::{LoadedDoc, SourceDoc, load_str};
+pub use files::{Loaded, load_paths};
+pub use load::{LoadedDoc, MAX_PROBLEMS_PER_DOCUMENT, SourceDoc, load_str};
 pub use model::*;
 pub use schema::tenant_schema;
+pub use yaml::{Budget, MAX_LOAD_BYTES, MAX_LOAD_NODES};
+
+/// Default for [`ParseOptions::max_file_bytes`]: 8 MiB, hundreds of times the
+/// largest real spec file, and small enough that a load stays far from
+/// exhausting memory.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Options that shape parsing but are not part of a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +43,16 @@ pub struct ParseOptions {
     /// Template for `spec.app.name` when a spec leaves it out. Placeholders:
     /// `{tenant}` (metadata.name) and `{org}` (spec.org).
     pub app_name_template: String,
+    /// Largest spec file [`load_files`] reads; a larger one is a diagnostic
+    /// and is never read past this many bytes.
+    pub max_file_bytes: u64,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
         Self {
             app_name_template: "{tenant}".to_string(),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }

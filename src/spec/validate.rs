@@ -100,22 +100,57 @@ pub fn cron_parser() -> CronParser {
         .build()
 }
 
-/// Checks a cron expression: 5 fields, or 6 with seconds first.
+/// The fields of a 5-field cron expression and what each allows.
+const CRON_FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+];
+
+/// Checks a cron expression: 5 fields, or 6 with seconds first. A bad field
+/// is named with its range: croner's own message ("Number out of bounds.")
+/// does not say which field it means.
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 && fields != 6 {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 && fields.len() != 6 {
         return Err(format!(
-            "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), found {fields}"
+            "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), found {}",
+            fields.len()
         ));
     }
-    cron_parser()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "{e} (fields: [second 0-59] minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-7 or SUN-SAT; with `*`, `,`, `-`, `/`)"
-            )
-        })
+    let parser = cron_parser();
+    let Err(whole) = parser.parse(expr) else {
+        return Ok(());
+    };
+    // Find the field at fault: each field alone, with every other field `*`.
+    let names: Vec<(&str, &str)> = if fields.len() == 6 {
+        std::iter::once(("second", "0-59"))
+            .chain(CRON_FIELDS)
+            .collect()
+    } else {
+        CRON_FIELDS.to_vec()
+    };
+    for (i, ((name, range), field)) in names.iter().zip(&fields).enumerate() {
+        let alone: Vec<&str> = (0..fields.len())
+            .map(|j| if j == i { *field } else { "*" })
+            .collect();
+        if let Err(e) = parser.parse(&alone.join(" ")) {
+            let reason = e.to_string();
+            let reason = reason
+                .trim_start_matches("Component error: ")
+                .trim_end_matches('.')
+                .to_lowercase();
+            return Err(format!(
+                "the {name} field {field:?} is invalid ({reason}); it allows {range}, with `*`, `,`, `-` and `/`"
+            ));
+        }
+    }
+    // Every field is fine alone, so they conflict together.
+    Err(format!(
+        "{whole} (fields: [second 0-59] minute 0-59, hour 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 0-7 or SUN-SAT; with `*`, `,`, `-`, `/`)"
+    ))
 }
 
 /// Renders the app-name template.
@@ -611,7 +646,12 @@ impl V {
 
         let metadata = g.metadata.clone().unwrap_or_default();
         for key in metadata.keys() {
-            if key.is_empty() || key.starts_with("flotilla.") || key.starts_with("fly_") {
+            if key.is_empty() {
+                self.err(
+                    p.key("metadata").key(key.clone()),
+                    SpecError::EmptyMetadataKey,
+                );
+            } else if key.starts_with("flotilla.") || key.starts_with("fly_") {
                 self.err(
                     p.key("metadata").key(key.clone()),
                     SpecError::ReservedMetadataKey { key: key.clone() },
@@ -1477,11 +1517,13 @@ mod tests {
     fn app_names_come_from_the_template() {
         let opts = ParseOptions {
             app_name_template: "{org}-{tenant}".into(),
+            ..Default::default()
         };
         let docs = load_str("t.yaml", &doc(""), &opts).unwrap();
         assert_eq!(docs[0].tenant.spec.app.name.as_str(), "personal-acme");
         let bad = ParseOptions {
             app_name_template: "{tenant}--x".into(),
+            ..Default::default()
         };
         assert_eq!(
             errors_of(&doc(""), &bad),
@@ -1496,6 +1538,7 @@ mod tests {
         );
         let unknown = ParseOptions {
             app_name_template: "{tenant}-{env}".into(),
+            ..Default::default()
         };
         assert_eq!(
             errors_of(&doc(""), &unknown),
@@ -1672,6 +1715,14 @@ mod tests {
                         },
                     ),
                 ],
+            ),
+            (
+                "empty metadata key",
+                group("metadata:\n  \"\": x"),
+                one(
+                    "spec.machines[0].metadata[\"\"]",
+                    E::EmptyMetadataKey,
+                ),
             ),
             (
                 "internal port range",
@@ -2022,7 +2073,23 @@ mod tests {
                 "certificates:\n  - hostname: localhost\n".into(),
                 one(
                     "spec.certificates[0].hostname",
-                    id_err("hostname", "localhost", IdError::BadHostname),
+                    id_err("hostname", "localhost", IdError::HostnameTooFewLabels),
+                ),
+            ),
+            (
+                "IP address as a certificate hostname",
+                "certificates:\n  - hostname: 1.2.3.4\n".into(),
+                one(
+                    "spec.certificates[0].hostname",
+                    id_err("hostname", "1.2.3.4", IdError::HostnameIpLiteral),
+                ),
+            ),
+            (
+                "IPv6 address as a certificate hostname",
+                "certificates:\n  - hostname: \"::1\"\n".into(),
+                one(
+                    "spec.certificates[0].hostname",
+                    id_err("hostname", "::1", IdError::HostnameIpLiteral),
                 ),
             ),
             (
@@ -2165,6 +2232,23 @@ mod tests {
         assert!(check_cron("0 0 3 * * *").is_ok());
         let err = check_cron("61 * * * *").unwrap_err();
         assert!(!err.is_empty());
+        // Each bad field is named with its range (croner alone says only
+        // "Number out of bounds.").
+        for (expr, field, range) in [
+            ("61 * * * *", "minute", "0-59"),
+            ("0 99 * * *", "hour", "0-23"),
+            ("0 3 32 * *", "day-of-month", "1-31"),
+            ("0 3 * 13 *", "month", "1-12 or JAN-DEC"),
+            ("0 3 * * 9", "day-of-week", "0-7 or SUN-SAT"),
+            ("75 0 3 * * *", "second", "0-59"),
+            ("0 3 * FOO *", "month", "1-12 or JAN-DEC"),
+        ] {
+            let err = check_cron(expr).unwrap_err();
+            assert!(
+                err.starts_with(&format!("the {field} field ")) && err.contains(range),
+                "{expr}: {err}"
+            );
+        }
         let got = errors("tokens:\n  - name: ci\n    schedule:\n      cron: \"61 * * * *\"\n");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, "spec.tokens[0].schedule.cron");

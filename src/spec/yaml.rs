@@ -1,20 +1,32 @@
 //! YAML text → documents → position-annotated node trees.
 //!
 //! Owns two things: splitting a file into per-document text at its `---` lines
-//! (so each document's exact text can be stored and exported byte-identical),
-//! and building a tree of [`Node`]s from `saphyr-parser` events in which every
+//! (`split`: so each document's exact text can be stored and exported
+//! byte-identical), and building a tree of [`Node`]s from `saphyr-parser` events in which every
 //! node and every mapping key carries its 1-based line and column. Scalars are
 //! resolved with the YAML 1.2 core schema: `yes`/`no`/`on`/`off` are strings,
 //! only `true`/`false` (and their capitalised forms) are booleans.
 //!
 //! Problems that do not stop parsing (duplicate keys, unsupported tags,
 //! non-string keys) are collected as issues; a syntax error stops the document.
+//!
+//! Bounds: nesting depth ([`MAX_DEPTH`]) and nodes per document
+//! ([`MAX_NODES`]) are checked per document; a [`Budget`] shared by every
+//! document of every file in one load caps the total nodes and the total bytes
+//! of scalar text, counting each use of an alias as a copy of what it refers to
+//! (it *is* copied), so an alias bomb stops at the alias that crosses the limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use super::error::{Path, SpecError};
+
+mod split;
+
+#[cfg(test)]
+use split::Chunk;
+pub(crate) use split::split_documents;
 
 /// Deepest nesting we build; deeper documents are rejected rather than risk
 /// exhausting the stack in the recursive passes that follow.
@@ -22,6 +34,65 @@ pub(crate) const MAX_DEPTH: usize = 64;
 /// Upper bound on nodes per document, counting alias expansions, so a
 /// "billion laughs" document cannot blow up memory.
 pub(crate) const MAX_NODES: usize = 100_000;
+/// Upper bound on nodes in one load (all documents of all files).
+pub const MAX_LOAD_NODES: usize = 1_000_000;
+/// Upper bound on bytes of scalar text (keys and values, alias uses counted as
+/// copies) in one load. The tree, the raw types and the model each hold about
+/// one copy of this text, so a load stays well under 256 MB.
+pub const MAX_LOAD_BYTES: usize = 32 * 1024 * 1024;
+
+/// What one load may still build: nodes and bytes of scalar text, shared by
+/// every document of every file in the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    nodes_left: usize,
+    bytes_left: usize,
+    max_nodes: usize,
+    max_bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(MAX_LOAD_NODES, MAX_LOAD_BYTES)
+    }
+}
+
+impl Budget {
+    /// The budget of one load under `opts`: the defaults, with room for at
+    /// least two copies of the largest file allowed (so raising
+    /// `max_file_bytes` for one huge file lets it load).
+    pub fn for_options(opts: &super::ParseOptions) -> Self {
+        let file = usize::try_from(opts.max_file_bytes).unwrap_or(usize::MAX);
+        Self::new(MAX_LOAD_NODES, MAX_LOAD_BYTES.max(file.saturating_mul(2)))
+    }
+
+    pub fn new(max_nodes: usize, max_bytes: usize) -> Self {
+        Self {
+            nodes_left: max_nodes,
+            bytes_left: max_bytes,
+            max_nodes,
+            max_bytes,
+        }
+    }
+
+    /// Takes `nodes` and `bytes` from the budget, or says which limit they
+    /// would cross (and takes nothing).
+    fn take(&mut self, nodes: usize, bytes: usize) -> Result<(), SpecError> {
+        if nodes > self.nodes_left {
+            return Err(SpecError::LoadTooManyNodes {
+                max: self.max_nodes,
+            });
+        }
+        if bytes > self.bytes_left {
+            return Err(SpecError::LoadTooManyBytes {
+                max: self.max_bytes,
+            });
+        }
+        self.nodes_left -= nodes;
+        self.bytes_left -= bytes;
+        Ok(())
+    }
+}
 
 /// 1-based line and column (column in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -34,7 +105,9 @@ pub(crate) struct Pos {
 pub(crate) struct Node {
     pub pos: Pos,
     pub value: Value,
-    /// For scalars: the text as written (after unquoting); empty otherwise.
+    /// For scalars other than strings: the text as written (`0x1f`, `yes`),
+    /// for messages. Empty for strings (the text is the value) and
+    /// collections, so a string is held once.
     pub text: String,
 }
 
@@ -65,6 +138,14 @@ pub(crate) struct Issue {
 }
 
 impl Node {
+    /// The scalar as written: the string itself, or `text` for other scalars.
+    pub fn scalar_text(&self) -> &str {
+        match &self.value {
+            Value::Str(s) => s,
+            _ => &self.text,
+        }
+    }
+
     /// A short description for "found ..." messages.
     pub fn describe(&self) -> String {
         match &self.value {
@@ -78,84 +159,52 @@ impl Node {
         }
     }
 
+    /// The child at one path segment, if there is one.
+    fn child(&self, seg: &super::error::Seg) -> Option<&Node> {
+        use super::error::Seg;
+        match (seg, &self.value) {
+            (Seg::Key(k), Value::Map(entries)) => {
+                entries.iter().find(|e| &e.key == k).map(|e| &e.value)
+            }
+            (Seg::Index(i), Value::Seq(items)) => items.get(*i),
+            _ => None,
+        }
+    }
+
+    /// The node at `segs`, or `Err` with the deepest existing ancestor.
+    fn walk(&self, segs: &[super::error::Seg]) -> Result<&Node, &Node> {
+        let mut node = self;
+        for seg in segs {
+            node = node.child(seg).ok_or(node)?;
+        }
+        Ok(node)
+    }
+
     /// The position of the node at `path`, or of its deepest existing
     /// ancestor when the path leads to something that is not there (a missing
     /// field is reported where its parent is).
     pub fn position_of(&self, path: &Path) -> Pos {
+        match self.walk(path.segments()) {
+            Ok(n) | Err(n) => n.pos,
+        }
+    }
+
+    /// The position of the *key* that `path` ends with (for errors about a
+    /// key itself, such as an invalid label key), or [`Self::position_of`]
+    /// when the path does not end at a mapping entry.
+    pub fn key_position_of(&self, path: &Path) -> Pos {
         use super::error::Seg;
-        let mut node = self;
-        for seg in path.segments() {
-            let next = match (seg, &node.value) {
-                (Seg::Key(k), Value::Map(entries)) => {
-                    entries.iter().find(|e| &e.key == k).map(|e| &e.value)
-                }
-                (Seg::Index(i), Value::Seq(items)) => items.get(*i),
-                _ => None,
-            };
-            match next {
-                Some(n) => node = n,
-                None => break,
-            }
+        if let Some((Seg::Key(k), parent)) = path.segments().split_last()
+            && let Ok(Node {
+                value: Value::Map(entries),
+                ..
+            }) = self.walk(parent)
+            && let Some(e) = entries.iter().find(|e| &e.key == k)
+        {
+            return e.key_pos;
         }
-        node.pos
+        self.position_of(path)
     }
-}
-
-/// One document's slice of a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Chunk<'a> {
-    pub text: &'a str,
-    /// 1-based line of the chunk's first line in the file.
-    pub line: usize,
-}
-
-/// True for a line that starts a YAML document: `---` at column 0 followed by
-/// a space, a tab or the end of the line. YAML forbids such a line inside any
-/// scalar, so a textual split here agrees with the parser.
-fn is_document_marker(line: &str) -> bool {
-    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
-    let line = line.trim_end_matches(['\n', '\r']);
-    match line.strip_prefix("---") {
-        Some(rest) => rest.is_empty() || rest.starts_with([' ', '\t']),
-        None => false,
-    }
-}
-
-/// Lines that cannot start a document's content: blanks, comments, directives.
-fn is_preamble_line(line: &str) -> bool {
-    let t = line.strip_prefix('\u{feff}').unwrap_or(line).trim();
-    t.is_empty() || t.starts_with('#') || line.starts_with('%')
-}
-
-/// Splits `text` at its `---` lines. Concatenating the chunks gives back
-/// `text` exactly. Comments and directives before the first `---` belong to
-/// the first document.
-pub(crate) fn split_documents(text: &str) -> Vec<Chunk<'_>> {
-    let mut starts: Vec<(usize, usize)> = vec![(0, 1)]; // (byte offset, line)
-    let mut offset = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if i > 0 && is_document_marker(line) {
-            starts.push((offset, i + 1));
-        }
-        offset += line.len();
-    }
-    // A leading chunk of only comments/blank lines/directives is the preamble
-    // of the first explicit document, not a document of its own.
-    if starts.len() > 1 {
-        let first = &text[..starts[1].0];
-        if first.split_inclusive('\n').all(is_preamble_line) {
-            starts.remove(1);
-        }
-    }
-    let mut chunks = Vec::with_capacity(starts.len());
-    for (k, &(start, line)) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(text.len(), |s| s.0);
-        chunks.push(Chunk {
-            text: &text[start..end],
-            line,
-        });
-    }
-    chunks
 }
 
 /// The result of parsing one chunk.
@@ -166,9 +215,15 @@ pub(crate) struct Parsed {
 }
 
 /// Parses one chunk (at most one document). `line_offset` is added to every
-/// line so positions are file positions. A syntax error is returned as the
-/// `Err` issue (with the path of the innermost open collection).
-pub(crate) fn parse_document(text: &str, line_offset: usize) -> Result<Parsed, Box<Issue>> {
+/// line so positions are file positions. A syntax error, or a limit crossed,
+/// is returned as the `Err` issue (with the path of the innermost open
+/// collection and the position of the node or alias that crossed it).
+/// Everything built is taken from `budget`.
+pub(crate) fn parse_document(
+    text: &str,
+    line_offset: usize,
+    budget: &mut Budget,
+) -> Result<Parsed, Box<Issue>> {
     let mut b = Builder {
         line_offset,
         stack: Vec::new(),
@@ -177,6 +232,7 @@ pub(crate) fn parse_document(text: &str, line_offset: usize) -> Result<Parsed, B
         root: None,
         nodes: 0,
         documents: 0,
+        budget,
     };
     for ev in Parser::new_from_str(text) {
         match ev {
@@ -216,20 +272,31 @@ enum Frame {
         key: Option<(String, Pos)>,
         /// Set when the key cannot be used (not a string); its value is dropped.
         skip: bool,
+        /// Keys already in this mapping, so a duplicate is found in O(1).
+        keys: HashSet<String>,
     },
 }
 
-struct Builder {
+/// An anchored node with its size, so each use of the alias is charged
+/// without walking the node again.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+}
+
+struct Builder<'b> {
     line_offset: usize,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, Anchored>,
     issues: Vec<Issue>,
     root: Option<Node>,
     nodes: usize,
     documents: usize,
+    budget: &'b mut Budget,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn pos(&self, span: &Span) -> Pos {
         Pos {
             line: span.start.line() + self.line_offset,
@@ -259,10 +326,15 @@ impl Builder {
         })
     }
 
-    fn count(&mut self, n: usize, pos: Pos) -> Result<(), Box<Issue>> {
-        self.nodes += n;
+    /// Charges `nodes` nodes and `bytes` bytes of text built at `pos` to
+    /// this document and to the load.
+    fn count(&mut self, nodes: usize, bytes: usize, pos: Pos) -> Result<(), Box<Issue>> {
+        self.nodes += nodes;
         if self.nodes > MAX_NODES {
             return Err(self.fatal(pos, SpecError::TooLarge { max: MAX_NODES }));
+        }
+        if let Err(e) = self.budget.take(nodes, bytes) {
+            return Err(self.fatal(pos, e));
         }
         Ok(())
     }
@@ -283,12 +355,12 @@ impl Builder {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
-                self.count(1, pos)?;
+                self.count(1, value.len(), pos)?;
                 let node = self.scalar(value.into_owned(), style, tag.as_deref(), pos);
                 self.push_value(node, anchor, pos)?;
             }
             Event::Alias(id) => {
-                let Some(node) = self.anchors.get(&id).cloned() else {
+                let Some((nodes, bytes)) = self.anchors.get(&id).map(|a| (a.nodes, a.bytes)) else {
                     return Err(self.fatal(
                         pos,
                         SpecError::Syntax {
@@ -296,13 +368,16 @@ impl Builder {
                         },
                     ));
                 };
-                self.count(node_size(&node), pos)?;
+                // Charged before the copy is made: the alias that would cross
+                // a limit is the one reported, and nothing is copied.
+                self.count(nodes, bytes, pos)?;
+                let node = self.anchors[&id].node.clone();
                 // The alias is reported where it is used, not where the anchor is.
                 let node = Node { pos, ..node };
                 self.push_value(node, 0, pos)?;
             }
             Event::SequenceStart(anchor, tag) => {
-                self.count(1, pos)?;
+                self.count(1, 0, pos)?;
                 self.check_collection_tag(tag.as_deref(), "seq", pos);
                 self.open(pos)?;
                 let path = self.current_path();
@@ -317,7 +392,7 @@ impl Builder {
                 });
             }
             Event::MappingStart(anchor, tag) => {
-                self.count(1, pos)?;
+                self.count(1, 0, pos)?;
                 self.check_collection_tag(tag.as_deref(), "map", pos);
                 self.open(pos)?;
                 let path = self.current_path();
@@ -331,6 +406,7 @@ impl Builder {
                     anchor,
                     key: None,
                     skip: false,
+                    keys: HashSet::new(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -370,7 +446,17 @@ impl Builder {
     /// or the document root.
     fn push_value(&mut self, node: Node, anchor: usize, pos: Pos) -> Result<(), Box<Issue>> {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            // The anchor keeps a copy of the node: charged like any other.
+            let (nodes, bytes) = node_size(&node);
+            self.count(nodes, bytes, node.pos)?;
+            self.anchors.insert(
+                anchor,
+                Anchored {
+                    node: node.clone(),
+                    nodes,
+                    bytes,
+                },
+            );
         }
         let mut issue = None;
         match self.stack.last_mut() {
@@ -385,6 +471,7 @@ impl Builder {
                 path,
                 key,
                 skip,
+                keys,
                 ..
             }) => match key.take() {
                 None => {
@@ -399,7 +486,12 @@ impl Builder {
                         });
                     } else {
                         *skip = false;
-                        *key = Some((node.text, node.pos));
+                        let key_pos = node.pos;
+                        let text = match node.value {
+                            Value::Str(s) => s,
+                            _ => node.text,
+                        };
+                        *key = Some((text, key_pos));
                     }
                 }
                 Some((k, key_pos)) => {
@@ -407,16 +499,17 @@ impl Builder {
                         return Ok(());
                     }
                     if let Value::Map(entries) = &mut map.value {
-                        if let Some(first) = entries.iter().find(|e| e.key == k) {
+                        if keys.contains(&k) {
+                            // Rare: only now is the first entry looked up.
+                            let first = entries.iter().find(|e| e.key == k);
+                            let first_line = first.map_or(key_pos.line, |e| e.key_pos.line);
                             issue = Some(Issue {
                                 path: path.key(k.clone()),
                                 pos: key_pos,
-                                error: SpecError::DuplicateKey {
-                                    key: k,
-                                    first_line: first.key_pos.line,
-                                },
+                                error: SpecError::DuplicateKey { key: k, first_line },
                             });
                         } else {
+                            keys.insert(k.clone());
                             entries.push(Entry {
                                 key: k,
                                 key_pos,
@@ -436,12 +529,12 @@ impl Builder {
     fn scalar(&mut self, text: String, style: ScalarStyle, tag: Option<&Tag>, pos: Pos) -> Node {
         let value = match tag {
             None if style == ScalarStyle::Plain => resolve_plain(&text),
-            None => Value::Str(text.clone()),
-            Some(tag) if tag.handle.is_empty() && tag.suffix == "!" => Value::Str(text.clone()),
+            None => Value::Str(String::new()),
+            Some(tag) if tag.handle.is_empty() && tag.suffix == "!" => Value::Str(String::new()),
             Some(tag) if tag.is_yaml_core_schema() => {
                 let resolved = resolve_plain(&text);
                 match (tag.suffix.as_str(), resolved) {
-                    ("str", _) => Value::Str(text.clone()),
+                    ("str", _) => Value::Str(String::new()),
                     ("null", v @ Value::Null)
                     | ("bool", v @ Value::Bool(_))
                     | ("int", v @ Value::Int(_))
@@ -449,16 +542,24 @@ impl Builder {
                     ("float", Value::Int(i)) => Value::Float(i as f64),
                     (suffix, _) => {
                         self.tag_issue(tag, pos, suffix);
-                        Value::Str(text.clone())
+                        Value::Str(String::new())
                     }
                 }
             }
             Some(tag) => {
                 self.tag_issue(tag, pos, "");
-                Value::Str(text.clone())
+                Value::Str(String::new())
             }
         };
-        Node { pos, value, text }
+        // A string holds its text once, as its value (see `Node::text`).
+        match value {
+            Value::Str(_) => Node {
+                pos,
+                value: Value::Str(text),
+                text: String::new(),
+            },
+            value => Node { pos, value, text },
+        }
     }
 
     fn tag_issue(&mut self, tag: &Tag, pos: Pos, suffix: &str) {
@@ -482,17 +583,21 @@ fn tag_text(tag: &Tag) -> String {
     }
 }
 
-fn node_size(node: &Node) -> usize {
+/// Nodes and bytes of text in `node` (keys count as nodes with their text),
+/// computed once per anchor.
+fn node_size(node: &Node) -> (usize, usize) {
     match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(node_size).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|e| 1 + node_size(&e.value))
-                .sum::<usize>()
-        }
-        _ => 1,
+        Value::Seq(items) => items.iter().map(node_size).fold((1, 0), add),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|e| add((1, e.key.len()), node_size(&e.value)))
+            .fold((1, 0), add),
+        _ => (1, node.scalar_text().len()),
     }
+}
+
+fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
 }
 
 /// YAML 1.2 core schema resolution of an untagged plain scalar.
@@ -592,7 +697,7 @@ mod tests {
     use super::*;
 
     fn root(text: &str) -> Node {
-        let parsed = parse_document(text, 0).expect("parses");
+        let parsed = parse_document(text, 0, &mut Budget::default()).expect("parses");
         assert!(parsed.issues.is_empty(), "{:?}", parsed.issues);
         parsed.root.expect("non-empty")
     }
@@ -630,7 +735,7 @@ mod tests {
 
     #[test]
     fn positions_are_one_based_and_offset_by_chunk_line() {
-        let parsed = parse_document("a:\n  b: [1, 22]\n", 10).unwrap();
+        let parsed = parse_document("a:\n  b: [1, 22]\n", 10, &mut Budget::default()).unwrap();
         let n = parsed.root.unwrap();
         assert_eq!(
             n.pos,
@@ -678,7 +783,7 @@ mod tests {
 
     #[test]
     fn duplicate_keys_and_bad_tags_are_issues() {
-        let parsed = parse_document("a: 1\nb: !foo x\na: 2\n", 0).unwrap();
+        let parsed = parse_document("a: 1\nb: !foo x\na: 2\n", 0, &mut Budget::default()).unwrap();
         let errors: Vec<_> = parsed
             .issues
             .iter()
@@ -715,9 +820,13 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_position_and_enclosing_path() {
-        let err = parse_document("spec:\n  machines:\n    - name: a\n      x: [1, 2\n", 0)
-            .err()
-            .expect("syntax error");
+        let err = parse_document(
+            "spec:\n  machines:\n    - name: a\n      x: [1, 2\n",
+            0,
+            &mut Budget::default(),
+        )
+        .err()
+        .expect("syntax error");
         assert!(matches!(err.error, SpecError::Syntax { .. }));
         assert_eq!(err.path.to_string(), "spec.machines[0].x[2]");
     }
@@ -731,44 +840,135 @@ mod tests {
             let prev = format!("*a{}", i - 1);
             bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
         }
-        let err = parse_document(&bomb, 0).err().expect("rejected");
+        let err = parse_document(&bomb, 0, &mut Budget::default())
+            .err()
+            .expect("rejected");
         assert_eq!(err.error, SpecError::TooLarge { max: MAX_NODES });
+    }
+
+    /// The issue's bomb, scaled down: a big string anchored once and aliased
+    /// many times. Nodes stay few, bytes do not: the byte budget stops it at
+    /// the alias that crosses it, before that copy is made.
+    #[test]
+    fn an_alias_bomb_of_bytes_stops_at_the_alias_that_crosses_the_budget() {
+        let big = "x".repeat(64 * 1024);
+        let mut text = format!("a: &big \"{big}\"\nlist:\n");
+        for _ in 0..3000 {
+            text.push_str("  - *big\n");
+        }
+        let mut budget = Budget::new(MAX_LOAD_NODES, 1024 * 1024);
+        let err = parse_document(&text, 0, &mut budget)
+            .err()
+            .expect("rejected");
+        assert_eq!(err.error, SpecError::LoadTooManyBytes { max: 1024 * 1024 });
+        // 64 KiB for the scalar, 64 KiB for the anchor's copy, then 13
+        // aliases fit in 1 MiB; the 14th (line 16) crosses it.
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 16,
+                column: 5
+            }
+        );
+        assert_eq!(err.path.to_string(), "list[13]");
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_every_document_of_a_load() {
+        let doc = format!("a: \"{}\"\n", "y".repeat(600));
+        let mut budget = Budget::new(MAX_LOAD_NODES, 1000);
+        assert!(parse_document(&doc, 0, &mut budget).is_ok());
+        let err = parse_document(&doc, 40, &mut budget)
+            .err()
+            .expect("second document crosses the shared budget");
+        assert_eq!(err.error, SpecError::LoadTooManyBytes { max: 1000 });
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 41,
+                column: 4
+            }
+        );
+        let mut nodes = Budget::new(5, MAX_LOAD_BYTES);
+        let err = parse_document("[1, 2, 3, 4, 5, 6]", 0, &mut nodes)
+            .err()
+            .expect("node budget");
+        assert_eq!(err.error, SpecError::LoadTooManyNodes { max: 5 });
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 1,
+                column: 14
+            }
+        );
+    }
+
+    #[test]
+    fn nested_anchors_are_charged_for_their_copies() {
+        // Each level anchors (and so copies) everything below it: 40 levels
+        // over 1000 bytes copy 40 000 bytes, though the text is 1 KB.
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!("{}k{i}: &a{i}\n", "  ".repeat(i)));
+        }
+        text.push_str(&format!("{}v: \"{}\"\n", "  ".repeat(40), "z".repeat(1000)));
+        let mut budget = Budget::new(MAX_LOAD_NODES, 20_000);
+        let err = parse_document(&text, 0, &mut budget)
+            .err()
+            .expect("anchor copies are charged");
+        assert_eq!(err.error, SpecError::LoadTooManyBytes { max: 20_000 });
+    }
+
+    #[test]
+    fn a_mapping_with_many_keys_is_checked_in_linear_time() {
+        let mut text = String::new();
+        for i in 0..49_000 {
+            text.push_str(&format!("k{i}: v\n"));
+        }
+        text.push_str("k7: again\n");
+        let parsed = parse_document(&text, 0, &mut Budget::default()).unwrap();
+        assert_eq!(parsed.issues.len(), 1);
+        assert_eq!(
+            parsed.issues[0].error,
+            SpecError::DuplicateKey {
+                key: "k7".into(),
+                first_line: 8
+            }
+        );
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        let text = "a: 1\r---\rb: 2\r# c\r---\r";
+        let chunks = split_documents(text);
+        assert_eq!(
+            chunks,
+            vec![
+                Chunk {
+                    text: "a: 1\r",
+                    line: 1
+                },
+                Chunk {
+                    text: "---\rb: 2\r# c\r",
+                    line: 2
+                },
+                Chunk {
+                    text: "---\r",
+                    line: 5
+                },
+            ]
+        );
+        let parsed = parse_document(chunks[1].text, 1, &mut Budget::default()).unwrap();
+        let b = map_value(parsed.root.as_ref().unwrap(), "b");
+        assert_eq!(b.pos, Pos { line: 3, column: 4 });
     }
 
     #[test]
     fn deep_nesting_is_rejected() {
         let text = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let err = parse_document(&text, 0).err().expect("rejected");
+        let err = parse_document(&text, 0, &mut Budget::default())
+            .err()
+            .expect("rejected");
         assert_eq!(err.error, SpecError::TooDeep { max: MAX_DEPTH });
-    }
-
-    #[test]
-    fn split_keeps_every_byte_and_starts_at_marker_lines() {
-        let text = "# yaml-language-server: $schema=x\n---\na: 1\n# tail\n--- \nb: 2\n---\n";
-        let chunks = split_documents(text);
-        let joined: String = chunks.iter().map(|c| c.text).collect();
-        assert_eq!(joined, text);
-        assert_eq!(
-            chunks,
-            vec![
-                Chunk {
-                    text: "# yaml-language-server: $schema=x\n---\na: 1\n# tail\n",
-                    line: 1
-                },
-                Chunk {
-                    text: "--- \nb: 2\n",
-                    line: 5
-                },
-                Chunk {
-                    text: "---\n",
-                    line: 7
-                },
-            ]
-        );
-        // `----` and indented `---` are not markers.
-        assert_eq!(split_documents("a: |\n  ---\n----: 1\n").len(), 1);
-        // A document without a marker before the first `---` stays separate.
-        assert_eq!(split_documents("a: 1\n---\nb: 2\n").len(), 2);
-        assert_eq!(split_documents("").len(), 1);
     }
 }

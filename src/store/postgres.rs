@@ -147,7 +147,7 @@ impl TenantRow {
 
 impl PgStore {
     /// Connects to the database `url` names and applies pending migrations
-    /// (under sqlx's advisory lock, so concurrent replicas do not race).
+    /// (under an advisory lock, so concurrent replicas do not race).
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
         Ok(Self::connect_reporting(url, clock).await?.0)
     }
@@ -157,6 +157,7 @@ impl PgStore {
         url: &str,
         clock: SharedClock,
     ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
+        common::check_pg_url(url)?;
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             StoreError::InvalidUrl(format!(
                 "{}: {}",
@@ -175,32 +176,15 @@ impl PgStore {
             Ok(conn) => {
                 let _ = conn.close().await;
             }
-            Err(e) => {
-                return Err(StoreError::Connect(format!(
-                    "{}: {}",
-                    redact_url(url),
-                    scrub(&e, url)
-                )));
-            }
+            Err(e) => return Err(common::connect_failed(url, &e)),
         }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
-            .map_err(|e| {
-                StoreError::Connect(format!(
-                    "{}: {}",
-                    redact_url(url),
-                    scrub(&e.to_string(), url)
-                ))
-            })?;
-        let before = applied_versions(&pool).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(scrub(&e.to_string(), url)))?;
-        let applied = common::newly_applied(&MIGRATOR, &before);
+            .map_err(|e| common::connect_failed(url, &e))?;
+        let applied = migrate(&pool, url).await?;
         if !applied.is_empty() {
             tracing::info!(
                 backend = "postgres",
@@ -222,18 +206,59 @@ impl PgStore {
     }
 }
 
-async fn applied_versions(pool: &PgPool) -> Result<HashSet<i64>, StoreError> {
+/// Session advisory lock held while migrating; any fixed key shared by every
+/// flotilla process works ("flotilla" in ASCII).
+const MIGRATION_LOCK: i64 = 0x666c_6f74_696c_6c61;
+
+/// Applies pending migrations under [`MIGRATION_LOCK`], so concurrent
+/// processes apply each migration once and report only what they applied.
+/// An up-to-date schema needs no lock and no write (a read-only role can
+/// connect to a migrated database).
+async fn migrate(pool: &PgPool, url: &str) -> Result<Vec<AppliedMigration>, StoreError> {
+    let failed = |e: sqlx::Error| StoreError::Migrate(scrub(&e.to_string(), url));
+    let mut conn = pool.acquire().await?;
+    if common::up_to_date(&MIGRATOR, &applied_rows(&mut conn).await?) {
+        return Ok(Vec::new());
+    }
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(failed)?;
+    let result = async {
+        let before: HashSet<i64> = common::succeeded(applied_rows(&mut conn).await?);
+        MIGRATOR
+            .run(&mut *conn)
+            .await
+            .map_err(|e| StoreError::Migrate(scrub(&e.to_string(), url)))?;
+        Ok(common::newly_applied(&MIGRATOR, &before))
+    }
+    .await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    if unlocked.is_err() {
+        // Never hand a connection that may still hold the lock back to the
+        // pool: closing it releases the lock.
+        drop(conn.detach());
+    }
+    result
+}
+
+/// What `_sqlx_migrations` records (empty before the first migration).
+async fn applied_rows(conn: &mut PgConnection) -> Result<common::AppliedRows, StoreError> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     if !exists {
-        return Ok(HashSet::new());
+        return Ok(common::AppliedRows::new());
     }
-    let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
+    let rows: Vec<(i64, Vec<u8>, bool)> =
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
+            .fetch_all(&mut *conn)
             .await?;
-    Ok(versions.into_iter().collect())
+    Ok(rows.into_iter().map(|(v, c, ok)| (v, (c, ok))).collect())
 }
 
 async fn notify(conn: &mut PgConnection, name: &TenantName) -> Result<(), StoreError> {

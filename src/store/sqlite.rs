@@ -110,6 +110,7 @@ impl SqliteStore {
         url: &str,
         clock: SharedClock,
     ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
+        common::check_sqlite_url(url)?;
         let options = SqliteConnectOptions::from_str(url).map_err(|e| {
             StoreError::InvalidUrl(format!(
                 "{}: {}",
@@ -134,31 +135,25 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().max_connections(8)
         };
-        let options = if in_memory {
-            options
+        let pool_options = pool_options.acquire_timeout(BUSY_TIMEOUT);
+        let writable = if in_memory {
+            options.clone()
         } else {
             options
+                .clone()
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
         };
-        let pool = pool_options
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| {
-                StoreError::Connect(format!(
-                    "{}: {}",
-                    redact_url(url),
-                    scrub(&e.to_string(), url)
-                ))
-            })?;
+        let connected = match pool_options.clone().connect_with(writable).await {
+            // A file this process may not write (setting WAL mode is a
+            // write): open it read-only, as it is, so `get` and `export` can
+            // still read an already-migrated database.
+            Err(e) if is_read_only_error(&e) => connect_read_only(pool_options, options).await,
+            other => other,
+        };
+        let pool = connected.map_err(|e| common::connect_failed(url, &e))?;
 
-        let before = applied_versions(&pool).await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(scrub(&e.to_string(), url)))?;
-        let applied = common::newly_applied(&MIGRATOR, &before);
+        let applied = migrate(&pool, url).await?;
         if !applied.is_empty() {
             tracing::info!(
                 backend = "sqlite",
@@ -193,20 +188,81 @@ impl SqliteStore {
     }
 }
 
-async fn applied_versions(pool: &SqlitePool) -> Result<HashSet<i64>, StoreError> {
+/// Opens a database this process cannot write. A WAL-mode file whose `-shm`
+/// and `-wal` files are gone (no writer has it open) in a directory this
+/// process cannot write can only be opened as immutable; a writer that has
+/// it open keeps those files, and then the plain read-only open works.
+async fn connect_read_only(
+    pool_options: SqlitePoolOptions,
+    options: SqliteConnectOptions,
+) -> Result<SqlitePool, sqlx::Error> {
+    let read_only = options.read_only(true).create_if_missing(false);
+    let pool = pool_options.clone().connect_with(read_only.clone()).await?;
+    match sqlx::query("SELECT count(*) FROM sqlite_master")
+        .execute(&pool)
+        .await
+    {
+        Err(e) if is_read_only_error(&e) => {
+            pool.close().await;
+            pool_options.connect_with(read_only.immutable(true)).await
+        }
+        Err(e) => Err(e),
+        Ok(_) => Ok(pool),
+    }
+}
+
+/// SQLITE_READONLY and its extended codes: the file or its directory cannot
+/// be written by this process.
+fn is_read_only_error(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 8)
+}
+
+/// Applies pending migrations, safe against other processes doing the same
+/// on the same file (40 `flotilla get` on a new path at once all succeed).
+///
+/// An up-to-date schema needs no write and no lock, so a read-only database
+/// that is already migrated can still be read. Otherwise the whole run holds
+/// SQLite's one write lock (`BEGIN IMMEDIATE`, waiting up to `busy_timeout`
+/// for another process's run to finish): the check of what is applied and
+/// the applying cannot interleave with another migrator, which would fail
+/// with "table already exists". sqlx runs each migration as a savepoint
+/// inside this transaction.
+async fn migrate(pool: &SqlitePool, url: &str) -> Result<Vec<AppliedMigration>, StoreError> {
+    let failed = |e: sqlx::Error| StoreError::Migrate(scrub(&e.to_string(), url));
+    let mut conn = pool.acquire().await?;
+    if common::up_to_date(&MIGRATOR, &applied_rows(&mut conn).await?) {
+        return Ok(Vec::new());
+    }
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
+        .await
+        .map_err(failed)?;
+    let before: HashSet<i64> = common::succeeded(applied_rows(&mut tx).await?);
+    MIGRATOR
+        .run(&mut *tx)
+        .await
+        .map_err(|e| StoreError::Migrate(scrub(&e.to_string(), url)))?;
+    tx.commit().await.map_err(failed)?;
+    Ok(common::newly_applied(&MIGRATOR, &before))
+}
+
+/// What `_sqlx_migrations` records (empty before the first migration).
+async fn applied_rows(conn: &mut SqliteConnection) -> Result<common::AppliedRows, StoreError> {
     let exists: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     if exists == 0 {
-        return Ok(HashSet::new());
+        return Ok(common::AppliedRows::new());
     }
-    let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(pool)
+    let rows: Vec<(i64, Vec<u8>, bool)> =
+        sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
+            .fetch_all(&mut *conn)
             .await?;
-    Ok(versions.into_iter().collect())
+    Ok(rows.into_iter().map(|(v, c, ok)| (v, (c, ok))).collect())
 }
 
 async fn fetch_existing(
