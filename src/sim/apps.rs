@@ -1,18 +1,15 @@
 //! Apps: list, create (global name space, eventual visibility), show, and
 //! asynchronous delete.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
+use super::endpoint::{Ctx, JsonBody, PathParams, QueryPairs, json_response};
 use super::error::{ApiError, ApiResult};
 use super::gojson::{self, Kind, StructDef, f};
-use super::server::{Caller, JsonBody, PathParams, QueryPairs, Sim, json_response, visible_app};
+use super::server::Sim;
 use super::state::{App, State as World};
 
 static CREATE_APP_REQUEST: StructDef = StructDef {
@@ -90,27 +87,18 @@ pub fn app_json(st: &World, app: &App) -> Value {
     })
 }
 
-pub async fn list(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-    q: QueryPairs,
-) -> ApiResult {
-    if !caller.is_org_wide() {
-        return Err(ApiError::forbidden());
-    }
+pub async fn list(ctx: Ctx, q: QueryPairs) -> ApiResult {
+    ctx.caller.check_org_wide()?;
     let slug = q
         .get("org_slug")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("invalid_argument: org_slug is required"))?;
-    if slug != caller.org {
-        return Err(ApiError::forbidden());
-    }
-    let now = sim.now();
-    let st = sim.read();
+    ctx.caller.check_org(slug)?;
+    let st = ctx.read();
     let apps: Vec<Value> = st
         .apps
         .values()
-        .filter(|a| a.org == caller.org && now >= a.visible_at)
+        .filter(|a| a.org == ctx.caller.org && st.now >= a.visible_at)
         .map(|a| app_json(&st, a))
         .collect();
     let total = apps.len();
@@ -120,16 +108,9 @@ pub async fn list(
     ))
 }
 
-pub async fn create(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-    q: QueryPairs,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    if !caller.is_org_wide() {
-        return Err(ApiError::forbidden());
-    }
-    let req = gojson::decode_root(&CREATE_APP_REQUEST, &body).map_err(ApiError::bad_request)?;
+pub async fn create(ctx: Ctx, q: QueryPairs, body: JsonBody) -> ApiResult {
+    ctx.caller.check_org_wide()?;
+    let req = body.decode(&CREATE_APP_REQUEST)?;
     let name = gojson::get_str(&req, "name");
     let org_slug = gojson::get_str(&req, "org_slug");
     if org_slug.is_empty() {
@@ -137,15 +118,14 @@ pub async fn create(
             "invalid_argument: org_slug is required",
         ));
     }
-    if org_slug != caller.org {
-        return Err(ApiError::forbidden());
-    }
+    ctx.caller.check_org(org_slug)?;
     if !valid_app_name(name) {
         return Err(ApiError::unprocessable(
             "Validation failed: Name under 63 chars using numbers, lowercase letters and dashes",
         ));
     }
     let wait = q.flag("wait")?;
+    let sim = &ctx.sim;
     let now = sim.now();
     let delay =
         SignedDuration::try_from(sim.cfg.app_visibility_delay).unwrap_or(SignedDuration::ZERO);
@@ -179,14 +159,9 @@ pub async fn create(
     Ok(json_response(StatusCode::CREATED, app_json(&st, app)))
 }
 
-pub async fn show(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-    PathParams(app_name): PathParams<String>,
-) -> ApiResult {
-    let now = sim.now();
-    let st = sim.read();
-    let app = visible_app(&st, &caller, &app_name, now)?;
+pub async fn show(ctx: Ctx, PathParams(app_name): PathParams<String>) -> ApiResult {
+    let st = ctx.read();
+    let app = st.app(&app_name)?;
     Ok(json_response(StatusCode::OK, app_json(&st, app)))
 }
 
@@ -195,16 +170,14 @@ pub async fn show(
 /// refused (412 `failed_precondition`); Fly's docs say machines "should be
 /// stopped before attempting deletion" and `force` "stops all machines".
 pub async fn delete(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
+    ctx: Ctx,
     PathParams(app_name): PathParams<String>,
     q: QueryPairs,
 ) -> ApiResult {
     let force = q.flag("force")?;
-    let now = sim.now();
     let app_id = {
-        let mut st = sim.write();
-        let app = match visible_app(&st, &caller, &app_name, now) {
+        let mut st = ctx.write();
+        let app = match st.app(&app_name) {
             Err(e) if e.status == StatusCode::NOT_FOUND => {
                 return Err(ApiError::not_found("Could not find App"));
             }
@@ -231,7 +204,7 @@ pub async fn delete(
         app.id.clone()
     };
     tracing::info!(app = %app_name, force, "app deletion accepted");
-    sim.run_app_purge(app_name, app_id);
+    ctx.sim.run_app_purge(app_name, app_id);
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

@@ -14,21 +14,15 @@
 //! State advances lazily from timestamps and the injected clock whenever a
 //! certificate is read.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::config::CertTiming;
+use super::endpoint::{Ctx, JsonBody, PathParams, QueryPairs, json_response, rfc3339};
 use super::error::{ApiError, ApiResult};
 use super::gojson::{self, Kind, StructDef, f};
-use super::server::{
-    Caller, JsonBody, PathParams, QueryPairs, Sim, json_response, rfc3339, visible_app_mut,
-};
 use super::state::{App, Cert};
 
 static CREATE_ACME_REQUEST: StructDef = StructDef {
@@ -221,12 +215,7 @@ fn summary_json(cert: &Cert) -> Value {
     })
 }
 
-pub async fn list(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-    PathParams(app_name): PathParams<String>,
-    q: QueryPairs,
-) -> ApiResult {
+pub async fn list(ctx: Ctx, PathParams(app_name): PathParams<String>, q: QueryPairs) -> ApiResult {
     let limit = match q.get("limit").filter(|l| !l.is_empty()) {
         None => 25,
         Some(l) => l
@@ -241,14 +230,14 @@ pub async fn list(
     };
     let filter = q.get("filter").unwrap_or("").to_owned();
     let cursor = q.get("cursor").unwrap_or("").to_owned();
-    let now = sim.now();
-    let timing = sim.cfg.certs.clone();
-    let mut st = sim.write();
+    let timing = &ctx.sim.cfg.certs;
+    let mut st = ctx.write();
+    let now = st.now;
     let marks = st.dns_configured.clone();
-    let app = visible_app_mut(&mut st, &caller, &app_name, now)?;
+    let app = st.app_mut(&app_name)?;
     for cert in app.certs.values_mut() {
         let marked = marks.get(&cert.hostname).copied();
-        advance(cert, marked, &timing, now);
+        advance(cert, marked, timing, now);
     }
     let matching: Vec<&Cert> = app
         .certs
@@ -274,12 +263,11 @@ pub async fn list(
 }
 
 pub async fn create_acme(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
+    ctx: Ctx,
     PathParams(app_name): PathParams<String>,
-    JsonBody(body): JsonBody,
+    body: JsonBody,
 ) -> ApiResult {
-    let req = gojson::decode_root(&CREATE_ACME_REQUEST, &body).map_err(ApiError::bad_request)?;
+    let req = body.decode(&CREATE_ACME_REQUEST)?;
     let hostname = gojson::get_str(&req, "hostname")
         .trim()
         .to_ascii_lowercase();
@@ -288,19 +276,19 @@ pub async fn create_acme(
             "hostname {hostname:?} is not a valid hostname"
         )));
     }
-    let now = sim.now();
-    let timing = sim.cfg.certs.clone();
-    let mut st = sim.write();
+    let timing = &ctx.sim.cfg.certs;
+    let mut st = ctx.write();
+    let now = st.now;
     let acme_target = st.alnum(6);
     let ownership = format!("app-{}", st.alnum(12));
-    if sim.cfg.auto_dns {
+    if ctx.sim.cfg.auto_dns {
         // The no-credentials demo: every requested hostname behaves as if
         // its DNS records already point at Fly.
         st.dns_configured.entry(hostname.clone()).or_insert(now);
     }
     let marked = st.dns_configured.get(&hostname).copied();
     {
-        let app = super::server::visible_app(&st, &caller, &app_name, now)?;
+        let app = st.app(&app_name)?;
         if app.certs.contains_key(&hostname) {
             return Err(ApiError::unprocessable(format!(
                 "Hostname already exists on app {app_name}"
@@ -316,7 +304,7 @@ pub async fn create_acme(
             ));
         }
     }
-    let app = visible_app_mut(&mut st, &caller, &app_name, now)?;
+    let app = st.app_mut(&app_name)?;
     let mut cert = Cert {
         hostname: hostname.clone(),
         created_at: now,
@@ -329,98 +317,100 @@ pub async fn create_acme(
         acme_target,
         ownership_app_value: ownership,
     };
-    count_request(&mut cert, &timing, now);
-    advance(&mut cert, marked, &timing, now);
+    count_request(&mut cert, timing, now);
+    advance(&mut cert, marked, timing, now);
     let out = detail_json(app, &cert, now);
     app.certs.insert(hostname.clone(), cert);
     tracing::info!(app = %app_name, %hostname, "certificate requested");
     Ok(json_response(StatusCode::CREATED, out))
 }
 
-pub async fn show(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-    PathParams((app_name, hostname)): PathParams<(String, String)>,
+/// Runs `act` on the certificate for `hostname` of a visible app (404 when
+/// it has none) and stores it back; `act` gets the app, when the hostname's
+/// DNS was marked configured (if it was) and the request's time, and renders
+/// the 200 answer.
+fn on_cert(
+    ctx: &Ctx,
+    app_name: &str,
+    hostname: &str,
+    act: impl FnOnce(&App, &mut Cert, Option<Timestamp>, Timestamp) -> Value,
 ) -> ApiResult {
     let hostname = hostname.to_ascii_lowercase();
-    let now = sim.now();
-    let timing = sim.cfg.certs.clone();
-    let mut st = sim.write();
+    let mut st = ctx.write();
+    let now = st.now;
     let marked = st.dns_configured.get(&hostname).copied();
-    let app = visible_app_mut(&mut st, &caller, &app_name, now)?;
+    let app = st.app_mut(app_name)?;
     let mut cert = app
         .certs
         .get(&hostname)
         .cloned()
         .ok_or_else(|| ApiError::not_found("certificate not found"))?;
-    advance(&mut cert, marked, &timing, now);
-    let out = detail_json(app, &cert, now);
+    let out = act(app, &mut cert, marked, now);
     app.certs.insert(hostname, cert);
     Ok(json_response(StatusCode::OK, out))
+}
+
+pub async fn show(
+    ctx: Ctx,
+    PathParams((app_name, hostname)): PathParams<(String, String)>,
+) -> ApiResult {
+    let timing = &ctx.sim.cfg.certs;
+    on_cert(&ctx, &app_name, &hostname, |app, cert, marked, now| {
+        advance(cert, marked, timing, now);
+        detail_json(app, cert, now)
+    })
 }
 
 /// `POST .../check`: re-runs DNS validation now (and counts towards the rate
 /// limit). Adds `dns_records` to the detail.
 pub async fn check(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
+    ctx: Ctx,
     PathParams((app_name, hostname)): PathParams<(String, String)>,
 ) -> ApiResult {
-    let hostname = hostname.to_ascii_lowercase();
-    let now = sim.now();
-    let timing = sim.cfg.certs.clone();
-    let mut st = sim.write();
-    let marked = st.dns_configured.get(&hostname).copied();
-    let app = visible_app_mut(&mut st, &caller, &app_name, now)?;
-    let mut cert = app
-        .certs
-        .get(&hostname)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("certificate not found"))?;
-    count_request(&mut cert, &timing, now);
-    if cert.configured_at.is_none() {
-        if marked.is_some() {
-            cert.configured_at = Some(now);
-            cert.last_check_failed = None;
-        } else {
-            cert.last_check_failed = Some(now);
+    let timing = &ctx.sim.cfg.certs;
+    on_cert(&ctx, &app_name, &hostname, |app, cert, marked, now| {
+        count_request(cert, timing, now);
+        if cert.configured_at.is_none() {
+            if marked.is_some() {
+                cert.configured_at = Some(now);
+                cert.last_check_failed = None;
+            } else {
+                cert.last_check_failed = Some(now);
+            }
         }
-    }
-    advance(&mut cert, marked, &timing, now);
-    let mut out = detail_json(app, &cert, now);
-    let resolved: Vec<Value> = if marked.is_some() {
-        out["dns_requirements"]["a"]
-            .as_array()
-            .into_iter()
-            .chain(out["dns_requirements"]["aaaa"].as_array())
-            .flatten()
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    out["dns_records"] = json!({
-        "a": if marked.is_some() { out["dns_requirements"]["a"].clone() } else { json!([]) },
-        "aaaa": if marked.is_some() { out["dns_requirements"]["aaaa"].clone() } else { json!([]) },
-        "cname": if marked.is_some() { json!([format!("{}.fly.dev", app.name)]) } else { json!([]) },
-        "resolved_addresses": resolved,
-        "soa": "",
-        "acme_challenge_cname": if marked.is_some() { out["dns_requirements"]["acme_challenge"]["target"].clone() } else { json!("") },
-        "ownership_txt": "",
-    });
-    app.certs.insert(hostname, cert);
-    Ok(json_response(StatusCode::OK, out))
+        advance(cert, marked, timing, now);
+        let mut out = detail_json(app, cert, now);
+        let resolved: Vec<Value> = if marked.is_some() {
+            out["dns_requirements"]["a"]
+                .as_array()
+                .into_iter()
+                .chain(out["dns_requirements"]["aaaa"].as_array())
+                .flatten()
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out["dns_records"] = json!({
+            "a": if marked.is_some() { out["dns_requirements"]["a"].clone() } else { json!([]) },
+            "aaaa": if marked.is_some() { out["dns_requirements"]["aaaa"].clone() } else { json!([]) },
+            "cname": if marked.is_some() { json!([format!("{}.fly.dev", app.name)]) } else { json!([]) },
+            "resolved_addresses": resolved,
+            "soa": "",
+            "acme_challenge_cname": if marked.is_some() { out["dns_requirements"]["acme_challenge"]["target"].clone() } else { json!("") },
+            "ownership_txt": "",
+        });
+        out
+    })
 }
 
 pub async fn delete(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
+    ctx: Ctx,
     PathParams((app_name, hostname)): PathParams<(String, String)>,
 ) -> ApiResult {
     let hostname = hostname.to_ascii_lowercase();
-    let now = sim.now();
-    let mut st = sim.write();
-    let app = visible_app_mut(&mut st, &caller, &app_name, now)?;
+    let mut st = ctx.write();
+    let app = st.app_mut(&app_name)?;
     app.certs
         .remove(&hostname)
         .ok_or_else(|| ApiError::not_found("certificate not found"))?;

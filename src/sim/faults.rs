@@ -225,7 +225,7 @@ impl MachineFault {
             ));
         }
         if let Some(r) = &self.region
-            && !super::machines::REGIONS.contains(&r.as_str())
+            && !super::regions::is_known(r)
         {
             return Err(format!(
                 "machine fault {kind}: region {r:?} is not a known region"
@@ -460,7 +460,7 @@ impl FaultProfile {
             }
         }
         for (op, r) in &self.endpoint_error_rates {
-            if !super::server::operation_ids().any(|known| known == op) {
+            if !super::routes::operation_ids().any(|known| known == op) {
                 return Err(format!(
                     "endpoint_error_rates: {op:?} is not an operation the simulator serves (expected an OpenAPI operationId such as Machines_create_lease, or graphql)"
                 ));

@@ -16,10 +16,6 @@
 //! `project`) recurse along that nesting, so no token, app-scoped or not, can
 //! overflow the simulator's stack or make it spin.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
@@ -29,9 +25,11 @@ mod read;
 use read::{Field, GValue, OpKind, Operation, ReadError, read};
 pub use read::{MAX_DEPTH, MAX_QUERY_BYTES, MAX_TOKENS};
 
+use super::auth::Caller;
+use super::endpoint::{Ctx, JsonBody, json_response};
 use super::error::ApiResult;
 use super::goduration;
-use super::server::{Caller, JsonBody, Sim, json_response};
+use super::server::Sim;
 use super::state::{Profile, State as World, Token};
 
 /// A GraphQL error body with one error.
@@ -166,12 +164,8 @@ fn token_node(st: &World, t: &Token, secret: Option<&str>) -> Value {
 }
 
 /// `POST /graphql`.
-pub async fn handle(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(body): JsonBody,
-) -> ApiResult {
-    let (status, answer) = execute(&sim, &caller, &body);
+pub async fn handle(ctx: Ctx, JsonBody(body): JsonBody) -> ApiResult {
+    let (status, answer) = execute(&ctx.sim, &ctx.caller, &body);
     Ok(json_response(status, answer))
 }
 
@@ -221,6 +215,11 @@ fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
     let Some(op) = op else {
         return error_body("No operation named in operationName", "BAD_REQUEST");
     };
+    let scope = Scope {
+        sim,
+        caller,
+        vars: &vars,
+    };
     let mut data = Map::new();
     for field in &op.selection {
         let result = match (op.kind, field.name.as_str()) {
@@ -228,14 +227,10 @@ fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
                 OpKind::Query => "Query",
                 OpKind::Mutation => "Mutation",
             })),
-            (OpKind::Query, "app") => query_app(sim, caller, field, &vars),
-            (OpKind::Query, "organization") => query_org(sim, caller, field, &vars),
-            (OpKind::Mutation, "createLimitedAccessToken") => {
-                create_token(sim, caller, field, &vars)
-            }
-            (OpKind::Mutation, "deleteLimitedAccessToken") => {
-                delete_token(sim, caller, field, &vars)
-            }
+            (OpKind::Query, "app") => query_app(scope, field),
+            (OpKind::Query, "organization") => query_org(scope, field),
+            (OpKind::Mutation, "createLimitedAccessToken") => create_token(scope, field),
+            (OpKind::Mutation, "deleteLimitedAccessToken") => delete_token(scope, field),
             (kind, name) => Err(gql_err(
                 format!(
                     "Field '{name}' doesn't exist on type '{}'",
@@ -267,6 +262,15 @@ fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
     json!({ "data": data })
 }
 
+/// What every root field resolver works with: the simulator, the caller and
+/// the request's variables.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    sim: &'a Sim,
+    caller: &'a Caller,
+    vars: &'a Map<String, Value>,
+}
+
 fn string_arg(field: &Field, name: &str, vars: &Map<String, Value>) -> Result<String, GqlError> {
     match field.arg(name).map(|v| resolve(v, vars)) {
         Some(Value::String(s)) => Ok(s),
@@ -287,12 +291,7 @@ fn string_arg(field: &Field, name: &str, vars: &Map<String, Value>) -> Result<St
     }
 }
 
-fn query_app(
-    sim: &Sim,
-    caller: &Caller,
-    field: &Field,
-    vars: &Map<String, Value>,
-) -> Result<Value, GqlError> {
+fn query_app(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
     let name = string_arg(field, "name", vars)?;
     let now = sim.now();
     let st = sim.read();
@@ -309,12 +308,7 @@ fn query_app(
     Ok(app_node(&st, app))
 }
 
-fn query_org(
-    sim: &Sim,
-    caller: &Caller,
-    field: &Field,
-    vars: &Map<String, Value>,
-) -> Result<Value, GqlError> {
+fn query_org(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
     let slug = string_arg(field, "slug", vars)?;
     if slug != caller.org {
         return Err(gql_err("Could not find Organization", "NOT_FOUND"));
@@ -333,22 +327,26 @@ fn input_arg(field: &Field, vars: &Map<String, Value>) -> Result<Map<String, Val
     }
 }
 
-/// Twenty years, flyctl's default token lifetime.
-const DEFAULT_EXPIRY: &str = "175200h";
-
-fn create_token(
-    sim: &Sim,
+/// The `input` of a mutation only org-wide tokens may run.
+fn org_wide_input(
     caller: &Caller,
     field: &Field,
     vars: &Map<String, Value>,
-) -> Result<Value, GqlError> {
+) -> Result<Map<String, Value>, GqlError> {
     if !caller.is_org_wide() {
         return Err(gql_err(
-            "Not authorized to access this createLimitedAccessToken",
+            format!("Not authorized to access this {}", field.name),
             "UNAUTHORIZED",
         ));
     }
-    let input = input_arg(field, vars)?;
+    input_arg(field, vars)
+}
+
+/// Twenty years, flyctl's default token lifetime.
+const DEFAULT_EXPIRY: &str = "175200h";
+
+fn create_token(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
+    let input = org_wide_input(caller, field, vars)?;
     let text = |k: &str| {
         input
             .get(k)
@@ -451,19 +449,8 @@ fn create_token(
     }))
 }
 
-fn delete_token(
-    sim: &Sim,
-    caller: &Caller,
-    field: &Field,
-    vars: &Map<String, Value>,
-) -> Result<Value, GqlError> {
-    if !caller.is_org_wide() {
-        return Err(gql_err(
-            "Not authorized to access this deleteLimitedAccessToken",
-            "UNAUTHORIZED",
-        ));
-    }
-    let input = input_arg(field, vars)?;
+fn delete_token(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
+    let input = org_wide_input(caller, field, vars)?;
     let now = sim.now();
     let mut st = sim.write();
     let id = match (
@@ -500,10 +487,8 @@ fn delete_token(
 }
 
 /// `GET /v1/tokens/current`: what the presented token is and may touch.
-pub async fn current_token(
-    State(sim): State<Arc<Sim>>,
-    Extension(caller): Extension<Caller>,
-) -> ApiResult {
+pub async fn current_token(ctx: Ctx) -> ApiResult {
+    let Ctx { sim, caller } = &ctx;
     let st = sim.read();
     let tok = st.tokens.get(&caller.token_id);
     let apps: Vec<String> = tok

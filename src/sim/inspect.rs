@@ -10,9 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::endpoint::{JsonBody, PathParams, QueryPairs, json_response, rfc3339};
 use super::error::{ApiError, ApiResult};
 use super::faults::FaultProfile;
-use super::server::{JsonBody, PathParams, QueryPairs, Sim, json_response, rfc3339};
+use super::server::Sim;
 
 /// The whole world as JSON. Token secrets and secret values are never stored,
 /// so they cannot appear here.

@@ -13,24 +13,41 @@
 //! `crate::fly`, so the client is tested against the protocol, not against
 //! itself.
 //!
-//! Layout: [`server`] (router, gate middleware, [`SimHandle`]), [`state`] (the
-//! world and id generation), one module per API area ([`apps`], [`machines`],
-//! [`secrets`] with IPs, [`certs`], [`graphql`] with tokens), [`inspect`]
-//! (`/__sim/`), [`faults`], and the Go compatibility helpers [`gojson`],
-//! [`goduration`] and [`machine_config`].
+//! Layout, one concern a file:
+//! * serving: [`server`] (the shared [`server::Sim`] core, [`start`],
+//!   [`SimHandle`]), [`routes`] (the route table: every endpoint with its
+//!   operationId and handler, and the router), [`gate`] (what every Fly
+//!   request passes: counting, request faults, authentication, rate limits),
+//!   [`auth`] (token → caller, and what a caller may touch), [`endpoint`] (the
+//!   one shape of a handler: [`endpoint::Ctx`], world views that answer the
+//!   403/404s, extractors, response helpers), [`error`];
+//! * the world: [`state`] (orgs, apps, machines, tokens, and the seeded
+//!   generation of every id and address), [`config`], [`regions`];
+//! * one module per API area: [`apps`], [`machines`] (a folder: launch,
+//!   lifecycle, render, leases, metadata, wait), [`secrets`], [`ips`],
+//!   [`certs`], [`graphql`] (with tokens and `GET /v1/tokens/current`);
+//! * around it: [`inspect`] (`/__sim/`), [`faults`], [`cli`]
+//!   (`flotilla sim`), and the Go compatibility helpers [`gojson`],
+//!   [`goduration`] and [`machine_config`].
 
 pub mod apps;
+pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod faults;
+pub mod gate;
 pub mod goduration;
 pub mod gojson;
 pub mod graphql;
 pub mod inspect;
+pub mod ips;
 pub mod machine_config;
 pub mod machines;
+pub mod regions;
+pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod state;
