@@ -4,7 +4,8 @@
 //! * `model`: the validated domain types the planner reads.
 //! * `load` / `files`: YAML text or files → documents → raw → model, collecting
 //!   every error with its YAML path, line and column.
-//! * `validate`: the rules and defaults (raw → model).
+//! * `validate`: the rules and defaults (raw → model), one file per spec area
+//!   (`validate/machines.rs`, `validate/tokens.rs`, ...; see its table).
 //! * `schema`: the JSON Schema generated from the raw types.
 //! * internal: `yaml` (document split, position-annotated tree), `de` (tree →
 //!   raw types, reporting every shape error), `duration`, `error`.
