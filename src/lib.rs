@@ -13,6 +13,8 @@
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations.
 //! * [`fly`]: the `FlyApi` port and its HTTP client.
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
+//! * [`source`]: where specs come from: files and directories, read boundedly
+//!   into the pure [`spec::Loader`].
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
@@ -29,5 +31,6 @@ pub mod reconcile;
 pub mod rotation;
 pub mod runtime;
 pub mod sim;
+pub mod source;
 pub mod spec;
 pub mod store;
