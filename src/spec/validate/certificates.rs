@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{V, all};
+use super::V;
 use crate::ids::Hostname;
 use crate::spec::error::Path;
 use crate::spec::model::CertificateSpec;
@@ -16,23 +16,18 @@ impl V {
         p: &Path,
     ) -> Option<Vec<CertificateSpec>> {
         let mut seen = HashMap::new();
-        all(certificates
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let cp = p.index(i);
-                let host = self
-                    .required(&c.hostname, &cp, "hostname")
-                    .and_then(|h| self.id(Hostname::parse, "hostname", h, cp.key("hostname")))?;
-                self.unique(
-                    &mut seen,
-                    "certificate hostname",
-                    host.as_str(),
-                    cp.key("hostname"),
-                )
-                .then_some(CertificateSpec { hostname: host })
-            })
-            .collect())
+        self.each(certificates, p, |v, c, cp| {
+            let host = v
+                .required(&c.hostname, cp, "hostname")
+                .and_then(|h| v.id(Hostname::parse, "hostname", h, cp.key("hostname")))?;
+            v.unique(
+                &mut seen,
+                "certificate hostname",
+                host.as_str(),
+                cp.key("hostname"),
+            )
+            .then_some(CertificateSpec { hostname: host })
+        })
     }
 }
 

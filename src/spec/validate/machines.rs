@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{V, all};
+use super::V;
 use crate::ids::{GroupName, Region};
 use crate::spec::error::{Path, SpecError};
 use crate::spec::model::{AutoStop, MachineGroup, RestartKind, RestartPolicy};
@@ -29,11 +29,7 @@ impl V {
         p: &Path,
     ) -> Option<Vec<MachineGroup>> {
         let mut seen = HashMap::new();
-        all(groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| self.group(g, &p.index(i), &mut seen))
-            .collect())
+        self.each(groups, p, |v, g, gp| v.group(g, gp, &mut seen))
     }
 
     fn group(
@@ -42,10 +38,13 @@ impl V {
         p: &Path,
         seen: &mut HashMap<String, Path>,
     ) -> Option<MachineGroup> {
-        let name = self
-            .required(&g.name, p, "name")
-            .and_then(|n| self.id(GroupName::parse, "group name", n, p.key("name")))
-            .filter(|n| self.unique(seen, "group name", n.as_str(), p.key("name")));
+        let name = self.unique_name(
+            &g.name,
+            p,
+            GroupName::parse,
+            ("group name", "group name"),
+            seen,
+        );
         let region = self
             .required(&g.region, p, "region")
             .and_then(|r| self.id(Region::parse, "region", r, p.key("region")));

@@ -81,11 +81,6 @@ struct V {
     errors: Vec<(Path, SpecError)>,
 }
 
-/// Collects `Vec<Option<T>>` into `Option<Vec<T>>` after every item was checked.
-fn all<T>(items: Vec<Option<T>>) -> Option<Vec<T>> {
-    items.into_iter().collect()
-}
-
 fn dns_label(s: &str) -> Result<(), IdError> {
     TenantName::parse(s).map(|_| ())
 }
@@ -93,6 +88,23 @@ fn dns_label(s: &str) -> Result<(), IdError> {
 impl V {
     fn err(&mut self, path: Path, error: SpecError) {
         self.errors.push((path, error));
+    }
+
+    /// Checks every item of a list with `check` (given the item's path), and
+    /// collects the results: `None` if any item failed, after all of them
+    /// were checked, so every item's errors are recorded.
+    fn each<R, T>(
+        &mut self,
+        items: &[R],
+        p: &Path,
+        mut check: impl FnMut(&mut Self, &R, &Path) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let checked: Vec<Option<T>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| check(self, item, &p.index(i)))
+            .collect();
+        checked.into_iter().collect()
     }
 
     fn required<'r, T>(
@@ -193,6 +205,22 @@ impl V {
             return None;
         }
         Some(d)
+    }
+
+    /// The required `name` field of a list item: present, a valid `what`
+    /// (checked by `parse`), and not taken by an earlier item of the list
+    /// (`seen`; a repeat is a duplicate `dup`).
+    fn unique_name<T: AsRef<str>>(
+        &mut self,
+        name: &Option<String>,
+        p: &Path,
+        parse: fn(String) -> Result<T, IdError>,
+        (what, dup): (&'static str, &'static str),
+        seen: &mut HashMap<String, Path>,
+    ) -> Option<T> {
+        self.required(name, p, "name")
+            .and_then(|n| self.id(parse, what, n, p.key("name")))
+            .filter(|n| self.unique(seen, dup, n.as_ref(), p.key("name")))
     }
 
     /// Records the first place each name appears; reports later ones.

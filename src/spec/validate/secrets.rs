@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{V, all};
+use super::V;
 use crate::ids::{SecretName, TokenName};
 use crate::spec::error::{Path, SpecError};
 use crate::spec::model::{Charset, SecretSource, SecretSpec};
@@ -26,11 +26,9 @@ impl V {
         // to a token with another error is not reported as unknown as well.
         let token_names: Vec<String> = tokens.iter().filter_map(|t| t.name.clone()).collect();
         let mut seen = HashMap::new();
-        all(secrets
-            .iter()
-            .enumerate()
-            .map(|(i, sec)| self.secret(sec, &p.index(i), &token_names, &mut seen))
-            .collect())
+        self.each(secrets, p, |v, sec, sp| {
+            v.secret(sec, sp, &token_names, &mut seen)
+        })
     }
 
     fn secret(
@@ -40,10 +38,13 @@ impl V {
         token_names: &[String],
         seen: &mut HashMap<String, Path>,
     ) -> Option<SecretSpec> {
-        let name = self
-            .required(&s.name, p, "name")
-            .and_then(|n| self.id(SecretName::parse, "secret name", n, p.key("name")))
-            .filter(|n| self.unique(seen, "secret", n.as_str(), p.key("name")));
+        let name = self.unique_name(
+            &s.name,
+            p,
+            SecretName::parse,
+            ("secret name", "secret"),
+            seen,
+        );
         let mut found = Vec::new();
         if s.generate.is_some() {
             found.push("generate");

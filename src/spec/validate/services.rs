@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{V, all};
+use super::V;
 use crate::spec::error::{Path, SpecError};
 use crate::spec::model::{Concurrency, ConcurrencyKind, Handler, Port, Protocol, Service};
 use crate::spec::raw::RawService;
@@ -14,11 +14,7 @@ impl V {
     /// across the group's services.
     pub(super) fn services(&mut self, services: &[RawService], p: &Path) -> Option<Vec<Service>> {
         let mut public_ports = HashMap::new();
-        all(services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.service(s, &p.index(i), &mut public_ports))
-            .collect())
+        self.each(services, p, |v, s, sp| v.service(s, sp, &mut public_ports))
     }
 
     fn service(
@@ -32,27 +28,24 @@ impl V {
             .required(&s.internal_port, p, "internal_port")
             .copied()
             .and_then(|v| self.range(v, 1, 65535, p.key("internal_port")));
-        let ports = all(s
-            .ports
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, port)| {
-                let pp = p.key("ports").index(i);
-                let number = self
-                    .required(&port.port, &pp, "port")
+        let ports = self.each(
+            s.ports.as_deref().unwrap_or_default(),
+            &p.key("ports"),
+            |v, port, pp| {
+                let number = v
+                    .required(&port.port, pp, "port")
                     .copied()
-                    .and_then(|v| self.range(v, 1, 65535, pp.key("port")))
+                    .and_then(|n| v.range(n, 1, 65535, pp.key("port")))
                     .filter(|n| {
                         let label = format!("{n}/{}", protocol_str(protocol));
-                        self.unique(public_ports, "public port", &label, pp.key("port"))
+                        v.unique(public_ports, "public port", &label, pp.key("port"))
                     });
                 let handlers = port.handlers.clone().unwrap_or_default();
                 let mut seen = BTreeSet::new();
                 let mut handlers_ok = true;
                 for (j, h) in handlers.iter().enumerate() {
                     if !seen.insert(*h) {
-                        self.err(
+                        v.err(
                             pp.key("handlers").index(j),
                             SpecError::DuplicateValue {
                                 what: "handler",
@@ -64,7 +57,7 @@ impl V {
                 }
                 let force_https = port.force_https.unwrap_or(false);
                 if force_https && !handlers.contains(&Handler::Http) {
-                    self.err(pp.key("force_https"), SpecError::ForceHttpsWithoutHttp);
+                    v.err(pp.key("force_https"), SpecError::ForceHttpsWithoutHttp);
                     handlers_ok = false;
                 }
                 Some(Port {
@@ -72,8 +65,8 @@ impl V {
                     handlers: handlers_ok.then_some(handlers)?,
                     force_https,
                 })
-            })
-            .collect());
+            },
+        );
         let concurrency = match &s.concurrency {
             None => Some(None),
             Some(c) => {

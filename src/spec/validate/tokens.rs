@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
+use super::V;
 use super::cron::check_cron;
-use super::{V, all};
 use crate::ids::{SecretName, TokenName};
 use crate::spec::duration::format_duration;
 use crate::spec::error::{Path, SpecError};
@@ -20,11 +20,7 @@ impl V {
     /// Every token of `spec.tokens`; token names are unique.
     pub(super) fn tokens(&mut self, tokens: &[RawToken], p: &Path) -> Option<Vec<TokenSpec>> {
         let mut seen = HashMap::new();
-        all(tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| self.token(t, &p.index(i), &mut seen))
-            .collect())
+        self.each(tokens, p, |v, t, tp| v.token(t, tp, &mut seen))
     }
 
     fn token(
@@ -33,10 +29,13 @@ impl V {
         p: &Path,
         seen: &mut HashMap<String, Path>,
     ) -> Option<TokenSpec> {
-        let name = self
-            .required(&t.name, p, "name")
-            .and_then(|n| self.id(TokenName::parse, "token name", n, p.key("name")))
-            .filter(|n| self.unique(seen, "token name", n.as_str(), p.key("name")));
+        let name = self.unique_name(
+            &t.name,
+            p,
+            TokenName::parse,
+            ("token name", "token name"),
+            seen,
+        );
         let expiry = self.positive_duration(
             t.expiry.as_ref(),
             DEFAULT_TOKEN_EXPIRY_SECS,
@@ -80,18 +79,20 @@ impl V {
         let d = t.deliver_to.clone().unwrap_or_default();
         let dp = p.key("deliverTo");
         let mut listed = HashMap::new();
-        let app_secrets = all(d
-            .app_secrets
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, s)| {
-                let sp = dp.key("appSecrets").index(i);
-                let name = self.id(SecretName::parse, "secret name", s, sp.clone())?;
-                self.unique(&mut listed, "delivered app secret", name.as_str(), sp)
-                    .then_some(name)
-            })
-            .collect());
+        let app_secrets = self.each(
+            d.app_secrets.as_deref().unwrap_or_default(),
+            &dp.key("appSecrets"),
+            |v, s, sp| {
+                let name = v.id(SecretName::parse, "secret name", s, sp.clone())?;
+                v.unique(
+                    &mut listed,
+                    "delivered app secret",
+                    name.as_str(),
+                    sp.clone(),
+                )
+                .then_some(name)
+            },
+        );
         let (expiry, renew_before, grace) = (expiry?, renew_before?, grace?);
         (renew_before < expiry && grace < expiry).then_some(())?;
         Some(TokenSpec {
