@@ -242,7 +242,7 @@ fn check_hostname(s: &str) -> Result<(), IdError> {
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(s);
-    if unbracketed.parse::<std::net::IpAddr>().is_ok() {
+    if unbracketed.parse::<core::net::IpAddr>().is_ok() {
         return Err(IdError::HostnameIpLiteral);
     }
     let rest = s.strip_prefix("*.").unwrap_or(s);

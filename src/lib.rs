@@ -1,18 +1,27 @@
 //! flotilla keeps every tenant's slice of Fly.io where its spec says.
 //!
 //! # Layout
-//! Pure core (no sqlx, reqwest, axum or tokio; see `docs/architecture.md`):
+//! Pure core (no I/O, no sqlx, reqwest, axum or tokio, no adapter modules;
+//! `.ci/purity` checks it; see `docs/architecture.md`):
 //! * [`ids`]: typed identifiers.
-//! * [`spec`]: tenant specs: YAML → validated model, JSON Schema.
+//! * [`spec`]: tenant specs: YAML text → validated model (rules in
+//!   `spec::validate`, one file per spec area), JSON Schema.
+//! * [`plan`]: `plan(&desired, &observed, now) -> Plan`, steps with reasons.
 //! * [`rotation`]: rotation decisions for scoped deploy tokens (schedule,
 //!   token record, `decide`, `apply`); not wired into `serve` yet.
 //! * [`crypto`]: encryption at rest (keyring, row-bound envelopes, key
 //!   rotation) and token fingerprints; not wired into `serve` yet.
 //!
+//! Orchestration:
+//! * [`reconcile`]: one activation: observe → plan → execute once → status.
+//! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, backoff, resync).
+//!
 //! Adapters:
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations.
 //! * [`fly`]: the `FlyApi` port and its HTTP client.
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
+//! * [`source`]: where specs come from: files and directories, read boundedly
+//!   into the pure [`spec::Loader`].
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
@@ -29,5 +38,6 @@ pub mod reconcile;
 pub mod rotation;
 pub mod runtime;
 pub mod sim;
+pub mod source;
 pub mod spec;
 pub mod store;

@@ -4,12 +4,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use flotilla::cli::{self, Cli};
 use flotilla::clock::SystemClock;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

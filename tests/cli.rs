@@ -502,6 +502,58 @@ fn app_name_template_comes_from_flag_and_env() {
 }
 
 #[test]
+fn database_comes_from_flag_before_or_after_the_command_then_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let migrate = |env: Option<&str>, args: &[&str]| {
+        let mut cmd = Command::cargo_bin("flotilla").unwrap();
+        cmd.env_remove("FLOTILLA_DB");
+        if let Some(env) = env {
+            cmd.env("FLOTILLA_DB", env);
+        }
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let env = url("env.db");
+    migrate(Some(&env), &["migrate"]);
+    migrate(Some(&env), &["--db", &url("before.db"), "migrate"]);
+    migrate(Some(&env), &["migrate", "--db", &url("after.db")]);
+    migrate(
+        None,
+        &["--db", &url("lost.db"), "migrate", "--db", &url("won.db")],
+    );
+    let mut made: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".db"))
+        .collect();
+    made.sort();
+    assert_eq!(made, ["after.db", "before.db", "env.db", "won.db"]);
+}
+
+#[test]
+fn sim_help_lists_only_the_simulators_options() {
+    let out = Command::cargo_bin("flotilla")
+        .unwrap()
+        .args(["sim", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("--faults") && help.contains("\nExample:\n  flotilla sim "));
+    for foreign in ["--db", "--app-name-template", "--max-spec-bytes"] {
+        assert!(
+            !help.contains(foreign),
+            "sim --help lists {foreign}:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn schema_prints_the_committed_schema() {
     let r = flotilla(None, &["schema"]);
     assert_eq!(r.code, 0);

@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use flotilla::spec::{ParseOptions, load_files, load_str};
+use flotilla::source::load_files;
+use flotilla::spec::{ParseOptions, load_str};
 
 const DIR: &str = "tests/fixtures/broken";
 

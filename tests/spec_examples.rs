@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use flotilla::spec::{LoadedDoc, ParseOptions, load_files, load_str, tenant_schema};
+use flotilla::source::load_files;
+use flotilla::spec::{LoadedDoc, ParseOptions, load_str, tenant_schema};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples")

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::clock::SharedClock;
-use crate::spec::{self, LoadedDoc, ParseOptions};
+use crate::source;
+use crate::spec::{LoadedDoc, ParseOptions};
 use crate::store::{self, TenantDraft};
 
 /// Loads every document and returns it, or prints every problem to stderr
@@ -21,7 +22,7 @@ pub(super) fn load(
     paths: &[PathBuf],
     opts: &ParseOptions,
 ) -> anyhow::Result<Option<Vec<LoadedDoc>>> {
-    let loaded = spec::load_paths(paths, opts);
+    let loaded = source::load_paths(paths, opts);
     let mut err = std::io::stderr().lock();
     for w in &loaded.warnings {
         let _ = writeln!(err, "warning: {w}");

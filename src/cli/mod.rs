@@ -2,6 +2,11 @@
 //! per command group. Each command returns the process exit code, or an error
 //! that `main` prints as one line. This is an edge: `anyhow` is allowed here.
 //!
+//! Options belong to the commands that use them ([`DbArgs`], [`SpecArgs`],
+//! `fly::FlyArgs`, `serve::ServeArgs`, the simulator's own), so each
+//! `--help` lists only its own, with an example; only `--log-format` is
+//! global. [`BeforeCommand`] keeps `flotilla --db URL get tenants` working.
+//!
 //! Exit codes: 0 success; 1 invalid input, a missing tenant or any runtime
 //! error; 2 a usage error (from clap).
 
@@ -20,7 +25,8 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::clock::SharedClock;
 use crate::spec::ParseOptions;
@@ -32,12 +38,46 @@ pub use get::{OutputFormat, parse_selector};
 #[command(
     name = "flotilla",
     version,
-    about = "Keeps every tenant's slice of Fly.io where its spec says"
+    about = "Keeps every tenant's slice of Fly.io where its spec says",
+    after_help = "Example:\n  flotilla apply -f specs/examples && flotilla serve --fly sim"
 )]
 pub struct Cli {
+    /// Log format on stderr: `text` for people, `json` (one object per
+    /// line, with span fields such as the tenant) for log pipelines.
+    #[arg(long, global = true, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Options of some commands that are also accepted before the command
+    /// name (`flotilla --db URL get tenants`), as they were when they were
+    /// global. Hidden; [`Cli::parse_args`] hands them to the command.
+    #[command(flatten)]
+    pub before_command: BeforeCommand,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--db`, `--app-name-template` and `--max-spec-bytes` written before the
+/// command name. A value given after the command name wins; one given here
+/// wins over the environment and the default. Ignored by commands that do
+/// not take the option.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BeforeCommand {
+    #[arg(long = "db", hide = true)]
+    pub db: Option<String>,
+    #[arg(long = "app-name-template", hide = true)]
+    pub app_name_template: Option<String>,
+    #[arg(long = "max-spec-bytes", hide = true)]
+    pub max_spec_bytes: Option<u64>,
+}
+
+/// The database option of every command that reads or writes tenants.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
     /// Database URL: sqlite://PATH (created on first use), sqlite::memory:
     /// or postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
     // `hide_env_values`: the URL may carry a password; `--help` must not show it.
+    // `global`: `get` and `delete` take it after their own subcommand too.
     #[arg(
         long,
         global = true,
@@ -46,34 +86,34 @@ pub struct Cli {
         default_value = "sqlite://flotilla.db"
     )]
     pub db: String,
+}
 
+/// How the commands that read spec files (`validate`, `apply`, `plan`) parse
+/// them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecArgs {
     /// Template for `spec.app.name` when a spec leaves it out. Placeholders:
     /// {tenant} and {org}.
-    #[arg(
-        long,
-        global = true,
-        env = "FLOTILLA_APP_NAME_TEMPLATE",
-        default_value = "{tenant}"
-    )]
+    #[arg(long, env = "FLOTILLA_APP_NAME_TEMPLATE", default_value = "{tenant}")]
     pub app_name_template: String,
 
-    /// Largest spec file `validate`, `apply` and `plan` read, in bytes; a
-    /// larger file is reported and never read past the limit.
+    /// Largest spec file read, in bytes; a larger file is reported and never
+    /// read past the limit.
     #[arg(
         long,
-        global = true,
         env = "FLOTILLA_MAX_SPEC_BYTES",
         default_value_t = crate::spec::DEFAULT_MAX_FILE_BYTES
     )]
     pub max_spec_bytes: u64,
+}
 
-    /// Log format on stderr: `text` for people, `json` (one object per
-    /// line, with span fields such as the tenant) for log pipelines.
-    #[arg(long, global = true, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    #[command(subcommand)]
-    pub command: Command,
+impl SpecArgs {
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            app_name_template: self.app_name_template.clone(),
+            max_file_bytes: self.max_spec_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,63 +125,110 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check tenant specs without touching the database.
+    #[command(after_help = "Example:\n  flotilla validate -f specs/examples")]
     Validate {
         /// Files or directories (*.yaml, *.yml) to read.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        spec: SpecArgs,
     },
     /// Create or update tenants from specs, all or nothing.
+    #[command(
+        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db"
+    )]
     Apply {
         /// Files or directories (*.yaml, *.yml) to read.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Show tenants.
+    #[command(after_help = "Example:\n  flotilla get tenants -l tier=gold -o json")]
     Get {
         #[command(subcommand)]
         what: GetCommand,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Mark a tenant for deletion.
+    #[command(after_help = "Example:\n  flotilla delete tenant acme")]
     Delete {
         #[command(subcommand)]
         what: DeleteCommand,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Write every tenant's YAML, exactly as applied, to DIR/<name>.yaml.
+    #[command(after_help = "Example:\n  flotilla export -d backup/")]
     Export {
         #[arg(short = 'd', long = "dir")]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Dry run: plan specs from files against live Fly state, change nothing.
     /// Exit 0 no changes, 2 changes pending, 1 error.
+    #[command(after_help = "Example:\n  flotilla plan -f specs/examples --fly sim")]
     Plan {
         /// Files or directories (*.yaml, *.yml) to read.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
         #[command(flatten)]
         fly: fly::FlyArgs,
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Dry run: plan a stored tenant against live Fly state, change nothing.
     /// Exit 0 no changes, 2 changes pending, 1 error.
+    #[command(after_help = "Example:\n  flotilla diff acme --fly sim")]
     Diff {
         tenant: String,
         #[command(flatten)]
         fly: fly::FlyArgs,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Show a tenant's conditions, resources, recent reconciles and events.
-    Status { tenant: String },
+    #[command(after_help = "Example:\n  flotilla status acme")]
+    Status {
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
-    Serve(serve::ServeArgs),
+    #[command(after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080")]
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Run the Fly API simulator standalone.
+    #[command(after_help = "Example:\n  flotilla sim --listen 127.0.0.1:4280 --faults flaky")]
     Sim(Box<crate::sim::cli::SimArgs>),
     /// Print the JSON Schema of a tenant spec.
+    #[command(after_help = "Example:\n  flotilla schema > tenant.schema.json")]
     Schema,
     /// Apply pending database migrations.
-    Migrate,
+    #[command(
+        after_help = "Example:\n  flotilla migrate --db postgres://flotilla@db.internal:5432/flotilla"
+    )]
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GetCommand {
     /// List tenants, optionally filtered by labels.
+    #[command(after_help = "Example:\n  flotilla get tenants -l tier=gold -o json")]
     Tenants {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
@@ -150,6 +237,7 @@ pub enum GetCommand {
         selector: Option<store::LabelSelector>,
     },
     /// Show one tenant.
+    #[command(after_help = "Example:\n  flotilla get tenant acme -o yaml")]
     Tenant {
         name: String,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -160,27 +248,106 @@ pub enum GetCommand {
 #[derive(Debug, Subcommand)]
 pub enum DeleteCommand {
     /// Mark a tenant for deletion; the controller tears it down.
+    #[command(after_help = "Example:\n  flotilla delete tenant acme")]
     Tenant { name: String },
 }
 
 impl Cli {
-    pub fn parse_options(&self) -> ParseOptions {
-        ParseOptions {
-            app_name_template: self.app_name_template.clone(),
-            max_file_bytes: self.max_spec_bytes,
+    /// Parses the process's arguments like [`Parser::parse`] (exiting with a
+    /// usage error or the help text), then hands options written before the
+    /// command name to the command.
+    pub fn parse_args() -> Self {
+        let matches = Self::command().get_matches();
+        Self::from_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_args`] on the given arguments (the first is the program
+    /// name), returning the usage error instead of exiting.
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::from_matches(&Self::command().try_get_matches_from(args)?)
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut cli =
+            Self::from_arg_matches(matches).map_err(|e| e.format(&mut Self::command()))?;
+        let Some((_, sub)) = matches.subcommand() else {
+            return Ok(cli);
+        };
+        // After the command name is explicit; before it beats only the
+        // environment and the default.
+        let after = |id: &str| sub.value_source(id) == Some(ValueSource::CommandLine);
+        let before = std::mem::take(&mut cli.before_command);
+        if let (Some(db), Some(args)) = (before.db, cli.command.db_args_mut())
+            && !after("db")
+        {
+            args.db = db;
+        }
+        if let Some(args) = cli.command.spec_args_mut() {
+            if let Some(template) = before.app_name_template
+                && !after("app_name_template")
+            {
+                args.app_name_template = template;
+            }
+            if let Some(max) = before.max_spec_bytes
+                && !after("max_spec_bytes")
+            {
+                args.max_spec_bytes = max;
+            }
+        }
+        Ok(cli)
+    }
+}
+
+impl Command {
+    fn db_args_mut(&mut self) -> Option<&mut DbArgs> {
+        match self {
+            Command::Apply { db, .. }
+            | Command::Get { db, .. }
+            | Command::Delete { db, .. }
+            | Command::Export { db, .. }
+            | Command::Plan { db, .. }
+            | Command::Diff { db, .. }
+            | Command::Status { db, .. }
+            | Command::Serve { db, .. }
+            | Command::Migrate { db } => Some(db),
+            Command::Validate { .. } | Command::Sim(_) | Command::Schema => None,
+        }
+    }
+
+    fn spec_args_mut(&mut self) -> Option<&mut SpecArgs> {
+        match self {
+            Command::Validate { spec, .. }
+            | Command::Apply { spec, .. }
+            | Command::Plan { spec, .. } => Some(spec),
+            Command::Get { .. }
+            | Command::Delete { .. }
+            | Command::Export { .. }
+            | Command::Diff { .. }
+            | Command::Status { .. }
+            | Command::Serve { .. }
+            | Command::Sim(_)
+            | Command::Schema
+            | Command::Migrate { .. } => None,
         }
     }
 }
 
 /// Runs one command. Output goes to stdout, diagnostics to stderr.
 pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
-    let opts = cli.parse_options();
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Validate { paths } => apply::validate(&paths, &opts, &mut out),
-        Command::Apply { paths } => apply::apply(&paths, &opts, &cli.db, clock, &mut out).await,
-        Command::Get { what } => {
-            let store = open(&cli.db, clock.clone()).await?;
+        Command::Validate { paths, spec } => {
+            apply::validate(&paths, &spec.parse_options(), &mut out)
+        }
+        Command::Apply { paths, spec, db } => {
+            apply::apply(&paths, &spec.parse_options(), &db.db, clock, &mut out).await
+        }
+        Command::Get { what, db } => {
+            let store = open(&db.db, clock.clone()).await?;
             match what {
                 GetCommand::Tenants { output, selector } => {
                     get::tenants(
@@ -199,29 +366,36 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         }
         Command::Delete {
             what: DeleteCommand::Tenant { name },
+            db,
         } => {
-            let store = open(&cli.db, clock).await?;
+            let store = open(&db.db, clock).await?;
             delete::tenant(&store, &name, &mut out).await
         }
-        Command::Export { dir } => {
-            let store = open(&cli.db, clock).await?;
+        Command::Export { dir, db } => {
+            let store = open(&db.db, clock).await?;
             export::export(&store, &dir, &mut out).await
         }
-        Command::Plan { paths, fly } => {
-            let store = open(&cli.db, clock.clone()).await?;
+        Command::Plan {
+            paths,
+            fly,
+            spec,
+            db,
+        } => {
+            let store = open(&db.db, clock.clone()).await?;
+            let opts = spec.parse_options();
             control::plan_files(&paths, &opts, store, &fly, clock, &mut out).await
         }
-        Command::Diff { tenant, fly } => {
-            let store = open(&cli.db, clock.clone()).await?;
+        Command::Diff { tenant, fly, db } => {
+            let store = open(&db.db, clock.clone()).await?;
             control::diff(&tenant, store, &fly, clock, &mut out).await
         }
-        Command::Status { tenant } => {
-            let store = open(&cli.db, clock).await?;
+        Command::Status { tenant, db } => {
+            let store = open(&db.db, clock).await?;
             control::status(&tenant, store, &mut out).await
         }
-        Command::Serve(args) => {
+        Command::Serve { args, db } => {
             drop(out);
-            let store = open(&cli.db, clock.clone()).await?;
+            let store = open(&db.db, clock.clone()).await?;
             serve::serve(args, store, clock).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -237,7 +411,7 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => schema::schema(&mut out),
-        Command::Migrate => migrate::migrate(&cli.db, clock, &mut out).await,
+        Command::Migrate { db } => migrate::migrate(&db.db, clock, &mut out).await,
     }
 }
 
@@ -284,6 +458,168 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("no such table: t")]
     struct Inner;
+
+    /// Every command and nested command, with its path (`get tenants`).
+    fn commands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let name = format!("{path} {}", sub.get_name()).trim().to_string();
+            out.push((name.clone(), sub.clone()));
+            commands(sub, &name, out);
+        }
+    }
+
+    fn help_of(args: &[&str]) -> String {
+        let mut argv = vec!["flotilla"];
+        argv.extend(args);
+        argv.push("--help");
+        let err = Cli::try_parse_args_from(argv).expect_err("--help ends parsing");
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        err.to_string()
+    }
+
+    #[test]
+    fn every_command_help_has_an_example() {
+        let mut all = Vec::new();
+        commands(&Cli::command(), "", &mut all);
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "validate",
+                "apply",
+                "get",
+                "get tenants",
+                "get tenant",
+                "delete",
+                "delete tenant",
+                "export",
+                "plan",
+                "diff",
+                "status",
+                "serve",
+                "sim",
+                "schema",
+                "migrate"
+            ]
+        );
+        for (name, _) in &all {
+            let args: Vec<&str> = name.split(' ').collect();
+            let help = help_of(&args);
+            let example = help
+                .lines()
+                .skip_while(|l| *l != "Example:")
+                .nth(1)
+                .unwrap_or_else(|| panic!("`flotilla {name} --help` has no example:\n{help}"));
+            assert!(
+                example.starts_with(&format!("  flotilla {name}")),
+                "`flotilla {name} --help` shows an example of another command: {example}"
+            );
+        }
+        assert!(help_of(&[]).contains("\nExample:\n  flotilla "));
+    }
+
+    #[test]
+    fn commands_list_only_the_options_they_use() {
+        let sim = help_of(&["sim"]);
+        for foreign in [
+            "--db",
+            "--app-name-template",
+            "--max-spec-bytes",
+            "--fly-token",
+        ] {
+            assert!(!sim.contains(foreign), "sim --help lists {foreign}:\n{sim}");
+        }
+        assert!(sim.contains("--faults") && sim.contains("--log-format"));
+        let top = help_of(&[]);
+        assert!(!top.contains("--db") && !top.contains("--app-name-template"));
+        let validate = help_of(&["validate"]);
+        assert!(validate.contains("--max-spec-bytes") && !validate.contains("--db"));
+        for db_user in [
+            "apply",
+            "get tenants",
+            "delete tenant",
+            "status",
+            "serve",
+            "migrate",
+        ] {
+            let args: Vec<&str> = db_user.split(' ').collect();
+            assert!(
+                help_of(&args).contains("--db <DB>"),
+                "{db_user} --help lacks --db"
+            );
+        }
+        let usage = Cli::try_parse_args_from(["flotilla", "sim", "--db", "sqlite::memory:"])
+            .expect_err("sim takes no --db");
+        assert_eq!(usage.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn options_before_the_command_name_still_work() {
+        let db = |argv: &[&str]| match Cli::try_parse_args_from(argv).expect("parses").command {
+            Command::Get { db, .. } | Command::Migrate { db } | Command::Apply { db, .. } => db.db,
+            other => panic!("unexpected command {other:?}"),
+        };
+        // Before the command name, after it, and after a nested command.
+        assert_eq!(
+            db(&["flotilla", "--db", "sqlite://a.db", "get", "tenants"]),
+            "sqlite://a.db"
+        );
+        assert_eq!(
+            db(&["flotilla", "get", "--db", "sqlite://b.db", "tenants"]),
+            "sqlite://b.db"
+        );
+        assert_eq!(
+            db(&["flotilla", "get", "tenants", "--db", "sqlite://c.db"]),
+            "sqlite://c.db"
+        );
+        // Both: the one after the command name wins, as a later flag does.
+        assert_eq!(
+            db(&[
+                "flotilla",
+                "--db",
+                "sqlite://a.db",
+                "migrate",
+                "--db",
+                "sqlite://d.db"
+            ]),
+            "sqlite://d.db"
+        );
+        let spec = |argv: &[&str]| match Cli::try_parse_args_from(argv).expect("parses").command {
+            Command::Validate { spec, .. } | Command::Apply { spec, .. } => spec.parse_options(),
+            other => panic!("unexpected command {other:?}"),
+        };
+        let opts = spec(&[
+            "flotilla",
+            "--app-name-template",
+            "sp-{tenant}",
+            "--max-spec-bytes",
+            "200",
+            "validate",
+            "-f",
+            "x.yaml",
+        ]);
+        assert_eq!(
+            (opts.app_name_template.as_str(), opts.max_file_bytes),
+            ("sp-{tenant}", 200)
+        );
+        let opts = spec(&[
+            "flotilla",
+            "--max-spec-bytes",
+            "200",
+            "apply",
+            "--max-spec-bytes",
+            "300",
+            "-f",
+            "x.yaml",
+        ]);
+        assert_eq!(opts.max_file_bytes, 300);
+        // Accepted before a command that does not use it, and ignored there.
+        let cli = Cli::try_parse_args_from(["flotilla", "--db", "sqlite://a.db", "schema"]);
+        assert!(matches!(cli.expect("parses").command, Command::Schema));
+    }
 
     #[test]
     fn one_line_prints_each_cause_once_and_escapes_it() {

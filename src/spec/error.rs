@@ -397,6 +397,20 @@ pub const MAX_MESSAGE_CHARS: usize = 1000;
 /// Longest file name or YAML path a diagnostic shows, in characters.
 pub const MAX_LABEL_CHARS: usize = 300;
 
+impl Diagnostic {
+    /// A problem with a whole input (unreadable, too large, not text),
+    /// reported at its first line and column.
+    pub fn at_start(source: &str, error: SpecError) -> Self {
+        Self {
+            source: source.to_string(),
+            line: 1,
+            column: 1,
+            path: "<document>".to_string(),
+            error,
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -8,8 +8,9 @@
 //! a path that already has a shape error is dropped: it would only restate the
 //! shape error about a placeholder value.
 //!
-//! Across documents (and, through `files`, across files) two tenants must not
-//! share a name or a Fly app; the later document is reported and dropped.
+//! Across documents (and, through a [`Loader`], across inputs) two tenants
+//! must not share a name or a Fly app; the later document is reported and
+//! dropped.
 //!
 //! Bounds: every document of one load draws on one [`Budget`] of nodes and
 //! bytes, and at most [`MAX_PROBLEMS_PER_DOCUMENT`] problems are reported per
@@ -53,7 +54,7 @@ pub struct LoadedDoc {
 }
 
 /// Where a valid tenant's Fly app name comes from, for conflict reports.
-pub(crate) struct AppClaim {
+struct AppClaim {
     /// Position of `spec.app.name`, or of `metadata.name` when the name was
     /// rendered from the app-name template.
     pos: Pos,
@@ -63,16 +64,16 @@ pub(crate) struct AppClaim {
 /// The outcome for one document: the tenant if it passed every rule, and its
 /// `metadata.name` with position whenever that name itself is valid, so a
 /// name defined twice is reported even when the first definition is broken.
-pub(crate) struct Outcome {
-    pub source: String,
-    pub name: Option<(String, Pos)>,
-    pub doc: Option<LoadedDoc>,
+struct Outcome {
+    source: String,
+    name: Option<(String, Pos)>,
+    doc: Option<LoadedDoc>,
     app: Option<AppClaim>,
 }
 
 /// Names and app names already claimed in one load: `name → "source:line"`.
 #[derive(Default)]
-pub(crate) struct Claims {
+struct Claims {
     names: HashMap<String, String>,
     apps: HashMap<String, (String, String)>,
 }
@@ -95,10 +96,80 @@ pub fn load_str(
     }
 }
 
+/// One load across several inputs (spec files, request bodies, git blobs),
+/// fed by whoever reads them: every document draws on one [`Budget`], and a
+/// tenant name or Fly app name is claimed once across all inputs (the later
+/// claim is reported and dropped).
+///
+/// Unlike [`load_str`], a broken document does not drop the valid documents
+/// beside it: callers that must be all-or-nothing (`apply`) refuse to act
+/// when [`Loader::finish`] returns any diagnostic. The loader does no I/O;
+/// `source::files` reads files and directories into it.
+pub struct Loader<'o> {
+    opts: &'o ParseOptions,
+    budget: Budget,
+    claims: Claims,
+    docs: Vec<LoadedDoc>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'o> Loader<'o> {
+    pub fn new(opts: &'o ParseOptions) -> Self {
+        Self {
+            opts,
+            budget: Budget::for_options(opts),
+            claims: Claims::default(),
+            docs: Vec::new(),
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// Loads one input: `bytes` labelled `source` (a path, for files) in
+    /// diagnostics. The bytes must be UTF-8 text of at most
+    /// [`ParseOptions::max_file_bytes`]; otherwise the input is one diagnostic
+    /// at 1:1. Diagnostics of one input are sorted by position.
+    pub fn add(&mut self, source: &str, bytes: &[u8]) {
+        let text = match decode(bytes, self.opts.max_file_bytes) {
+            Ok(text) => text,
+            Err(error) => return self.unreadable(source, error),
+        };
+        let (outcomes, mut diags) = load_text(source, text, self.opts, &mut self.budget);
+        let kept = dedupe(outcomes, &mut self.claims, &mut diags);
+        self.docs.extend(kept);
+        diags.sort_by_key(|d| (d.line, d.column));
+        self.diagnostics.extend(diags);
+    }
+
+    /// Records that the input `source` could not be read: one diagnostic at
+    /// 1:1 with `error`.
+    pub fn unreadable(&mut self, source: &str, error: SpecError) {
+        self.diagnostics.push(Diagnostic::at_start(source, error));
+    }
+
+    /// The documents that passed every rule, and every diagnostic in the
+    /// order the inputs were given.
+    pub fn finish(self) -> (Vec<LoadedDoc>, Vec<Diagnostic>) {
+        (self.docs, self.diagnostics)
+    }
+}
+
+/// An input's bytes as text: at most `max` bytes of UTF-8.
+fn decode(bytes: &[u8], max: u64) -> Result<&str, SpecError> {
+    if bytes.len() as u64 > max {
+        return Err(SpecError::FileTooLarge { max });
+    }
+    std::str::from_utf8(bytes).map_err(|e| SpecError::Unreadable {
+        message: format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ),
+    })
+}
+
 /// Loads each document of `text` independently: an outcome per non-empty
 /// document and the diagnostics of the broken ones. No cross-document checks.
 /// Everything built is charged to `budget`.
-pub(crate) fn load_text(
+fn load_text(
     source: &str,
     text: &str,
     opts: &ParseOptions,
@@ -141,7 +212,7 @@ pub(crate) fn load_text(
 /// Reports every tenant name and every Fly app name already claimed (in this
 /// call, or earlier in the load through `claims`) and drops those documents.
 /// Returns the valid documents that remain.
-pub(crate) fn dedupe(
+fn dedupe(
     outcomes: Vec<Outcome>,
     claims: &mut Claims,
     diags: &mut Vec<Diagnostic>,
@@ -374,6 +445,37 @@ mod tests {
         assert_eq!(
             (g.count, g.guest.cpu_kind, g.guest.cpus, g.guest.memory_mb),
             (1, CpuKind::Shared, 1, 256)
+        );
+    }
+
+    #[test]
+    fn a_loader_spans_inputs_given_as_bytes() {
+        let opts = ParseOptions {
+            max_file_bytes: MINIMAL.len() as u64,
+            ..Default::default()
+        };
+        let mut loader = Loader::new(&opts);
+        loader.unreadable("gone.yaml", SpecError::NotARegularFile { kind: "a FIFO" });
+        loader.add("a.yaml", MINIMAL.as_bytes());
+        // The same tenant again, in another input: reported there, dropped.
+        loader.add("b.yaml", MINIMAL.as_bytes());
+        loader.add("bin.yaml", b"a: \xff\n");
+        loader.add("big.yaml", format!("{MINIMAL}#").as_bytes());
+        let (docs, diags) = loader.finish();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].doc.source, "a.yaml");
+        let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "gone.yaml:1:1: <document>: not a regular file (a FIFO); flotilla reads specs only from regular files and directories",
+                "b.yaml:9:9: metadata.name: tenant `acme` is already defined at a.yaml:9; tenant names must be unique",
+                "bin.yaml:1:1: <document>: cannot read spec file: not UTF-8 text (invalid byte at offset 3)",
+                &format!(
+                    "big.yaml:1:1: <document>: file is larger than the limit of {} bytes; raise it with --max-spec-bytes (or FLOTILLA_MAX_SPEC_BYTES) if the file is meant to be this large",
+                    MINIMAL.len()
+                ),
+            ]
         );
     }
 

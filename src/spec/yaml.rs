@@ -2,15 +2,16 @@
 //!
 //! Owns two things: splitting a file into per-document text at its `---` lines
 //! (`split`: so each document's exact text can be stored and exported
-//! byte-identical), and building a tree of [`Node`]s from `saphyr-parser` events in which every
-//! node and every mapping key carries its 1-based line and column. Scalars are
-//! resolved with the YAML 1.2 core schema: `yes`/`no`/`on`/`off` are strings,
-//! only `true`/`false` (and their capitalised forms) are booleans.
+//! byte-identical), and building (here) a tree of [`Node`]s (`tree`) from
+//! `saphyr-parser` events in which every node and every mapping key carries
+//! its 1-based line and column. Scalars are resolved with the YAML 1.2 core
+//! schema (`scalar`): `yes`/`no`/`on`/`off` are strings, only `true`/`false`
+//! (and their capitalised forms) are booleans.
 //!
 //! Problems that do not stop parsing (duplicate keys, unsupported tags,
 //! non-string keys) are collected as issues; a syntax error stops the document.
 //!
-//! Bounds: nesting depth ([`MAX_DEPTH`]) and nodes per document
+//! Bounds (`budget`): nesting depth ([`MAX_DEPTH`]) and nodes per document
 //! ([`MAX_NODES`]) are checked per document; a [`Budget`] shared by every
 //! document of every file in one load caps the total nodes and the total bytes
 //! of scalar text, counting each use of an alias as a copy of what it refers to
@@ -22,190 +23,18 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use super::error::{Path, SpecError};
 
+mod budget;
+mod scalar;
 mod split;
+mod tree;
 
+pub use budget::{Budget, MAX_LOAD_BYTES, MAX_LOAD_NODES};
+pub(crate) use budget::{MAX_DEPTH, MAX_NODES};
+use scalar::resolve_plain;
 #[cfg(test)]
 use split::Chunk;
 pub(crate) use split::split_documents;
-
-/// Deepest nesting we build; deeper documents are rejected rather than risk
-/// exhausting the stack in the recursive passes that follow.
-pub(crate) const MAX_DEPTH: usize = 64;
-/// Upper bound on nodes per document, counting alias expansions, so a
-/// "billion laughs" document cannot blow up memory.
-pub(crate) const MAX_NODES: usize = 100_000;
-/// Upper bound on nodes in one load (all documents of all files).
-pub const MAX_LOAD_NODES: usize = 1_000_000;
-/// Upper bound on bytes of scalar text (keys and values, alias uses counted as
-/// copies) in one load. The tree, the raw types and the model each hold about
-/// one copy of this text, so a load stays well under 256 MB.
-pub const MAX_LOAD_BYTES: usize = 32 * 1024 * 1024;
-
-/// What one load may still build: nodes and bytes of scalar text, shared by
-/// every document of every file in the load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Budget {
-    nodes_left: usize,
-    bytes_left: usize,
-    max_nodes: usize,
-    max_bytes: usize,
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Self::new(MAX_LOAD_NODES, MAX_LOAD_BYTES)
-    }
-}
-
-impl Budget {
-    /// The budget of one load under `opts`: the defaults, with room for at
-    /// least two copies of the largest file allowed (so raising
-    /// `max_file_bytes` for one huge file lets it load).
-    pub fn for_options(opts: &super::ParseOptions) -> Self {
-        let file = usize::try_from(opts.max_file_bytes).unwrap_or(usize::MAX);
-        Self::new(MAX_LOAD_NODES, MAX_LOAD_BYTES.max(file.saturating_mul(2)))
-    }
-
-    pub fn new(max_nodes: usize, max_bytes: usize) -> Self {
-        Self {
-            nodes_left: max_nodes,
-            bytes_left: max_bytes,
-            max_nodes,
-            max_bytes,
-        }
-    }
-
-    /// Takes `nodes` and `bytes` from the budget, or says which limit they
-    /// would cross (and takes nothing).
-    fn take(&mut self, nodes: usize, bytes: usize) -> Result<(), SpecError> {
-        if nodes > self.nodes_left {
-            return Err(SpecError::LoadTooManyNodes {
-                max: self.max_nodes,
-            });
-        }
-        if bytes > self.bytes_left {
-            return Err(SpecError::LoadTooManyBytes {
-                max: self.max_bytes,
-            });
-        }
-        self.nodes_left -= nodes;
-        self.bytes_left -= bytes;
-        Ok(())
-    }
-}
-
-/// 1-based line and column (column in characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub(crate) struct Pos {
-    pub line: usize,
-    pub column: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
-    pub pos: Pos,
-    pub value: Value,
-    /// For scalars other than strings: the text as written (`0x1f`, `yes`),
-    /// for messages. Empty for strings (the text is the value) and
-    /// collections, so a string is held once.
-    pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
-    Null,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
-    pub key: String,
-    pub key_pos: Pos,
-    pub value: Node,
-}
-
-/// A problem tied to a path and a position.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Issue {
-    pub path: Path,
-    pub pos: Pos,
-    pub error: SpecError,
-}
-
-impl Node {
-    /// The scalar as written: the string itself, or `text` for other scalars.
-    pub fn scalar_text(&self) -> &str {
-        match &self.value {
-            Value::Str(s) => s,
-            _ => &self.text,
-        }
-    }
-
-    /// A short description for "found ..." messages.
-    pub fn describe(&self) -> String {
-        match &self.value {
-            Value::Null => "null".to_string(),
-            Value::Bool(_) => format!("a boolean `{}`", self.text),
-            Value::Int(_) => format!("an integer `{}`", self.text),
-            Value::Float(_) => format!("a number `{}`", self.text),
-            Value::Str(s) => format!("a string {s:?}"),
-            Value::Seq(_) => "a list".to_string(),
-            Value::Map(_) => "a mapping".to_string(),
-        }
-    }
-
-    /// The child at one path segment, if there is one.
-    fn child(&self, seg: &super::error::Seg) -> Option<&Node> {
-        use super::error::Seg;
-        match (seg, &self.value) {
-            (Seg::Key(k), Value::Map(entries)) => {
-                entries.iter().find(|e| &e.key == k).map(|e| &e.value)
-            }
-            (Seg::Index(i), Value::Seq(items)) => items.get(*i),
-            _ => None,
-        }
-    }
-
-    /// The node at `segs`, or `Err` with the deepest existing ancestor.
-    fn walk(&self, segs: &[super::error::Seg]) -> Result<&Node, &Node> {
-        let mut node = self;
-        for seg in segs {
-            node = node.child(seg).ok_or(node)?;
-        }
-        Ok(node)
-    }
-
-    /// The position of the node at `path`, or of its deepest existing
-    /// ancestor when the path leads to something that is not there (a missing
-    /// field is reported where its parent is).
-    pub fn position_of(&self, path: &Path) -> Pos {
-        match self.walk(path.segments()) {
-            Ok(n) | Err(n) => n.pos,
-        }
-    }
-
-    /// The position of the *key* that `path` ends with (for errors about a
-    /// key itself, such as an invalid label key), or [`Self::position_of`]
-    /// when the path does not end at a mapping entry.
-    pub fn key_position_of(&self, path: &Path) -> Pos {
-        use super::error::Seg;
-        if let Some((Seg::Key(k), parent)) = path.segments().split_last()
-            && let Ok(Node {
-                value: Value::Map(entries),
-                ..
-            }) = self.walk(parent)
-            && let Some(e) = entries.iter().find(|e| &e.key == k)
-        {
-            return e.key_pos;
-        }
-        self.position_of(path)
-    }
-}
+pub(crate) use tree::{Entry, Issue, Node, Pos, Value};
 
 /// The result of parsing one chunk.
 pub(crate) struct Parsed {
@@ -598,98 +427,6 @@ fn node_size(node: &Node) -> (usize, usize) {
 
 fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
     (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
-}
-
-/// YAML 1.2 core schema resolution of an untagged plain scalar.
-pub(crate) fn resolve_plain(s: &str) -> Value {
-    match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Value::Float(f64::INFINITY);
-        }
-        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
-        _ => {}
-    }
-    if let Some(v) = resolve_int(s) {
-        return v;
-    }
-    if is_core_float(s)
-        && let Ok(f) = s.parse::<f64>()
-    {
-        return Value::Float(f);
-    }
-    Value::Str(s.to_string())
-}
-
-fn resolve_int(s: &str) -> Option<Value> {
-    let (radix, digits, negative) = if let Some(h) = s.strip_prefix("0x") {
-        (16, h, false)
-    } else if let Some(o) = s.strip_prefix("0o") {
-        (8, o, false)
-    } else {
-        let (neg, d) = match s.as_bytes().first() {
-            Some(b'-') => (true, &s[1..]),
-            Some(b'+') => (false, &s[1..]),
-            _ => (false, s),
-        };
-        (10, d, neg)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    // Integers beyond i128 are still integers in YAML; keep them as floats so
-    // range checks report them as out of range rather than as strings.
-    Some(match i128::from_str_radix(digits, radix) {
-        Ok(v) => Value::Int(if negative { -v } else { v }),
-        Err(_) => Value::Float(if negative {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        }),
-    })
-}
-
-/// `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`
-fn is_core_float(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    if matches!(b.first(), Some(b'+' | b'-')) {
-        i += 1;
-    }
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_digits = i - int_start;
-    let mut frac_digits = 0;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let f = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        frac_digits = i - f;
-    }
-    if int_digits == 0 && frac_digits == 0 {
-        return false;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let e = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == e {
-            return false;
-        }
-    }
-    i == b.len()
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Loading specs from files and directories (std::fs only, no async).
+//! Reading specs from files and directories (blocking `std::fs`, no async)
+//! into a [`Loader`], which checks them; this module only decides what to
+//! read and reads it, boundedly.
 //!
 //! Directories are searched recursively for `*.yaml` and `*.yml` files, in
 //! sorted path order, so the same tree always loads in the same order. Files
@@ -10,6 +12,8 @@
 //! swapped in between can never hang a load. A file is read through a reader
 //! that stops one byte past [`ParseOptions::max_file_bytes`], so neither a
 //! huge file nor an endless one (`/dev/zero` behind a symlink) is read whole.
+//! Each file's path (as given, joined with directory entries) is its label
+//! in diagnostics.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,10 +21,8 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::ParseOptions;
-use super::error::{Diagnostic, MAX_LABEL_CHARS, MAX_MESSAGE_CHARS, SpecError, sanitize};
-use super::load::{Claims, LoadedDoc, dedupe, load_text};
-use super::yaml::Budget;
+use crate::spec::error::{MAX_LABEL_CHARS, MAX_MESSAGE_CHARS, sanitize};
+use crate::spec::{Diagnostic, LoadedDoc, Loader, ParseOptions, SpecError};
 
 /// What one load found.
 #[derive(Debug, Default)]
@@ -56,33 +58,38 @@ impl fmt::Display for Warning {
 /// Returns the documents that passed every rule and the diagnostics of all
 /// the others (including unreadable files, and tenant names or Fly app names
 /// claimed twice across the whole load; the later claim is dropped). Unlike
-/// [`super::load_str`], a file with a broken document still contributes its
-/// valid documents: callers that must be all-or-nothing (`apply`) refuse to
-/// act when any diagnostic is returned. Every document of every file draws on
-/// one [`Budget`].
+/// [`crate::spec::load_str`], a file with a broken document still contributes
+/// its valid documents: callers that must be all-or-nothing (`apply`) refuse
+/// to act when any diagnostic is returned. Every document of every file is
+/// one [`Loader`] load, drawing on one budget.
 pub fn load_paths(paths: &[PathBuf], opts: &ParseOptions) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut loader = Loader::new(opts);
+    let mut warnings = Vec::new();
     let mut files = Vec::new();
     for path in paths {
-        collect(path, &mut files, &mut HashSet::new(), &mut loaded, true);
+        let mut visited = HashSet::new();
+        collect(
+            path,
+            &mut files,
+            &mut visited,
+            &mut loader,
+            &mut warnings,
+            true,
+        );
     }
-    let mut claims = Claims::default();
-    let mut budget = Budget::for_options(opts);
     for file in files {
         let source = file.display().to_string();
         match read_capped(&file, opts.max_file_bytes) {
-            Ok(text) => {
-                let (outcomes, mut file_diags) = load_text(&source, &text, opts, &mut budget);
-                loaded
-                    .docs
-                    .extend(dedupe(outcomes, &mut claims, &mut file_diags));
-                file_diags.sort_by_key(|d| (d.line, d.column));
-                loaded.diagnostics.extend(file_diags);
-            }
-            Err(error) => loaded.diagnostics.push(at_start(&source, error)),
+            Ok(bytes) => loader.add(&source, &bytes),
+            Err(error) => loader.unreadable(&source, error),
         }
     }
-    loaded
+    let (docs, diagnostics) = loader.finish();
+    Loaded {
+        docs,
+        diagnostics,
+        warnings,
+    }
 }
 
 /// [`load_paths`] without the warnings as data: they are logged instead.
@@ -92,25 +99,6 @@ pub fn load_files(paths: &[PathBuf], opts: &ParseOptions) -> (Vec<LoadedDoc>, Ve
         tracing::warn!("{w}");
     }
     (loaded.docs, loaded.diagnostics)
-}
-
-fn at_start(source: &str, error: SpecError) -> Diagnostic {
-    Diagnostic {
-        source: source.to_string(),
-        line: 1,
-        column: 1,
-        path: "<document>".to_string(),
-        error,
-    }
-}
-
-fn unreadable(source: &str, message: &str) -> Diagnostic {
-    at_start(
-        source,
-        SpecError::Unreadable {
-            message: message.to_string(),
-        },
-    )
 }
 
 fn is_spec_file(path: &Path) -> bool {
@@ -143,10 +131,11 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     "a special file"
 }
 
-/// Reads `path` as UTF-8 text of at most `max` bytes. Opening never blocks
+/// Reads at most `max` bytes of `path` (whether they are text is the
+/// loader's concern). Opening never blocks
 /// (a FIFO opened for reading would wait for a writer), and what was opened
 /// is checked to be a regular file before anything is read.
-fn read_capped(path: &Path, max: u64) -> Result<String, SpecError> {
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, SpecError> {
     let io = |e: std::io::Error| SpecError::Unreadable {
         message: e.to_string(),
     };
@@ -176,30 +165,36 @@ fn read_capped(path: &Path, max: u64) -> Result<String, SpecError> {
     if bytes.len() as u64 > max {
         return Err(SpecError::FileTooLarge { max });
     }
-    String::from_utf8(bytes).map_err(|e| SpecError::Unreadable {
-        message: format!(
-            "not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ),
-    })
+    Ok(bytes)
 }
 
-/// Appends the spec files at `path` to `out`. `explicit` is true for paths the
-/// caller named (read whatever their extension); `visited` holds canonical
-/// directories already searched, so symlink loops end.
+/// Appends the spec files at `path` to `out`; paths that cannot be read are
+/// diagnostics in `loader`, special files skipped in a directory are
+/// `warnings`. `explicit` is true for paths the caller named (read whatever
+/// their extension); `visited` holds canonical directories already searched,
+/// so symlink loops end.
 fn collect(
     path: &Path,
     out: &mut Vec<PathBuf>,
     visited: &mut HashSet<PathBuf>,
-    loaded: &mut Loaded,
+    loader: &mut Loader<'_>,
+    warnings: &mut Vec<Warning>,
     explicit: bool,
 ) {
+    let unreadable = |loader: &mut Loader<'_>, e: std::io::Error| {
+        loader.unreadable(
+            &path.display().to_string(),
+            SpecError::Unreadable {
+                message: e.to_string(),
+            },
+        )
+    };
     let source = path.display().to_string();
     // Follows symlinks: what matters is what would be opened.
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            loaded.diagnostics.push(unreadable(&source, &e.to_string()));
+            unreadable(loader, e);
             return;
         }
     };
@@ -212,11 +207,9 @@ fn collect(
     if !meta.is_dir() {
         let kind = kind_of(&meta);
         if explicit {
-            loaded
-                .diagnostics
-                .push(at_start(&source, SpecError::NotARegularFile { kind }));
+            loader.unreadable(&source, SpecError::NotARegularFile { kind });
         } else if is_spec_file(path) {
-            loaded.warnings.push(Warning {
+            warnings.push(Warning {
                 source,
                 message: format!("skipped: {kind}, not a regular file"),
             });
@@ -231,7 +224,7 @@ fn collect(
     let entries = match fs::read_dir(path) {
         Ok(e) => e,
         Err(e) => {
-            loaded.diagnostics.push(unreadable(&source, &e.to_string()));
+            unreadable(loader, e);
             return;
         }
     };
@@ -239,12 +232,12 @@ fn collect(
     for entry in entries {
         match entry {
             Ok(e) => children.push(path.join(e.file_name())),
-            Err(e) => loaded.diagnostics.push(unreadable(&source, &e.to_string())),
+            Err(e) => unreadable(loader, e),
         }
     }
     children.sort();
     for child in children {
-        collect(&child, out, visited, loaded, false);
+        collect(&child, out, visited, loader, warnings, false);
     }
 }
 
