@@ -501,6 +501,8 @@ impl HttpFly {
         }
         let user_agent =
             HeaderValue::from_str(&config.user_agent).map_err(|_| FlyConfigError::BadUserAgent)?;
+        // The one place that builds the HTTP client (clippy.toml).
+        #[allow(clippy::disallowed_methods)]
         let client = reqwest::Client::builder()
             .user_agent(user_agent)
             .connect_timeout(config.connect_timeout)

@@ -1084,7 +1084,10 @@ fn golden(name: &str, p: &Plan) {
         .join("tests/golden/plans")
         .join(format!("{name}.txt"));
     let actual = p.render();
-    if std::env::var_os("FLOTILLA_BLESS").is_some() {
+    // Test-only switch to rewrite the golden files deliberately.
+    #[allow(clippy::disallowed_methods)]
+    let bless = std::env::var_os("FLOTILLA_BLESS").is_some();
+    if bless {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &actual).unwrap();
     }
