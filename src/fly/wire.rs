@@ -36,6 +36,8 @@ use super::{
 use crate::ids::{AppName, MachineId, OrgSlug, SecretName};
 use crate::spec::{CpuKind, Handler, IpKind};
 
+pub(crate) use super::duration::format_go_duration;
+
 /// Reads `null` as the type's default (serde's `default` only covers a
 /// missing field).
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -177,45 +179,6 @@ pub(crate) fn parse_go_duration(s: &str) -> Result<Duration, String> {
     }
     let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad())?;
     Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
-}
-
-/// Formats a duration exactly like Go's `time.Duration.String()`
-/// (`"8760h0m0s"`, `"1m30s"`, `"1.5s"`, `"500ms"`, `"0s"`).
-pub(crate) fn format_go_duration(d: Duration) -> String {
-    let u = d.as_nanos();
-    if u == 0 {
-        return "0s".into();
-    }
-    fn frac(v: u128, prec: u32) -> (String, u128) {
-        let p = 10u128.pow(prec);
-        let f = v % p;
-        if f == 0 {
-            return (String::new(), v / p);
-        }
-        let digits = format!("{f:0width$}", width = prec as usize);
-        (format!(".{}", digits.trim_end_matches('0')), v / p)
-    }
-    if u < 1_000_000_000 {
-        let (unit, prec) = if u < 1_000 {
-            ("ns", 0)
-        } else if u < 1_000_000 {
-            ("µs", 3)
-        } else {
-            ("ms", 6)
-        };
-        let (f, int) = frac(u, prec);
-        return format!("{int}{f}{unit}");
-    }
-    let (f, secs) = frac(u, 9);
-    let (s, mins) = (secs % 60, secs / 60);
-    if mins == 0 {
-        return format!("{s}{f}s");
-    }
-    let (m, hours) = (mins % 60, mins / 60);
-    if hours == 0 {
-        return format!("{m}m{s}{f}s");
-    }
-    format!("{hours}h{m}m{s}{f}s")
 }
 
 /// A duration as Fly may send it: a Go duration string, or nanoseconds.
@@ -1492,6 +1455,32 @@ mod tests {
         ConfigWire::deserialize(&value)
             .map_err(|e| e.to_string())
             .and_then(ConfigWire::into_domain)
+    }
+
+    /// The config hash (`plan::hash`) covers exactly the config this client
+    /// sends: the sent JSON, pruned and without the per-machine metadata
+    /// keys, is the hash's canonical form. A field added to `ConfigOut` fails
+    /// this test (set it in `sample_config`) until the canonical form has it.
+    #[test]
+    fn the_config_hash_covers_exactly_what_is_sent() {
+        use crate::plan::hash::{MACHINE_KEYS, canonical, prune};
+        let full = sample_config();
+        let mut minimal = sample_config();
+        minimal.env.clear();
+        minimal.services.clear();
+        minimal.checks.clear();
+        minimal.restart.max_retries = None;
+        let mut per_machine = sample_config();
+        per_machine.auto_destroy = true;
+        for key in MACHINE_KEYS {
+            per_machine.metadata.insert(key.into(), "x".into());
+        }
+        for c in [full, minimal, per_machine] {
+            let mut sent = serde_json::to_value(ConfigOut::from_domain(&c)).expect("serializes");
+            let md = sent["metadata"].as_object_mut().expect("metadata");
+            md.retain(|k, _| !MACHINE_KEYS.contains(&k.as_str()));
+            assert_eq!(prune(sent), canonical(&c));
+        }
     }
 
     #[test]

@@ -265,6 +265,13 @@ impl World {
             Action::StartMachine { id, .. } => {
                 o.machines.iter_mut().find(|m| &m.id == id).unwrap().state = MachineState::Started;
             }
+            Action::UpgradeConfigHash { id, hash, .. } => {
+                let m = o.machines.iter_mut().find(|m| &m.id == id).unwrap();
+                m.metadata.insert(meta::CONFIG_HASH.into(), hash.clone());
+                if let Some(c) = &mut m.config {
+                    c.metadata.insert(meta::CONFIG_HASH.into(), hash.clone());
+                }
+            }
             Action::DestroyMachine { id, .. } => o.machines.retain(|m| &m.id != id),
             Action::Forget => {}
         }
