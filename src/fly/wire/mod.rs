@@ -36,18 +36,6 @@ pub(crate) mod machines;
 pub(crate) mod secrets;
 pub(crate) mod tokens;
 
-// Flat names for the client while it is one file.
-pub(crate) use self::apps::*;
-pub(crate) use self::certificates::*;
-pub(crate) use self::duration::*;
-pub(crate) use self::errors::*;
-pub(crate) use self::graphql::*;
-pub(crate) use self::ips::*;
-pub(crate) use self::leases::*;
-pub(crate) use self::machines::*;
-pub(crate) use self::secrets::*;
-pub(crate) use self::tokens::*;
-
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
 
