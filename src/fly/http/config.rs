@@ -102,7 +102,8 @@ impl fmt::Debug for FlyConfig {
     }
 }
 
-/// A [`FlyConfig`] that cannot work. Each variant names the field.
+/// A [`FlyConfig`] that cannot work. Each variant names the field, and each
+/// cause is printed once: in the message, or as the `source`, never both.
 #[derive(Debug, thiserror::Error)]
 pub enum FlyConfigError {
     #[error("fly.{field}: {reason} (got {value:?})")]
@@ -119,10 +120,17 @@ pub enum FlyConfigError {
     NoAttempts,
     #[error("fly.{0}: must be greater than zero")]
     ZeroTimeout(&'static str),
+    /// The limiter's own message names the field; it is not also a `source`.
     #[error("fly.{0}")]
-    RateLimits(#[from] RateLimitConfigError),
+    RateLimits(RateLimitConfigError),
     #[error("fly: building the HTTP client failed")]
     Client(#[source] reqwest::Error),
+}
+
+impl From<RateLimitConfigError> for FlyConfigError {
+    fn from(e: RateLimitConfigError) -> Self {
+        FlyConfigError::RateLimits(e)
+    }
 }
 
 /// Checks one base URL: http(s), no query or fragment.
@@ -144,6 +152,8 @@ pub(super) fn parse_url(field: &'static str, value: &str) -> Result<Url, FlyConf
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
     use crate::fly::http::HttpFly;
 
@@ -194,5 +204,16 @@ mod tests {
             })
             .contains("fm2_bad")
         );
+    }
+
+    /// Each cause once: a message that carries its cause's text has no
+    /// `source` that would print it again.
+    #[test]
+    fn rate_limit_errors_print_their_cause_once() {
+        let mut zero_rps = FlyConfig::new(SecretString::from("fm2_x"));
+        zero_rps.rate_limits.global_rps = Some(0);
+        let e = HttpFly::new(zero_rps).expect_err("invalid");
+        assert!(e.to_string().contains("global_rps"), "{e}");
+        assert!(e.source().is_none(), "{e}: cause repeated as source");
     }
 }
