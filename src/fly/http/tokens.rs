@@ -12,7 +12,7 @@ use super::HttpFly;
 use super::auth::authorization_value;
 use super::errors::{unbuildable, unexpected};
 use super::transport::Op;
-use crate::fly::wire::duration::format_go_duration;
+use crate::fly::duration::format_go_duration;
 use crate::fly::wire::graphql::{
     GqlAppData, GqlCreateTokenData, GqlOrgData, M_CREATE_TOKEN, M_DELETE_TOKEN, Q_APP_FOR_TOKEN,
     Q_ORGANIZATION, parse_expires_at,

@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::duration::{DurationWire, format_go_duration};
+use super::duration::DurationWire;
 use super::{non_empty, nullable};
+use crate::fly::duration::format_go_duration;
 use crate::fly::{
     AutostopConfig, CheckConfig, ConcurrencyConfig, GuestConfig, MachineConfig, PortConfig,
     RestartConfig, ServiceConfig,

@@ -1,13 +1,11 @@
-//! Go `time.Duration` on the wire: [`parse_go_duration`], the
-//! string-or-nanoseconds form Fly echoes durations in, and (re-exported from
-//! the pure [`crate::fly::duration`], which the config hash shares)
-//! [`format_go_duration`].
+//! Go `time.Duration` on the wire: [`parse_go_duration`] and the
+//! string-or-nanoseconds form Fly echoes durations in. Writing uses the pure
+//! [`crate::fly::duration::format_go_duration`], which the config hash shares;
+//! the round-trip tests of both live here.
 
 use std::time::Duration;
 
 use serde::Deserialize;
-
-pub(crate) use crate::fly::duration::format_go_duration;
 
 /// Parses a Go `time.Duration` string (`"1h2m3.5s"`, `"500ms"`, `"10us"`,
 /// `"0"`). Negative durations are rejected: nothing flotilla reads may be
@@ -97,6 +95,7 @@ impl DurationWire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fly::duration::format_go_duration;
 
     #[test]
     fn go_durations_parse_every_unit() {
