@@ -20,7 +20,10 @@
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations,
 //!   and the controller lock: one `serve` per database, enforced (a second
 //!   refuses to start); several replicas are not supported yet.
-//! * [`fly`]: the `FlyApi` port and its HTTP client.
+//! * [`fly`]: the `FlyApi` port and its domain types; [`fly::http`], the
+//!   client (one file per resource: `apps`, `machines`, `leases`,
+//!   `metadata`, `secrets`, `ips`, `certificates`, `tokens`; one request
+//!   pipeline in `transport`); `fly::wire`, Fly's JSON, by resource.
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
 //! * [`source`]: where specs come from: files and directories, read boundedly
 //!   into the pure [`spec::Loader`].
