@@ -8,13 +8,19 @@
 //! * a machine create and an update for a fully specified request, then one
 //!   variant per optional member, at every depth, left out in turn; one per
 //!   object or array member sent empty; and a config that is just an image;
+//!   each create mounts a volume of its own (created just before it);
+//! * the same for a volume create and a volume update, then extend,
+//!   snapshots, reads and a delete; GPU machines with a full and a minimal
+//!   guest;
 //! * minimal app, secrets, IP, certificate, lease, stop and wait requests;
 //!
 //! and every exchange is judged against the OpenAPI document like the main
 //! scenario's. Variants are generated from the full request and kept only
 //! when the document accepts them as requests, so the pass tests the server,
-//! not the generator. The few variants Fly must refuse (no image, a service
-//! without protocol or port) are listed in `REFUSED` and must get a 400.
+//! not the generator. The variants Fly must refuse (no image, a service
+//! without protocol or port, a file without path or contents, a process
+//! secret without `env_var`, a mount without path, ...) are listed in
+//! `REFUSED` (`VOLUME_REFUSED` for volumes) and must get a 400.
 // A test/bench harness, not library code: it reads its own configuration
 // from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
 #![allow(clippy::disallowed_methods)]
@@ -41,7 +47,30 @@ const REFUSED: &[&str] = &[
     "/config/services/0/ports/0/port",
     "/config/services/0/ports/1/start_port",
     "/config/services/0/ports/1/end_port",
+    // The document: "GuestPath ... must be an absolute path", "One of
+    // RawValue or SecretName must be set".
+    "/config/files/0/guest_path",
+    "/config/files/0/raw_value",
+    "/config/files/1/guest_path",
+    "/config/files/1/secret_name",
+    // "EnvVar is required" (fly.MachineSecret, fly.EnvFrom); a field_ref
+    // outside its enum (here: none).
+    "/config/processes/0/secrets/0/env_var",
+    "/config/processes/0/env_from/0/env_var",
+    "/config/processes/0/env_from/0/field_ref",
+    // A check header is "an object with string field Name and array of
+    // strings field Values" (fly.MachineHTTPHeader): no name, no header.
+    "/config/checks/web/headers/0/name",
+    "/config/services/0/checks/0/headers/0/name",
+    // A mount needs a path; add_size_gb is "required with
+    // extend_threshold_percent" (Fly's machine docs).
+    "/config/mounts/0/path",
+    "/config/mounts/0/add_size_gb",
 ];
+
+/// Omissions from the full volume create that Fly refuses: `name` and
+/// `region` are required (Fly's volumes docs).
+const VOLUME_REFUSED: &[&str] = &["/name", "/region"];
 
 /// A raw Machines API client: reqwest and JSON values only.
 struct Raw {
@@ -154,6 +183,27 @@ fn expect_2xx(what: &str, a: &Answer) {
         a.status,
         a.body
     );
+}
+
+/// A volume for one machine create: in the request's region (the
+/// simulator's default when it names none), named like the full request's
+/// mount, on any zone. Its id goes into the mount, if the mount names one.
+async fn with_fresh_volume(raw: &Raw, volumes: &str, body: &mut Value) {
+    let region = body
+        .get("region")
+        .and_then(Value::as_str)
+        .unwrap_or(&SimConfig::default().default_region)
+        .to_owned();
+    let v = raw
+        .post(
+            volumes,
+            &json!({"name": "data", "region": region, "size_gb": 1, "require_unique_zone": false}),
+        )
+        .await;
+    expect_2xx("create a volume for a machine", &v);
+    if let Some(slot) = body.pointer_mut("/config/mounts/0/volume") {
+        *slot = v.body["id"].clone();
+    }
 }
 
 /// A create request that sets every member `CreateMachineRequest` and
@@ -587,12 +637,14 @@ async fn minimal_requests_from_an_independent_client_conform() {
     // --- machines: every optional member left out in turn ---
     let full = full_create(secrets_version);
     let creates = variants(&api, &rules, "CreateMachineRequest", &full);
+    let volumes = format!("{apps}/volumes");
     let mut refused = BTreeSet::new();
     for (i, v) in creates.iter().enumerate() {
         let mut body = v.body.clone();
         if body.get("name").is_some() {
             body["name"] = Value::from(format!("variant-{i}"));
         }
+        with_fresh_volume(raw, &volumes, &mut body).await;
         let a = raw.post(&machines, &body).await;
         match a.status {
             200 => {}
@@ -614,7 +666,8 @@ async fn minimal_requests_from_an_independent_client_conform() {
     // applied one after another to one machine, compare-and-swap included.
     let mut target_req = full.clone();
     target_req["name"] = Value::from("update-target");
-    let target_req = without(&target_req, "/lease_ttl");
+    let mut target_req = without(&target_req, "/lease_ttl");
+    with_fresh_volume(raw, &volumes, &mut target_req).await;
     let target = raw.post(&machines, &target_req).await;
     expect_2xx("create the update target", &target);
     let target_id = target.body["id"].as_str().expect("id").to_owned();
@@ -665,12 +718,158 @@ async fn minimal_requests_from_an_independent_client_conform() {
         &raw.get(&format!("{target_path}/versions")).await,
     );
 
+    volume_requests(&api, &rules, raw, &volumes).await;
+    gpu_machines(raw, &machines).await;
+
     eprintln!(
         "minimal pass: {} create variants, {} update variants ({updated} applied)",
         creates.len(),
         updates.len()
     );
     pass.judge(&api, &rules).await;
+}
+
+/// A volume create that sets every member of `CreateVolumeRequest` the
+/// simulator models (restoring from `snapshot_id` and forking from
+/// `source_volume_id` are not simulated).
+fn full_volume() -> Value {
+    json!({
+        "name": "full_vol",
+        "region": "ams",
+        "size_gb": 2,
+        "encrypted": true,
+        "fstype": "ext4",
+        "require_unique_zone": true,
+        "unique_zone_app_wide": false,
+        "snapshot_retention": 7,
+        "auto_backup_enabled": true,
+        "compute": {"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096},
+        "compute_image": "registry.fly.io/minimal:v1"
+    })
+}
+
+/// Volumes: every create variant (each its own name, so zones never run
+/// out), update variants, extend, snapshots, reads, delete.
+async fn volume_requests(api: &OpenApi, rules: &Rules, raw: &Raw, volumes: &str) {
+    let mut refused = BTreeSet::new();
+    let mut last = None;
+    for (i, v) in variants(api, rules, "CreateVolumeRequest", &full_volume())
+        .iter()
+        .enumerate()
+    {
+        let mut body = v.body.clone();
+        if body.get("name").is_some() {
+            body["name"] = Value::from(format!("vol_{i}"));
+        }
+        let a = raw.post(volumes, &body).await;
+        match a.status {
+            200 => last = a.body["id"].as_str().map(str::to_owned),
+            400 => {
+                refused.insert(v.label.trim_start_matches('-').to_owned());
+            }
+            other => panic!("volume create {}: {other} {}", v.label, a.body),
+        }
+    }
+    let refused: BTreeSet<&str> = refused
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.ends_with("=empty"))
+        .collect();
+    assert_eq!(
+        refused,
+        VOLUME_REFUSED.iter().copied().collect(),
+        "volume creates refused"
+    );
+    let minimal = raw
+        .post(volumes, &json!({"name": "tiny", "region": "iad"}))
+        .await;
+    expect_2xx("create a volume with name and region only", &minimal);
+    assert_eq!(minimal.body["size_gb"], json!(3), "Fly's default size");
+    let id = last.expect("a created volume");
+    let path = format!("{volumes}/{id}");
+    for body in [
+        json!({"snapshot_retention": 10, "auto_backup_enabled": false}),
+        json!({"snapshot_retention": 12}),
+        json!({"auto_backup_enabled": true}),
+        json!({}),
+    ] {
+        expect_2xx(
+            &format!("update volume with {body}"),
+            &raw.send(Method::PUT, &path, Some(&body), None).await,
+        );
+    }
+    let grown = raw
+        .send(
+            Method::PUT,
+            &format!("{path}/extend"),
+            Some(&json!({"size_gb": 20})),
+            None,
+        )
+        .await;
+    expect_2xx("extend", &grown);
+    assert_eq!(grown.body["volume"]["size_gb"], json!(20));
+    let shrink = raw
+        .send(
+            Method::PUT,
+            &format!("{path}/extend"),
+            Some(&json!({"size_gb": 5})),
+            None,
+        )
+        .await;
+    assert_eq!(shrink.status, 400, "shrinking is refused: {}", shrink.body);
+    expect_2xx("snapshot", &raw.bare(&format!("{path}/snapshots")).await);
+    let snaps = raw.get(&format!("{path}/snapshots")).await;
+    expect_2xx("list snapshots", &snaps);
+    assert_eq!(snaps.body.as_array().map(Vec::len), Some(1));
+    expect_2xx("show volume", &raw.get(&path).await);
+    expect_2xx("list volumes", &raw.get(volumes).await);
+    expect_2xx(
+        "list volumes (summary)",
+        &raw.get(&format!("{volumes}?summary=true")).await,
+    );
+    let gone = raw.send(Method::DELETE, &path, None, None).await;
+    expect_2xx("delete volume", &gone);
+    assert_eq!(gone.body["state"], json!("destroyed"));
+    expect_2xx("list with a deleted volume", &raw.get(volumes).await);
+}
+
+/// GPU machines: a full guest, and a minimal one (the count defaults to 1).
+async fn gpu_machines(raw: &Raw, machines: &str) {
+    for (region, guest) in [
+        (
+            "ams",
+            json!({"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768,
+                   "gpu_kind": "a100-sxm4-80gb", "gpus": 2, "kernel_args": ["quiet"]}),
+        ),
+        (
+            "ord",
+            json!({"cpu_kind": "performance", "gpu_kind": "l40s"}),
+        ),
+    ] {
+        let a = raw
+            .post(
+                machines,
+                &json!({"region": region, "config": {"image": "registry.fly.io/gpu:v1", "guest": guest}}),
+            )
+            .await;
+        expect_2xx("create a GPU machine", &a);
+        assert!(
+            a.body["config"]["guest"]["gpus"]
+                .as_i64()
+                .is_some_and(|n| n >= 1)
+        );
+    }
+    let wrong = raw
+        .post(
+            machines,
+            &json!({"region": "ams", "config": {"image": "x", "guest": {"cpu_kind": "performance", "gpu_kind": "a10"}}}),
+        )
+        .await;
+    assert_eq!(
+        wrong.status, 400,
+        "a10 is not offered in ams: {}",
+        wrong.body
+    );
 }
 
 /// What the simulator answers under machine faults (capacity errors, failed
