@@ -246,6 +246,7 @@ fn config(create_key: Option<&str>) -> MachineConfig {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 512,
+            gpu: None,
         },
         services: vec![ServiceConfig {
             protocol: "tcp".into(),
@@ -259,6 +260,7 @@ fn config(create_key: Option<&str>) -> MachineConfig {
             autostart: true,
             min_machines_running: Some(1),
             concurrency: None,
+            checks: Vec::new(),
         }],
         checks: BTreeMap::from([(
             "alive".into(),
@@ -270,6 +272,10 @@ fn config(create_key: Option<&str>) -> MachineConfig {
                 grace_period: None,
                 method: None,
                 path: None,
+                protocol: None,
+                tls_skip_verify: None,
+                tls_server_name: None,
+                headers: Vec::new(),
             },
         )]),
         restart: RestartConfig {
@@ -278,6 +284,13 @@ fn config(create_key: Option<&str>) -> MachineConfig {
         },
         metadata,
         auto_destroy: false,
+        init: Default::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: Default::default(),
+        dns: Default::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 

@@ -49,6 +49,7 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 512,
+            gpu: None,
         },
         services: vec![ServiceConfig {
             protocol: "tcp".into(),
@@ -69,6 +70,7 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
             autostart: true,
             min_machines_running: Some(0),
             concurrency: None,
+            checks: Vec::new(),
         }],
         checks: BTreeMap::from([(
             "alive".into(),
@@ -80,6 +82,10 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
                 grace_period: Some(Duration::from_secs(10)),
                 method: None,
                 path: None,
+                protocol: None,
+                tls_skip_verify: None,
+                tls_server_name: None,
+                headers: Vec::new(),
             },
         )]),
         restart: RestartConfig {
@@ -92,6 +98,13 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
             (meta::CREATE_KEY.to_owned(), create_key.to_owned()),
         ]),
         auto_destroy: false,
+        init: Default::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: Default::default(),
+        dns: Default::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 

@@ -149,6 +149,7 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 512,
+            gpu: None,
         },
         services: vec![ServiceConfig {
             protocol: "tcp".into(),
@@ -173,6 +174,7 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
                 soft_limit: 20,
                 hard_limit: 25,
             }),
+            checks: Vec::new(),
         }],
         checks: BTreeMap::from([
             (
@@ -185,6 +187,10 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
                     grace_period: Some(Duration::from_secs(5)),
                     method: None,
                     path: None,
+                    protocol: None,
+                    tls_skip_verify: None,
+                    tls_server_name: None,
+                    headers: Vec::new(),
                 },
             ),
             (
@@ -197,6 +203,10 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
                     grace_period: None,
                     method: Some("GET".into()),
                     path: Some("/healthz".into()),
+                    protocol: None,
+                    tls_skip_verify: None,
+                    tls_server_name: None,
+                    headers: Vec::new(),
                 },
             ),
         ]),
@@ -210,6 +220,13 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
             (meta::CREATE_KEY.to_owned(), create_key.to_owned()),
         ]),
         auto_destroy: false,
+        init: Default::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: Default::default(),
+        dns: Default::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 

@@ -28,7 +28,7 @@ use secrecy::SecretString;
 
 pub use error::FlyError;
 
-use crate::ids::{AppName, MachineId, OrgSlug, SecretName};
+use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 use crate::spec::{CpuKind, Handler, IpKind};
 
 /// Machine metadata keys flotilla owns. Everything flotilla creates carries them;
@@ -219,6 +219,10 @@ impl CheckState {
 /// The part of a machine config flotilla manages, normalized the way Fly
 /// normalizes it (defaults filled in, `autostop` as a tri-state), so that a
 /// config read back compares equal to the one that was sent.
+///
+/// The fields from `init` on are optional: left empty (their `Default`)
+/// they are not sent and change no config hash, so configs written before
+/// they existed keep their hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
     pub image: String,
@@ -229,6 +233,19 @@ pub struct MachineConfig {
     pub restart: RestartConfig,
     pub metadata: BTreeMap<String, String>,
     pub auto_destroy: bool,
+    /// What the machine runs: `init.exec`/`entrypoint`/`cmd`/`tty`.
+    pub init: InitConfig,
+    /// Files written into the machine before it starts.
+    pub files: Vec<FileConfig>,
+    /// Processes run side by side instead of the image's command.
+    pub processes: Vec<ProcessConfig>,
+    /// `stop_config`: how the machine is asked to stop.
+    pub stop: StopConfig,
+    pub dns: DnsConfig,
+    /// Static files Fly's proxy serves from the machine.
+    pub statics: Vec<StaticConfig>,
+    /// The volume the machine mounts (Fly allows one).
+    pub mounts: Vec<MountConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +253,177 @@ pub struct GuestConfig {
     pub cpu_kind: CpuKind,
     pub cpus: u32,
     pub memory_mb: u32,
+    /// `gpu_kind` and `gpus`; `None` for a machine without GPUs.
+    pub gpu: Option<GpuConfig>,
+}
+
+/// GPUs of a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuConfig {
+    pub kind: GpuKind,
+    pub count: u32,
+}
+
+/// Fly's GPU kinds (`guest.gpu_kind`, as fly-go's presets name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GpuKind {
+    A10,
+    L40s,
+    A100Pcie40gb,
+    A100Sxm4_80gb,
+}
+
+impl GpuKind {
+    pub const ALL: [GpuKind; 4] = [
+        GpuKind::A10,
+        GpuKind::L40s,
+        GpuKind::A100Pcie40gb,
+        GpuKind::A100Sxm4_80gb,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A10 => "a10",
+            Self::L40s => "l40s",
+            Self::A100Pcie40gb => "a100-pcie-40gb",
+            Self::A100Sxm4_80gb => "a100-sxm4-80gb",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// `init`: empty fields leave the image's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitConfig {
+    pub exec: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+}
+
+impl InitConfig {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A file written into the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileConfig {
+    /// Absolute path in the machine.
+    pub guest_path: String,
+    pub source: FileSource,
+    /// chmod(2) bits; Fly's default when `None`.
+    pub mode: Option<u32>,
+}
+
+/// Where a file's contents come from (Fly takes exactly one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// `raw_value`: the contents, base64-encoded.
+    Base64(String),
+    /// `secret_name`: an app secret holding the base64-encoded contents.
+    Secret(SecretName),
+    /// `image_config`: the OCI config of the named image.
+    ImageConfig(String),
+}
+
+/// One process of a machine (`processes[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub exec: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub user: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Per-process secrets; when any process names some, they replace the
+    /// machine's.
+    pub secrets: Vec<ProcessSecret>,
+    pub ignore_app_secrets: bool,
+    pub env_from: Vec<EnvFrom>,
+}
+
+/// `secrets[]` of a process: `env_var` set from the app secret `name`
+/// (the same name when `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSecret {
+    pub env_var: String,
+    pub name: Option<String>,
+}
+
+/// `env_from[]`: `env_var` set from a machine field (`id`, `version`,
+/// `app_name`, `private_ip`, `region`, `image`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFrom {
+    pub env_var: String,
+    pub field_ref: String,
+}
+
+/// `stop_config`: Fly's defaults (SIGINT, 5 s) where `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StopConfig {
+    pub signal: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+impl StopConfig {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `dns`: the machine's resolver settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub skip_registration: bool,
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<DnsOption>,
+    pub forward_rules: Vec<DnsForwardRule>,
+    pub hostname: Option<String>,
+    pub hostname_fqdn: Option<String>,
+}
+
+impl DnsConfig {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsOption {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsForwardRule {
+    pub basename: String,
+    pub addr: String,
+}
+
+/// `statics[]`: files under `guest_path` served at `url_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticConfig {
+    pub guest_path: String,
+    pub url_prefix: String,
+    pub tigris_bucket: Option<String>,
+    pub index_document: Option<String>,
+}
+
+/// `mounts[]`: a volume, by id (and name), at `path`, with optional
+/// automatic extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    pub volume: Option<VolumeId>,
+    pub name: Option<String>,
+    pub path: String,
+    pub extend_threshold_percent: Option<u32>,
+    pub add_size_gb: Option<u32>,
+    pub size_gb_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +436,8 @@ pub struct ServiceConfig {
     pub autostart: bool,
     pub min_machines_running: Option<u32>,
     pub concurrency: Option<ConcurrencyConfig>,
+    /// Service-level checks (`services[].checks`).
+    pub checks: Vec<CheckConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +472,18 @@ pub struct CheckConfig {
     pub grace_period: Option<Duration>,
     pub method: Option<String>,
     pub path: Option<String>,
+    /// `http` or `https` (http checks); Fly's default (`http`) when `None`.
+    pub protocol: Option<String>,
+    pub tls_skip_verify: Option<bool>,
+    pub tls_server_name: Option<String>,
+    pub headers: Vec<HttpHeader>,
+}
+
+/// A header an http check sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpHeader {
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +582,83 @@ pub struct AssignIp {
     pub service_name: Option<String>,
     pub network: Option<String>,
     pub org_slug: Option<OrgSlug>,
+}
+
+/// A Fly volume as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub id: VolumeId,
+    pub name: String,
+    pub state: VolumeState,
+    pub region: String,
+    /// The hardware zone; Fly places same-named volumes on different zones
+    /// unless told otherwise (`require_unique_zone`).
+    pub zone: Option<String>,
+    pub size_gb: u32,
+    pub encrypted: bool,
+    /// The machine holding the volume; `None` when Fly sends `null` or
+    /// nothing. A volume stays attached until its machine is destroyed.
+    pub attached_machine_id: Option<MachineId>,
+    pub snapshot_retention: Option<u32>,
+    pub auto_backup_enabled: Option<bool>,
+    pub created_at: Option<Timestamp>,
+}
+
+/// Fly's volume states, as far as flotilla needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VolumeState {
+    Created,
+    /// Deleted and on its way out: `scheduling_destroy`, `fork_cleanup`,
+    /// `waiting_for_detach`, `pending_destroy`, `destroying` (the states
+    /// fly-go's `GetVolumes` filters out).
+    Destroying,
+    Destroyed,
+    /// Any other state (`hydrating`, `restoring`, ...): the volume exists.
+    Other,
+}
+
+impl VolumeState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "created" => Self::Created,
+            "scheduling_destroy" | "fork_cleanup" | "waiting_for_detach" | "pending_destroy"
+            | "destroying" => Self::Destroying,
+            "destroyed" => Self::Destroyed,
+            _ => Self::Other,
+        }
+    }
+
+    /// Deleted: the volume no longer counts, and nothing may mount it.
+    pub fn is_gone(self) -> bool {
+        matches!(self, Self::Destroying | Self::Destroyed)
+    }
+}
+
+/// A volume to create. Fly's defaults apply to what is `None`
+/// (`require_unique_zone`: true; `snapshot_retention`: 5 days).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateVolume {
+    pub name: String,
+    pub region: String,
+    pub size_gb: u32,
+    pub encrypted: bool,
+    pub require_unique_zone: Option<bool>,
+    pub snapshot_retention: Option<u32>,
+}
+
+/// Settings of an existing volume; `None` leaves one unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateVolume {
+    pub snapshot_retention: Option<u32>,
+    pub auto_backup_enabled: Option<bool>,
+}
+
+/// The answer to an extend: the grown volume, and whether its machine must
+/// restart to see the space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendedVolume {
+    pub volume: Volume,
+    pub needs_restart: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,6 +838,35 @@ pub trait FlyApi: Send + Sync {
     async fn list_ips(&self, app: &AppName) -> Result<Vec<IpAssignment>, FlyError>;
     async fn assign_ip(&self, app: &AppName, req: &AssignIp) -> Result<IpAssignment, FlyError>;
     async fn release_ip(&self, app: &AppName, ip: &str) -> Result<(), FlyError>;
+
+    // --- volumes ---
+    /// Every volume of the app, deleted ones still on their way out
+    /// included ([`VolumeState::is_gone`]).
+    async fn list_volumes(&self, app: &AppName) -> Result<Vec<Volume>, FlyError>;
+    async fn get_volume(&self, app: &AppName, id: &VolumeId) -> Result<Volume, FlyError>;
+    /// Sent once: Fly has no idempotency key for volumes, so a lost response
+    /// may have created one. The caller records its intent first and finds
+    /// the volume by listing. A region out of room (or out of unique zones)
+    /// is `InsufficientCapacity` naming the region.
+    async fn create_volume(&self, app: &AppName, req: &CreateVolume) -> Result<Volume, FlyError>;
+    async fn update_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        req: &UpdateVolume,
+    ) -> Result<Volume, FlyError>;
+    /// Grows the volume to `size_gb`. Fly never shrinks one: a size not
+    /// larger than the current one is `InvalidRequest`. Sent once (a retry
+    /// after a lost success would be refused as not growing).
+    async fn extend_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        size_gb: u32,
+    ) -> Result<ExtendedVolume, FlyError>;
+    /// Destroys the volume's data for good. A volume still attached to a
+    /// machine that is not destroyed is `PreconditionFailed`.
+    async fn delete_volume(&self, app: &AppName, id: &VolumeId) -> Result<(), FlyError>;
 
     // --- certificates ---
     async fn list_certificates(&self, app: &AppName) -> Result<Vec<CertificateSummary>, FlyError>;

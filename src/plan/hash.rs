@@ -8,7 +8,9 @@
 //! * keys sorted at every level;
 //! * a member that is `null`, `false`, an empty list or an empty object is
 //!   left out ([`prune`]), so a field added to the config later changes no
-//!   hash while it is unset. A new field must therefore send nothing, `null`,
+//!   hash while it is unset (as `init`, `files`, `processes`, `stop_config`,
+//!   `dns`, `statics`, `mounts`, GPUs and the richer check fields were:
+//!   `tests/golden/config-hashes.txt` did not change with them). A new field must therefore send nothing, `null`,
 //!   `false`, `[]` or `{}` when unset (an empty string or `0` would count);
 //!   the maps flotilla sends (`env`, `metadata`, `checks`) hold strings or
 //!   non-empty objects, so none of their entries is ever pruned;
@@ -27,7 +29,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::fly::duration::format_go_duration;
-use crate::fly::{AutostopConfig, MachineConfig, meta};
+use crate::fly::{AutostopConfig, CheckConfig, FileSource, MachineConfig, meta};
 
 /// The version of the canonical form, the prefix of every hash.
 pub const HASH_VERSION: &str = "v2";
@@ -90,24 +92,14 @@ pub fn canonical(c: &MachineConfig) -> Value {
                     "soft_limit": k.soft_limit,
                     "hard_limit": k.hard_limit,
                 })),
+                "checks": s.checks.iter().map(check_json).collect::<Vec<_>>(),
             })
         })
         .collect();
     let checks: Map<String, Value> = c
         .checks
         .iter()
-        .map(|(name, ch)| {
-            let check = json!({
-                "type": ch.kind,
-                "port": ch.port,
-                "interval": format_go_duration(ch.interval),
-                "timeout": format_go_duration(ch.timeout),
-                "grace_period": ch.grace_period.map(format_go_duration),
-                "method": ch.method,
-                "path": ch.path,
-            });
-            (name.clone(), check)
-        })
+        .map(|(name, ch)| (name.clone(), check_json(ch)))
         .collect();
     prune(json!({
         "image": c.image,
@@ -116,6 +108,8 @@ pub fn canonical(c: &MachineConfig) -> Value {
             "cpu_kind": c.guest.cpu_kind.as_str(),
             "cpus": c.guest.cpus,
             "memory_mb": c.guest.memory_mb,
+            "gpu_kind": c.guest.gpu.map(|g| g.kind.as_str()),
+            "gpus": c.guest.gpu.map(|g| g.count),
         },
         "services": services,
         "checks": checks,
@@ -125,7 +119,96 @@ pub fn canonical(c: &MachineConfig) -> Value {
         },
         "metadata": metadata,
         "auto_destroy": c.auto_destroy,
+        "init": {
+            "exec": c.init.exec,
+            "entrypoint": c.init.entrypoint,
+            "cmd": c.init.cmd,
+            "tty": c.init.tty,
+        },
+        "files": c.files.iter().map(|f| {
+            let (raw, secret, image) = match &f.source {
+                FileSource::Base64(v) => (Some(v.as_str()), None, None),
+                FileSource::Secret(n) => (None, Some(n.as_str()), None),
+                FileSource::ImageConfig(i) => (None, None, Some(i.as_str())),
+            };
+            json!({
+                "guest_path": f.guest_path,
+                "raw_value": raw,
+                "secret_name": secret,
+                "image_config": image,
+                "mode": f.mode,
+            })
+        }).collect::<Vec<_>>(),
+        "processes": c.processes.iter().map(|p| json!({
+            "exec": p.exec,
+            "entrypoint": p.entrypoint,
+            "cmd": p.cmd,
+            "user": p.user,
+            "env": p.env,
+            "secrets": p.secrets.iter().map(|s| json!({
+                "env_var": s.env_var,
+                "name": s.name,
+            })).collect::<Vec<_>>(),
+            "ignore_app_secrets": p.ignore_app_secrets,
+            "env_from": p.env_from.iter().map(|e| json!({
+                "env_var": e.env_var,
+                "field_ref": e.field_ref,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "stop_config": {
+            "signal": c.stop.signal,
+            "timeout": c.stop.timeout.map(format_go_duration),
+        },
+        "dns": {
+            "skip_registration": c.dns.skip_registration,
+            "nameservers": c.dns.nameservers,
+            "searches": c.dns.searches,
+            "options": c.dns.options.iter().map(|o| json!({
+                "name": o.name,
+                "value": o.value,
+            })).collect::<Vec<_>>(),
+            "dns_forward_rules": c.dns.forward_rules.iter().map(|r| json!({
+                "basename": r.basename,
+                "addr": r.addr,
+            })).collect::<Vec<_>>(),
+            "hostname": c.dns.hostname,
+            "hostname_fqdn": c.dns.hostname_fqdn,
+        },
+        "statics": c.statics.iter().map(|st| json!({
+            "guest_path": st.guest_path,
+            "url_prefix": st.url_prefix,
+            "tigris_bucket": st.tigris_bucket,
+            "index_document": st.index_document,
+        })).collect::<Vec<_>>(),
+        "mounts": c.mounts.iter().map(|m| json!({
+            "volume": m.volume.as_ref().map(|v| v.as_str()),
+            "name": m.name,
+            "path": m.path,
+            "extend_threshold_percent": m.extend_threshold_percent,
+            "add_size_gb": m.add_size_gb,
+            "size_gb_limit": m.size_gb_limit,
+        })).collect::<Vec<_>>(),
     }))
+}
+
+/// A machine- or service-level check as sent.
+fn check_json(ch: &CheckConfig) -> Value {
+    json!({
+        "type": ch.kind,
+        "port": ch.port,
+        "interval": format_go_duration(ch.interval),
+        "timeout": format_go_duration(ch.timeout),
+        "grace_period": ch.grace_period.map(format_go_duration),
+        "method": ch.method,
+        "path": ch.path,
+        "protocol": ch.protocol,
+        "tls_skip_verify": ch.tls_skip_verify,
+        "tls_server_name": ch.tls_server_name,
+        "headers": ch.headers.iter().map(|h| json!({
+            "name": h.name,
+            "values": h.values,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Drops, at every level, object members that are `null`, `false`, `[]` or

@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 
 use crate::fly::{
-    AutostopConfig, CheckConfig, ConcurrencyConfig, GuestConfig, Machine, MachineConfig,
-    PortConfig, RestartConfig, ServiceConfig, meta,
+    AutostopConfig, CheckConfig, ConcurrencyConfig, DnsConfig, GuestConfig, InitConfig, Machine,
+    MachineConfig, PortConfig, RestartConfig, ServiceConfig, StopConfig, meta,
 };
 use crate::plan::hash::{self, MACHINE_KEYS};
 use crate::spec::{AutoStop, ConcurrencyKind, MachineGroup, Protocol, Tenant};
@@ -40,6 +40,7 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
             cpu_kind: group.guest.cpu_kind,
             cpus: group.guest.cpus,
             memory_mb: group.guest.memory_mb,
+            gpu: None,
         },
         services: group
             .services
@@ -74,6 +75,7 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                     soft_limit: c.soft_limit,
                     hard_limit: c.hard_limit,
                 }),
+                checks: Vec::new(),
             })
             .collect(),
         checks: group
@@ -93,6 +95,10 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                         grace_period: c.grace_period.map(|d| d.as_duration()),
                         method: c.method.clone(),
                         path: c.path.clone(),
+                        protocol: None,
+                        tls_skip_verify: None,
+                        tls_server_name: None,
+                        headers: Vec::new(),
                     },
                 )
             })
@@ -103,6 +109,13 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
         },
         metadata,
         auto_destroy: false,
+        init: InitConfig::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: StopConfig::default(),
+        dns: DnsConfig::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     };
     let hash = hash::config_hash(&config);
     config.metadata.insert(meta::CONFIG_HASH.to_string(), hash);
@@ -250,6 +263,7 @@ pub fn describe(config: &MachineConfig) -> String {
         cpu_kind,
         cpus,
         memory_mb,
+        ..
     } = config.guest;
     format!(
         "{}, {} {}x{}MB",

@@ -19,16 +19,18 @@
 //! | Call | Retried? | Why it is safe |
 //! |---|---|---|
 //! | every GET (`get_*`, `list_*`, `inspect_token`, GraphQL lookups) | yes | reads |
-//! | `delete_app`, `delete_machine`, `release_ip`, `delete_certificate`, `delete_metadata`, `release_lease` | yes | a 404 on a *retry* means an earlier attempt took effect → success |
+//! | `delete_app`, `delete_machine`, `delete_volume`, `release_ip`, `delete_certificate`, `delete_metadata`, `release_lease` | yes | a 404 on a *retry* means an earlier attempt took effect → success |
 //! | `start_machine`, `stop_machine` | yes | reaching the same state twice is a no-op |
 //! | `wait_machine` | 5xx/429/transport only, within the caller's deadline | a timed-out wait already used its budget |
-//! | `refresh_lease`, `set_metadata`, `update_secrets`, `check_certificate` | yes | same request, same end state |
+//! | `refresh_lease`, `set_metadata`, `update_secrets`, `update_volume`, `check_certificate` | yes | same request, same end state |
 //! | `create_machine` with `meta::CREATE_KEY` in `config.metadata` | yes, after a key lookup | on an outcome-unknown failure, wait [`RetryPolicy::lookup_delay`], list machines with `metadata.flotilla.create-key=<key>` and return the one found; create again only if none is |
 //! | `create_machine` without a key | no | a lost response may have created a machine |
 //! | `create_app` | yes, after a lookup | on outcome-unknown, GET the app: ours → success, another org's → `NameTaken`, 404 → create again; a `NameTaken` after an unknown outcome is checked the same way |
 //! | `request_acme_certificate` | yes, after a lookup | on outcome-unknown, GET the certificate and return it if it exists |
 //! | `update_machine`, `acquire_lease` | no | a lost response leaves a new version / a held lease we cannot name; the reconciler re-observes |
 //! | `assign_ip`, `create_*_token`, `revoke_token` | no | no blind retry; the reconciler re-observes on its next activation |
+//! | `create_volume` | no | volumes carry no idempotency key; the caller records an intent and finds a created volume by listing |
+//! | `extend_volume` | no | a retry after a lost success would be refused as not growing; the reconciler re-observes the size |
 //!
 //! A duplicate can still appear if Fly's eventually consistent reads do not
 //! show a created machine within the lookup delay; the reconciler sees both
@@ -53,7 +55,7 @@
 //! `transport` (the `Op` of each endpoint, the request builder
 //! and the one `call`), `errors` (classification), `graphql` (the GraphQL
 //! request shape); one file per resource: `apps`, `machines`, `leases`,
-//! `metadata`, `secrets`, `ips`, `certificates`, `tokens`. An endpoint is an
+//! `metadata`, `secrets`, `ips`, `volumes`, `certificates`, `tokens`. An endpoint is an
 //! `Op` constant and a few lines: build the request from its path, then
 //! `call` with the wire type's mapping into the domain.
 
@@ -70,6 +72,7 @@ mod metadata;
 mod secrets;
 mod tokens;
 mod transport;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,12 +93,12 @@ use self::config::parse_url;
 use self::machines::Lifecycle;
 use super::ratelimit::FlyRateLimiter;
 use super::{
-    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, FlyApi,
-    FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState, MintedToken,
-    SecretsVersion, TokenInfo, UpdateMachine, WaitState,
+    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, CreateVolume,
+    ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState,
+    MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume, WaitState,
 };
 use crate::clock::SharedClock;
-use crate::ids::{AppName, MachineId, OrgSlug, SecretName};
+use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 
 /// The Fly API over HTTP. Cheap to share behind an `Arc`; safe to call
 /// concurrently.
@@ -335,6 +338,40 @@ impl FlyApi for HttpFly {
 
     async fn release_ip(&self, app: &AppName, ip: &str) -> Result<(), FlyError> {
         ips::release(self, app, ip).await
+    }
+
+    async fn list_volumes(&self, app: &AppName) -> Result<Vec<Volume>, FlyError> {
+        volumes::list(self, app).await
+    }
+
+    async fn get_volume(&self, app: &AppName, id: &VolumeId) -> Result<Volume, FlyError> {
+        volumes::get(self, app, id).await
+    }
+
+    async fn create_volume(&self, app: &AppName, req: &CreateVolume) -> Result<Volume, FlyError> {
+        volumes::create(self, app, req).await
+    }
+
+    async fn update_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        req: &UpdateVolume,
+    ) -> Result<Volume, FlyError> {
+        volumes::update(self, app, id, req).await
+    }
+
+    async fn extend_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        size_gb: u32,
+    ) -> Result<ExtendedVolume, FlyError> {
+        volumes::extend(self, app, id, size_gb).await
+    }
+
+    async fn delete_volume(&self, app: &AppName, id: &VolumeId) -> Result<(), FlyError> {
+        volumes::delete(self, app, id).await
     }
 
     async fn list_certificates(&self, app: &AppName) -> Result<Vec<CertificateSummary>, FlyError> {

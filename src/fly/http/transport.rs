@@ -71,6 +71,16 @@ impl Op {
         }
     }
 
+    /// A replace (`PUT`): not retried unless marked [`Op::idempotent`].
+    pub const fn put(name: &'static str) -> Op {
+        Op {
+            name,
+            method: Method::PUT,
+            retry: Retry::Never,
+            sensitive: false,
+        }
+    }
+
     /// A delete: retried, a 404 on a retry counting as done.
     pub const fn delete(name: &'static str) -> Op {
         Op {

@@ -14,13 +14,16 @@
 //!   diffed against. One odd machine never fails a whole observation.
 //!
 //! Writing always sends the full config flotilla manages, because a machine
-//! update is a full replace. Fly fields this client does not model (mounts,
-//! processes, files, init, dns, ...) are **not** preserved: an update through
-//! this client drops them. flotilla owns its machines' whole config, so that is
-//! intended; do not point it at machines configured by other tools.
+//! update is a full replace; the optional parts (`init`, `files`,
+//! `processes`, `stop_config`, `dns`, `statics`, `mounts`, GPUs, richer
+//! checks) only when set. Fly fields this client does not model (`metrics`,
+//! `schedule`, `standbys`, `containers`, `rootfs`, ...) are **not**
+//! preserved: an update through this client drops them. flotilla owns its
+//! machines' whole config, so that is intended; do not point it at machines
+//! configured by other tools.
 //!
-//! One file per resource (`apps`, `machines` with `config`, `leases`,
-//! `secrets`, `ips`, `certificates`, `tokens`, `graphql`), plus `duration`
+//! One file per resource (`apps`, `machines` with `config` and `process`, `leases`,
+//! `secrets`, `ips`, `volumes`, `certificates`, `tokens`, `graphql`), plus `duration`
 //! (Go durations) and `errors` (Fly's error bodies). Shared reading helpers
 //! live here.
 
@@ -33,8 +36,10 @@ pub(crate) mod graphql;
 pub(crate) mod ips;
 pub(crate) mod leases;
 pub(crate) mod machines;
+pub(crate) mod process;
 pub(crate) mod secrets;
 pub(crate) mod tokens;
+pub(crate) mod volumes;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::fly::{
-    CheckConfig, ConcurrencyConfig, HostStatus, Machine, MachineConfig, MachineState, meta,
+    CheckConfig, ConcurrencyConfig, FileConfig, FileSource, GpuConfig, GpuKind, HostStatus,
+    HttpHeader, Machine, MachineConfig, MachineState, MountConfig, ProcessConfig, StaticConfig,
+    meta,
 };
 use crate::plan::machine::{ConfigDiff, compare, desired_config};
 use crate::plan::tests::{World, group, t0, tenant};
@@ -92,6 +94,55 @@ fn every_sent_field_changes_the_hash() {
             c.metadata.insert(meta::GROUP.into(), "api".into());
         }),
         ("auto_destroy", |c| c.auto_destroy = true),
+        ("init cmd", |c| c.init.cmd = vec!["serve".into()]),
+        ("init tty", |c| c.init.tty = true),
+        ("file", |c| {
+            c.files.push(FileConfig {
+                guest_path: "/etc/a".into(),
+                source: FileSource::Base64("aGk=".into()),
+                mode: None,
+            })
+        }),
+        ("process", |c| c.processes.push(ProcessConfig::default())),
+        ("stop signal", |c| c.stop.signal = Some("SIGTERM".into())),
+        ("dns", |c| c.dns.nameservers.push("fdaa::3".into())),
+        ("static", |c| {
+            c.statics.push(StaticConfig {
+                guest_path: "/app/public".into(),
+                url_prefix: "/static".into(),
+                tigris_bucket: None,
+                index_document: None,
+            })
+        }),
+        ("mount", |c| {
+            c.mounts.push(MountConfig {
+                volume: None,
+                name: Some("data".into()),
+                path: "/data".into(),
+                extend_threshold_percent: None,
+                add_size_gb: None,
+                size_gb_limit: None,
+            })
+        }),
+        ("gpu", |c| {
+            c.guest.gpu = Some(GpuConfig {
+                kind: GpuKind::L40s,
+                count: 1,
+            })
+        }),
+        ("https check", |c| {
+            c.checks.get_mut("alive").unwrap().protocol = Some("https".into())
+        }),
+        ("check header", |c| {
+            c.checks.get_mut("alive").unwrap().headers.push(HttpHeader {
+                name: "Host".into(),
+                values: vec![],
+            })
+        }),
+        ("service check", |c| {
+            let check = c.checks["alive"].clone();
+            c.services[0].checks.push(check);
+        }),
     ];
     for (name, edit) in edits {
         let mut c = base.clone();
@@ -448,6 +499,10 @@ fn compare_sees_a_pre_v2_machine_as_running_the_desired_config() {
             grace_period: None,
             method: None,
             path: None,
+            protocol: None,
+            tls_skip_verify: None,
+            tls_server_name: None,
+            headers: Vec::new(),
         },
     );
     assert_eq!(compare(&desired, &m), ConfigDiff::SpecChanged);
