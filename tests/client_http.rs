@@ -1,6 +1,8 @@
 //! `HttpFly` against a scripted local server: each test queues canned
 //! responses, drives the client, then checks what reached the wire (method,
 //! path, query, headers, JSON body) and how the answer was classified.
+//! Volumes and the optional machine-config parts are in
+//! `client_http/volumes.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,9 @@ use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName};
 use flotilla::spec::{CpuKind, Handler, IpKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+
+#[path = "client_http/volumes.rs"]
+mod volumes;
 
 // ------------------------------------------------------------ the server --
 

@@ -1,6 +1,7 @@
 //! `HttpFly` end to end against the in-process Fly simulator: every `FlyApi`
 //! method over real HTTP, plus the client's recovery paths under the
-//! simulator's injected faults.
+//! simulator's injected faults. Volumes and machine configs with every
+//! optional part are in `client_sim/volumes.rs`.
 
 mod common;
 
@@ -17,6 +18,9 @@ use flotilla::ids::{AppName, OrgSlug, SecretName};
 use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
 use flotilla::spec::{CpuKind, Handler, IpKind};
 use secrecy::{ExposeSecret, SecretString};
+
+#[path = "client_sim/volumes.rs"]
+mod volumes;
 
 async fn sim() -> SimHandle {
     flotilla::sim::start(SimConfig {

@@ -17,6 +17,9 @@ mod support;
 #[path = "conformance/minimal.rs"]
 mod minimal;
 
+#[path = "conformance/volumes.rs"]
+mod volumes;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -61,6 +64,12 @@ const FLY_API_OPERATIONS: &[&str] = &[
     "App_IPAssignments_list",
     "App_IPAssignments_create",
     "App_IPAssignments_delete",
+    "Volumes_list",
+    "Volumes_get_by_id",
+    "Volumes_create",
+    "Volumes_update",
+    "Volumes_extend",
+    "Volume_delete",
     "App_Certificates_list",
     "App_Certificates_show",
     "App_Certificates_acme_create",
@@ -89,6 +98,7 @@ const ERROR_CASES: &[(&str, u16)] = &[
     ("Machines_wait", 408),
     ("CurrentToken_show", 401),
     ("App_Certificates_show", 404),
+    ("Volumes_extend", 400),
 ];
 
 const FOREIGN_APP: &str = "taken-elsewhere";
@@ -535,6 +545,9 @@ async fn scenario(rig: &Rig) {
     let dark = fly.get_machine(&app, &id).await.expect("get unreachable");
     assert_ne!(dark.host_status, HostStatus::Ok);
     sim.set_host_unreachable(id.as_str(), false);
+
+    // --- volumes, and a machine config with every optional part ---
+    volumes::scenario(fly, &app, &db).await;
 
     // --- IP assignments ---
     let assign = |kind| AssignIp {
