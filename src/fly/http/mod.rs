@@ -39,8 +39,9 @@
 //! # Machine configs
 //! Reads normalise Fly's echo (see `wire`) so a config read back equals the
 //! one sent. Writes send the full config flotilla models, because an update is
-//! a full replace: Fly fields this client does not model (mounts, processes,
-//! files, init, ...) are **not** preserved across an update.
+//! a full replace (the optional parts, `init` to `mounts`, only when set):
+//! Fly fields this client does not model (`metrics`, `schedule`, `standbys`,
+//! `containers`, ...) are **not** preserved across an update.
 //!
 //! # Auth
 //! The `Authorization` header follows fly-go: a token already starting with
