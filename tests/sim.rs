@@ -491,6 +491,33 @@ async fn new_apps_are_invisible_for_the_visibility_delay() {
 }
 
 #[tokio::test]
+async fn a_visibility_lag_keeps_an_app_invisible_after_the_wait_returned() {
+    let fly = Fly::start(SimConfig {
+        app_visibility_lag: Duration::from_millis(800),
+        ..quiet()
+    })
+    .await;
+    let r = fly
+        .post(
+            "/v1/apps?wait=true",
+            json!({"name": "laggard", "org_slug": "personal"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["name"], json!("laggard"));
+    assert_eq!(
+        fly.get("/v1/apps/laggard").await.status,
+        StatusCode::NOT_FOUND,
+        "the wait returned before the app propagated"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(fly.get("/v1/apps/laggard").await.status, StatusCode::OK);
+    // Without `?wait=true` the lag does not apply (only the delay, zero here).
+    fly.create_app("plain").await;
+    assert_eq!(fly.get("/v1/apps/plain").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn app_delete_is_asynchronous_and_refuses_running_machines() {
     let fly = Fly::quiet().await;
     fly.create_app("doomed").await;
