@@ -703,7 +703,7 @@ fn cold(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value> {
             "fleet": "1 group x 1-2 machines (every 3rd tenant 2), 1 IPv6, 1 generated secret, a certificate on every 2nd tenant",
             "simulator": "in process, SimConfig::default() (transitions 100 ms, new apps visible at once, certificates issue 0.6 s after request) with rate_limits and auto_dns on",
             "client": "FlyConfig::new defaults: per-key limiter, global budget, retry policy",
-            "runtime": {"concurrency": concurrency, "resync_secs": RuntimeOptions::default().resync.as_secs()},
+            "runtime": {"concurrency": concurrency, "resync_secs": ReconcileOptions::default().requeue.resync.as_secs()},
             "bound": bound,
             "converge": conv,
             "measured_secs": measured,

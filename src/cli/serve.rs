@@ -68,16 +68,14 @@ pub async fn serve(args: ServeArgs, store: SharedStore, clock: SharedClock) -> a
     }
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
+    options.requeue.resync = Duration::from_secs(args.resync_secs.max(1));
     let reconciler = Arc::new(Reconciler::new(
         conn.api.clone(),
         store.clone(),
         clock,
         options,
     ));
-    let mut runtime_options = RuntimeOptions {
-        resync: Duration::from_secs(args.resync_secs.max(1)),
-        ..Default::default()
-    };
+    let mut runtime_options = RuntimeOptions::default();
     if let Some(c) = args.concurrency {
         runtime_options.concurrency = c.max(1);
     }
