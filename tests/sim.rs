@@ -1199,6 +1199,45 @@ async fn metadata_writes_keep_the_version_and_filter_lists() {
 // ---------------------------------------------------------------- secrets
 
 #[tokio::test]
+async fn placeholder_secrets_are_supplied_through_the_control_handle_only() {
+    let fly = Fly::quiet().await;
+    // Asked for before the app exists: set when it is created, one version.
+    fly.sim
+        .supply_placeholder_secrets("demo", &["DATABASE_URL", "API_KEY"]);
+    fly.create_app("demo").await;
+    let list = fly.get("/v1/apps/demo/secrets").await.body;
+    let got: Vec<&str> = list["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(got, ["API_KEY", "DATABASE_URL"]);
+    let version = |fly: &Fly| fly.sim.snapshot()["apps"][0]["secrets_version"].clone();
+    assert_eq!(version(&fly), json!(1));
+    // For an existing app: only what it lacks, at once; a value already set
+    // is left alone.
+    fly.post("/v1/apps/demo/secrets", json!({"values": {"OWN": "mine"}}))
+        .await;
+    let own_digest = |fly: &Fly| {
+        fly.sim.snapshot()["apps"][0]["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "OWN")
+            .map(|s| s["digest"].clone())
+    };
+    let before = own_digest(&fly);
+    fly.sim.supply_placeholder_secrets("demo", &["OWN", "NEW"]);
+    assert_eq!(own_digest(&fly), before, "an existing value is kept");
+    let list = fly.get("/v1/apps/demo/secrets").await.body;
+    assert_eq!(list["secrets"].as_array().unwrap().len(), 4);
+    assert_eq!(version(&fly), json!(3), "one version for the placeholders");
+    fly.sim.supply_placeholder_secrets("demo", &["NEW"]);
+    assert_eq!(version(&fly), json!(3), "nothing lacking, nothing written");
+}
+
+#[tokio::test]
 async fn secrets_are_versioned_and_reach_machines_only_through_updates() {
     let fly = Fly::quiet().await;
     fly.create_app("sec").await;

@@ -155,6 +155,10 @@ pub async fn create(ctx: Ctx, q: QueryPairs, body: JsonBody) -> ApiResult {
             visible_at,
         );
         tracing::info!(app = name, org = org_slug, "app created");
+        let mut app = app;
+        if let Some(names) = st.placeholder_secrets.get(name) {
+            super::secrets::supply_placeholders(&mut app, names, now);
+        }
         st.apps.insert(name.to_owned(), app);
     }
     if !wait {
