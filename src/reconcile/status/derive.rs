@@ -162,61 +162,88 @@ impl Derived {
     }
 }
 
+/// What an activation decided before it is dressed as conditions.
+struct Verdicts<'a> {
+    synced: Verdict,
+    /// `None`: leave `Ready` as it was.
+    ready: Option<Verdict>,
+    changes: usize,
+    failed: usize,
+    /// The failure, if the activation failed.
+    error: Option<&'a str>,
+    /// The history entry's `result`.
+    result: String,
+    next: Next,
+}
+
+fn observe_failed(error: &str) -> Verdicts<'_> {
+    Verdicts {
+        synced: (false, reasons::RECONCILE_ERROR, error.to_string()),
+        ready: None,
+        changes: 0,
+        failed: 1,
+        error: Some(error),
+        result: format!("error: {error}"),
+        next: Next::Backoff,
+    }
+}
+
+fn planned<'a>(
+    i: &Inputs<'_>,
+    plan: &Plan,
+    observed: &Observed,
+    attempt: &Attempt<'a>,
+) -> Verdicts<'a> {
+    let facts = Facts::of(i.tenant, plan, observed);
+    let result = if attempt.failed > 0 {
+        format!("error: {}", attempt.first_error.unwrap_or_default())
+    } else if !plan.blockers.is_empty() {
+        "blocked".to_string()
+    } else if !i.hold.executes() {
+        "held".to_string()
+    } else if attempt.changes == 0 {
+        "ok".to_string()
+    } else {
+        "changed".to_string()
+    };
+    let next = if attempt.failed > 0 {
+        Next::Backoff
+    } else if attempt.changes > 0 || attempt.deferred.is_some() {
+        Next::Soon(i.requeue.confirm_after)
+    } else if facts.settling || i.deleting {
+        Next::Soon(i.requeue.progress_after)
+    } else {
+        Next::Resync
+    };
+    Verdicts {
+        synced: synced(i, plan, attempt),
+        ready: Some(ready(i, plan, attempt, &facts)),
+        changes: attempt.changes,
+        failed: attempt.failed,
+        error: (attempt.failed > 0).then(|| attempt.first_error.unwrap_or_default()),
+        result,
+        next,
+    }
+}
+
 /// Derives conditions, the history entry and the requeue decision. See the
 /// module doc for the precedence of reasons.
 pub fn derive(i: &Inputs<'_>) -> Derived {
-    let (synced, ready, failed, changes, error, result, next) = match i.activation {
-        Activation::ObserveFailed { error } => {
-            let synced = (false, reasons::RECONCILE_ERROR, error.to_string());
-            (
-                synced,
-                None,
-                1,
-                0,
-                Some(error),
-                format!("error: {error}"),
-                Next::Backoff,
-            )
-        }
+    let Verdicts {
+        synced,
+        ready,
+        changes,
+        failed,
+        error,
+        result,
+        next,
+    } = match i.activation {
+        Activation::ObserveFailed { error } => observe_failed(error),
         Activation::Planned {
             plan,
             observed,
             attempt,
-        } => {
-            let facts = Facts::of(i.tenant, plan, observed);
-            let synced = synced(i, plan, &attempt);
-            let ready = ready(i, plan, &attempt, &facts);
-            let result = if attempt.failed > 0 {
-                format!("error: {}", attempt.first_error.unwrap_or_default())
-            } else if !plan.blockers.is_empty() {
-                "blocked".to_string()
-            } else if !i.hold.executes() {
-                "held".to_string()
-            } else if attempt.changes == 0 {
-                "ok".to_string()
-            } else {
-                "changed".to_string()
-            };
-            let next = if attempt.failed > 0 {
-                Next::Backoff
-            } else if attempt.changes > 0 || attempt.deferred.is_some() {
-                Next::Soon(i.requeue.confirm_after)
-            } else if facts.settling || i.deleting {
-                Next::Soon(i.requeue.progress_after)
-            } else {
-                Next::Resync
-            };
-            let error = (attempt.failed > 0).then(|| attempt.first_error.unwrap_or_default());
-            (
-                synced,
-                Some(ready),
-                attempt.failed,
-                attempt.changes,
-                error,
-                result,
-                next,
-            )
-        }
+        } => planned(i, plan, observed, &attempt),
     };
 
     let condition = |kind: &str, (ok, reason, message): (bool, &str, String)| Condition {
