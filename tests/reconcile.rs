@@ -309,7 +309,7 @@ async fn an_in_sync_tenant_costs_four_reads_and_no_writes() {
         after >= resync.mul_f64(0.9) && after <= resync.mul_f64(1.1),
         "{after:?}"
     );
-    let from_now = next.duration_since(jiff::Timestamp::now());
+    let from_now = next.duration_since(h.clock.now());
     assert!(
         from_now > jiff::SignedDuration::try_from(resync.mul_f64(0.85)).unwrap()
             && from_now <= jiff::SignedDuration::try_from(resync.mul_f64(1.1)).unwrap(),

@@ -13,6 +13,7 @@
 //! bounded number of times for idempotent calls only; the reconciler never
 //! loops on its own, it requeues the tenant.
 
+pub mod duration;
 pub mod error;
 pub mod http;
 pub mod ratelimit;

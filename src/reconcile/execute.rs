@@ -475,6 +475,11 @@ impl Executor<'_> {
                 }
             }
             Action::StartMachine { id, .. } => fly.start_machine(app, id, None).await?,
+            // Metadata only: no config is sent, nothing restarts. A config
+            // changed meanwhile is drift the next comparison still sees.
+            Action::UpgradeConfigHash { id, hash, .. } => {
+                fly.set_metadata(app, id, meta::CONFIG_HASH, hash).await?
+            }
             Action::DestroyMachine { id, .. } => {
                 ignore_not_found(fly.delete_machine(app, id, true, None).await)?;
             }

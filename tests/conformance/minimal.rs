@@ -15,6 +15,9 @@
 //! when the document accepts them as requests, so the pass tests the server,
 //! not the generator. The few variants Fly must refuse (no image, a service
 //! without protocol or port) are listed in `REFUSED` and must get a 400.
+// A test/bench harness, not library code: it reads its own configuration
+// from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;
