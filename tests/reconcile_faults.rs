@@ -541,6 +541,13 @@ async fn a_failure_logs_at_warn_once_per_new_error_not_on_every_retry() {
     let logs = Logs::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
+    // Other tests in this binary hit the same callsites on threads without a
+    // subscriber. With a single registered dispatcher, tracing-core computes
+    // a callsite's interest from the registering thread's default (none:
+    // "never"), which would hide the events from this thread too. A second
+    // live dispatcher makes it ask every registered one, this one included.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    tracing::callsite::rebuild_interest_cache();
     let r = rig().await;
     r.sim.set_faults(fault(
         MachineFaultKind::InsufficientCapacity,
@@ -573,5 +580,9 @@ async fn a_failure_logs_at_warn_once_per_new_error_not_on_every_retry() {
     r.sim.set_faults(FaultProfile::none());
     r.converge(15).await;
     assert_eq!(logs.count(tracing::Level::WARN, "reconcile failed"), 2);
-    assert!(logs.count(tracing::Level::INFO, "reconciled") > 0);
+    assert!(
+        logs.count(tracing::Level::INFO, "reconciled") > 0,
+        "{:?}",
+        logs.0.lock().unwrap()
+    );
 }
