@@ -2,7 +2,8 @@
 //! cold converge of a fleet gets to what Fly's rate limits allow.
 //!
 //! Run: `cargo bench --bench reconcile -- <steady|cold> [--tenants N]
-//! [--rounds R] [--concurrency C] [--timeout-secs S]`. Figures go to stdout
+//! [--rounds R] [--concurrency C] [--timeout-secs S] [--app-visibility-ms MS]
+//! [--app-visibility-lag-ms MS]`. Figures go to stdout
 //! and `target/bench/reconcile_<scenario>.json`; docs/benchmarks.md
 //! ("Reconcile loop") explains the method and records results.
 //!
@@ -17,7 +18,10 @@
 //! * `cold` (default 1000 tenants): an empty in-process simulator with Fly's
 //!   rate limits on, the real runtime with its default concurrency, until
 //!   every tenant is Ready; wall time and Fly calls by operation, against the
-//!   lower bound on wall time that the rate limits imply.
+//!   lower bound on wall time that the rate limits imply, and the failed
+//!   writes per tenant (from the store's events; the goal is 0). New apps are
+//!   invisible for `--app-visibility-ms` (default 500, as `flotilla sim`) and,
+//!   after `?wait=true`, `--app-visibility-lag-ms` longer (default 0).
 //!
 //! The `flotilla` binary for `steady` is `$FLOTILLA_BIN`, else the one
 //! `cargo bench` builds next to this bench (`target/release/flotilla`).
@@ -81,6 +85,8 @@ struct Args {
     rounds: Option<u32>,
     concurrency: Option<usize>,
     timeout: Option<Duration>,
+    app_visibility: Duration,
+    app_visibility_lag: Duration,
 }
 
 impl Args {
@@ -92,6 +98,8 @@ impl Args {
             rounds: None,
             concurrency: None,
             timeout: None,
+            app_visibility: Duration::from_millis(500),
+            app_visibility_lag: Duration::ZERO,
         };
         fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> anyhow::Result<T> {
             let v = v.with_context(|| format!("{flag} needs a value"))?;
@@ -110,9 +118,16 @@ impl Args {
                 "--timeout-secs" => {
                     args.timeout = Some(Duration::from_secs(value(&a, it.next())?));
                 }
+                "--app-visibility-ms" => {
+                    args.app_visibility = Duration::from_millis(value(&a, it.next())?);
+                }
+                "--app-visibility-lag-ms" => {
+                    args.app_visibility_lag = Duration::from_millis(value(&a, it.next())?);
+                }
                 other => bail!(
                     "unknown argument {other:?}; usage: reconcile <steady|cold> [--tenants N] \
-                     [--rounds R] [--concurrency C] [--timeout-secs S]"
+                     [--rounds R] [--concurrency C] [--timeout-secs S] [--app-visibility-ms MS] \
+                     [--app-visibility-lag-ms MS]"
                 ),
             }
         }
@@ -573,6 +588,42 @@ async fn pure_cpu(c: Captured) -> anyhow::Result<Value> {
 
 // ================================================================ cold
 
+/// Writes to Fly and failed writes per tenant, from the store's events (one
+/// event per write the executor attempted, with its result).
+async fn failed_writes(store: &SharedStore, tenants: usize) -> anyhow::Result<Value> {
+    let events = store.list_events(None, 10_000_000).await?;
+    let mut per_tenant: HashMap<String, u64> = HashMap::new();
+    let mut by_action: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut samples = Vec::new();
+    let mut failed = 0u64;
+    for e in &events {
+        if e.event.result == "ok" {
+            continue;
+        }
+        failed += 1;
+        *per_tenant.entry(e.event.tenant.to_string()).or_default() += 1;
+        *by_action.entry(e.event.action.clone()).or_default() += 1;
+        if samples.len() < 5 {
+            samples.push(format!(
+                "{} {}: {}",
+                e.event.tenant, e.event.action, e.event.result
+            ));
+        }
+    }
+    let n = tenants.max(1) as f64;
+    Ok(json!({
+        "total": events.len(),
+        "per_tenant": events.len() as f64 / n,
+        "failed": failed,
+        "failed_per_tenant": failed as f64 / n,
+        "failed_max_one_tenant": per_tenant.values().max().copied().unwrap_or(0),
+        "tenants_with_failed_writes": per_tenant.len(),
+        "failed_by_action": by_action,
+        "failed_samples": samples,
+        "goal_failed_per_tenant": 0,
+    }))
+}
+
 /// The lower bound on wall time the rate limits put on converging `needed`.
 fn cold_bound(tenants: usize, needed: NeededCalls, client: &RateLimitConfig) -> Value {
     // App creation: one org-wide bucket in the simulator. The first `burst`
@@ -632,6 +683,8 @@ fn cold(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value> {
             rate_limits: true,
             // The fleet's DNS "points at Fly": certificates issue on their own.
             auto_dns: true,
+            app_visibility_delay: args.app_visibility,
+            app_visibility_lag: args.app_visibility_lag,
             clock: clock.clone(),
             ..SimConfig::default()
         })
@@ -673,6 +726,7 @@ fn cold(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value> {
         let counts = sim.request_counts();
         let snapshot = sim.snapshot();
         sim.shutdown().await;
+        let writes = failed_writes(&store, t).await?;
 
         let apps = snapshot["apps"].as_array().map_or(0, Vec::len);
         let machines: usize = snapshot["apps"]
@@ -704,9 +758,14 @@ fn cold(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value> {
             "benchmark": "reconcile_cold",
             "tenants": t,
             "fleet": "1 group x 1-2 machines (every 3rd tenant 2), 1 IPv6, 1 generated secret, a certificate on every 2nd tenant",
-            "simulator": "in process, SimConfig::default() (transitions 100 ms, new apps visible at once, certificates issue 0.6 s after request) with rate_limits and auto_dns on",
+            "simulator": format!(
+                "in process, SimConfig::default() (transitions 100 ms, certificates issue 0.6 s after request) with rate_limits and auto_dns on; new apps invisible for {} ms, and {} ms longer after ?wait=true",
+                args.app_visibility.as_millis(),
+                args.app_visibility_lag.as_millis()
+            ),
+            "writes": writes,
             "client": "FlyConfig::new defaults: per-key limiter, global budget, retry policy",
-            "runtime": {"concurrency": concurrency, "resync_secs": RuntimeOptions::default().resync.as_secs()},
+            "runtime": {"concurrency": concurrency, "resync_secs": ReconcileOptions::default().requeue.resync.as_secs()},
             "bound": bound,
             "converge": conv,
             "measured_secs": measured,
@@ -739,6 +798,16 @@ fn cold(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value> {
             counts.rate_limited,
             conv.activations,
             conv.failed_activations
+        );
+        println!(
+            "writes to Fly: {} ({:.2}/tenant); failed: {} ({:.3}/tenant, max {} on one tenant, {} tenant(s) with any), by action {}",
+            writes["total"],
+            writes["per_tenant"].as_f64().unwrap_or_default(),
+            writes["failed"],
+            writes["failed_per_tenant"].as_f64().unwrap_or_default(),
+            writes["failed_max_one_tenant"],
+            writes["tenants_with_failed_writes"],
+            writes["failed_by_action"]
         );
         for (ep, c) in &counts.by_endpoint {
             println!("  {ep:<56} {c}");

@@ -1,8 +1,12 @@
 //! The clock seam. Logic never reads the system time directly; it asks a
-//! [`Clock`], so tests can pin and advance time.
+//! [`Clock`], so tests can pin and advance time. Code that waits between polls
+//! sleeps through a [`Sleeper`], so tests can wait without waiting.
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -48,3 +52,41 @@ impl Clock for ManualClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// Waiting between polls.
+#[async_trait]
+pub trait Sleeper: Send + Sync + std::fmt::Debug {
+    async fn sleep(&self, d: Duration);
+}
+
+/// Sleeps on the tokio timer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioSleeper;
+
+#[async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Returns at once and records what was asked (tests).
+#[derive(Debug, Default, Clone)]
+pub struct RecordingSleeper(Arc<Mutex<Vec<Duration>>>);
+
+impl RecordingSleeper {
+    /// Every sleep asked for so far, in order.
+    pub fn slept(&self) -> Vec<Duration> {
+        self.0.lock().expect("sleeper lock").clone()
+    }
+}
+
+#[async_trait]
+impl Sleeper for RecordingSleeper {
+    async fn sleep(&self, d: Duration) {
+        self.0.lock().expect("sleeper lock").push(d);
+        tokio::task::yield_now().await;
+    }
+}
+
+pub type SharedSleeper = Arc<dyn Sleeper>;

@@ -11,10 +11,13 @@
 //!   token record, `decide`, `apply`); not wired into `serve` yet.
 //! * [`crypto`]: encryption at rest (keyring, row-bound envelopes, key
 //!   rotation) and token fingerprints; not wired into `serve` yet.
+//! * [`reconcile::status`]: the status document and its derivation
+//!   (conditions, history, requeue and `nextReconcileAt`).
 //!
 //! Orchestration:
 //! * [`reconcile`]: one activation: observe → plan → execute once → status.
-//! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, backoff, resync).
+//! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, the delays the
+//!   reconciler decided).
 //!
 //! Adapters:
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations,
@@ -30,7 +33,7 @@
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
-//! Seams: [`clock`].
+//! Seams: [`clock`] (time, and sleeping between polls).
 #![forbid(unsafe_code)]
 
 pub mod cli;

@@ -11,12 +11,15 @@
 //!   follow-ups cannot starve the rest either.
 //! * At most `concurrency` reconciles run at once; a tenant that changes while
 //!   it is being reconciled is run again right after.
-//! * After a failure a tenant waits `backoff_base · 2^failures` (capped at
-//!   `backoff_max`) with ±50% jitter; a success resets it. Retries come only
-//!   from here, never from loops inside the reconciler.
-//! * A converged tenant is looked at again after the resync interval (±10%
-//!   jitter, so a fleet does not resync in lockstep), or the tenant's own
-//!   `flotilla.dev/resync-interval` annotation.
+//! * When a tenant is looked at again is the reconciler's decision
+//!   ([`Outcome::requeue_after`], jitter included, recorded in the status as
+//!   `nextReconcileAt`: backoff after failures, resync when converged); the
+//!   runtime schedules exactly that. Retries come only from here, never from
+//!   loops inside the reconciler.
+//! * An activation that fails before it can write status (a store error) is
+//!   retried after `backoff_base · 2^(failures-1)` (capped at `backoff_max`,
+//!   ±50% jitter), and logged at WARN only when its error differs from the
+//!   tenant's previous one.
 //! * Spec changes wake the tenant at once (`Store::changes`); the tenant list
 //!   is also re-read every `list_interval` as a backstop: new tenants, and
 //!   tenants whose generation is ahead of `observedGeneration` (a lost
@@ -39,14 +42,13 @@ use crate::ids::TenantName;
 use crate::reconcile::{Next, Outcome, Reconciler};
 use crate::store::{LabelSelector, StoreError};
 
-/// `metadata.annotations` key overriding the resync interval of one tenant
-/// (a duration such as `30s`, `10m`, `1h`).
-pub const RESYNC_ANNOTATION: &str = "flotilla.dev/resync-interval";
+pub use crate::reconcile::status::requeue::RESYNC_ANNOTATION;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     pub concurrency: usize,
-    pub resync: Duration,
+    /// Backoff of activations that failed before writing status (store
+    /// errors); the reconciler decides every other delay.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub list_interval: Duration,
@@ -61,7 +63,6 @@ impl Default for RuntimeOptions {
             concurrency: std::thread::available_parallelism()
                 .map(|n| n.get() * 4)
                 .unwrap_or(8),
-            resync: Duration::from_secs(300),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             list_interval: Duration::from_secs(30),
@@ -98,7 +99,9 @@ struct State {
     follow_up_turn: bool,
     running: BTreeSet<TenantName>,
     dirty: BTreeSet<TenantName>,
-    failures: HashMap<TenantName, u32>,
+    /// Consecutive activations that failed before writing status, and the
+    /// last such error (logged at WARN only when it changes).
+    failures: HashMap<TenantName, (u32, String)>,
     seq: u64,
     rng: StdRng,
 }
@@ -274,30 +277,30 @@ impl Runtime {
                     let Ok((name, result)) = joined else { continue };
                     state.running.remove(&name);
                     let now = Instant::now();
-                    let next = match &result {
+                    let (delay, lane) = match &result {
                         Ok(outcome) => {
                             if let Some(h) = &self.hook { h(&name, outcome); }
-                            outcome.next
+                            state.failures.remove(&name);
+                            let lane = match outcome.next {
+                                Next::Done => { state.forget(&name); state.dirty.remove(&name); continue; }
+                                Next::Soon(_) => Lane::FollowUp,
+                                Next::Backoff | Next::Resync => Lane::Normal,
+                            };
+                            (outcome.requeue_after.unwrap_or_default(), lane)
                         }
                         Err(e) => {
-                            tracing::warn!(tenant = %name, error = %e, "reconcile failed");
-                            Next::Backoff
-                        }
-                    };
-                    let (delay, lane) = match next {
-                        Next::Done => { state.forget(&name); state.dirty.remove(&name); continue; }
-                        Next::Backoff => {
-                            let n = state.failures.entry(name.clone()).or_insert(0);
-                            *n = n.saturating_add(1);
-                            let exp = self.options.backoff_base.saturating_mul(1u32 << (*n - 1).min(20));
+                            let entry = state.failures.entry(name.clone()).or_insert((0, String::new()));
+                            entry.0 = entry.0.saturating_add(1);
+                            if entry.1 == *e {
+                                tracing::debug!(tenant = %name, error = %e, failures = entry.0, "reconcile failed again with the same error");
+                            } else {
+                                tracing::warn!(tenant = %name, error = %e, failures = entry.0, "reconcile failed");
+                                entry.1.clone_from(e);
+                            }
+                            let n = entry.0;
+                            let exp = self.options.backoff_base.saturating_mul(1u32 << (n - 1).min(20));
                             let d = exp.min(self.options.backoff_max);
                             (state.jitter(d, 0.5), Lane::Normal)
-                        }
-                        Next::Soon(d) => { state.failures.remove(&name); (d, Lane::FollowUp) }
-                        Next::Resync => {
-                            state.failures.remove(&name);
-                            let base = self.resync_for(&name).await.unwrap_or(self.options.resync);
-                            (state.jitter(base, 0.1), Lane::Normal)
                         }
                     };
                     let at = if state.dirty.remove(&name) { now } else { now + delay };
@@ -316,26 +319,6 @@ impl Runtime {
         }
         Ok(())
     }
-
-    async fn resync_for(&self, name: &TenantName) -> Option<Duration> {
-        let record = self.reconciler.store().get(name).await.ok()??;
-        let v = record.tenant.metadata.annotations.get(RESYNC_ANNOTATION)?;
-        parse_simple_duration(v)
-    }
-}
-
-/// `30s`, `10m`, `2h` (one unit). Used only for the resync annotation.
-fn parse_simple_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -408,14 +391,5 @@ mod tests {
             drain(&mut s, t0 + Duration::from_secs(400)),
             Vec::<String>::new()
         );
-    }
-
-    #[test]
-    fn resync_annotation_durations() {
-        assert_eq!(parse_simple_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_simple_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_simple_duration("0s"), None);
-        assert_eq!(parse_simple_duration("1d"), None);
-        assert_eq!(parse_simple_duration("m"), None);
     }
 }

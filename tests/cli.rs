@@ -374,15 +374,16 @@ fn get_in_every_format_with_selectors() {
                 "GENERATION",
                 "OBSERVED",
                 "READY",
+                "REASON",
                 "AGE"
             ]
         );
         let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(
-            &row[..6],
-            ["gold-one", "gold-one", "personal", "1", "0", "-"]
+            &row[..7],
+            ["gold-one", "gold-one", "personal", "1", "0", "-", "-"]
         );
-        assert!(row[6].ends_with('s'), "{table}");
+        assert!(row[7].ends_with('s'), "{table}");
         assert_eq!(lines.count(), 1);
 
         let r = flotilla(Some(&db.url), &["get", "tenant", "nobody"]);

@@ -85,6 +85,14 @@ fn serve_with_the_simulator_brings_every_example_tenant_to_ready_then_stops_on_s
         ready_line.starts_with("All 6 tenant(s) Ready"),
         "{ready_line}"
     );
+    // The examples' `external` secrets get placeholders from the simulator,
+    // and the console says so.
+    assert!(
+        seen.iter().any(|l| l
+            .starts_with("flotilla: demo: the simulator supplies placeholder values for ")
+            && l.contains("`external` secret(s) of 5 tenant(s)")),
+        "{seen:#?}"
+    );
     let addr = addr.expect("the serving address is printed");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -126,6 +134,19 @@ fn serve_with_the_simulator_brings_every_example_tenant_to_ready_then_stops_on_s
     assert!(text.contains("Ready  True  Available"), "{text}");
     assert!(text.contains("Machines:"), "{text}");
     assert!(text.contains("CreateMachine ok"), "{text}");
+    // Every example tenant is Ready, none waits for its secrets.
+    let get = flotilla(&url).args(["get", "tenants"]).output().unwrap();
+    let table = String::from_utf8_lossy(&get.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{table}");
+    assert!(
+        rows.iter().all(|r| r[5] == "True" && r[6] == "Available"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -179,4 +200,81 @@ fn plan_and_diff_are_dry_runs_with_diff_exit_codes() {
     let out = flotilla(&url).args(["diff", "acme"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FLY_API_TOKEN is not set"));
+}
+
+#[test]
+fn get_tenants_shows_why_a_tenant_waits_for_its_external_secrets() {
+    use std::sync::Arc;
+
+    use flotilla::clock::{SharedClock, SystemClock};
+    use flotilla::fly::http::{FlyConfig, HttpFly};
+    use flotilla::ids::TenantName;
+    use flotilla::reconcile::{ReconcileOptions, Reconciler};
+
+    let (dir, url) = db();
+    let spec = dir.path().join("ext.yaml");
+    std::fs::write(
+        &spec,
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: ext\nspec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n  secrets:\n    - name: DATABASE_URL\n      external: {}\n",
+    )
+    .unwrap();
+    let applied = flotilla(&url)
+        .args(["apply", "-f", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(applied.status.success());
+
+    // The controller against a plain simulator: nobody supplies the value.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sim = flotilla::sim::start(flotilla::sim::SimConfig {
+            transition_delay: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let clock: SharedClock = Arc::new(SystemClock);
+        let store = flotilla::store::connect(&url, clock.clone()).await.unwrap();
+        let mut config = FlyConfig::new(sim.org_token());
+        config.machines_url = sim.base_url();
+        config.graphql_url = sim.graphql_url();
+        let r = Reconciler::new(
+            Arc::new(HttpFly::new(config).unwrap()),
+            store,
+            clock,
+            ReconcileOptions::default(),
+        );
+        let name = TenantName::parse("ext").unwrap();
+        for _ in 0..10 {
+            let out = r.reconcile(&name).await.unwrap();
+            if out.actions == 0 && out.failed == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    let get = flotilla(&url).args(["get", "tenants"]).output().unwrap();
+    let table = String::from_utf8_lossy(&get.stdout);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        [
+            "ext",
+            "ext",
+            "personal",
+            "1",
+            "1",
+            "False",
+            "SecretsPending"
+        ],
+        "{table}"
+    );
+    let st = flotilla(&url).args(["status", "ext"]).output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("waiting for external secret(s) DATABASE_URL: no value on the app yet"),
+        "{text}"
+    );
+    assert!(text.contains("Next reconcile:"), "{text}");
 }

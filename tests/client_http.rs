@@ -379,7 +379,7 @@ async fn apps_request_shapes() {
     assert_eq!(
         s.lines(),
         vec![
-            "POST /v1/apps",
+            "POST /v1/apps?wait=true",
             "GET /v1/apps/acme-web",
             "GET /v1/apps?org_slug=acme",
             "DELETE /v1/apps/acme-web",
@@ -1389,15 +1389,15 @@ async fn create_app_recovers_from_an_unknown_outcome() {
     assert_eq!(
         s.lines(),
         vec![
-            "POST /v1/apps",
+            "POST /v1/apps?wait=true",
             "GET /v1/apps/acme-web",
-            "POST /v1/apps",
+            "POST /v1/apps?wait=true",
             "GET /v1/apps/acme-web",
-            "POST /v1/apps",
+            "POST /v1/apps?wait=true",
             "GET /v1/apps/acme-web",
-            "POST /v1/apps",
+            "POST /v1/apps?wait=true",
             "GET /v1/apps/acme-web",
-            "POST /v1/apps",
+            "POST /v1/apps?wait=true",
         ]
     );
 }

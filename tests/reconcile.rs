@@ -300,6 +300,209 @@ async fn an_in_sync_tenant_costs_four_reads_and_no_writes() {
     assert_eq!(out.next, Next::Resync);
     assert_eq!(writes1 - writes0, 0, "no writes in steady state");
     assert!(reads1 - reads0 <= 4, "{} reads", reads1 - reads0);
+    // The status says when the controller comes back: the resync, ±10%.
+    let status = h.status("acme").await;
+    let next = status.next_reconcile_at.expect("nextReconcileAt is set");
+    let after = out.requeue_after.expect("a delay");
+    let resync = options().requeue.resync;
+    assert!(
+        after >= resync.mul_f64(0.9) && after <= resync.mul_f64(1.1),
+        "{after:?}"
+    );
+    let from_now = next.duration_since(h.clock.now());
+    assert!(
+        from_now > jiff::SignedDuration::try_from(resync.mul_f64(0.85)).unwrap()
+            && from_now <= jiff::SignedDuration::try_from(resync.mul_f64(1.1)).unwrap(),
+        "nextReconcileAt {next} is {from_now:?} away"
+    );
+}
+
+const EXTERNAL: &str = r#"
+apiVersion: flotilla.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: ext
+spec:
+  org: personal
+  machines:
+    - name: web
+      region: ord
+      image: nginx:1.27
+  secrets:
+    - name: SESSION_KEY
+      generate: {}
+    - name: DATABASE_URL
+      external: {}
+    - name: RESEND_API_KEY
+      external: {}
+"#;
+
+#[tokio::test]
+async fn an_external_secret_without_a_value_keeps_the_tenant_secrets_pending() {
+    let h = harness(SimConfig::default()).await;
+    h.apply(EXTERNAL).await;
+    let r = h.reconciler();
+    let name = TenantName::parse("ext").unwrap();
+    let mut last = None;
+    for _ in 0..15 {
+        let out = r.reconcile(&name).await.unwrap();
+        let converged = out.actions == 0 && out.failed == 0;
+        last = Some(out);
+        if converged {
+            break;
+        }
+        pause(&last).await;
+    }
+    let out = last.unwrap();
+    assert!(!out.ready);
+    assert_eq!(
+        out.next,
+        Next::Resync,
+        "nothing to do but wait for the operator"
+    );
+    let status = h.status("ext").await;
+    let ready = status.condition(READY).unwrap();
+    assert_eq!(
+        (ready.status, ready.reason.as_str()),
+        (ConditionStatus::False, "SecretsPending")
+    );
+    assert_eq!(
+        ready.message,
+        "waiting for external secret(s) DATABASE_URL, RESEND_API_KEY: no value on the app yet"
+    );
+    assert_eq!(
+        status.condition(SYNCED).unwrap().status,
+        ConditionStatus::True
+    );
+    // What `flotilla get tenants` reads for its READY and REASON columns.
+    let record = h.store.get(&name).await.unwrap().unwrap();
+    let stored = record.status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&stored["status"], &stored["reason"]),
+        (&Value::from("False"), &Value::from("SecretsPending"))
+    );
+
+    // The operator sets the values on the app: Ready at the next activation.
+    let app = AppName::parse("ext").unwrap();
+    let values = BTreeMap::from([
+        (
+            flotilla::ids::SecretName::parse("DATABASE_URL").unwrap(),
+            Some(secrecy::SecretString::from("postgres://db")),
+        ),
+        (
+            flotilla::ids::SecretName::parse("RESEND_API_KEY").unwrap(),
+            Some(secrecy::SecretString::from("re_123")),
+        ),
+    ]);
+    h.fly.update_secrets(&app, &values).await.unwrap();
+    let out = r.reconcile(&name).await.unwrap();
+    assert!(out.ready, "{:#?}", h.status("ext").await);
+    assert_eq!(
+        out.actions, 0,
+        "flotilla does not touch the operator's secrets"
+    );
+}
+
+/// Writes to Fly other than `POST /v1/apps` so far.
+fn writes_other_than_app_create(h: &Harness) -> u64 {
+    h.sim
+        .request_counts()
+        .by_endpoint
+        .iter()
+        .filter(|(e, _)| !e.starts_with("GET ") && e.as_str() != "POST /v1/apps")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test]
+async fn nothing_is_sent_to_a_new_app_before_fly_shows_it() {
+    // `?wait=true` returns, but the app stays invisible for a minute.
+    let h = harness(SimConfig {
+        app_visibility_lag: Duration::from_secs(60),
+        ..SimConfig::default()
+    })
+    .await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let sleeper = flotilla::clock::RecordingSleeper::default();
+    // A short budget keeps the test within Fly's read rate limits.
+    let mut opts = options();
+    opts.execute.app_visibility.budget = Duration::from_secs(1);
+    let r = Reconciler::with_rng(
+        h.fly.clone(),
+        h.store.clone(),
+        h.clock.clone(),
+        opts.clone(),
+        StdRng::seed_from_u64(1),
+    )
+    .with_sleeper(Arc::new(sleeper.clone()));
+    let name = TenantName::parse("acme").unwrap();
+    let out = r.reconcile(&name).await.unwrap();
+    assert_eq!(out.failed, 0, "an invisible app is not a failure");
+    assert_eq!(out.next, Next::Soon(options().requeue.confirm_after));
+    assert_eq!(writes_other_than_app_create(&h), 0, "no dependent write");
+    let slept: Duration = sleeper.slept().iter().sum();
+    assert_eq!(
+        slept,
+        opts.execute.app_visibility.budget,
+        "a bounded wait: {:?}",
+        sleeper.slept()
+    );
+    assert_eq!(
+        sleeper.slept(),
+        [100, 200, 400, 300].map(Duration::from_millis),
+        "pauses double from 100 ms, the last one cut to the budget"
+    );
+    let polls = h.sim.request_counts().by_endpoint["GET /v1/apps/{app_name}"];
+    assert_eq!(
+        polls as usize,
+        1 + sleeper.slept().len() + 1,
+        "the observation's lookup, then one GET per pause plus the first"
+    );
+    let status = h.status("acme").await;
+    let ready = status.condition(READY).unwrap();
+    assert_eq!(ready.reason, "Progressing");
+    assert!(
+        ready.message.contains("Fly does not show it yet"),
+        "{ready:?}"
+    );
+    assert!(status.last_error.is_none());
+    // Still invisible at the next activation: its create answers "name
+    // taken", which is waited for the same way, and again nothing fails.
+    let again = r.reconcile(&name).await.unwrap();
+    assert_eq!(again.failed, 0, "{:#?}", h.status("acme").await);
+    assert_eq!(writes_other_than_app_create(&h), 0, "no dependent write");
+    let events = h.store.list_events(Some(&name), 100).await.unwrap();
+    assert!(events.iter().all(|e| e.event.result == "ok"), "{events:#?}");
+}
+
+#[tokio::test]
+async fn a_new_app_that_shows_within_the_wait_converges_without_a_failed_write() {
+    let h = harness(SimConfig {
+        app_visibility_delay: Duration::from_millis(200),
+        app_visibility_lag: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    h.sim.set_dns_configured("acme.example.com");
+    h.apply(SPEC).await;
+    let r = h.reconciler();
+    let name = TenantName::parse("acme").unwrap();
+    let first = r.reconcile(&name).await.unwrap();
+    assert_eq!(first.failed, 0);
+    assert!(
+        writes_other_than_app_create(&h) > 0,
+        "the same activation went on once the app showed"
+    );
+    h.converge(&r, "acme", 15).await;
+    let events = h.store.list_events(Some(&name), 100).await.unwrap();
+    let failed: Vec<_> = events.iter().filter(|e| e.event.result != "ok").collect();
+    assert!(failed.is_empty(), "failed writes: {failed:#?}");
+    assert_exact(&h, "acme", 2, 2);
 }
 
 #[tokio::test]
@@ -463,8 +666,28 @@ async fn foreign_machines_are_reported_never_touched_and_block_deletion() {
         .await
         .unwrap();
     let name = TenantName::parse("acme").unwrap();
+    let (reads0, writes0) = h.writes_and_reads();
     let out = r.reconcile(&name).await.unwrap();
+    let (reads1, writes1) = h.writes_and_reads();
     assert_eq!(out.actions, 0, "the foreign machine is not scaled away");
+    assert_eq!(writes1 - writes0, 0, "nothing is written");
+    assert!(
+        reads1 - reads0 <= 4,
+        "still one machine list: {} reads",
+        reads1 - reads0
+    );
+    // Reported while the tenant lives, and the tenant is still Ready.
+    let status = h.status("acme").await;
+    let finding = format!(
+        "machine {} was not created by flotilla; left alone",
+        foreign.id
+    );
+    assert!(status.findings.contains(&finding), "{:#?}", status.findings);
+    assert!(status.is_ready(), "{status:#?}");
+    assert!(
+        status.machines.iter().all(|m| m.id != foreign.id.as_str()),
+        "only flotilla's machines are listed as the tenant's"
+    );
 
     h.store.mark_for_deletion(&name).await.unwrap();
     for _ in 0..10 {
@@ -662,11 +885,13 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
         ));
     }
     h.apply(&docs).await;
+    let mut resync_in_an_hour = options();
+    resync_in_an_hour.requeue.resync = Duration::from_secs(3600);
     let reconciler = Arc::new(Reconciler::new(
         h.fly.clone(),
         h.store.clone(),
         h.clock.clone(),
-        options(),
+        resync_in_an_hour,
     ));
     let ready: Arc<std::sync::Mutex<BTreeMap<String, bool>>> = Arc::default();
     let seen = ready.clone();
@@ -674,7 +899,6 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
         reconciler,
         RuntimeOptions {
             concurrency: 3,
-            resync: Duration::from_secs(3600),
             list_interval: Duration::from_millis(300),
             seed: Some(1),
             ..RuntimeOptions::default()

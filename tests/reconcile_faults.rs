@@ -500,3 +500,89 @@ async fn an_unreachable_host_is_reported_without_flapping_or_recreating() {
     assert_eq!(ids(&live), before);
     assert!(live.iter().all(|m| m["image"] == "registry.fly.io/shop:v2"));
 }
+
+/// Log events as (level, message), captured on the test's thread.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+impl Logs {
+    fn count(&self, level: tracing::Level, message: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, m)| *l == level && m == message)
+            .count()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Logs {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), m.0));
+    }
+}
+
+#[tokio::test]
+async fn a_failure_logs_at_warn_once_per_new_error_not_on_every_retry() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let logs = Logs::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
+    // Other tests in this binary hit the same callsites on threads without a
+    // subscriber. With a single registered dispatcher, tracing-core computes
+    // a callsite's interest from the registering thread's default (none:
+    // "never"), which would hide the events from this thread too. A second
+    // live dispatcher makes it ask every registered one, this one included.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+    tracing::callsite::rebuild_interest_cache();
+    let r = rig().await;
+    r.sim.set_faults(fault(
+        MachineFaultKind::InsufficientCapacity,
+        None,
+        Some("ord"),
+    ));
+    r.apply(&spec("registry.fly.io/shop:v1", 1)).await;
+    for _ in 0..3 {
+        assert_eq!(r.reconcile().await.next, Next::Backoff);
+    }
+    assert_eq!(
+        logs.count(tracing::Level::WARN, "reconcile failed"),
+        1,
+        "the first failure warns"
+    );
+    assert_eq!(
+        logs.count(
+            tracing::Level::DEBUG,
+            "reconcile failed again with the same error"
+        ),
+        2,
+        "retries with the same error are quiet"
+    );
+    // A different error is news again.
+    r.sim
+        .set_faults(fault(MachineFaultKind::LaunchFailed, None, None));
+    r.reconcile().await;
+    assert_eq!(logs.count(tracing::Level::WARN, "reconcile failed"), 2);
+    // Recovery logs no warning.
+    r.sim.set_faults(FaultProfile::none());
+    r.converge(15).await;
+    assert_eq!(logs.count(tracing::Level::WARN, "reconcile failed"), 2);
+    assert!(
+        logs.count(tracing::Level::INFO, "reconciled") > 0,
+        "{:?}",
+        logs.0.lock().unwrap()
+    );
+}

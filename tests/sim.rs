@@ -493,6 +493,33 @@ async fn new_apps_are_invisible_for_the_visibility_delay() {
 }
 
 #[tokio::test]
+async fn a_visibility_lag_keeps_an_app_invisible_after_the_wait_returned() {
+    let fly = Fly::start(SimConfig {
+        app_visibility_lag: Duration::from_millis(800),
+        ..quiet()
+    })
+    .await;
+    let r = fly
+        .post(
+            "/v1/apps?wait=true",
+            json!({"name": "laggard", "org_slug": "personal"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["name"], json!("laggard"));
+    assert_eq!(
+        fly.get("/v1/apps/laggard").await.status,
+        StatusCode::NOT_FOUND,
+        "the wait returned before the app propagated"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(fly.get("/v1/apps/laggard").await.status, StatusCode::OK);
+    // Without `?wait=true` the lag does not apply (only the delay, zero here).
+    fly.create_app("plain").await;
+    assert_eq!(fly.get("/v1/apps/plain").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn app_delete_is_asynchronous_and_refuses_running_machines() {
     let fly = Fly::quiet().await;
     fly.create_app("doomed").await;
@@ -1175,6 +1202,45 @@ async fn metadata_writes_keep_the_version_and_filter_lists() {
 }
 
 // ---------------------------------------------------------------- secrets
+
+#[tokio::test]
+async fn placeholder_secrets_are_supplied_through_the_control_handle_only() {
+    let fly = Fly::quiet().await;
+    // Asked for before the app exists: set when it is created, one version.
+    fly.sim
+        .supply_placeholder_secrets("demo", &["DATABASE_URL", "API_KEY"]);
+    fly.create_app("demo").await;
+    let list = fly.get("/v1/apps/demo/secrets").await.body;
+    let got: Vec<&str> = list["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(got, ["API_KEY", "DATABASE_URL"]);
+    let version = |fly: &Fly| fly.sim.snapshot()["apps"][0]["secrets_version"].clone();
+    assert_eq!(version(&fly), json!(1));
+    // For an existing app: only what it lacks, at once; a value already set
+    // is left alone.
+    fly.post("/v1/apps/demo/secrets", json!({"values": {"OWN": "mine"}}))
+        .await;
+    let own_digest = |fly: &Fly| {
+        fly.sim.snapshot()["apps"][0]["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "OWN")
+            .map(|s| s["digest"].clone())
+    };
+    let before = own_digest(&fly);
+    fly.sim.supply_placeholder_secrets("demo", &["OWN", "NEW"]);
+    assert_eq!(own_digest(&fly), before, "an existing value is kept");
+    let list = fly.get("/v1/apps/demo/secrets").await.body;
+    assert_eq!(list["secrets"].as_array().unwrap().len(), 4);
+    assert_eq!(version(&fly), json!(3), "one version for the placeholders");
+    fly.sim.supply_placeholder_secrets("demo", &["NEW"]);
+    assert_eq!(version(&fly), json!(3), "nothing lacking, nothing written");
+}
 
 #[tokio::test]
 async fn secrets_are_versioned_and_reach_machines_only_through_updates() {

@@ -122,6 +122,9 @@ pub async fn status(
     if let Some(t) = record.deletion_requested_at {
         writeln!(out, "Deleting:    since {t}")?;
     }
+    if let Some(t) = status.next_reconcile_at {
+        writeln!(out, "Next reconcile: {t}")?;
+    }
     writeln!(out, "Conditions:")?;
     if status.conditions.is_empty() {
         writeln!(out, "  (not reconciled yet)")?;

@@ -66,6 +66,7 @@ fn render_table(records: &[TenantRecord], clock: &SharedClock) -> String {
                 r.generation.to_string(),
                 r.observed_generation.to_string(),
                 output::ready(&r.status),
+                output::ready_reason(&r.status),
                 output::age(r.created_at, now),
             ]
         })
@@ -78,6 +79,7 @@ fn render_table(records: &[TenantRecord], clock: &SharedClock) -> String {
             "GENERATION",
             "OBSERVED",
             "READY",
+            "REASON",
             "AGE",
         ],
         &rows,

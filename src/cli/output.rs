@@ -55,6 +55,16 @@ pub fn tenant_list(records: &[TenantRecord]) -> Value {
 
 /// The `Ready` condition's status (`True`/`False`/`Unknown`), `-` if none.
 pub fn ready(status: &Value) -> String {
+    ready_field(status, "status")
+}
+
+/// The `Ready` condition's reason (`Available`, `SecretsPending`, ...), `-`
+/// if none.
+pub fn ready_reason(status: &Value) -> String {
+    ready_field(status, "reason")
+}
+
+fn ready_field(status: &Value, field: &str) -> String {
     status
         .get("conditions")
         .and_then(Value::as_array)
@@ -62,7 +72,8 @@ pub fn ready(status: &Value) -> String {
             cs.iter()
                 .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
         })
-        .and_then(|c| c.get("status").and_then(Value::as_str))
+        .and_then(|c| c.get(field).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
         .unwrap_or("-")
         .to_string()
 }
@@ -133,6 +144,13 @@ mod tests {
             ]})),
             "True"
         );
+        let pending = json!({"conditions": [
+            {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"},
+            {"type": "Ready", "status": "False", "reason": "SecretsPending"}
+        ]});
+        assert_eq!(ready(&pending), "False");
+        assert_eq!(ready_reason(&pending), "SecretsPending");
+        assert_eq!(ready_reason(&json!({})), "-");
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! While tenants converge it shows progress on stderr and prints one line to
 //! stdout when every tenant is Ready; it then keeps serving (resyncs, drift
 //! correction, spec changes).
+//!
+//! With `--fly sim` (the demo) the simulator stands in for the operator: it
+//! gives the `external` secrets of the tenants stored at startup placeholder
+//! values, through its control handle, and the console says so. With
+//! `--fly api` nothing is filled in.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +33,8 @@ use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use crate::runtime::{Runtime, RuntimeOptions};
+use crate::sim::SimHandle;
+use crate::spec::SecretSource;
 use crate::store::lock::ControllerLock;
 use crate::store::{LabelSelector, SharedStore};
 
@@ -76,19 +83,23 @@ pub async fn serve(
             sim.base_url(),
             sim.org_slug()
         );
+        let (tenants, secrets) = supply_demo_secrets(sim, &store).await?;
+        if secrets > 0 {
+            eprintln!(
+                "flotilla: demo: the simulator supplies placeholder values for {secrets} `external` secret(s) of {tenants} tenant(s) (an operator sets them on real Fly; with --fly api nothing is filled in)"
+            );
+        }
     }
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
+    options.requeue.resync = Duration::from_secs(args.resync_secs.max(1));
     let reconciler = Arc::new(Reconciler::new(
         conn.api.clone(),
         store.clone(),
         clock,
         options,
     ));
-    let mut runtime_options = RuntimeOptions {
-        resync: Duration::from_secs(args.resync_secs.max(1)),
-        ..Default::default()
-    };
+    let mut runtime_options = RuntimeOptions::default();
     if let Some(c) = args.concurrency {
         runtime_options.concurrency = c.max(1);
     }
@@ -144,6 +155,33 @@ pub async fn serve(
     }
     lock.release().await;
     Ok(())
+}
+
+/// The demo's stand-in for an operator: the simulator gives every stored
+/// tenant's `external` secrets a placeholder value, through its own control
+/// handle (never through the Fly API). Returns (tenants, secrets) covered.
+async fn supply_demo_secrets(
+    sim: &SimHandle,
+    store: &SharedStore,
+) -> anyhow::Result<(usize, usize)> {
+    let mut tenants = 0;
+    let mut secrets = 0;
+    for record in store.list(&LabelSelector::default()).await? {
+        let spec = &record.tenant.spec;
+        let names: Vec<&str> = spec
+            .secrets
+            .iter()
+            .filter(|s| matches!(s.source, SecretSource::External))
+            .map(|s| s.name.as_str())
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        sim.supply_placeholder_secrets(spec.app.name.as_str(), &names);
+        tenants += 1;
+        secrets += names.len();
+    }
+    Ok((tenants, secrets))
 }
 
 fn router(state: Http) -> Router {

@@ -15,6 +15,14 @@
 //! (`flotilla.create-key`), so a resumed create first looks the key up.
 //!
 //! Every write to Fly is recorded as an event (actor, action, reason, result).
+//!
+//! # App visibility
+//! Fly's reads lag its writes. After `CreateApp` (sent with `?wait=true`, as
+//! fly-go does) the app is polled until Fly shows it, like fly-go's
+//! `WaitForApp`, within [`AppVisibility`]'s bounds. If it does not show in
+//! time the attempt ends there without a failure ([`ExecutionReport::deferred`]):
+//! no dependent write (IPs, certificates, secrets, machines) is sent to an app
+//! Fly does not show yet.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,11 +31,12 @@ use jiff::Timestamp;
 use rand::{Rng, RngExt};
 use secrecy::SecretString;
 
+use crate::clock::Sleeper;
 use crate::fly::{
-    AssignIp, CreateMachine, FlyApi, FlyError, MachineConfig, MachineFilter, MachineState,
+    App, AssignIp, CreateMachine, FlyApi, FlyError, MachineConfig, MachineFilter, MachineState,
     UpdateMachine, WaitState, meta,
 };
-use crate::ids::{MachineId, SecretName, TenantName};
+use crate::ids::{AppName, MachineId, SecretName, TenantName};
 use crate::plan::{Action, Ledger, Observed, Phase, Plan, Reason, Step};
 use crate::spec::{Charset, Tenant};
 use crate::store::{Intent, NewEvent, Store, StoreError};
@@ -39,6 +48,8 @@ pub struct ExecuteOptions {
     pub settle_timeout: Duration,
     /// TTL of the lease held while a machine is updated or destroyed.
     pub lease_ttl: Duration,
+    /// How long a new app is waited for until Fly shows it.
+    pub app_visibility: AppVisibility,
 }
 
 impl Default for ExecuteOptions {
@@ -46,6 +57,28 @@ impl Default for ExecuteOptions {
         Self {
             settle_timeout: Duration::from_secs(60),
             lease_ttl: Duration::from_secs(120),
+            app_visibility: AppVisibility::default(),
+        }
+    }
+}
+
+/// The bounded wait for a new app to become visible: `GET` the app, and while
+/// Fly answers 404 (or 401, as fly-go's `WaitForApp` also retries) sleep and
+/// try again, the pause doubling from `first_pause` up to `max_pause`, until
+/// the pauses add up to `budget`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppVisibility {
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+    pub budget: Duration,
+}
+
+impl Default for AppVisibility {
+    fn default() -> Self {
+        Self {
+            first_pause: Duration::from_millis(100),
+            max_pause: Duration::from_secs(1),
+            budget: Duration::from_secs(10),
         }
     }
 }
@@ -70,6 +103,9 @@ pub struct ExecutionReport {
     /// the ledger is persisted with the status: a crash in between leaves the
     /// intent, and the next activation settles it from what Fly shows.
     pub settled_intents: Vec<String>,
+    /// The attempt stopped early without a failure, and why (a new app that
+    /// Fly does not show yet); later phases wait for the next activation.
+    pub deferred: Option<String>,
 }
 
 impl ExecutionReport {
@@ -106,8 +142,12 @@ pub struct Executor<'a> {
     pub actor: &'a str,
     pub options: &'a ExecuteOptions,
     pub rng: &'a mut (dyn Rng + Send + Sync),
+    /// Pauses between visibility polls.
+    pub sleeper: &'a dyn Sleeper,
     /// Intents settled by this attempt (see `ExecutionReport::settled_intents`).
     pub settled: Vec<String>,
+    /// Set by a step that ends the attempt early without failing.
+    pub deferred: Option<String>,
 }
 
 impl Executor<'_> {
@@ -122,8 +162,9 @@ impl Executor<'_> {
     ) -> ExecutionReport {
         let mut report = ExecutionReport::default();
         let mut failed_phase: Option<Phase> = None;
+        let mut deferred_phase: Option<Phase> = None;
         for step in &plan.steps {
-            if let Some(p) = failed_phase
+            if let Some(p) = failed_phase.or(deferred_phase)
                 && step.phase > p
             {
                 report.skipped += 1;
@@ -133,6 +174,9 @@ impl Executor<'_> {
             let error = result.as_ref().err().map(ToString::to_string);
             if error.is_some() && failed_phase.is_none() {
                 failed_phase = Some(step.phase);
+            }
+            if self.deferred.is_some() && deferred_phase.is_none() {
+                deferred_phase = Some(step.phase);
             }
             if matches!(step.action, Action::Forget) && error.is_none() {
                 report.forgotten = true;
@@ -162,6 +206,7 @@ impl Executor<'_> {
             });
         }
         report.settled_intents = std::mem::take(&mut self.settled);
+        report.deferred = self.deferred.take();
         report
     }
 
@@ -183,20 +228,34 @@ impl Executor<'_> {
             } => {
                 self.intent(name, "app", "app", serde_json::json!({ "name": app_name }))
                     .await?;
-                match fly.create_app(org, app_name, network.as_deref()).await {
-                    Ok(()) => {}
-                    // Our own earlier create whose response was lost: the
-                    // intent proves it is ours; confirm the org.
-                    Err(FlyError::NameTaken { .. }) => {
-                        let found = fly.get_app(app_name).await?;
-                        if &found.org_slug != org {
-                            return Err(FlyError::NameTaken {
-                                message: format!("{app_name} belongs to another org"),
-                            }
-                            .into());
-                        }
-                    }
+                // `NameTaken` may be our own earlier create whose response was
+                // lost: the intent says it may be ours; the org decides.
+                let created = match fly.create_app(org, app_name, network.as_deref()).await {
+                    Ok(()) => true,
+                    Err(FlyError::NameTaken { .. }) => false,
                     Err(e) => return Err(e.into()),
+                };
+                let Some(found) = self.wait_app_visible(app_name).await? else {
+                    if created {
+                        ledger.app_owned = true;
+                        self.settled.push("app".to_string());
+                    }
+                    self.deferred = Some(if created {
+                        format!(
+                            "app {app_name} created; Fly does not show it yet, so nothing else is sent to it in this activation"
+                        )
+                    } else {
+                        format!(
+                            "app name {app_name} is taken and Fly does not show the app yet; looked up again next activation"
+                        )
+                    });
+                    return Ok(());
+                };
+                if &found.org_slug != org {
+                    return Err(FlyError::NameTaken {
+                        message: format!("{app_name} belongs to another org"),
+                    }
+                    .into());
                 }
                 ledger.app_owned = true;
                 self.settled.push("app".to_string());
@@ -427,6 +486,29 @@ impl Executor<'_> {
             Action::Forget => self.store.remove(name).await?,
         }
         Ok(())
+    }
+
+    /// Polls the app until Fly shows it (see [`AppVisibility`]); `None` when
+    /// it did not show within the budget. Errors other than 404/401 end the
+    /// wait: a 403 is an app of another org.
+    async fn wait_app_visible(&self, app: &AppName) -> Result<Option<App>, FlyError> {
+        let policy = &self.options.app_visibility;
+        let mut pause = policy.first_pause;
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.fly.get_app(app).await {
+                Ok(found) => return Ok(Some(found)),
+                Err(FlyError::NotFound { .. } | FlyError::Unauthorized { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if waited >= policy.budget {
+                return Ok(None);
+            }
+            let nap = pause.min(policy.budget - waited);
+            self.sleeper.sleep(nap).await;
+            waited += nap;
+            pause = (pause * 2).min(policy.max_pause);
+        }
     }
 
     async fn intent(

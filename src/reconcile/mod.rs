@@ -1,11 +1,15 @@
 //! One activation of the controller for one tenant: load → observe → settle
 //! intents → plan → execute (unless paused or observe-only) → status.
 //!
-//! [`Reconciler::reconcile`] is the only code path that writes to Fly. It makes
-//! one attempt and returns an [`Outcome`] that says when the tenant should be
-//! looked at again; the runtime (`crate::runtime`) owns queues, backoff and
-//! concurrency. The dry-run commands (`flotilla plan`, `flotilla diff`) use
-//! [`Reconciler::dry_run`], which stops before execution.
+//! [`Reconciler::reconcile`] is the only code path that writes to Fly. It is
+//! orchestration only: it reads, calls the pure planner, runs the executor
+//! once, hands everything to the pure `status::derive` (conditions, history,
+//! requeue) and `status::resources`, and writes what they decided. It returns
+//! an [`Outcome`] with the delay until the tenant is looked at again (also
+//! recorded as `status.nextReconcileAt`); the runtime (`crate::runtime`) owns
+//! queues, deduplication and concurrency. The dry-run commands (`flotilla
+//! plan`, `flotilla diff`) use [`Reconciler::dry_run`], which stops before
+//! execution.
 //!
 //! # Guarantees
 //! * Status is written after every activation that got as far as observing,
@@ -22,20 +26,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
-use crate::clock::SharedClock;
-use crate::fly::{FlyApi, FlyError, meta};
+use crate::clock::{SharedClock, SharedSleeper, TokioSleeper};
+use crate::fly::{FlyApi, FlyError};
 use crate::ids::TenantName;
-use crate::plan::{self, Desired, Finding, Observed, Plan, PlanOptions, machine};
-use crate::spec::ManagementPolicy;
+use crate::plan::{self, Desired, Observed, Plan, PlanOptions};
 use crate::store::{SharedStore, StoreError, TenantRecord};
 use execute::{ExecuteOptions, ExecutionReport, Executor};
-use status::{
-    CertificateStatus, Condition, ConditionStatus, IpStatus, MachineStatus, READY, ReconcileRecord,
-    SYNCED, TenantStatus, reasons,
-};
+use status::TenantStatus;
+use status::derive::{Activation, Attempt, Derived, ErrorLog, Hold, Inputs, derive};
+pub use status::requeue::{Next, RequeuePolicy};
 
 /// Settings of the reconciler (not of any one tenant).
 #[derive(Debug, Clone)]
@@ -44,11 +46,8 @@ pub struct ReconcileOptions {
     pub execute: ExecuteOptions,
     /// Recorded as the actor of every event.
     pub actor: String,
-    /// How soon to look again after changes were made, to confirm them.
-    pub confirm_after: Duration,
-    /// How soon to look again while something settles on Fly's side
-    /// (pending certificates, rolling updates).
-    pub progress_after: Duration,
+    /// When tenants are looked at again.
+    pub requeue: RequeuePolicy,
 }
 
 impl Default for ReconcileOptions {
@@ -57,31 +56,33 @@ impl Default for ReconcileOptions {
             plan: PlanOptions::default(),
             execute: ExecuteOptions::default(),
             actor: "controller".to_string(),
-            confirm_after: Duration::from_secs(2),
-            progress_after: Duration::from_secs(15),
+            requeue: RequeuePolicy::default(),
         }
     }
-}
-
-/// What an activation asks of the runtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Converged or blocked: the normal resync interval applies.
-    Resync,
-    /// Look again soon (after this delay): changes were made or are settling.
-    Soon(Duration),
-    /// Failed: back off (the runtime chooses the delay).
-    Backoff,
-    /// The tenant no longer exists.
-    Done,
 }
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub next: Next,
+    /// How long the runtime waits before the next activation (jitter
+    /// included; the status records it as `nextReconcileAt`). `None` when
+    /// the tenant is gone.
+    pub requeue_after: Option<Duration>,
     pub ready: bool,
     pub actions: usize,
     pub failed: usize,
+}
+
+impl Outcome {
+    fn done(actions: usize) -> Self {
+        Self {
+            next: Next::Done,
+            requeue_after: None,
+            ready: false,
+            actions,
+            failed: 0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +104,10 @@ pub struct Reconciler {
     fly: Arc<dyn FlyApi>,
     store: SharedStore,
     clock: SharedClock,
+    sleeper: SharedSleeper,
     options: ReconcileOptions,
-    /// CSPRNG for generated secret values; seeded from the OS in production.
+    /// CSPRNG for generated secret values and requeue jitter; seeded from the
+    /// OS in production.
     rng: Mutex<StdRng>,
 }
 
@@ -136,9 +139,17 @@ impl Reconciler {
             fly,
             store,
             clock,
+            sleeper: Arc::new(TokioSleeper),
             options,
             rng: Mutex::new(rng),
         }
+    }
+
+    /// With another way to pause between polls (tests pass one that does not
+    /// wait).
+    pub fn with_sleeper(mut self, sleeper: SharedSleeper) -> Self {
+        self.sleeper = sleeper;
+        self
     }
 
     pub fn store(&self) -> &SharedStore {
@@ -174,11 +185,9 @@ impl Reconciler {
         if intents.iter().any(|i| i.kind == "app") {
             ledger.app_owned = false;
         }
-        let deleting = record.deletion_requested_at.is_some();
-        let mut observed =
-            observe::observe(self.fly.as_ref(), &record.tenant, deleting, ledger, now)
-                .await
-                .map_err(ReconcileError::Observe)?;
+        let mut observed = observe::observe(self.fly.as_ref(), &record.tenant, ledger, now)
+            .await
+            .map_err(ReconcileError::Observe)?;
         // Forget ledger entries for things that no longer exist.
         let live_ips: std::collections::BTreeSet<&str> =
             observed.ips.iter().map(|i| i.ip.as_str()).collect();
@@ -204,53 +213,28 @@ impl Reconciler {
     /// One activation for `name`. See the module doc.
     #[tracing::instrument(name = "reconcile", skip_all, fields(tenant = %name))]
     pub async fn reconcile(&self, name: &TenantName) -> Result<Outcome, ReconcileError> {
-        let started = Instant::now();
-        let now = self.clock.now();
+        let timer = Instant::now();
+        let started = self.clock.now();
         let Some(record) = self.store.get(name).await? else {
-            return Ok(Outcome {
-                next: Next::Done,
-                ready: false,
-                actions: 0,
-                failed: 0,
-            });
+            return Ok(Outcome::done(0));
         };
         let mut status = TenantStatus::from_json(&record.status);
-        let generation = record.generation;
         let tenant = &record.tenant;
         let deleting = record.deletion_requested_at.is_some();
+        let hold = Hold::of(tenant);
 
-        let (observed, settled) = match self.observe(&record, &status, now).await {
+        let (observed, settled) = match self.observe(&record, &status, started).await {
             Ok(o) => o,
             Err(ReconcileError::Observe(e)) => {
-                let msg = format!("observing Fly failed: {e}");
-                status.consecutive_failures += 1;
-                status.last_error = Some(msg.clone());
-                self.set_synced(
-                    &mut status,
-                    false,
-                    reasons::RECONCILE_ERROR,
-                    &msg,
-                    generation,
-                    now,
-                );
-                status.push_history(record_of(
-                    now,
+                let error = format!("observing Fly failed: {e}");
+                let derived = self.derive(
+                    &record,
+                    &status,
+                    hold,
+                    Activation::ObserveFailed { error: &error },
                     started,
-                    generation,
-                    0,
-                    1,
-                    format!("error: {msg}"),
-                ));
-                self.store
-                    .write_status(name, generation, &status.to_json())
-                    .await?;
-                metrics::counter!("flotilla_reconcile_total", "result" => "error").increment(1);
-                return Ok(Outcome {
-                    next: Next::Backoff,
-                    ready: false,
-                    actions: 0,
-                    failed: 1,
-                });
+                );
+                return self.finish(&record, status, derived, &[], 0, timer).await;
             }
             Err(e) => return Err(e),
         };
@@ -262,23 +246,9 @@ impl Reconciler {
             deleting,
             options: &self.options.plan,
         };
-        let plan = plan::plan(&desired, &observed, now);
+        let plan = plan::plan(&desired, &observed, started);
         let mut ledger = observed.ledger.clone();
-
-        let hold = if tenant.spec.paused {
-            Some((
-                reasons::PAUSED,
-                "spec.paused is true: observed, not changed",
-            ))
-        } else if tenant.spec.management_policy == ManagementPolicy::ObserveOnly {
-            Some((
-                reasons::OBSERVE_ONLY,
-                "managementPolicy ObserveOnly: drift is reported, not corrected",
-            ))
-        } else {
-            None
-        };
-        let report = if hold.is_some() || plan.is_empty() {
+        let report = if !hold.executes() || plan.is_empty() {
             ExecutionReport::default()
         } else {
             // A per-activation generator seeded from the shared one, so no lock
@@ -287,282 +257,152 @@ impl Reconciler {
             let mut exec = Executor {
                 fly: self.fly.as_ref(),
                 store: self.store.as_ref(),
-                now,
+                now: started,
                 actor: &self.options.actor,
                 options: &self.options.execute,
                 rng: &mut rng,
+                sleeper: self.sleeper.as_ref(),
                 settled: Vec::new(),
+                deferred: None,
             };
             exec.execute(tenant, &plan, &observed, &mut ledger).await
         };
         if report.forgotten {
             metrics::counter!("flotilla_reconcile_total", "result" => "deleted").increment(1);
-            return Ok(Outcome {
-                next: Next::Done,
-                ready: false,
-                actions: report.outcomes.len(),
-                failed: 0,
-            });
+            return Ok(Outcome::done(report.outcomes.len()));
         }
 
-        // Status.
-        status.ledger = ledger;
-        fill_resources(&mut status, &record, &observed);
-        status.findings = plan.findings.iter().map(ToString::to_string).collect();
-        status.blockers = plan.blockers.iter().map(ToString::to_string).collect();
-        let failed = report.failed();
-        let settling = plan.findings.iter().any(|f| {
-            matches!(
-                f,
-                Finding::CertificatePending { .. }
-                    | Finding::RolloutInProgress { .. }
-                    | Finding::HostUnreachable { .. }
-            )
-        }) || observed.machines.iter().any(|m| m.state.is_transient());
-        let rollout_failed = plan.findings.iter().any(Finding::degrades);
-        let deletion_blocked = plan
-            .findings
-            .iter()
-            .any(|f| matches!(f, Finding::DeletionBlocked { .. }));
-
-        let (synced, synced_reason, synced_msg) = if let Some((reason, msg)) = hold {
-            let msg = if plan.is_empty() {
-                msg.to_string()
-            } else {
-                format!("{msg}; {} pending change(s)", plan.steps.len())
-            };
-            // Paused always says so; observe-only says whether there is drift.
-            let reason = if tenant.spec.paused || plan.is_empty() {
-                reason
-            } else {
-                reasons::DRIFT_DETECTED
-            };
-            (plan.is_empty(), reason, msg)
-        } else if !plan.blockers.is_empty() {
-            (false, reasons::BLOCKED, status.blockers.join("; "))
-        } else if failed > 0 {
-            (
-                false,
-                reasons::RECONCILE_ERROR,
-                report.first_error().unwrap_or_default().to_string(),
-            )
-        } else {
-            (
-                true,
-                reasons::RECONCILE_SUCCESS,
-                format!("{} change(s) applied", report.outcomes.len()),
-            )
+        let attempt = Attempt {
+            changes: report.outcomes.len(),
+            failed: report.failed(),
+            first_error: report.first_error(),
+            deferred: report.deferred.as_deref(),
         };
-        self.set_synced(
-            &mut status,
-            synced,
-            synced_reason,
-            &synced_msg,
-            generation,
-            now,
-        );
-
-        let (ready, ready_reason, ready_msg) = if deleting {
-            if deletion_blocked {
-                (false, reasons::DELETION_BLOCKED, status.findings.join("; "))
-            } else {
-                (false, reasons::DELETING, "tearing down".to_string())
-            }
-        } else if let Some((reason, msg)) = hold {
-            (plan.is_empty() && !settling, reason, msg.to_string())
-        } else if !plan.blockers.is_empty() {
-            (false, reasons::BLOCKED, status.blockers.join("; "))
-        } else if rollout_failed || failed > 0 {
-            let msg = if rollout_failed {
-                status.findings.join("; ")
-            } else {
-                synced_msg.clone()
-            };
-            (false, reasons::DEGRADED, msg)
-        } else if plan.is_empty() && !settling {
-            (
-                true,
-                reasons::AVAILABLE,
-                "all resources match the spec".to_string(),
-            )
-        } else {
-            (
-                false,
-                reasons::PROGRESSING,
-                format!("{} change(s) in progress", plan.steps.len()),
-            )
-        };
-        status.set_condition(Condition {
-            kind: READY.to_string(),
-            status: if ready {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
+        let derived = self.derive(
+            &record,
+            &status,
+            hold,
+            Activation::Planned {
+                plan: &plan,
+                observed: &observed,
+                attempt,
             },
-            reason: ready_reason.to_string(),
-            message: ready_msg,
-            observed_generation: generation,
-            last_transition_time: now,
-        });
-
-        let result = if failed > 0 {
-            format!("error: {}", report.first_error().unwrap_or_default())
-        } else if !plan.blockers.is_empty() {
-            "blocked".to_string()
-        } else if hold.is_some() {
-            "held".to_string()
-        } else if report.outcomes.is_empty() {
-            "ok".to_string()
-        } else {
-            "changed".to_string()
-        };
-        if failed > 0 {
-            status.consecutive_failures += 1;
-            status.last_error = report.first_error().map(ToString::to_string);
-        } else {
-            status.consecutive_failures = 0;
-            status.last_error = None;
-        }
-        status.push_history(record_of(
-            now,
             started,
-            generation,
+        );
+        let resources = status::resources::resources(tenant, &observed, &ledger, &plan);
+        status.ledger = ledger;
+        status.machines = resources.machines;
+        status.certificates = resources.certificates;
+        status.ips = resources.ips;
+        status.findings = resources.findings;
+        status.blockers = resources.blockers;
+        let settled: Vec<String> = settled
+            .into_iter()
+            .chain(report.settled_intents.iter().cloned())
+            .collect();
+        self.finish(
+            &record,
+            status,
+            derived,
+            &settled,
             report.outcomes.len(),
-            failed,
-            result.clone(),
-        ));
-        let next = if failed > 0 {
-            Next::Backoff
-        } else if !report.outcomes.is_empty() {
-            Next::Soon(self.options.confirm_after)
-        } else if settling || deleting {
-            Next::Soon(self.options.progress_after)
-        } else {
-            Next::Resync
-        };
+            timer,
+        )
+        .await
+    }
+
+    /// The pure decisions of an activation, with this reconciler's clock,
+    /// requeue policy and jitter.
+    fn derive(
+        &self,
+        record: &TenantRecord,
+        previous: &TenantStatus,
+        hold: Hold,
+        activation: Activation<'_>,
+        started: Timestamp,
+    ) -> Derived {
+        let jitter = self.rng.lock().expect("rng lock").random_range(0.0..1.0);
+        derive(&Inputs {
+            tenant: &record.tenant,
+            generation: record.generation,
+            deleting: record.deletion_requested_at.is_some(),
+            hold,
+            activation,
+            previous,
+            started,
+            finished: self.clock.now(),
+            requeue: &self.options.requeue,
+            jitter,
+        })
+    }
+
+    /// Writes the status, then deletes the intents whose result it records,
+    /// and reports the activation (metrics, one log line).
+    async fn finish(
+        &self,
+        record: &TenantRecord,
+        mut status: TenantStatus,
+        derived: Derived,
+        settled: &[String],
+        actions: usize,
+        timer: Instant,
+    ) -> Result<Outcome, ReconcileError> {
+        let ready = derived.is_ready();
+        let failed = derived.record.failed;
+        let next = derived.next;
+        let requeue_after = derived.requeue_after;
+        let next_at = derived.next_reconcile_at;
+        let error_log = derived.error_log;
+        let result = derived.record.result.clone();
+        derived.apply(&mut status);
         self.store
-            .write_status(name, generation, &status.to_json())
+            .write_status(&record.name, record.generation, &status.to_json())
             .await?;
-        for key in settled.iter().chain(&report.settled_intents) {
-            self.store.delete_intent(name, key).await?;
+        for key in settled {
+            self.store.delete_intent(&record.name, key).await?;
         }
         let label = if failed > 0 {
             "error"
-        } else if report.outcomes.is_empty() {
+        } else if actions == 0 {
             "in_sync"
         } else {
             "changed"
         };
         metrics::counter!("flotilla_reconcile_total", "result" => label).increment(1);
         metrics::histogram!("flotilla_reconcile_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        tracing::info!(actions = report.outcomes.len(), failed, ready, result = %result, "reconciled");
+            .record(timer.elapsed().as_secs_f64());
+        let error = status.last_error.as_deref().unwrap_or_default();
+        match error_log {
+            ErrorLog::New => tracing::warn!(
+                actions,
+                failed,
+                failures = status.consecutive_failures,
+                next_reconcile_at = %next_at,
+                error,
+                "reconcile failed"
+            ),
+            ErrorLog::Repeated => tracing::debug!(
+                actions,
+                failed,
+                failures = status.consecutive_failures,
+                next_reconcile_at = %next_at,
+                error,
+                "reconcile failed again with the same error"
+            ),
+            ErrorLog::None => tracing::info!(
+                actions,
+                ready,
+                result = %result,
+                next_reconcile_at = %next_at,
+                "reconciled"
+            ),
+        }
         Ok(Outcome {
             next,
+            requeue_after: Some(requeue_after),
             ready,
-            actions: report.outcomes.len(),
+            actions,
             failed,
         })
     }
-
-    fn set_synced(
-        &self,
-        status: &mut TenantStatus,
-        ok: bool,
-        reason: &str,
-        msg: &str,
-        generation: i64,
-        now: Timestamp,
-    ) {
-        status.observed_generation = generation;
-        status.set_condition(Condition {
-            kind: SYNCED.to_string(),
-            status: if ok {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.to_string(),
-            message: msg.to_string(),
-            observed_generation: generation,
-            last_transition_time: now,
-        });
-    }
-}
-
-fn record_of(
-    now: Timestamp,
-    started: Instant,
-    generation: i64,
-    actions: usize,
-    failed: usize,
-    result: String,
-) -> ReconcileRecord {
-    ReconcileRecord {
-        started_at: now,
-        duration_ms: started.elapsed().as_millis() as u64,
-        generation,
-        actions,
-        failed,
-        result,
-    }
-}
-
-fn fill_resources(status: &mut TenantStatus, record: &TenantRecord, observed: &Observed) {
-    let tenant = &record.tenant;
-    status.machines = observed
-        .machines
-        .iter()
-        .filter(|m| {
-            m.metadata.get(meta::TENANT).map(String::as_str) == Some(tenant.name().as_str())
-        })
-        .map(|m| {
-            let group = m.metadata.get(meta::GROUP).cloned().unwrap_or_default();
-            let in_sync = tenant
-                .spec
-                .machines
-                .iter()
-                .find(|g| g.name.as_str() == group)
-                .is_some_and(|g| {
-                    machine::compare(&machine::desired_config(tenant, g), m)
-                        == machine::ConfigDiff::InSync
-                });
-            MachineStatus {
-                id: m.id.to_string(),
-                group,
-                region: m.region.clone(),
-                state: m.state.as_str().to_string(),
-                version: m.version.clone(),
-                in_sync,
-            }
-        })
-        .collect();
-    status.certificates = observed
-        .certificates
-        .iter()
-        .map(|c| CertificateStatus {
-            hostname: c.summary.hostname.clone(),
-            issued: c.is_issued(),
-            dns_records: c
-                .detail
-                .iter()
-                .flat_map(|d| {
-                    d.dns_records
-                        .iter()
-                        .map(|r| format!("{} {} {}", r.kind, r.name, r.value))
-                })
-                .collect(),
-            rate_limited_until: c.detail.as_ref().and_then(|d| d.rate_limited_until),
-        })
-        .collect();
-    status.ips = observed
-        .ips
-        .iter()
-        .map(|i| IpStatus {
-            ip: i.ip.clone(),
-            kind: i.kind.as_str().to_string(),
-            region: i.region.clone(),
-            owned: status.ledger.ips.contains(&i.ip),
-        })
-        .collect();
 }

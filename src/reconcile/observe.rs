@@ -1,16 +1,17 @@
 //! Observation: a tenant's live Fly state from the fewest calls.
 //!
-//! Steady state costs four reads: machines (filtered server-side by the
-//! tenant's ownership metadata), IP assignments, certificates and secrets. The
+//! Steady state costs four reads: machines (one unfiltered list), IP
+//! assignments, certificates and secrets. The
 //! app itself is only looked up while flotilla does not yet own it, or when a
 //! list says the app is gone; a successful machine list already proves it
 //! exists. Certificate details are fetched only for certificates that do not
 //! look issued, so a converged tenant pays nothing extra for them.
 //!
-//! While a tenant is being deleted the machine list is unfiltered, so machines
-//! flotilla did not create are seen and block the app's deletion.
+//! The machine list is unfiltered, so machines flotilla did not create are seen
+//! on every activation: the planner reports them (and, while the tenant is
+//! being deleted, they block the app's deletion), and never touches them.
 
-use crate::fly::{FlyApi, FlyError, MachineFilter, meta};
+use crate::fly::{FlyApi, FlyError, MachineFilter};
 use crate::plan::{AppObservation, Ledger, Observed, ObservedCertificate};
 use crate::spec::Tenant;
 
@@ -19,7 +20,6 @@ use crate::spec::Tenant;
 pub async fn observe(
     fly: &dyn FlyApi,
     tenant: &Tenant,
-    deleting: bool,
     ledger: Ledger,
     now: jiff::Timestamp,
 ) -> Result<Observed, FlyError> {
@@ -36,14 +36,7 @@ pub async fn observe(
         return Ok(observed);
     }
 
-    let filter = if deleting {
-        MachineFilter::default()
-    } else {
-        MachineFilter {
-            metadata: vec![(meta::TENANT.to_string(), tenant.name().to_string())],
-            include_deleted: false,
-        }
-    };
+    let filter = MachineFilter::default();
     let machines = match fly.list_machines(app, &filter).await {
         Ok(m) => m,
         // The ledger said the app was ours, but it is gone (deleted behind

@@ -1,6 +1,8 @@
 //! Apps: list, create (global name space, eventual visibility), show, and
 //! asynchronous delete.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use jiff::{SignedDuration, Timestamp};
@@ -128,8 +130,14 @@ pub async fn create(ctx: Ctx, q: QueryPairs, body: JsonBody) -> ApiResult {
     let wait = q.flag("wait")?;
     let sim = &ctx.sim;
     let now = sim.now();
-    let delay =
-        SignedDuration::try_from(sim.cfg.app_visibility_delay).unwrap_or(SignedDuration::ZERO);
+    // With `?wait=true` the app may still lag behind the wait's answer.
+    let lag = if wait {
+        sim.cfg.app_visibility_lag
+    } else {
+        Duration::ZERO
+    };
+    let delay = SignedDuration::try_from(sim.cfg.app_visibility_delay.saturating_add(lag))
+        .unwrap_or(SignedDuration::ZERO);
     let visible_at = now.checked_add(delay).unwrap_or(now);
     {
         let mut st = sim.write();
@@ -148,12 +156,17 @@ pub async fn create(ctx: Ctx, q: QueryPairs, body: JsonBody) -> ApiResult {
             visible_at,
         );
         tracing::info!(app = name, org = org_slug, "app created");
+        let mut app = app;
+        if let Some(names) = st.placeholder_secrets.get(name) {
+            super::secrets::supply_placeholders(&mut app, names, now);
+        }
         st.apps.insert(name.to_owned(), app);
     }
     if !wait {
         return Ok(StatusCode::CREATED.into_response());
     }
-    // `?wait=true` (fly-go's CreateApp) returns once the app is visible.
+    // `?wait=true` (fly-go's CreateApp) returns once the app is visible, or
+    // `app_visibility_lag` before that.
     sim.sleep(sim.cfg.app_visibility_delay).await;
     let st = sim.read();
     let app = st.apps.get(name).ok_or_else(ApiError::app_not_found)?;

@@ -52,6 +52,10 @@ pub struct SimArgs {
     /// How long a new app stays invisible after create, in milliseconds.
     #[arg(long = "app-visibility-ms", default_value_t = 500)]
     pub app_visibility_ms: u64,
+    /// How much longer a new app stays invisible after `POST /v1/apps?wait=true`
+    /// returned, in milliseconds (Fly's propagation outrunning the wait).
+    #[arg(long = "app-visibility-lag-ms", default_value_t = 0)]
+    pub app_visibility_lag_ms: u64,
     /// Turn Fly's per-action rate limits off.
     #[arg(long = "no-rate-limits")]
     pub no_rate_limits: bool,
@@ -101,6 +105,7 @@ impl SimArgs {
             seed: self.seed,
             faults: self.fault_profile(),
             app_visibility_delay: Duration::from_millis(self.app_visibility_ms),
+            app_visibility_lag: Duration::from_millis(self.app_visibility_lag_ms),
             transition_delay: Duration::from_millis(self.transition_ms),
             rate_limits: !self.no_rate_limits,
             foreign_apps: self.foreign_apps.clone(),

@@ -79,6 +79,10 @@ pub struct SimConfig {
     pub faults: FaultProfile,
     /// A new app answers 404 for this long after its create returned.
     pub app_visibility_delay: Duration,
+    /// How much longer a new app stays invisible after `POST /v1/apps?wait=true`
+    /// returned: Fly's propagation outrunning the wait (fly-go still polls
+    /// with `WaitForApp`). Zero: the wait returns once the app is visible.
+    pub app_visibility_lag: Duration,
     /// Duration of each step of a machine state transition, and of an app's
     /// asynchronous deletion.
     pub transition_delay: Duration,
@@ -113,6 +117,7 @@ impl std::fmt::Debug for SimConfig {
             .field("seed", &self.seed)
             .field("faults", &self.faults.name)
             .field("app_visibility_delay", &self.app_visibility_delay)
+            .field("app_visibility_lag", &self.app_visibility_lag)
             .field("transition_delay", &self.transition_delay)
             .field("rate_limits", &self.rate_limits)
             .field("foreign_apps", &self.foreign_apps)
@@ -132,6 +137,7 @@ impl Default for SimConfig {
             seed: 0,
             faults: FaultProfile::none(),
             app_visibility_delay: Duration::ZERO,
+            app_visibility_lag: Duration::ZERO,
             transition_delay: Duration::from_millis(100),
             rate_limits: true,
             foreign_apps: Vec::new(),

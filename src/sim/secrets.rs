@@ -80,6 +80,30 @@ fn put_secret<'a>(app: &'a mut App, name: &str, value: &str, now: Timestamp) -> 
     &app.secrets[name]
 }
 
+/// The value [`supply_placeholders`] sets.
+pub const PLACEHOLDER_VALUE: &str = "flotilla-sim-placeholder";
+
+/// Sets each of `names` that the app lacks to [`PLACEHOLDER_VALUE`], as one
+/// secrets write (one new version when anything was set). Returns how many
+/// were set.
+pub fn supply_placeholders<'a>(
+    app: &mut App,
+    names: impl IntoIterator<Item = &'a String>,
+    now: Timestamp,
+) -> usize {
+    let mut set = 0;
+    for name in names {
+        if !app.secrets.contains_key(name) {
+            put_secret(app, name, PLACEHOLDER_VALUE, now);
+            set += 1;
+        }
+    }
+    if set > 0 {
+        bump_version(app);
+    }
+    set
+}
+
 /// Every write makes a new secrets version; answers carry it as `version`
 /// and (fly-go) `Version`.
 fn bump_version(app: &mut App) -> u64 {

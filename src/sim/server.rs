@@ -250,6 +250,24 @@ impl SimHandle {
         self.sim.set_faults(profile);
     }
 
+    /// Gives app `app` a placeholder value for each of `names` it lacks: now
+    /// if the app exists, and whenever an app of that name is created. A
+    /// simulator control (the demo's stand-in for an operator setting
+    /// `external` secrets), never reachable through the Fly API.
+    pub fn supply_placeholder_secrets<S: AsRef<str>>(&self, app: &str, names: &[S]) {
+        {
+            let now = self.sim.now();
+            let mut st = self.sim.write();
+            let wanted = st.placeholder_secrets.entry(app.to_owned()).or_default();
+            wanted.extend(names.iter().map(|n| n.as_ref().to_owned()));
+            let wanted = wanted.clone();
+            if let Some(existing) = st.apps.get_mut(app) {
+                super::secrets::supply_placeholders(existing, &wanted, now);
+            }
+        }
+        self.sim.notify();
+    }
+
     /// The current fault profile.
     pub fn faults(&self) -> FaultProfile {
         self.sim.faults.profile()

@@ -293,6 +293,10 @@ pub struct State {
     pub fault_seed: u64,
     /// Machine create requests so far: the key of per-request fault decisions.
     pub create_requests: u64,
+    /// App name → secret names the simulator gives a placeholder value when
+    /// the app exists (the demo's stand-in for an operator; see
+    /// `SimHandle::supply_placeholder_secrets`).
+    pub placeholder_secrets: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl State {
@@ -312,6 +316,7 @@ impl State {
             machine_faults: Vec::new(),
             fault_seed: seed,
             create_requests: 0,
+            placeholder_secrets: BTreeMap::new(),
         }
     }
 

@@ -9,7 +9,8 @@
 use serde_json::json;
 
 use super::openapi::{
-    Allowance, AlternativeBody, ExtraBody, ExtraStatus, Ops, Override, Rules, Side, Statuses,
+    Allowance, AlternativeBody, ExtraBody, ExtraQuery, ExtraStatus, Ops, Override, Rules, Side,
+    Statuses,
 };
 
 /// Operations that act on a machine that may be leased (API-NOTES §2: "Send
@@ -65,6 +66,12 @@ fn lease_envelope(ops: &'static [&'static str], status: u16) -> AlternativeBody 
         }),
     }
 }
+
+/// fly-go creates apps with `?wait=true` and decodes the `App` it answers.
+const APP_CREATE_WAIT: Allowance = Allowance {
+    id: "app-create-wait",
+    why: "API-NOTES §1 Apps: fly-go CreateApp sends POST /apps?wait=true and decodes an App from the response; flyctl PR #3105: it waits until the app has propagated",
+};
 
 /// The rules for Fly's Machines API.
 pub fn fly() -> Rules {
@@ -158,7 +165,19 @@ pub fn fly() -> Rules {
                     }
                 }),
             },
+            AlternativeBody {
+                allowance: APP_CREATE_WAIT,
+                ops: &["Apps_create"],
+                status: 201,
+                accept: json!({"$ref": "#/components/schemas/App"}),
+            },
         ],
+        extra_query: vec![ExtraQuery {
+            allowance: APP_CREATE_WAIT,
+            ops: &["Apps_create"],
+            name: "wait",
+            values: &["true"],
+        }],
         null_containers: Some(Allowance {
             id: "null-containers",
             why: "API-NOTES §2 item 4 'nil versus empty': Fly's Go encoder sends null for unset slices, maps and struct pointers (env:null, metadata:null, init.exec:null)",

@@ -176,6 +176,16 @@ pub struct ExtraMember {
     pub accept: Value,
 }
 
+/// A query parameter accepted on `ops` although the document does not declare
+/// it, with the only values it may take.
+#[derive(Debug, Clone)]
+pub struct ExtraQuery {
+    pub allowance: Allowance,
+    pub ops: &'static [&'static str],
+    pub name: &'static str,
+    pub values: &'static [&'static str],
+}
+
 /// A response body shape accepted for `ops` at `status` instead of the
 /// documented one (or where the document describes no body).
 #[derive(Debug, Clone)]
@@ -193,6 +203,7 @@ pub struct Rules {
     pub overrides: Vec<Override>,
     pub extra_members: Vec<ExtraMember>,
     pub alternative_bodies: Vec<AlternativeBody>,
+    pub extra_query: Vec<ExtraQuery>,
     /// `null` accepted for array and object schemas in responses.
     pub null_containers: Option<Allowance>,
 }
@@ -207,6 +218,7 @@ impl Rules {
             .chain(self.overrides.iter().map(|r| r.allowance))
             .chain(self.extra_members.iter().map(|r| r.allowance))
             .chain(self.alternative_bodies.iter().map(|r| r.allowance))
+            .chain(self.extra_query.iter().map(|r| r.allowance))
             .chain(self.null_containers)
             .collect();
         all.dedup_by_key(|a| a.id);
@@ -505,8 +517,27 @@ impl OpenApi {
                     .and_then(Value::as_str)
                     .is_some_and(|n| param_name_matches(n, name))
             });
-            match param {
-                None => report(
+            let extra = rules
+                .extra_query
+                .iter()
+                .find(|r| r.name == name && r.ops.contains(&op.id.as_str()));
+            match (param, extra) {
+                (None, Some(extra)) => {
+                    if extra.values.contains(&value.as_str()) {
+                        used.insert(extra.allowance.id);
+                    } else {
+                        report(
+                            req,
+                            &format!("query:{name}"),
+                            format!(
+                                "not one of the values allowed by {} ({})",
+                                extra.allowance.id,
+                                extra.values.join(", ")
+                            ),
+                        );
+                    }
+                }
+                (None, None) => report(
                     req,
                     &format!("query:{name}"),
                     format!(
@@ -518,7 +549,7 @@ impl OpenApi {
                             .join(", ")
                     ),
                 ),
-                Some(p) => {
+                (Some(p), _) => {
                     if let Some(msg) = self.param_value_problem(p, value) {
                         report(req, &format!("query:{name}"), msg);
                     }
@@ -1562,6 +1593,42 @@ mod tests {
         ] {
             assert!(v.iter().any(|s| s.contains(needle)), "{needle} in {v:#?}");
         }
+
+        // An allowed extra query parameter: only on its operation, only with
+        // its values.
+        let rules = Rules {
+            extra_query: vec![ExtraQuery {
+                allowance: Allowance {
+                    id: "wait",
+                    why: "test",
+                },
+                ops: &["Pets_list"],
+                name: "wait",
+                values: &["true"],
+            }],
+            ..Rules::default()
+        };
+        let waited = exchange(
+            "GET",
+            "/v1/pets",
+            &[("owner", "me"), ("wait", "true")],
+            Value::Null,
+            200,
+            json!([]),
+        );
+        assert_eq!(violations(&api, &waited, &none).len(), 1);
+        assert_eq!(violations(&api, &waited, &rules), Vec::<String>::new());
+        assert_eq!(api.check(&waited, &rules).used, BTreeSet::from(["wait"]));
+        let wrong = exchange(
+            "GET",
+            "/v1/pets",
+            &[("owner", "me"), ("wait", "1")],
+            Value::Null,
+            200,
+            json!([]),
+        );
+        let v = violations(&api, &wrong, &rules);
+        assert!(v.len() == 1 && v[0].contains("query:wait"), "{v:#?}");
 
         let unknown_path = exchange("GET", "/v1/cats", &[], Value::Null, 200, json!([]));
         assert!(violations(&api, &unknown_path, &none)[0].contains("matches no documented path"));

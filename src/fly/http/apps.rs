@@ -18,7 +18,10 @@ pub(super) fn app_path(app: &AppName) -> String {
     format!("/v1/apps/{}", seg(app.as_str()))
 }
 
-/// On an unknown outcome the app is looked up: ours → success, another
+/// Sent with `?wait=true`, as fly-go's `CreateApp` does: Fly answers once the
+/// app has propagated (API-NOTES §1; not in the OpenAPI document). The
+/// reconciler still polls until the app is visible, as fly-go's `WaitForApp`
+/// does. On an unknown outcome the app is looked up: ours → success, another
 /// org's (or not visible to us) → `NameTaken`, 404 → create again.
 pub(super) async fn create(
     fly: &HttpFly,
@@ -28,6 +31,7 @@ pub(super) async fn create(
 ) -> Result<(), FlyError> {
     let req = fly
         .req(CREATE, name.as_str(), "/v1/apps")?
+        .query(&[("wait", "true")])
         .json(&CreateAppOut {
             name: name.as_str(),
             org_slug: org.as_str(),

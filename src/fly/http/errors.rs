@@ -35,7 +35,7 @@ pub(super) fn classify(
     });
     let mut message = format!("{op}: {text}");
     if let Some(id) = request_id.filter(|s| !s.is_empty()) {
-        message.push_str(&format!(" [fly-request-id {id}]"));
+        message.push_str(&format!("{}{id}]", crate::fly::error::REQUEST_ID_MARK));
     }
     let fly_status = parsed.as_ref().and_then(|b| b.status.as_deref());
     let name_taken =

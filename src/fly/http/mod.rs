@@ -25,7 +25,7 @@
 //! | `refresh_lease`, `set_metadata`, `update_secrets`, `update_volume`, `check_certificate` | yes | same request, same end state |
 //! | `create_machine` with `meta::CREATE_KEY` in `config.metadata` | yes, after a key lookup | on an outcome-unknown failure, wait [`RetryPolicy::lookup_delay`], list machines with `metadata.flotilla.create-key=<key>` and return the one found; create again only if none is |
 //! | `create_machine` without a key | no | a lost response may have created a machine |
-//! | `create_app` | yes, after a lookup | on outcome-unknown, GET the app: ours → success, another org's → `NameTaken`, 404 → create again; a `NameTaken` after an unknown outcome is checked the same way |
+//! | `create_app` (`POST /v1/apps?wait=true`, as fly-go) | yes, after a lookup | on outcome-unknown, GET the app: ours → success, another org's → `NameTaken`, 404 → create again; a `NameTaken` after an unknown outcome is checked the same way |
 //! | `request_acme_certificate` | yes, after a lookup | on outcome-unknown, GET the certificate and return it if it exists |
 //! | `update_machine`, `acquire_lease` | no | a lost response leaves a new version / a held lease we cannot name; the reconciler re-observes |
 //! | `assign_ip`, `create_*_token`, `revoke_token` | no | no blind retry; the reconciler re-observes on its next activation |

@@ -5,6 +5,14 @@
 //! slice of Fly as specified and healthy?) and `Synced` (did the last
 //! reconcile reach Fly as intended?), each with `observedGeneration` and a
 //! `lastTransitionTime` that only moves when the condition's status changes.
+//!
+//! What an activation means for them is decided by the pure [`derive`]
+//! (conditions, history, requeue), [`resources`] (per-resource status) and
+//! [`requeue`] (delays); `crate::reconcile` only carries the result.
+
+pub mod derive;
+pub mod requeue;
+pub mod resources;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -31,6 +39,8 @@ pub struct TenantStatus {
     pub history: Vec<ReconcileRecord>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// When the controller will look at the tenant again (jitter included),
+    /// unless a spec change wakes it earlier.
     pub next_reconcile_at: Option<Timestamp>,
 }
 
@@ -81,6 +91,7 @@ pub mod reasons {
     pub const AVAILABLE: &str = "Available";
     pub const PROGRESSING: &str = "Progressing";
     pub const DEGRADED: &str = "Degraded";
+    pub const SECRETS_PENDING: &str = "SecretsPending";
     pub const PAUSED: &str = "Paused";
     pub const OBSERVE_ONLY: &str = "ObserveOnly";
     pub const DELETING: &str = "Deleting";
@@ -89,6 +100,22 @@ pub mod reasons {
     pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
     pub const RECONCILE_ERROR: &str = "ReconcileError";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
+
+    /// Every reason above: `docs/reconcile.md` must list each one.
+    pub const ALL: &[&str] = &[
+        AVAILABLE,
+        PROGRESSING,
+        DEGRADED,
+        SECRETS_PENDING,
+        PAUSED,
+        OBSERVE_ONLY,
+        DELETING,
+        DELETION_BLOCKED,
+        BLOCKED,
+        RECONCILE_SUCCESS,
+        RECONCILE_ERROR,
+        DRIFT_DETECTED,
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
