@@ -18,7 +18,7 @@
 //!
 //! | Call | Retried? | Why it is safe |
 //! |---|---|---|
-//! | every GET (`get_*`, `list_*`, `inspect_token`, GraphQL lookups) | yes | reads |
+//! | every GET (`get_*`, `list_*`, `inspect_token`, GraphQL lookups) | yes | reads (`get_lease` answers `None` for 404) |
 //! | `delete_app`, `delete_machine`, `release_ip`, `delete_certificate`, `delete_metadata`, `release_lease` | yes | a 404 on a *retry* means an earlier attempt took effect → success |
 //! | `start_machine`, `stop_machine` | yes | reaching the same state twice is a no-op |
 //! | `wait_machine` | 5xx/429/transport only, within the caller's deadline | a timed-out wait already used its budget |
@@ -1264,6 +1264,21 @@ impl FlyApi for HttpFly {
         let raw = self.call(&req, Retry::Idempotent).await?;
         let w: wire::LeaseWire = raw.decode(op, false)?;
         w.into_domain().map_err(|e| unexpected(op, raw.status, e))
+    }
+
+    async fn get_lease(&self, app: &AppName, id: &MachineId) -> Result<Option<Lease>, FlyError> {
+        let op = "Machines_show_lease";
+        let url = self.url(op, &format!("{}/lease", machine_path(app, id)), &[])?;
+        let req = self.req(op, id.as_str(), Method::GET, url);
+        let raw = match self.call(&req, Retry::Idempotent).await {
+            Ok(raw) => raw,
+            Err(FlyError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let w: wire::LeaseWire = raw.decode(op, false)?;
+        w.into_shown()
+            .map(Some)
+            .map_err(|e| unexpected(op, raw.status, e))
     }
 
     async fn release_lease(

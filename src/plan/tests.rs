@@ -266,6 +266,9 @@ impl World {
                 o.machines.iter_mut().find(|m| &m.id == id).unwrap().state = MachineState::Started;
             }
             Action::DestroyMachine { id, .. } => o.machines.retain(|m| &m.id != id),
+            Action::ReleaseLease { id } => {
+                o.pending.leases.remove(id);
+            }
             Action::Forget => {}
         }
     }

@@ -1,5 +1,6 @@
-//! One activation of the controller for one tenant: load → observe → settle
-//! intents → plan → execute (unless paused or observe-only) → status.
+//! One activation of the controller for one tenant: load (the tenant row, its
+//! ledger and intents) → observe → settle intents → plan → execute (unless
+//! paused or observe-only) → status and ledger.
 //!
 //! [`Reconciler::reconcile`] is the only code path that writes to Fly. It makes
 //! one attempt and returns an [`Outcome`] that says when the tenant should be
@@ -11,10 +12,18 @@
 //! * Status is written after every activation that got as far as observing,
 //!   including failed ones, with `observedGeneration` = the spec's generation.
 //! * A deleted tenant is torn down in order and its row removed only after the
-//!   app is gone (or at once under `deletionPolicy: Orphan`).
+//!   app is gone and no app create may still land (or at once under
+//!   `deletionPolicy: Orphan`).
+//! * The status, the ledger and the deletion of resolved intents are one
+//!   store transaction. Ownership is read only from the ledger, never from
+//!   the status, which is derived and may be lost or rewritten freely.
+//! * A ledger or intent row that does not decode stops the tenant with
+//!   `StateUnreadable` and writes nothing to Fly (`durable`).
 
+mod durable;
 pub mod execute;
 pub mod intents;
+mod leases;
 pub mod observe;
 pub mod status;
 
@@ -30,7 +39,8 @@ use crate::fly::{FlyApi, FlyError, meta};
 use crate::ids::TenantName;
 use crate::plan::{self, Desired, Finding, Observed, Plan, PlanOptions, machine};
 use crate::spec::ManagementPolicy;
-use crate::store::{SharedStore, StoreError, TenantRecord};
+use crate::store::{SharedStore, StateWrite, StoreError, TenantRecord};
+use durable::Durable;
 use execute::{ExecuteOptions, ExecutionReport, Executor};
 use status::{
     CertificateStatus, Condition, ConditionStatus, IpStatus, MachineStatus, READY, ReconcileRecord,
@@ -148,8 +158,17 @@ impl Reconciler {
     /// Observes and plans without changing anything.
     pub async fn dry_run(&self, record: &TenantRecord) -> Result<DryRun, ReconcileError> {
         let now = self.clock.now();
-        let status = TenantStatus::from_json(&record.status);
-        let observed = self.observe(record, &status, now).await?;
+        // A tenant not stored yet (`plan -f` of a new file) owns nothing; a
+        // stored one's ledger must be readable.
+        let durable = Durable {
+            ledger: self
+                .store
+                .read_ledger(&record.name)
+                .await?
+                .unwrap_or_default(),
+            intents: self.store.list_intents(&record.name).await?,
+        };
+        let observed = self.observe(record, durable, now).await?;
         let desired = Desired {
             tenant: &record.tenant,
             deleting: record.deletion_requested_at.is_some(),
@@ -165,13 +184,18 @@ impl Reconciler {
     async fn observe(
         &self,
         record: &TenantRecord,
-        status: &TenantStatus,
+        durable: Durable,
         now: Timestamp,
     ) -> Result<(Observed, Vec<String>), ReconcileError> {
-        let intents = self.store.list_intents(&record.name).await?;
-        let mut ledger = status.ledger.clone();
+        let Durable {
+            mut ledger,
+            intents,
+        } = durable;
         // An app intent means the app may be ours but unrecorded: look it up.
-        if intents.iter().any(|i| i.kind == "app") {
+        if intents
+            .iter()
+            .any(|i| matches!(i.detail, crate::state::IntentDetail::App { .. }))
+        {
             ledger.app_owned = false;
         }
         let deleting = record.deletion_requested_at.is_some();
@@ -214,12 +238,16 @@ impl Reconciler {
                 failed: 0,
             });
         };
+        let durable = match self.load_durable(&record).await? {
+            Ok(d) => d,
+            Err(why) => return self.state_unreadable(&record, &why, now, started).await,
+        };
         let mut status = TenantStatus::from_json(&record.status);
         let generation = record.generation;
         let tenant = &record.tenant;
         let deleting = record.deletion_requested_at.is_some();
 
-        let (observed, settled) = match self.observe(&record, &status, now).await {
+        let (observed, settled) = match self.observe(&record, durable, now).await {
             Ok(o) => o,
             Err(ReconcileError::Observe(e)) => {
                 let msg = format!("observing Fly failed: {e}");
@@ -254,8 +282,8 @@ impl Reconciler {
             }
             Err(e) => return Err(e),
         };
-        // Settled intents are deleted only after the status (with the ledger
-        // that now records their result) is written; see `execute`.
+        // Settled intents are deleted in the transaction that writes the
+        // ledger recording their result; see `execute`.
 
         let desired = Desired {
             tenant,
@@ -306,8 +334,7 @@ impl Reconciler {
         }
 
         // Status.
-        status.ledger = ledger;
-        fill_resources(&mut status, &record, &observed);
+        fill_resources(&mut status, &record, &observed, &ledger);
         status.findings = plan.findings.iter().map(ToString::to_string).collect();
         status.blockers = plan.blockers.iter().map(ToString::to_string).collect();
         let failed = report.failed();
@@ -317,6 +344,7 @@ impl Reconciler {
                 Finding::CertificatePending { .. }
                     | Finding::RolloutInProgress { .. }
                     | Finding::HostUnreachable { .. }
+                    | Finding::CreateInFlight { .. }
             )
         }) || observed.machines.iter().any(|m| m.state.is_transient());
         let rollout_failed = plan.findings.iter().any(Finding::degrades);
@@ -440,12 +468,21 @@ impl Reconciler {
         } else {
             Next::Resync
         };
+        let resolved: Vec<String> = settled
+            .into_iter()
+            .chain(report.settled_intents.iter().cloned())
+            .collect();
         self.store
-            .write_status(name, generation, &status.to_json())
+            .write_state(
+                name,
+                &StateWrite {
+                    observed_generation: generation,
+                    status: &status.to_json(),
+                    ledger: &ledger,
+                    resolved_intents: &resolved,
+                },
+            )
             .await?;
-        for key in settled.iter().chain(&report.settled_intents) {
-            self.store.delete_intent(name, key).await?;
-        }
         let label = if failed > 0 {
             "error"
         } else if report.outcomes.is_empty() {
@@ -508,7 +545,12 @@ fn record_of(
     }
 }
 
-fn fill_resources(status: &mut TenantStatus, record: &TenantRecord, observed: &Observed) {
+fn fill_resources(
+    status: &mut TenantStatus,
+    record: &TenantRecord,
+    observed: &Observed,
+    ledger: &plan::Ledger,
+) {
     let tenant = &record.tenant;
     status.machines = observed
         .machines
@@ -562,7 +604,7 @@ fn fill_resources(status: &mut TenantStatus, record: &TenantRecord, observed: &O
             ip: i.ip.clone(),
             kind: i.kind.as_str().to_string(),
             region: i.region.clone(),
-            owned: status.ledger.ips.contains(&i.ip),
+            owned: ledger.ips.contains(&i.ip),
         })
         .collect();
 }
