@@ -172,3 +172,327 @@ pub fn resolve(intents: &[Intent], observed: &mut Observed, now: Timestamp) -> V
     }
     settled
 }
+
+#[cfg(test)]
+mod tests {
+    //! One test per row of the table in the module docs.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fly::{
+        AppSecret, CertificateSummary, HostStatus, IpAssignment, Machine, MachineState,
+    };
+    use crate::ids::{AppName, GroupName, Hostname, MachineId, SecretName, TenantName};
+    use crate::plan::{Ledger, ObservedCertificate};
+    use crate::spec::{IpKind, IpSpec};
+    use crate::state::LeaseNonce;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// When the intents below were recorded.
+    const AT: &str = "2026-01-01T00:00:00Z";
+    /// Within the window.
+    const SOON: &str = "2026-01-01T00:01:00Z";
+    /// Past the window.
+    const LATE: &str = "2026-01-01T00:10:00Z";
+
+    fn intent(key: &str, detail: IntentDetail) -> Intent {
+        Intent {
+            tenant: TenantName::parse("acme").unwrap(),
+            key: key.into(),
+            detail,
+            created_at: t(AT),
+        }
+    }
+
+    fn app_intent() -> Intent {
+        intent(
+            "app-1",
+            IntentDetail::App {
+                name: AppName::parse("acme").unwrap(),
+            },
+        )
+    }
+
+    fn v6() -> IpSpec {
+        IpSpec {
+            kind: IpKind::V6,
+            region: None,
+            service_name: None,
+            network: None,
+        }
+    }
+
+    fn ip_intent() -> Intent {
+        intent("ip-1", IntentDetail::Ip { spec: v6() })
+    }
+
+    fn host() -> Hostname {
+        Hostname::parse("acme.example.com").unwrap()
+    }
+
+    fn cert_intent() -> Intent {
+        intent(
+            "certificate-1",
+            IntentDetail::Certificate { hostname: host() },
+        )
+    }
+
+    fn secret(n: &str) -> SecretName {
+        SecretName::parse(n).unwrap()
+    }
+
+    fn secrets_intent() -> Intent {
+        intent(
+            "secrets-1",
+            IntentDetail::Secrets {
+                names: [secret("A"), secret("B")].into(),
+            },
+        )
+    }
+
+    fn machine_intent() -> Intent {
+        intent(
+            "web-0001",
+            IntentDetail::Machine {
+                group: GroupName::parse("web").unwrap(),
+            },
+        )
+    }
+
+    fn id() -> MachineId {
+        MachineId::parse("3d8d9e1b2c4e87").unwrap()
+    }
+
+    fn lease_intent(expires_at: &str) -> Intent {
+        intent(
+            "lease-1",
+            IntentDetail::Lease {
+                machine: id(),
+                nonce: Some(LeaseNonce::new("n1")),
+                expires_at: t(expires_at),
+            },
+        )
+    }
+
+    fn observed(app: AppObservation) -> Observed {
+        let mut o = Observed::absent(Ledger::default(), t(AT));
+        o.app = app;
+        o
+    }
+
+    fn in_org() -> Observed {
+        observed(AppObservation::InOrg)
+    }
+
+    fn address(ip: &str) -> IpAssignment {
+        IpAssignment {
+            ip: ip.into(),
+            kind: IpKind::V6,
+            region: None,
+            service_name: None,
+            created_at: None,
+        }
+    }
+
+    fn machine(key: &str, state: MachineState) -> Machine {
+        let metadata: BTreeMap<String, String> =
+            [(meta::CREATE_KEY.to_string(), key.to_string())].into();
+        Machine {
+            id: id(),
+            name: "m".into(),
+            state,
+            region: "ord".into(),
+            version: "v1".into(),
+            host_status: HostStatus::Ok,
+            config: None,
+            metadata,
+            checks: Vec::new(),
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn run(intents: &[Intent], o: &mut Observed, now: &str) -> Vec<String> {
+        resolve(intents, o, t(now))
+    }
+
+    #[test]
+    fn app_in_the_org_is_owned_and_resolved() {
+        let mut o = in_org();
+        assert_eq!(run(&[app_intent()], &mut o, SOON), ["app-1"]);
+        assert!(o.ledger.app_owned);
+    }
+
+    #[test]
+    fn app_in_another_org_is_resolved_not_owned() {
+        let mut o = observed(AppObservation::OtherOrg);
+        assert_eq!(run(&[app_intent()], &mut o, SOON), ["app-1"]);
+        assert!(!o.ledger.app_owned);
+    }
+
+    #[test]
+    fn an_absent_app_is_in_flight_within_its_window_only() {
+        let mut o = observed(AppObservation::Absent);
+        assert!(run(&[app_intent()], &mut o, SOON).is_empty());
+        assert!(o.pending.app);
+        let mut o = observed(AppObservation::Absent);
+        assert_eq!(run(&[app_intent()], &mut o, LATE), ["app-1"]);
+        assert!(!o.pending.app);
+    }
+
+    #[test]
+    fn an_unowned_address_of_the_spec_is_adopted() {
+        let mut o = in_org();
+        o.ips = vec![address("2a09::1")];
+        assert_eq!(run(&[ip_intent()], &mut o, SOON), ["ip-1"]);
+        assert!(o.ledger.ips.contains("2a09::1"));
+    }
+
+    #[test]
+    fn an_address_not_visible_yet_stays_in_flight() {
+        // The leak the first observation after a restart used to cause.
+        let mut o = in_org();
+        assert!(run(&[ip_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending.ips, [v6()]);
+        // An address flotilla already owns is no proof of this one.
+        let mut o = in_org();
+        o.ips = vec![address("2a09::1")];
+        o.ledger.ips.insert("2a09::1".into());
+        assert!(run(&[ip_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending.ips, [v6()]);
+    }
+
+    #[test]
+    fn a_seen_certificate_is_owned_and_resolved() {
+        let mut o = in_org();
+        o.certificates = vec![ObservedCertificate {
+            summary: CertificateSummary {
+                hostname: host().to_string(),
+                status: "Awaiting configuration".into(),
+                configured: false,
+                acme_requested: true,
+                has_fly_certificate: false,
+            },
+            detail: None,
+        }];
+        assert_eq!(run(&[cert_intent()], &mut o, SOON), ["certificate-1"]);
+        assert!(o.ledger.certificates.contains(&host()));
+    }
+
+    #[test]
+    fn a_certificate_not_visible_yet_stays_in_flight() {
+        let mut o = in_org();
+        assert!(run(&[cert_intent()], &mut o, SOON).is_empty());
+        assert!(o.pending.certificates.contains(&host()));
+        assert!(o.ledger.certificates.is_empty());
+    }
+
+    #[test]
+    fn secrets_are_owned_as_they_appear_and_resolved_when_all_are() {
+        let mut o = in_org();
+        o.secrets = vec![AppSecret {
+            name: secret("A"),
+            digest: "d".into(),
+        }];
+        assert!(run(&[secrets_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.ledger.secrets, [secret("A")].into());
+        o.secrets.push(AppSecret {
+            name: secret("B"),
+            digest: "d".into(),
+        });
+        assert_eq!(run(&[secrets_intent()], &mut o, SOON), ["secrets-1"]);
+        assert_eq!(o.ledger.secrets, [secret("A"), secret("B")].into());
+    }
+
+    #[test]
+    fn a_machine_with_the_key_resolves_its_intent() {
+        let mut o = in_org();
+        o.machines = vec![machine("web-0001", MachineState::Started)];
+        assert_eq!(run(&[machine_intent()], &mut o, SOON), ["web-0001"]);
+        assert!(o.pending_machines.is_empty());
+    }
+
+    #[test]
+    fn a_machine_not_visible_yet_is_resumed_with_its_key() {
+        let mut o = in_org();
+        assert!(run(&[machine_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending_machines.len(), 1);
+        assert_eq!(o.pending_machines[0].key, "web-0001");
+    }
+
+    #[test]
+    fn an_own_lease_on_a_live_machine_is_kept_until_it_expires() {
+        let mut o = in_org();
+        o.machines = vec![machine("k", MachineState::Started)];
+        assert!(run(&[lease_intent(SOON)], &mut o, AT).is_empty());
+        let own = &o.pending.leases[&id()];
+        assert_eq!(own.key, "lease-1");
+        assert_eq!(own.nonce, Some(LeaseNonce::new("n1")));
+        // Past its expiry.
+        let mut o = in_org();
+        o.machines = vec![machine("k", MachineState::Started)];
+        assert_eq!(run(&[lease_intent(SOON)], &mut o, SOON), ["lease-1"]);
+        assert!(o.pending.leases.is_empty());
+    }
+
+    #[test]
+    fn a_lease_on_a_machine_that_is_gone_is_resolved() {
+        let mut o = in_org();
+        assert_eq!(run(&[lease_intent(LATE)], &mut o, AT), ["lease-1"]);
+        let mut o = in_org();
+        o.machines = vec![machine("k", MachineState::Destroyed)];
+        assert_eq!(run(&[lease_intent(LATE)], &mut o, AT), ["lease-1"]);
+    }
+
+    #[test]
+    fn every_create_is_resolved_when_its_window_passes() {
+        let all = [
+            app_intent(),
+            ip_intent(),
+            cert_intent(),
+            secrets_intent(),
+            machine_intent(),
+        ];
+        let mut o = in_org();
+        let mut got = run(&all, &mut o, LATE);
+        got.sort();
+        assert_eq!(
+            got,
+            ["app-1", "certificate-1", "ip-1", "secrets-1", "web-0001"]
+        );
+        assert!(o.pending.ips.is_empty() && o.pending.certificates.is_empty());
+        assert!(o.pending_machines.is_empty());
+    }
+
+    #[test]
+    fn nothing_lands_in_an_app_that_is_gone() {
+        let inside = [
+            ip_intent(),
+            cert_intent(),
+            secrets_intent(),
+            machine_intent(),
+            lease_intent(LATE),
+        ];
+        let mut o = observed(AppObservation::Absent);
+        let mut got = run(&inside, &mut o, SOON);
+        got.sort();
+        assert_eq!(
+            got,
+            ["certificate-1", "ip-1", "lease-1", "secrets-1", "web-0001"]
+        );
+        // Unless the app itself may still land: then they wait with it.
+        let mut with_app = inside.to_vec();
+        with_app.push(app_intent());
+        let mut o = observed(AppObservation::Absent);
+        let got = run(&with_app, &mut o, SOON);
+        assert_eq!(got, ["lease-1"], "a lease needs its machine");
+        assert!(o.pending.app);
+        assert_eq!(o.pending.ips, [v6()]);
+        assert!(o.pending.certificates.contains(&host()));
+        assert_eq!(o.pending_machines.len(), 1);
+    }
+}

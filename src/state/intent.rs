@@ -4,7 +4,7 @@
 //! address, a certificate, secret values, a machine, a machine lease) is
 //! recorded here *before* the call, and the row stays until the result is
 //! in the ledger or there is proof it cannot land (see
-//! `crate::reconcile::intents`). One enum, [`IntentDetail`], is what the
+//! `reconcile::intents`). One enum, [`IntentDetail`], is what the
 //! executor writes and what the resolver reads.
 
 use std::collections::BTreeSet;

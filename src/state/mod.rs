@@ -11,8 +11,8 @@
 //! nothing to Fly for the tenant until the row is repaired.
 //!
 //! This module is pure: it defines the rows and their encoding. The store
-//! (`crate::store`) moves the encoded values in and out of the database;
-//! `crate::reconcile::intents` settles intents against what Fly shows.
+//! (`store`) moves the encoded values in and out of the database;
+//! `reconcile::intents` settles intents against what Fly shows.
 //!
 //! # Encoding
 //! * The ledger is one JSON document per tenant with a `schemaVersion`
