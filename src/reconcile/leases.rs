@@ -72,22 +72,28 @@ impl Executor<'_> {
         observed: &Observed,
     ) -> Result<HeldLease, StepError> {
         let ttl = self.options.lease_ttl;
+        let own = observed.pending.leases.get(id);
+        // Leases replaced by the one taken below, resolved with it: one whose
+        // nonce is known but no longer works (it expired or was released),
+        // and one whose nonce was never recorded once it is seen to be ours.
+        // An unrecorded one that is not seen stays until its window ends: it
+        // may still land.
         let mut superseded = Vec::new();
-        if let Some(own) = observed.pending.leases.get(id) {
-            if let Some(nonce) = &own.nonce {
-                match self.fly.refresh_lease(app, id, nonce.expose(), ttl).await {
-                    Ok(lease) => {
-                        return self
-                            .record_lease(tenant, app, id, own.key.clone(), lease, Vec::new())
-                            .await;
-                    }
-                    Err(e) => {
-                        tracing::debug!(machine = %id, error = %e, "own lease not refreshed; taking a new one");
-                    }
+        let unrecorded = own.filter(|o| o.nonce.is_none()).map(|o| o.key.clone());
+        if let Some(own) = own
+            && let Some(nonce) = &own.nonce
+        {
+            match self.fly.refresh_lease(app, id, nonce.expose(), ttl).await {
+                Ok(lease) => {
+                    return self
+                        .record_lease(tenant, app, id, own.key.clone(), lease, Vec::new())
+                        .await;
+                }
+                Err(e) => {
+                    tracing::debug!(machine = %id, error = %e, "own lease not refreshed; taking a new one");
+                    superseded.push(own.key.clone());
                 }
             }
-            // Resolved together with the lease taken below.
-            superseded.push(own.key.clone());
         }
 
         let bound = self
@@ -112,7 +118,10 @@ impl Executor<'_> {
             match self.fly.acquire_lease(app, id, ttl, &description).await {
                 Ok(lease) => break lease,
                 Err(e @ FlyError::Conflict { .. }) => match self.find_own(tenant, app, id).await? {
-                    Found::Ours(lease) => break lease,
+                    Found::Ours(lease) => {
+                        superseded.extend(unrecorded);
+                        break lease;
+                    }
                     Found::OursHidden(until) => return Err(waiting(id, until)),
                     Found::Other => return Err(e.into()),
                 },
