@@ -155,7 +155,9 @@ impl Reconciler {
         &self.store
     }
 
-    /// Observes and plans without changing anything.
+    /// Observes and plans without changing anything. The ledger and intents
+    /// are the stored tenant's of `record.name` (none for a tenant not
+    /// stored yet); an unreadable one is an error.
     pub async fn dry_run(&self, record: &TenantRecord) -> Result<DryRun, ReconcileError> {
         let now = self.clock.now();
         // A tenant not stored yet (`plan -f` of a new file) owns nothing; a
