@@ -31,31 +31,37 @@ pub(crate) struct Durable {
 #[derive(Debug, Clone)]
 pub(crate) struct Unreadable(pub String);
 
+/// What loading found.
+pub(crate) enum Loaded {
+    State(Durable),
+    Unreadable(Unreadable),
+    /// The tenant row went away since it was read (removed meanwhile).
+    Gone,
+}
+
 impl Reconciler {
-    /// Reads the tenant's ledger and intents. `Ok(Err(_))` when a row exists
-    /// and does not decode; `Err(_)` when the store itself failed.
+    /// Reads the tenant's ledger and intents; `Err(_)` only when the store
+    /// itself failed.
     pub(crate) async fn load_durable(
         &self,
         record: &TenantRecord,
-    ) -> Result<Result<Durable, Unreadable>, ReconcileError> {
+    ) -> Result<Loaded, ReconcileError> {
         let ledger = match self.store.read_ledger(&record.name).await {
             Ok(Some(l)) => l,
-            // The row went away between the two reads: the next activation
-            // sees the tenant gone.
-            Ok(None) => return Err(StoreError::NotFound(record.name.clone()).into()),
+            Ok(None) => return Ok(Loaded::Gone),
             Err(StoreError::Corrupt { what, detail }) => {
-                return Ok(Err(Unreadable(format!("{what}: {detail}"))));
+                return Ok(Loaded::Unreadable(Unreadable(format!("{what}: {detail}"))));
             }
             Err(e) => return Err(e.into()),
         };
         let intents = match self.store.list_intents(&record.name).await {
             Ok(i) => i,
             Err(StoreError::Corrupt { what, detail }) => {
-                return Ok(Err(Unreadable(format!("{what}: {detail}"))));
+                return Ok(Loaded::Unreadable(Unreadable(format!("{what}: {detail}"))));
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(Ok(Durable { ledger, intents }))
+        Ok(Loaded::State(Durable { ledger, intents }))
     }
 
     /// The activation of a tenant whose state cannot be read: report it,

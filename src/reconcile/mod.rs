@@ -40,7 +40,7 @@ use crate::ids::TenantName;
 use crate::plan::{self, Desired, Finding, Observed, Plan, PlanOptions, machine};
 use crate::spec::ManagementPolicy;
 use crate::store::{SharedStore, StateWrite, StoreError, TenantRecord};
-use durable::Durable;
+use durable::{Durable, Loaded};
 use execute::{ExecuteOptions, ExecutionReport, Executor};
 use status::{
     CertificateStatus, Condition, ConditionStatus, IpStatus, MachineStatus, READY, ReconcileRecord,
@@ -233,16 +233,14 @@ impl Reconciler {
         let started = Instant::now();
         let now = self.clock.now();
         let Some(record) = self.store.get(name).await? else {
-            return Ok(Outcome {
-                next: Next::Done,
-                ready: false,
-                actions: 0,
-                failed: 0,
-            });
+            return Ok(gone());
         };
         let durable = match self.load_durable(&record).await? {
-            Ok(d) => d,
-            Err(why) => return self.state_unreadable(&record, &why, now, started).await,
+            Loaded::State(d) => d,
+            Loaded::Unreadable(why) => {
+                return self.state_unreadable(&record, &why, now, started).await;
+            }
+            Loaded::Gone => return Ok(gone()),
         };
         let mut status = TenantStatus::from_json(&record.status);
         let generation = record.generation;
@@ -526,6 +524,16 @@ impl Reconciler {
             observed_generation: generation,
             last_transition_time: now,
         });
+    }
+}
+
+/// The outcome for a tenant that no longer exists.
+fn gone() -> Outcome {
+    Outcome {
+        next: Next::Done,
+        ready: false,
+        actions: 0,
+        failed: 0,
     }
 }
 
