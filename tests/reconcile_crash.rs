@@ -417,3 +417,43 @@ async fn an_app_create_in_flight_when_the_tenant_is_deleted_is_torn_down() {
     }
     panic!("the app is left: {:#?}", w.app());
 }
+
+/// A create Fly refused cannot land: it is tried again at the next
+/// activation, not held "in flight" for the intent's whole window.
+#[tokio::test]
+async fn a_create_fly_refused_is_retried_at_once() {
+    let w = prepare(Scenario::Create).await;
+    let reference = Arc::new(CrashFly::new(w.fly.clone(), None));
+    until_crash(&w, &reference).await;
+    let creates: Vec<(usize, Call)> = reference
+        .log()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| c.create)
+        .collect();
+    assert!(creates.len() >= 5, "{creates:?}");
+    for (i, call) in creates {
+        let what = format!("refused call #{i} ({})", call.name);
+        let w = prepare(Scenario::Create).await;
+        let fly = Arc::new(CrashFly::new(w.fly.clone(), Some((i, Mode::Refuse))));
+        let r = w.reconciler(fly.clone(), 5);
+        let mut done = false;
+        // Seconds pass (the certificate is issued), no window does.
+        for _ in 0..5 {
+            let out = r.reconcile(&name()).await.unwrap();
+            if w.converged(&out).await {
+                done = true;
+                break;
+            }
+            w.clock.advance(SignedDuration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = w.store.get(&name()).await.unwrap().unwrap().status;
+        assert!(
+            done,
+            "{what}: not converged without waiting out a window: {:#}",
+            status["conditions"]
+        );
+        check(&w, &what, "nginx:1.27").await;
+    }
+}

@@ -226,7 +226,7 @@ impl Executor<'_> {
                             .into());
                         }
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(self.not_landed(&key, e).into()),
                 }
                 ledger.app_owned = true;
                 self.settled.push(key);
@@ -250,7 +250,8 @@ impl Executor<'_> {
                             org_slug: Some(tenant.spec.org.clone()),
                         },
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| self.not_landed(&key, e))?;
                 ledger.ips.insert(ip.ip);
                 self.settled.push(key);
             }
@@ -267,7 +268,9 @@ impl Executor<'_> {
                         },
                     )
                     .await?;
-                fly.request_acme_certificate(app, hostname.as_str()).await?;
+                fly.request_acme_certificate(app, hostname.as_str())
+                    .await
+                    .map_err(|e| self.not_landed(&key, e))?;
                 ledger.certificates.insert(hostname.clone());
                 ledger.certificate_checks.insert(hostname.clone(), self.now);
                 self.settled.push(key);
@@ -295,7 +298,10 @@ impl Executor<'_> {
                 for secret in unset {
                     values.insert(secret.clone(), None);
                 }
-                let version = fly.update_secrets(app, &values).await?;
+                let version = fly
+                    .update_secrets(app, &values)
+                    .await
+                    .map_err(|e| self.not_landed(&key, e))?;
                 for (secret, _, _) in generate {
                     ledger.secrets.insert(secret.clone());
                 }
@@ -464,6 +470,17 @@ impl Executor<'_> {
             Action::Forget => self.store.remove(name).await?,
         }
         Ok(())
+    }
+
+    /// A create failed. Unless its outcome is unknown (a timeout, a 5xx: it
+    /// may have taken effect), Fly refused it, which proves it cannot land:
+    /// its intent is resolved now instead of holding the resource "in
+    /// flight" for its whole window.
+    pub(super) fn not_landed(&mut self, key: &str, e: FlyError) -> FlyError {
+        if !e.outcome_unknown() {
+            self.settled.push(key.to_string());
+        }
+        e
     }
 
     /// Records a fresh intent for `detail` before its create; returns its key.

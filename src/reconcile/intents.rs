@@ -4,9 +4,10 @@
 //! claim (`crate::state::IntentDetail`), and is left behind when flotilla
 //! stopped or lost a response between recording it and recording the
 //! result. Here each one is settled against what Fly shows now. An intent is
-//! resolved only by seeing its result, or by proof that it cannot land: its
-//! window ([`CREATE_INTENT_TTL`] from when it was recorded) has passed, or the
-//! app it would land in does not exist and no app create is in flight. One
+//! resolved only by seeing its result, or by proof that it cannot land: Fly
+//! refused the call (the executor resolves those itself), its window
+//! ([`CREATE_INTENT_TTL`] from when it was recorded) has passed, or the app it
+//! would land in does not exist and no app create is in flight. One
 //! observation that does not show a create yet never resolves it: Fly's
 //! reads are eventually consistent, and a create whose response was lost may
 //! land after the restart.
@@ -27,6 +28,7 @@
 //! | lease | machine live, before the lease's expiry | kept: flotilla's own lease; reused (nonce known, or recognised by its description), released if no step needs it |
 //! | lease | machine gone, or expiry passed | resolved |
 //! | any create | window passed | resolved: the plan creates afresh if still desired |
+//! | any create | Fly refused the call (not a timeout or 5xx) | resolved by the executor at once (`Executor::not_landed`) |
 //! | ip, certificate, secrets, machine | app absent, no app create in flight | resolved: nothing can land in an app that does not exist |
 //!
 //! This is pure: it updates the observation (ledger, pending creates) and

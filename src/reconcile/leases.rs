@@ -123,7 +123,10 @@ impl Executor<'_> {
                         break lease;
                     }
                     Found::OursHidden(until) => return Err(waiting(id, until)),
-                    Found::Other => return Err(e.into()),
+                    // Someone else holds it: no lease of ours came of this
+                    // request (its own earlier attempts, if lost, would be
+                    // ours).
+                    Found::Other => return Err(self.not_landed(&key, e).into()),
                 },
                 Err(e) if e.is_retryable() && attempt < LEASE_ATTEMPTS => {
                     tracing::debug!(machine = %id, attempt, error = %e, "lease request failed; retrying");
@@ -131,7 +134,7 @@ impl Executor<'_> {
                     delay = delay.saturating_mul(2);
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(self.not_landed(&key, e).into()),
             }
         };
         self.record_lease(tenant, app, id, key, lease, superseded)

@@ -38,6 +38,9 @@ pub enum Mode {
     Lost,
     /// No crash: the request fails with a 503 and takes no effect.
     Fail,
+    /// No crash: Fly refuses the request (404, as for an app that is not
+    /// visible yet); it takes no effect.
+    Refuse,
 }
 
 type Held = BoxFuture<'static, ()>;
@@ -103,6 +106,11 @@ impl CrashFly {
             _ => return fut.await,
         };
         match mode {
+            Mode::Refuse => {
+                return Err(FlyError::NotFound {
+                    message: "app not found (test)".into(),
+                });
+            }
             Mode::Fail => {
                 return Err(FlyError::Unavailable {
                     status: Some(503),
