@@ -21,6 +21,9 @@
 //!
 //! The `flotilla` binary for `steady` is `$FLOTILLA_BIN`, else the one
 //! `cargo bench` builds next to this bench (`target/release/flotilla`).
+// A test/bench harness, not library code: it reads its own configuration
+// from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
+#![allow(clippy::disallowed_methods)]
 
 #[path = "reconcile/fakes.rs"]
 mod fakes;

@@ -60,6 +60,8 @@ pub enum IdError {
     BadEnvName,
     #[error("must be a Fly machine id: 8 to 32 lowercase hex characters")]
     BadMachineId,
+    #[error("must be a Fly volume id: `vol_` and 8 to 32 lowercase letters or digits")]
+    BadVolumeId,
 }
 
 /// Checks one DNS label in the strict form we use for names we mint:
@@ -213,6 +215,23 @@ string_id!(
             Ok(())
         } else {
             Err(IdError::BadMachineId)
+        }
+    }
+);
+
+string_id!(
+    /// A Fly volume id as Fly returns it (`vol_` and 16 lowercase letters or
+    /// digits today; we accept 8 to 32 after the prefix).
+    VolumeId,
+    |s| {
+        match s.strip_prefix("vol_") {
+            Some(rest)
+                if (8..=32).contains(&rest.len())
+                    && rest.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+            {
+                Ok(())
+            }
+            _ => Err(IdError::BadVolumeId),
         }
     }
 );
@@ -389,6 +408,21 @@ mod tests {
         assert_eq!(reasons.len(), 8, "every reason reads differently");
         assert!(Hostname::parse("1password.example.com").is_ok());
         assert!(Hostname::parse("a1.b2.c3d").is_ok());
+    }
+
+    #[test]
+    fn volume_ids_have_the_vol_prefix() {
+        assert!(VolumeId::parse("vol_9vw681egy1jj5xm4").is_ok());
+        for bad in [
+            "9vw681egy1jj5xm4",
+            "vol_",
+            "vol_short",
+            "vol_UPPERCASE123",
+            "vol_a-b-c-d-e-f",
+            "vs_9vw681egy1jj5xm4",
+        ] {
+            assert_eq!(VolumeId::parse(bad), Err(IdError::BadVolumeId), "{bad}");
+        }
     }
 
     #[test]

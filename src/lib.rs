@@ -7,7 +7,7 @@
 //! * [`spec`]: tenant specs: YAML text → validated model (rules in
 //!   `spec::validate`, one file per spec area), JSON Schema.
 //! * [`plan`]: `plan(&desired, &observed, now) -> Plan`, steps with reasons.
-//! * [`rotation`]: rotation decisions for scoped deploy tokens (schedule,
+//! * [`rotation`] (`src/rotation/`): rotation decisions for scoped deploy tokens (schedule,
 //!   token record, `decide`, `apply`); not wired into `serve` yet.
 //! * [`crypto`]: encryption at rest (keyring, row-bound envelopes, key
 //!   rotation) and token fingerprints; not wired into `serve` yet.
@@ -19,8 +19,13 @@
 //! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, backoff, resync).
 //!
 //! Adapters:
-//! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations.
-//! * [`fly`]: the `FlyApi` port and its HTTP client.
+//! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations,
+//!   and the controller lock: one `serve` per database, enforced (a second
+//!   refuses to start); several replicas are not supported yet.
+//! * [`fly`]: the `FlyApi` port and its domain types; [`fly::http`], the
+//!   client (one file per resource: `apps`, `machines`, `leases`,
+//!   `metadata`, `secrets`, `ips`, `certificates`, `tokens`; one request
+//!   pipeline in `transport`); `fly::wire`, Fly's JSON, by resource.
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
 //! * [`source`]: where specs come from: files and directories, read boundedly
 //!   into the pure [`spec::Loader`].

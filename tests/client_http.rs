@@ -1,6 +1,8 @@
 //! `HttpFly` against a scripted local server: each test queues canned
 //! responses, drives the client, then checks what reached the wire (method,
 //! path, query, headers, JSON body) and how the answer was classified.
+//! Volumes and the optional machine-config parts are in
+//! `client_http/volumes.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,9 @@ use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName};
 use flotilla::spec::{CpuKind, Handler, IpKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+
+#[path = "client_http/volumes.rs"]
+mod volumes;
 
 // ------------------------------------------------------------ the server --
 
@@ -246,6 +251,7 @@ fn config(create_key: Option<&str>) -> MachineConfig {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 512,
+            gpu: None,
         },
         services: vec![ServiceConfig {
             protocol: "tcp".into(),
@@ -259,6 +265,7 @@ fn config(create_key: Option<&str>) -> MachineConfig {
             autostart: true,
             min_machines_running: Some(1),
             concurrency: None,
+            checks: Vec::new(),
         }],
         checks: BTreeMap::from([(
             "alive".into(),
@@ -270,6 +277,10 @@ fn config(create_key: Option<&str>) -> MachineConfig {
                 grace_period: None,
                 method: None,
                 path: None,
+                protocol: None,
+                tls_skip_verify: None,
+                tls_server_name: None,
+                headers: Vec::new(),
             },
         )]),
         restart: RestartConfig {
@@ -278,6 +289,13 @@ fn config(create_key: Option<&str>) -> MachineConfig {
         },
         metadata,
         auto_destroy: false,
+        init: Default::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: Default::default(),
+        dns: Default::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 

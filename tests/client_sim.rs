@@ -1,6 +1,7 @@
 //! `HttpFly` end to end against the in-process Fly simulator: every `FlyApi`
 //! method over real HTTP, plus the client's recovery paths under the
-//! simulator's injected faults.
+//! simulator's injected faults. Volumes and machine configs with every
+//! optional part are in `client_sim/volumes.rs`.
 
 mod common;
 
@@ -17,6 +18,9 @@ use flotilla::ids::{AppName, OrgSlug, SecretName};
 use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
 use flotilla::spec::{CpuKind, Handler, IpKind};
 use secrecy::{ExposeSecret, SecretString};
+
+#[path = "client_sim/volumes.rs"]
+mod volumes;
 
 async fn sim() -> SimHandle {
     flotilla::sim::start(SimConfig {
@@ -49,6 +53,7 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 512,
+            gpu: None,
         },
         services: vec![ServiceConfig {
             protocol: "tcp".into(),
@@ -69,6 +74,7 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
             autostart: true,
             min_machines_running: Some(0),
             concurrency: None,
+            checks: Vec::new(),
         }],
         checks: BTreeMap::from([(
             "alive".into(),
@@ -80,6 +86,10 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
                 grace_period: Some(Duration::from_secs(10)),
                 method: None,
                 path: None,
+                protocol: None,
+                tls_skip_verify: None,
+                tls_server_name: None,
+                headers: Vec::new(),
             },
         )]),
         restart: RestartConfig {
@@ -92,6 +102,13 @@ fn config(image: &str, create_key: &str) -> MachineConfig {
             (meta::CREATE_KEY.to_owned(), create_key.to_owned()),
         ]),
         auto_destroy: false,
+        init: Default::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: Default::default(),
+        dns: Default::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 

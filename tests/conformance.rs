@@ -17,6 +17,9 @@ mod support;
 #[path = "conformance/minimal.rs"]
 mod minimal;
 
+#[path = "conformance/volumes.rs"]
+mod volumes;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -61,6 +64,12 @@ const FLY_API_OPERATIONS: &[&str] = &[
     "App_IPAssignments_list",
     "App_IPAssignments_create",
     "App_IPAssignments_delete",
+    "Volumes_list",
+    "Volumes_get_by_id",
+    "Volumes_create",
+    "Volumes_update",
+    "Volumes_extend",
+    "Volume_delete",
     "App_Certificates_list",
     "App_Certificates_show",
     "App_Certificates_acme_create",
@@ -89,6 +98,7 @@ const ERROR_CASES: &[(&str, u16)] = &[
     ("Machines_wait", 408),
     ("CurrentToken_show", 401),
     ("App_Certificates_show", 404),
+    ("Volumes_extend", 400),
 ];
 
 const FOREIGN_APP: &str = "taken-elsewhere";
@@ -149,6 +159,7 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 512,
+            gpu: None,
         },
         services: vec![ServiceConfig {
             protocol: "tcp".into(),
@@ -173,6 +184,7 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
                 soft_limit: 20,
                 hard_limit: 25,
             }),
+            checks: Vec::new(),
         }],
         checks: BTreeMap::from([
             (
@@ -185,6 +197,10 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
                     grace_period: Some(Duration::from_secs(5)),
                     method: None,
                     path: None,
+                    protocol: None,
+                    tls_skip_verify: None,
+                    tls_server_name: None,
+                    headers: Vec::new(),
                 },
             ),
             (
@@ -197,6 +213,10 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
                     grace_period: None,
                     method: Some("GET".into()),
                     path: Some("/healthz".into()),
+                    protocol: None,
+                    tls_skip_verify: None,
+                    tls_server_name: None,
+                    headers: Vec::new(),
                 },
             ),
         ]),
@@ -210,6 +230,13 @@ fn machine_config(image: &str, create_key: &str) -> MachineConfig {
             (meta::CREATE_KEY.to_owned(), create_key.to_owned()),
         ]),
         auto_destroy: false,
+        init: Default::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: Default::default(),
+        dns: Default::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 
@@ -518,6 +545,9 @@ async fn scenario(rig: &Rig) {
     let dark = fly.get_machine(&app, &id).await.expect("get unreachable");
     assert_ne!(dark.host_status, HostStatus::Ok);
     sim.set_host_unreachable(id.as_str(), false);
+
+    // --- volumes, and a machine config with every optional part ---
+    volumes::scenario(fly, &app, &db).await;
 
     // --- IP assignments ---
     let assign = |kind| AssignIp {

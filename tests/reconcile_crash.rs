@@ -87,7 +87,7 @@ impl World {
     async fn new() -> World {
         // One clock for flotilla and Fly, so lease expiry and intent windows
         // agree as they do in production.
-        let clock = ManualClock::new(Timestamp::now());
+        let clock = ManualClock::new("2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap());
         let sim = flotilla::sim::start(SimConfig {
             transition_delay: Duration::from_millis(5),
             clock: Arc::new(clock.clone()),

@@ -37,6 +37,8 @@ impl Fly {
     async fn start(cfg: SimConfig) -> Self {
         let sim = sim::start(cfg).await.expect("simulator starts");
         let token = sim.org_token().expose_secret().to_owned();
+        // A raw client: these tests speak HTTP to the simulator directly.
+        #[allow(clippy::disallowed_methods)]
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -780,7 +782,10 @@ async fn leases_exclude_other_writers() {
             .is_some_and(|o| o.ends_with("@tokens.fly.io"))
     );
     let expires = r.body["data"]["expires_at"].as_i64().expect("unix seconds");
-    assert!(expires > Timestamp::now().as_second());
+    // The simulator runs on the wall clock; compare with it.
+    #[allow(clippy::disallowed_methods)]
+    let now = Timestamp::now();
+    assert!(expires > now.as_second());
 
     let second = fly.post(&lease_path, json!({"ttl": 30})).await;
     assert_eq!(second.status, StatusCode::CONFLICT);
@@ -1533,7 +1538,10 @@ async fn asking_too_often_sets_rate_limited_until() {
         .await;
     let until = r.body["rate_limited_until"].as_str().expect("rate limited");
     let until: Timestamp = until.parse().expect("RFC 3339");
-    assert!(until > Timestamp::now() + SignedDuration::from_mins(30));
+    // The simulator runs on the wall clock; compare with it.
+    #[allow(clippy::disallowed_methods)]
+    let now = Timestamp::now();
+    assert!(until > now + SignedDuration::from_mins(30));
     tokio::time::sleep(Duration::from_millis(150)).await;
     let r = fly
         .get("/v1/apps/eager/certificates/eager.example.net")
@@ -1727,6 +1735,8 @@ async fn lost_responses_leave_the_effect_in_place() {
     stall.lost_stall_rate = 1.0;
     stall.stall = Duration::from_secs(3);
     fly.sim.set_faults(stall);
+    // A raw client with a short timeout, to abandon a stalled request.
+    #[allow(clippy::disallowed_methods)]
     let short = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flotilla::fly::{
-    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, FlyApi,
-    FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState, MintedToken,
-    SecretsVersion, TokenInfo, UpdateMachine, WaitState,
+    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, CreateVolume,
+    ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState,
+    MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume, WaitState,
 };
-use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, TenantName};
+use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, TenantName, VolumeId};
 use flotilla::store::{
     ApplyResult, Event, Intent, IntentDetail, LabelSelector, Ledger, NewEvent, StateWrite, Store,
     StoreError, TenantDraft, TenantRecord,
@@ -250,6 +250,34 @@ impl FlyApi for Replay {
     }
     async fn release_ip(&self, _: &AppName, _: &str) -> Result<(), FlyError> {
         self.miss("release_ip")
+    }
+    async fn list_volumes(&self, _: &AppName) -> Result<Vec<Volume>, FlyError> {
+        self.miss("list_volumes")
+    }
+    async fn get_volume(&self, _: &AppName, _: &VolumeId) -> Result<Volume, FlyError> {
+        self.miss("get_volume")
+    }
+    async fn create_volume(&self, _: &AppName, _: &CreateVolume) -> Result<Volume, FlyError> {
+        self.miss("create_volume")
+    }
+    async fn update_volume(
+        &self,
+        _: &AppName,
+        _: &VolumeId,
+        _: &UpdateVolume,
+    ) -> Result<Volume, FlyError> {
+        self.miss("update_volume")
+    }
+    async fn extend_volume(
+        &self,
+        _: &AppName,
+        _: &VolumeId,
+        _: u32,
+    ) -> Result<ExtendedVolume, FlyError> {
+        self.miss("extend_volume")
+    }
+    async fn delete_volume(&self, _: &AppName, _: &VolumeId) -> Result<(), FlyError> {
+        self.miss("delete_volume")
     }
     async fn list_certificates(&self, app: &AppName) -> Result<Vec<CertificateSummary>, FlyError> {
         Ok(self.reads(app)?.certificates.clone())

@@ -395,8 +395,10 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { args, db } => {
             drop(out);
+            // Before anything else: a second controller must not even migrate.
+            let lock = store::lock::ControllerLock::acquire(&db.db).await?;
             let store = open(&db.db, clock.clone()).await?;
-            serve::serve(args, store, clock).await?;
+            serve::serve(args, store, clock, lock).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => {

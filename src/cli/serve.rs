@@ -1,6 +1,10 @@
 //! `flotilla serve`: the controller, plus its HTTP surface on `--listen`
 //! (`/healthz`, `/readyz`, `/metrics`), until SIGTERM or Ctrl-C.
 //!
+//! It runs only while it holds the controller lock (`store::lock`), taken
+//! before the database is opened: one controller per database. If the lock
+//! is lost (its PostgreSQL connection failed) it stops and exits non-zero.
+//!
 //! While tenants converge it shows progress on stderr and prints one line to
 //! stdout when every tenant is Ready; it then keeps serving (resyncs, drift
 //! correction, spec changes).
@@ -24,6 +28,7 @@ use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use crate::runtime::{Runtime, RuntimeOptions};
+use crate::store::lock::ControllerLock;
 use crate::store::{LabelSelector, SharedStore};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -54,7 +59,13 @@ struct Http {
     store: SharedStore,
 }
 
-pub async fn serve(args: ServeArgs, store: SharedStore, clock: SharedClock) -> anyhow::Result<()> {
+pub async fn serve(
+    args: ServeArgs,
+    store: SharedStore,
+    clock: SharedClock,
+    lock: ControllerLock,
+) -> anyhow::Result<()> {
+    tracing::info!(lock = %lock.describe(), "holding the controller lock");
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -111,6 +122,14 @@ pub async fn serve(args: ServeArgs, store: SharedStore, clock: SharedClock) -> a
         eprintln!("flotilla: shutting down; letting in-flight reconciles finish");
         signal_token.cancel();
     });
+    let lost = lock.lost();
+    let lost_token = shutdown.clone();
+    let lost_watch = lost.clone();
+    tokio::spawn(async move {
+        lost_watch.cancelled().await;
+        eprintln!("flotilla: lost the controller lock; stopping");
+        lost_token.cancel();
+    });
     runtime.run(shutdown.clone()).await?;
     shutdown.cancel();
     progress.finish();
@@ -118,6 +137,12 @@ pub async fn serve(args: ServeArgs, store: SharedStore, clock: SharedClock) -> a
         .context("HTTP server task")?
         .context("HTTP server")?;
     drop(conn);
+    if lost.is_cancelled() {
+        anyhow::bail!(
+            "lost the controller lock (its database connection failed); stopped reconciling"
+        );
+    }
+    lock.release().await;
     Ok(())
 }
 

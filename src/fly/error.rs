@@ -21,7 +21,9 @@ pub enum FlyError {
     /// 409: a lease is held by someone else, or a conflicting change.
     #[error("conflict: {message}")]
     Conflict { message: String },
-    /// 412: a version precondition (`current_version`, `machine_version`) failed.
+    /// 412: a version precondition (`current_version`, `machine_version`)
+    /// failed, or the resource is in a state that forbids the call (a volume
+    /// still attached to a machine).
     #[error("precondition failed: {message}")]
     PreconditionFailed { message: String },
     /// 429. `retry_after` is set when Fly sent `Retry-After`.

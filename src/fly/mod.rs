@@ -5,7 +5,10 @@
 //! REST API and the few GraphQL token calls; the simulator (`crate::sim`) is
 //! reached through the same client over HTTP, so tests exercise the real wire
 //! path. Fly's JSON types are private to this module (`wire`); everything here
-//! is a domain type.
+//! is a domain type: this file holds apps, machines and their configs,
+//! secrets, IPs, certificates and tokens; [`parts`] the optional parts of a
+//! machine config (GPUs, init, files, processes, stop config, DNS, statics,
+//! mounts); [`volumes`] volumes.
 //!
 //! # Errors
 //! Every method returns [`FlyError`], classified by what the caller should do
@@ -13,9 +16,12 @@
 //! bounded number of times for idempotent calls only; the reconciler never
 //! loops on its own, it requeues the tenant.
 
+pub mod duration;
 pub mod error;
 pub mod http;
+pub mod parts;
 pub mod ratelimit;
+pub mod volumes;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -26,8 +32,13 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 
 pub use error::FlyError;
+pub use parts::{
+    DnsConfig, DnsForwardRule, DnsOption, EnvFrom, FileConfig, FileSource, GpuConfig, GpuKind,
+    InitConfig, MountConfig, ProcessConfig, ProcessSecret, StaticConfig, StopConfig,
+};
+pub use volumes::{CreateVolume, ExtendedVolume, UpdateVolume, Volume, VolumeState};
 
-use crate::ids::{AppName, MachineId, OrgSlug, SecretName};
+use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 use crate::spec::{CpuKind, Handler, IpKind};
 
 /// Machine metadata keys flotilla owns. Everything flotilla creates carries them;
@@ -218,6 +229,10 @@ impl CheckState {
 /// The part of a machine config flotilla manages, normalized the way Fly
 /// normalizes it (defaults filled in, `autostop` as a tri-state), so that a
 /// config read back compares equal to the one that was sent.
+///
+/// The fields from `init` on are optional: left empty (their `Default`)
+/// they are not sent and change no config hash, so configs written before
+/// they existed keep their hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineConfig {
     pub image: String,
@@ -228,6 +243,19 @@ pub struct MachineConfig {
     pub restart: RestartConfig,
     pub metadata: BTreeMap<String, String>,
     pub auto_destroy: bool,
+    /// What the machine runs: `init.exec`/`entrypoint`/`cmd`/`tty`.
+    pub init: InitConfig,
+    /// Files written into the machine before it starts.
+    pub files: Vec<FileConfig>,
+    /// Processes run side by side instead of the image's command.
+    pub processes: Vec<ProcessConfig>,
+    /// `stop_config`: how the machine is asked to stop.
+    pub stop: StopConfig,
+    pub dns: DnsConfig,
+    /// Static files Fly's proxy serves from the machine.
+    pub statics: Vec<StaticConfig>,
+    /// The volume the machine mounts (Fly allows one).
+    pub mounts: Vec<MountConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +263,8 @@ pub struct GuestConfig {
     pub cpu_kind: CpuKind,
     pub cpus: u32,
     pub memory_mb: u32,
+    /// `gpu_kind` and `gpus`; `None` for a machine without GPUs.
+    pub gpu: Option<GpuConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +277,8 @@ pub struct ServiceConfig {
     pub autostart: bool,
     pub min_machines_running: Option<u32>,
     pub concurrency: Option<ConcurrencyConfig>,
+    /// Service-level checks (`services[].checks`).
+    pub checks: Vec<CheckConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +313,18 @@ pub struct CheckConfig {
     pub grace_period: Option<Duration>,
     pub method: Option<String>,
     pub path: Option<String>,
+    /// `http` or `https` (http checks); Fly's default (`http`) when `None`.
+    pub protocol: Option<String>,
+    pub tls_skip_verify: Option<bool>,
+    pub tls_server_name: Option<String>,
+    pub headers: Vec<HttpHeader>,
+}
+
+/// A header an http check sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpHeader {
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -563,6 +607,35 @@ pub trait FlyApi: Send + Sync {
     async fn list_ips(&self, app: &AppName) -> Result<Vec<IpAssignment>, FlyError>;
     async fn assign_ip(&self, app: &AppName, req: &AssignIp) -> Result<IpAssignment, FlyError>;
     async fn release_ip(&self, app: &AppName, ip: &str) -> Result<(), FlyError>;
+
+    // --- volumes ---
+    /// Every volume of the app, deleted ones still on their way out
+    /// included ([`VolumeState::is_gone`]).
+    async fn list_volumes(&self, app: &AppName) -> Result<Vec<Volume>, FlyError>;
+    async fn get_volume(&self, app: &AppName, id: &VolumeId) -> Result<Volume, FlyError>;
+    /// Sent once: Fly has no idempotency key for volumes, so a lost response
+    /// may have created one. The caller records its intent first and finds
+    /// the volume by listing. A region out of room (or out of unique zones)
+    /// is `InsufficientCapacity` naming the region.
+    async fn create_volume(&self, app: &AppName, req: &CreateVolume) -> Result<Volume, FlyError>;
+    async fn update_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        req: &UpdateVolume,
+    ) -> Result<Volume, FlyError>;
+    /// Grows the volume to `size_gb`. Fly never shrinks one: a size not
+    /// larger than the current one is `InvalidRequest`. Sent once (a retry
+    /// after a lost success would be refused as not growing).
+    async fn extend_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        size_gb: u32,
+    ) -> Result<ExtendedVolume, FlyError>;
+    /// Destroys the volume's data for good. A volume still attached to a
+    /// machine that is not destroyed is `PreconditionFailed`.
+    async fn delete_volume(&self, app: &AppName, id: &VolumeId) -> Result<(), FlyError>;
 
     // --- certificates ---
     async fn list_certificates(&self, app: &AppName) -> Result<Vec<CertificateSummary>, FlyError>;

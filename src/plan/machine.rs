@@ -1,47 +1,46 @@
 //! Desired machine configs and how an observed machine is compared to one.
 //!
 //! A machine is up to date when (a) the config hash flotilla wrote into its
-//! metadata equals the hash of the desired config, and (b) the fields Fly
-//! normalizes, read back through the client's normalization, equal the desired
-//! ones. (a) catches spec changes cheaply and without perpetual diffs; (b)
-//! catches drift made behind flotilla's back (an image changed by hand). A
-//! machine whose host is unreachable has no config to compare and is never
-//! judged (API-NOTES §2: never diff against `incomplete_config`).
+//! metadata equals the hash of the desired config (`plan::hash`), and (b) the
+//! fields Fly normalizes, read back through the client's normalization, equal
+//! the desired ones. (a) catches spec changes cheaply and without perpetual
+//! diffs; (b) catches drift made behind flotilla's back (an image changed by
+//! hand). A machine whose host is unreachable has no config to compare and is
+//! never judged (API-NOTES §2: never diff against `incomplete_config`).
+//!
+//! An optional field flotilla leaves unset (`None`) is Fly's to fill in: a
+//! server default there (a restart `max_retries`, a check's `grace_period`, a
+//! service's `concurrency`, ...) is not drift. A machine whose hash is of
+//! another hash version, or missing, but whose fields match is
+//! [`ConfigDiff::HashOutdated`]: it runs the desired config and only its hash
+//! needs rewriting.
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use crate::fly::{
-    AutostopConfig, CheckConfig, ConcurrencyConfig, GuestConfig, Machine, MachineConfig,
-    PortConfig, RestartConfig, ServiceConfig, meta,
+    AutostopConfig, CheckConfig, ConcurrencyConfig, DnsConfig, GuestConfig, InitConfig, Machine,
+    MachineConfig, PortConfig, RestartConfig, ServiceConfig, StopConfig, meta,
 };
+use crate::plan::hash::{self, MACHINE_KEYS};
 use crate::spec::{AutoStop, ConcurrencyKind, MachineGroup, Protocol, Tenant};
 
-/// Hash of everything in a group that shapes one machine's config. `count` is
-/// left out: scaling must not roll every machine.
-pub fn config_hash(tenant: &Tenant, group: &MachineGroup) -> String {
-    let mut shaped = group.clone();
-    shaped.count = 0;
-    let json = serde_json::to_vec(&(tenant.name(), &shaped)).expect("the model always serializes");
-    let digest = Sha256::digest(&json);
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// The config flotilla wants every machine of `group` to run, without the
-/// per-machine metadata (create key, secrets version) the executor adds.
+/// The config flotilla wants every machine of `group` to run, with its config
+/// hash in the metadata, without the per-machine metadata (create key,
+/// secrets version) the executor adds. `count` and `region` are not part of
+/// the config: scaling rolls no machine, and a machine in the wrong region is
+/// replaced, not updated.
 pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
     let mut metadata: BTreeMap<String, String> = group.metadata.clone();
     metadata.insert(meta::TENANT.to_string(), tenant.name().to_string());
     metadata.insert(meta::GROUP.to_string(), group.name.to_string());
-    metadata.insert(meta::CONFIG_HASH.to_string(), config_hash(tenant, group));
-    MachineConfig {
+    let mut config = MachineConfig {
         image: group.image.clone(),
         env: group.env.clone(),
         guest: GuestConfig {
             cpu_kind: group.guest.cpu_kind,
             cpus: group.guest.cpus,
             memory_mb: group.guest.memory_mb,
+            gpu: None,
         },
         services: group
             .services
@@ -76,6 +75,7 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                     soft_limit: c.soft_limit,
                     hard_limit: c.hard_limit,
                 }),
+                checks: Vec::new(),
             })
             .collect(),
         checks: group
@@ -95,6 +95,10 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                         grace_period: c.grace_period.map(|d| d.as_duration()),
                         method: c.method.clone(),
                         path: c.path.clone(),
+                        protocol: None,
+                        tls_skip_verify: None,
+                        tls_server_name: None,
+                        headers: Vec::new(),
                     },
                 )
             })
@@ -105,10 +109,29 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
         },
         metadata,
         auto_destroy: false,
-    }
+        init: InitConfig::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop: StopConfig::default(),
+        dns: DnsConfig::default(),
+        statics: Vec::new(),
+        mounts: Vec::new(),
+    };
+    let hash = hash::config_hash(&config);
+    config.metadata.insert(meta::CONFIG_HASH.to_string(), hash);
+    config
 }
 
-/// Why an observed machine differs from its desired config; empty = in sync.
+/// The config hash a desired config carries (see [`desired_config`]).
+pub fn desired_hash(desired: &MachineConfig) -> &str {
+    desired
+        .metadata
+        .get(meta::CONFIG_HASH)
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+/// Why an observed machine differs from its desired config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigDiff {
     /// Unknown: the host is unreachable and Fly returned no config.
@@ -117,7 +140,19 @@ pub enum ConfigDiff {
     SpecChanged,
     /// Fields differ behind flotilla's back, by name.
     Drifted(Vec<&'static str>),
+    /// The machine runs the desired config, but its hash is of another hash
+    /// version (`stored`), or missing: rewrite the hash, do not roll.
+    HashOutdated {
+        stored: Option<String>,
+    },
     InSync,
+}
+
+impl ConfigDiff {
+    /// The machine runs the desired config (its hash may still need a rewrite).
+    pub fn runs_desired(&self) -> bool {
+        matches!(self, ConfigDiff::InSync | ConfigDiff::HashOutdated { .. })
+    }
 }
 
 /// Compares an observed machine against the desired config (see module doc).
@@ -125,9 +160,29 @@ pub fn compare(desired: &MachineConfig, observed: &Machine) -> ConfigDiff {
     let Some(actual) = &observed.config else {
         return ConfigDiff::Unknown;
     };
-    if observed.metadata.get(meta::CONFIG_HASH) != desired.metadata.get(meta::CONFIG_HASH) {
-        return ConfigDiff::SpecChanged;
+    let stored = observed.metadata.get(meta::CONFIG_HASH);
+    let fields = drifted_fields(desired, actual);
+    match stored {
+        Some(h) if h == desired_hash(desired) => {
+            if fields.is_empty() {
+                ConfigDiff::InSync
+            } else {
+                ConfigDiff::Drifted(fields)
+            }
+        }
+        Some(h) if hash::is_current(h) => ConfigDiff::SpecChanged,
+        // Another hash version: the hash cannot tell, the fields can.
+        _ if fields.is_empty() => ConfigDiff::HashOutdated {
+            stored: stored.cloned(),
+        },
+        _ => ConfigDiff::SpecChanged,
     }
+}
+
+/// The fields of `actual` that differ from `desired`, after letting Fly fill
+/// in what flotilla leaves unset.
+fn drifted_fields(desired: &MachineConfig, actual: &MachineConfig) -> Vec<&'static str> {
+    let desired = with_server_defaults(desired, actual);
     let mut fields = Vec::new();
     if actual.image != desired.image {
         fields.push("image");
@@ -148,25 +203,51 @@ pub fn compare(desired: &MachineConfig, observed: &Machine) -> ConfigDiff {
         fields.push("restart");
     }
     // Only flotilla's and the user's keys are compared; Fly adds its own
-    // (`fly_platform_version`, ...) and the executor adds per-machine keys.
+    // (`fly_platform_version`, ...), the executor adds per-machine keys and
+    // the hash is compared on its own.
     let user_keys = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         m.iter()
-            .filter(|(k, _)| {
-                !k.starts_with("fly_")
-                    && k.as_str() != meta::CREATE_KEY
-                    && k.as_str() != meta::SECRETS_VERSION
-            })
+            .filter(|(k, _)| !k.starts_with("fly_") && !MACHINE_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
     if user_keys(&actual.metadata) != user_keys(&desired.metadata) {
         fields.push("metadata");
     }
-    if fields.is_empty() {
-        ConfigDiff::InSync
-    } else {
-        ConfigDiff::Drifted(fields)
+    fields
+}
+
+/// `desired` with every optional field it leaves unset taken from `actual`
+/// (services by position, checks by name): whatever Fly filled in there is
+/// its default, not drift.
+fn with_server_defaults(desired: &MachineConfig, actual: &MachineConfig) -> MachineConfig {
+    let mut d = desired.clone();
+    if d.restart.max_retries.is_none() && d.restart.policy == actual.restart.policy {
+        d.restart.max_retries = actual.restart.max_retries;
     }
+    for (s, a) in d.services.iter_mut().zip(&actual.services) {
+        if s.min_machines_running.is_none() {
+            s.min_machines_running = a.min_machines_running;
+        }
+        if s.concurrency.is_none() {
+            s.concurrency = a.concurrency.clone();
+        }
+    }
+    for (name, c) in d.checks.iter_mut() {
+        let Some(a) = actual.checks.get(name) else {
+            continue;
+        };
+        if c.grace_period.is_none() {
+            c.grace_period = a.grace_period;
+        }
+        if c.method.is_none() {
+            c.method = a.method.clone();
+        }
+        if c.path.is_none() {
+            c.path = a.path.clone();
+        }
+    }
+    d
 }
 
 /// The secrets version recorded on a machine, if any.
@@ -182,6 +263,7 @@ pub fn describe(config: &MachineConfig) -> String {
         cpu_kind,
         cpus,
         memory_mb,
+        ..
     } = config.guest;
     format!(
         "{}, {} {}x{}MB",

@@ -30,8 +30,12 @@
 //! * Failing health checks are reported (a finding that degrades `Ready`),
 //!   never acted on: flotilla does not restart or recreate an unhealthy
 //!   machine.
+//! * A new hash version rolls no machine: one that runs the desired config
+//!   under an older (or no) config hash gets its hash rewritten in metadata
+//!   (`UpgradeConfigHash`), outside the roll budget (see [`hash`]).
 //! * When observed state matches the spec the plan has no steps.
 
+pub mod hash;
 pub mod machine;
 pub mod observed;
 mod render;
@@ -48,7 +52,7 @@ pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLea
 use crate::fly::{CheckState, DnsRecord, Machine, MachineConfig, MachineState, meta};
 use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
 use crate::spec::{AutoStop, Charset, DeletionPolicy, IpSpec, MachineGroup, SecretSource, Tenant};
-use machine::{ConfigDiff, compare, desired_config, machine_secrets_version};
+use machine::{ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version};
 
 /// `metadata.annotations` key that lets flotilla adopt an existing app of the
 /// tenant's name in the tenant's org (value `"true"`).
@@ -154,6 +158,13 @@ pub enum Action {
         group: GroupName,
         id: MachineId,
     },
+    /// Rewrite only the machine's config hash (metadata): it already runs the
+    /// desired config. No new config is sent, nothing restarts.
+    UpgradeConfigHash {
+        group: GroupName,
+        id: MachineId,
+        hash: String,
+    },
     DestroyMachine {
         group: Option<GroupName>,
         id: MachineId,
@@ -182,6 +193,7 @@ impl Action {
             Action::CreateMachine { .. } => "CreateMachine",
             Action::UpdateMachine { .. } => "UpdateMachine",
             Action::StartMachine { .. } => "StartMachine",
+            Action::UpgradeConfigHash { .. } => "UpgradeConfigHash",
             Action::DestroyMachine { .. } => "DestroyMachine",
             Action::ReleaseLease { .. } => "ReleaseLease",
             Action::Forget => "Forget",
@@ -222,6 +234,11 @@ pub enum Reason {
     Drifted {
         fields: Vec<&'static str>,
     },
+    /// The machine runs the desired config under a hash of another hash
+    /// version (`None`: no hash at all).
+    ConfigHashOutdated {
+        stored: Option<String>,
+    },
     /// The machine runs with an older app secrets version.
     SecretsChanged {
         machine: Option<u64>,
@@ -258,6 +275,14 @@ impl fmt::Display for Reason {
             Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
             Reason::SpecChanged => write!(f, "spec changed"),
             Reason::Drifted { fields } => write!(f, "drifted: {}", fields.join(", ")),
+            Reason::ConfigHashOutdated { stored } => match stored {
+                Some(h) => write!(
+                    f,
+                    "config matches; its hash {h} is not a {} hash",
+                    hash::HASH_VERSION
+                ),
+                None => write!(f, "config matches; it carries no config hash"),
+            },
             Reason::SecretsChanged { machine, current } => match machine {
                 Some(m) => write!(f, "runs secrets version {m}, current is {current}"),
                 None => write!(f, "secrets version unknown, current is {current}"),
@@ -472,10 +497,12 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
 }
 
 /// Leases flotilla took in an earlier attempt and still holds (their nonce
-/// is recorded) on machines that no step touches: released now instead of
-/// blocking other writers until they expire. A step on the machine uses the
-/// lease itself.
+/// is recorded) on machines that no update, start or destroy uses: released
+/// first in the machines phase, so they block nothing (a metadata write
+/// included) until they expire. A step that uses the machine's lease takes
+/// it over instead.
 fn plan_leftover_leases(plan: &mut Plan, observed: &Observed) {
+    let mut releases = Vec::new();
     for (id, lease) in &observed.pending.leases {
         let touched = plan.steps.iter().any(|s| match &s.action {
             Action::UpdateMachine { id: m, .. }
@@ -488,13 +515,19 @@ fn plan_leftover_leases(plan: &mut Plan, observed: &Observed) {
             .iter()
             .any(|m| &m.id == id && !m.state.is_gone());
         if lease.nonce.is_some() && live && !touched {
-            plan.push(
-                Phase::Machines,
-                Action::ReleaseLease { id: id.clone() },
-                Reason::LeaseLeftBehind,
-            );
+            releases.push(Step {
+                phase: Phase::Machines,
+                action: Action::ReleaseLease { id: id.clone() },
+                reason: Reason::LeaseLeftBehind,
+            });
         }
     }
+    let at = plan
+        .steps
+        .iter()
+        .position(|s| s.phase >= Phase::Machines)
+        .unwrap_or(plan.steps.len());
+    plan.steps.splice(at..at, releases);
 }
 
 fn owned_by<'m>(tenant: &Tenant, machines: &'m [Machine]) -> (Vec<&'m Machine>, Vec<&'m Machine>) {
@@ -923,7 +956,7 @@ fn plan_group(
     let mut ranked: Vec<&Machine> = placed.clone();
     ranked.sort_by_key(|m| {
         let failed = m.state == MachineState::Failed;
-        let outdated = compare(&desired, m) != ConfigDiff::InSync;
+        let outdated = !compare(&desired, m).runs_desired();
         (
             std::cmp::Reverse(failed),
             std::cmp::Reverse(outdated),
@@ -956,19 +989,17 @@ fn plan_group(
     let mut stopped_new = None;
     for m in &kept {
         let diff = compare(&desired, m);
+        let current = diff.runs_desired();
         if unavailable(m) {
             busy += 1;
-            if m.state == MachineState::Failed && diff == ConfigDiff::InSync {
+            if m.state == MachineState::Failed && current {
                 failed_new = Some(m.id.clone());
             }
-        } else if diff == ConfigDiff::InSync && unhealthy(m) {
+        } else if current && unhealthy(m) {
             // The new version is not ready until its checks pass.
             busy += 1;
         }
-        if m.state == MachineState::Stopped
-            && diff == ConfigDiff::InSync
-            && group.autostop == AutoStop::Off
-        {
+        if m.state == MachineState::Stopped && current && group.autostop == AutoStop::Off {
             stopped_new.get_or_insert_with(|| m.id.clone());
         }
         let checks = critical_checks(m);
@@ -993,7 +1024,20 @@ fn plan_group(
             }
             ConfigDiff::SpecChanged => Some(Reason::SpecChanged),
             ConfigDiff::Drifted(fields) => Some(Reason::Drifted { fields }),
-            ConfigDiff::InSync => secrets,
+            // An update for secrets writes the new hash anyway.
+            ConfigDiff::HashOutdated { stored } if secrets.is_none() => {
+                plan.push(
+                    Phase::Machines,
+                    Action::UpgradeConfigHash {
+                        group: group.name.clone(),
+                        id: m.id.clone(),
+                        hash: desired_hash(&desired).to_string(),
+                    },
+                    Reason::ConfigHashOutdated { stored },
+                );
+                None
+            }
+            ConfigDiff::HashOutdated { .. } | ConfigDiff::InSync => secrets,
         };
         match reason {
             Some(r) => outdated.push((*m, r)),

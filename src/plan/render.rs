@@ -63,6 +63,12 @@ impl fmt::Display for Action {
             Action::StartMachine { group, id } => {
                 write!(f, "~ start machine {id} in group {group}")
             }
+            Action::UpgradeConfigHash { group, id, hash } => {
+                write!(
+                    f,
+                    "~ rewrite config hash of machine {id} in group {group} ({hash})"
+                )
+            }
             Action::DestroyMachine { group, id } => match group {
                 Some(g) => write!(f, "- destroy machine {id} in group {g}"),
                 None => write!(f, "- destroy machine {id}"),

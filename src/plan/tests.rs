@@ -265,6 +265,13 @@ impl World {
             Action::StartMachine { id, .. } => {
                 o.machines.iter_mut().find(|m| &m.id == id).unwrap().state = MachineState::Started;
             }
+            Action::UpgradeConfigHash { id, hash, .. } => {
+                let m = o.machines.iter_mut().find(|m| &m.id == id).unwrap();
+                m.metadata.insert(meta::CONFIG_HASH.into(), hash.clone());
+                if let Some(c) = &mut m.config {
+                    c.metadata.insert(meta::CONFIG_HASH.into(), hash.clone());
+                }
+            }
             Action::DestroyMachine { id, .. } => o.machines.retain(|m| &m.id != id),
             Action::ReleaseLease { id } => {
                 o.pending.leases.remove(id);
@@ -1210,7 +1217,10 @@ fn golden(name: &str, p: &Plan) {
         .join("tests/golden/plans")
         .join(format!("{name}.txt"));
     let actual = p.render();
-    if std::env::var_os("FLOTILLA_BLESS").is_some() {
+    // Test-only switch to rewrite the golden files deliberately.
+    #[allow(clippy::disallowed_methods)]
+    let bless = std::env::var_os("FLOTILLA_BLESS").is_some();
+    if bless {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &actual).unwrap();
     }

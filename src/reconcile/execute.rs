@@ -457,6 +457,11 @@ impl Executor<'_> {
                 fly.start_machine(app, id, nonce.as_ref().map(LeaseNonce::expose))
                     .await?;
             }
+            // Metadata only: no config is sent, nothing restarts. A config
+            // changed meanwhile is drift the next comparison still sees.
+            Action::UpgradeConfigHash { id, hash, .. } => {
+                fly.set_metadata(app, id, meta::CONFIG_HASH, hash).await?
+            }
             Action::DestroyMachine { id, .. } => {
                 let nonce = self.own_nonce(name, app, id, observed).await?;
                 ignore_not_found(

@@ -204,7 +204,8 @@ pub enum WaitReason {
 pub enum DecideError {
     #[error(transparent)]
     Record(#[from] RecordError),
-    #[error("token schedule: {0}")]
+    /// The cause is printed by whoever walks the source chain, not here too.
+    #[error("token schedule")]
     Schedule(#[from] ScheduleError),
 }
 

@@ -62,6 +62,7 @@ pub fn new_app(
         secrets_version: 0,
         ips: Vec::new(),
         certs: Default::default(),
+        volumes: Default::default(),
         salt: st.hex(16),
         ever_started: false,
     }
@@ -75,7 +76,7 @@ pub fn app_json(st: &World, app: &App) -> Value {
         "name": app.name,
         "internal_numeric_id": app.internal_numeric_id,
         "machine_count": app.live_machines().count(),
-        "volume_count": 0,
+        "volume_count": app.volumes.values().filter(|v| !v.is_deleted()).count(),
         "network": app.network,
         "network_cidr": org.map(|o| format!("{}::/48", o.net_prefix)),
         "organization": {

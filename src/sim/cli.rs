@@ -61,6 +61,11 @@ pub struct SimArgs {
     /// App names pre-created in the organization `other-org`.
     #[arg(long = "foreign-app")]
     pub foreign_apps: Vec<String>,
+    /// Hardware zones per region for volumes: with `require_unique_zone`
+    /// (the default), at most this many live volumes of one name per app
+    /// and region.
+    #[arg(long = "zones-per-region", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub zones_per_region: u16,
 }
 
 fn parse_profile(s: &str) -> Result<FaultProfile, String> {
@@ -100,6 +105,7 @@ impl SimArgs {
             rate_limits: !self.no_rate_limits,
             foreign_apps: self.foreign_apps.clone(),
             lease_shape: self.lease_shape,
+            zones_per_region: usize::from(self.zones_per_region),
             ..SimConfig::standalone()
         }
     }
@@ -164,6 +170,8 @@ mod tests {
             "--no-rate-limits",
             "--lease-shape",
             "flat",
+            "--zones-per-region",
+            "2",
         ])
         .expect("parses");
         let cfg = cli.sim.to_config();
@@ -173,7 +181,9 @@ mod tests {
         assert!(!cfg.rate_limits);
         assert_eq!(cfg.lease_shape, LeaseShape::Flat);
         assert_eq!(cfg.transition_delay, Duration::from_millis(10));
+        assert_eq!(cfg.zones_per_region, 2);
         assert!(Cli::try_parse_from(["sim", "--faults", "sometimes"]).is_err());
+        assert!(Cli::try_parse_from(["sim", "--zones-per-region", "0"]).is_err());
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub struct SimConfig {
     pub certs: CertTiming,
     /// Region used when a machine create names none.
     pub default_region: String,
+    /// Hardware zones per region that volumes are placed on. With
+    /// `require_unique_zone` (Fly's default) a region holds at most this many
+    /// live volumes of one name in one app.
+    pub zones_per_region: usize,
     /// Timestamps, lease and token expiry, visibility and certificate timing
     /// read this clock. State transitions run on tokio timers.
     pub clock: SharedClock,
@@ -115,6 +119,7 @@ impl std::fmt::Debug for SimConfig {
             .field("lease_shape", &self.lease_shape)
             .field("certs", &self.certs)
             .field("default_region", &self.default_region)
+            .field("zones_per_region", &self.zones_per_region)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,7 @@ impl Default for SimConfig {
             lease_shape: LeaseShape::default(),
             certs: CertTiming::default(),
             default_region: "iad".into(),
+            zones_per_region: 8,
             clock: Arc::new(SystemClock),
             max_body_bytes: 1024 * 1024,
             auto_dns: false,

@@ -14,6 +14,7 @@ use super::endpoint::{JsonBody, PathParams, QueryPairs, json_response, rfc3339};
 use super::error::{ApiError, ApiResult};
 use super::faults::FaultProfile;
 use super::server::Sim;
+use super::volumes;
 
 /// The whole world as JSON. Token secrets and secret values are never stored,
 /// so they cannot appear here.
@@ -62,6 +63,7 @@ pub fn snapshot(sim: &Sim) -> Value {
                 "visible": now >= a.visible_at,
                 "deleting": a.deleting,
                 "machines": machines,
+                "volumes": volumes::inspect(a),
                 "secrets_version": a.secrets_version,
                 "secrets": a.secrets.iter().map(|(n, s)| json!({
                     "name": n,

@@ -1,7 +1,7 @@
 //! A faithful Fly API simulator: Machines REST plus the GraphQL token calls.
 //!
-//! It owns a simulated Fly world (organizations, apps, machines, secrets, IPs,
-//! certificates, tokens) and serves it over HTTP in Fly's wire format, as
+//! It owns a simulated Fly world (organizations, apps, machines, volumes,
+//! secrets, IPs, certificates, tokens) and serves it over HTTP in Fly's wire format, as
 //! documented by the Machines OpenAPI document and Fly's real behaviour
 //! (`../shared/fly/API-NOTES.md`, `docs/simulator.md`): asynchronous state
 //! transitions, eventual visibility of new apps, leases, per-action rate limits,
@@ -24,11 +24,14 @@
 //! * the world: [`state`] (orgs, apps, machines, tokens, and the seeded
 //!   generation of every id and address), [`config`], [`regions`];
 //! * one module per API area: [`apps`], [`machines`] (a folder: launch,
-//!   lifecycle, render, leases, metadata, wait), [`secrets`], [`ips`],
-//!   [`certs`], [`graphql`] (with tokens and `GET /v1/tokens/current`);
+//!   lifecycle, render, leases, metadata, wait), [`volumes`] (with the rules
+//!   that attach one to a machine), [`secrets`], [`ips`], [`certs`],
+//!   [`graphql`] (with tokens and `GET /v1/tokens/current`);
 //! * around it: [`inspect`] (`/__sim/`), [`faults`], [`cli`]
 //!   (`flotilla sim`), and the Go compatibility helpers [`gojson`],
-//!   [`goduration`] and [`machine_config`].
+//!   [`goduration`] and [`machine_config`] (a folder: the tables and
+//!   defaults, and `process` for init, files, processes, statics, stop
+//!   config and mounts).
 
 pub mod apps;
 pub mod auth;
@@ -51,6 +54,7 @@ pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod volumes;
 
 pub use config::{CertTiming, LeaseShape, SimConfig};
 pub use error::SimError;

@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::error::ApiError;
 use super::gate::{gate, method_not_allowed, not_found_fallback};
 use super::server::Sim;
-use super::{apps, certs, graphql, inspect, ips, machines, secrets};
+use super::{apps, certs, graphql, inspect, ips, machines, secrets, volumes};
 
 /// Declares [`ROUTES`] and [`fly_router`] from one list of
 /// `METHOD "path" operationId => handler` rows.
@@ -63,6 +63,14 @@ fly_routes! {
     GET "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}" Machines_get_metadata_key => machines::get_metadata_key,
     POST "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}" Machines_upsert_metadata => machines::upsert_metadata,
     DELETE "/v1/apps/{app_name}/machines/{machine_id}/metadata/{key}" Machines_delete_metadata => machines::delete_metadata,
+    GET "/v1/apps/{app_name}/volumes" Volumes_list => volumes::list,
+    POST "/v1/apps/{app_name}/volumes" Volumes_create => volumes::create,
+    GET "/v1/apps/{app_name}/volumes/{volume_id}" Volumes_get_by_id => volumes::show,
+    PUT "/v1/apps/{app_name}/volumes/{volume_id}" Volumes_update => volumes::update,
+    DELETE "/v1/apps/{app_name}/volumes/{volume_id}" Volume_delete => volumes::delete,
+    PUT "/v1/apps/{app_name}/volumes/{volume_id}/extend" Volumes_extend => volumes::extend,
+    GET "/v1/apps/{app_name}/volumes/{volume_id}/snapshots" Volumes_list_snapshots => volumes::list_snapshots,
+    POST "/v1/apps/{app_name}/volumes/{volume_id}/snapshots" createVolumeSnapshot => volumes::create_snapshot,
     GET "/v1/apps/{app_name}/secrets" Secrets_list => secrets::list,
     POST "/v1/apps/{app_name}/secrets" Secrets_update => secrets::update,
     GET "/v1/apps/{app_name}/secrets/{secret_name}" Secret_get => secrets::get_one,

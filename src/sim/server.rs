@@ -30,7 +30,7 @@ use super::faults::{FaultProfile, Faults};
 use super::gate::Limiters;
 use super::routes;
 use super::state::{FOREIGN_ORG, Profile, State as World, Token};
-use super::{apps, inspect, machines};
+use super::{apps, inspect, machines, volumes};
 
 /// Request counts as `/__sim/requests` reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -126,6 +126,18 @@ impl Sim {
                 return;
             }
             apps::purge(&sim, &app, &app_id);
+            sim.notify();
+        });
+    }
+
+    /// Removes a deleted volume after its delay.
+    pub fn run_volume_purge(self: &Arc<Self>, app: String, app_id: String, volume: String) {
+        let sim = Arc::clone(self);
+        self.tasks.spawn(async move {
+            if !sim.sleep(sim.cfg.transition_delay).await {
+                return;
+            }
+            volumes::purge(&sim, &app, &app_id, &volume);
             sim.notify();
         });
     }
@@ -321,6 +333,11 @@ fn build(config: SimConfig) -> Result<(Arc<Sim>, SecretString), SimError> {
         return Err(SimError::Config(format!(
             "org_slug must be non-empty and not {FOREIGN_ORG:?}"
         )));
+    }
+    if config.zones_per_region == 0 {
+        return Err(SimError::Config(
+            "zones_per_region must be at least 1".into(),
+        ));
     }
     let mut world = World::new(config.seed);
     world.machine_faults = config.faults.machines.clone();

@@ -189,6 +189,44 @@ pub struct Cert {
     pub ownership_app_value: String,
 }
 
+/// A volume snapshot (`POST .../snapshots`; Fly's scheduled daily ones are
+/// not simulated).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub size_bytes: i64,
+    pub digest: String,
+}
+
+/// A volume: one region, one zone (a host group), attached to at most one
+/// machine.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub zone: String,
+    pub size_gb: i64,
+    pub encrypted: bool,
+    pub fstype: String,
+    pub snapshot_retention: i64,
+    pub auto_backup_enabled: bool,
+    /// `created`, or `pending_destroy` between a delete and the purge.
+    pub state: String,
+    /// The machine holding it (until that machine is destroyed).
+    pub attached_machine: Option<String>,
+    pub created_at: Timestamp,
+    pub snapshots: Vec<Snapshot>,
+}
+
+impl Volume {
+    /// Deleted, waiting for its purge: readable, never attachable.
+    pub fn is_deleted(&self) -> bool {
+        self.state != "created"
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
     pub name: String,
@@ -205,6 +243,8 @@ pub struct App {
     pub secrets_version: u64,
     pub ips: Vec<Ip>,
     pub certs: BTreeMap<String, Cert>,
+    /// Volumes by id.
+    pub volumes: BTreeMap<String, Volume>,
     /// Salt for secret digests, so equal values in two apps differ.
     pub salt: String,
     pub ever_started: bool,
@@ -243,6 +283,8 @@ pub struct State {
     pub unreachable_hosts: BTreeSet<String>,
     /// Every machine id ever issued (ids are never reused).
     pub machine_ids: BTreeSet<String>,
+    /// Every volume and snapshot id ever issued.
+    pub volume_ids: BTreeSet<String>,
     pub ips_in_use: BTreeSet<String>,
     pub next_numeric_id: u64,
     /// The machine-level rules of the current fault profile.
@@ -264,6 +306,7 @@ impl State {
             dns_configured: BTreeMap::new(),
             unreachable_hosts: BTreeSet::new(),
             machine_ids: BTreeSet::new(),
+            volume_ids: BTreeSet::new(),
             ips_in_use: BTreeSet::new(),
             next_numeric_id: 1000 + seed % 1000,
             machine_faults: Vec::new(),
@@ -342,6 +385,22 @@ impl State {
                 return id;
             }
         }
+    }
+
+    /// A fresh, never-issued id with `prefix` and 16 lowercase letters or
+    /// digits: `vol_9vw681egy1jj5xm4` for volumes, `vs_…` for snapshots.
+    pub fn volume_id(&mut self, prefix: &str) -> String {
+        loop {
+            let id = format!("{prefix}{}", self.alnum(16));
+            if self.volume_ids.insert(id.clone()) {
+                return id;
+            }
+        }
+    }
+
+    /// An index in `0..n` from the seeded RNG (`n` > 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.rng.random_range(0..n)
     }
 
     /// A macaroon-looking secret: `fm2_` and ~330 base64 characters.

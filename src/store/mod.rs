@@ -42,11 +42,18 @@
 //! The mark is not part of the spec, so setting or clearing it does not bump
 //! `generation`; it does count as a change (`configured`) and is notified.
 //!
+//! # One controller per database
+//! `serve` holds [`lock::ControllerLock`] while it runs (a PostgreSQL
+//! advisory lock, or an OS file lock beside a SQLite file): a second `serve`
+//! on the same database refuses to start. CLI commands (`apply`, `get`, ...)
+//! take no lock and may run beside it.
+//!
 //! # Time
 //! Row timestamps come from the injected clock; all timestamps are kept to the
 //! microsecond on both backends.
 
 mod common;
+pub mod lock;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,5 +1,7 @@
-//! PostgreSQL implementation of the store (production; several replicas may
-//! share one database).
+//! PostgreSQL implementation of the store (production). Several processes may
+//! use one database at once (`apply` beside `serve`, say) and their writes
+//! stay consistent, but only one controller runs per database: `serve` holds
+//! the controller lock (`store::lock`), and a second `serve` refuses to start.
 //!
 //! Every read-check-write locks the tenant row with `SELECT ... FOR UPDATE`
 //! inside the transaction, so two writers of one tenant are serialized and a
@@ -147,7 +149,7 @@ impl TenantRow {
 
 impl PgStore {
     /// Connects to the database `url` names and applies pending migrations
-    /// (under an advisory lock, so concurrent replicas do not race).
+    /// (under an advisory lock, so processes opening one database at once do not race).
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
         Ok(Self::connect_reporting(url, clock).await?.0)
     }

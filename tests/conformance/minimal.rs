@@ -8,13 +8,23 @@
 //! * a machine create and an update for a fully specified request, then one
 //!   variant per optional member, at every depth, left out in turn; one per
 //!   object or array member sent empty; and a config that is just an image;
+//!   each create mounts a volume of its own (created just before it);
+//! * the same for a volume create and a volume update, then extend,
+//!   snapshots, reads and a delete; GPU machines with a full and a minimal
+//!   guest;
 //! * minimal app, secrets, IP, certificate, lease, stop and wait requests;
 //!
 //! and every exchange is judged against the OpenAPI document like the main
 //! scenario's. Variants are generated from the full request and kept only
 //! when the document accepts them as requests, so the pass tests the server,
-//! not the generator. The few variants Fly must refuse (no image, a service
-//! without protocol or port) are listed in `REFUSED` and must get a 400.
+//! not the generator. The variants Fly must refuse (no image, a service
+//! without protocol or port, a file without path or contents, a process
+//! secret without `env_var`, a mount without path, ...) are listed in
+//! `REFUSED` (`volumes::VOLUME_REFUSED` for volumes, in
+//! `minimal_volumes.rs`) and must get a 400.
+// A test/bench harness, not library code: it reads its own configuration
+// from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,6 +38,9 @@ use super::support::openapi::{OpenApi, Rules, Side};
 use super::support::proxy::RecordingProxy;
 use super::{judge, load};
 
+#[path = "minimal_volumes.rs"]
+mod volumes;
+
 /// Omissions (JSON pointers into the create request) that leave a request
 /// the document accepts but Fly cannot run, so the simulator answers 400.
 const REFUSED: &[&str] = &[
@@ -38,6 +51,25 @@ const REFUSED: &[&str] = &[
     "/config/services/0/ports/0/port",
     "/config/services/0/ports/1/start_port",
     "/config/services/0/ports/1/end_port",
+    // The document: "GuestPath ... must be an absolute path", "One of
+    // RawValue or SecretName must be set".
+    "/config/files/0/guest_path",
+    "/config/files/0/raw_value",
+    "/config/files/1/guest_path",
+    "/config/files/1/secret_name",
+    // "EnvVar is required" (fly.MachineSecret, fly.EnvFrom); a field_ref
+    // outside its enum (here: none).
+    "/config/processes/0/secrets/0/env_var",
+    "/config/processes/0/env_from/0/env_var",
+    "/config/processes/0/env_from/0/field_ref",
+    // A check header is "an object with string field Name and array of
+    // strings field Values" (fly.MachineHTTPHeader): no name, no header.
+    "/config/checks/web/headers/0/name",
+    "/config/services/0/checks/0/headers/0/name",
+    // A mount needs a path; add_size_gb is "required with
+    // extend_threshold_percent" (Fly's machine docs).
+    "/config/mounts/0/path",
+    "/config/mounts/0/add_size_gb",
 ];
 
 /// A raw Machines API client: reqwest and JSON values only.
@@ -151,6 +183,27 @@ fn expect_2xx(what: &str, a: &Answer) {
         a.status,
         a.body
     );
+}
+
+/// A volume for one machine create: in the request's region (the
+/// simulator's default when it names none), named like the full request's
+/// mount, on any zone. Its id goes into the mount, if the mount names one.
+async fn with_fresh_volume(raw: &Raw, volumes: &str, body: &mut Value) {
+    let region = body
+        .get("region")
+        .and_then(Value::as_str)
+        .unwrap_or(&SimConfig::default().default_region)
+        .to_owned();
+    let v = raw
+        .post(
+            volumes,
+            &json!({"name": "data", "region": region, "size_gb": 1, "require_unique_zone": false}),
+        )
+        .await;
+    expect_2xx("create a volume for a machine", &v);
+    if let Some(slot) = body.pointer_mut("/config/mounts/0/volume") {
+        *slot = v.body["id"].clone();
+    }
 }
 
 /// A create request that sets every member `CreateMachineRequest` and
@@ -584,12 +637,14 @@ async fn minimal_requests_from_an_independent_client_conform() {
     // --- machines: every optional member left out in turn ---
     let full = full_create(secrets_version);
     let creates = variants(&api, &rules, "CreateMachineRequest", &full);
+    let volumes = format!("{apps}/volumes");
     let mut refused = BTreeSet::new();
     for (i, v) in creates.iter().enumerate() {
         let mut body = v.body.clone();
         if body.get("name").is_some() {
             body["name"] = Value::from(format!("variant-{i}"));
         }
+        with_fresh_volume(raw, &volumes, &mut body).await;
         let a = raw.post(&machines, &body).await;
         match a.status {
             200 => {}
@@ -611,7 +666,8 @@ async fn minimal_requests_from_an_independent_client_conform() {
     // applied one after another to one machine, compare-and-swap included.
     let mut target_req = full.clone();
     target_req["name"] = Value::from("update-target");
-    let target_req = without(&target_req, "/lease_ttl");
+    let mut target_req = without(&target_req, "/lease_ttl");
+    with_fresh_volume(raw, &volumes, &mut target_req).await;
     let target = raw.post(&machines, &target_req).await;
     expect_2xx("create the update target", &target);
     let target_id = target.body["id"].as_str().expect("id").to_owned();
@@ -661,6 +717,9 @@ async fn minimal_requests_from_an_independent_client_conform() {
         "versions",
         &raw.get(&format!("{target_path}/versions")).await,
     );
+
+    volumes::volume_requests(&api, &rules, raw, &volumes).await;
+    volumes::gpu_machines(raw, &machines).await;
 
     eprintln!(
         "minimal pass: {} create variants, {} update variants ({updated} applied)",

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flotilla::fly::{
-    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, FlyApi,
-    FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState, MintedToken,
-    SecretsVersion, TokenInfo, UpdateMachine, WaitState,
+    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, CreateVolume,
+    ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState,
+    MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume, WaitState,
 };
-use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName};
+use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 use tokio::sync::Notify;
@@ -426,6 +426,56 @@ impl FlyApi for CrashFly {
     async fn release_ip(&self, app: &AppName, ip: &str) -> Result<(), FlyError> {
         self.gate(write("release_ip"), None, self.inner.release_ip(app, ip))
             .await
+    }
+    async fn list_volumes(&self, app: &AppName) -> Result<Vec<Volume>, FlyError> {
+        self.gate(read("list_volumes"), None, self.inner.list_volumes(app))
+            .await
+    }
+    async fn get_volume(&self, app: &AppName, id: &VolumeId) -> Result<Volume, FlyError> {
+        self.gate(read("get_volume"), None, self.inner.get_volume(app, id))
+            .await
+    }
+    async fn create_volume(&self, app: &AppName, req: &CreateVolume) -> Result<Volume, FlyError> {
+        self.gate(
+            create("create_volume"),
+            None,
+            self.inner.create_volume(app, req),
+        )
+        .await
+    }
+    async fn update_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        req: &UpdateVolume,
+    ) -> Result<Volume, FlyError> {
+        self.gate(
+            write("update_volume"),
+            None,
+            self.inner.update_volume(app, id, req),
+        )
+        .await
+    }
+    async fn extend_volume(
+        &self,
+        app: &AppName,
+        id: &VolumeId,
+        size_gb: u32,
+    ) -> Result<ExtendedVolume, FlyError> {
+        self.gate(
+            write("extend_volume"),
+            None,
+            self.inner.extend_volume(app, id, size_gb),
+        )
+        .await
+    }
+    async fn delete_volume(&self, app: &AppName, id: &VolumeId) -> Result<(), FlyError> {
+        self.gate(
+            write("delete_volume"),
+            None,
+            self.inner.delete_volume(app, id),
+        )
+        .await
     }
     async fn list_certificates(&self, app: &AppName) -> Result<Vec<CertificateSummary>, FlyError> {
         self.gate(

@@ -5,6 +5,9 @@
 //! It is deliberately independent of simulator internals: it sees exactly
 //! what a real network hop would, so the recorded traffic is what the client
 //! sent and what the server answered.
+// A test/bench harness, not library code: it reads its own configuration
+// from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
+#![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

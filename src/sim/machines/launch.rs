@@ -2,8 +2,10 @@
 //! (`POST .../machines/{id}`, a new version that replaces the running one).
 //!
 //! Both decode Fly's `CreateMachineRequest`/`UpdateMachineRequest` the Go
-//! way and normalise the config ([`machine_config`]), check the region and
-//! `min_secrets_version`, and may hand out a lease (`lease_ttl`). A create
+//! way and normalise the config ([`machine_config`]), check the region, the
+//! GPU kind's regions, the secrets `files` read and `min_secrets_version`,
+//! attach the volume `config.mounts` names ([`volumes`]), and may hand out a
+//! lease (`lease_ttl`). A create
 //! can meet the `insufficient_capacity` fault (422) or the `launch_failed`
 //! fault (the machine fails to launch and is destroyed); an update keeps the
 //! old version in `old_versions`.
@@ -23,7 +25,8 @@ use crate::sim::faults::{FaultTarget, MachineFaultKind, machine_fault};
 use crate::sim::gojson::{self, Kind, StructDef, f, p};
 use crate::sim::machine_config::{self, MACHINE_CONFIG};
 use crate::sim::regions;
-use crate::sim::state::{self, Event, Machine, State as World};
+use crate::sim::state::{self, App, Event, Machine, State as World};
+use crate::sim::volumes;
 
 macro_rules! launch_request {
     ($name:ident, $go:literal $(, $extra:expr)*) => {
@@ -81,6 +84,27 @@ fn decode_launch(def: &StructDef, body: &JsonBody) -> ApiResult<(gojson::Decoded
     Ok((req, config))
 }
 
+/// What a launch needs from the app and the region beyond the config
+/// itself: the region offers the GPU kind, the secrets `files` read exist,
+/// and the mount names a volume that may attach (returned).
+fn check_placement(
+    app: &App,
+    machine: Option<&str>,
+    region: &str,
+    config: &mut Value,
+) -> ApiResult<Option<String>> {
+    machine_config::check_gpu_region(config, region).map_err(ApiError::bad_request)?;
+    for (i, name) in machine_config::process::file_secrets(config) {
+        if !app.secrets.contains_key(name) {
+            return Err(ApiError::bad_request(format!(
+                "invalid_argument: config.files[{i}].secret_name: app {} has no secret {name}",
+                app.name
+            )));
+        }
+    }
+    volumes::resolve_mount(app, machine, region, config)
+}
+
 fn check_min_secrets(req: &gojson::Decoded, current: u64) -> ApiResult<()> {
     if let Some(min) = gojson::get_u64(req, "min_secrets_version")
         && min > current
@@ -130,17 +154,18 @@ pub async fn create(
     PathParams(app_name): PathParams<String>,
     body: JsonBody,
 ) -> ApiResult {
-    let (req, config) = decode_launch(&CREATE_MACHINE_REQUEST, &body)?;
+    let (req, mut config) = decode_launch(&CREATE_MACHINE_REQUEST, &body)?;
     let region = parse_region(gojson::get_str(&req, "region"), &ctx.sim.cfg.default_region)?;
     let skip_launch = gojson::get_bool(&req, "skip_launch");
     let lease_ttl = gojson::get_i64(&req, "lease_ttl").unwrap_or(0);
     let (resp, id, generation) = {
         let mut st = ctx.write();
         let now = st.now;
-        let (secrets_version, org) = {
+        let (secrets_version, org, volume) = {
             let app = st.app(&app_name)?;
             check_min_secrets(&req, app.secrets_version)?;
-            (app.secrets_version, app.org.clone())
+            let volume = check_placement(app, None, &region, &mut config)?;
+            (app.secrets_version, app.org.clone(), volume)
         };
         check_capacity(&mut st, &app_name, &region, &config)?;
         let prefix = st
@@ -219,7 +244,8 @@ pub async fn create(
             .get_mut(&app_name)
             .ok_or_else(ApiError::app_not_found)?;
         app.machines.insert(id.clone(), m);
-        tracing::info!(app = %app_name, machine = %id, "machine created");
+        volumes::attach(app, &id, volume.as_deref());
+        tracing::info!(app = %app_name, machine = %id, volume = volume.as_deref().unwrap_or(""), "machine created");
         (resp, id, has_plan.then_some(1))
     };
     if let Some(generation) = generation {
@@ -233,7 +259,7 @@ pub async fn create(
 /// `current_version`; region and name are immutable) that replaces the
 /// running one and starts unless `skip_launch`.
 pub async fn update(call: MachineCall, body: JsonBody) -> ApiResult {
-    let (req, config) = decode_launch(&UPDATE_MACHINE_REQUEST, &body)?;
+    let (req, mut config) = decode_launch(&UPDATE_MACHINE_REQUEST, &body)?;
     let skip_launch = gojson::get_bool(&req, "skip_launch");
     let lease_ttl = gojson::get_i64(&req, "lease_ttl").unwrap_or(0);
     let id = &call.id;
@@ -248,6 +274,8 @@ pub async fn update(call: MachineCall, body: JsonBody) -> ApiResult {
         let instance_id = st.ulid(now);
         let event_id = st.ulid(now);
         let new_nonce = st.hex(12);
+        let region = call.mutable(&mut st)?.region.clone();
+        let volume = check_placement(st.app(&call.app)?, Some(id), &region, &mut config)?;
         let m = call.mutable(&mut st)?;
         if m.state == "destroying" {
             return Err(ApiError::precondition(format!(
@@ -309,6 +337,7 @@ pub async fn update(call: MachineCall, body: JsonBody) -> ApiResult {
         }
         let generation = m.generation;
         let m = m.clone();
+        volumes::attach(st.app_mut(&call.app)?, id, volume.as_deref());
         tracing::info!(app = %call.app, machine = %id, version = %m.instance_id, "machine updated");
         (
             machine_json(

@@ -21,6 +21,7 @@ use crate::sim::faults::MachineFaultKind;
 use crate::sim::gojson::{Kind, StructDef, p};
 use crate::sim::server::Sim;
 use crate::sim::state::{Event, Machine};
+use crate::sim::volumes;
 
 static STOP_REQUEST: StructDef = StructDef {
     go_name: "StopRequest",
@@ -101,6 +102,9 @@ pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> Option<Duration>
     let more = !m.plan.is_empty();
     if next == "started" {
         app.ever_started = true;
+    }
+    if next == "destroyed" {
+        volumes::detach(app, id);
     }
     tracing::debug!(machine = id, state = %next, "machine transition");
     more.then_some(delay)

@@ -13,12 +13,20 @@
 //! * `dns` missing → `{}`; `init` always present (`{}` when empty);
 //! * memory must be a multiple of 256 MB (shared) or 1024 MB (performance) and
 //!   within 256–2048 MB (shared) or 2048–8192 MB (performance) per CPU;
+//! * GPUs ([`GPU_KINDS`]): a known `gpu_kind`, 1, 2, 4 or 8 `gpus` (1 when
+//!   left out), performance CPUs; `gpus` without a kind is refused; which
+//!   regions offer a kind is checked at launch ([`check_gpu_region`]);
+//! * checks: `protocol` is `http` or `https`, headers have names;
 //! * `image` is required; enums (`restart.policy`, protocols, handlers, check
-//!   types, signals) are checked.
+//!   types, signals) are checked;
+//! * `init`, `files`, `processes`, `statics`, `stop_config` and `mounts` as
+//!   [`process`] describes.
 
 use serde_json::{Map, Value};
 
 use super::gojson::{self, Decoded, Field, Kind, StructDef, always, f, p};
+
+pub mod process;
 
 static STR: Kind = Kind::Str;
 static RAW: Kind = Kind::Raw;
@@ -171,14 +179,26 @@ static MOUNT: StructDef = StructDef {
 };
 static MOUNT_KIND: Kind = Kind::Struct(&MOUNT);
 
+static DNS_OPTION: StructDef = StructDef {
+    go_name: "dnsOption",
+    fields: &[f("name", Kind::Str), f("value", Kind::Str)],
+};
+static DNS_OPTION_KIND: Kind = Kind::Struct(&DNS_OPTION);
+
+static DNS_FORWARD_RULE: StructDef = StructDef {
+    go_name: "dnsForwardRule",
+    fields: &[f("basename", Kind::Str), f("addr", Kind::Str)],
+};
+static DNS_FORWARD_RULE_KIND: Kind = Kind::Struct(&DNS_FORWARD_RULE);
+
 static DNS_CONFIG: StructDef = StructDef {
     go_name: "DNSConfig",
     fields: &[
         f("skip_registration", Kind::Bool),
         f("nameservers", Kind::List(&STR)),
         f("searches", Kind::List(&STR)),
-        f("options", Kind::List(&RAW)),
-        f("dns_forward_rules", Kind::List(&RAW)),
+        f("options", Kind::List(&DNS_OPTION_KIND)),
+        f("dns_forward_rules", Kind::List(&DNS_FORWARD_RULE_KIND)),
         f("hostname", Kind::Str),
         f("hostname_fqdn", Kind::Str),
     ],
@@ -191,10 +211,57 @@ static FILE: StructDef = StructDef {
         p("raw_value", Kind::Str),
         p("secret_name", Kind::Str),
         p("image_config", Kind::Str),
-        f("mode", Kind::Int),
+        f("mode", Kind::Uint),
     ],
 };
 static FILE_KIND: Kind = Kind::Struct(&FILE);
+
+/// `fly.Static`: every field without `omitempty`.
+static STATIC: StructDef = StructDef {
+    go_name: "Static",
+    fields: &[
+        always("guest_path", Kind::Str, false),
+        always("url_prefix", Kind::Str, false),
+        always("tigris_bucket", Kind::Str, false),
+        always("index_document", Kind::Str, false),
+    ],
+};
+static STATIC_KIND: Kind = Kind::Struct(&STATIC);
+
+/// `fly.MachineSecret`: both fields without `omitempty`.
+static MACHINE_SECRET: StructDef = StructDef {
+    go_name: "MachineSecret",
+    fields: &[
+        always("env_var", Kind::Str, false),
+        always("name", Kind::Str, false),
+    ],
+};
+static MACHINE_SECRET_KIND: Kind = Kind::Struct(&MACHINE_SECRET);
+
+/// `fly.EnvFrom`: both fields without `omitempty`.
+static ENV_FROM: StructDef = StructDef {
+    go_name: "EnvFrom",
+    fields: &[
+        always("env_var", Kind::Str, false),
+        always("field_ref", Kind::Str, false),
+    ],
+};
+static ENV_FROM_KIND: Kind = Kind::Struct(&ENV_FROM);
+
+static MACHINE_PROCESS: StructDef = StructDef {
+    go_name: "MachineProcess",
+    fields: &[
+        f("exec", Kind::List(&STR)),
+        f("entrypoint", Kind::List(&STR)),
+        f("cmd", Kind::List(&STR)),
+        f("user", Kind::Str),
+        f("env", Kind::Map(&STR)),
+        f("secrets", Kind::List(&MACHINE_SECRET_KIND)),
+        f("ignore_app_secrets", Kind::Bool),
+        f("env_from", Kind::List(&ENV_FROM_KIND)),
+    ],
+};
+static PROCESS_KIND: Kind = Kind::Struct(&MACHINE_PROCESS);
 
 static ROOTFS: StructDef = StructDef {
     go_name: "MachineRootfs",
@@ -227,10 +294,10 @@ pub static MACHINE_CONFIG: StructDef = StructDef {
         p("dns", Kind::Struct(&DNS_CONFIG)),
         f("mounts", Kind::List(&MOUNT_KIND)),
         p("metrics", Kind::Struct(&METRICS)),
-        f("statics", Kind::List(&RAW)),
+        f("statics", Kind::List(&STATIC_KIND)),
         f("files", Kind::List(&FILE_KIND)),
         f("schedule", Kind::Str),
-        f("processes", Kind::List(&RAW)),
+        f("processes", Kind::List(&PROCESS_KIND)),
         f("standbys", Kind::List(&STR)),
         p("stop_config", Kind::Struct(&STOP_CONFIG)),
         f("containers", Kind::List(&RAW)),
@@ -274,6 +341,48 @@ const SIGNALS: &[&str] = &[
     "SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM",
 ];
 
+/// Fly's GPU kinds and the regions that offer them, from Fly's GPU
+/// quickstart (`docs/gpus/gpu-quickstart`: "a10: ord, l40s: ord, a100-40gb:
+/// ord, a100-80gb: iad, sjc, syd, ams") and fly-go's presets
+/// (`a100-40gb` is `gpu_kind` `a100-pcie-40gb`, `a100-80gb` is
+/// `a100-sxm4-80gb`; every GPU preset runs performance CPUs). Fly's FKS
+/// GPU page says "GPUs are deprecated and will be unavailable after August
+/// 1"; the simulator keeps the last published table.
+pub const GPU_KINDS: &[(&str, &[&str])] = &[
+    ("a10", &["ord"]),
+    ("l40s", &["ord"]),
+    ("a100-pcie-40gb", &["ord"]),
+    ("a100-sxm4-80gb", &["iad", "sjc", "syd", "ams"]),
+];
+
+/// GPU counts a machine may ask for.
+const GPU_COUNTS: &[i64] = &[1, 2, 4, 8];
+
+/// Whether `region` offers the GPU kind a normalized `config` asks for; the
+/// error is the message for a 400.
+pub fn check_gpu_region(config: &Value, region: &str) -> Result<(), String> {
+    let Some(kind) = config
+        .get("guest")
+        .and_then(|g| g.get("gpu_kind"))
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+    else {
+        return Ok(());
+    };
+    let offered = GPU_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(&[][..], |(_, regions)| *regions);
+    if offered.contains(&region) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid_argument: config.guest.gpu_kind: {kind} GPUs are not offered in region {region} (offered in: {})",
+            offered.join(", ")
+        ))
+    }
+}
+
 /// Applies Fly's defaults and checks to a decoded `config` and renders it the
 /// way the API returns it. The error is the message for a 400.
 pub fn normalize(mut cfg: Decoded) -> Result<Value, String> {
@@ -287,6 +396,12 @@ pub fn normalize(mut cfg: Decoded) -> Result<Value, String> {
     }
     check_services(&cfg)?;
     check_checks(&cfg)?;
+    process::check_init(&cfg)?;
+    process::check_files(&cfg)?;
+    process::check_processes(&cfg)?;
+    process::check_statics(&cfg)?;
+    process::check_stop_config(&cfg)?;
+    process::check_mounts(&cfg)?;
     if let Some(stop) = cfg.get("stop_config").and_then(Value::as_object)
         && let Some(sig) = stop.get("signal").and_then(Value::as_str)
         && !SIGNALS.contains(&sig)
@@ -365,10 +480,47 @@ fn normalize_guest(cfg: &mut Decoded) -> Result<(), String> {
             max_per * cpus
         ));
     }
+    normalize_gpu(&mut guest, &kind)?;
     guest.insert("cpu_kind".into(), kind.into());
     guest.insert("cpus".into(), cpus.into());
     guest.insert("memory_mb".into(), memory.into());
     cfg.insert("guest".into(), Value::Object(guest));
+    Ok(())
+}
+
+/// `gpu_kind` and `gpus`: a known kind, a count Fly offers (1 when left
+/// out), performance CPUs; a count without a kind is refused.
+fn normalize_gpu(guest: &mut Map<String, Value>, cpu_kind: &str) -> Result<(), String> {
+    let kind = gojson::get_str(guest, "gpu_kind").to_owned();
+    let gpus = gojson::get_i64(guest, "gpus").unwrap_or(0);
+    if kind.is_empty() {
+        if gpus != 0 {
+            return Err("invalid_argument: config.guest.gpus: a GPU count needs a gpu_kind".into());
+        }
+        return Ok(());
+    }
+    if !GPU_KINDS.iter().any(|(k, _)| *k == kind) {
+        return Err(format!(
+            "invalid_argument: config.guest.gpu_kind: unknown GPU kind {kind:?}, expected one of {}",
+            GPU_KINDS
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let gpus = if gpus == 0 { 1 } else { gpus };
+    if !GPU_COUNTS.contains(&gpus) {
+        return Err(format!(
+            "invalid_argument: config.guest.gpus: {gpus} is not a GPU count Fly offers (1, 2, 4 or 8)"
+        ));
+    }
+    if cpu_kind != "performance" {
+        return Err(format!(
+            "invalid_argument: config.guest.cpu_kind: GPU machines run performance CPUs, not {cpu_kind}"
+        ));
+    }
+    guest.insert("gpus".into(), gpus.into());
     Ok(())
 }
 
@@ -510,6 +662,23 @@ fn check_one_check(c: &Map<String, Value>, at: &str) -> Result<(), String> {
             return Err(format!("invalid_argument: {at}.{d}: must not be negative"));
         }
     }
+    if let Some(proto) = c.get("protocol").and_then(Value::as_str)
+        && !matches!(proto, "http" | "https")
+    {
+        return Err(format!(
+            "invalid_argument: {at}.protocol: must be \"http\" or \"https\", got {proto:?}"
+        ));
+    }
+    if let Some(headers) = c.get("headers").and_then(Value::as_array) {
+        for (i, h) in headers.iter().enumerate() {
+            let name = h.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                return Err(format!(
+                    "invalid_argument: {at}.headers[{i}].name: {name:?} is not an HTTP header name"
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -527,76 +696,4 @@ pub fn incomplete(config: &Value) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn norm(v: Value) -> Result<Value, String> {
-        let d = gojson::decode_root(&MACHINE_CONFIG, &v)?;
-        normalize(d)
-    }
-
-    #[test]
-    fn fills_defaults_like_fly() {
-        let out = norm(json!({"image": "nginx", "env": {}, "metadata": {}})).expect("valid");
-        assert_eq!(
-            out,
-            json!({
-                "init": {},
-                "image": "nginx",
-                "restart": {},
-                "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
-                "dns": {}
-            })
-        );
-    }
-
-    #[test]
-    fn normalizes_services_and_durations() {
-        let out = norm(json!({
-            "image": "nginx",
-            "auto_stop": "stop",
-            "services": [{
-                "protocol": "tcp", "internal_port": 8080, "autostop": "off", "autostart": true,
-                "ports": [{"port": 443, "handlers": ["tls", "http"], "force_https": false}],
-                "checks": [{"type": "http", "interval": "60s", "timeout": "90s", "kind": "readiness"}]
-            }],
-            "checks": {"alive": {"type": "tcp", "port": 8080, "interval": "10s", "timeout": "2s", "kind": "readiness"}},
-            "stop_config": {"timeout": "60s", "signal": "SIGTERM"}
-        }))
-        .expect("valid");
-        assert_eq!(out["services"][0]["autostop"], json!(false));
-        assert_eq!(out["services"][0]["force_instance_key"], Value::Null);
-        assert!(out["services"][0]["ports"][0].get("force_https").is_none());
-        assert_eq!(out["services"][0]["checks"][0]["interval"], json!("1m0s"));
-        assert_eq!(out["services"][0]["checks"][0]["timeout"], json!("1m30s"));
-        assert!(out["services"][0]["checks"][0].get("kind").is_none());
-        assert_eq!(out["checks"]["alive"]["interval"], json!("10s"));
-        assert_eq!(out["checks"]["alive"]["kind"], json!("readiness"));
-        assert_eq!(out["stop_config"]["timeout"], json!("1m0s"));
-        assert!(out.get("auto_stop").is_none());
-    }
-
-    #[test]
-    fn rejects_bad_memory_and_missing_image() {
-        let err = norm(
-            json!({"image": "x", "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 300}}),
-        )
-        .unwrap_err();
-        assert!(
-            err.contains("config.guest.memory_mb") && err.contains("multiple of 256"),
-            "{err}"
-        );
-        let err = norm(
-            json!({"image": "x", "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 4096}}),
-        )
-        .unwrap_err();
-        assert!(err.contains("out of range"), "{err}");
-        let err = norm(json!({"env": {"A": "b"}})).unwrap_err();
-        assert!(err.contains("config.image"), "{err}");
-        let ok = norm(json!({"image": "x", "guest": {"cpu_kind": "performance", "cpus": 2}}))
-            .expect("valid");
-        assert_eq!(ok["guest"]["memory_mb"], json!(4096));
-    }
-}
+mod tests;

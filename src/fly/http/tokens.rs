@@ -1,0 +1,161 @@
+//! Token endpoints: minting deploy tokens (app- or org-scoped) and revoking
+//! them through GraphQL, and `GET /v1/tokens/current`, which inspects a token
+//! by authenticating with it. Minted tokens are [`SecretString`]s from the
+//! moment they are read; none of these calls is retried blindly.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::HttpFly;
+use super::auth::authorization_value;
+use super::errors::{unbuildable, unexpected};
+use super::transport::Op;
+use crate::fly::duration::format_go_duration;
+use crate::fly::wire::graphql::{
+    GqlAppData, GqlCreateTokenData, GqlOrgData, M_CREATE_TOKEN, M_DELETE_TOKEN, Q_APP_FOR_TOKEN,
+    Q_ORGANIZATION, parse_expires_at,
+};
+use crate::fly::wire::tokens::CurrentTokenWire;
+use crate::fly::{App, FlyError, MintedToken, TokenInfo};
+use crate::ids::{AppName, OrgSlug};
+
+const APP_FOR_TOKEN: Op = Op::graphql("GetAppForToken").idempotent();
+const ORGANIZATION: Op = Op::graphql("GetOrganization").idempotent();
+const CREATE: Op = Op::graphql("CreateLimitedAccessToken");
+const DELETE: Op = Op::graphql("DeleteLimitedAccessToken");
+const CURRENT: Op = Op::get("CurrentToken_show");
+
+/// Profile `deploy`, scoped to the app (looked up for its id and org id).
+pub(super) async fn create_deploy(
+    fly: &HttpFly,
+    app: &App,
+    name: &str,
+    expiry: Duration,
+) -> Result<MintedToken, FlyError> {
+    let (app_id, org_id) = app_org_id(fly, &app.name).await?;
+    let params = json!({"app_id": app_id});
+    mint(
+        fly,
+        app.name.as_str(),
+        name,
+        &org_id,
+        "deploy",
+        params,
+        expiry,
+    )
+    .await
+}
+
+/// Profile `deploy_organization` (the org looked up for its id).
+pub(super) async fn create_org(
+    fly: &HttpFly,
+    org: &OrgSlug,
+    name: &str,
+    expiry: Duration,
+) -> Result<MintedToken, FlyError> {
+    let vars = json!({"slug": org.as_str()});
+    let data: GqlOrgData = fly
+        .graphql(ORGANIZATION, org.as_str(), Q_ORGANIZATION, vars)
+        .await?;
+    let org_id = data
+        .organization
+        .map(|o| o.id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| FlyError::NotFound {
+            message: format!("{}: organization {org} not found", ORGANIZATION.name),
+        })?;
+    let key = org.as_str();
+    mint(
+        fly,
+        key,
+        name,
+        &org_id,
+        "deploy_organization",
+        json!({}),
+        expiry,
+    )
+    .await
+}
+
+/// Revoking a token that is already gone succeeds.
+pub(super) async fn revoke(fly: &HttpFly, id: &str) -> Result<(), FlyError> {
+    // The payload (`{token}`) carries nothing we need.
+    let vars = json!({"input": {"id": id}});
+    let result: Result<serde::de::IgnoredAny, FlyError> =
+        fly.graphql(DELETE, id, M_DELETE_TOKEN, vars).await;
+    match result {
+        Ok(_) | Err(FlyError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Authenticates with `token` instead of the client's own credential; a
+/// token that cannot be a header value is `InvalidRequest`, not echoed.
+pub(super) async fn inspect(fly: &HttpFly, token: &SecretString) -> Result<TokenInfo, FlyError> {
+    let auth = authorization_value(token.expose_secret())
+        .map_err(|reason| unbuildable(CURRENT.name, format!("the token to inspect {reason}")))?;
+    let req = fly.req(CURRENT, "", "/v1/tokens/current")?.auth(&auth);
+    fly.call(&req, |w: CurrentTokenWire| Ok(w.into_domain()))
+        .await
+}
+
+/// The app's GraphQL id and its organization's id.
+async fn app_org_id(fly: &HttpFly, app: &AppName) -> Result<(String, String), FlyError> {
+    let op = APP_FOR_TOKEN.name;
+    let vars = json!({"appName": app.as_str()});
+    let data: GqlAppData = fly
+        .graphql(APP_FOR_TOKEN, app.as_str(), Q_APP_FOR_TOKEN, vars)
+        .await?;
+    let app_node = data.app.ok_or_else(|| FlyError::NotFound {
+        message: format!("{op}: app {app} not found"),
+    })?;
+    let org_id = app_node
+        .organization
+        .map(|o| o.id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| unexpected(op, 200, "app has no organization id"))?;
+    if app_node.id.is_empty() {
+        return Err(unexpected(op, 200, "app has no id"));
+    }
+    Ok((app_node.id, org_id))
+}
+
+/// `createLimitedAccessToken`; sent once (a lost answer holds a token we
+/// could not name).
+async fn mint(
+    fly: &HttpFly,
+    key: &str,
+    name: &str,
+    org_id: &str,
+    profile: &str,
+    params: serde_json::Value,
+    expiry: Duration,
+) -> Result<MintedToken, FlyError> {
+    let op = CREATE.name;
+    let vars = json!({
+        "name": name,
+        "organizationId": org_id,
+        "profile": profile,
+        "profileParams": params,
+        "expiry": format_go_duration(expiry),
+    });
+    let data: GqlCreateTokenData = fly.graphql(CREATE, key, M_CREATE_TOKEN, vars).await?;
+    let t = data
+        .create
+        .and_then(|c| c.limited_access_token)
+        .ok_or_else(|| unexpected(op, 200, "no limitedAccessToken in the response"))?;
+    if t.id.is_empty() || t.token_header.is_empty() {
+        return Err(unexpected(
+            op,
+            200,
+            "limitedAccessToken without id or tokenHeader",
+        ));
+    }
+    Ok(MintedToken {
+        id: t.id,
+        token: SecretString::from(t.token_header),
+        expires_at: parse_expires_at(t.expires_at.as_deref()),
+    })
+}
