@@ -188,6 +188,7 @@ struct Captured {
     apps: HashMap<flotilla::ids::AppName, AppReads>,
     rows: Vec<TenantRecord>,
     intents: HashMap<TenantName, Vec<flotilla::store::Intent>>,
+    ledgers: HashMap<TenantName, flotilla::store::Ledger>,
 }
 
 fn steady(args: &Args) -> anyhow::Result<Value> {
@@ -424,10 +425,19 @@ async fn steady_io(
         for _ in 0..rounds {
             for name in &names {
                 let row = store.get(name).await?.context("row vanished")?;
+                let ledger = store.read_ledger(name).await?.context("row vanished")?;
                 let intents = store.list_intents(name).await?;
                 std::hint::black_box(intents);
                 store
-                    .write_status(name, row.observed_generation, &row.status)
+                    .write_state(
+                        name,
+                        &flotilla::store::StateWrite {
+                            observed_generation: row.observed_generation,
+                            status: &row.status,
+                            ledger: &ledger,
+                            resolved_intents: &[],
+                        },
+                    )
                     .await?;
             }
         }
@@ -440,12 +450,17 @@ async fn steady_io(
     let mut apps = HashMap::new();
     let mut rows = Vec::new();
     let mut intents = HashMap::new();
+    let mut ledgers = HashMap::new();
     for d in &drafts {
         let name = d.tenant.name();
         let app = &d.tenant.spec.app.name;
         apps.insert(app.clone(), capture_reads(fly.as_ref(), app, name).await?);
         rows.push(store.get(name).await?.context("row vanished")?);
         intents.insert(name.clone(), store.list_intents(name).await?);
+        ledgers.insert(
+            name.clone(),
+            store.read_ledger(name).await?.context("row vanished")?,
+        );
     }
 
     let report = json!({
@@ -463,7 +478,7 @@ async fn steady_io(
             "total": counts["total"],
         },
         "process_cpu": {
-            "method": "this process's utime+stime (/proc/self/stat, 10 ms ticks) over the resync rounds, divided by reconciles; flotilla sim runs as a separate process, so its CPU is excluded. Includes the HTTP client (4 requests, JSON decoding), the client's rate limiter, SQLite (bundled, in process: get, list_intents, write_status), tokio (multi-thread) and the Prometheus recorder.",
+            "method": "this process's utime+stime (/proc/self/stat, 10 ms ticks) over the resync rounds, divided by reconciles; flotilla sim runs as a separate process, so its CPU is excluded. Includes the HTTP client (4 requests, JSON decoding), the client's rate limiter, SQLite (bundled, in process: get, read_ledger, list_intents, write_state), tokio (multi-thread) and the Prometheus recorder.",
             "client_rate_limits": "default (per-key limits and a global 20 req/s budget: wall time per round is paced by it, CPU is not)",
             "cpu_us_per_reconcile": total_cpu.as_secs_f64() * 1e6 / reconciles,
             "wall_ms_per_reconcile": total_wall.as_secs_f64() * 1e3 / reconciles,
@@ -474,7 +489,7 @@ async fn steady_io(
                 "wall_ms_per_reconcile": unpaced_wall.as_secs_f64() * 1e3 / reconciles,
             },
             "components": {
-                "method": "process CPU of the activation's four list reads alone (production client, paced), and of its store calls alone (get, list_intents, write_status)",
+                "method": "process CPU of the activation's four list reads alone (production client, paced), and of its store calls alone (get, read_ledger, list_intents, write_state)",
                 "fly_reads_cpu_us_per_tenant": reads_cpu.as_secs_f64() * 1e6 / reconciles,
                 "store_cpu_us_per_tenant": store_cpu.as_secs_f64() * 1e6 / reconciles,
             },
@@ -486,6 +501,7 @@ async fn steady_io(
             apps,
             rows,
             intents,
+            ledgers,
         },
     ))
 }
@@ -506,7 +522,7 @@ async fn pure_cpu(c: Captured) -> anyhow::Result<Value> {
     let n = c.rows.len();
     let names: Vec<TenantName> = c.rows.iter().map(|r| r.name.clone()).collect();
     let replay = Arc::new(Replay::new(c.apps));
-    let mem = Arc::new(MemStore::new(c.rows, c.intents));
+    let mem = Arc::new(MemStore::new(c.rows, c.intents, c.ledgers));
     let clock: SharedClock = Arc::new(SystemClock);
     let rec = Reconciler::new(
         replay.clone(),

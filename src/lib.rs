@@ -11,6 +11,8 @@
 //!   token record, `decide`, `apply`); not wired into `serve` yet.
 //! * [`crypto`]: encryption at rest (keyring, row-bound envelopes, key
 //!   rotation) and token fingerprints; not wired into `serve` yet.
+//! * [`state`]: the state that must survive, as strictly decoded rows: the
+//!   ledger of what flotilla owns and the intents of creates in flight.
 //! * [`reconcile::status`]: the status document and its derivation
 //!   (conditions, history, requeue and `nextReconcileAt`).
 //!
@@ -48,4 +50,5 @@ pub mod runtime;
 pub mod sim;
 pub mod source;
 pub mod spec;
+pub mod state;
 pub mod store;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla::clock::{Clock, ManualClock, SharedClock};
-use flotilla::ids::TenantName;
+use flotilla::ids::{AppName, GroupName, TenantName};
 use flotilla::store::{
-    self, ApplyOutcome, EVENTS_KEPT_PER_TENANT, Intent, LabelSelector, NewEvent, SharedStore,
-    StoreError,
+    self, ApplyOutcome, EVENTS_KEPT_PER_TENANT, Intent, IntentDetail, LabelSelector, NewEvent,
+    SharedStore, StoreError,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -386,8 +386,7 @@ mod cases {
         let intent = Intent {
             tenant: name("acme"),
             key: "m-1".into(),
-            kind: "machine".into(),
-            detail: serde_json::json!({"group": "web"}),
+            detail: machine_intent("web"),
             created_at: h.clock.now(),
         };
         s.put_intent(&intent).await.unwrap();
@@ -527,32 +526,39 @@ mod cases {
         );
     }
 
+    fn machine_intent(group: &str) -> IntentDetail {
+        IntentDetail::Machine {
+            group: GroupName::parse(group).unwrap(),
+        }
+    }
+
     pub async fn intents(h: &Harness) {
         let s = &h.store;
         s.create(&tenant("acme").draft()).await.unwrap();
-        let mk = |key: &str, detail: serde_json::Value, at: Timestamp| Intent {
+        let mk = |key: &str, detail: IntentDetail, at: Timestamp| Intent {
             tenant: name("acme"),
             key: key.into(),
-            kind: "machine".into(),
             detail,
             created_at: at,
         };
         let t0 = h.now_micros();
-        let first = mk("k2", serde_json::json!({"group": "web", "n": 1}), t0);
+        let first = mk("k2", machine_intent("web"), t0);
         s.put_intent(&first).await.unwrap();
         // Idempotent: the first one stays.
-        s.put_intent(&mk("k2", serde_json::json!({"other": true}), t0))
+        s.put_intent(&mk("k2", machine_intent("other"), t0))
             .await
             .unwrap();
         let t1 = t0.checked_add(SignedDuration::from_secs(1)).unwrap();
-        s.put_intent(&mk("k1", serde_json::json!(null), t1))
-            .await
-            .unwrap();
+        let app = IntentDetail::App {
+            name: AppName::parse("app-acme").unwrap(),
+        };
+        s.put_intent(&mk("k1", app.clone(), t1)).await.unwrap();
 
         let got = s.list_intents(&name("acme")).await.unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], first);
         assert_eq!(got[1].key, "k1");
+        assert_eq!(got[1].detail, app);
         assert_eq!(got[1].created_at, t1);
 
         s.delete_intent(&name("acme"), "k2").await.unwrap();
@@ -566,7 +572,7 @@ mod cases {
             .collect();
         assert_eq!(keys, ["k1"]);
 
-        let mut ghost = mk("k", serde_json::json!({}), t0);
+        let mut ghost = mk("k", machine_intent("web"), t0);
         ghost.tenant = name("ghost");
         let err = s.put_intent(&ghost).await.unwrap_err();
         assert!(
@@ -708,13 +714,14 @@ async fn fresh_databases_report_every_migration() {
     let clock: SharedClock = Arc::new(ManualClock::new(start_time()));
     let (_, applied) = store::connect_reporting(&url, clock.clone()).await.unwrap();
     let versions: Vec<_> = applied.iter().map(|m| m.version).collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     assert_eq!(applied[0].description, "tenants");
+    assert_eq!(applied[2].description, "ledgers typed intents");
 
     if let Some(db) = PgTestDb::create() {
         let (_, applied) = store::connect_reporting(&db.url, clock).await.unwrap();
         let versions: Vec<_> = applied.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
     }
 }
 

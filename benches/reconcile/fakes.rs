@@ -20,8 +20,8 @@ use flotilla::fly::{
 };
 use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, TenantName, VolumeId};
 use flotilla::store::{
-    ApplyResult, Event, Intent, LabelSelector, NewEvent, Store, StoreError, TenantDraft,
-    TenantRecord,
+    ApplyResult, Event, Intent, IntentDetail, LabelSelector, Ledger, NewEvent, StateWrite, Store,
+    StoreError, TenantDraft, TenantRecord,
 };
 use futures::stream::BoxStream;
 use secrecy::SecretString;
@@ -198,6 +198,9 @@ impl FlyApi for Replay {
     ) -> Result<Lease, FlyError> {
         self.miss("acquire_lease")
     }
+    async fn get_lease(&self, _: &AppName, _: &MachineId) -> Result<Option<Lease>, FlyError> {
+        self.miss("get_lease")
+    }
     async fn refresh_lease(
         &self,
         _: &AppName,
@@ -326,20 +329,27 @@ impl FlyApi for Replay {
     }
 }
 
-/// A store holding captured rows in memory. `get`, `list_intents` and
-/// `write_status` work (a status write replaces the row's status, as the real
-/// store does); everything else is refused and counted.
+/// A store holding captured rows in memory. `get`, `read_ledger`,
+/// `list_intents`, `write_status` and `write_state` work (a write replaces the
+/// row's status and ledger, as the real store does); everything else is
+/// refused and counted.
 pub struct MemStore {
     rows: Mutex<HashMap<TenantName, TenantRecord>>,
     intents: HashMap<TenantName, Vec<Intent>>,
+    ledgers: Mutex<HashMap<TenantName, Ledger>>,
     pub misses: AtomicU64,
 }
 
 impl MemStore {
-    pub fn new(rows: Vec<TenantRecord>, intents: HashMap<TenantName, Vec<Intent>>) -> Self {
+    pub fn new(
+        rows: Vec<TenantRecord>,
+        intents: HashMap<TenantName, Vec<Intent>>,
+        ledgers: HashMap<TenantName, Ledger>,
+    ) -> Self {
         Self {
             rows: Mutex::new(rows.into_iter().map(|r| (r.name.clone(), r)).collect()),
             intents,
+            ledgers: Mutex::new(ledgers),
             misses: AtomicU64::new(0),
         }
     }
@@ -397,6 +407,25 @@ impl Store for MemStore {
         row.status = status.clone();
         Ok(())
     }
+    async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
+        let ledgers = self
+            .ledgers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(ledgers.get(name).cloned())
+    }
+    async fn write_state(&self, name: &TenantName, w: &StateWrite<'_>) -> Result<(), StoreError> {
+        if !w.resolved_intents.is_empty() {
+            return self.miss("write_state deleting intents");
+        }
+        self.write_status(name, w.observed_generation, w.status)
+            .await?;
+        self.ledgers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.clone(), w.ledger.clone());
+        Ok(())
+    }
     async fn append_event(&self, _: &NewEvent) -> Result<(), StoreError> {
         self.miss("append_event")
     }
@@ -405,6 +434,14 @@ impl Store for MemStore {
     }
     async fn put_intent(&self, _: &Intent) -> Result<(), StoreError> {
         self.miss("put_intent")
+    }
+    async fn update_intent(
+        &self,
+        _: &TenantName,
+        _: &str,
+        _: &IntentDetail,
+    ) -> Result<(), StoreError> {
+        self.miss("update_intent")
     }
     async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError> {
         Ok(self.intents.get(tenant).cloned().unwrap_or_default())

@@ -43,7 +43,8 @@ pub async fn plan_files(
     let now = clock.now();
     let mut changes = false;
     for doc in docs {
-        // The stored row (if any) supplies the ledger of what flotilla owns.
+        // The stored row (if any) supplies generation and status; the dry run
+        // reads the tenant's ledger (what flotilla owns) from the store itself.
         let stored = store.get(doc.tenant.name()).await?;
         let record = TenantRecord {
             name: doc.tenant.name().clone(),

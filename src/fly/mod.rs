@@ -564,6 +564,11 @@ pub trait FlyApi: Send + Sync {
         nonce: &str,
         ttl: Duration,
     ) -> Result<Lease, FlyError>;
+    /// The machine's live lease, or `None` when it has none (404). Fly's
+    /// answer carries the nonce and the description the holder gave, which
+    /// is how flotilla recognises a lease it took itself and lost track of
+    /// (a crash, a lost response).
+    async fn get_lease(&self, app: &AppName, id: &MachineId) -> Result<Option<Lease>, FlyError>;
     async fn release_lease(
         &self,
         app: &AppName,

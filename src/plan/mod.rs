@@ -47,7 +47,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate};
+pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLease, Pending};
 
 use crate::fly::{CheckState, DnsRecord, Machine, MachineConfig, MachineState, meta};
 use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
@@ -169,6 +169,11 @@ pub enum Action {
         group: Option<GroupName>,
         id: MachineId,
     },
+    /// Release a lease flotilla took earlier (and recorded with its nonce)
+    /// on a machine no other step touches.
+    ReleaseLease {
+        id: MachineId,
+    },
     /// Remove the tenant row: teardown is complete (or the policy is Orphan).
     Forget,
 }
@@ -190,6 +195,7 @@ impl Action {
             Action::StartMachine { .. } => "StartMachine",
             Action::UpgradeConfigHash { .. } => "UpgradeConfigHash",
             Action::DestroyMachine { .. } => "DestroyMachine",
+            Action::ReleaseLease { .. } => "ReleaseLease",
             Action::Forget => "Forget",
         }
     }
@@ -239,6 +245,8 @@ pub enum Reason {
         current: u64,
     },
     StoppedUnexpectedly,
+    /// A lease from an earlier attempt (a crash, a lost response) is held.
+    LeaseLeftBehind,
 }
 
 impl fmt::Display for Reason {
@@ -280,6 +288,9 @@ impl fmt::Display for Reason {
                 None => write!(f, "secrets version unknown, current is {current}"),
             },
             Reason::StoppedUnexpectedly => write!(f, "machine is stopped and autostop is off"),
+            Reason::LeaseLeftBehind => {
+                write!(f, "flotilla's lease from an earlier attempt is still held")
+            }
         }
     }
 }
@@ -341,6 +352,12 @@ pub enum Finding {
     /// The app holds resources flotilla did not create; it is not deleted.
     DeletionBlocked {
         foreign_machines: usize,
+    },
+    /// A create flotilla started earlier may still land (its intent is
+    /// outstanding): it is not repeated, and a deleted tenant is not
+    /// forgotten, until it lands or its window ends.
+    CreateInFlight {
+        what: String,
     },
 }
 
@@ -470,12 +487,47 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     plan_certificates(&mut plan, tenant, observed, desired.options, now);
     plan_secrets(&mut plan, tenant, observed);
     plan_machines(&mut plan, tenant, observed, desired.options);
+    plan_leftover_leases(&mut plan, observed);
     for t in &tenant.spec.tokens {
         plan.findings.push(Finding::TokenNotManaged {
             name: t.name.to_string(),
         });
     }
     plan.finish()
+}
+
+/// Leases flotilla took in an earlier attempt and still holds (their nonce
+/// is recorded) on machines that no update, start or destroy uses: released
+/// first in the machines phase, so they block nothing (a metadata write
+/// included) until they expire. A step that uses the machine's lease takes
+/// it over instead.
+fn plan_leftover_leases(plan: &mut Plan, observed: &Observed) {
+    let mut releases = Vec::new();
+    for (id, lease) in &observed.pending.leases {
+        let touched = plan.steps.iter().any(|s| match &s.action {
+            Action::UpdateMachine { id: m, .. }
+            | Action::StartMachine { id: m, .. }
+            | Action::DestroyMachine { id: m, .. } => m == id,
+            _ => false,
+        });
+        let live = observed
+            .machines
+            .iter()
+            .any(|m| &m.id == id && !m.state.is_gone());
+        if lease.nonce.is_some() && live && !touched {
+            releases.push(Step {
+                phase: Phase::Machines,
+                action: Action::ReleaseLease { id: id.clone() },
+                reason: Reason::LeaseLeftBehind,
+            });
+        }
+    }
+    let at = plan
+        .steps
+        .iter()
+        .position(|s| s.phase >= Phase::Machines)
+        .unwrap_or(plan.steps.len());
+    plan.steps.splice(at..at, releases);
 }
 
 fn owned_by<'m>(tenant: &Tenant, machines: &'m [Machine]) -> (Vec<&'m Machine>, Vec<&'m Machine>) {
@@ -493,7 +545,14 @@ fn plan_teardown(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
         return;
     }
     if observed.app == AppObservation::Absent {
-        plan.push(Phase::Forget, Action::Forget, Reason::TenantDeleted);
+        if observed.pending.app {
+            // Forgetting now would orphan the app if the create lands.
+            plan.findings.push(Finding::CreateInFlight {
+                what: format!("app {}", tenant.spec.app.name),
+            });
+        } else {
+            plan.push(Phase::Forget, Action::Forget, Reason::TenantDeleted);
+        }
         return;
     }
     let (ours, foreign) = owned_by(tenant, &observed.machines);
@@ -553,7 +612,9 @@ fn plan_teardown(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
     }
 }
 
-fn ip_matches(spec: &IpSpec, ip: &crate::fly::IpAssignment) -> bool {
+/// Whether an address satisfies a spec: type, region (when the spec names
+/// one) and service.
+pub fn ip_matches(spec: &IpSpec, ip: &crate::fly::IpAssignment) -> bool {
     spec.kind == ip.kind
         && spec
             .region
@@ -572,13 +633,26 @@ fn plan_ips(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
     // Addresses flotilla assigned are preferred over foreign ones.
     let mut order: Vec<usize> = (0..observed.ips.len()).collect();
     order.sort_by_key(|i| !observed.ledger.ips.contains(&observed.ips[*i].ip));
+    // An assignment that may still land stands for one address of its spec.
+    let mut in_flight = vec![false; observed.pending.ips.len()];
     for spec in specs {
         let found = order
             .iter()
             .copied()
             .find(|i| !matched[*i] && ip_matches(spec, &observed.ips[*i]));
-        match found {
-            Some(i) => matched[i] = true,
+        if let Some(i) = found {
+            matched[i] = true;
+            continue;
+        }
+        let pending =
+            (0..in_flight.len()).find(|i| !in_flight[*i] && observed.pending.ips[*i] == *spec);
+        match pending {
+            Some(i) => {
+                in_flight[i] = true;
+                plan.findings.push(Finding::CreateInFlight {
+                    what: format!("ip {}", spec.kind.as_str()),
+                });
+            }
             None => plan.push(
                 Phase::Network,
                 Action::AssignIp { spec: spec.clone() },
@@ -623,6 +697,12 @@ fn plan_certificates(
     for cert in &tenant.spec.certificates {
         let host = &cert.hostname;
         let Some(obs) = by_host.get(host.as_str()) else {
+            if observed.pending.certificates.contains(host) {
+                plan.findings.push(Finding::CreateInFlight {
+                    what: format!("certificate {host}"),
+                });
+                continue;
+            }
             plan.push(
                 Phase::Network,
                 Action::RequestCertificate {

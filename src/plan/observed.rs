@@ -6,19 +6,23 @@
 //! records which of them flotilla created; anything in the app that is neither
 //! desired nor in the ledger is foreign, reported and never touched.
 //!
-//! The ledger lives in the tenant's status document and is rewritten after
-//! every activation. Creates whose result could be lost (a crash, a dropped
-//! response) are covered by intents recorded *before* the call; see
-//! `reconcile::intents` for how an outstanding intent turns into a ledger entry.
+//! The ledger is its own strictly decoded row (`crate::state::Ledger`),
+//! rewritten with the status after every activation. Creates whose result
+//! could be lost (a crash, a dropped response) are covered by intents recorded
+//! *before* the call; `reconcile::intents` settles them before planning and
+//! fills in what is still in flight ([`Pending`]), so the planner neither
+//! creates a second copy of something that may still land nor forgets a
+//! tenant while a create may still land.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::fly::{AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine};
-use crate::ids::{Hostname, SecretName};
+use crate::ids::{Hostname, MachineId};
 use crate::plan::PendingMachine;
+use crate::spec::IpSpec;
+pub use crate::state::Ledger;
 
 /// The app as observed.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +70,8 @@ pub struct Observed {
     pub ledger: Ledger,
     /// Machine creates recorded as intents whose machine may not be visible.
     pub pending_machines: Vec<PendingMachine>,
+    /// Other creates recorded as intents that may still land.
+    pub pending: Pending,
     /// When this observation was taken (used to mint fresh create keys).
     pub observed_at: Timestamp,
 }
@@ -81,25 +87,42 @@ impl Observed {
             secrets: Vec::new(),
             ledger,
             pending_machines: Vec::new(),
+            pending: Pending::default(),
             observed_at,
         }
     }
 }
 
-/// What flotilla remembers creating in a tenant's app. Persisted in status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Ledger {
-    /// flotilla created (or was told to adopt) the app.
-    pub app_owned: bool,
-    /// Addresses flotilla assigned.
-    pub ips: BTreeSet<String>,
-    /// Hostnames flotilla requested certificates for.
+/// Creates that were started (an intent is recorded) and whose result is not
+/// visible yet, within their resolution window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// An app create may still land: a deleted tenant is not forgotten yet.
+    pub app: bool,
+    /// Address assignments that may still land, by the spec they were for:
+    /// each satisfies one desired address of that spec (no second assign).
+    pub ips: Vec<IpSpec>,
+    /// Certificate requests that may still land (not requested again).
     pub certificates: BTreeSet<Hostname>,
-    /// When each pending certificate was last checked (throttles checks).
-    pub certificate_checks: BTreeMap<Hostname, Timestamp>,
-    /// Secrets flotilla set.
-    pub secrets: BTreeSet<SecretName>,
-    /// The version Fly returned from flotilla's last secrets write.
-    pub secrets_version: Option<u64>,
+    /// Leases flotilla took on its own machines and may still hold.
+    pub leases: BTreeMap<MachineId, OwnLease>,
+}
+
+impl Pending {
+    /// Anything at all still in flight.
+    pub fn any(&self) -> bool {
+        self.app || !self.ips.is_empty() || !self.certificates.is_empty()
+    }
+}
+
+/// A lease flotilla took (recorded as an intent) and may still hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnLease {
+    /// The intent that records it.
+    pub key: String,
+    /// Known once Fly returned it; `None` when the process stopped (or the
+    /// response was lost) before it was recorded.
+    pub nonce: Option<crate::state::LeaseNonce>,
+    /// When it ends at the latest.
+    pub expires_at: Timestamp,
 }

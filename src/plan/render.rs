@@ -73,6 +73,7 @@ impl fmt::Display for Action {
                 Some(g) => write!(f, "- destroy machine {id} in group {g}"),
                 None => write!(f, "- destroy machine {id}"),
             },
+            Action::ReleaseLease { id } => write!(f, "~ release lease on machine {id}"),
             Action::Forget => write!(f, "- forget tenant"),
         }
     }
@@ -144,6 +145,10 @@ impl fmt::Display for Finding {
             Finding::DeletionBlocked { foreign_machines } => write!(
                 f,
                 "app holds {foreign_machines} machine(s) flotilla did not create; the app is not deleted"
+            ),
+            Finding::CreateInFlight { what } => write!(
+                f,
+                "{what}: an earlier create may still land; waiting for it before acting again"
             ),
         }
     }

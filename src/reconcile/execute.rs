@@ -7,12 +7,23 @@
 //! activation re-observes and re-plans, with per-tenant backoff.
 //!
 //! # Leak safety
-//! Creates whose id the server generates (app, machines, IPs) record an
-//! intent in the store *before* calling Fly and remove it after the result is
-//! in the ledger. A crash or a lost response leaves the intent behind, and
+//! Every create whose result flotilla must claim (app, IPs, certificates,
+//! secrets, machines, machine leases) records a typed intent
+//! (`crate::state::IntentDetail`) in the store *before* calling Fly; a
+//! successful create hands its key back ([`ExecutionReport::settled_intents`])
+//! and the reconciler deletes it in the transaction that writes the ledger
+//! with the result. A crash or a lost response leaves the intent behind, and
 //! `intents::resolve` turns it into ownership on the next activation instead
-//! of a second create. Machine creates carry their intent key in metadata
+//! of a second create. Keys are fresh per attempt, except a machine's, which
+//! the planner chooses and the machine carries in metadata
 //! (`flotilla.create-key`), so a resumed create first looks the key up.
+//!
+//! # Leases
+//! A machine is updated under a lease (see `super::leases`): recorded as an
+//! intent before it is requested, its nonce recorded before it is used, and
+//! described as `flotilla tenant <name>` so a restarted flotilla recognises
+//! it on Fly. A lease left by an earlier attempt is reused, released, or
+//! (nonce unknown) waited out as a deferred step, never counted as a failure.
 //!
 //! Every write to Fly is recorded as an event (actor, action, reason, result).
 //!
@@ -24,7 +35,7 @@
 //! no dependent write (IPs, certificates, secrets, machines) is sent to an app
 //! Fly does not show yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -39,6 +50,7 @@ use crate::fly::{
 use crate::ids::{AppName, MachineId, SecretName, TenantName};
 use crate::plan::{Action, Ledger, Observed, Phase, Plan, Reason, Step};
 use crate::spec::{Charset, Tenant};
+use crate::state::{IntentDetail, LeaseNonce};
 use crate::store::{Intent, NewEvent, Store, StoreError};
 
 /// Per-attempt settings.
@@ -50,6 +62,9 @@ pub struct ExecuteOptions {
     pub lease_ttl: Duration,
     /// How long a new app is waited for until Fly shows it.
     pub app_visibility: AppVisibility,
+    /// Pause before retrying a lease request that failed with a 5xx, a
+    /// timeout or a 429 (doubled for each retry; three attempts in all).
+    pub lease_retry_delay: Duration,
 }
 
 impl Default for ExecuteOptions {
@@ -58,6 +73,7 @@ impl Default for ExecuteOptions {
             settle_timeout: Duration::from_secs(60),
             lease_ttl: Duration::from_secs(120),
             app_visibility: AppVisibility::default(),
+            lease_retry_delay: Duration::from_millis(500),
         }
     }
 }
@@ -119,7 +135,7 @@ impl ExecutionReport {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum StepError {
+pub(super) enum StepError {
     #[error(transparent)]
     Fly(#[from] FlyError),
     #[error(transparent)]
@@ -132,6 +148,10 @@ enum StepError {
         region: String,
         reason: String,
     },
+    /// Not a failure: the step waits for something flotilla itself caused
+    /// (its own lease from an earlier attempt, nonce unknown) to run out.
+    #[error("{0}")]
+    Deferred(String),
 }
 
 /// Everything execution needs, borrowed from the reconciler.
@@ -171,7 +191,11 @@ impl Executor<'_> {
                 continue;
             }
             let result = self.run(tenant, step, observed, ledger).await;
-            let error = result.as_ref().err().map(ToString::to_string);
+            let (error, note) = match &result {
+                Ok(()) => (None, None),
+                Err(StepError::Deferred(why)) => (None, Some(format!("deferred: {why}"))),
+                Err(e) => (Some(e.to_string()), None),
+            };
             if error.is_some() && failed_phase.is_none() {
                 failed_phase = Some(step.phase);
             }
@@ -193,7 +217,7 @@ impl Executor<'_> {
                 actor: self.actor.to_string(),
                 action: step.action.name().to_string(),
                 reason: format!("{} ({})", step.action, step.reason),
-                result: error.clone().unwrap_or_else(|| "ok".to_string()),
+                result: error.clone().or(note).unwrap_or_else(|| "ok".to_string()),
                 at: self.now,
             };
             if let Err(e) = self.store.append_event(&event).await {
@@ -226,19 +250,25 @@ impl Executor<'_> {
                 name: app_name,
                 network,
             } => {
-                self.intent(name, "app", "app", serde_json::json!({ "name": app_name }))
+                let key = self
+                    .intent(
+                        name,
+                        IntentDetail::App {
+                            name: app_name.clone(),
+                        },
+                    )
                     .await?;
                 // `NameTaken` may be our own earlier create whose response was
                 // lost: the intent says it may be ours; the org decides.
                 let created = match fly.create_app(org, app_name, network.as_deref()).await {
                     Ok(()) => true,
                     Err(FlyError::NameTaken { .. }) => false,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(self.not_landed(&key, e).into()),
                 };
                 let Some(found) = self.wait_app_visible(app_name).await? else {
                     if created {
                         ledger.app_owned = true;
-                        self.settled.push("app".to_string());
+                        self.settled.push(key);
                     }
                     self.deferred = Some(if created {
                         format!(
@@ -258,21 +288,16 @@ impl Executor<'_> {
                     .into());
                 }
                 ledger.app_owned = true;
-                self.settled.push("app".to_string());
+                self.settled.push(key);
             }
             Action::DeleteApp { name: app_name } => {
                 ignore_not_found(fly.delete_app(app_name).await)?;
                 ledger.app_owned = false;
             }
             Action::AssignIp { spec } => {
-                let key = format!("ip-{}-{}", spec.kind.as_str(), self.now.as_microsecond());
-                self.intent(
-                    name,
-                    &key,
-                    "ip",
-                    serde_json::to_value(spec).expect("ip spec serializes"),
-                )
-                .await?;
+                let key = self
+                    .intent(name, IntentDetail::Ip { spec: spec.clone() })
+                    .await?;
                 let ip = fly
                     .assign_ip(
                         app,
@@ -284,7 +309,8 @@ impl Executor<'_> {
                             org_slug: Some(tenant.spec.org.clone()),
                         },
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| self.not_landed(&key, e))?;
                 ledger.ips.insert(ip.ip);
                 self.settled.push(key);
             }
@@ -293,9 +319,20 @@ impl Executor<'_> {
                 ledger.ips.remove(ip);
             }
             Action::RequestCertificate { hostname } => {
-                fly.request_acme_certificate(app, hostname.as_str()).await?;
+                let key = self
+                    .intent(
+                        name,
+                        IntentDetail::Certificate {
+                            hostname: hostname.clone(),
+                        },
+                    )
+                    .await?;
+                fly.request_acme_certificate(app, hostname.as_str())
+                    .await
+                    .map_err(|e| self.not_landed(&key, e))?;
                 ledger.certificates.insert(hostname.clone());
                 ledger.certificate_checks.insert(hostname.clone(), self.now);
+                self.settled.push(key);
             }
             Action::CheckCertificate { hostname } => {
                 ledger.certificate_checks.insert(hostname.clone(), self.now);
@@ -307,14 +344,9 @@ impl Executor<'_> {
                 ledger.certificate_checks.remove(hostname);
             }
             Action::UpdateSecrets { generate, unset } => {
-                let names: Vec<&SecretName> = generate.iter().map(|(n, _, _)| n).collect();
-                self.intent(
-                    name,
-                    "secrets",
-                    "secrets",
-                    serde_json::json!({ "set": names }),
-                )
-                .await?;
+                let names: BTreeSet<SecretName> =
+                    generate.iter().map(|(n, _, _)| n.clone()).collect();
+                let key = self.intent(name, IntentDetail::Secrets { names }).await?;
                 let mut values: BTreeMap<SecretName, Option<SecretString>> = BTreeMap::new();
                 for (secret, len, charset) in generate {
                     values.insert(
@@ -325,7 +357,10 @@ impl Executor<'_> {
                 for secret in unset {
                     values.insert(secret.clone(), None);
                 }
-                let version = fly.update_secrets(app, &values).await?;
+                let version = fly
+                    .update_secrets(app, &values)
+                    .await
+                    .map_err(|e| self.not_landed(&key, e))?;
                 for (secret, _, _) in generate {
                     ledger.secrets.insert(secret.clone());
                 }
@@ -333,7 +368,7 @@ impl Executor<'_> {
                     ledger.secrets.remove(secret);
                 }
                 ledger.secrets_version = Some(version);
-                self.settled.push("secrets".to_string());
+                self.settled.push(key);
             }
             Action::CreateMachine {
                 group,
@@ -343,8 +378,14 @@ impl Executor<'_> {
             } => {
                 let resumed = step.reason == Reason::ResumeCreate;
                 if !resumed {
-                    self.intent(name, key, "machine", serde_json::json!({ "group": group }))
-                        .await?;
+                    self.put_intent(
+                        name,
+                        key,
+                        IntentDetail::Machine {
+                            group: group.clone(),
+                        },
+                    )
+                    .await?;
                 }
                 // A resumed create first looks for the machine it may have made.
                 let existing = if resumed {
@@ -431,9 +472,7 @@ impl Executor<'_> {
                         .insert(meta::CREATE_KEY.to_string(), key.clone());
                 }
                 stamp_secrets_version(&mut config, ledger);
-                let lease = fly
-                    .acquire_lease(app, id, self.options.lease_ttl, "flotilla update")
-                    .await?;
+                let lease = self.take_lease(name, app, id, observed).await?;
                 let update = UpdateMachine {
                     region: None,
                     config,
@@ -442,13 +481,11 @@ impl Executor<'_> {
                     skip_launch: false,
                 };
                 let result = fly
-                    .update_machine(app, id, &update, Some(&lease.nonce))
+                    .update_machine(app, id, &update, Some(lease.nonce.expose()))
                     .await;
                 // Release even when the update failed; a failed release only
-                // means the lease expires on its own.
-                if let Err(e) = fly.release_lease(app, id, &lease.nonce).await {
-                    tracing::debug!(machine = %id, error = %e, "lease release failed");
-                }
+                // means the lease expires on its own (its intent says when).
+                self.give_back_lease(app, id, lease).await;
                 let machine = result?;
                 // Wait for the new version to settle before the next machine
                 // of the group is touched (the planner counts it busy until).
@@ -474,15 +511,26 @@ impl Executor<'_> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Action::StartMachine { id, .. } => fly.start_machine(app, id, None).await?,
+            Action::StartMachine { id, .. } => {
+                let nonce = self.own_nonce(name, app, id, observed).await?;
+                fly.start_machine(app, id, nonce.as_ref().map(LeaseNonce::expose))
+                    .await?;
+            }
             // Metadata only: no config is sent, nothing restarts. A config
             // changed meanwhile is drift the next comparison still sees.
             Action::UpgradeConfigHash { id, hash, .. } => {
                 fly.set_metadata(app, id, meta::CONFIG_HASH, hash).await?
             }
             Action::DestroyMachine { id, .. } => {
-                ignore_not_found(fly.delete_machine(app, id, true, None).await)?;
+                let nonce = self.own_nonce(name, app, id, observed).await?;
+                ignore_not_found(
+                    fly.delete_machine(app, id, true, nonce.as_ref().map(LeaseNonce::expose))
+                        .await,
+                )?;
+                // A lease goes with its machine.
+                self.settle_leases(id, observed);
             }
+            Action::ReleaseLease { id } => self.release_leftover(app, id, observed).await?,
             Action::Forget => self.store.remove(name).await?,
         }
         Ok(())
@@ -511,18 +559,46 @@ impl Executor<'_> {
         }
     }
 
-    async fn intent(
+    /// A create failed. Unless its outcome is unknown (a timeout, a 5xx: it
+    /// may have taken effect), Fly refused it, which proves it cannot land:
+    /// its intent is resolved now instead of holding the resource "in
+    /// flight" for its whole window.
+    pub(super) fn not_landed(&mut self, key: &str, e: FlyError) -> FlyError {
+        if !e.outcome_unknown() {
+            self.settled.push(key.to_string());
+        }
+        e
+    }
+
+    /// Records a fresh intent for `detail` before its create; returns its key.
+    pub(super) async fn intent(
+        &mut self,
+        tenant: &TenantName,
+        detail: IntentDetail,
+    ) -> Result<String, StoreError> {
+        // Fresh per attempt (time, plus randomness for attempts at the same
+        // instant), so a new attempt never shares a row with an old one
+        // that may still land.
+        let key = format!(
+            "{}-{}-{:08x}",
+            detail.kind(),
+            self.now.as_microsecond(),
+            self.rng.random::<u32>()
+        );
+        self.put_intent(tenant, &key, detail).await?;
+        Ok(key)
+    }
+
+    pub(super) async fn put_intent(
         &self,
         tenant: &TenantName,
         key: &str,
-        kind: &str,
-        detail: serde_json::Value,
+        detail: IntentDetail,
     ) -> Result<(), StoreError> {
         self.store
             .put_intent(&Intent {
                 tenant: tenant.clone(),
                 key: key.to_string(),
-                kind: kind.to_string(),
                 detail,
                 created_at: self.now,
             })

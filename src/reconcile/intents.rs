@@ -1,121 +1,500 @@
 //! Turning outstanding create intents into ownership, before planning.
 //!
-//! An intent is left behind when flotilla crashed or lost a response between
-//! recording it and recording the result. Here each one is settled against
-//! what Fly shows now:
+//! An intent is recorded before every create whose result flotilla must
+//! claim (`crate::state::IntentDetail`), and is left behind when flotilla
+//! stopped or lost a response between recording it and recording the
+//! result. Here each one is settled against what Fly shows now. An intent is
+//! resolved only by seeing its result, or by proof that it cannot land: Fly
+//! refused the call (the executor resolves those itself), its window
+//! ([`CREATE_INTENT_TTL`] from when it was recorded) has passed, or the app it
+//! would land in does not exist and no app create is in flight. One
+//! observation that does not show a create yet never resolves it: Fly's
+//! reads are eventually consistent, and a create whose response was lost may
+//! land after the restart.
 //!
 //! | kind | observed | outcome |
 //! |---|---|---|
-//! | app | app in the tenant's org | ledger owns the app; intent removed |
-//! | app | app in another org | intent removed (someone else has the name) |
-//! | app | absent | kept; the plan creates the app again under it |
-//! | ip | an unowned address of the intent's spec | ledger owns it; intent removed |
-//! | ip | none | intent removed; the plan assigns again |
-//! | machine | machine with the key | intent removed (metadata proves ownership) |
-//! | machine | none, younger than [`MACHINE_INTENT_TTL`] | resumed by the plan with the same key |
-//! | machine | none, older | intent removed; the plan creates afresh |
-//! | secrets | names present | ledger owns them; intent removed |
+//! | app | app in the tenant's org | ledger owns the app; resolved |
+//! | app | app in another org | resolved (someone else has the name) |
+//! | app | absent, within the window | kept: in flight; a deleted tenant is not forgotten yet |
+//! | ip | an unowned address matching the intent's spec | ledger owns it; resolved |
+//! | ip | none, within the window | kept: in flight; it stands for one address of its spec (no second assign) |
+//! | certificate | the hostname's certificate | ledger owns it; resolved |
+//! | certificate | none, within the window | kept: in flight; not requested again |
+//! | secrets | every name present | ledger owns them; resolved |
+//! | secrets | some names missing, within the window | present names owned; kept |
+//! | machine | a machine with the key | resolved (metadata proves ownership) |
+//! | machine | none, within the window | kept: the plan resumes the create with the same key |
+//! | lease | machine live, before the lease's expiry | kept: flotilla's own lease; reused (nonce known, or recognised by its description), released if no step needs it |
+//! | lease | machine gone, or expiry passed | resolved |
+//! | any create | window passed | resolved: the plan creates afresh if still desired |
+//! | any create | Fly refused the call (not a timeout or 5xx) | resolved by the executor at once (`Executor::not_landed`) |
+//! | ip, certificate, secrets, machine | app absent, no app create in flight | resolved: nothing can land in an app that does not exist |
 //!
-//! This is pure apart from returning which intents to delete.
+//! This is pure: it updates the observation (ledger, pending creates) and
+//! returns the keys of resolved intents, which the reconciler deletes in the
+//! same transaction that writes the ledger recording their results.
 //!
 //! # Caveat
-//! An address carries no owner on Fly, so an IP intent is matched by type
-//! (and region) against addresses the ledger does not hold. If flotilla
-//! crashed after writing the status but before deleting the intent, and a
-//! foreign address of the same type exists, that address would be adopted.
-//! Both conditions together are rare; the window is one store write.
+//! An address carries no owner on Fly, so an IP intent is matched by type,
+//! region and service against addresses the ledger does not hold. A foreign
+//! address of the same spec that appears while the intent is outstanding
+//! would be adopted in its place (and its own address, if it lands, seen as
+//! foreign). The window is the intent's, at most [`CREATE_INTENT_TTL`].
 
 use std::collections::BTreeSet;
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::fly::meta;
-use crate::ids::{GroupName, SecretName};
-use crate::plan::{AppObservation, Observed, PendingMachine};
-use crate::spec::IpSpec;
-use crate::store::Intent;
+use crate::plan::{AppObservation, Observed, OwnLease, PendingMachine, ip_matches};
+use crate::state::{Intent, IntentDetail};
 
-/// How long an unconfirmed machine create is resumed with its key before it
-/// is considered never to have happened. Fly's list is eventually consistent
-/// (seconds); ten minutes leaves a wide margin.
-pub const MACHINE_INTENT_TTL: SignedDuration = SignedDuration::from_secs(600);
+/// How long an unconfirmed create may still land. Fly's lists are eventually
+/// consistent (seconds); ten minutes leaves a wide margin. Past it, the
+/// create is considered never to have happened.
+pub const CREATE_INTENT_TTL: SignedDuration = SignedDuration::from_secs(600);
 
-/// Settles `intents` against `observed` (updating its ledger and pending
-/// machines) and returns the keys of intents that are settled.
+/// The window of machine creates, resumed with their key until it ends.
+pub const MACHINE_INTENT_TTL: SignedDuration = CREATE_INTENT_TTL;
+
+/// Settles `intents` against `observed` (updating its ledger and what is in
+/// flight) and returns the keys of intents that are resolved.
 pub fn resolve(intents: &[Intent], observed: &mut Observed, now: Timestamp) -> Vec<String> {
-    let mut settled = Vec::new();
+    let expired = |i: &Intent| {
+        i.created_at
+            .checked_add(CREATE_INTENT_TTL)
+            .is_ok_and(|t| t <= now)
+    };
+    // An app create in flight keeps everything that would land in the app.
+    observed.pending.app = observed.app == AppObservation::Absent
+        && intents
+            .iter()
+            .any(|i| matches!(i.detail, IntentDetail::App { .. }) && !expired(i));
+    let app_gone = observed.app == AppObservation::Absent && !observed.pending.app;
     let machine_keys: BTreeSet<String> = observed
         .machines
         .iter()
         .filter_map(|m| m.metadata.get(meta::CREATE_KEY).cloned())
         .collect();
+
+    let mut settled = Vec::new();
     for intent in intents {
-        match intent.kind.as_str() {
-            "app" => match observed.app {
+        let done = match &intent.detail {
+            IntentDetail::App { .. } => match observed.app {
                 AppObservation::InOrg | AppObservation::Assumed => {
                     observed.ledger.app_owned = true;
-                    settled.push(intent.key.clone());
+                    true
                 }
-                AppObservation::OtherOrg => settled.push(intent.key.clone()),
-                AppObservation::Absent => {}
+                AppObservation::OtherOrg => true,
+                AppObservation::Absent => expired(intent),
             },
-            "ip" => {
-                if let Ok(spec) = serde_json::from_value::<IpSpec>(intent.detail.clone()) {
-                    let found = observed.ips.iter().find(|ip| {
-                        ip.kind == spec.kind
-                            && !observed.ledger.ips.contains(&ip.ip)
-                            && spec
-                                .region
-                                .as_ref()
-                                .is_none_or(|r| ip.region.as_deref() == Some(r.as_str()))
-                    });
-                    if let Some(ip) = found {
-                        observed.ledger.ips.insert(ip.ip.clone());
+            _ if app_gone => true,
+            IntentDetail::Ip { spec } => {
+                let found = observed
+                    .ips
+                    .iter()
+                    .find(|ip| !observed.ledger.ips.contains(&ip.ip) && ip_matches(spec, ip))
+                    .map(|ip| ip.ip.clone());
+                if let Some(ip) = found {
+                    observed.ledger.ips.insert(ip);
+                    true
+                } else if expired(intent) {
+                    true
+                } else {
+                    observed.pending.ips.push(spec.clone());
+                    false
+                }
+            }
+            IntentDetail::Certificate { hostname } => {
+                let seen = observed
+                    .certificates
+                    .iter()
+                    .any(|c| c.summary.hostname == hostname.as_str());
+                if seen {
+                    observed.ledger.certificates.insert(hostname.clone());
+                    true
+                } else if expired(intent) {
+                    true
+                } else {
+                    observed.pending.certificates.insert(hostname.clone());
+                    false
+                }
+            }
+            IntentDetail::Secrets { names } => {
+                let present: BTreeSet<_> = observed.secrets.iter().map(|s| &s.name).collect();
+                let mut all = true;
+                for n in names {
+                    if present.contains(n) {
+                        observed.ledger.secrets.insert(n.clone());
+                    } else {
+                        all = false;
                     }
                 }
-                settled.push(intent.key.clone());
+                all || expired(intent)
             }
-            "machine" => {
-                let expired = intent
-                    .created_at
-                    .checked_add(MACHINE_INTENT_TTL)
-                    .is_ok_and(|t| t <= now);
-                if machine_keys.contains(&intent.key) || expired {
-                    settled.push(intent.key.clone());
-                } else if let Some(group) = intent
-                    .detail
-                    .get("group")
-                    .and_then(|g| g.as_str())
-                    .and_then(|g| GroupName::parse(g).ok())
-                {
+            IntentDetail::Machine { group } => {
+                if machine_keys.contains(&intent.key) || expired(intent) {
+                    true
+                } else {
                     observed.pending_machines.push(PendingMachine {
                         key: intent.key.clone(),
-                        group,
+                        group: group.clone(),
                     });
+                    false
+                }
+            }
+            IntentDetail::Lease {
+                machine,
+                nonce,
+                expires_at,
+            } => {
+                let live = observed
+                    .machines
+                    .iter()
+                    .any(|m| &m.id == machine && !m.state.is_gone());
+                if !live || *expires_at <= now {
+                    true
                 } else {
-                    settled.push(intent.key.clone());
+                    observed.pending.leases.insert(
+                        machine.clone(),
+                        OwnLease {
+                            key: intent.key.clone(),
+                            nonce: nonce.clone(),
+                            expires_at: *expires_at,
+                        },
+                    );
+                    false
                 }
             }
-            "secrets" => {
-                let present: BTreeSet<&SecretName> =
-                    observed.secrets.iter().map(|s| &s.name).collect();
-                if let Some(names) = intent.detail.get("set").and_then(|v| v.as_array()) {
-                    for n in names
-                        .iter()
-                        .filter_map(|n| n.as_str())
-                        .filter_map(|n| SecretName::parse(n).ok())
-                    {
-                        if present.contains(&n) {
-                            observed.ledger.secrets.insert(n);
-                        }
-                    }
-                }
-                settled.push(intent.key.clone());
-            }
-            // An intent kind this version does not know (written by a newer
-            // one): leave it for that version.
-            _ => {}
+        };
+        if done {
+            settled.push(intent.key.clone());
         }
     }
     settled
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per row of the table in the module docs.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fly::{
+        AppSecret, CertificateSummary, HostStatus, IpAssignment, Machine, MachineState,
+    };
+    use crate::ids::{AppName, GroupName, Hostname, MachineId, SecretName, TenantName};
+    use crate::plan::{Ledger, ObservedCertificate};
+    use crate::spec::{IpKind, IpSpec};
+    use crate::state::LeaseNonce;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// When the intents below were recorded.
+    const AT: &str = "2026-01-01T00:00:00Z";
+    /// Within the window.
+    const SOON: &str = "2026-01-01T00:01:00Z";
+    /// Past the window.
+    const LATE: &str = "2026-01-01T00:10:00Z";
+
+    fn intent(key: &str, detail: IntentDetail) -> Intent {
+        Intent {
+            tenant: TenantName::parse("acme").unwrap(),
+            key: key.into(),
+            detail,
+            created_at: t(AT),
+        }
+    }
+
+    fn app_intent() -> Intent {
+        intent(
+            "app-1",
+            IntentDetail::App {
+                name: AppName::parse("acme").unwrap(),
+            },
+        )
+    }
+
+    fn v6() -> IpSpec {
+        IpSpec {
+            kind: IpKind::V6,
+            region: None,
+            service_name: None,
+            network: None,
+        }
+    }
+
+    fn ip_intent() -> Intent {
+        intent("ip-1", IntentDetail::Ip { spec: v6() })
+    }
+
+    fn host() -> Hostname {
+        Hostname::parse("acme.example.com").unwrap()
+    }
+
+    fn cert_intent() -> Intent {
+        intent(
+            "certificate-1",
+            IntentDetail::Certificate { hostname: host() },
+        )
+    }
+
+    fn secret(n: &str) -> SecretName {
+        SecretName::parse(n).unwrap()
+    }
+
+    fn secrets_intent() -> Intent {
+        intent(
+            "secrets-1",
+            IntentDetail::Secrets {
+                names: [secret("A"), secret("B")].into(),
+            },
+        )
+    }
+
+    fn machine_intent() -> Intent {
+        intent(
+            "web-0001",
+            IntentDetail::Machine {
+                group: GroupName::parse("web").unwrap(),
+            },
+        )
+    }
+
+    fn id() -> MachineId {
+        MachineId::parse("3d8d9e1b2c4e87").unwrap()
+    }
+
+    fn lease_intent(expires_at: &str) -> Intent {
+        intent(
+            "lease-1",
+            IntentDetail::Lease {
+                machine: id(),
+                nonce: Some(LeaseNonce::new("n1")),
+                expires_at: t(expires_at),
+            },
+        )
+    }
+
+    fn observed(app: AppObservation) -> Observed {
+        let mut o = Observed::absent(Ledger::default(), t(AT));
+        o.app = app;
+        o
+    }
+
+    fn in_org() -> Observed {
+        observed(AppObservation::InOrg)
+    }
+
+    fn address(ip: &str) -> IpAssignment {
+        IpAssignment {
+            ip: ip.into(),
+            kind: IpKind::V6,
+            region: None,
+            service_name: None,
+            created_at: None,
+        }
+    }
+
+    fn machine(key: &str, state: MachineState) -> Machine {
+        let metadata: BTreeMap<String, String> =
+            [(meta::CREATE_KEY.to_string(), key.to_string())].into();
+        Machine {
+            id: id(),
+            name: "m".into(),
+            state,
+            region: "ord".into(),
+            version: "v1".into(),
+            host_status: HostStatus::Ok,
+            config: None,
+            metadata,
+            checks: Vec::new(),
+            created_at: None,
+            updated_at: None,
+        }
+    }
+
+    fn run(intents: &[Intent], o: &mut Observed, now: &str) -> Vec<String> {
+        resolve(intents, o, t(now))
+    }
+
+    #[test]
+    fn app_in_the_org_is_owned_and_resolved() {
+        let mut o = in_org();
+        assert_eq!(run(&[app_intent()], &mut o, SOON), ["app-1"]);
+        assert!(o.ledger.app_owned);
+    }
+
+    #[test]
+    fn app_in_another_org_is_resolved_not_owned() {
+        let mut o = observed(AppObservation::OtherOrg);
+        assert_eq!(run(&[app_intent()], &mut o, SOON), ["app-1"]);
+        assert!(!o.ledger.app_owned);
+    }
+
+    #[test]
+    fn an_absent_app_is_in_flight_within_its_window_only() {
+        let mut o = observed(AppObservation::Absent);
+        assert!(run(&[app_intent()], &mut o, SOON).is_empty());
+        assert!(o.pending.app);
+        let mut o = observed(AppObservation::Absent);
+        assert_eq!(run(&[app_intent()], &mut o, LATE), ["app-1"]);
+        assert!(!o.pending.app);
+    }
+
+    #[test]
+    fn an_unowned_address_of_the_spec_is_adopted() {
+        let mut o = in_org();
+        o.ips = vec![address("2a09::1")];
+        assert_eq!(run(&[ip_intent()], &mut o, SOON), ["ip-1"]);
+        assert!(o.ledger.ips.contains("2a09::1"));
+    }
+
+    #[test]
+    fn an_address_not_visible_yet_stays_in_flight() {
+        // The leak the first observation after a restart used to cause.
+        let mut o = in_org();
+        assert!(run(&[ip_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending.ips, [v6()]);
+        // An address flotilla already owns is no proof of this one.
+        let mut o = in_org();
+        o.ips = vec![address("2a09::1")];
+        o.ledger.ips.insert("2a09::1".into());
+        assert!(run(&[ip_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending.ips, [v6()]);
+    }
+
+    #[test]
+    fn a_seen_certificate_is_owned_and_resolved() {
+        let mut o = in_org();
+        o.certificates = vec![ObservedCertificate {
+            summary: CertificateSummary {
+                hostname: host().to_string(),
+                status: "Awaiting configuration".into(),
+                configured: false,
+                acme_requested: true,
+                has_fly_certificate: false,
+            },
+            detail: None,
+        }];
+        assert_eq!(run(&[cert_intent()], &mut o, SOON), ["certificate-1"]);
+        assert!(o.ledger.certificates.contains(&host()));
+    }
+
+    #[test]
+    fn a_certificate_not_visible_yet_stays_in_flight() {
+        let mut o = in_org();
+        assert!(run(&[cert_intent()], &mut o, SOON).is_empty());
+        assert!(o.pending.certificates.contains(&host()));
+        assert!(o.ledger.certificates.is_empty());
+    }
+
+    #[test]
+    fn secrets_are_owned_as_they_appear_and_resolved_when_all_are() {
+        let mut o = in_org();
+        o.secrets = vec![AppSecret {
+            name: secret("A"),
+            digest: "d".into(),
+        }];
+        assert!(run(&[secrets_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.ledger.secrets, [secret("A")].into());
+        o.secrets.push(AppSecret {
+            name: secret("B"),
+            digest: "d".into(),
+        });
+        assert_eq!(run(&[secrets_intent()], &mut o, SOON), ["secrets-1"]);
+        assert_eq!(o.ledger.secrets, [secret("A"), secret("B")].into());
+    }
+
+    #[test]
+    fn a_machine_with_the_key_resolves_its_intent() {
+        let mut o = in_org();
+        o.machines = vec![machine("web-0001", MachineState::Started)];
+        assert_eq!(run(&[machine_intent()], &mut o, SOON), ["web-0001"]);
+        assert!(o.pending_machines.is_empty());
+    }
+
+    #[test]
+    fn a_machine_not_visible_yet_is_resumed_with_its_key() {
+        let mut o = in_org();
+        assert!(run(&[machine_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending_machines.len(), 1);
+        assert_eq!(o.pending_machines[0].key, "web-0001");
+    }
+
+    #[test]
+    fn an_own_lease_on_a_live_machine_is_kept_until_it_expires() {
+        let mut o = in_org();
+        o.machines = vec![machine("k", MachineState::Started)];
+        assert!(run(&[lease_intent(SOON)], &mut o, AT).is_empty());
+        let own = &o.pending.leases[&id()];
+        assert_eq!(own.key, "lease-1");
+        assert_eq!(own.nonce, Some(LeaseNonce::new("n1")));
+        // Past its expiry.
+        let mut o = in_org();
+        o.machines = vec![machine("k", MachineState::Started)];
+        assert_eq!(run(&[lease_intent(SOON)], &mut o, SOON), ["lease-1"]);
+        assert!(o.pending.leases.is_empty());
+    }
+
+    #[test]
+    fn a_lease_on_a_machine_that_is_gone_is_resolved() {
+        let mut o = in_org();
+        assert_eq!(run(&[lease_intent(LATE)], &mut o, AT), ["lease-1"]);
+        let mut o = in_org();
+        o.machines = vec![machine("k", MachineState::Destroyed)];
+        assert_eq!(run(&[lease_intent(LATE)], &mut o, AT), ["lease-1"]);
+    }
+
+    #[test]
+    fn every_create_is_resolved_when_its_window_passes() {
+        let all = [
+            app_intent(),
+            ip_intent(),
+            cert_intent(),
+            secrets_intent(),
+            machine_intent(),
+        ];
+        let mut o = in_org();
+        let mut got = run(&all, &mut o, LATE);
+        got.sort();
+        assert_eq!(
+            got,
+            ["app-1", "certificate-1", "ip-1", "secrets-1", "web-0001"]
+        );
+        assert!(o.pending.ips.is_empty() && o.pending.certificates.is_empty());
+        assert!(o.pending_machines.is_empty());
+    }
+
+    #[test]
+    fn nothing_lands_in_an_app_that_is_gone() {
+        let inside = [
+            ip_intent(),
+            cert_intent(),
+            secrets_intent(),
+            machine_intent(),
+            lease_intent(LATE),
+        ];
+        let mut o = observed(AppObservation::Absent);
+        let mut got = run(&inside, &mut o, SOON);
+        got.sort();
+        assert_eq!(
+            got,
+            ["certificate-1", "ip-1", "lease-1", "secrets-1", "web-0001"]
+        );
+        // Unless the app itself may still land: then they wait with it.
+        let mut with_app = inside.to_vec();
+        with_app.push(app_intent());
+        let mut o = observed(AppObservation::Absent);
+        let got = run(&with_app, &mut o, SOON);
+        assert_eq!(got, ["lease-1"], "a lease needs its machine");
+        assert!(o.pending.app);
+        assert_eq!(o.pending.ips, [v6()]);
+        assert!(o.pending.certificates.contains(&host()));
+        assert_eq!(o.pending_machines.len(), 1);
+    }
 }

@@ -1,5 +1,6 @@
-//! One activation of the controller for one tenant: load → observe → settle
-//! intents → plan → execute (unless paused or observe-only) → status.
+//! One activation of the controller for one tenant: load (the tenant row, its
+//! ledger and intents) → observe → settle intents → plan → execute (unless
+//! paused or observe-only) → status and ledger.
 //!
 //! [`Reconciler::reconcile`] is the only code path that writes to Fly. It is
 //! orchestration only: it reads, calls the pure planner, runs the executor
@@ -17,8 +18,10 @@
 //! * A deleted tenant is torn down in order and its row removed only after the
 //!   app is gone (or at once under `deletionPolicy: Orphan`).
 
+mod durable;
 pub mod execute;
 pub mod intents;
+mod leases;
 pub mod observe;
 pub mod status;
 
@@ -33,7 +36,8 @@ use crate::clock::{SharedClock, SharedSleeper, TokioSleeper};
 use crate::fly::{FlyApi, FlyError};
 use crate::ids::TenantName;
 use crate::plan::{self, Desired, Observed, Plan, PlanOptions};
-use crate::store::{SharedStore, StoreError, TenantRecord};
+use crate::store::{SharedStore, StateWrite, StoreError, TenantRecord};
+use durable::{Durable, Loaded};
 use execute::{ExecuteOptions, ExecutionReport, Executor};
 use status::TenantStatus;
 use status::derive::{Activation, Attempt, Derived, ErrorLog, Hold, Inputs, derive};
@@ -159,8 +163,17 @@ impl Reconciler {
     /// Observes and plans without changing anything.
     pub async fn dry_run(&self, record: &TenantRecord) -> Result<DryRun, ReconcileError> {
         let now = self.clock.now();
-        let status = TenantStatus::from_json(&record.status);
-        let observed = self.observe(record, &status, now).await?;
+        // A tenant not stored yet (`plan -f` of a new file) owns nothing; a
+        // stored one's ledger must be readable.
+        let durable = Durable {
+            ledger: self
+                .store
+                .read_ledger(&record.name)
+                .await?
+                .unwrap_or_default(),
+            intents: self.store.list_intents(&record.name).await?,
+        };
+        let observed = self.observe(record, durable, now).await?;
         let desired = Desired {
             tenant: &record.tenant,
             deleting: record.deletion_requested_at.is_some(),
@@ -176,13 +189,18 @@ impl Reconciler {
     async fn observe(
         &self,
         record: &TenantRecord,
-        status: &TenantStatus,
+        durable: Durable,
         now: Timestamp,
     ) -> Result<(Observed, Vec<String>), ReconcileError> {
-        let intents = self.store.list_intents(&record.name).await?;
-        let mut ledger = status.ledger.clone();
+        let Durable {
+            mut ledger,
+            intents,
+        } = durable;
         // An app intent means the app may be ours but unrecorded: look it up.
-        if intents.iter().any(|i| i.kind == "app") {
+        if intents
+            .iter()
+            .any(|i| matches!(i.detail, crate::state::IntentDetail::App { .. }))
+        {
             ledger.app_owned = false;
         }
         let mut observed = observe::observe(self.fly.as_ref(), &record.tenant, ledger, now)
@@ -222,8 +240,17 @@ impl Reconciler {
         let tenant = &record.tenant;
         let deleting = record.deletion_requested_at.is_some();
         let hold = Hold::of(tenant);
+        let durable = match self.load_durable(&record).await? {
+            Loaded::State(d) => d,
+            Loaded::Unreadable(why) => {
+                return self
+                    .state_unreadable(&record, status, hold, &why, started, timer)
+                    .await;
+            }
+            Loaded::Gone => return Ok(Outcome::done(0)),
+        };
 
-        let (observed, settled) = match self.observe(&record, &status, started).await {
+        let (observed, settled) = match self.observe(&record, durable, started).await {
             Ok(o) => o,
             Err(ReconcileError::Observe(e)) => {
                 let error = format!("observing Fly failed: {e}");
@@ -234,12 +261,12 @@ impl Reconciler {
                     Activation::ObserveFailed { error: &error },
                     started,
                 );
-                return self.finish(&record, status, derived, &[], 0, timer).await;
+                return self.finish(&record, status, derived, None, 0, timer).await;
             }
             Err(e) => return Err(e),
         };
-        // Settled intents are deleted only after the status (with the ledger
-        // that now records their result) is written; see `execute`.
+        // Settled intents are deleted in the transaction that writes the
+        // ledger recording their result; see `execute`.
 
         let desired = Desired {
             tenant,
@@ -290,7 +317,6 @@ impl Reconciler {
             started,
         );
         let resources = status::resources::resources(tenant, &observed, &ledger, &plan);
-        status.ledger = ledger;
         status.machines = resources.machines;
         status.certificates = resources.certificates;
         status.ips = resources.ips;
@@ -304,7 +330,7 @@ impl Reconciler {
             &record,
             status,
             derived,
-            &settled,
+            Some((&ledger, &settled)),
             report.outcomes.len(),
             timer,
         )
@@ -336,14 +362,16 @@ impl Reconciler {
         })
     }
 
-    /// Writes the status, then deletes the intents whose result it records,
-    /// and reports the activation (metrics, one log line).
+    /// Writes the status (with `state`: the ledger too, and deletes the
+    /// intents whose result it records, in one transaction) and reports the
+    /// activation (metrics, one log line). Without `state` (nothing was
+    /// observed) the ledger and intents are left as they are.
     async fn finish(
         &self,
         record: &TenantRecord,
         mut status: TenantStatus,
         derived: Derived,
-        settled: &[String],
+        state: Option<(&plan::Ledger, &[String])>,
         actions: usize,
         timer: Instant,
     ) -> Result<Outcome, ReconcileError> {
@@ -355,11 +383,26 @@ impl Reconciler {
         let error_log = derived.error_log;
         let result = derived.record.result.clone();
         derived.apply(&mut status);
-        self.store
-            .write_status(&record.name, record.generation, &status.to_json())
-            .await?;
-        for key in settled {
-            self.store.delete_intent(&record.name, key).await?;
+        let json = status.to_json();
+        match state {
+            Some((ledger, resolved_intents)) => {
+                self.store
+                    .write_state(
+                        &record.name,
+                        &StateWrite {
+                            observed_generation: record.generation,
+                            status: &json,
+                            ledger,
+                            resolved_intents,
+                        },
+                    )
+                    .await?
+            }
+            None => {
+                self.store
+                    .write_status(&record.name, record.generation, &json)
+                    .await?
+            }
         }
         let label = if failed > 0 {
             "error"

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use crate::ids::{AppName, TenantName};
 use crate::spec::Tenant;
+use crate::state::{Intent, IntentDetail, Ledger};
 use crate::store::{
     AppliedMigration, ApplyOutcome, ApplyResult, StoreError, TenantDraft, TenantRecord,
 };
@@ -197,6 +198,70 @@ pub(crate) fn map_tenant_write_error(e: sqlx::Error, name: &TenantName, app: &st
         return StoreError::AlreadyExists(name.clone());
     }
     StoreError::Database(e)
+}
+
+/// Decodes a stored ledger strictly; any failure is `Corrupt`, naming the
+/// tenant. A tenant without a ledger row is `Corrupt` too (the row is
+/// created with the tenant): ownership is never assumed empty.
+pub(crate) fn decode_ledger(name: &TenantName, doc: Option<&str>) -> Result<Ledger, StoreError> {
+    let what = format!("ledger of tenant {name}");
+    let Some(doc) = doc else {
+        return Err(StoreError::Corrupt {
+            what,
+            detail: "the tenant has no ledger row".to_string(),
+        });
+    };
+    let value = parse_json(doc, &what)?;
+    Ledger::from_json(&value).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// An intent row as both backends read it.
+pub(crate) struct RawIntent {
+    pub tenant: String,
+    pub key: String,
+    pub kind: String,
+    pub detail: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+impl RawIntent {
+    pub(crate) fn into_intent(self) -> Result<Intent, StoreError> {
+        let what = format!("intent {}/{}", self.tenant, self.key);
+        let detail =
+            IntentDetail::from_row(&self.kind, &self.detail).map_err(|e| StoreError::Corrupt {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(Intent {
+            tenant: parse_tenant_name(self.tenant, &what)?,
+            key: self.key,
+            detail,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// `update_intent` refuses to change an intent's kind: the key names one
+/// create, and its detail belongs to that create.
+pub(crate) fn check_same_kind(
+    tenant: &TenantName,
+    key: &str,
+    stored: &str,
+    detail: &IntentDetail,
+) -> Result<(), StoreError> {
+    if stored == detail.kind() {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        what: format!("intent {tenant}/{key}"),
+        detail: format!(
+            "is a {stored} intent; refusing to replace its detail with a {} one",
+            detail.kind()
+        ),
+    })
 }
 
 /// Maps a failed intent write: the foreign key names a missing tenant.

@@ -12,6 +12,13 @@
 //! the canonical JSON changes), `observed_generation` (written by the
 //! controller), a status document, timestamps and a deletion mark.
 //!
+//! The controller's state that must survive lives in rows of its own, typed
+//! by `crate::state` and decoded strictly: the tenant's *ledger* (what
+//! flotilla owns; created empty with the tenant, removed with it) and its
+//! *intents* (creates in flight, one row each with a constrained `kind`). A
+//! row that does not decode is [`StoreError::Corrupt`], never a default. The
+//! status document, by contrast, is derived and read leniently.
+//!
 //! # Guarantees
 //! * `apply` of several documents is one transaction: all or nothing.
 //! * `update` with an expected generation never loses a concurrent write: it
@@ -21,6 +28,9 @@
 //!   ([`StoreError::DuplicateInApply`]).
 //! * Two tenants never share a Fly app name: the database refuses the second
 //!   ([`StoreError::AppNameTaken`]), which also aborts the whole batch.
+//! * [`Store::write_state`] writes status and ledger and deletes resolved
+//!   intents in one transaction: a crash never leaves a ledger entry without
+//!   its status, nor a resolved intent deleted before the ledger records it.
 //!
 //! # Deletion
 //! `mark_for_deletion` only sets a mark; the controller tears the tenant down
@@ -146,20 +156,17 @@ pub struct Event {
     pub event: NewEvent,
 }
 
-/// A recorded intent to create something whose id the server generates.
-/// Written before the call and removed once the result is recorded; after a
-/// crash or a lost response the executor looks the resource up by `key`
-/// instead of creating it again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Intent {
-    pub tenant: TenantName,
-    /// Idempotency key, unique per tenant (also written into Fly metadata).
-    pub key: String,
-    /// What is being created (`machine`, `ip`, `token`, ...).
-    pub kind: String,
-    /// Kind-specific detail needed to find or finish the resource.
-    pub detail: serde_json::Value,
-    pub created_at: Timestamp,
+pub use crate::state::{Intent, IntentDetail, Ledger};
+
+/// What the controller writes at the end of an activation, in one
+/// transaction: the status it derived, the ledger of what it owns, and the
+/// intents whose result that ledger now records (deleted).
+#[derive(Debug, Clone, Copy)]
+pub struct StateWrite<'a> {
+    pub observed_generation: i64,
+    pub status: &'a serde_json::Value,
+    pub ledger: &'a Ledger,
+    pub resolved_intents: &'a [String],
 }
 
 /// How many events are kept per tenant; older ones are pruned on insert.
@@ -185,6 +192,9 @@ pub enum StoreError {
     /// Another tenant already uses this Fly app name; nothing was written.
     #[error("tenant {name}: Fly app name {app} is already used by another tenant")]
     AppNameTaken { name: TenantName, app: AppName },
+    /// `update_intent` of an intent that is not recorded.
+    #[error("tenant {tenant} has no intent {key}")]
+    IntentNotFound { tenant: TenantName, key: String },
     /// `remove` is only for tenants marked for deletion (see module docs).
     #[error("tenant {0} is not marked for deletion")]
     NotMarkedForDeletion(TenantName),
@@ -240,6 +250,18 @@ pub trait Store: Send + Sync {
         observed_generation: i64,
         status: &serde_json::Value,
     ) -> Result<(), StoreError>;
+    /// The tenant's ledger. `Ok(None)` when there is no such tenant;
+    /// `Corrupt` when the tenant exists and its ledger row is missing or does
+    /// not decode ([`Ledger::from_json`]).
+    async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError>;
+    /// Writes status, ledger and the deletion of resolved intents in one
+    /// transaction. `NotFound` if there is no such tenant (nothing written).
+    /// Not a "change" for `changes()`.
+    async fn write_state(
+        &self,
+        name: &TenantName,
+        state: &StateWrite<'_>,
+    ) -> Result<(), StoreError>;
 
     /// Appends an event and prunes the tenant's events beyond
     /// [`EVENTS_KEPT_PER_TENANT`].
@@ -254,6 +276,17 @@ pub trait Store: Send + Sync {
     /// Records an intent (idempotent on `(tenant, key)`: a second put with the
     /// same key keeps the first). `NotFound` if there is no such tenant.
     async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError>;
+    /// Replaces the detail of a recorded intent (a lease's nonce once Fly
+    /// returned it), keeping its kind and `created_at`. `IntentNotFound` if
+    /// the intent does not exist; `Corrupt` if the detail is of another kind.
+    async fn update_intent(
+        &self,
+        tenant: &TenantName,
+        key: &str,
+        detail: &IntentDetail,
+    ) -> Result<(), StoreError>;
+    /// The tenant's intents, oldest first. `Corrupt` if any row does not
+    /// decode ([`IntentDetail::from_row`]).
     async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError>;
     async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError>;
 

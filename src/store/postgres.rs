@@ -31,11 +31,11 @@ use sqlx::{Connection, Postgres, Row};
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::store::common::{
-    self, Decision, Existing, RawTenant, parse_tenant_name, redact_url, scrub,
+    self, Decision, Existing, RawIntent, RawTenant, parse_tenant_name, redact_url, scrub,
 };
 use crate::store::{
-    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, LabelSelector, NewEvent,
-    Store, StoreError, TenantDraft, TenantRecord,
+    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
+    LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantDraft, TenantRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -310,6 +310,17 @@ async fn fetch_record(
     row.map(TenantRow::into_record).transpose()
 }
 
+/// A new tenant's ledger: ownership starts empty and is never assumed empty
+/// later (a tenant without a ledger row is unreadable).
+async fn insert_empty_ledger(conn: &mut PgConnection, name: &TenantName) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO ledgers (tenant, doc) VALUES ($1, $2)")
+        .bind(name.as_str())
+        .bind(Json(Ledger::default().to_json()))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Writes one draft inside the caller's transaction and notifies if it
 /// changed anything. With `expected`, the row must exist at that generation.
 async fn write_draft(
@@ -338,6 +349,7 @@ async fn write_draft(
         .await
         .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
         if inserted.rows_affected() == 1 {
+            insert_empty_ledger(conn, name).await?;
             notify(conn, name).await?;
             return Ok((Decision::Insert, 1));
         }
@@ -424,6 +436,7 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+        insert_empty_ledger(&mut tx, name).await?;
         notify(&mut tx, name).await?;
         let record = fetch_record(&mut tx, name)
             .await?
@@ -526,6 +539,56 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
+        let row: Option<(Option<Json<serde_json::Value>>,)> = sqlx::query_as(
+            "SELECT l.doc FROM tenants AS t LEFT JOIN ledgers AS l ON l.tenant = t.name \
+             WHERE t.name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(doc,)| {
+            let text = doc.map(|Json(v)| v.to_string());
+            common::decode_ledger(name, text.as_deref())
+        })
+        .transpose()
+    }
+
+    async fn write_state(
+        &self,
+        name: &TenantName,
+        state: &StateWrite<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1")
+                .bind(name.as_str())
+                .bind(state.observed_generation)
+                .bind(Json(state.status))
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(name.clone()));
+        }
+        sqlx::query(
+            "INSERT INTO ledgers (tenant, doc) VALUES ($1, $2) \
+             ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(name.as_str())
+        .bind(Json(state.ledger.to_json()))
+        .execute(&mut *tx)
+        .await?;
+        if !state.resolved_intents.is_empty() {
+            sqlx::query("DELETE FROM intents WHERE tenant = $1 AND key = ANY($2)")
+                .bind(name.as_str())
+                .bind(state.resolved_intents)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -591,12 +654,43 @@ impl Store for PgStore {
         )
         .bind(intent.tenant.as_str())
         .bind(&intent.key)
-        .bind(&intent.kind)
-        .bind(Json(&intent.detail))
+        .bind(intent.detail.kind())
+        .bind(Json(intent.detail.detail_json()))
         .bind(PgTs(common::truncate_micros(intent.created_at)))
         .execute(&self.pool)
         .await
         .map_err(|e| common::map_intent_write_error(e, &intent.tenant))?;
+        Ok(())
+    }
+
+    async fn update_intent(
+        &self,
+        tenant: &TenantName,
+        key: &str,
+        detail: &IntentDetail,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let kind: Option<String> = sqlx::query_scalar(
+            "SELECT kind FROM intents WHERE tenant = $1 AND key = $2 FOR UPDATE",
+        )
+        .bind(tenant.as_str())
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(kind) = kind else {
+            return Err(StoreError::IntentNotFound {
+                tenant: tenant.clone(),
+                key: key.to_string(),
+            });
+        };
+        common::check_same_kind(tenant, key, &kind, detail)?;
+        sqlx::query("UPDATE intents SET detail = $3 WHERE tenant = $1 AND key = $2")
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(Json(detail.detail_json()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -610,15 +704,14 @@ impl Store for PgStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let key: String = row.try_get("key")?;
-                let what = format!("intent {tenant}/{key}");
-                Ok(Intent {
-                    tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
+                RawIntent {
+                    tenant: row.try_get("tenant")?,
                     kind: row.try_get("kind")?,
                     detail: row.try_get::<Json<serde_json::Value>, _>("detail")?.0,
                     created_at: row.try_get::<PgTs, _>("created_at")?.0,
-                    key,
-                })
+                    key: row.try_get("key")?,
+                }
+                .into_intent()
             })
             .collect()
     }

@@ -26,12 +26,12 @@ use tokio::sync::broadcast;
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::store::common::{
-    self, Decision, Existing, RawTenant, micros_to_timestamp, parse_json, parse_tenant_name,
-    redact_url, scrub,
+    self, Decision, Existing, RawIntent, RawTenant, micros_to_timestamp, parse_json,
+    parse_tenant_name, redact_url, scrub,
 };
 use crate::store::{
-    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, LabelSelector, NewEvent,
-    Store, StoreError, TenantDraft, TenantRecord,
+    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
+    LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantDraft, TenantRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -345,6 +345,12 @@ async fn write_draft(
             .execute(&mut *conn)
             .await
             .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+            // Ownership starts empty and is never assumed empty later.
+            sqlx::query("INSERT INTO ledgers (tenant, doc) VALUES (?1, ?2)")
+                .bind(name.as_str())
+                .bind(Ledger::default().to_json().to_string())
+                .execute(&mut *conn)
+                .await?;
             1
         }
         Decision::Update { generation } => {
@@ -510,6 +516,53 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT l.doc FROM tenants AS t LEFT JOIN ledgers AS l ON l.tenant = t.name \
+             WHERE t.name = ?1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(doc,)| common::decode_ledger(name, doc.as_deref()))
+            .transpose()
+    }
+
+    async fn write_state(
+        &self,
+        name: &TenantName,
+        state: &StateWrite<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("UPDATE tenants SET observed_generation = ?2, status = ?3 WHERE name = ?1")
+                .bind(name.as_str())
+                .bind(state.observed_generation)
+                .bind(state.status.to_string())
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(name.clone()));
+        }
+        sqlx::query(
+            "INSERT INTO ledgers (tenant, doc) VALUES (?1, ?2) \
+             ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(name.as_str())
+        .bind(state.ledger.to_json().to_string())
+        .execute(&mut *tx)
+        .await?;
+        for key in state.resolved_intents {
+            sqlx::query("DELETE FROM intents WHERE tenant = ?1 AND key = ?2")
+                .bind(name.as_str())
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -575,12 +628,42 @@ impl Store for SqliteStore {
         )
         .bind(intent.tenant.as_str())
         .bind(&intent.key)
-        .bind(&intent.kind)
-        .bind(intent.detail.to_string())
+        .bind(intent.detail.kind())
+        .bind(intent.detail.detail_json().to_string())
         .bind(micros(common::truncate_micros(intent.created_at)))
         .execute(&self.pool)
         .await
         .map_err(|e| common::map_intent_write_error(e, &intent.tenant))?;
+        Ok(())
+    }
+
+    async fn update_intent(
+        &self,
+        tenant: &TenantName,
+        key: &str,
+        detail: &IntentDetail,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let kind: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM intents WHERE tenant = ?1 AND key = ?2")
+                .bind(tenant.as_str())
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(kind) = kind else {
+            return Err(StoreError::IntentNotFound {
+                tenant: tenant.clone(),
+                key: key.to_string(),
+            });
+        };
+        common::check_same_kind(tenant, key, &kind, detail)?;
+        sqlx::query("UPDATE intents SET detail = ?3 WHERE tenant = ?1 AND key = ?2")
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(detail.detail_json().to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -597,13 +680,14 @@ impl Store for SqliteStore {
                 let key: String = row.try_get("key")?;
                 let what = format!("intent {tenant}/{key}");
                 let detail: String = row.try_get("detail")?;
-                Ok(Intent {
-                    tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
+                RawIntent {
+                    tenant: row.try_get("tenant")?,
                     kind: row.try_get("kind")?,
                     detail: parse_json(&detail, &what)?,
                     created_at: micros_to_timestamp(row.try_get("created_at")?, &what)?,
                     key,
-                })
+                }
+                .into_intent()
             })
             .collect()
     }

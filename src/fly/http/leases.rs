@@ -1,6 +1,7 @@
 //! Machine lease endpoints (`/v1/apps/{app}/machines/{id}/lease`): acquire
-//! (sent once: a lost answer leaves a lease we cannot name), refresh with the
-//! nonce (retried), release (a delete).
+//! (sent once: a lost answer leaves a held lease, which the reconciler finds
+//! again by its description), show (`None` for 404), refresh with the nonce
+//! (retried), release (a delete).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::fly::{FlyError, Lease};
 use crate::ids::{AppName, MachineId};
 
 const ACQUIRE: Op = Op::post("Machines_create_lease");
+const SHOW: Op = Op::get("Machines_show_lease");
 const REFRESH: Op = Op::post("Machines_create_lease").idempotent();
 const RELEASE: Op = Op::delete("Machines_release_lease");
 
@@ -62,6 +64,21 @@ async fn create_lease(
     let req = fly.req(op, id.as_str(), &lease_path(app, id))?;
     fly.call(&req.json(&body)?.nonce(nonce), LeaseWire::into_domain)
         .await
+}
+
+/// The live lease as Fly shows it (the nonce may be withheld: empty), or
+/// `None` when the machine has none.
+pub(super) async fn show(
+    fly: &HttpFly,
+    app: &AppName,
+    id: &MachineId,
+) -> Result<Option<Lease>, FlyError> {
+    let req = fly.req(SHOW, id.as_str(), &lease_path(app, id))?;
+    match fly.call(&req, LeaseWire::into_shown).await {
+        Ok(lease) => Ok(Some(lease)),
+        Err(FlyError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 pub(super) async fn release(

@@ -27,7 +27,8 @@
 //! | `create_machine` without a key | no | a lost response may have created a machine |
 //! | `create_app` (`POST /v1/apps?wait=true`, as fly-go) | yes, after a lookup | on outcome-unknown, GET the app: ours → success, another org's → `NameTaken`, 404 → create again; a `NameTaken` after an unknown outcome is checked the same way |
 //! | `request_acme_certificate` | yes, after a lookup | on outcome-unknown, GET the certificate and return it if it exists |
-//! | `update_machine`, `acquire_lease` | no | a lost response leaves a new version / a held lease we cannot name; the reconciler re-observes |
+//! | `update_machine` | no | a lost response leaves a new version; the reconciler re-observes |
+//! | `acquire_lease` | no | a lost response leaves a held lease; the reconciler retries it itself and recognises its own lease by its description (`GET .../lease`) |
 //! | `assign_ip`, `create_*_token`, `revoke_token` | no | no blind retry; the reconciler re-observes on its next activation |
 //! | `create_volume` | no | volumes carry no idempotency key; the caller records an intent and finds a created volume by listing |
 //! | `extend_volume` | no | a retry after a lost success would be refused as not growing; the reconciler re-observes the size |
@@ -279,6 +280,10 @@ impl FlyApi for HttpFly {
         ttl: Duration,
     ) -> Result<Lease, FlyError> {
         leases::refresh(self, app, id, nonce, ttl).await
+    }
+
+    async fn get_lease(&self, app: &AppName, id: &MachineId) -> Result<Option<Lease>, FlyError> {
+        leases::show(self, app, id).await
     }
 
     async fn release_lease(

@@ -24,6 +24,7 @@ enum UnixOrText {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct LeaseFields {
+    #[serde(default, deserialize_with = "nullable")]
     nonce: String,
     #[serde(default)]
     expires_at: Option<UnixOrText>,
@@ -43,14 +44,22 @@ pub(crate) enum LeaseWire {
 }
 
 impl LeaseWire {
+    /// A lease just acquired or refreshed: its nonce is required.
     pub fn into_domain(self) -> Result<Lease, String> {
+        let lease = self.into_shown()?;
+        if lease.nonce.is_empty() {
+            return Err("lease has an empty nonce".into());
+        }
+        Ok(lease)
+    }
+
+    /// A lease as `GET .../lease` shows it: the nonce may be withheld
+    /// (empty), everything else is required.
+    pub fn into_shown(self) -> Result<Lease, String> {
         let f = match self {
             LeaseWire::Wrapped { data } => data,
             LeaseWire::Flat(f) => f,
         };
-        if f.nonce.is_empty() {
-            return Err("lease has an empty nonce".into());
-        }
         let expires_at = match f.expires_at {
             Some(UnixOrText::Unix(secs)) => {
                 Timestamp::from_second(secs).map_err(|e| format!("lease expires_at {secs}: {e}"))?

@@ -6,6 +6,9 @@
 //! module's specification, and `tests.rs` checks the two row by row.
 //!
 //! # Precedence
+//! An activation whose durable state (ledger, intents) cannot be read is
+//! `StateUnreadable` on both conditions, before anything else: nothing was
+//! observed or planned.
 //! `Ready`: deletion (`Deleting`, `DeletionBlocked`) → hold (`Paused`,
 //! `ObserveOnly`) → `Blocked` → `Degraded` (a step failed, or a finding
 //! degrades the tenant: [`Finding::degrades`]) → `SecretsPending` →
@@ -80,6 +83,9 @@ pub struct Attempt<'a> {
 /// How far the activation got.
 #[derive(Debug, Clone, Copy)]
 pub enum Activation<'a> {
+    /// The tenant's ledger or an intent row cannot be decoded: nothing was
+    /// observed, planned or changed, and nothing will be until it is repaired.
+    StateUnreadable { error: &'a str },
     /// Observing Fly failed: nothing was planned or changed.
     ObserveFailed { error: &'a str },
     /// Observed and planned; `attempt` is what execution did (nothing when
@@ -176,6 +182,18 @@ struct Verdicts<'a> {
     next: Next,
 }
 
+fn state_unreadable(error: &str) -> Verdicts<'_> {
+    Verdicts {
+        synced: (false, reasons::STATE_UNREADABLE, error.to_string()),
+        ready: Some((false, reasons::STATE_UNREADABLE, error.to_string())),
+        changes: 0,
+        failed: 1,
+        error: Some(error),
+        result: format!("error: {error}"),
+        next: Next::Backoff,
+    }
+}
+
 fn observe_failed(error: &str) -> Verdicts<'_> {
     Verdicts {
         synced: (false, reasons::RECONCILE_ERROR, error.to_string()),
@@ -238,6 +256,7 @@ pub fn derive(i: &Inputs<'_>) -> Derived {
         result,
         next,
     } = match i.activation {
+        Activation::StateUnreadable { error } => state_unreadable(error),
         Activation::ObserveFailed { error } => observe_failed(error),
         Activation::Planned {
             plan,
@@ -328,6 +347,7 @@ impl<'a> Facts<'a> {
                     Finding::CertificatePending { .. }
                         | Finding::RolloutInProgress { .. }
                         | Finding::HostUnreachable { .. }
+                        | Finding::CreateInFlight { .. }
                 )
             })
             .collect();

@@ -1,5 +1,7 @@
-//! The tenant status document: conditions, per-resource status, the ledger and
-//! the recent reconcile history. Stored as JSON in the tenant row.
+//! The tenant status document: conditions, per-resource status and the recent
+//! reconcile history. Stored as JSON in the tenant row. It is derived: every
+//! activation rebuilds it from Fly, and losing or corrupting it changes
+//! nothing flotilla owns (the ledger is a row of its own, `crate::state`).
 //!
 //! Conditions follow the Kubernetes/Crossplane shape: `Ready` (is the tenant's
 //! slice of Fly as specified and healthy?) and `Synced` (did the last
@@ -17,8 +19,6 @@ pub mod resources;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Ledger;
-
 /// How many reconciles are kept in `history`.
 pub const HISTORY_LEN: usize = 10;
 
@@ -27,7 +27,6 @@ pub const HISTORY_LEN: usize = 10;
 pub struct TenantStatus {
     pub observed_generation: i64,
     pub conditions: Vec<Condition>,
-    pub ledger: Ledger,
     pub machines: Vec<MachineStatus>,
     pub certificates: Vec<CertificateStatus>,
     pub ips: Vec<IpStatus>,
@@ -46,8 +45,9 @@ pub struct TenantStatus {
 
 impl TenantStatus {
     /// Reads a stored status; an empty or unreadable document is a fresh one
-    /// (status is derived state: the next reconcile rebuilds it, and the
-    /// ledger's contents are re-learned from intents).
+    /// (status is derived state: the next reconcile rebuilds it). Keys it
+    /// does not know, such as the `ledger` older versions kept here, are
+    /// ignored.
     pub fn from_json(v: &serde_json::Value) -> Self {
         serde_json::from_value(v.clone()).unwrap_or_default()
     }
@@ -101,6 +101,9 @@ pub mod reasons {
     pub const RECONCILE_ERROR: &str = "ReconcileError";
     pub const DRIFT_DETECTED: &str = "DriftDetected";
 
+    /// The tenant's ledger or an intent row cannot be decoded.
+    pub const STATE_UNREADABLE: &str = "StateUnreadable";
+
     /// Every reason above: `docs/reconcile.md` must list each one.
     pub const ALL: &[&str] = &[
         AVAILABLE,
@@ -115,6 +118,7 @@ pub mod reasons {
         RECONCILE_SUCCESS,
         RECONCILE_ERROR,
         DRIFT_DETECTED,
+        STATE_UNREADABLE,
     ];
 }
 

@@ -165,6 +165,9 @@ fn every_finding() -> Vec<Finding> {
         Finding::DeletionBlocked {
             foreign_machines: 1,
         },
+        Finding::CreateInFlight {
+            what: "address v6".into(),
+        },
     ];
     for f in &all {
         match f {
@@ -179,7 +182,8 @@ fn every_finding() -> Vec<Finding> {
             | Finding::TokenNotManaged { .. }
             | Finding::RolloutFailed { .. }
             | Finding::RolloutInProgress { .. }
-            | Finding::DeletionBlocked { .. } => {}
+            | Finding::DeletionBlocked { .. }
+            | Finding::CreateInFlight { .. } => {}
         }
     }
     all
@@ -193,6 +197,7 @@ struct Scenario {
     tenant: Tenant,
     deleting: bool,
     observe_error: Option<&'static str>,
+    unreadable: Option<&'static str>,
     plan: Plan,
     observed: Observed,
     attempt: (usize, usize, Option<&'static str>, Option<&'static str>),
@@ -208,6 +213,7 @@ impl Scenario {
             tenant: tenant(str::to_string),
             deleting: false,
             observe_error: None,
+            unreadable: None,
             plan: Plan::default(),
             observed,
             attempt: (0, 0, None, None),
@@ -290,11 +296,17 @@ impl Scenario {
         self
     }
 
+    fn state_unreadable(mut self) -> Self {
+        self.unreadable = Some("ledger of acme: unknown field `owned`");
+        self
+    }
+
     fn derive(&self, previous: &TenantStatus) -> Derived {
         let (changes, failed, first_error, deferred) = self.attempt;
-        let activation = match self.observe_error {
-            Some(error) => Activation::ObserveFailed { error },
-            None => Activation::Planned {
+        let activation = match (self.unreadable, self.observe_error) {
+            (Some(error), _) => Activation::StateUnreadable { error },
+            (None, Some(error)) => Activation::ObserveFailed { error },
+            (None, None) => Activation::Planned {
                 plan: &self.plan,
                 observed: &self.observed,
                 attempt: Attempt {
@@ -333,6 +345,7 @@ const ROWS: &[(&str, &str, &str)] = &[
     ("Ready", "False", "ObserveOnly"),
     ("Ready", "False", "Deleting"),
     ("Ready", "False", "DeletionBlocked"),
+    ("Ready", "False", "StateUnreadable"),
     ("Synced", "True", "ReconcileSuccess"),
     ("Synced", "False", "ReconcileError"),
     ("Synced", "False", "Blocked"),
@@ -340,6 +353,7 @@ const ROWS: &[(&str, &str, &str)] = &[
     ("Synced", "False", "Paused"),
     ("Synced", "True", "ObserveOnly"),
     ("Synced", "False", "DriftDetected"),
+    ("Synced", "False", "StateUnreadable"),
 ];
 
 /// The scenarios that must produce `row`.
@@ -371,6 +385,9 @@ fn scenarios(row: (&str, &str, &str)) -> Vec<Scenario> {
             s("host unreachable").finding(Finding::HostUnreachable { id: id() }),
             s("own machine in transition").machine(Some("acme"), MachineState::Starting),
             s("new app not visible yet").step().deferred(),
+            s("an address assignment in flight").finding(Finding::CreateInFlight {
+                what: "address v6".into(),
+            }),
         ],
         ("Ready", "False", "SecretsPending") => vec![
             s("external secret missing").missing_secret(),
@@ -427,6 +444,15 @@ fn scenarios(row: (&str, &str, &str)) -> Vec<Scenario> {
                     }),
             ]
         }
+        ("Ready", "False", "StateUnreadable") | ("Synced", "False", "StateUnreadable") => vec![
+            s("ledger unreadable").state_unreadable(),
+            s("ledger unreadable while deleting")
+                .state_unreadable()
+                .deleting(),
+            s("ledger unreadable while paused")
+                .state_unreadable()
+                .paused(),
+        ],
         ("Synced", "True", "ReconcileSuccess") => vec![
             s("nothing to do"),
             s("changes applied").step().applied(2),

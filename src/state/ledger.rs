@@ -1,0 +1,211 @@
+//! The ledger: what flotilla created (or was told to adopt) in a tenant's
+//! app, and so may change or delete there. Fly marks only machines with an
+//! owner (metadata); the app, IP addresses, certificates and secrets carry
+//! none, so this row is the only proof that they are flotilla's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::StateError;
+use crate::ids::{Hostname, SecretName};
+
+/// The ledger document version this flotilla writes and reads.
+pub const LEDGER_SCHEMA_VERSION: u32 = 1;
+
+/// What flotilla remembers creating in a tenant's app. Persisted as its own
+/// row ([`Ledger::to_json`], [`Ledger::from_json`]), written together with
+/// the status after every activation that got as far as observing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    /// flotilla created (or was told to adopt) the app.
+    pub app_owned: bool,
+    /// Addresses flotilla assigned.
+    pub ips: BTreeSet<String>,
+    /// Hostnames flotilla requested certificates for.
+    pub certificates: BTreeSet<Hostname>,
+    /// When each pending certificate was last checked (throttles checks).
+    pub certificate_checks: BTreeMap<Hostname, Timestamp>,
+    /// Secrets flotilla set.
+    pub secrets: BTreeSet<SecretName>,
+    /// The version Fly returned from flotilla's last secrets write.
+    pub secrets_version: Option<u64>,
+}
+
+/// The stored shape of version 1. Every field is required (`secretsVersion`
+/// may be `null`); anything else is an error.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LedgerDocV1 {
+    schema_version: u32,
+    app_owned: bool,
+    ips: BTreeSet<String>,
+    certificates: BTreeSet<Hostname>,
+    certificate_checks: BTreeMap<Hostname, Timestamp>,
+    secrets: BTreeSet<SecretName>,
+    secrets_version: Option<u64>,
+}
+
+impl Ledger {
+    /// The stored document (version [`LEDGER_SCHEMA_VERSION`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        let doc = LedgerDocV1 {
+            schema_version: LEDGER_SCHEMA_VERSION,
+            app_owned: self.app_owned,
+            ips: self.ips.clone(),
+            certificates: self.certificates.clone(),
+            certificate_checks: self.certificate_checks.clone(),
+            secrets: self.secrets.clone(),
+            secrets_version: self.secrets_version,
+        };
+        serde_json::to_value(doc).expect("a ledger always serializes")
+    }
+
+    /// Reads a stored document strictly: the version must be one this
+    /// flotilla reads, and the document exactly its shape.
+    pub fn from_json(v: &serde_json::Value) -> Result<Self, StateError> {
+        let Some(obj) = v.as_object() else {
+            return Err(StateError::Malformed(format!(
+                "a ledger is a JSON object, found {}",
+                json_type(v)
+            )));
+        };
+        match obj.get("schemaVersion") {
+            None => {
+                return Err(StateError::Malformed(
+                    "the ledger has no schemaVersion".to_string(),
+                ));
+            }
+            Some(found) if found.as_u64() != Some(u64::from(LEDGER_SCHEMA_VERSION)) => {
+                // Shown bounded: the value may be anything.
+                let shown: String = found.to_string().chars().take(40).collect();
+                return Err(StateError::UnsupportedVersion {
+                    found: shown,
+                    supported: LEDGER_SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+        }
+        let doc: LedgerDocV1 = serde_json::from_value(v.clone())
+            .map_err(|e| StateError::Malformed(format!("ledger: {e}")))?;
+        Ok(Self {
+            app_owned: doc.app_owned,
+            ips: doc.ips,
+            certificates: doc.certificates,
+            certificate_checks: doc.certificate_checks,
+            secrets: doc.secrets,
+            secrets_version: doc.secrets_version,
+        })
+    }
+}
+
+pub(super) fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn full() -> Ledger {
+        let host = Hostname::parse("acme.example.com").unwrap();
+        Ledger {
+            app_owned: true,
+            ips: ["2a09:8280:1::1".to_string(), "66.241.124.7".to_string()].into(),
+            certificates: [host.clone()].into(),
+            certificate_checks: [(host, "2026-01-02T03:04:05.123456Z".parse().unwrap())].into(),
+            secrets: [SecretName::parse("SESSION_KEY").unwrap()].into(),
+            secrets_version: Some(7),
+        }
+    }
+
+    #[test]
+    fn round_trips_empty_and_full() {
+        for l in [Ledger::default(), full()] {
+            let v = l.to_json();
+            assert_eq!(v["schemaVersion"], json!(1));
+            assert_eq!(Ledger::from_json(&v).unwrap(), l);
+            // Through text too, as the database stores it.
+            let text = v.to_string();
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(Ledger::from_json(&back).unwrap(), l);
+        }
+    }
+
+    #[test]
+    fn the_stored_shape_is_pinned() {
+        assert_eq!(
+            full().to_json(),
+            json!({
+                "schemaVersion": 1,
+                "appOwned": true,
+                "ips": ["2a09:8280:1::1", "66.241.124.7"],
+                "certificates": ["acme.example.com"],
+                "certificateChecks": {"acme.example.com": "2026-01-02T03:04:05.123456Z"},
+                "secrets": ["SESSION_KEY"],
+                "secretsVersion": 7
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_garbled_and_other_versions_are_errors() {
+        let good = Ledger::default().to_json();
+        let with = |k: &str, v: serde_json::Value| {
+            let mut d = good.clone();
+            d[k] = v;
+            d
+        };
+        let without = |k: &str| {
+            let mut d = good.clone();
+            d.as_object_mut().unwrap().remove(k);
+            d
+        };
+        let cases = [
+            (json!(null), "a JSON object"),
+            (json!([]), "a JSON object"),
+            (json!("ledger"), "a JSON object"),
+            (json!({}), "no schemaVersion"),
+            (without("schemaVersion"), "no schemaVersion"),
+            (with("schemaVersion", json!(2)), "schema version 2"),
+            (with("schemaVersion", json!("1")), "schema version \"1\""),
+            (with("schemaVersion", json!(0)), "schema version 0"),
+            (with("tokens", json!([])), "unknown field `tokens`"),
+            (without("appOwned"), "missing field `appOwned`"),
+            (without("ips"), "missing field `ips`"),
+            (with("appOwned", json!("yes")), "invalid type"),
+            (with("ips", json!("1.2.3.4")), "invalid type"),
+            (with("certificates", json!(["Not A Host!"])), "ledger"),
+            (with("secrets", json!(["lower-case"])), "ledger"),
+            (with("secretsVersion", json!(-1)), "invalid value"),
+            (
+                with(
+                    "certificateChecks",
+                    json!({"acme.example.com": "yesterday"}),
+                ),
+                "ledger",
+            ),
+        ];
+        for (doc, want) in cases {
+            let err = Ledger::from_json(&doc).unwrap_err().to_string();
+            assert!(err.contains(want), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_huge_version_value_is_shown_bounded() {
+        let mut d = Ledger::default().to_json();
+        d["schemaVersion"] = json!("x".repeat(10_000));
+        let err = Ledger::from_json(&d).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
+    }
+}
