@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla::clock::{SharedClock, SystemClock};
+use flotilla::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use flotilla::fly::http::HttpFly;
 use flotilla::fly::{FlyApi, MachineFilter, UpdateMachine};
 use flotilla::ids::{AppName, TenantName};
@@ -67,6 +67,9 @@ struct Harness {
     fly: Arc<HttpFly>,
     store: SharedStore,
     clock: SharedClock,
+    /// Set by [`harness_with_manual_clock`]: the controller's clock, which
+    /// `converge` moves on (see there).
+    manual: Option<ManualClock>,
     db_url: String,
     _dir: tempfile::TempDir,
 }
@@ -82,6 +85,19 @@ fn fly_client(sim: &SimHandle) -> HttpFly {
 }
 
 async fn harness(config: SimConfig) -> Harness {
+    harness_on(config, Arc::new(SystemClock), None).await
+}
+
+/// A harness whose controller reads a manual clock (starting now): `converge`
+/// moves it one second per activation, and past the in-flight window of a
+/// create whose outcome is unknown when the tenant waits for one, so a test
+/// sees what happens when that window ends without waiting ten minutes.
+async fn harness_with_manual_clock(config: SimConfig) -> Harness {
+    let manual = ManualClock::new(SystemClock.now());
+    harness_on(config, Arc::new(manual.clone()), Some(manual)).await
+}
+
+async fn harness_on(config: SimConfig, clock: SharedClock, manual: Option<ManualClock>) -> Harness {
     let sim = flotilla::sim::start(SimConfig {
         transition_delay: Duration::from_millis(10),
         ..config
@@ -89,7 +105,6 @@ async fn harness(config: SimConfig) -> Harness {
     .await
     .expect("simulator starts");
     let dir = tempfile::tempdir().expect("tempdir");
-    let clock: SharedClock = Arc::new(SystemClock);
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = store::connect(&url, clock.clone()).await.expect("store");
     let fly = Arc::new(fly_client(&sim));
@@ -98,6 +113,7 @@ async fn harness(config: SimConfig) -> Harness {
         fly,
         store,
         clock,
+        manual,
         db_url: url,
         _dir: dir,
     }
@@ -142,6 +158,17 @@ impl Harness {
                 return i;
             }
             last = Some(out);
+            if let Some(clock) = &self.manual {
+                let waiting_for_create =
+                    self.status(name.as_str()).await.conditions.iter().any(|c| {
+                        c.kind == "Ready" && c.message.contains("an earlier create may still land")
+                    });
+                clock.advance(if waiting_for_create {
+                    flotilla::reconcile::intents::CREATE_INTENT_TTL
+                } else {
+                    jiff::SignedDuration::from_secs(1)
+                });
+            }
             pause(&last).await;
         }
         let status = self.status(name.as_str()).await;
@@ -830,7 +857,9 @@ async fn a_spec_change_rolls_one_machine_at_a_time() {
 #[tokio::test]
 async fn tenants_converge_under_every_fault_profile() {
     for profile in ["flaky", "ratelimit", "slow", "lost", "timeouts", "chaos"] {
-        let h = harness(SimConfig {
+        // A create whose outcome a fault made unknown is held in flight for
+        // its window; the manual clock lets that window pass.
+        let h = harness_with_manual_clock(SimConfig {
             seed: 42,
             faults: FaultProfile::from_name(profile).unwrap(),
             ..SimConfig::default()
