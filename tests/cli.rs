@@ -426,14 +426,17 @@ fn delete_marks_for_deletion() {
 fn migrate_reports_what_it_applied() {
     let db = sqlite_db();
     let out = ok(&db, &["migrate"]);
-    assert_eq!(out, "applied 0001 tenants\napplied 0002 events intents\n");
+    assert_eq!(
+        out,
+        "applied 0001 tenants\napplied 0002 events intents\napplied 0004 credentials audit\n"
+    );
     assert_eq!(ok(&db, &["migrate"]), "database is up to date\n");
     if let Some(pg) = PgTestDb::create() {
         let r = flotilla(Some(&pg.url), &["migrate"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(
             r.stdout,
-            "applied 0001 tenants\napplied 0002 events intents\n"
+            "applied 0001 tenants\napplied 0002 events intents\napplied 0004 credentials audit\n"
         );
     }
 }

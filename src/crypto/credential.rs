@@ -192,7 +192,9 @@ impl CredentialMac {
 
     /// Parses the stored text form strictly.
     pub fn parse(s: &str) -> Result<Self, CredentialError> {
-        let h = s.strip_prefix(Self::PREFIX).ok_or(CredentialError::BadMac)?;
+        let h = s
+            .strip_prefix(Self::PREFIX)
+            .ok_or(CredentialError::BadMac)?;
         if h.len() != 64 || !h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(CredentialError::BadMac);
         }
@@ -284,7 +286,13 @@ mod tests {
         // The stored form round-trips and never contains the secret.
         let text = issued.mac.to_text();
         assert_eq!(CredentialMac::parse(&text).unwrap(), issued.mac);
-        let secret = issued.token.expose().rsplit('.').next().unwrap().to_string();
+        let secret = issued
+            .token
+            .expose()
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .to_string();
         assert!(!text.contains(&secret));
     }
 
