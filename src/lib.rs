@@ -13,6 +13,9 @@
 //!   rotation) and token fingerprints; not wired into `serve` yet.
 //!
 //! Orchestration:
+//! * [`ops`]: the operations layer (apply, get, list, delete, plan,
+//!   reconcile-now, events, credentials), each taking an actor; the CLI and
+//!   the API are thin edges over it.
 //! * [`reconcile`]: one activation: observe → plan → execute once → status.
 //! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, backoff, resync).
 //!
@@ -38,6 +41,7 @@ pub mod clock;
 pub mod crypto;
 pub mod fly;
 pub mod ids;
+pub mod ops;
 pub mod plan;
 pub mod reconcile;
 pub mod rotation;

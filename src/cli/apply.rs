@@ -7,10 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::clock::SharedClock;
+use super::target::Target;
 use crate::source;
 use crate::spec::{LoadedDoc, ParseOptions};
-use crate::store::{self, TenantDraft};
 
 /// Loads every document and returns it, or prints every problem to stderr
 /// and returns `None`. Paths skipped (a FIFO in a directory) are warned about
@@ -60,22 +59,13 @@ pub fn validate(
 pub async fn apply(
     paths: &[PathBuf],
     opts: &ParseOptions,
-    db: &str,
-    clock: SharedClock,
+    target: impl AsyncFnOnce() -> anyhow::Result<Target>,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let drafts: Vec<TenantDraft> = docs
-        .into_iter()
-        .map(|d| TenantDraft {
-            tenant: d.tenant,
-            yaml: d.doc.text,
-        })
-        .collect();
-    let store = store::connect(db, clock).await?;
-    for r in store.apply(&drafts).await? {
+    for r in target().await?.apply(docs).await? {
         writeln!(out, "tenant/{} {}", r.name, r.outcome.as_str())?;
     }
     Ok(ExitCode::SUCCESS)

@@ -1,16 +1,16 @@
 //! `flotilla get tenants|tenant`: list or show tenants as a table, YAML or
-//! JSON; `-l` filters by equality label selector.
+//! JSON; `-l` filters by equality label selector. Over `ops` against the
+//! database, or over the API with `--server`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use jiff::Timestamp;
 
 use crate::cli::output;
-use crate::clock::SharedClock;
-use crate::ids::TenantName;
-use crate::store::{LabelSelector, SharedStore, TenantRecord};
+use crate::ops::view::{TenantList, TenantObject};
+use crate::store::LabelSelector;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -19,78 +19,43 @@ pub enum OutputFormat {
     Json,
 }
 
-pub async fn tenants(
-    store: &SharedStore,
-    selector: LabelSelector,
+/// Prints a list of tenants (all pages) as `format`.
+pub fn print_tenants(
+    items: Vec<TenantObject>,
     format: OutputFormat,
-    clock: &SharedClock,
+    now: Timestamp,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let records = store.list(&selector).await?;
     match format {
-        OutputFormat::Table => write!(out, "{}", render_table(&records, clock))?,
-        OutputFormat::Json => print_json(out, &output::tenant_list(&records))?,
-        OutputFormat::Yaml => print_yaml(out, &output::tenant_list(&records))?,
+        OutputFormat::Table => write!(out, "{}", output::tenant_table(&items, now))?,
+        OutputFormat::Json => print_json(out, &TenantList::new(items, None))?,
+        OutputFormat::Yaml => print_yaml(out, &TenantList::new(items, None))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn tenant(
-    store: &SharedStore,
-    name: &str,
+/// Prints one tenant as `format`.
+pub fn print_tenant(
+    object: TenantObject,
     format: OutputFormat,
-    clock: &SharedClock,
+    now: Timestamp,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let name = TenantName::parse(name).with_context(|| format!("tenant name {name:?}"))?;
-    let Some(record) = store.get(&name).await? else {
-        bail!("tenant {name} not found");
-    };
     match format {
-        OutputFormat::Table => write!(out, "{}", render_table(&[record], clock))?,
-        OutputFormat::Json => print_json(out, &output::tenant_object(&record))?,
-        OutputFormat::Yaml => print_yaml(out, &output::tenant_object(&record))?,
+        OutputFormat::Table => write!(out, "{}", output::tenant_table(&[object], now))?,
+        OutputFormat::Json => print_json(out, &object)?,
+        OutputFormat::Yaml => print_yaml(out, &object)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn render_table(records: &[TenantRecord], clock: &SharedClock) -> String {
-    let now = clock.now();
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.to_string(),
-                r.tenant.spec.app.name.to_string(),
-                r.tenant.spec.org.to_string(),
-                r.generation.to_string(),
-                r.observed_generation.to_string(),
-                output::ready(&r.status),
-                output::age(r.created_at, now),
-            ]
-        })
-        .collect();
-    output::table(
-        &[
-            "NAME",
-            "APP",
-            "ORG",
-            "GENERATION",
-            "OBSERVED",
-            "READY",
-            "AGE",
-        ],
-        &rows,
-    )
-}
-
-fn print_json(out: &mut impl Write, v: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn print_json(out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
 }
 
-fn print_yaml(out: &mut impl Write, v: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn print_yaml(out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
     write!(out, "{}", yaml_serde::to_string(v)?)?;
     Ok(())
 }
@@ -122,6 +87,15 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
     Ok(LabelSelector(map))
 }
 
+/// The selector back in `key=value,...` form (for `?labelSelector=`).
+pub fn format_selector(sel: &LabelSelector) -> String {
+    sel.0
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +116,6 @@ mod tests {
         assert!(parse_selector("a=1,a=2").unwrap_err().contains("twice"));
         assert!(parse_selector(&format!("{}=x", "k".repeat(254))).is_err());
         assert!(parse_selector("a=1,,b=2").is_err());
+        assert_eq!(parse_selector(&format_selector(&sel)).unwrap(), sel);
     }
 }

@@ -12,6 +12,7 @@
 
 mod apply;
 mod control;
+pub mod credentials;
 mod delete;
 mod export;
 mod fly;
@@ -21,6 +22,7 @@ mod migrate;
 mod output;
 mod schema;
 mod serve;
+mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::clock::SharedClock;
 use crate::spec::ParseOptions;
 use crate::store::{self, SharedStore};
+use target::{Target, local_actor, open_ops};
 
 pub use get::{OutputFormat, parse_selector};
 
@@ -201,6 +204,29 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Show events, newest first: what the controller did and who asked for
+    /// each write (actor, source address, request id).
+    #[command(after_help = "Example:\n  flotilla events --tenant acme --limit 20")]
+    Events {
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many events, at most.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Issue, list and revoke API credentials (against the database).
+    #[command(after_help = "Example:\n  flotilla credentials create --tenant acme")]
+    Credentials {
+        #[command(subcommand)]
+        what: credentials::CredentialsCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
     #[command(after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080")]
     Serve {
@@ -312,6 +338,8 @@ impl Command {
             | Command::Plan { db, .. }
             | Command::Diff { db, .. }
             | Command::Status { db, .. }
+            | Command::Events { db, .. }
+            | Command::Credentials { db, .. }
             | Command::Serve { db, .. }
             | Command::Migrate { db } => Some(db),
             Command::Validate { .. } | Command::Sim(_) | Command::Schema => None,
@@ -328,6 +356,8 @@ impl Command {
             | Command::Export { .. }
             | Command::Diff { .. }
             | Command::Status { .. }
+            | Command::Events { .. }
+            | Command::Credentials { .. }
             | Command::Serve { .. }
             | Command::Sim(_)
             | Command::Schema
@@ -339,28 +369,26 @@ impl Command {
 /// Runs one command. Output goes to stdout, diagnostics to stderr.
 pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    let parse = ParseOptions::default();
     match cli.command {
         Command::Validate { paths, spec } => {
             apply::validate(&paths, &spec.parse_options(), &mut out)
         }
         Command::Apply { paths, spec, db } => {
-            apply::apply(&paths, &spec.parse_options(), &db.db, clock, &mut out).await
+            let opts = spec.parse_options();
+            let target = async || Target::local(&db.db, clock.clone(), opts.clone()).await;
+            apply::apply(&paths, &spec.parse_options(), target, &mut out).await
         }
         Command::Get { what, db } => {
-            let store = open(&db.db, clock.clone()).await?;
+            let target = Target::local(&db.db, clock.clone(), parse).await?;
             match what {
                 GetCommand::Tenants { output, selector } => {
-                    get::tenants(
-                        &store,
-                        selector.unwrap_or_default(),
-                        output,
-                        &clock,
-                        &mut out,
-                    )
-                    .await
+                    let items = target.list(&selector.unwrap_or_default()).await?;
+                    get::print_tenants(items, output, clock.now(), &mut out)
                 }
                 GetCommand::Tenant { name, output } => {
-                    get::tenant(&store, &name, output, &clock, &mut out).await
+                    let object = target.get(&name).await?;
+                    get::print_tenant(object, output, clock.now(), &mut out)
                 }
             }
         }
@@ -368,8 +396,8 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             what: DeleteCommand::Tenant { name },
             db,
         } => {
-            let store = open(&db.db, clock).await?;
-            delete::tenant(&store, &name, &mut out).await
+            let target = Target::local(&db.db, clock, parse).await?;
+            delete::tenant(&target, &name, &mut out).await
         }
         Command::Export { dir, db } => {
             let store = open(&db.db, clock).await?;
@@ -381,17 +409,31 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             spec,
             db,
         } => {
-            let store = open(&db.db, clock.clone()).await?;
             let opts = spec.parse_options();
-            control::plan_files(&paths, &opts, store, &fly, clock, &mut out).await
+            let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
+            control::plan_files(&paths, &opts, ops, &local_actor(), &fly, clock, &mut out).await
         }
         Command::Diff { tenant, fly, db } => {
-            let store = open(&db.db, clock.clone()).await?;
-            control::diff(&tenant, store, &fly, clock, &mut out).await
+            let ops = open_ops(&db.db, clock.clone(), parse).await?;
+            control::diff(&tenant, ops, &local_actor(), &fly, clock, &mut out).await
         }
         Command::Status { tenant, db } => {
-            let store = open(&db.db, clock).await?;
-            control::status(&tenant, store, &mut out).await
+            let target = Target::local(&db.db, clock, parse).await?;
+            control::print_status(&target.status(&tenant).await?, &mut out)
+        }
+        Command::Events {
+            tenant,
+            limit,
+            output,
+            db,
+        } => {
+            let target = Target::local(&db.db, clock, parse).await?;
+            let events = target.events(tenant.as_deref(), limit).await?;
+            control::print_events(events, output, &mut out)
+        }
+        Command::Credentials { what, db } => {
+            let ops = open_ops(&db.db, clock, parse).await?;
+            credentials::run(what, ops, &local_actor(), &mut out).await
         }
         Command::Serve { args, db } => {
             drop(out);
@@ -501,6 +543,11 @@ mod tests {
                 "plan",
                 "diff",
                 "status",
+                "events",
+                "credentials",
+                "credentials create",
+                "credentials list",
+                "credentials revoke",
                 "serve",
                 "sim",
                 "schema",

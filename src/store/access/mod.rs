@@ -273,3 +273,8 @@ fn credential_of(
         revoked_by,
     })
 }
+
+/// `t` truncated to the microsecond, as both backends store it.
+pub fn now_micros(t: Timestamp) -> Timestamp {
+    super::common::truncate_micros(t)
+}
