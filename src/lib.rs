@@ -30,12 +30,14 @@
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
 //! * [`source`]: where specs come from: files and directories, read boundedly
 //!   into the pure [`spec::Loader`].
+//! * [`api`]: the REST API `serve` answers (axum), an edge over [`ops`].
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
 //! Seams: [`clock`].
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod crypto;

@@ -351,6 +351,7 @@ impl Command {
             Command::Validate { spec, .. }
             | Command::Apply { spec, .. }
             | Command::Plan { spec, .. } => Some(spec),
+            Command::Serve { args, .. } => Some(&mut args.spec),
             Command::Get { .. }
             | Command::Delete { .. }
             | Command::Export { .. }
@@ -358,7 +359,6 @@ impl Command {
             | Command::Status { .. }
             | Command::Events { .. }
             | Command::Credentials { .. }
-            | Command::Serve { .. }
             | Command::Sim(_)
             | Command::Schema
             | Command::Migrate { .. } => None,
@@ -439,8 +439,8 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             drop(out);
             // Before anything else: a second controller must not even migrate.
             let lock = store::lock::ControllerLock::acquire(&db.db).await?;
-            let store = open(&db.db, clock.clone()).await?;
-            serve::serve(args, store, clock, lock).await?;
+            let stores = store::access::connect_stores(&db.db, clock.clone()).await?;
+            serve::serve(args, stores, clock, lock).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => {

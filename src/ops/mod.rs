@@ -17,6 +17,7 @@ pub mod actor;
 mod control;
 mod credentials;
 pub mod error;
+pub mod selector;
 mod tenants;
 pub mod view;
 
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 pub use actor::{Actor, Principal};
 pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
-pub use tenants::{Page, PutOutcome};
+pub use tenants::{MAX_PAGE, Page, PutOutcome};
 
 use crate::clock::SharedClock;
 use crate::crypto::credential::ServerKey;
