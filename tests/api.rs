@@ -736,6 +736,9 @@ async fn credentials_over_the_api_are_admin_only_and_reissue_revokes() {
     assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
 }
 
+/// One request of the isolation matrix and the status it must get.
+type Case<'a> = (Method, &'a str, Option<(&'a str, String)>, StatusCode);
+
 /// Every endpoint × another tenant's credential: nothing of globex is read,
 /// nothing of it changes, on both backends.
 #[tokio::test]
@@ -775,7 +778,7 @@ async fn isolation_matrix_another_tenants_credential_reads_and_changes_nothing()
             "/api/v1/credentials/{}",
             h.globex.split('.').nth(1).unwrap()
         );
-        let cases: Vec<(Method, &str, Option<(&str, String)>, StatusCode)> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 Method::GET,
                 "/api/v1/tenants/globex",

@@ -37,6 +37,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::{Caller, FailureLimiter};
 pub use error::{ApiError, DiagnosticView, ErrorBody};
+pub use tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
 
 use crate::ops::Ops;
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::target::Target;
+use super::target::{Applied, Target};
 use crate::source;
 use crate::spec::{LoadedDoc, ParseOptions};
 
@@ -65,8 +65,22 @@ pub async fn apply(
     let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
-    for r in target().await?.apply(docs).await? {
-        writeln!(out, "tenant/{} {}", r.name, r.outcome.as_str())?;
+    match target().await?.apply(docs).await? {
+        Applied::Results(results) => {
+            for (name, outcome) in results {
+                writeln!(out, "tenant/{name} {outcome}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        // Found by the server (its options may differ from this side's).
+        Applied::Problems(lines) => {
+            let mut err = std::io::stderr().lock();
+            for l in &lines {
+                let _ = writeln!(err, "{l}");
+            }
+            let n = lines.len();
+            let _ = writeln!(err, "{n} problem{} found", if n == 1 { "" } else { "s" });
+            Ok(ExitCode::FAILURE)
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }

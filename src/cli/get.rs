@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use jiff::Timestamp;
 
 use crate::cli::output;
-pub use crate::ops::selector::{format_selector, parse_selector};
+pub use crate::ops::selector::parse_selector;
 use crate::ops::view::{TenantList, TenantObject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

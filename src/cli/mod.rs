@@ -20,6 +20,7 @@ mod get;
 pub mod keys;
 mod migrate;
 mod output;
+pub mod remote;
 mod schema;
 mod serve;
 mod target;
@@ -33,6 +34,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::clock::SharedClock;
 use crate::spec::ParseOptions;
 use crate::store::{self, SharedStore};
+use remote::RemoteArgs;
 use target::{Target, local_actor, open_ops};
 
 pub use get::{OutputFormat, parse_selector};
@@ -138,7 +140,7 @@ pub enum Command {
     },
     /// Create or update tenants from specs, all or nothing.
     #[command(
-        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db"
+        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db\n  FLOTILLA_TOKEN=flt1... flotilla apply -f acme.yaml --server https://flotilla.internal"
     )]
     Apply {
         /// Files or directories (*.yaml, *.yml) to read.
@@ -148,6 +150,8 @@ pub enum Command {
         spec: SpecArgs,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show tenants.
     #[command(after_help = "Example:\n  flotilla get tenants -l tier=gold -o json")]
@@ -156,6 +160,8 @@ pub enum Command {
         what: GetCommand,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Mark a tenant for deletion.
     #[command(after_help = "Example:\n  flotilla delete tenant acme")]
@@ -164,6 +170,8 @@ pub enum Command {
         what: DeleteCommand,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Write every tenant's YAML, exactly as applied, to DIR/<name>.yaml.
     #[command(after_help = "Example:\n  flotilla export -d backup/")]
@@ -203,6 +211,8 @@ pub enum Command {
         tenant: String,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show events, newest first: what the controller did and who asked for
     /// each write (actor, source address, request id).
@@ -218,6 +228,8 @@ pub enum Command {
         output: OutputFormat,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Issue, list and revoke API credentials (against the database).
     #[command(after_help = "Example:\n  flotilla credentials create --tenant acme")]
@@ -374,13 +386,18 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         Command::Validate { paths, spec } => {
             apply::validate(&paths, &spec.parse_options(), &mut out)
         }
-        Command::Apply { paths, spec, db } => {
+        Command::Apply {
+            paths,
+            spec,
+            db,
+            remote,
+        } => {
             let opts = spec.parse_options();
-            let target = async || Target::local(&db.db, clock.clone(), opts.clone()).await;
+            let target = async || Target::open(&db, &remote, clock.clone(), opts.clone()).await;
             apply::apply(&paths, &spec.parse_options(), target, &mut out).await
         }
-        Command::Get { what, db } => {
-            let target = Target::local(&db.db, clock.clone(), parse).await?;
+        Command::Get { what, db, remote } => {
+            let target = Target::open(&db, &remote, clock.clone(), parse).await?;
             match what {
                 GetCommand::Tenants { output, selector } => {
                     let items = target.list(&selector.unwrap_or_default()).await?;
@@ -395,8 +412,9 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         Command::Delete {
             what: DeleteCommand::Tenant { name },
             db,
+            remote,
         } => {
-            let target = Target::local(&db.db, clock, parse).await?;
+            let target = Target::open(&db, &remote, clock, parse).await?;
             delete::tenant(&target, &name, &mut out).await
         }
         Command::Export { dir, db } => {
@@ -417,8 +435,8 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             let ops = open_ops(&db.db, clock.clone(), parse).await?;
             control::diff(&tenant, ops, &local_actor(), &fly, clock, &mut out).await
         }
-        Command::Status { tenant, db } => {
-            let target = Target::local(&db.db, clock, parse).await?;
+        Command::Status { tenant, db, remote } => {
+            let target = Target::open(&db, &remote, clock, parse).await?;
             control::print_status(&target.status(&tenant).await?, &mut out)
         }
         Command::Events {
@@ -426,8 +444,9 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             limit,
             output,
             db,
+            remote,
         } => {
-            let target = Target::local(&db.db, clock, parse).await?;
+            let target = Target::open(&db, &remote, clock, parse).await?;
             let events = target.events(tenant.as_deref(), limit).await?;
             control::print_events(events, output, &mut out)
         }
