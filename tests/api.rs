@@ -660,6 +660,51 @@ async fn plan_reconcile_apply_and_the_health_endpoints() {
     );
 }
 
+/// Adopting an app flotilla did not create reaches outside the tenant: a
+/// tenant credential may not set the annotation, an admin may, and the
+/// tenant may then keep it.
+#[tokio::test]
+async fn only_an_admin_may_set_the_adoption_annotation() {
+    let h = sqlite(ApiConfig::default()).await;
+    let adopt = spec("acme", "  annotations:\n    flotilla.dev/adopt: \"true\"\n");
+    let r = h.put_yaml(&h.acme, "acme", adopt.clone()).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("flotilla.dev/adopt")
+    );
+    let files = json!({"files": [{"source": "a.yaml", "text": adopt}]}).to_string();
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/apply",
+            Some(&h.acme),
+            Some(("application/json", files)),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        h.ops.get(&Actor::local("t"), "acme").await.is_err(),
+        "nothing stored"
+    );
+
+    assert_eq!(
+        h.put_yaml(&h.admin, "acme", adopt.clone()).await.status,
+        StatusCode::CREATED
+    );
+    let kept = format!("# tenant edit\n{adopt}");
+    let r = h.put_yaml(&h.acme, "acme", kept).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 #[tokio::test]
 async fn credentials_over_the_api_are_admin_only_and_reissue_revokes() {
     let h = sqlite(ApiConfig::default()).await;

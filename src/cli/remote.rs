@@ -35,7 +35,7 @@ pub struct RemoteArgs {
     /// URL of a flotilla server (`flotilla serve`) to act through instead of
     /// the database, e.g. https://flotilla.internal:8080; the credential
     /// comes from FLOTILLA_TOKEN.
-    #[arg(long, global = true, env = "FLOTILLA_SERVER")]
+    #[arg(long, global = true, env = "FLOTILLA_SERVER", hide_env_values = true)]
     pub server: Option<String>,
 }
 

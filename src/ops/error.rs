@@ -34,6 +34,9 @@ pub enum OpsError {
     },
     #[error("this needs an admin credential")]
     AdminOnly,
+    /// A tenant credential tried to set something only an admin may.
+    #[error("tenant {tenant}: only an admin may set {what}")]
+    AdminOnlyField { tenant: TenantName, what: String },
     #[error("credential id {0:?} is not 16 lowercase hex digits")]
     InvalidCredentialId(String),
     #[error("credential {0} not found or already revoked")]
@@ -76,7 +79,7 @@ impl OpsError {
             OpsError::Invalid(_) => "invalid_spec",
             OpsError::NoDocuments => "no_documents",
             OpsError::PreconditionFailed { .. } => "precondition_failed",
-            OpsError::AdminOnly => "forbidden",
+            OpsError::AdminOnly | OpsError::AdminOnlyField { .. } => "forbidden",
             OpsError::InvalidCredentialId(_) => "invalid_credential_id",
             OpsError::CredentialNotFound(_) => "credential_not_found",
             OpsError::CredentialLive { .. } => "credential_live",

@@ -6,7 +6,8 @@ use super::error::tenant_name;
 use super::view::{EventView, StatusView};
 use super::{Actor, Ops, OpsError, result_text};
 use crate::ids::TenantName;
-use crate::spec::{Diagnostic, LoadedDoc, Loader, SpecError};
+use crate::plan::ADOPT_ANNOTATION;
+use crate::spec::{Diagnostic, LoadedDoc, Loader, SpecError, Tenant};
 use crate::store::access::AuditedEvent;
 use crate::store::{
     ApplyOutcome, ApplyResult, LabelSelector, StoreError, TenantDraft, TenantRecord,
@@ -50,6 +51,9 @@ impl Ops {
         {
             tracing::warn!(actor = %actor.label(), tenant = %other, request_id = %actor.request_id, "refused: a tenant credential applied another tenant");
             return Err(OpsError::NotFound(other.clone()));
+        }
+        for d in &docs {
+            self.check_tenant_may_write(actor, &d.tenant).await?;
         }
         let drafts: Vec<TenantDraft> = docs
             .into_iter()
@@ -111,7 +115,7 @@ impl Ops {
     ) -> Result<PutOutcome, OpsError> {
         let name = self.visible_name(actor, name)?;
         let result = self
-            .put_checked(&name, source, text, expected_generation)
+            .put_checked(actor, &name, source, text, expected_generation)
             .await;
         let reason = match &result {
             Ok(p) => p.outcome.as_str(),
@@ -124,12 +128,14 @@ impl Ops {
 
     async fn put_checked(
         &self,
+        actor: &Actor,
         name: &TenantName,
         source: &str,
         text: &str,
         expected_generation: Option<i64>,
     ) -> Result<PutOutcome, OpsError> {
         let doc = self.load_one(name, source, text)?;
+        self.check_tenant_may_write(actor, &doc.tenant).await?;
         let draft = TenantDraft {
             tenant: doc.tenant,
             yaml: doc.doc.text,
@@ -184,6 +190,33 @@ impl Ops {
                 Ok(PutOutcome { outcome, record })
             }
         }
+    }
+
+    /// What a tenant credential may not change in its own spec: the
+    /// adoption annotation ([`ADOPT_ANNOTATION`]), which lets flotilla take
+    /// over an app in the org it did not create (another team's app, say).
+    /// Keeping the value an admin stored is allowed.
+    async fn check_tenant_may_write(&self, actor: &Actor, tenant: &Tenant) -> Result<(), OpsError> {
+        if actor.is_admin() {
+            return Ok(());
+        }
+        let wanted = tenant.metadata.annotations.get(ADOPT_ANNOTATION);
+        if wanted.is_none() {
+            return Ok(());
+        }
+        let stored = self.stores.tenants.get(tenant.name()).await?;
+        let current = stored
+            .as_ref()
+            .and_then(|r| r.tenant.metadata.annotations.get(ADOPT_ANNOTATION));
+        if wanted == current {
+            return Ok(());
+        }
+        Err(OpsError::AdminOnlyField {
+            tenant: tenant.name().clone(),
+            what: format!(
+                "the annotation {ADOPT_ANNOTATION} (adopting an app flotilla did not create)"
+            ),
+        })
     }
 
     /// Exactly one valid document naming `name`, or diagnostics.
