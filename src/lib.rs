@@ -17,6 +17,9 @@
 //!   (conditions, history, requeue and `nextReconcileAt`).
 //!
 //! Orchestration:
+//! * [`ops`]: the operations layer (apply, get, list, delete, plan,
+//!   reconcile-now, events, credentials), each taking an actor; the CLI and
+//!   the API are thin edges over it.
 //! * [`reconcile`]: one activation: observe → plan → execute once → status.
 //! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, the delays the
 //!   reconciler decided).
@@ -32,17 +35,20 @@
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
 //! * [`source`]: where specs come from: files and directories, read boundedly
 //!   into the pure [`spec::Loader`].
+//! * [`api`]: the REST API `serve` answers (axum), an edge over [`ops`].
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
 //! Seams: [`clock`] (time, and sleeping between polls).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod crypto;
 pub mod fly;
 pub mod ids;
+pub mod ops;
 pub mod plan;
 pub mod reconcile;
 pub mod rotation;

@@ -20,7 +20,8 @@
 //!   retried after `backoff_base · 2^(failures-1)` (capped at `backoff_max`,
 //!   ±50% jitter), and logged at WARN only when its error differs from the
 //!   tenant's previous one.
-//! * Spec changes wake the tenant at once (`Store::changes`); the tenant list
+//! * Spec changes wake the tenant at once (`Store::changes`), and so does a
+//!   reconcile-now request ([`Runtime::with_wakes`]); the tenant list
 //!   is also re-read every `list_interval` as a backstop: new tenants, and
 //!   tenants whose generation is ahead of `observedGeneration` (a lost
 //!   notification, or a write from another process on SQLite), are
@@ -78,6 +79,7 @@ pub struct Runtime {
     reconciler: Arc<Reconciler>,
     options: RuntimeOptions,
     hook: Option<OutcomeHook>,
+    wakes: Option<tokio::sync::mpsc::Receiver<TenantName>>,
 }
 
 /// Which queue a scheduled activation waits in (see the module doc).
@@ -197,7 +199,15 @@ impl Runtime {
             reconciler,
             options,
             hook: None,
+            wakes: None,
         }
+    }
+
+    /// Tenants sent here are scheduled at once, like a spec change
+    /// (reconcile-now from the API).
+    pub fn with_wakes(mut self, wakes: tokio::sync::mpsc::Receiver<TenantName>) -> Self {
+        self.wakes = Some(wakes);
+        self
     }
 
     pub fn with_hook(mut self, hook: OutcomeHook) -> Self {
@@ -206,8 +216,9 @@ impl Runtime {
     }
 
     /// Runs until `shutdown` is cancelled and in-flight reconciles finish.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), StoreError> {
         let store = self.reconciler.store().clone();
+        let mut wakes = self.wakes.take();
         let mut changes = store.changes().await?;
         let mut state = State::new(match self.options.seed {
             Some(s) => StdRng::seed_from_u64(s),
@@ -264,6 +275,13 @@ impl Runtime {
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "listing tenants failed"),
+                    }
+                }
+                Some(name) = async { wakes.as_mut()?.recv().await }, if wakes.is_some() => {
+                    if state.running.contains(&name) {
+                        state.dirty.insert(name);
+                    } else {
+                        state.schedule(&name, Instant::now(), Lane::Normal);
                     }
                 }
                 Some(name) = changes.next() => {

@@ -4,18 +4,99 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use assert_cmd::Command;
+use base64::Engine as _;
 use common::PgTestDb;
 use serde_json::Value;
 
-/// A database to run the binary against, kept alive by its guard.
+/// A database (or a server in front of one) to run the binary against,
+/// kept alive by its guards.
 struct Db {
     url: String,
     label: &'static str,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgTestDb>,
+    _server: Option<tokio::runtime::Runtime>,
+}
+
+/// Credentials of the servers `with_servers` starts, by server URL.
+static TOKENS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// The server key of the test servers.
+fn server_key_text() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+/// A flotilla API (no controller) on `db`, in this process; the binary
+/// reaches it with `--server` and an admin credential.
+fn serve(db: Db) -> Db {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db_url = db.url.clone();
+    let (addr, token) = rt.block_on(async move {
+        let clock: flotilla::clock::SharedClock = Arc::new(flotilla::clock::SystemClock);
+        let stores = flotilla::store::access::connect_stores(&db_url, clock.clone())
+            .await
+            .unwrap();
+        let key = flotilla::crypto::credential::ServerKey::parse(&secrecy::SecretString::from(
+            server_key_text(),
+        ))
+        .unwrap();
+        let ops = Arc::new(
+            flotilla::ops::Ops::new(stores, clock, Default::default())
+                .with_server_key(Arc::new(key)),
+        );
+        let token = ops
+            .issue_credential(
+                &flotilla::ops::Actor::local("test"),
+                flotilla::store::access::CredentialScope::Admin,
+                "cli tests",
+                false,
+            )
+            .await
+            .unwrap()
+            .token
+            .expose()
+            .to_string();
+        let config = flotilla::api::ApiConfig::default();
+        let router = flotilla::api::router(flotilla::api::ApiState::new(ops, None, config.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            flotilla::api::listen::serve(
+                listener,
+                router,
+                &config,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+        });
+        (addr, token)
+    });
+    let url = format!("http://{addr}");
+    TOKENS.lock().unwrap().insert(url.clone(), token);
+    Db {
+        url,
+        label: if db.label == "sqlite" {
+            "server+sqlite"
+        } else {
+            "server+postgres"
+        },
+        _dir: db._dir,
+        _pg: db._pg,
+        _server: Some(rt),
+    }
+}
+
+/// Every backend, each also behind a server: the CLI must print the same
+/// through `--server` as against the database.
+fn with_servers() -> Vec<Db> {
+    let mut all = backends();
+    all.extend(backends().into_iter().map(serve));
+    all
 }
 
 fn sqlite_db() -> Db {
@@ -25,6 +106,7 @@ fn sqlite_db() -> Db {
         label: "sqlite",
         _dir: Some(dir),
         _pg: None,
+        _server: None,
     }
 }
 
@@ -37,6 +119,7 @@ fn backends() -> Vec<Db> {
             label: "postgres",
             _dir: None,
             _pg: Some(pg),
+            _server: None,
         });
     }
     dbs
@@ -52,9 +135,19 @@ fn flotilla(db: Option<&str>, args: &[&str]) -> Run {
     let mut cmd = Command::cargo_bin("flotilla").unwrap();
     cmd.env_remove("FLOTILLA_DB")
         .env_remove("FLOTILLA_APP_NAME_TEMPLATE")
+        .env_remove("FLOTILLA_SERVER")
+        .env_remove("FLOTILLA_TOKEN")
+        .env_remove("FLOTILLA_SERVER_KEY")
         .env_remove("RUST_LOG");
-    if let Some(db) = db {
-        cmd.arg("--db").arg(db);
+    match db {
+        Some(url) if url.starts_with("http://") => {
+            let token = TOKENS.lock().unwrap()[url].clone();
+            cmd.env("FLOTILLA_SERVER", url).env("FLOTILLA_TOKEN", token);
+        }
+        Some(db) => {
+            cmd.arg("--db").arg(db);
+        }
+        None => {}
     }
     let out = cmd.args(args).output().unwrap();
     Run {
@@ -174,7 +267,7 @@ fn validate_reports_two_tenants_claiming_one_app() {
 
 #[test]
 fn apply_reports_created_then_unchanged_then_configured() {
-    for db in backends() {
+    for db in with_servers() {
         let dir = tempfile::tempdir().unwrap();
         let f = write(dir.path(), "acme.yaml", &spec("acme", "", ""));
         let f = f.to_str().unwrap();
@@ -208,7 +301,7 @@ fn apply_reports_created_then_unchanged_then_configured() {
 
 #[test]
 fn apply_with_one_bad_file_stores_nothing() {
-    for db in backends() {
+    for db in with_servers() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", &spec("alpha", "", ""));
         write(
@@ -233,7 +326,7 @@ fn apply_with_one_bad_file_stores_nothing() {
 
 #[test]
 fn apply_of_several_files_is_one_transaction() {
-    for db in backends() {
+    for db in with_servers() {
         let first = tempfile::tempdir().unwrap();
         let f = write(
             first.path(),
@@ -322,7 +415,7 @@ fn export_gives_back_exactly_what_was_applied() {
 
 #[test]
 fn get_in_every_format_with_selectors() {
-    for db in backends() {
+    for db in with_servers() {
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
@@ -398,7 +491,7 @@ fn get_in_every_format_with_selectors() {
 
 #[test]
 fn delete_marks_for_deletion() {
-    for db in backends() {
+    for db in with_servers() {
         let dir = tempfile::tempdir().unwrap();
         let f = write(dir.path(), "t.yaml", &spec("doomed", "", ""));
         ok(&db, &["apply", "-f", f.to_str().unwrap()]);
@@ -429,7 +522,7 @@ fn migrate_reports_what_it_applied() {
     let out = ok(&db, &["migrate"]);
     assert_eq!(
         out,
-        "applied 0001 tenants\napplied 0002 events intents\napplied 0003 ledgers typed intents\n"
+        "applied 0001 tenants\napplied 0002 events intents\napplied 0003 ledgers typed intents\napplied 0004 credentials audit\n"
     );
     assert_eq!(ok(&db, &["migrate"]), "database is up to date\n");
     if let Some(pg) = PgTestDb::create() {
@@ -437,7 +530,7 @@ fn migrate_reports_what_it_applied() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(
             r.stdout,
-            "applied 0001 tenants\napplied 0002 events intents\napplied 0003 ledgers typed intents\n"
+            "applied 0001 tenants\napplied 0002 events intents\napplied 0003 ledgers typed intents\napplied 0004 credentials audit\n"
         );
     }
 }
@@ -592,4 +685,184 @@ fn finding_no_documents_is_an_error() {
         "{}",
         r.stderr
     );
+}
+
+fn flotilla_env(db: &Db, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = Command::cargo_bin("flotilla").unwrap();
+    cmd.env_remove("FLOTILLA_SERVER")
+        .env_remove("FLOTILLA_TOKEN")
+        .env_remove("FLOTILLA_SERVER_KEY")
+        .env_remove("RUST_LOG")
+        .arg("--db")
+        .arg(&db.url);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[test]
+fn credentials_are_shown_once_listed_without_secrets_and_revocable() {
+    let db = sqlite_db();
+    let key = server_key_text();
+    let with_key = [("FLOTILLA_SERVER_KEY", key.as_str())];
+    // No key, no credential.
+    let r = flotilla_env(&db, &[], &["credentials", "create", "--admin"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.starts_with("error: no server key is configured"),
+        "{}",
+        r.stderr
+    );
+
+    let r = flotilla_env(
+        &db,
+        &with_key,
+        &["credentials", "create", "--tenant", "acme"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let token = r.stdout.trim().to_string();
+    assert!(token.starts_with("flt1."), "{token}");
+    assert!(
+        r.stderr
+            .contains("(tenant acme) created; this is the only time it is shown")
+    );
+    let id = token.split('.').nth(1).unwrap().to_string();
+
+    // A second one for acme needs --reissue, which revokes the first.
+    let r = flotilla_env(
+        &db,
+        &with_key,
+        &["credentials", "create", "--tenant", "acme"],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains(&format!("already has a live credential ({id})")),
+        "{}",
+        r.stderr
+    );
+    let r = flotilla_env(
+        &db,
+        &with_key,
+        &["credentials", "create", "--tenant", "acme", "--reissue"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("credential {id} revoked")),
+        "{}",
+        r.stderr
+    );
+    let second = r.stdout.trim().to_string();
+
+    let list = flotilla_env(&db, &[], &["credentials", "list", "-o", "json"]);
+    assert_eq!(list.code, 0);
+    let v: Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    for secret in [&token, &second] {
+        let tail = secret.rsplit('.').next().unwrap();
+        assert!(!list.stdout.contains(tail));
+    }
+    let table = flotilla_env(&db, &[], &["credentials", "list"]).stdout;
+    assert!(table.starts_with("ID "), "{table}");
+
+    // Revoked by id; the audit trail of acme records both.
+    let second_id = second.split('.').nth(1).unwrap();
+    let r = flotilla_env(&db, &[], &["credentials", "revoke", second_id]);
+    assert_eq!(r.stdout, format!("credential/{second_id} revoked\n"));
+    let r = flotilla_env(&db, &[], &["credentials", "revoke", second_id]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("not found or already revoked"),
+        "{}",
+        r.stderr
+    );
+    let events = flotilla_env(&db, &[], &["events", "--tenant", "acme", "-o", "json"]);
+    let v: Value = serde_json::from_str(&events.stdout).unwrap();
+    let actions: Vec<(&str, &str)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .collect();
+    // Newest first; the refused second issue is recorded too.
+    assert_eq!(
+        actions,
+        [
+            ("RevokeCredential", "ok"),
+            ("IssueCredential", "ok"),
+            ("IssueCredential", "error: credential_live"),
+            ("IssueCredential", "ok")
+        ]
+    );
+    assert_eq!(v["items"][0]["actorKind"], "local");
+    assert_eq!(v["items"][0]["source"], "local");
+}
+
+#[test]
+fn status_and_events_print_the_same_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "t.yaml", &spec("acme", "", ""));
+    let local = sqlite_db();
+    ok(&local, &["apply", "-f", f.to_str().unwrap()]);
+    ok(&local, &["delete", "tenant", "acme"]);
+    let remote = serve(Db {
+        url: local.url.clone(),
+        label: "server",
+        _dir: None,
+        _pg: None,
+        _server: None,
+    });
+    for args in [
+        &["status", "acme"][..],
+        &["events", "--tenant", "acme"][..],
+        &["events", "-o", "json"][..],
+        &["get", "tenants", "-o", "yaml"][..],
+    ] {
+        let a = ok(&local, args);
+        let b = ok(&remote, args);
+        assert_eq!(a, b, "{args:?}");
+    }
+    let status = ok(&local, &["status", "acme"]);
+    assert!(status.contains("Deleting:    since "), "{status}");
+    assert!(
+        status.contains(" Delete ok: marked for deletion"),
+        "{status}"
+    );
+
+    // Errors are the server's message, exit 1; no credential is a clear error.
+    let r = flotilla(Some(&remote.url), &["status", "ghost"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "error: tenant ghost not found\n")
+    );
+    let mut cmd = Command::cargo_bin("flotilla").unwrap();
+    let out = cmd
+        .env_remove("FLOTILLA_TOKEN")
+        .args(["get", "tenants", "--server", &remote.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: FLOTILLA_TOKEN is not set"));
+    let out = Command::cargo_bin("flotilla")
+        .unwrap()
+        .env(
+            "FLOTILLA_TOKEN",
+            "flt1.0000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .args(["get", "tenants", "--server", &remote.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: a valid credential is required"),
+        "{err}"
+    );
+    assert!(!err.contains("AAAAAAAA"), "{err}");
 }

@@ -7,10 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::clock::SharedClock;
+use super::target::{Applied, Target};
 use crate::source;
 use crate::spec::{LoadedDoc, ParseOptions};
-use crate::store::{self, TenantDraft};
 
 /// Loads every document and returns it, or prints every problem to stderr
 /// and returns `None`. Paths skipped (a FIFO in a directory) are warned about
@@ -60,23 +59,28 @@ pub fn validate(
 pub async fn apply(
     paths: &[PathBuf],
     opts: &ParseOptions,
-    db: &str,
-    clock: SharedClock,
+    target: impl AsyncFnOnce() -> anyhow::Result<Target>,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let drafts: Vec<TenantDraft> = docs
-        .into_iter()
-        .map(|d| TenantDraft {
-            tenant: d.tenant,
-            yaml: d.doc.text,
-        })
-        .collect();
-    let store = store::connect(db, clock).await?;
-    for r in store.apply(&drafts).await? {
-        writeln!(out, "tenant/{} {}", r.name, r.outcome.as_str())?;
+    match target().await?.apply(docs).await? {
+        Applied::Results(results) => {
+            for (name, outcome) in results {
+                writeln!(out, "tenant/{name} {outcome}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        // Found by the server (its options may differ from this side's).
+        Applied::Problems(lines) => {
+            let mut err = std::io::stderr().lock();
+            for l in &lines {
+                let _ = writeln!(err, "{l}");
+            }
+            let n = lines.len();
+            let _ = writeln!(err, "{n} problem{} found", if n == 1 { "" } else { "s" });
+            Ok(ExitCode::FAILURE)
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! `flotilla plan`, `flotilla diff` and `flotilla status`.
+//! `flotilla plan`, `flotilla diff`, `flotilla status` and `flotilla events`.
 //!
 //! `plan -f` and `diff` are dry runs against live Fly state: they observe and
 //! plan exactly as the controller does, print each step with its reason, and
@@ -8,16 +8,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use anyhow::{Context, bail};
+use std::sync::Arc;
 
 use crate::cli::fly::FlyArgs;
 use crate::clock::SharedClock;
-use crate::ids::TenantName;
+use crate::ops::view::{EventView, StatusView};
+use crate::ops::{Actor, Ops};
 use crate::reconcile::status::TenantStatus;
 use crate::reconcile::{ReconcileOptions, Reconciler};
 use crate::spec::ParseOptions;
-use crate::store::{SharedStore, TenantRecord};
 
 /// Exit code when a dry run found changes.
 const CHANGES_PENDING: u8 = 2;
@@ -25,7 +24,8 @@ const CHANGES_PENDING: u8 = 2;
 pub async fn plan_files(
     paths: &[PathBuf],
     opts: &ParseOptions,
-    store: SharedStore,
+    ops: Ops,
+    actor: &Actor,
     fly: &FlyArgs,
     clock: SharedClock,
     out: &mut impl Write,
@@ -34,93 +34,61 @@ pub async fn plan_files(
         return Ok(ExitCode::FAILURE);
     };
     let conn = fly.connect(clock.clone()).await?;
-    let reconciler = Reconciler::new(
-        conn.api.clone(),
-        store.clone(),
-        clock.clone(),
-        ReconcileOptions::default(),
-    );
-    let now = clock.now();
+    let ops = with_planner(ops, &conn, clock);
     let mut changes = false;
-    for doc in docs {
-        // The stored row (if any) supplies generation and status; the dry run
-        // reads the tenant's ledger (what flotilla owns) from the store itself.
-        let stored = store.get(doc.tenant.name()).await?;
-        let record = TenantRecord {
-            name: doc.tenant.name().clone(),
-            yaml: doc.doc.text.clone(),
-            status: stored
-                .as_ref()
-                .map(|r| r.status.clone())
-                .unwrap_or(serde_json::Value::Null),
-            generation: stored.as_ref().map_or(0, |r| r.generation),
-            observed_generation: stored.as_ref().map_or(0, |r| r.observed_generation),
-            created_at: stored.as_ref().map_or(now, |r| r.created_at),
-            updated_at: now,
-            deletion_requested_at: None,
-            tenant: doc.tenant,
-        };
-        let dry = reconciler
-            .dry_run(&record)
-            .await
-            .with_context(|| format!("planning tenant {}", record.name))?;
-        changes |= !dry.plan.is_empty();
-        write!(out, "{}", dry.plan.render())?;
+    for (_, plan) in ops.plan_docs(actor, docs).await? {
+        changes |= !plan.is_empty();
+        write!(out, "{}", plan.render())?;
     }
-    Ok(if changes {
-        ExitCode::from(CHANGES_PENDING)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(pending_code(changes))
 }
 
 pub async fn diff(
     name: &str,
-    store: SharedStore,
+    ops: Ops,
+    actor: &Actor,
     fly: &FlyArgs,
     clock: SharedClock,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let name = TenantName::parse(name).with_context(|| format!("invalid tenant name {name:?}"))?;
-    let Some(record) = store.get(&name).await? else {
-        bail!("tenant {name} not found");
-    };
+    // The tenant first: an unknown tenant is reported before any Fly setup.
+    ops.get(actor, name).await?;
     let conn = fly.connect(clock.clone()).await?;
-    let reconciler = Reconciler::new(conn.api.clone(), store, clock, ReconcileOptions::default());
-    let dry = reconciler.dry_run(&record).await?;
-    write!(out, "{}", dry.plan.render())?;
-    Ok(if dry.plan.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(CHANGES_PENDING)
-    })
+    let ops = with_planner(ops, &conn, clock);
+    let plan = ops.plan_stored(actor, name).await?;
+    write!(out, "{}", plan.render())?;
+    Ok(pending_code(!plan.is_empty()))
 }
 
-/// How many events `status` shows.
-const STATUS_EVENTS: u32 = 10;
+fn with_planner(ops: Ops, conn: &super::fly::FlyConnection, clock: SharedClock) -> Ops {
+    let store = ops.store().clone();
+    ops.with_planner(Arc::new(Reconciler::new(
+        conn.api.clone(),
+        store,
+        clock,
+        ReconcileOptions::default(),
+    )))
+}
 
-pub async fn status(
-    name: &str,
-    store: SharedStore,
-    out: &mut impl Write,
-) -> anyhow::Result<ExitCode> {
-    let name = TenantName::parse(name).with_context(|| format!("invalid tenant name {name:?}"))?;
-    let Some(record) = store.get(&name).await? else {
-        bail!("tenant {name} not found");
-    };
-    let status = TenantStatus::from_json(&record.status);
-    writeln!(out, "Tenant:      {}", record.name)?;
-    writeln!(
-        out,
-        "App:         {} (org {})",
-        record.tenant.spec.app.name, record.tenant.spec.org
-    )?;
+fn pending_code(changes: bool) -> ExitCode {
+    if changes {
+        ExitCode::from(CHANGES_PENDING)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints a tenant's status as `flotilla status` shows it.
+pub fn print_status(view: &StatusView, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let status = TenantStatus::from_json(&view.status);
+    writeln!(out, "Tenant:      {}", view.name)?;
+    writeln!(out, "App:         {} (org {})", view.app, view.org)?;
     writeln!(
         out,
         "Generation:  {} (observed {})",
-        record.generation, record.observed_generation
+        view.generation, view.observed_generation
     )?;
-    if let Some(t) = record.deletion_requested_at {
+    if let Some(t) = &view.deletion_timestamp {
         writeln!(out, "Deleting:    since {t}")?;
     }
     if let Some(t) = status.next_reconcile_at {
@@ -190,14 +158,55 @@ pub async fn status(
             )?;
         }
     }
-    let events = store.list_events(Some(&name), STATUS_EVENTS).await?;
-    if !events.is_empty() {
+    if !view.events.is_empty() {
         writeln!(out, "Events:")?;
-        for e in events {
+        for e in &view.events {
             writeln!(
                 out,
                 "  {} {} {} {}: {}",
-                e.event.at, e.event.actor, e.event.action, e.event.result, e.event.reason
+                e.at, e.actor, e.action, e.result, e.reason
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints events as a table (newest first) or JSON.
+pub fn print_events(
+    events: Vec<EventView>,
+    format: super::get::OutputFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    use super::get::OutputFormat;
+    let list = crate::ops::view::EventList { items: events };
+    match format {
+        OutputFormat::Json => super::get::print_json(out, &list)?,
+        OutputFormat::Yaml => super::get::print_yaml(out, &list)?,
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = list
+                .items
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.at.clone(),
+                        e.tenant.clone(),
+                        e.actor.clone(),
+                        e.source.clone().unwrap_or_else(|| "-".into()),
+                        e.action.clone(),
+                        e.result.clone(),
+                        e.reason.clone(),
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                super::output::table(
+                    &[
+                        "AT", "TENANT", "ACTOR", "SOURCE", "ACTION", "RESULT", "REASON"
+                    ],
+                    &rows
+                )
             )?;
         }
     }

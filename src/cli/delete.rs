@@ -4,20 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use super::target::Target;
 
-use crate::ids::TenantName;
-use crate::store::SharedStore;
-
-pub async fn tenant(
-    store: &SharedStore,
-    name: &str,
-    out: &mut impl Write,
-) -> anyhow::Result<ExitCode> {
-    let name = TenantName::parse(name).with_context(|| format!("tenant name {name:?}"))?;
-    if !store.mark_for_deletion(&name).await? {
-        bail!("tenant {name} not found");
-    }
+pub async fn tenant(target: &Target, name: &str, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    target.delete(name).await?;
     writeln!(out, "tenant/{name} marked for deletion")?;
     Ok(ExitCode::SUCCESS)
 }

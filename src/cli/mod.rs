@@ -12,6 +12,7 @@
 
 mod apply;
 mod control;
+pub mod credentials;
 mod delete;
 mod export;
 mod fly;
@@ -19,8 +20,10 @@ mod get;
 pub mod keys;
 mod migrate;
 mod output;
+pub mod remote;
 mod schema;
 mod serve;
+mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::clock::SharedClock;
 use crate::spec::ParseOptions;
 use crate::store::{self, SharedStore};
+use remote::RemoteArgs;
+use target::{Target, local_actor, open_ops};
 
 pub use get::{OutputFormat, parse_selector};
 
@@ -135,7 +140,7 @@ pub enum Command {
     },
     /// Create or update tenants from specs, all or nothing.
     #[command(
-        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db"
+        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db\n  FLOTILLA_TOKEN=flt1... flotilla apply -f acme.yaml --server https://flotilla.internal"
     )]
     Apply {
         /// Files or directories (*.yaml, *.yml) to read.
@@ -145,6 +150,8 @@ pub enum Command {
         spec: SpecArgs,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show tenants.
     #[command(after_help = "Example:\n  flotilla get tenants -l tier=gold -o json")]
@@ -153,6 +160,8 @@ pub enum Command {
         what: GetCommand,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Mark a tenant for deletion.
     #[command(after_help = "Example:\n  flotilla delete tenant acme")]
@@ -161,6 +170,8 @@ pub enum Command {
         what: DeleteCommand,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Write every tenant's YAML, exactly as applied, to DIR/<name>.yaml.
     #[command(after_help = "Example:\n  flotilla export -d backup/")]
@@ -198,6 +209,33 @@ pub enum Command {
     #[command(after_help = "Example:\n  flotilla status acme")]
     Status {
         tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Show events, newest first: what the controller did and who asked for
+    /// each write (actor, source address, request id).
+    #[command(after_help = "Example:\n  flotilla events --tenant acme --limit 20")]
+    Events {
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many events, at most.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Issue, list and revoke API credentials (against the database).
+    #[command(after_help = "Example:\n  flotilla credentials create --tenant acme")]
+    Credentials {
+        #[command(subcommand)]
+        what: credentials::CredentialsCommand,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -312,6 +350,8 @@ impl Command {
             | Command::Plan { db, .. }
             | Command::Diff { db, .. }
             | Command::Status { db, .. }
+            | Command::Events { db, .. }
+            | Command::Credentials { db, .. }
             | Command::Serve { db, .. }
             | Command::Migrate { db } => Some(db),
             Command::Validate { .. } | Command::Sim(_) | Command::Schema => None,
@@ -323,12 +363,14 @@ impl Command {
             Command::Validate { spec, .. }
             | Command::Apply { spec, .. }
             | Command::Plan { spec, .. } => Some(spec),
+            Command::Serve { args, .. } => Some(&mut args.spec),
             Command::Get { .. }
             | Command::Delete { .. }
             | Command::Export { .. }
             | Command::Diff { .. }
             | Command::Status { .. }
-            | Command::Serve { .. }
+            | Command::Events { .. }
+            | Command::Credentials { .. }
             | Command::Sim(_)
             | Command::Schema
             | Command::Migrate { .. } => None,
@@ -339,37 +381,41 @@ impl Command {
 /// Runs one command. Output goes to stdout, diagnostics to stderr.
 pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    let parse = ParseOptions::default();
     match cli.command {
         Command::Validate { paths, spec } => {
             apply::validate(&paths, &spec.parse_options(), &mut out)
         }
-        Command::Apply { paths, spec, db } => {
-            apply::apply(&paths, &spec.parse_options(), &db.db, clock, &mut out).await
+        Command::Apply {
+            paths,
+            spec,
+            db,
+            remote,
+        } => {
+            let opts = spec.parse_options();
+            let target = async || Target::open(&db, &remote, clock.clone(), opts.clone()).await;
+            apply::apply(&paths, &spec.parse_options(), target, &mut out).await
         }
-        Command::Get { what, db } => {
-            let store = open(&db.db, clock.clone()).await?;
+        Command::Get { what, db, remote } => {
+            let target = Target::open(&db, &remote, clock.clone(), parse).await?;
             match what {
                 GetCommand::Tenants { output, selector } => {
-                    get::tenants(
-                        &store,
-                        selector.unwrap_or_default(),
-                        output,
-                        &clock,
-                        &mut out,
-                    )
-                    .await
+                    let items = target.list(&selector.unwrap_or_default()).await?;
+                    get::print_tenants(items, output, clock.now(), &mut out)
                 }
                 GetCommand::Tenant { name, output } => {
-                    get::tenant(&store, &name, output, &clock, &mut out).await
+                    let object = target.get(&name).await?;
+                    get::print_tenant(object, output, clock.now(), &mut out)
                 }
             }
         }
         Command::Delete {
             what: DeleteCommand::Tenant { name },
             db,
+            remote,
         } => {
-            let store = open(&db.db, clock).await?;
-            delete::tenant(&store, &name, &mut out).await
+            let target = Target::open(&db, &remote, clock, parse).await?;
+            delete::tenant(&target, &name, &mut out).await
         }
         Command::Export { dir, db } => {
             let store = open(&db.db, clock).await?;
@@ -381,24 +427,39 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             spec,
             db,
         } => {
-            let store = open(&db.db, clock.clone()).await?;
             let opts = spec.parse_options();
-            control::plan_files(&paths, &opts, store, &fly, clock, &mut out).await
+            let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
+            control::plan_files(&paths, &opts, ops, &local_actor(), &fly, clock, &mut out).await
         }
         Command::Diff { tenant, fly, db } => {
-            let store = open(&db.db, clock.clone()).await?;
-            control::diff(&tenant, store, &fly, clock, &mut out).await
+            let ops = open_ops(&db.db, clock.clone(), parse).await?;
+            control::diff(&tenant, ops, &local_actor(), &fly, clock, &mut out).await
         }
-        Command::Status { tenant, db } => {
-            let store = open(&db.db, clock).await?;
-            control::status(&tenant, store, &mut out).await
+        Command::Status { tenant, db, remote } => {
+            let target = Target::open(&db, &remote, clock, parse).await?;
+            control::print_status(&target.status(&tenant).await?, &mut out)
+        }
+        Command::Events {
+            tenant,
+            limit,
+            output,
+            db,
+            remote,
+        } => {
+            let target = Target::open(&db, &remote, clock, parse).await?;
+            let events = target.events(tenant.as_deref(), limit).await?;
+            control::print_events(events, output, &mut out)
+        }
+        Command::Credentials { what, db } => {
+            let ops = open_ops(&db.db, clock, parse).await?;
+            credentials::run(what, ops, &local_actor(), &mut out).await
         }
         Command::Serve { args, db } => {
             drop(out);
             // Before anything else: a second controller must not even migrate.
             let lock = store::lock::ControllerLock::acquire(&db.db).await?;
-            let store = open(&db.db, clock.clone()).await?;
-            serve::serve(args, store, clock, lock).await?;
+            let stores = store::access::connect_stores(&db.db, clock.clone()).await?;
+            serve::serve(args, stores, clock, lock).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => {
@@ -501,6 +562,11 @@ mod tests {
                 "plan",
                 "diff",
                 "status",
+                "events",
+                "credentials",
+                "credentials create",
+                "credentials list",
+                "credentials revoke",
                 "serve",
                 "sim",
                 "schema",

@@ -1,81 +1,43 @@
-//! How tenants are shown: the API-style object (`-o json|yaml`) and the table.
+//! How the CLI shows things as text: the tenant table, ages and columns.
+//! (The JSON and YAML forms are `ops::view`'s types.)
 
 use jiff::Timestamp;
-use serde_json::{Value, json};
 
-use crate::spec::{API_VERSION, KIND_TENANT};
-use crate::store::TenantRecord;
+use crate::ops::view::TenantObject;
 
-/// `{apiVersion, kind, metadata, spec, status}`: the spec is the canonical
-/// (defaults-filled) form; `status.observedGeneration` joins the controller's
-/// status document.
-pub fn tenant_object(r: &TenantRecord) -> Value {
-    let mut metadata = json!({
-        "name": r.name,
-        "labels": r.tenant.metadata.labels,
-        "annotations": r.tenant.metadata.annotations,
-        "generation": r.generation,
-        "creationTimestamp": r.created_at.to_string(),
-        "updateTimestamp": r.updated_at.to_string(),
-    });
-    if let Some(t) = r.deletion_requested_at {
-        metadata["deletionTimestamp"] = json!(t.to_string());
-    }
-    let mut status = serde_json::Map::new();
-    status.insert("observedGeneration".into(), json!(r.observed_generation));
-    match &r.status {
-        Value::Object(fields) => {
-            for (k, v) in fields {
-                if k != "observedGeneration" {
-                    status.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        Value::Null => {}
-        other => {
-            status.insert("document".into(), other.clone());
-        }
-    }
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": KIND_TENANT,
-        "metadata": metadata,
-        "spec": r.tenant.spec,
-        "status": status,
-    })
-}
-
-pub fn tenant_list(records: &[TenantRecord]) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": format!("{KIND_TENANT}List"),
-        "items": records.iter().map(tenant_object).collect::<Vec<_>>(),
-    })
-}
-
-/// The `Ready` condition's status (`True`/`False`/`Unknown`), `-` if none.
-pub fn ready(status: &Value) -> String {
-    ready_field(status, "status")
-}
-
-/// The `Ready` condition's reason (`Available`, `SecretsPending`, ...), `-`
-/// if none.
-pub fn ready_reason(status: &Value) -> String {
-    ready_field(status, "reason")
-}
-
-fn ready_field(status: &Value, field: &str) -> String {
-    status
-        .get("conditions")
-        .and_then(Value::as_array)
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+/// The tenant table: NAME, APP, ORG, GENERATION, OBSERVED, READY, REASON, AGE.
+pub fn tenant_table(objects: &[TenantObject], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = objects
+        .iter()
+        .map(|o| {
+            vec![
+                o.metadata.name.clone(),
+                o.app().to_string(),
+                o.org().to_string(),
+                o.metadata.generation.to_string(),
+                o.observed_generation().to_string(),
+                o.ready(),
+                o.ready_reason(),
+                o.metadata
+                    .creation_timestamp
+                    .parse::<Timestamp>()
+                    .map_or_else(|_| "-".to_string(), |t| age(t, now)),
+            ]
         })
-        .and_then(|c| c.get(field).and_then(Value::as_str))
-        .filter(|s| !s.is_empty())
-        .unwrap_or("-")
-        .to_string()
+        .collect();
+    table(
+        &[
+            "NAME",
+            "APP",
+            "ORG",
+            "GENERATION",
+            "OBSERVED",
+            "READY",
+            "REASON",
+            "AGE",
+        ],
+        &rows,
+    )
 }
 
 /// kubectl-style age: `45s`, `12m`, `5h`, `3d`; `-` for the future.
@@ -132,25 +94,6 @@ mod tests {
         assert_eq!(age(t, at(3 * 3600)), "3h");
         assert_eq!(age(t, at(3 * 86400)), "3d");
         assert_eq!(age(t, at(-1)), "-");
-    }
-
-    #[test]
-    fn ready_comes_from_the_ready_condition() {
-        assert_eq!(ready(&json!({})), "-");
-        assert_eq!(
-            ready(&json!({"conditions": [
-                {"type": "Synced", "status": "False"},
-                {"type": "Ready", "status": "True"}
-            ]})),
-            "True"
-        );
-        let pending = json!({"conditions": [
-            {"type": "Synced", "status": "True", "reason": "ReconcileSuccess"},
-            {"type": "Ready", "status": "False", "reason": "SecretsPending"}
-        ]});
-        assert_eq!(ready(&pending), "False");
-        assert_eq!(ready_reason(&pending), "SecretsPending");
-        assert_eq!(ready_reason(&json!({})), "-");
     }
 
     #[test]

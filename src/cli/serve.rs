@@ -1,5 +1,12 @@
 //! `flotilla serve`: the controller, plus its HTTP surface on `--listen`
-//! (`/healthz`, `/readyz`, `/metrics`), until SIGTERM or Ctrl-C.
+//! (the REST API of `crate::api`, `/healthz`, `/readyz`, `/metrics`,
+//! `/openapi.json`), until SIGTERM or Ctrl-C.
+//!
+//! The API accepts credentials made under the server key
+//! (`FLOTILLA_SERVER_KEY` or `--server-key-file`). Without one, the demo
+//! (`--fly sim`) generates a key in memory and an admin credential valid
+//! while it runs, and says so; against the real Fly the API then refuses
+//! every credential (503 `api_disabled`) and a warning says why.
 //!
 //! It runs only while it holds the controller lock (`store::lock`), taken
 //! before the database is opened: one controller per database. If the lock
@@ -8,11 +15,6 @@
 //! While tenants converge it shows progress on stderr and prints one line to
 //! stdout when every tenant is Ready; it then keeps serving (resyncs, drift
 //! correction, spec changes).
-//!
-//! With `--fly sim` (the demo) the simulator stands in for the operator: it
-//! gives the `external` secrets of the tenants stored at startup placeholder
-//! values, through its control handle, and the console says so. With
-//! `--fly api` nothing is filled in.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,29 +22,55 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use indicatif::{ProgressBar, ProgressStyle};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::fly::FlyArgs;
+use crate::api::{self, ApiConfig, ApiState};
+use crate::cli::SpecArgs;
+use crate::cli::credentials::ServerKeyArgs;
+use crate::cli::fly::{FlyArgs, FlyTarget};
 use crate::clock::SharedClock;
+use crate::crypto::credential::ServerKey;
 use crate::ids::TenantName;
+use crate::ops::{Actor, Ops};
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
 use crate::spec::SecretSource;
+use crate::store::access::{CredentialScope, Stores};
 use crate::store::lock::ControllerLock;
 use crate::store::{LabelSelector, SharedStore};
 
+/// Tenants waiting for reconcile-now before the API answers `busy`.
+const WAKE_QUEUE: usize = 1024;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address of the HTTP surface (/healthz, /readyz, /metrics).
+    /// Address of the HTTP surface: the REST API (/api/v1), /healthz,
+    /// /readyz, /metrics, /openapi.json.
     #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub server_key: ServerKeyArgs,
+    /// Largest API request body, in bytes.
+    #[arg(long, env = "FLOTILLA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Longest an API request may take, in seconds.
+    #[arg(long, env = "FLOTILLA_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Longest a client may take to send its request headers, in seconds.
+    #[arg(long, env = "FLOTILLA_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// HTTP connections served at once; more wait to be accepted.
+    #[arg(long, env = "FLOTILLA_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Failed authentications per source address per minute before it is
+    /// answered 429 for a while.
+    #[arg(long, env = "FLOTILLA_AUTH_FAILURES_PER_MINUTE", default_value_t = 10)]
+    pub auth_failures_per_minute: u32,
+    #[command(flatten)]
+    pub spec: SpecArgs,
     #[command(flatten)]
     pub fly: FlyArgs,
     /// Reconciles running at once (default: 4 per CPU).
@@ -60,18 +88,13 @@ pub struct ServeArgs {
     pub max_unavailable: u32,
 }
 
-#[derive(Clone)]
-struct Http {
-    metrics: PrometheusHandle,
-    store: SharedStore,
-}
-
 pub async fn serve(
     args: ServeArgs,
-    store: SharedStore,
+    stores: Stores,
     clock: SharedClock,
     lock: ControllerLock,
 ) -> anyhow::Result<()> {
+    let store = stores.tenants.clone();
     tracing::info!(lock = %lock.describe(), "holding the controller lock");
     let metrics = PrometheusBuilder::new()
         .install_recorder()
@@ -96,9 +119,45 @@ pub async fn serve(
     let reconciler = Arc::new(Reconciler::new(
         conn.api.clone(),
         store.clone(),
-        clock,
+        clock.clone(),
         options,
     ));
+    let (wake, wakes) = tokio::sync::mpsc::channel(WAKE_QUEUE);
+    let mut ops = Ops::new(stores, clock, args.spec.parse_options())
+        .with_planner(reconciler.clone())
+        .with_wake(wake);
+    let configured = args.server_key.load()?;
+    let demo = configured.is_none() && args.fly.target == FlyTarget::Sim;
+    match configured {
+        Some(key) => ops = ops.with_server_key(Arc::new(key)),
+        None if demo => {
+            ops = ops.with_server_key(Arc::new(ServerKey::generate(&mut rand::rng())));
+        }
+        None => {
+            eprintln!(
+                "flotilla: warning: no server key (FLOTILLA_SERVER_KEY or --server-key-file): the API accepts no credentials"
+            );
+        }
+    }
+    let ops = Arc::new(ops);
+    let demo_credential = if demo {
+        let issued = ops
+            .issue_credential(
+                &Actor::local("serve"),
+                CredentialScope::Admin,
+                "demo: valid while this serve runs",
+                false,
+            )
+            .await
+            .context("issuing the demo's admin credential")?;
+        eprintln!(
+            "flotilla: demo: no server key configured, so one was generated in memory; admin credential for this run only (revoked at exit):"
+        );
+        eprintln!("flotilla:   FLOTILLA_TOKEN={}", issued.token.expose());
+        Some(issued.record.id)
+    } else {
+        None
+    };
     let mut runtime_options = RuntimeOptions::default();
     if let Some(c) = args.concurrency {
         runtime_options.concurrency = c.max(1);
@@ -109,23 +168,29 @@ pub async fn serve(
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let app = router(Http {
-        metrics,
-        store: store.clone(),
-    });
+    let config = ApiConfig {
+        max_body_bytes: args.max_body_bytes.max(1),
+        request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        max_connections: args.max_connections.max(1),
+        auth_failures_per_minute: args.auth_failures_per_minute.max(1),
+    };
+    let app = api::router(ApiState::new(ops.clone(), Some(metrics), config.clone()));
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
+        api::listen::serve(listener, app, &config, http_shutdown).await;
     });
-    eprintln!("flotilla: serving on http://{addr} (/healthz /readyz /metrics)");
+    eprintln!(
+        "flotilla: serving on http://{addr} (/api/v1 /healthz /readyz /metrics /openapi.json)"
+    );
 
     let progress = Progress::new(&store, addr).await?;
     let hook_progress = progress.clone();
-    let runtime = Runtime::new(reconciler, runtime_options).with_hook(Arc::new(
-        move |name: &TenantName, outcome: &Outcome| hook_progress.observe(name, outcome),
-    ));
+    let runtime = Runtime::new(reconciler, runtime_options)
+        .with_wakes(wakes)
+        .with_hook(Arc::new(move |name: &TenantName, outcome: &Outcome| {
+            hook_progress.observe(name, outcome)
+        }));
 
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -144,9 +209,14 @@ pub async fn serve(
     runtime.run(shutdown.clone()).await?;
     shutdown.cancel();
     progress.finish();
-    http.await
-        .context("HTTP server task")?
-        .context("HTTP server")?;
+    http.await.context("HTTP server task")?;
+    if let Some(id) = demo_credential
+        && let Err(e) = ops
+            .revoke_credential(&Actor::local("serve"), id.as_str())
+            .await
+    {
+        eprintln!("flotilla: warning: revoking the demo credential failed: {e}");
+    }
     drop(conn);
     if lost.is_cancelled() {
         anyhow::bail!(
@@ -182,26 +252,6 @@ async fn supply_demo_secrets(
         secrets += names.len();
     }
     Ok((tenants, secrets))
-}
-
-fn router(state: Http) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(|State(s): State<Http>| async move { s.metrics.render() }),
-        )
-        .with_state(state)
-}
-
-/// Ready when the store answers (a one-row lookup, cheap at any fleet size).
-async fn readyz(State(s): State<Http>) -> (StatusCode, &'static str) {
-    let probe = TenantName::parse("readyz-probe").expect("a valid name");
-    match s.store.get(&probe).await {
-        Ok(_) => (StatusCode::OK, "ready\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
-    }
 }
 
 async fn wait_for_signal() {

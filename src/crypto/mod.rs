@@ -18,6 +18,8 @@
 //!   [`Aad::org_token`].
 //! * [`Fingerprint`]: a short, non-reversible identifier of a token for audit
 //!   and status, so the token itself never has to be shown.
+//! * [`credential`]: API credentials (`flt1.<id>.<secret>`), stored only as
+//!   an HMAC-SHA256 under the server key and checked in constant time.
 //!
 //! Secrets (keys, plaintexts) live in `secrecy`/`zeroize` types and never
 //! appear in `Debug`, `Display` or error messages; errors name key ids and
@@ -26,6 +28,7 @@
 //! This module is part of the pure core: no I/O, no async; randomness comes
 //! from an injected cryptographically secure RNG.
 
+pub mod credential;
 mod envelope;
 mod fingerprint;
 mod keyring;

@@ -42,6 +42,10 @@
 //! The mark is not part of the spec, so setting or clearing it does not bump
 //! `generation`; it does count as a change (`configured`) and is notified.
 //!
+//! # Credentials and audit
+//! [`access::AccessStore`] (API credentials, audited events) lives beside
+//! `Store` on the same database; [`access::connect_stores`] opens both.
+//!
 //! # One controller per database
 //! `serve` holds [`lock::ControllerLock`] while it runs (a PostgreSQL
 //! advisory lock, or an OS file lock beside a SQLite file): a second `serve`
@@ -52,6 +56,7 @@
 //! Row timestamps come from the injected clock; all timestamps are kept to the
 //! microsecond on both backends.
 
+pub mod access;
 mod common;
 pub mod lock;
 pub mod postgres;

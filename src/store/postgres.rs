@@ -56,7 +56,7 @@ macro_rules! tenant_cols {
 /// A `TIMESTAMPTZ` as a jiff [`Timestamp`]. PostgreSQL's binary form is
 /// microseconds since 2000-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PgTs(Timestamp);
+pub(crate) struct PgTs(pub(crate) Timestamp);
 
 /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;

@@ -99,6 +99,11 @@ fn micros(t: Timestamp) -> i64 {
 }
 
 impl SqliteStore {
+    /// The pool, for the access port (`store::access`) on the same database.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens (creating if missing) the database `url` names and applies
     /// pending migrations. `sqlite::memory:` gives a private in-memory store.
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {

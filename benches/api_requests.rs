@@ -1,0 +1,274 @@
+//! Request throughput of the REST API against PostgreSQL, with a tenant
+//! credential (so authentication is in every request's path).
+//!
+//! Starts the API in process (the same router and accept loop `serve`
+//! uses, no controller) on a fresh PostgreSQL database (`DATABASE_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/postgres`), creates tenant
+//! `acme` and a credential for it, then runs `CONCURRENCY` workers for
+//! `SECONDS` after a short warm-up: first `GET /api/v1/tenants/acme`, then
+//! `PUT /api/v1/tenants/acme` alternating two specs (so every PUT is a real
+//! update: a new generation and an audit event). The client runs in the
+//! same process and shares the CPUs, so the figures are end to end and
+//! conservative. For scale, it then runs `pgbench` (if installed) with a
+//! single-row upsert at the same concurrency on the same database.
+//!
+//! Writes `target/bench/api_requests.json` and prints one line per phase.
+//! Run with `cargo bench --bench api_requests`.
+// A test/bench harness, not library code: it reads its own configuration
+// from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
+#![allow(clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla::api::{self, ApiConfig, ApiState};
+use flotilla::clock::{SharedClock, SystemClock};
+use flotilla::crypto::credential::ServerKey;
+use flotilla::ids::TenantName;
+use flotilla::ops::{Actor, Ops};
+use flotilla::store::access::{CredentialScope, connect_stores};
+use serde_json::json;
+use sqlx::Connection;
+
+const CONCURRENCY: usize = 32;
+const WARMUP: Duration = Duration::from_millis(500);
+const SECONDS: Duration = Duration::from_secs(4);
+
+fn spec(tier: &str) -> String {
+    format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: acme\n  labels:\n    tier: {tier}\n\
+         spec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
+    )
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+struct Phase {
+    requests: usize,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let name = format!("flotilla_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await?;
+    let mut url = reqwest::Url::parse(&admin_url)?;
+    url.set_path(&format!("/{name}"));
+    let db_url = url.to_string();
+    let result = measure(&db_url).await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    result
+}
+
+async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let stores = connect_stores(db_url, clock.clone()).await?;
+    let key = ServerKey::generate(&mut rand::rng());
+    let ops = Arc::new(Ops::new(stores, clock, Default::default()).with_server_key(Arc::new(key)));
+    let token = ops
+        .issue_credential(
+            &Actor::local("bench"),
+            CredentialScope::Tenant(TenantName::parse("acme")?),
+            "bench",
+            false,
+        )
+        .await?
+        .token
+        .expose()
+        .to_string();
+    let config = ApiConfig::default();
+    let router = api::router(ApiState::new(ops, None, config.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { api::listen::serve(listener, router, &config, shutdown).await }
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!("http://{addr}/api/v1/tenants/acme");
+    let created = client
+        .put(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/yaml")
+        .body(spec("a"))
+        .send()
+        .await?;
+    if created.status() != 201 {
+        return Err(format!("creating acme failed: {}", created.status()).into());
+    }
+
+    let get = phase(&client, &url, &token, false).await?;
+    let put = phase(&client, &url, &token, true).await?;
+    shutdown.cancel();
+    let _ = server.await;
+    let pgbench = pgbench(db_url);
+
+    let report = json!({
+        "get": {"requests": get.requests, "rps": get.rps.round(), "p50_ms": get.p50_ms, "p99_ms": get.p99_ms, "errors": get.errors},
+        "put": {"requests": put.requests, "rps": put.rps.round(), "p50_ms": put.p50_ms, "p99_ms": put.p99_ms, "errors": put.errors},
+        "pgbench_upsert_tps": pgbench.map(f64::round),
+        "put_vs_pgbench": pgbench.map(|t| (put.rps / t * 1000.0).round() / 1000.0),
+        "seconds": SECONDS.as_secs_f64(),
+        "concurrency": CONCURRENCY,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("api_requests.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    for (label, p) in [("GET", &get), ("PUT", &put)] {
+        println!(
+            "api_requests: {label} {} requests in {:.1}s = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors (concurrency {CONCURRENCY})",
+            p.requests,
+            SECONDS.as_secs_f64(),
+            p.rps,
+            p.p50_ms,
+            p.p99_ms,
+            p.errors
+        );
+    }
+    match pgbench {
+        Some(tps) => println!(
+            "api_requests: pgbench single-row upsert {tps:.0} tps; PUT is {:.2} of it -> {}",
+            put.rps / tps,
+            path.display()
+        ),
+        None => println!("api_requests: pgbench not run -> {}", path.display()),
+    }
+    if get.errors + put.errors > 0 {
+        return Err(format!("{} requests failed", get.errors + put.errors).into());
+    }
+    Ok(())
+}
+
+async fn phase(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    put: bool,
+) -> Result<Phase, Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let stop_at = measure_from + SECONDS;
+    let mut workers = Vec::new();
+    for w in 0..CONCURRENCY {
+        let (client, url, token) = (client.clone(), url.to_string(), token.to_string());
+        workers.push(tokio::spawn(async move {
+            let mut latencies_us: Vec<u32> = Vec::new();
+            let mut errors = 0u64;
+            let mut i = w;
+            loop {
+                let t = Instant::now();
+                if t >= stop_at {
+                    break;
+                }
+                i += 1;
+                let req = if put {
+                    client
+                        .put(&url)
+                        .header("content-type", "application/yaml")
+                        .body(spec(if i % 2 == 0 { "a" } else { "b" }))
+                } else {
+                    client.get(&url)
+                };
+                let ok = match req.bearer_auth(&token).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if t >= measure_from {
+                    if ok {
+                        latencies_us
+                            .push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies_us, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (lat, err) = w.await?;
+        all.extend(lat);
+        errors += err;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[idx]) / 1000.0
+    };
+    Ok(Phase {
+        requests: all.len(),
+        rps: all.len() as f64 / SECONDS.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    })
+}
+
+/// `pgbench` with a single-row upsert at the same concurrency and duration;
+/// `None` when pgbench is not installed or fails.
+fn pgbench(db_url: &str) -> Option<f64> {
+    let dir = tempfile::tempdir().ok()?;
+    let script = dir.path().join("upsert.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_kv (k, v) VALUES (1, random()::text) \
+         ON CONFLICT (k) DO UPDATE SET v = excluded.v;\n",
+    )
+    .ok()?;
+    let psql = std::process::Command::new("psql")
+        .arg(db_url)
+        .args([
+            "-q",
+            "-c",
+            "CREATE TABLE IF NOT EXISTS bench_kv (k INT PRIMARY KEY, v TEXT)",
+        ])
+        .output()
+        .ok()?;
+    if !psql.status.success() {
+        return None;
+    }
+    let out = std::process::Command::new("pgbench")
+        .args(["-n", "-c", &CONCURRENCY.to_string(), "-j", "2", "-T"])
+        .arg(SECONDS.as_secs().to_string())
+        .arg("-f")
+        .arg(&script)
+        .arg(db_url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}

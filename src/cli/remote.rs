@@ -1,0 +1,316 @@
+//! The CLI as a client of a remote flotilla: `--server URL` (or
+//! `FLOTILLA_SERVER`) with the credential in `FLOTILLA_TOKEN`. Each call is
+//! one API request; the answers are the same `ops::view` types the local
+//! path renders, so output and exit codes match.
+//!
+//! The credential goes only in the `Authorization` header, never in a URL,
+//! and never into an error message. Redirects are not followed (the
+//! credential is never replayed to another location).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::api::{ApplyFile, ApplyRequest, ErrorBody};
+use crate::ops::selector::format_selector;
+use crate::ops::view::{
+    ApplyResponse, ApplyResultView, EventList, EventView, StatusView, TenantList, TenantObject,
+};
+use crate::spec::LoadedDoc;
+use crate::store::LabelSelector;
+
+/// The environment variable holding the credential.
+pub const ENV_TOKEN: &str = "FLOTILLA_TOKEN";
+/// Page size used to list every tenant.
+const PAGE: usize = 500;
+
+/// `--server`: act through a remote flotilla's API instead of the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RemoteArgs {
+    /// URL of a flotilla server (`flotilla serve`) to act through instead of
+    /// the database, e.g. https://flotilla.internal:8080; the credential
+    /// comes from FLOTILLA_TOKEN.
+    #[arg(long, global = true, env = "FLOTILLA_SERVER", hide_env_values = true)]
+    pub server: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The client, if `--server` is set; its credential from the process
+    /// environment.
+    // Configuration: the credential variable is read here, at the edge
+    // (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
+    pub fn client(&self) -> anyhow::Result<Option<Client>> {
+        let Some(server) = &self.server else {
+            return Ok(None);
+        };
+        let token = match std::env::var(ENV_TOKEN) {
+            Ok(t) if !t.trim().is_empty() => SecretString::from(t.trim().to_string()),
+            _ => bail!(
+                "{ENV_TOKEN} is not set: --server needs a credential (from `flotilla credentials create`)"
+            ),
+        };
+        Ok(Some(Client::new(server, token)?))
+    }
+}
+
+/// A connection to one flotilla server.
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failed call: the server's error (code and message), or why there was
+/// no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The server's own message (the same text the local CLI prints).
+    #[error("{message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+        diagnostics: Vec<crate::api::DiagnosticView>,
+    },
+    #[error("cannot reach the flotilla server at {url}: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("the flotilla server answered {status} without a readable error")]
+    Unexpected { status: StatusCode },
+}
+
+impl Client {
+    pub fn new(server: &str, token: SecretString) -> anyhow::Result<Self> {
+        let base =
+            Url::parse(server).with_context(|| format!("--server {server:?} is not a URL"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            bail!("--server must be an http:// or https:// URL");
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            bail!(
+                "--server must not carry a user or password; the credential comes from {ENV_TOKEN}"
+            );
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            bail!("--server must not have a query or fragment");
+        }
+        // The flotilla API client: built here (an exception to the rule that
+        // only the Fly client builds HTTP clients) with its own timeouts,
+        // user agent and no redirects.
+        #[allow(clippy::disallowed_methods)]
+        let http = reqwest::Client::builder()
+            .user_agent(format!("flotilla-cli/{}", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("configuring the HTTP client")?;
+        Ok(Self { http, base, token })
+    }
+
+    /// `base` + `/api/v1/...` segments, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().expect("http URLs have paths");
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<T, RemoteError> {
+        let shown = {
+            let mut u = url.clone();
+            u.set_query(None);
+            u.to_string()
+        };
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.expose_secret());
+        if let Some((ct, bytes)) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct).body(bytes);
+        }
+        let resp = req.send().await.map_err(|e| RemoteError::Unreachable {
+            url: shown.clone(),
+            cause: crate::api::error::chain(&e.without_url()),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| RemoteError::Unreachable {
+            url: shown,
+            cause: crate::api::error::chain(&e.without_url()),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| RemoteError::Unexpected { status });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => Err(RemoteError::Api {
+                status,
+                code: e.error.code,
+                message: e.error.message,
+                diagnostics: e.error.diagnostics,
+            }),
+            Err(_) => Err(RemoteError::Unexpected { status }),
+        }
+    }
+
+    /// Every tenant matching `selector`, all pages.
+    pub async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantObject>, RemoteError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = self.url(&["api", "v1", "tenants"]);
+            {
+                let mut q = url.query_pairs_mut();
+                if !selector.0.is_empty() {
+                    q.append_pair("labelSelector", &format_selector(selector));
+                }
+                q.append_pair("limit", &PAGE.to_string());
+                if let Some(a) = &after {
+                    q.append_pair("continue", a);
+                }
+            }
+            let page: TenantList = self.call(Method::GET, url, None).await?;
+            items.extend(page.items);
+            match page.metadata {
+                Some(m) => after = Some(m.continue_after),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<TenantObject, RemoteError> {
+        self.call(Method::GET, self.url(&["api", "v1", "tenants", name]), None)
+            .await
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), RemoteError> {
+        let _: serde_json::Value = self
+            .call(
+                Method::DELETE,
+                self.url(&["api", "v1", "tenants", name]),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn status(&self, name: &str) -> Result<StatusView, RemoteError> {
+        self.call(
+            Method::GET,
+            self.url(&["api", "v1", "tenants", name, "status"]),
+            None,
+        )
+        .await
+    }
+
+    pub async fn events(
+        &self,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventView>, RemoteError> {
+        let mut url = self.url(&["api", "v1", "events"]);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(t) = tenant {
+                q.append_pair("tenant", t);
+            }
+            q.append_pair("limit", &limit.to_string());
+        }
+        let list: EventList = self.call(Method::GET, url, None).await?;
+        Ok(list.items)
+    }
+
+    /// Sends the files the documents came from (read again, bounded by
+    /// `max_bytes`), to be validated with the server's options and stored
+    /// all or nothing.
+    pub async fn apply(
+        &self,
+        docs: &[LoadedDoc],
+        max_bytes: u64,
+    ) -> anyhow::Result<Result<Vec<ApplyResultView>, RemoteError>> {
+        let mut files: Vec<ApplyFile> = Vec::new();
+        for d in docs {
+            if files.iter().any(|f| f.source == d.doc.source) {
+                continue;
+            }
+            files.push(ApplyFile {
+                source: d.doc.source.clone(),
+                text: read_text(Path::new(&d.doc.source), max_bytes)?,
+            });
+        }
+        let body = serde_json::to_vec(&ApplyRequest { files })?;
+        let resp: Result<ApplyResponse, RemoteError> = self
+            .call(
+                Method::POST,
+                self.url(&["api", "v1", "apply"]),
+                Some(("application/json", body)),
+            )
+            .await;
+        Ok(resp.map(|r| r.results))
+    }
+}
+
+/// A spec file's text, at most `max` bytes.
+fn read_text(path: &Path, max: u64) -> anyhow::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut text = String::new();
+    f.take(max.saturating_add(1))
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if text.len() as u64 > max {
+        bail!(
+            "{} grew past the limit of {max} bytes while being read",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_carry_no_credentials_and_paths_are_encoded() {
+        let t = || SecretString::from("flt1.x".to_string());
+        for bad in [
+            "ftp://h/",
+            "http://user:pw@h/",
+            "http://h/?token=x",
+            "not a url",
+        ] {
+            let e = format!("{:#}", Client::new(bad, t()).unwrap_err());
+            assert!(
+                !e.contains("pw") || bad.contains("pw") && !e.contains(":pw"),
+                "{e}"
+            );
+        }
+        let c = Client::new("http://h:8080/base/", t()).unwrap();
+        assert_eq!(
+            c.url(&["api", "v1", "tenants", "a/b?c"]).as_str(),
+            "http://h:8080/base/api/v1/tenants/a%2Fb%3Fc"
+        );
+        assert!(!format!("{c:?}").contains("flt1"));
+    }
+}

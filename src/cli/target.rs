@@ -1,0 +1,143 @@
+//! Where a tenant command acts: the database through `ops` (as the local
+//! user), or a remote flotilla through its API (`--server`, with the
+//! credential in `FLOTILLA_TOKEN`). Both give the same view types, so each
+//! command prints the same thing either way.
+
+use super::DbArgs;
+use super::remote::{Client, RemoteArgs, RemoteError};
+use crate::clock::SharedClock;
+use crate::ops::view::{EventView, StatusView, TenantObject};
+use crate::ops::{Actor, Ops, OpsError};
+use crate::spec::{LoadedDoc, ParseOptions};
+use crate::store::LabelSelector;
+use crate::store::access::connect_stores;
+
+pub enum Target {
+    Local { ops: Box<Ops>, actor: Actor },
+    Remote { client: Client, max_spec_bytes: u64 },
+}
+
+/// What an apply did: each tenant's outcome, or the spec problems (as
+/// `file:line:col: path: message` lines) that stopped it.
+pub enum Applied {
+    Results(Vec<(String, String)>),
+    Problems(Vec<String>),
+}
+
+impl Target {
+    /// The server `remote` names, else the database `db` names.
+    pub async fn open(
+        db: &DbArgs,
+        remote: &RemoteArgs,
+        clock: SharedClock,
+        parse: ParseOptions,
+    ) -> anyhow::Result<Self> {
+        match remote.client()? {
+            Some(client) => Ok(Target::Remote {
+                client,
+                max_spec_bytes: parse.max_file_bytes,
+            }),
+            None => Ok(Target::Local {
+                ops: Box::new(open_ops(&db.db, clock, parse).await?),
+                actor: local_actor(),
+            }),
+        }
+    }
+
+    pub async fn list(&self, selector: &LabelSelector) -> anyhow::Result<Vec<TenantObject>> {
+        match self {
+            Target::Local { ops, actor } => Ok(ops
+                .list(actor, selector, None, None)
+                .await?
+                .items
+                .iter()
+                .map(TenantObject::of)
+                .collect()),
+            Target::Remote { client, .. } => Ok(client.list(selector).await?),
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> anyhow::Result<TenantObject> {
+        match self {
+            Target::Local { ops, actor } => Ok(TenantObject::of(&ops.get(actor, name).await?)),
+            Target::Remote { client, .. } => Ok(client.get(name).await?),
+        }
+    }
+
+    pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Local { ops, actor } => Ok(ops.delete(actor, name).await?),
+            Target::Remote { client, .. } => Ok(client.delete(name).await?),
+        }
+    }
+
+    pub async fn status(&self, name: &str) -> anyhow::Result<StatusView> {
+        match self {
+            Target::Local { ops, actor } => Ok(ops.status(actor, name).await?),
+            Target::Remote { client, .. } => Ok(client.status(name).await?),
+        }
+    }
+
+    pub async fn events(&self, tenant: Option<&str>, limit: u32) -> anyhow::Result<Vec<EventView>> {
+        match self {
+            Target::Local { ops, actor } => Ok(ops
+                .events(actor, tenant, limit)
+                .await?
+                .iter()
+                .map(EventView::of)
+                .collect()),
+            Target::Remote { client, .. } => Ok(client.events(tenant, limit).await?),
+        }
+    }
+
+    /// Stores `docs` all or nothing. Remotely the files they came from are
+    /// sent and validated again with the server's options.
+    pub async fn apply(&self, docs: Vec<LoadedDoc>) -> anyhow::Result<Applied> {
+        match self {
+            Target::Local { ops, actor } => match ops.apply(actor, docs).await {
+                Ok(rs) => Ok(Applied::Results(
+                    rs.iter()
+                        .map(|r| (r.name.to_string(), r.outcome.as_str().to_string()))
+                        .collect(),
+                )),
+                Err(OpsError::Invalid(ds)) => Ok(Applied::Problems(
+                    ds.iter().map(ToString::to_string).collect(),
+                )),
+                Err(e) => Err(e.into()),
+            },
+            Target::Remote {
+                client,
+                max_spec_bytes,
+            } => match client.apply(&docs, *max_spec_bytes).await? {
+                Ok(rs) => Ok(Applied::Results(
+                    rs.into_iter().map(|r| (r.name, r.outcome)).collect(),
+                )),
+                Err(RemoteError::Api {
+                    diagnostics, code, ..
+                }) if code == "invalid_spec" => Ok(Applied::Problems(
+                    diagnostics.iter().map(|d| d.line()).collect(),
+                )),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// The operations over the database at `url`.
+pub async fn open_ops(url: &str, clock: SharedClock, parse: ParseOptions) -> anyhow::Result<Ops> {
+    let stores = connect_stores(url, clock.clone()).await?;
+    Ok(Ops::new(stores, clock, parse))
+}
+
+/// The command line's actor: the OS user (`USER`, else `USERNAME`, else
+/// `unknown`), from `local`.
+// Configuration at the edge: who runs the command (clippy.toml).
+#[allow(clippy::disallowed_methods)]
+pub fn local_actor() -> Actor {
+    let user = ["USER", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .map(|u| crate::spec::error::sanitize(&u, 64))
+        .unwrap_or_else(|| "unknown".to_string());
+    Actor::local(user)
+}

@@ -1,0 +1,144 @@
+//! The operations layer: every action on tenants, events and credentials,
+//! each taking an [`Actor`] and returning typed results or an [`OpsError`].
+//!
+//! The command line (`src/cli`) and the REST API (`src/api`) are thin edges
+//! over it: they parse their input, call one operation, and render the
+//! result. Rules live here, once: who may see which tenant (a tenant
+//! credential sees only its own; any other answers [`OpsError::NotFound`]),
+//! that a PUT's document names the tenant of its URL, optimistic concurrency
+//! on the generation, one live credential per tenant, and the audit trail:
+//! every write records the actor's kind and id, source address, request id
+//! and result as an event of the tenant it concerns (`store::access`).
+//!
+//! Admin credentials concern no tenant: their issue and revocation are
+//! recorded on the credential row itself (`created_by`, `revoked_by`).
+
+pub mod actor;
+mod control;
+mod credentials;
+pub mod error;
+pub mod selector;
+mod tenants;
+pub mod view;
+
+use std::sync::{Arc, Mutex};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc;
+
+pub use actor::{Actor, Principal};
+pub use credentials::{AuthFailure, IssuedCredential};
+pub use error::OpsError;
+pub use tenants::{MAX_PAGE, Page, PutOutcome};
+
+use crate::clock::SharedClock;
+use crate::crypto::credential::ServerKey;
+use crate::ids::TenantName;
+use crate::reconcile::Reconciler;
+use crate::spec::ParseOptions;
+use crate::store::access::Stores;
+use crate::store::{NewEvent, SharedStore};
+
+/// Sends tenant names to the running controller's queue (reconcile now).
+pub type Wake = mpsc::Sender<TenantName>;
+
+/// The operations, over one database.
+pub struct Ops {
+    stores: Stores,
+    clock: SharedClock,
+    parse: ParseOptions,
+    /// Plans dry runs (`plan`, `diff`, `POST .../plan`); absent without Fly.
+    planner: Option<Arc<Reconciler>>,
+    /// The running controller's queue; absent outside `serve`.
+    wake: Option<Wake>,
+    /// Makes and checks credential MACs; absent when not configured.
+    server_key: Option<Arc<ServerKey>>,
+    /// CSPRNG for credential secrets.
+    rng: Mutex<StdRng>,
+}
+
+impl Ops {
+    pub fn new(stores: Stores, clock: SharedClock, parse: ParseOptions) -> Self {
+        Self {
+            stores,
+            clock,
+            parse,
+            planner: None,
+            wake: None,
+            server_key: None,
+            rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
+        }
+    }
+
+    /// Dry runs use this reconciler (only its `dry_run`).
+    pub fn with_planner(mut self, planner: Arc<Reconciler>) -> Self {
+        self.planner = Some(planner);
+        self
+    }
+
+    pub fn with_wake(mut self, wake: Wake) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
+    pub fn with_server_key(mut self, key: Arc<ServerKey>) -> Self {
+        self.server_key = Some(key);
+        self
+    }
+
+    /// With an explicit RNG (tests use a seeded one).
+    pub fn with_rng(mut self, rng: StdRng) -> Self {
+        self.rng = Mutex::new(rng);
+        self
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.stores.tenants
+    }
+
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    pub fn parse_options(&self) -> &ParseOptions {
+        &self.parse
+    }
+
+    /// Records one write in the audit trail. A failure to record is logged,
+    /// not returned: the write itself already happened (or failed) and its
+    /// caller must learn that outcome.
+    async fn audit(
+        &self,
+        actor: &Actor,
+        tenant: &TenantName,
+        action: &str,
+        reason: &str,
+        result: &str,
+    ) {
+        let event = NewEvent {
+            tenant: tenant.clone(),
+            actor: actor.label(),
+            action: action.to_string(),
+            reason: reason.to_string(),
+            result: result.to_string(),
+            at: self.clock.now(),
+        };
+        if let Err(e) = self
+            .stores
+            .access
+            .append_audited(&event, &actor.audit())
+            .await
+        {
+            tracing::warn!(tenant = %tenant, action, request_id = %actor.request_id, error = %e, "recording the audit event failed");
+        }
+    }
+}
+
+/// The audit `result` of an outcome: `ok`, or `error: <code>`.
+fn result_text<T>(r: &Result<T, OpsError>) -> String {
+    match r {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("error: {}", e.code()),
+    }
+}

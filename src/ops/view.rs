@@ -1,0 +1,364 @@
+//! How tenants, events, plans and credentials are shown: the JSON of the
+//! API's responses and of the CLI's `-o json|yaml`, one set of types for
+//! both, so a remote CLI prints exactly what a local one does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::spec::{API_VERSION, KIND_TENANT};
+use crate::store::TenantRecord;
+use crate::store::access::{AuditedEvent, CredentialRecord, CredentialScope};
+
+/// A tenant: `{apiVersion, kind, metadata, spec, status}`. The spec is the
+/// canonical (defaults-filled) form; `status.observedGeneration` joins the
+/// controller's status document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantObject {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: TenantMetadata,
+    /// The canonical spec (see `flotilla schema`).
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// `observedGeneration`, then the controller's status document.
+    #[schema(value_type = Object)]
+    pub status: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantMetadata {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Bumped only when the spec's meaning changes; the `ETag` and the
+    /// `If-Match` value.
+    pub generation: i64,
+    pub creation_timestamp: String,
+    pub update_timestamp: String,
+    /// Set while the tenant is being torn down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<String>,
+}
+
+impl TenantObject {
+    pub fn of(r: &TenantRecord) -> Self {
+        let mut status = serde_json::Map::new();
+        status.insert("observedGeneration".into(), r.observed_generation.into());
+        match &r.status {
+            Value::Object(fields) => {
+                for (k, v) in fields {
+                    if k != "observedGeneration" {
+                        status.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Value::Null => {}
+            other => {
+                status.insert("document".into(), other.clone());
+            }
+        }
+        Self {
+            api_version: API_VERSION.to_string(),
+            kind: KIND_TENANT.to_string(),
+            metadata: TenantMetadata {
+                name: r.name.to_string(),
+                labels: r.tenant.metadata.labels.clone(),
+                annotations: r.tenant.metadata.annotations.clone(),
+                generation: r.generation,
+                creation_timestamp: r.created_at.to_string(),
+                update_timestamp: r.updated_at.to_string(),
+                deletion_timestamp: r.deletion_requested_at.map(|t| t.to_string()),
+            },
+            spec: serde_json::to_value(&r.tenant.spec).expect("a spec always serializes"),
+            status,
+        }
+    }
+
+    /// The `Ready` condition's status (`True`/`False`/`Unknown`), `-` if none.
+    pub fn ready(&self) -> String {
+        self.ready_field("status")
+    }
+
+    /// The `Ready` condition's reason (`Available`, `SecretsPending`, ...),
+    /// `-` if none.
+    pub fn ready_reason(&self) -> String {
+        self.ready_field("reason")
+    }
+
+    fn ready_field(&self, field: &str) -> String {
+        self.status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+            })
+            .and_then(|c| c.get(field).and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .unwrap_or("-")
+            .to_string()
+    }
+
+    pub fn app(&self) -> &str {
+        self.spec
+            .pointer("/app/name")
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+    }
+
+    pub fn org(&self) -> &str {
+        self.spec.get("org").and_then(Value::as_str).unwrap_or("-")
+    }
+
+    pub fn observed_generation(&self) -> i64 {
+        self.status
+            .get("observedGeneration")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A page of tenants, ordered by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantList {
+    pub api_version: String,
+    pub kind: String,
+    pub items: Vec<TenantObject>,
+    /// Present when more tenants follow: pass `metadata.continue` back as
+    /// `?continue=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ListMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ListMetadata {
+    /// The last name of this page.
+    #[serde(rename = "continue")]
+    pub continue_after: String,
+}
+
+impl TenantList {
+    pub fn new(items: Vec<TenantObject>, next: Option<String>) -> Self {
+        Self {
+            api_version: API_VERSION.to_string(),
+            kind: format!("{KIND_TENANT}List"),
+            items,
+            metadata: next.map(|continue_after| ListMetadata { continue_after }),
+        }
+    }
+}
+
+/// One event: what flotilla did or was asked to do. The audit fields are
+/// present on writes someone asked for, absent on the controller's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub id: i64,
+    pub tenant: String,
+    pub at: String,
+    /// `controller`, or `kind:id` of whoever asked.
+    pub actor: String,
+    pub action: String,
+    pub reason: String,
+    /// `ok`, or what went wrong.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl EventView {
+    pub fn of(e: &AuditedEvent) -> Self {
+        let ev = &e.event.event;
+        Self {
+            id: e.event.id,
+            tenant: ev.tenant.to_string(),
+            at: ev.at.to_string(),
+            actor: ev.actor.clone(),
+            action: ev.action.clone(),
+            reason: ev.reason.clone(),
+            result: ev.result.clone(),
+            actor_kind: e.audit.as_ref().map(|a| a.actor_kind.as_str().to_string()),
+            actor_id: e.audit.as_ref().map(|a| a.actor_id.clone()),
+            source: e.audit.as_ref().map(|a| a.source.clone()),
+            request_id: e.audit.as_ref().map(|a| a.request_id.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<EventView>,
+}
+
+/// What `status` shows: the tenant's identity, its status document and its
+/// latest events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub name: String,
+    pub app: String,
+    pub org: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<String>,
+    /// The controller's status document (conditions, machines, IPs,
+    /// certificates, findings, history).
+    #[schema(value_type = Object)]
+    pub status: Value,
+    /// Newest first.
+    pub events: Vec<EventView>,
+}
+
+/// A dry run's plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    pub tenant: String,
+    /// Number of steps; 0 means nothing would change.
+    pub changes: usize,
+    pub steps: Vec<StepView>,
+    pub findings: Vec<String>,
+    pub blockers: Vec<String>,
+    /// The plan as `flotilla plan` prints it.
+    pub rendered: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepView {
+    pub action: String,
+    pub reason: String,
+}
+
+impl PlanView {
+    pub fn of(name: &crate::ids::TenantName, plan: &crate::plan::Plan) -> Self {
+        Self {
+            tenant: name.to_string(),
+            changes: plan.steps.len(),
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    action: s.action.to_string(),
+                    reason: s.reason.to_string(),
+                })
+                .collect(),
+            findings: plan.findings.iter().map(ToString::to_string).collect(),
+            blockers: plan.blockers.iter().map(ToString::to_string).collect(),
+            rendered: plan.render(),
+        }
+    }
+}
+
+/// One tenant's result in an apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyResultView {
+    pub name: String,
+    /// `created`, `configured` or `unchanged`.
+    pub outcome: String,
+    pub generation: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyResponse {
+    pub results: Vec<ApplyResultView>,
+}
+
+/// A credential as listed: never its secret, nor its MAC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialView {
+    pub id: String,
+    /// `admin` or `tenant`.
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub description: String,
+    /// The server key it was made under (`ServerKey::key_id`).
+    pub key_id: String,
+    pub created_at: String,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+}
+
+impl CredentialView {
+    pub fn of(r: &CredentialRecord) -> Self {
+        let (scope, tenant) = match &r.scope {
+            CredentialScope::Admin => ("admin", None),
+            CredentialScope::Tenant(t) => ("tenant", Some(t.to_string())),
+        };
+        Self {
+            id: r.id.to_string(),
+            scope: scope.to_string(),
+            tenant,
+            description: r.description.clone(),
+            key_id: r.key_id.clone(),
+            created_at: r.created_at.to_string(),
+            created_by: r.created_by.clone(),
+            revoked_at: r.revoked_at.map(|t| t.to_string()),
+            revoked_by: r.revoked_by.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(status: Value) -> TenantObject {
+        TenantObject {
+            api_version: API_VERSION.into(),
+            kind: KIND_TENANT.into(),
+            metadata: TenantMetadata {
+                name: "a".into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                generation: 1,
+                creation_timestamp: "2026-01-01T00:00:00Z".into(),
+                update_timestamp: "2026-01-01T00:00:00Z".into(),
+                deletion_timestamp: None,
+            },
+            spec: json!({"org": "o", "app": {"name": "x"}}),
+            status: status.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn ready_comes_from_the_ready_condition() {
+        assert_eq!(object(json!({})).ready(), "-");
+        let o = object(json!({"observedGeneration": 3, "conditions": [
+            {"type": "Synced", "status": "False"},
+            {"type": "Ready", "status": "True"}
+        ]}));
+        assert_eq!(o.ready(), "True");
+        assert_eq!((o.app(), o.org(), o.observed_generation()), ("x", "o", 3));
+    }
+
+    #[test]
+    fn a_list_without_more_pages_has_no_metadata() {
+        let v = serde_json::to_value(TenantList::new(vec![], None)).unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion": API_VERSION, "kind": "TenantList", "items": []})
+        );
+        let v = serde_json::to_value(TenantList::new(vec![], Some("b".into()))).unwrap();
+        assert_eq!(v["metadata"]["continue"], "b");
+    }
+}
