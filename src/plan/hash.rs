@@ -28,8 +28,8 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::fly::duration::format_go_duration;
-use crate::fly::{AutostopConfig, CheckConfig, FileSource, MachineConfig, meta};
+use crate::model::fly::duration::format_go_duration;
+use crate::model::fly::{AutostopConfig, CheckConfig, FileSource, MachineConfig, meta};
 
 /// The version of the canonical form, the prefix of every hash.
 pub const HASH_VERSION: &str = "v2";

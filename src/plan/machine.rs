@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::fly::{
+use crate::model::fly::{
     AutostopConfig, CheckConfig, ConcurrencyConfig, DnsConfig, GuestConfig, InitConfig, Machine,
     MachineConfig, PortConfig, RestartConfig, ServiceConfig, StopConfig, meta,
 };

@@ -19,11 +19,11 @@ use super::process::{
     ProcessWire, StaticOut, StaticWire, StopOut, StopWire, read_all,
 };
 use super::{non_empty, nullable};
-use crate::fly::duration::format_go_duration;
 use crate::fly::{
     AutostopConfig, CheckConfig, ConcurrencyConfig, GpuConfig, GpuKind, GuestConfig, HttpHeader,
     MachineConfig, PortConfig, RestartConfig, ServiceConfig,
 };
+use crate::model::fly::duration::format_go_duration;
 use crate::spec::{CpuKind, Handler};
 
 #[derive(Debug, Default, Deserialize)]
