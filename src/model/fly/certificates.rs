@@ -3,10 +3,12 @@
 
 use jiff::Timestamp;
 
+use super::open_enum::open_enum;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateSummary {
     pub hostname: String,
-    pub status: String,
+    pub status: CertificateStatus,
     pub configured: bool,
     pub acme_requested: bool,
     pub has_fly_certificate: bool,
@@ -15,7 +17,7 @@ pub struct CertificateSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateDetail {
     pub hostname: String,
-    pub status: String,
+    pub status: CertificateStatus,
     pub configured: bool,
     pub acme_requested: bool,
     /// Issued: a `certificates[]` entry from Fly that is `active`, or with a
@@ -33,4 +35,15 @@ pub struct DnsRecord {
     pub kind: String,
     pub name: String,
     pub value: String,
+}
+
+open_enum! {
+    /// A certificate's top-level `status`, as Fly words it. Informational:
+    /// whether a certificate is issued is decided by
+    /// [`CertificateDetail::issued`], not by this.
+    CertificateStatus {
+        Ready => "Ready",
+        AwaitingCertificates => "Awaiting certificates",
+        AwaitingConfiguration => "Awaiting configuration",
+    }
 }

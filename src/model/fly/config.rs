@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::open_enum::open_enum;
 use super::parts::{
     DnsConfig, FileConfig, GpuConfig, InitConfig, MountConfig, ProcessConfig, StaticConfig,
     StopConfig,
@@ -53,8 +54,7 @@ pub struct GuestConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
-    /// `"tcp"` or `"udp"`.
-    pub protocol: String,
+    pub protocol: ServiceProtocol,
     pub internal_port: u16,
     pub ports: Vec<PortConfig>,
     pub autostop: AutostopConfig,
@@ -81,16 +81,14 @@ pub struct PortConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConcurrencyConfig {
-    /// `"connections"` or `"requests"`.
-    pub kind: String,
+    pub kind: ConcurrencyType,
     pub soft_limit: u32,
     pub hard_limit: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckConfig {
-    /// `"tcp"` or `"http"`.
-    pub kind: String,
+    pub kind: CheckType,
     pub port: u16,
     pub interval: Duration,
     pub timeout: Duration,
@@ -113,8 +111,41 @@ pub struct HttpHeader {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartConfig {
-    /// `"no"`, `"always"`, `"on-failure"` or `"spot-price"`; Fly's empty policy
-    /// is normalized to `"on-failure"`.
-    pub policy: String,
+    /// Fly's empty policy is normalized to [`RestartPolicy::OnFailure`].
+    pub policy: RestartPolicy,
     pub max_retries: Option<u32>,
+}
+
+open_enum! {
+    /// A service's `protocol`; Fly's default when unset is `tcp`.
+    ServiceProtocol {
+        Tcp => "tcp",
+        Udp => "udp",
+    }
+}
+
+open_enum! {
+    /// A service's `concurrency.type`; Fly's default when unset is `connections`.
+    ConcurrencyType {
+        Connections => "connections",
+        Requests => "requests",
+    }
+}
+
+open_enum! {
+    /// A check's `type`; Fly's default when unset is `tcp`.
+    CheckType {
+        Tcp => "tcp",
+        Http => "http",
+    }
+}
+
+open_enum! {
+    /// `restart.policy`.
+    RestartPolicy {
+        No => "no",
+        Always => "always",
+        OnFailure => "on-failure",
+        SpotPrice => "spot-price",
+    }
 }

@@ -10,7 +10,8 @@
 //! [`config`] (a machine config), [`parts`] (its optional parts),
 //! [`volumes`], [`secrets`], [`ips`], [`certificates`], [`tokens`];
 //! [`duration`] formats Go durations, the form Fly's JSON carries them in;
-//! [`meta`] names the metadata keys flotilla owns.
+//! [`meta`] names the metadata keys flotilla owns; `open_enum` declares
+//! the enums with an `Other` variant.
 
 pub mod apps;
 pub mod certificates;
@@ -18,16 +19,18 @@ pub mod config;
 pub mod duration;
 pub mod ips;
 pub mod machines;
+mod open_enum;
 pub mod parts;
 pub mod secrets;
 pub mod tokens;
 pub mod volumes;
 
 pub use apps::App;
-pub use certificates::{CertificateDetail, CertificateSummary, DnsRecord};
+pub use certificates::{CertificateDetail, CertificateStatus, CertificateSummary, DnsRecord};
 pub use config::{
-    AutostopConfig, CheckConfig, ConcurrencyConfig, GuestConfig, HttpHeader, MachineConfig,
-    PortConfig, RestartConfig, ServiceConfig,
+    AutostopConfig, CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, GuestConfig,
+    HttpHeader, MachineConfig, PortConfig, RestartConfig, RestartPolicy, ServiceConfig,
+    ServiceProtocol,
 };
 pub use ips::{AssignIp, IpAssignment};
 pub use machines::{
