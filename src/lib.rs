@@ -4,6 +4,9 @@
 //! Pure core (no I/O, no sqlx, reqwest, axum or tokio, no adapter modules;
 //! `.ci/purity` checks it; see `docs/architecture.md`):
 //! * [`ids`]: typed identifiers.
+//! * [`model`]: the domain model of Fly's resources ([`model::fly`]: apps,
+//!   machines and their configs, volumes, secrets, IPs, certificates, tokens),
+//!   one file per resource; the adapters map Fly's JSON to it.
 //! * [`spec`]: tenant specs: YAML text → validated model (rules in
 //!   `spec::validate`, one file per spec area), JSON Schema.
 //! * [`plan`]: `plan(&desired, &observed, now) -> Plan`, steps with reasons.
@@ -28,7 +31,7 @@
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations,
 //!   and the controller lock: one `serve` per database, enforced (a second
 //!   refuses to start); several replicas are not supported yet.
-//! * [`fly`]: the `FlyApi` port and its domain types; [`fly::http`], the
+//! * [`fly`]: the `FlyApi` port (re-exporting [`model::fly`]); [`fly::http`], the
 //!   client (one file per resource: `apps`, `machines`, `leases`,
 //!   `metadata`, `secrets`, `ips`, `certificates`, `tokens`; one request
 //!   pipeline in `transport`); `fly::wire`, Fly's JSON, by resource.
@@ -48,6 +51,7 @@ pub mod clock;
 pub mod crypto;
 pub mod fly;
 pub mod ids;
+pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod reconcile;

@@ -28,8 +28,8 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::fly::duration::format_go_duration;
-use crate::fly::{AutostopConfig, CheckConfig, FileSource, MachineConfig, meta};
+use crate::model::fly::duration::format_go_duration;
+use crate::model::fly::{AutostopConfig, CheckConfig, FileSource, MachineConfig, meta};
 
 /// The version of the canonical form, the prefix of every hash.
 pub const HASH_VERSION: &str = "v2";
@@ -73,7 +73,7 @@ pub fn canonical(c: &MachineConfig) -> Value {
         .iter()
         .map(|s| {
             json!({
-                "protocol": s.protocol,
+                "protocol": s.protocol.as_str(),
                 "internal_port": s.internal_port,
                 "ports": s.ports.iter().map(|p| json!({
                     "port": p.port,
@@ -88,7 +88,7 @@ pub fn canonical(c: &MachineConfig) -> Value {
                 "autostart": s.autostart,
                 "min_machines_running": s.min_machines_running,
                 "concurrency": s.concurrency.as_ref().map(|k| json!({
-                    "type": k.kind,
+                    "type": k.kind.as_str(),
                     "soft_limit": k.soft_limit,
                     "hard_limit": k.hard_limit,
                 })),
@@ -114,7 +114,7 @@ pub fn canonical(c: &MachineConfig) -> Value {
         "services": services,
         "checks": checks,
         "restart": {
-            "policy": c.restart.policy,
+            "policy": c.restart.policy.as_str(),
             "max_retries": c.restart.max_retries,
         },
         "metadata": metadata,
@@ -194,7 +194,7 @@ pub fn canonical(c: &MachineConfig) -> Value {
 /// A machine- or service-level check as sent.
 fn check_json(ch: &CheckConfig) -> Value {
     json!({
-        "type": ch.kind,
+        "type": ch.kind.as_str(),
         "port": ch.port,
         "interval": format_go_duration(ch.interval),
         "timeout": format_go_duration(ch.timeout),

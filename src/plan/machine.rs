@@ -17,12 +17,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::fly::{
-    AutostopConfig, CheckConfig, ConcurrencyConfig, DnsConfig, GuestConfig, InitConfig, Machine,
-    MachineConfig, PortConfig, RestartConfig, ServiceConfig, StopConfig, meta,
+use crate::model::fly::{
+    AutostopConfig, CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, DnsConfig,
+    GuestConfig, InitConfig, Machine, MachineConfig, PortConfig, RestartConfig, RestartPolicy,
+    ServiceConfig, ServiceProtocol, StopConfig, meta,
 };
 use crate::plan::hash::{self, MACHINE_KEYS};
-use crate::spec::{AutoStop, ConcurrencyKind, MachineGroup, Protocol, Tenant};
+use crate::spec::{
+    AutoStop, CheckKind, ConcurrencyKind, MachineGroup, Protocol, RestartKind, Tenant,
+};
 
 /// The config flotilla wants every machine of `group` to run, with its config
 /// hash in the metadata, without the per-machine metadata (create key,
@@ -47,8 +50,8 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
             .iter()
             .map(|s| ServiceConfig {
                 protocol: match s.protocol {
-                    Protocol::Tcp => "tcp".to_string(),
-                    Protocol::Udp => "udp".to_string(),
+                    Protocol::Tcp => ServiceProtocol::Tcp,
+                    Protocol::Udp => ServiceProtocol::Udp,
                 },
                 internal_port: s.internal_port,
                 ports: s
@@ -69,8 +72,8 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                 min_machines_running: group.min_machines_running,
                 concurrency: s.concurrency.map(|c| ConcurrencyConfig {
                     kind: match c.kind {
-                        ConcurrencyKind::Connections => "connections".to_string(),
-                        ConcurrencyKind::Requests => "requests".to_string(),
+                        ConcurrencyKind::Connections => ConcurrencyType::Connections,
+                        ConcurrencyKind::Requests => ConcurrencyType::Requests,
                     },
                     soft_limit: c.soft_limit,
                     hard_limit: c.hard_limit,
@@ -86,8 +89,8 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                     name.clone(),
                     CheckConfig {
                         kind: match c.kind {
-                            crate::spec::CheckKind::Tcp => "tcp".to_string(),
-                            crate::spec::CheckKind::Http => "http".to_string(),
+                            CheckKind::Tcp => CheckType::Tcp,
+                            CheckKind::Http => CheckType::Http,
                         },
                         port: c.port,
                         interval: c.interval.as_duration(),
@@ -104,7 +107,12 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
             })
             .collect(),
         restart: RestartConfig {
-            policy: group.restart.policy.as_str().to_string(),
+            policy: match group.restart.policy {
+                RestartKind::No => RestartPolicy::No,
+                RestartKind::Always => RestartPolicy::Always,
+                RestartKind::OnFailure => RestartPolicy::OnFailure,
+                RestartKind::SpotPrice => RestartPolicy::SpotPrice,
+            },
             max_retries: group.restart.max_retries,
         },
         metadata,

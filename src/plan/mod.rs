@@ -49,8 +49,8 @@ use serde::Serialize;
 
 pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLease, Pending};
 
-use crate::fly::{CheckState, DnsRecord, Machine, MachineConfig, MachineState, meta};
 use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
+use crate::model::fly::{CheckState, DnsRecord, Machine, MachineConfig, MachineState, meta};
 use crate::spec::{AutoStop, Charset, DeletionPolicy, IpSpec, MachineGroup, SecretSource, Tenant};
 use machine::{ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version};
 
@@ -614,7 +614,7 @@ fn plan_teardown(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
 
 /// Whether an address satisfies a spec: type, region (when the spec names
 /// one) and service.
-pub fn ip_matches(spec: &IpSpec, ip: &crate::fly::IpAssignment) -> bool {
+pub fn ip_matches(spec: &IpSpec, ip: &crate::model::fly::IpAssignment) -> bool {
     spec.kind == ip.kind
         && spec
             .region

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::fly::{AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine};
 use crate::ids::{Hostname, MachineId};
+use crate::model::fly::{AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine};
 use crate::plan::PendingMachine;
 use crate::spec::IpSpec;
 pub use crate::state::Ledger;

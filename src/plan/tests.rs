@@ -7,11 +7,11 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 
 use super::*;
-use crate::fly::{
+use crate::ids::*;
+use crate::model::fly::{
     AppSecret, CertificateDetail, CertificateSummary, CheckState, CheckStatus, HostStatus,
     IpAssignment, Machine, MachineConfig, MachineState,
 };
-use crate::ids::*;
 use crate::spec::*;
 
 pub(crate) fn t0() -> Timestamp {
@@ -1318,12 +1318,12 @@ fn golden_plans() {
         issued: false,
         rate_limited_until: None,
         dns_records: vec![
-            crate::fly::DnsRecord {
+            crate::model::fly::DnsRecord {
                 kind: "A".into(),
                 name: "app.example.com".into(),
                 value: "66.241.124.3".into(),
             },
-            crate::fly::DnsRecord {
+            crate::model::fly::DnsRecord {
                 kind: "AAAA".into(),
                 name: "app.example.com".into(),
                 value: "2a09:8280:1::2".into(),

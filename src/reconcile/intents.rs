@@ -46,7 +46,7 @@ use std::collections::BTreeSet;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::fly::meta;
+use crate::model::fly::meta;
 use crate::plan::{AppObservation, Observed, OwnLease, PendingMachine, ip_matches};
 use crate::state::{Intent, IntentDetail};
 
@@ -182,10 +182,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::fly::{
+    use crate::ids::{AppName, GroupName, Hostname, MachineId, SecretName, TenantName};
+    use crate::model::fly::{
         AppSecret, CertificateSummary, HostStatus, IpAssignment, Machine, MachineState,
     };
-    use crate::ids::{AppName, GroupName, Hostname, MachineId, SecretName, TenantName};
     use crate::plan::{Ledger, ObservedCertificate};
     use crate::spec::{IpKind, IpSpec};
     use crate::state::LeaseNonce;

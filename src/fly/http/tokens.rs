@@ -12,7 +12,6 @@ use super::HttpFly;
 use super::auth::authorization_value;
 use super::errors::{unbuildable, unexpected};
 use super::transport::Op;
-use crate::fly::duration::format_go_duration;
 use crate::fly::wire::graphql::{
     GqlAppData, GqlCreateTokenData, GqlOrgData, M_CREATE_TOKEN, M_DELETE_TOKEN, Q_APP_FOR_TOKEN,
     Q_ORGANIZATION, parse_expires_at,
@@ -20,6 +19,7 @@ use crate::fly::wire::graphql::{
 use crate::fly::wire::tokens::CurrentTokenWire;
 use crate::fly::{App, FlyError, MintedToken, TokenInfo};
 use crate::ids::{AppName, OrgSlug};
+use crate::model::fly::duration::format_go_duration;
 
 const APP_FOR_TOKEN: Op = Op::graphql("GetAppForToken").idempotent();
 const ORGANIZATION: Op = Op::graphql("GetOrganization").idempotent();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{non_empty, nullable};
-use crate::fly::{CertificateDetail, CertificateSummary, DnsRecord};
+use crate::fly::{CertificateDetail, CertificateStatus, CertificateSummary, DnsRecord};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct AcmeOut<'a> {
@@ -41,7 +41,7 @@ impl CertSummaryWire {
     pub fn into_domain(self) -> CertificateSummary {
         CertificateSummary {
             hostname: self.hostname,
-            status: self.status,
+            status: CertificateStatus::from(self.status),
             configured: self.configured,
             acme_requested: self.acme_requested,
             has_fly_certificate: self.has_fly_certificate,
@@ -189,7 +189,7 @@ impl CertDetailWire {
             .collect();
         Ok(CertificateDetail {
             hostname: self.hostname,
-            status: self.status,
+            status: CertificateStatus::from(self.status),
             configured: self.configured,
             acme_requested: self.acme_requested,
             issued,

@@ -19,11 +19,12 @@ use super::process::{
     ProcessWire, StaticOut, StaticWire, StopOut, StopWire, read_all,
 };
 use super::{non_empty, nullable};
-use crate::fly::duration::format_go_duration;
 use crate::fly::{
-    AutostopConfig, CheckConfig, ConcurrencyConfig, GpuConfig, GpuKind, GuestConfig, HttpHeader,
-    MachineConfig, PortConfig, RestartConfig, ServiceConfig,
+    AutostopConfig, CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, GpuConfig, GpuKind,
+    GuestConfig, HttpHeader, MachineConfig, PortConfig, RestartConfig, RestartPolicy,
+    ServiceConfig, ServiceProtocol,
 };
+use crate::model::fly::duration::format_go_duration;
 use crate::spec::{CpuKind, Handler};
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,7 +177,7 @@ const DEFAULT_GUEST: GuestConfig = GuestConfig {
 };
 
 /// Fly's restart policy when none is set.
-const DEFAULT_RESTART_POLICY: &str = "on-failure";
+const DEFAULT_RESTART_POLICY: RestartPolicy = RestartPolicy::OnFailure;
 
 fn parse_handler(s: &str) -> Result<Handler, String> {
     Ok(match s {
@@ -230,11 +231,11 @@ impl ConfigWire {
             .collect::<Result<BTreeMap<_, _>, String>>()?;
         let restart = match self.restart {
             None => RestartConfig {
-                policy: DEFAULT_RESTART_POLICY.into(),
+                policy: DEFAULT_RESTART_POLICY,
                 max_retries: None,
             },
             Some(r) => RestartConfig {
-                policy: non_empty(r.policy).unwrap_or_else(|| DEFAULT_RESTART_POLICY.into()),
+                policy: non_empty(r.policy).map_or(DEFAULT_RESTART_POLICY, RestartPolicy::from),
                 max_retries: r.max_retries,
             },
         };
@@ -285,14 +286,14 @@ impl ServiceWire {
             .map(|(i, p)| p.into_domain().map_err(|e| format!("ports[{i}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ServiceConfig {
-            protocol: non_empty(self.protocol).unwrap_or_else(|| "tcp".into()),
+            protocol: non_empty(self.protocol).map_or(ServiceProtocol::Tcp, ServiceProtocol::from),
             internal_port: self.internal_port.unwrap_or(0),
             ports,
             autostop,
             autostart: self.autostart.unwrap_or(false),
             min_machines_running: self.min_machines_running,
             concurrency: self.concurrency.map(|c| ConcurrencyConfig {
-                kind: non_empty(c.kind).unwrap_or_else(|| "connections".into()),
+                kind: non_empty(c.kind).map_or(ConcurrencyType::Connections, ConcurrencyType::from),
                 soft_limit: c.soft_limit,
                 hard_limit: c.hard_limit,
             }),
@@ -331,7 +332,7 @@ impl CheckWire {
                 .transpose()
         };
         Ok(CheckConfig {
-            kind: non_empty(self.kind).unwrap_or_else(|| "tcp".into()),
+            kind: non_empty(self.kind).map_or(CheckType::Tcp, CheckType::from),
             port: self.port,
             interval: dur(self.interval, "interval")?.unwrap_or(Duration::ZERO),
             timeout: dur(self.timeout, "timeout")?.unwrap_or(Duration::ZERO),
@@ -467,7 +468,7 @@ struct HeaderOut<'a> {
 impl<'a> CheckOut<'a> {
     fn from_domain(ch: &'a CheckConfig) -> Self {
         CheckOut {
-            kind: &ch.kind,
+            kind: ch.kind.as_str(),
             port: ch.port,
             interval: format_go_duration(ch.interval),
             timeout: format_go_duration(ch.timeout),
@@ -512,7 +513,7 @@ impl<'a> ConfigOut<'a> {
                 .services
                 .iter()
                 .map(|s| ServiceOut {
-                    protocol: &s.protocol,
+                    protocol: s.protocol.as_str(),
                     internal_port: s.internal_port,
                     ports: s
                         .ports
@@ -531,7 +532,7 @@ impl<'a> ConfigOut<'a> {
                     autostart: s.autostart,
                     min_machines_running: s.min_machines_running,
                     concurrency: s.concurrency.as_ref().map(|c| ConcurrencyOut {
-                        kind: &c.kind,
+                        kind: c.kind.as_str(),
                         soft_limit: c.soft_limit,
                         hard_limit: c.hard_limit,
                     }),
@@ -544,7 +545,7 @@ impl<'a> ConfigOut<'a> {
                 .map(|(name, ch)| (name.as_str(), CheckOut::from_domain(ch)))
                 .collect(),
             restart: RestartOut {
-                policy: &c.restart.policy,
+                policy: c.restart.policy.as_str(),
                 max_retries: c.restart.max_retries,
             },
             metadata: &c.metadata,

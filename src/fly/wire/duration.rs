@@ -1,6 +1,6 @@
 //! Go `time.Duration` on the wire: [`parse_go_duration`] and the
 //! string-or-nanoseconds form Fly echoes durations in. Writing uses the pure
-//! [`crate::fly::duration::format_go_duration`], which the config hash shares;
+//! [`crate::model::fly::duration::format_go_duration`], which the config hash shares;
 //! the round-trip tests of both live here.
 
 use std::time::Duration;
@@ -95,7 +95,7 @@ impl DurationWire {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fly::duration::format_go_duration;
+    use crate::model::fly::duration::format_go_duration;
 
     #[test]
     fn go_durations_parse_every_unit() {

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::DurationWire;
 use super::{non_empty, nullable};
-use crate::fly::duration::format_go_duration;
 use crate::fly::{
     DnsConfig, DnsForwardRule, DnsOption, EnvFrom, FileConfig, FileSource, InitConfig, MountConfig,
     ProcessConfig, ProcessSecret, StaticConfig, StopConfig,
 };
 use crate::ids::{SecretName, VolumeId};
+use crate::model::fly::duration::format_go_duration;
 
 // Read side.
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::fly::{
+use crate::model::fly::{
     CheckConfig, ConcurrencyConfig, FileConfig, FileSource, GpuConfig, GpuKind, HostStatus,
     HttpHeader, Machine, MachineConfig, MachineState, MountConfig, ProcessConfig, StaticConfig,
     meta,

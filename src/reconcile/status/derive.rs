@@ -21,8 +21,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::fly::error::without_request_ids;
-use crate::fly::meta;
 use crate::ids::SecretName;
+use crate::model::fly::meta;
 use crate::plan::{Finding, Observed, Plan};
 use crate::spec::{ManagementPolicy, Tenant};
 

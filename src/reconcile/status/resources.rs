@@ -2,7 +2,7 @@
 //! IPs as observed, and the plan's findings and blockers as text. Pure: built
 //! from what the activation observed and planned.
 
-use crate::fly::meta;
+use crate::model::fly::meta;
 use crate::plan::{Ledger, Observed, Plan, machine};
 use crate::spec::Tenant;
 

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
-use crate::fly::{HostStatus, Machine, MachineState};
 use crate::ids::{AppName, GroupName, Hostname, MachineId};
+use crate::model::fly::{HostStatus, Machine, MachineState};
 use crate::plan::{Action, AppObservation, Blocker, Ledger, Phase, Reason, Step};
 use crate::spec::{self, ParseOptions};
 
@@ -116,8 +116,8 @@ fn id() -> MachineId {
     MachineId::parse("3d8d9014b32778").unwrap()
 }
 
-fn secret_present() -> crate::fly::AppSecret {
-    crate::fly::AppSecret {
+fn secret_present() -> crate::model::fly::AppSecret {
+    crate::model::fly::AppSecret {
         name: SecretName::parse("DATABASE_URL").unwrap(),
         digest: "d1".into(),
     }
