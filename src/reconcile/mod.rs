@@ -91,10 +91,12 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("store: {0}")]
+    /// The cause is the source, not part of this message, so a chain
+    /// printer shows it once.
+    #[error("store")]
     Store(#[from] StoreError),
-    #[error("observing Fly failed: {0}")]
-    Observe(FlyError),
+    #[error("observing Fly failed")]
+    Observe(#[source] FlyError),
 }
 
 /// A dry run's result.
