@@ -301,10 +301,11 @@ impl Reconciler {
             return Ok(Outcome::done(report.outcomes.len()));
         }
 
+        let first_error = report.first_error().map(ToString::to_string);
         let attempt = Attempt {
             changes: report.outcomes.len(),
             failed: report.failed(),
-            first_error: report.first_error(),
+            first_error: first_error.as_deref(),
             deferred: report.deferred.as_deref(),
         };
         let derived = self.derive(
