@@ -241,7 +241,7 @@ impl Runtime {
                 state.running.insert(name.clone());
                 let r = self.reconciler.clone();
                 tasks.spawn(async move {
-                    let result = r.reconcile(&name).await.map_err(|e| e.to_string());
+                    let result = r.reconcile(&name).await.map_err(|e| error_chain(&e));
                     (name, result)
                 });
             }
@@ -339,6 +339,19 @@ impl Runtime {
     }
 }
 
+/// The error and each of its causes, once, as one line (`store: database
+/// error: ...`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +422,12 @@ mod tests {
             drain(&mut s, t0 + Duration::from_secs(400)),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn a_reconcile_error_prints_each_cause_once() {
+        let e =
+            crate::reconcile::ReconcileError::Store(crate::store::StoreError::NotFound(name("a")));
+        assert_eq!(super::error_chain(&e), "store: tenant a not found");
     }
 }

@@ -100,15 +100,17 @@ impl Default for AppVisibility {
 }
 
 /// The result of one step.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct StepOutcome {
     pub action: &'static str,
     pub reason: String,
-    pub error: Option<String>,
+    /// The step's failure, classified (its Display text goes to events and
+    /// conditions).
+    pub error: Option<StepError>,
 }
 
 /// What an attempt did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct ExecutionReport {
     pub outcomes: Vec<StepOutcome>,
     /// Phases skipped because an earlier phase failed.
@@ -129,13 +131,15 @@ impl ExecutionReport {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
     }
 
-    pub fn first_error(&self) -> Option<&str> {
-        self.outcomes.iter().find_map(|o| o.error.as_deref())
+    pub fn first_error(&self) -> Option<&StepError> {
+        self.outcomes.iter().find_map(|o| o.error.as_ref())
     }
 }
 
+/// Why a step failed: a Fly or store error (keeping its classification) or
+/// a failure flotilla recognizes itself.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum StepError {
+pub enum StepError {
     #[error(transparent)]
     Fly(#[from] FlyError),
     #[error(transparent)]
@@ -191,10 +195,10 @@ impl Executor<'_> {
                 continue;
             }
             let result = self.run(tenant, step, observed, ledger).await;
-            let (error, note) = match &result {
+            let (error, note) = match result {
                 Ok(()) => (None, None),
                 Err(StepError::Deferred(why)) => (None, Some(format!("deferred: {why}"))),
-                Err(e) => (Some(e.to_string()), None),
+                Err(e) => (Some(e), None),
             };
             if error.is_some() && failed_phase.is_none() {
                 failed_phase = Some(step.phase);
@@ -217,7 +221,11 @@ impl Executor<'_> {
                 actor: self.actor.to_string(),
                 action: step.action.name().to_string(),
                 reason: format!("{} ({})", step.action, step.reason),
-                result: error.clone().or(note).unwrap_or_else(|| "ok".to_string()),
+                result: error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .or(note)
+                    .unwrap_or_else(|| "ok".to_string()),
                 at: self.now,
             };
             if let Err(e) = self.store.append_event(&event).await {

@@ -91,10 +91,12 @@ impl Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("store: {0}")]
+    /// The cause is the source, not part of this message, so a chain
+    /// printer shows it once.
+    #[error("store")]
     Store(#[from] StoreError),
-    #[error("observing Fly failed: {0}")]
-    Observe(FlyError),
+    #[error("observing Fly failed")]
+    Observe(#[source] FlyError),
 }
 
 /// A dry run's result.
@@ -299,10 +301,11 @@ impl Reconciler {
             return Ok(Outcome::done(report.outcomes.len()));
         }
 
+        let first_error = report.first_error().map(ToString::to_string);
         let attempt = Attempt {
             changes: report.outcomes.len(),
             failed: report.failed(),
-            first_error: report.first_error(),
+            first_error: first_error.as_deref(),
             deferred: report.deferred.as_deref(),
         };
         let derived = self.derive(

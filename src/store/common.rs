@@ -1,5 +1,6 @@
 //! Logic both backends share, so they cannot drift apart: the apply decision,
-//! timestamp precision, row decoding, write-error mapping and URL redaction.
+//! timestamp precision, row decoding, the expected-generation check, the
+//! apply loop, write-error mapping and URL redaction.
 //!
 //! Nothing here talks to a database; the backends only move values in and out.
 
@@ -11,7 +12,8 @@ use crate::ids::{AppName, TenantName};
 use crate::spec::Tenant;
 use crate::state::{Intent, IntentDetail, Ledger};
 use crate::store::{
-    AppliedMigration, ApplyOutcome, ApplyResult, StoreError, TenantDraft, TenantRecord,
+    AppliedMigration, ApplyOutcome, ApplyResult, Event, NewEvent, StoreError, TenantDraft,
+    TenantRecord,
 };
 
 /// Both backends keep timestamps to the microsecond (PostgreSQL's precision),
@@ -286,6 +288,165 @@ pub(crate) fn record_apply_metrics(results: &[ApplyResult]) {
         metrics::counter!("flotilla_store_apply_total", "outcome" => r.outcome.as_str())
             .increment(1);
     }
+}
+
+/// How one backend reads a column: the dialect's column types stay in the
+/// backend, what each column means (and how a bad value is reported) lives
+/// here, once. `what` names the row for a `Corrupt` error.
+pub(crate) trait ReadRow {
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn json(&self, col: &str, what: &str) -> Result<serde_json::Value, StoreError>;
+    fn timestamp(&self, col: &str, what: &str) -> Result<Timestamp, StoreError>;
+    fn opt_timestamp(&self, col: &str, what: &str) -> Result<Option<Timestamp>, StoreError>;
+}
+
+/// The columns [`decode_tenant`] reads, in the order both backends select
+/// them (a macro, so the SQL stays a literal).
+macro_rules! tenant_cols {
+    () => {
+        "name, yaml, spec_json, generation, observed_generation, status, \
+         created_at, updated_at, deletion_requested_at"
+    };
+}
+pub(crate) use tenant_cols;
+
+/// A tenant row (selected with [`tenant_cols!`]), strictly decoded.
+pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreError> {
+    let name = row.text("name")?;
+    let what = format!("tenant {name}");
+    RawTenant {
+        yaml: row.text("yaml")?,
+        spec_json: row.json("spec_json", &what)?,
+        generation: row.int("generation")?,
+        observed_generation: row.int("observed_generation")?,
+        status: row.json("status", &what)?,
+        created_at: row.timestamp("created_at", &what)?,
+        updated_at: row.timestamp("updated_at", &what)?,
+        deletion_requested_at: row.opt_timestamp("deletion_requested_at", &what)?,
+        name,
+    }
+    .into_record()
+}
+
+/// The row an apply compares against: `yaml, spec_json, generation,
+/// deletion_requested_at` of tenant `name`.
+pub(crate) fn decode_existing(
+    row: &impl ReadRow,
+    name: &TenantName,
+) -> Result<Existing, StoreError> {
+    let what = format!("tenant {name}");
+    Ok(Existing {
+        yaml: row.text("yaml")?,
+        spec_json: row.json("spec_json", &what)?,
+        generation: row.int("generation")?,
+        marked_for_deletion: row.opt_timestamp("deletion_requested_at", &what)?.is_some(),
+    })
+}
+
+/// An event row: `id, tenant, actor, action, reason, result, at`.
+pub(crate) fn decode_event(row: &impl ReadRow) -> Result<Event, StoreError> {
+    let id = row.int("id")?;
+    let what = format!("event {id}");
+    Ok(Event {
+        id,
+        event: NewEvent {
+            tenant: parse_tenant_name(row.text("tenant")?, &what)?,
+            actor: row.text("actor")?,
+            action: row.text("action")?,
+            reason: row.text("reason")?,
+            result: row.text("result")?,
+            at: row.timestamp("at", &what)?,
+        },
+    })
+}
+
+/// An intent row: `tenant, key, kind, detail, created_at`.
+pub(crate) fn decode_intent(row: &impl ReadRow) -> Result<Intent, StoreError> {
+    let tenant = row.text("tenant")?;
+    let key = row.text("key")?;
+    let what = format!("intent {tenant}/{key}");
+    RawIntent {
+        kind: row.text("kind")?,
+        detail: row.json("detail", &what)?,
+        created_at: row.timestamp("created_at", &what)?,
+        tenant,
+        key,
+    }
+    .into_intent()
+}
+
+/// The `update` contract: with `expected`, the row must exist at exactly
+/// that generation.
+pub(crate) fn check_expected(
+    name: &TenantName,
+    existing: Option<&Existing>,
+    expected: Option<i64>,
+) -> Result<(), StoreError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    match existing {
+        None => Err(StoreError::NotFound(name.clone())),
+        Some(row) if row.generation != expected => Err(StoreError::Conflict {
+            name: name.clone(),
+            expected,
+            actual: row.generation,
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// One backend's write of one draft inside an open transaction, returning
+/// the decision and the generation the row now has.
+#[async_trait::async_trait]
+pub(crate) trait WriteDraft: Send {
+    async fn write(&mut self, draft: &TenantDraft) -> Result<(Decision, i64), StoreError>;
+}
+
+/// The apply loop both backends run inside their transaction: the batch
+/// checked for repeated names, then every draft written in order, the first
+/// error ending the whole apply.
+pub(crate) async fn apply_each(
+    drafts: &[TenantDraft],
+    writer: &mut impl WriteDraft,
+) -> Result<Vec<ApplyResult>, StoreError> {
+    check_unique_names(drafts)?;
+    let mut results = Vec::with_capacity(drafts.len());
+    for draft in drafts {
+        let (decision, generation) = writer.write(draft).await?;
+        results.push(ApplyResult {
+            name: draft.tenant.name().clone(),
+            outcome: outcome(decision),
+            generation,
+        });
+    }
+    Ok(results)
+}
+
+/// An `UPDATE ... WHERE name = ?` on a tenant row that touched nothing means
+/// the tenant does not exist.
+pub(crate) fn found(rows_affected: u64, name: &TenantName) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        return Err(StoreError::NotFound(name.clone()));
+    }
+    Ok(())
+}
+
+/// `update_intent`'s check of the stored kind (`None`: no such intent).
+pub(crate) fn check_intent_kind(
+    tenant: &TenantName,
+    key: &str,
+    stored: Option<String>,
+    detail: &IntentDetail,
+) -> Result<(), StoreError> {
+    let Some(kind) = stored else {
+        return Err(StoreError::IntentNotFound {
+            tenant: tenant.clone(),
+            key: key.to_string(),
+        });
+    };
+    check_same_kind(tenant, key, &kind, detail)
 }
 
 /// Query parameters that carry a secret (or a path to one): their values are

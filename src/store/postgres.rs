@@ -22,7 +22,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 use sqlx::postgres::{
-    PgArgumentBuffer, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions,
+    PgArgumentBuffer, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow,
     PgTypeInfo, PgValueFormat, PgValueRef,
 };
 use sqlx::types::Json;
@@ -30,9 +30,7 @@ use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
-use crate::store::common::{
-    self, Decision, Existing, RawIntent, RawTenant, parse_tenant_name, redact_url, scrub,
-};
+use crate::store::common::{self, Decision, Existing, ReadRow, redact_url, scrub};
 use crate::store::{
     AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
     LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantDraft, TenantRecord,
@@ -45,13 +43,6 @@ pub const CHANNEL: &str = "flotilla_tenants";
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 10;
-
-macro_rules! tenant_cols {
-    () => {
-        "name, yaml, spec_json, generation, observed_generation, status, \
-         created_at, updated_at, deletion_requested_at"
-    };
-}
 
 /// A `TIMESTAMPTZ` as a jiff [`Timestamp`]. PostgreSQL's binary form is
 /// microseconds since 2000-01-01T00:00:00Z.
@@ -117,33 +108,22 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct TenantRow {
-    name: String,
-    yaml: String,
-    spec_json: Json<serde_json::Value>,
-    generation: i64,
-    observed_generation: i64,
-    status: Json<serde_json::Value>,
-    created_at: PgTs,
-    updated_at: PgTs,
-    deletion_requested_at: Option<PgTs>,
-}
-
-impl TenantRow {
-    fn into_record(self) -> Result<TenantRecord, StoreError> {
-        RawTenant {
-            name: self.name,
-            yaml: self.yaml,
-            spec_json: self.spec_json.0,
-            generation: self.generation,
-            observed_generation: self.observed_generation,
-            status: self.status.0,
-            created_at: self.created_at.0,
-            updated_at: self.updated_at.0,
-            deletion_requested_at: self.deletion_requested_at.map(|t| t.0),
-        }
-        .into_record()
+/// PostgreSQL's column types: `JSONB` and `TIMESTAMPTZ` decode natively.
+impl ReadRow for PgRow {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn json(&self, col: &str, _what: &str) -> Result<serde_json::Value, StoreError> {
+        Ok(self.try_get::<Json<serde_json::Value>, _>(col)?.0)
+    }
+    fn timestamp(&self, col: &str, _what: &str) -> Result<Timestamp, StoreError> {
+        Ok(self.try_get::<PgTs, _>(col)?.0)
+    }
+    fn opt_timestamp(&self, col: &str, _what: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.try_get::<Option<PgTs>, _>(col)?.map(|t| t.0))
     }
 }
 
@@ -284,30 +264,23 @@ async fn lock_existing(
     .bind(name.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(Existing {
-        yaml: row.try_get("yaml")?,
-        spec_json: row.try_get::<Json<serde_json::Value>, _>("spec_json")?.0,
-        generation: row.try_get("generation")?,
-        marked_for_deletion: row
-            .try_get::<Option<PgTs>, _>("deletion_requested_at")?
-            .is_some(),
-    }))
+    row.map(|row| common::decode_existing(&row, name))
+        .transpose()
 }
 
 async fn fetch_record(
     conn: &mut PgConnection,
     name: &TenantName,
 ) -> Result<Option<TenantRecord>, StoreError> {
-    let row: Option<TenantRow> = sqlx::query_as(concat!(
+    let row = sqlx::query(concat!(
         "SELECT ",
-        tenant_cols!(),
+        common::tenant_cols!(),
         " FROM tenants WHERE name = $1"
     ))
     .bind(name.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(TenantRow::into_record).transpose()
+    row.map(|row| common::decode_tenant(&row)).transpose()
 }
 
 /// A new tenant's ledger: ownership starts empty and is never assumed empty
@@ -357,19 +330,7 @@ async fn write_draft(
         // (ON CONFLICT waited for it): continue as an update of its row.
         existing = lock_existing(conn, name).await?;
     }
-    if let Some(expected) = expected {
-        match &existing {
-            None => return Err(StoreError::NotFound(name.clone())),
-            Some(row) if row.generation != expected => {
-                return Err(StoreError::Conflict {
-                    name: name.clone(),
-                    expected,
-                    actual: row.generation,
-                });
-            }
-            Some(_) => {}
-        }
-    }
+    common::check_expected(name, existing.as_ref(), expected)?;
     let Some(row) = existing else {
         // Created and then removed between our two statements.
         return Err(StoreError::NotFound(name.clone()));
@@ -395,22 +356,26 @@ async fn write_draft(
     Ok((Decision::Update { generation }, generation))
 }
 
+/// [`write_draft`] for `apply`: no expected generation.
+struct Apply<'c> {
+    conn: &'c mut PgConnection,
+    now: PgTs,
+}
+
+#[async_trait]
+impl common::WriteDraft for Apply<'_> {
+    async fn write(&mut self, draft: &TenantDraft) -> Result<(Decision, i64), StoreError> {
+        write_draft(self.conn, draft, None, self.now).await
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     #[tracing::instrument(skip_all, fields(backend = "postgres", drafts = drafts.len()))]
     async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
-        common::check_unique_names(drafts)?;
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            let (decision, generation) = write_draft(&mut tx, draft, None, now).await?;
-            results.push(ApplyResult {
-                name: draft.tenant.name().clone(),
-                outcome: common::outcome(decision),
-                generation,
-            });
-        }
+        let results = common::apply_each(drafts, &mut Apply { conn: &mut tx, now }).await?;
         tx.commit().await?;
         common::record_apply_metrics(&results);
         Ok(results)
@@ -469,15 +434,15 @@ impl Store for PgStore {
 
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {
         // `COLLATE "C"`: byte order, the same order SQLite gives.
-        let rows: Vec<TenantRow> = sqlx::query_as(concat!(
+        let rows = sqlx::query(concat!(
             "SELECT ",
-            tenant_cols!(),
+            common::tenant_cols!(),
             " FROM tenants WHERE labels @> $1 ORDER BY name COLLATE \"C\""
         ))
         .bind(Json(&selector.0))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(TenantRow::into_record).collect()
+        rows.iter().map(common::decode_tenant).collect()
     }
 
     async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {
@@ -533,10 +498,7 @@ impl Store for PgStore {
                 .bind(Json(status))
                 .execute(&self.pool)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(name.clone()));
-        }
-        Ok(())
+        common::found(done.rows_affected(), name)
     }
 
     async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
@@ -567,9 +529,7 @@ impl Store for PgStore {
                 .bind(Json(state.status))
                 .execute(&mut *tx)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(name.clone()));
-        }
+        common::found(done.rows_affected(), name)?;
         sqlx::query(
             "INSERT INTO ledgers (tenant, doc) VALUES ($1, $2) \
              ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
@@ -628,23 +588,7 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let id: i64 = row.try_get("id")?;
-                let what = format!("event {id}");
-                Ok(Event {
-                    id,
-                    event: NewEvent {
-                        tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
-                        actor: row.try_get("actor")?,
-                        action: row.try_get("action")?,
-                        reason: row.try_get("reason")?,
-                        result: row.try_get("result")?,
-                        at: row.try_get::<PgTs, _>("at")?.0,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(common::decode_event).collect()
     }
 
     async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError> {
@@ -677,13 +621,7 @@ impl Store for PgStore {
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(kind) = kind else {
-            return Err(StoreError::IntentNotFound {
-                tenant: tenant.clone(),
-                key: key.to_string(),
-            });
-        };
-        common::check_same_kind(tenant, key, &kind, detail)?;
+        common::check_intent_kind(tenant, key, kind, detail)?;
         sqlx::query("UPDATE intents SET detail = $3 WHERE tenant = $1 AND key = $2")
             .bind(tenant.as_str())
             .bind(key)
@@ -702,18 +640,7 @@ impl Store for PgStore {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                RawIntent {
-                    tenant: row.try_get("tenant")?,
-                    kind: row.try_get("kind")?,
-                    detail: row.try_get::<Json<serde_json::Value>, _>("detail")?.0,
-                    created_at: row.try_get::<PgTs, _>("created_at")?.0,
-                    key: row.try_get("key")?,
-                }
-                .into_intent()
-            })
-            .collect()
+        rows.iter().map(common::decode_intent).collect()
     }
 
     async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError> {

@@ -18,7 +18,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::broadcast;
@@ -26,8 +27,7 @@ use tokio::sync::broadcast;
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::store::common::{
-    self, Decision, Existing, RawIntent, RawTenant, micros_to_timestamp, parse_json,
-    parse_tenant_name, redact_url, scrub,
+    self, Decision, Existing, ReadRow, micros_to_timestamp, parse_json, redact_url, scrub,
 };
 use crate::store::{
     AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
@@ -41,13 +41,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Buffered change notifications per subscriber before it starts losing them.
 const CHANGES_CAPACITY: usize = 1024;
 
-macro_rules! tenant_cols {
-    () => {
-        "name, yaml, spec_json, generation, observed_generation, status, \
-         created_at, updated_at, deletion_requested_at"
-    };
-}
-
 pub struct SqliteStore {
     pool: SqlitePool,
     clock: SharedClock,
@@ -60,37 +53,25 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct TenantRow {
-    name: String,
-    yaml: String,
-    spec_json: String,
-    generation: i64,
-    observed_generation: i64,
-    status: String,
-    created_at: i64,
-    updated_at: i64,
-    deletion_requested_at: Option<i64>,
-}
-
-impl TenantRow {
-    fn into_record(self) -> Result<TenantRecord, StoreError> {
-        let what = format!("tenant {}", self.name);
-        RawTenant {
-            spec_json: parse_json(&self.spec_json, &what)?,
-            status: parse_json(&self.status, &what)?,
-            created_at: micros_to_timestamp(self.created_at, &what)?,
-            updated_at: micros_to_timestamp(self.updated_at, &what)?,
-            deletion_requested_at: self
-                .deletion_requested_at
-                .map(|t| micros_to_timestamp(t, &what))
-                .transpose()?,
-            name: self.name,
-            yaml: self.yaml,
-            generation: self.generation,
-            observed_generation: self.observed_generation,
-        }
-        .into_record()
+/// SQLite's column types: JSON is stored as text and timestamps as
+/// microseconds since the Unix epoch, both checked strictly on the way out.
+impl ReadRow for SqliteRow {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn json(&self, col: &str, what: &str) -> Result<serde_json::Value, StoreError> {
+        parse_json(&self.try_get::<String, _>(col)?, what)
+    }
+    fn timestamp(&self, col: &str, what: &str) -> Result<Timestamp, StoreError> {
+        micros_to_timestamp(self.try_get(col)?, what)
+    }
+    fn opt_timestamp(&self, col: &str, what: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.try_get::<Option<i64>, _>(col)?
+            .map(|t| micros_to_timestamp(t, what))
+            .transpose()
     }
 }
 
@@ -280,32 +261,23 @@ async fn fetch_existing(
     .bind(name.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let what = format!("tenant {name}");
-    let spec_text: String = row.try_get("spec_json")?;
-    Ok(Some(Existing {
-        yaml: row.try_get("yaml")?,
-        spec_json: parse_json(&spec_text, &what)?,
-        generation: row.try_get("generation")?,
-        marked_for_deletion: row
-            .try_get::<Option<i64>, _>("deletion_requested_at")?
-            .is_some(),
-    }))
+    row.map(|row| common::decode_existing(&row, name))
+        .transpose()
 }
 
 async fn fetch_record(
     conn: &mut SqliteConnection,
     name: &TenantName,
 ) -> Result<Option<TenantRecord>, StoreError> {
-    let row: Option<TenantRow> = sqlx::query_as(concat!(
+    let row = sqlx::query(concat!(
         "SELECT ",
-        tenant_cols!(),
+        common::tenant_cols!(),
         " FROM tenants WHERE name = ?1"
     ))
     .bind(name.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(TenantRow::into_record).transpose()
+    row.map(|row| common::decode_tenant(&row)).transpose()
 }
 
 /// Writes one draft inside the caller's transaction. With `expected`, the row
@@ -318,19 +290,7 @@ async fn write_draft(
 ) -> Result<(Decision, i64), StoreError> {
     let name = draft.tenant.name();
     let existing = fetch_existing(conn, name).await?;
-    if let Some(expected) = expected {
-        match &existing {
-            None => return Err(StoreError::NotFound(name.clone())),
-            Some(row) if row.generation != expected => {
-                return Err(StoreError::Conflict {
-                    name: name.clone(),
-                    expected,
-                    actual: row.generation,
-                });
-            }
-            Some(_) => {}
-        }
-    }
+    common::check_expected(name, existing.as_ref(), expected)?;
     let decision = common::decide(existing.as_ref(), draft);
     let values = common::row_values(draft);
     let generation = match decision {
@@ -379,22 +339,26 @@ async fn write_draft(
     Ok((decision, generation))
 }
 
+/// [`write_draft`] for `apply`: no expected generation.
+struct Apply<'c> {
+    conn: &'c mut SqliteConnection,
+    now: Timestamp,
+}
+
+#[async_trait]
+impl common::WriteDraft for Apply<'_> {
+    async fn write(&mut self, draft: &TenantDraft) -> Result<(Decision, i64), StoreError> {
+        write_draft(self.conn, draft, None, self.now).await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     #[tracing::instrument(skip_all, fields(backend = "sqlite", drafts = drafts.len()))]
     async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
-        common::check_unique_names(drafts)?;
         let now = self.now();
         let mut tx = self.begin_write().await?;
-        let mut results = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            let (decision, generation) = write_draft(&mut tx, draft, None, now).await?;
-            results.push(ApplyResult {
-                name: draft.tenant.name().clone(),
-                outcome: common::outcome(decision),
-                generation,
-            });
-        }
+        let results = common::apply_each(drafts, &mut Apply { conn: &mut tx, now }).await?;
         tx.commit().await?;
         common::record_apply_metrics(&results);
         self.notify(common::changed_names(&results));
@@ -447,9 +411,9 @@ impl Store for SqliteStore {
         // A row matches when no selector pair is missing from its labels.
         let selector_json =
             serde_json::to_string(&selector.0).expect("a string map always serializes");
-        let rows: Vec<TenantRow> = sqlx::query_as(concat!(
+        let rows = sqlx::query(concat!(
             "SELECT ",
-            tenant_cols!(),
+            common::tenant_cols!(),
             " FROM tenants AS t WHERE NOT EXISTS (",
             "  SELECT 1 FROM json_each(?1) AS sel WHERE NOT EXISTS (",
             "    SELECT 1 FROM json_each(t.labels) AS l",
@@ -459,7 +423,7 @@ impl Store for SqliteStore {
         .bind(selector_json)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(TenantRow::into_record).collect()
+        rows.iter().map(common::decode_tenant).collect()
     }
 
     async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {
@@ -515,10 +479,7 @@ impl Store for SqliteStore {
                 .bind(status.to_string())
                 .execute(&self.pool)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(name.clone()));
-        }
-        Ok(())
+        common::found(done.rows_affected(), name)
     }
 
     async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
@@ -546,9 +507,7 @@ impl Store for SqliteStore {
                 .bind(state.status.to_string())
                 .execute(&mut *tx)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(name.clone()));
-        }
+        common::found(done.rows_affected(), name)?;
         sqlx::query(
             "INSERT INTO ledgers (tenant, doc) VALUES (?1, ?2) \
              ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
@@ -607,23 +566,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let id: i64 = row.try_get("id")?;
-                let what = format!("event {id}");
-                Ok(Event {
-                    id,
-                    event: NewEvent {
-                        tenant: parse_tenant_name(row.try_get("tenant")?, &what)?,
-                        actor: row.try_get("actor")?,
-                        action: row.try_get("action")?,
-                        reason: row.try_get("reason")?,
-                        result: row.try_get("result")?,
-                        at: micros_to_timestamp(row.try_get("at")?, &what)?,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(common::decode_event).collect()
     }
 
     async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError> {
@@ -655,13 +598,7 @@ impl Store for SqliteStore {
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(kind) = kind else {
-            return Err(StoreError::IntentNotFound {
-                tenant: tenant.clone(),
-                key: key.to_string(),
-            });
-        };
-        common::check_same_kind(tenant, key, &kind, detail)?;
+        common::check_intent_kind(tenant, key, kind, detail)?;
         sqlx::query("UPDATE intents SET detail = ?3 WHERE tenant = ?1 AND key = ?2")
             .bind(tenant.as_str())
             .bind(key)
@@ -680,21 +617,7 @@ impl Store for SqliteStore {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let key: String = row.try_get("key")?;
-                let what = format!("intent {tenant}/{key}");
-                let detail: String = row.try_get("detail")?;
-                RawIntent {
-                    tenant: row.try_get("tenant")?,
-                    kind: row.try_get("kind")?,
-                    detail: parse_json(&detail, &what)?,
-                    created_at: micros_to_timestamp(row.try_get("created_at")?, &what)?,
-                    key,
-                }
-                .into_intent()
-            })
-            .collect()
+        rows.iter().map(common::decode_intent).collect()
     }
 
     async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError> {
