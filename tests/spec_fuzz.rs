@@ -261,9 +261,13 @@ fn the_alias_bomb_from_the_issue_is_an_error_within_the_memory_cap() {
     // The scalar and the anchor's copy take 2 MiB; 30 aliases fit in 32 MiB.
     assert_eq!((d.line, d.column), (14 + 29, 14), "{d}");
     assert_eq!(d.path, "spec.machines[0].env.V29");
-    assert!(
-        ALLOC.max_allocated() < before + BUDGET,
-        "peak {} bytes",
-        ALLOC.max_allocated()
-    );
+    // The hard guarantee is the cap itself: an allocation past `before +
+    // BUDGET` fails and aborts this binary. The recorded peak is a second
+    // look; `cap` keeps its counters with relaxed atomics, so a free on
+    // another thread (the harness's own) can make it wrap transiently to
+    // near `usize::MAX`: such a reading says nothing and is skipped.
+    let peak = ALLOC.max_allocated();
+    if peak < usize::MAX / 2 {
+        assert!(peak < before + BUDGET, "peak {peak} bytes");
+    }
 }
