@@ -1,0 +1,389 @@
+//! The plan's vocabulary: what the planner is given (`Desired`,
+//! `PlanOptions`) and what it returns (`Plan`: `Step`s of an `Action` with
+//! its `Reason` and `Phase`, `Finding`s, `Blocker`s). Data only; the rules
+//! that produce it are in `plan` itself (`super`).
+
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::hash;
+
+use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
+use crate::model::fly::{DnsRecord, MachineConfig};
+use crate::spec::{Charset, IpSpec, Tenant};
+
+/// `metadata.annotations` key that lets flotilla adopt an existing app of the
+/// tenant's name in the tenant's org (value `"true"`).
+pub const ADOPT_ANNOTATION: &str = "flotilla.dev/adopt";
+
+/// Knobs that are controller settings, not part of a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Machines per group that may be updating at once.
+    pub max_unavailable: u32,
+    /// How often a pending certificate is re-checked. Fly and Let's Encrypt
+    /// rate-limit checks; 5 minutes keeps a pending certificate to 12 checks an
+    /// hour.
+    pub certificate_check_interval: Duration,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            max_unavailable: 1,
+            certificate_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the tenant should look like, and whether it is being deleted.
+#[derive(Debug, Clone)]
+pub struct Desired<'a> {
+    pub tenant: &'a Tenant,
+    pub deleting: bool,
+    pub options: &'a PlanOptions,
+}
+
+/// A machine create whose intent was recorded but whose machine has not been
+/// observed yet (the response was lost, or the process died). Re-planned with
+/// the same key, so the executor finds the machine instead of making another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMachine {
+    pub key: String,
+    pub group: GroupName,
+}
+
+/// Phases in execution order. The executor stops after a phase with a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    App,
+    Network,
+    Machines,
+    // Tokens (create after machines, revoke first on teardown) get their
+    // phases with the token capability.
+    /// Teardown phases, in order.
+    DestroyMachines,
+    ReleaseNetwork,
+    DeleteApp,
+    Forget,
+}
+
+/// One change to make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CreateApp {
+        org: OrgSlug,
+        name: AppName,
+        network: Option<String>,
+    },
+    DeleteApp {
+        name: AppName,
+    },
+    AssignIp {
+        spec: IpSpec,
+    },
+    ReleaseIp {
+        ip: String,
+    },
+    RequestCertificate {
+        hostname: Hostname,
+    },
+    CheckCertificate {
+        hostname: Hostname,
+    },
+    DeleteCertificate {
+        hostname: Hostname,
+    },
+    /// One secrets write: generated values are produced by the executor.
+    UpdateSecrets {
+        generate: Vec<(SecretName, u32, Charset)>,
+        unset: Vec<SecretName>,
+    },
+    CreateMachine {
+        group: GroupName,
+        region: String,
+        key: String,
+        config: MachineConfig,
+    },
+    UpdateMachine {
+        group: GroupName,
+        id: MachineId,
+        current_version: String,
+        config: MachineConfig,
+    },
+    StartMachine {
+        group: GroupName,
+        id: MachineId,
+    },
+    /// Rewrite only the machine's config hash (metadata): it already runs the
+    /// desired config. No new config is sent, nothing restarts.
+    UpgradeConfigHash {
+        group: GroupName,
+        id: MachineId,
+        hash: String,
+    },
+    DestroyMachine {
+        group: Option<GroupName>,
+        id: MachineId,
+    },
+    /// Release a lease flotilla took earlier (and recorded with its nonce)
+    /// on a machine no other step touches.
+    ReleaseLease {
+        id: MachineId,
+    },
+    /// Remove the tenant row: teardown is complete (or the policy is Orphan).
+    Forget,
+}
+
+impl Action {
+    /// Stable name used in events and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateApp { .. } => "CreateApp",
+            Action::DeleteApp { .. } => "DeleteApp",
+            Action::AssignIp { .. } => "AssignIp",
+            Action::ReleaseIp { .. } => "ReleaseIp",
+            Action::RequestCertificate { .. } => "RequestCertificate",
+            Action::CheckCertificate { .. } => "CheckCertificate",
+            Action::DeleteCertificate { .. } => "DeleteCertificate",
+            Action::UpdateSecrets { .. } => "UpdateSecrets",
+            Action::CreateMachine { .. } => "CreateMachine",
+            Action::UpdateMachine { .. } => "UpdateMachine",
+            Action::StartMachine { .. } => "StartMachine",
+            Action::UpgradeConfigHash { .. } => "UpgradeConfigHash",
+            Action::DestroyMachine { .. } => "DestroyMachine",
+            Action::ReleaseLease { .. } => "ReleaseLease",
+            Action::Forget => "Forget",
+        }
+    }
+}
+
+/// Why a step exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    AppMissing,
+    TenantDeleted,
+    OrphanPolicy,
+    IpMissing,
+    IpNotDesired,
+    CertificateMissing,
+    CertificatePending,
+    CertificateNotDesired,
+    SecretMissing,
+    SecretNotDesired,
+    /// The group has fewer machines than `count`.
+    ScaleUp {
+        have: usize,
+        want: u32,
+    },
+    /// A create was started earlier and its machine is not visible yet.
+    ResumeCreate,
+    ScaleDown {
+        have: usize,
+        want: u32,
+    },
+    /// The machine runs in another region than its group's.
+    WrongRegion {
+        region: String,
+    },
+    GroupRemoved,
+    SpecChanged,
+    Drifted {
+        fields: Vec<&'static str>,
+    },
+    /// The machine runs the desired config under a hash of another hash
+    /// version (`None`: no hash at all).
+    ConfigHashOutdated {
+        stored: Option<String>,
+    },
+    /// The machine runs with an older app secrets version.
+    SecretsChanged {
+        machine: Option<u64>,
+        current: u64,
+    },
+    StoppedUnexpectedly,
+    /// A lease from an earlier attempt (a crash, a lost response) is held.
+    LeaseLeftBehind,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::AppMissing => write!(f, "app does not exist"),
+            Reason::TenantDeleted => write!(f, "tenant is being deleted"),
+            Reason::OrphanPolicy => {
+                write!(f, "deletionPolicy Orphan leaves Fly resources in place")
+            }
+            Reason::IpMissing => write!(f, "desired address is not assigned"),
+            Reason::IpNotDesired => write!(f, "address is no longer in the spec"),
+            Reason::CertificateMissing => write!(f, "certificate not requested yet"),
+            Reason::CertificatePending => write!(f, "certificate not issued yet"),
+            Reason::CertificateNotDesired => write!(f, "hostname is no longer in the spec"),
+            Reason::SecretMissing => write!(f, "secret not set on the app"),
+            Reason::SecretNotDesired => write!(f, "secret is no longer in the spec"),
+            Reason::ScaleUp { have, want } => write!(f, "group has {have} of {want} machines"),
+            Reason::ResumeCreate => write!(f, "an earlier create has not been confirmed"),
+            Reason::ScaleDown { have, want } => {
+                write!(f, "group has {have} machines, wants {want}")
+            }
+            Reason::WrongRegion { region } => {
+                write!(f, "machine runs in {region}, not the group's region")
+            }
+            Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
+            Reason::SpecChanged => write!(f, "spec changed"),
+            Reason::Drifted { fields } => write!(f, "drifted: {}", fields.join(", ")),
+            Reason::ConfigHashOutdated { stored } => match stored {
+                Some(h) => write!(
+                    f,
+                    "config matches; its hash {h} is not a {} hash",
+                    hash::HASH_VERSION
+                ),
+                None => write!(f, "config matches; it carries no config hash"),
+            },
+            Reason::SecretsChanged { machine, current } => match machine {
+                Some(m) => write!(f, "runs secrets version {m}, current is {current}"),
+                None => write!(f, "secrets version unknown, current is {current}"),
+            },
+            Reason::StoppedUnexpectedly => write!(f, "machine is stopped and autostop is off"),
+            Reason::LeaseLeftBehind => {
+                write!(f, "flotilla's lease from an earlier attempt is still held")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub phase: Phase,
+    pub action: Action,
+    pub reason: Reason,
+}
+
+/// Things worth reporting that the plan does not change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    ForeignMachine {
+        id: MachineId,
+    },
+    ForeignIp {
+        ip: String,
+    },
+    ForeignCertificate {
+        hostname: String,
+    },
+    ForeignSecret {
+        name: SecretName,
+    },
+    /// Fly cannot reach the machine's host; its config is unknown.
+    HostUnreachable {
+        id: MachineId,
+    },
+    /// A started machine's health checks are critical.
+    ChecksFailing {
+        id: MachineId,
+        checks: Vec<String>,
+    },
+    CertificatePending {
+        hostname: Hostname,
+        dns_records: Vec<DnsRecord>,
+        rate_limited_until: Option<Timestamp>,
+    },
+    /// An `external` secret has no value on the app yet.
+    ExternalSecretMissing {
+        name: SecretName,
+    },
+    /// A `fromToken` secret or a token waits for token management.
+    TokenNotManaged {
+        name: String,
+    },
+    /// A machine failed on its new version; the group's roll is stopped.
+    RolloutFailed {
+        group: GroupName,
+        id: MachineId,
+    },
+    /// Machines of the group are still being updated or started.
+    RolloutInProgress {
+        group: GroupName,
+        pending: usize,
+    },
+    /// The app holds resources flotilla did not create; it is not deleted.
+    DeletionBlocked {
+        foreign_machines: usize,
+    },
+    /// A create flotilla started earlier may still land (its intent is
+    /// outstanding): it is not repeated, and a deleted tenant is not
+    /// forgotten, until it lands or its window ends.
+    CreateInFlight {
+        what: String,
+    },
+}
+
+impl Finding {
+    /// The tenant is not healthy while this finding stands (`Ready=False`,
+    /// reason `Degraded`), although nothing failed to execute.
+    pub fn degrades(&self) -> bool {
+        matches!(
+            self,
+            Finding::RolloutFailed { .. } | Finding::ChecksFailing { .. }
+        )
+    }
+}
+
+/// Reasons the plan must not change anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// The app name is held by another org.
+    AppNameTaken { name: AppName },
+    /// An app of that name exists in the org but flotilla did not create it.
+    AppNotOwned { name: AppName },
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::AppNameTaken { name } => {
+                write!(
+                    f,
+                    "app name {name} is taken by another organization; choose another spec.app.name"
+                )
+            }
+            Blocker::AppNotOwned { name } => write!(
+                f,
+                "app {name} exists in the org but was not created by flotilla; set annotation {ADOPT_ANNOTATION}: \"true\" to adopt it"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub tenant: Option<TenantName>,
+    pub steps: Vec<Step>,
+    pub findings: Vec<Finding>,
+    pub blockers: Vec<Blocker>,
+}
+
+impl Plan {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub(super) fn push(&mut self, phase: Phase, action: Action, reason: Reason) {
+        self.steps.push(Step {
+            phase,
+            action,
+            reason,
+        });
+    }
+
+    pub(super) fn finish(mut self) -> Self {
+        // Stable sort keeps within-phase order as planned.
+        self.steps.sort_by_key(|s| s.phase);
+        self
+    }
+}
