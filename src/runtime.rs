@@ -341,7 +341,7 @@ impl Runtime {
 
 /// The error and each of its causes, once, as one line (`store: database
 /// error: ...`).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

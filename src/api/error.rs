@@ -122,8 +122,10 @@ impl ApiError {
             }
             "precondition_failed" => StatusCode::PRECONDITION_FAILED,
             "forbidden" => StatusCode::FORBIDDEN,
-            "credential_live" | "app_name_taken" | "already_exists" => StatusCode::CONFLICT,
-            "no_server_key" | "no_controller" | "busy" | "no_planner" => {
+            "credential_live" | "app_name_taken" | "already_exists" | "no_token" => {
+                StatusCode::CONFLICT
+            }
+            "no_server_key" | "no_controller" | "busy" | "no_planner" | "no_keyring" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             "plan_failed" => StatusCode::BAD_GATEWAY,

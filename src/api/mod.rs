@@ -20,6 +20,7 @@ pub mod error;
 pub mod listen;
 pub mod openapi;
 mod tenants;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,6 +154,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tenants/{name}/status", get(tenants::status))
         .route("/api/v1/tenants/{name}/plan", post(tenants::plan))
         .route("/api/v1/tenants/{name}/reconcile", post(tenants::reconcile))
+        .route(
+            "/api/v1/tenants/{name}/registry-token",
+            get(tokens::registry_token),
+        )
+        .route("/api/v1/tenants/{name}/tokens", get(tokens::list))
+        .route(
+            "/api/v1/tenants/{name}/tokens/{token}/rotate",
+            post(tokens::rotate),
+        )
+        .route(
+            "/api/v1/admin/tenants/{name}/deploy-token",
+            post(tokens::regenerate),
+        )
         .route("/api/v1/apply", post(tenants::apply))
         .route("/api/v1/events", get(tenants::events))
         .route(

@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{DiagnosticView, ErrorBody, ErrorDetail};
 use super::tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
+use super::tokens::{RegistryToken, RotateRequest};
 use crate::ops::view::{
     ApplyResponse, ApplyResultView, CredentialView, EventList, EventView, ListMetadata, PlanView,
     StatusView, StepView, TenantList, TenantMetadata, TenantObject,
@@ -36,16 +37,21 @@ use crate::ops::view::{
         super::tenants::list_credentials,
         super::tenants::issue_credential,
         super::tenants::revoke_credential,
+        super::tokens::registry_token,
+        super::tokens::list,
+        super::tokens::rotate,
+        super::tokens::regenerate,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DiagnosticView, TenantObject, TenantMetadata, TenantList,
         ListMetadata, StatusView, EventView, EventList, PlanView, StepView, ApplyRequest,
         ApplyFile, ApplyResponse, ApplyResultView, Accepted, CredentialView, IssueRequest,
-        IssuedView,
+        IssuedView, RegistryToken, RotateRequest,
     )),
     modifiers(&Bearer),
     tags(
         (name = "tenants", description = "Tenant specs, status, dry runs"),
+        (name = "tokens", description = "Scoped deploy tokens: registry credential, rotation"),
         (name = "events", description = "What flotilla did, and who asked"),
         (name = "credentials", description = "API credentials (admin only)"),
         (name = "health", description = "Liveness, readiness, metrics"),

@@ -125,7 +125,7 @@ fn invalid(id: &RequestId, d: Diagnostic) -> ApiError {
     ApiError::from_ops(OpsError::Invalid(vec![d]), &id.0)
 }
 
-fn ops_err(id: &RequestId) -> impl FnOnce(OpsError) -> ApiError + '_ {
+pub(super) fn ops_err(id: &RequestId) -> impl FnOnce(OpsError) -> ApiError + '_ {
     move |e| ApiError::from_ops(e, &id.0)
 }
 

@@ -142,6 +142,28 @@ pub fn print_status(view: &StatusView, out: &mut impl Write) -> anyhow::Result<E
             }
         }
     }
+    if !status.tokens.is_empty() {
+        writeln!(out, "Tokens:")?;
+        for t in &status.tokens {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+            writeln!(
+                out,
+                "  {} {}{} fingerprint {} expires {} last rotated {} next rotation {}",
+                t.name,
+                t.state,
+                t.rotation
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" ({r})")),
+                opt(t.fingerprint.map(|f| f.to_string())),
+                opt(t.expires_at.map(|x| x.to_string())),
+                opt(t.last_rotated.map(|x| x.to_string())),
+                opt(t.next_rotation.map(|x| x.to_string())),
+            )?;
+            if let Some(e) = &t.last_error {
+                writeln!(out, "    last error: {e}")?;
+            }
+        }
+    }
     if !status.findings.is_empty() {
         writeln!(out, "Findings:")?;
         for f in &status.findings {

@@ -2,6 +2,7 @@
 //! JSON; `-l` filters by equality label selector. Over `ops` against the
 //! database, or over the API with `--server`.
 
+use crate::reconcile::status::tokens::TokenStatus;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -44,6 +45,21 @@ pub fn print_tenant(
         OutputFormat::Table => write!(out, "{}", output::tenant_table(&[object], now))?,
         OutputFormat::Json => print_json(out, &object)?,
         OutputFormat::Yaml => print_yaml(out, &object)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a tenant's tokens as `format`.
+pub fn print_tokens(
+    tokens: &[TokenStatus],
+    format: OutputFormat,
+    now: Timestamp,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    match format {
+        OutputFormat::Table => write!(out, "{}", output::token_table(tokens, now))?,
+        OutputFormat::Json => print_json(out, &tokens)?,
+        OutputFormat::Yaml => print_yaml(out, &tokens)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,18 +4,37 @@
 //! `crypto::KeySources`; this module only reads bytes, bounded, into secret
 //! types.
 //!
-//! Not wired into any command yet (the token integration adds
-//! `--encryption-key-file` to `serve` and `keys rotate`).
+//! `serve` (and the commands that read or write sealed values) take
+//! [`KeyArgs`].
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use secrecy::{SecretSlice, SecretString};
 use zeroize::Zeroizing;
 
 use crate::crypto::{ENV_KEYS, ENV_LEGACY_KEY, KeySources, Keyring, MAX_SOURCE_BYTES};
+
+/// Where the encryption keys come from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyArgs {
+    /// File of encryption keys, one `id:base64` per line, the first one
+    /// encrypting (`#` comments allowed); or set FLOTILLA_ENCRYPTION_KEYS to
+    /// a comma-separated `id:base64` list (DEPLOY_TOKEN_ENCRYPTION_KEY: one
+    /// key, the older name). Tokens and `external` secret values are stored
+    /// encrypted with them.
+    #[arg(long, env = "FLOTILLA_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The configured keyring, `None` when nothing is configured.
+    pub fn load(&self) -> anyhow::Result<Option<Keyring>> {
+        load_keyring(self.encryption_key_file.as_deref())
+    }
+}
 
 /// Reads the key sources from `env` (a variable lookup, `std::env::var_os` in
 /// production) and the optional key file.

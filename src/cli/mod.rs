@@ -231,6 +231,24 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Rotate a tenant's token now (all minted tokens when TOKEN is not
+    /// given), or resume one halted after repeated failures. The running
+    /// controller performs it; the replaced token stays valid for its grace
+    /// period.
+    #[command(
+        after_help = "Example:\n  flotilla rotate acme deploy\n  flotilla rotate acme deploy --resume"
+    )]
+    Rotate {
+        tenant: String,
+        token: Option<String>,
+        /// Clear a halt after repeated failures instead of rotating.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Issue, list and revoke API credentials (against the database).
     #[command(after_help = "Example:\n  flotilla credentials create --tenant acme")]
     Credentials {
@@ -278,6 +296,14 @@ pub enum GetCommand {
     #[command(after_help = "Example:\n  flotilla get tenant acme -o yaml")]
     Tenant {
         name: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show a tenant's tokens: state, fingerprint, expiry, last and next
+    /// rotation (never a value).
+    #[command(after_help = "Example:\n  flotilla get tokens acme")]
+    Tokens {
+        tenant: String,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
@@ -351,6 +377,7 @@ impl Command {
             | Command::Diff { db, .. }
             | Command::Status { db, .. }
             | Command::Events { db, .. }
+            | Command::Rotate { db, .. }
             | Command::Credentials { db, .. }
             | Command::Serve { db, .. }
             | Command::Migrate { db } => Some(db),
@@ -370,6 +397,7 @@ impl Command {
             | Command::Diff { .. }
             | Command::Status { .. }
             | Command::Events { .. }
+            | Command::Rotate { .. }
             | Command::Credentials { .. }
             | Command::Sim(_)
             | Command::Schema
@@ -407,7 +435,24 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
                     let object = target.get(&name).await?;
                     get::print_tenant(object, output, clock.now(), &mut out)
                 }
+                GetCommand::Tokens { tenant, output } => {
+                    let tokens = target.tokens(&tenant).await?;
+                    get::print_tokens(&tokens, output, clock.now(), &mut out)
+                }
             }
+        }
+        Command::Rotate {
+            tenant,
+            token,
+            resume,
+            db,
+            remote,
+        } => {
+            let target = Target::open(&db, &remote, clock, parse).await?;
+            let message = target.rotate(&tenant, token.as_deref(), resume).await?;
+            use std::io::Write as _;
+            writeln!(out, "{tenant}: {message}")?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Delete {
             what: DeleteCommand::Tenant { name },
@@ -556,6 +601,7 @@ mod tests {
                 "get",
                 "get tenants",
                 "get tenant",
+                "get tokens",
                 "delete",
                 "delete tenant",
                 "export",
@@ -563,6 +609,7 @@ mod tests {
                 "diff",
                 "status",
                 "events",
+                "rotate",
                 "credentials",
                 "credentials create",
                 "credentials list",

@@ -1,6 +1,7 @@
 //! How the CLI shows things as text: the tenant table, ages and columns.
 //! (The JSON and YAML forms are `ops::view`'s types.)
 
+use crate::reconcile::status::tokens::TokenStatus;
 use jiff::Timestamp;
 
 use crate::ops::view::TenantObject;
@@ -35,6 +36,39 @@ pub fn tenant_table(objects: &[TenantObject], now: Timestamp) -> String {
             "READY",
             "REASON",
             "AGE",
+        ],
+        &rows,
+    )
+}
+
+/// A tenant's tokens: one row each (never a value).
+pub fn token_table(tokens: &[TokenStatus], now: Timestamp) -> String {
+    let when = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.state.clone(),
+                t.rotation.clone().unwrap_or_else(|| "-".to_string()),
+                t.fingerprint
+                    .map_or_else(|| "-".to_string(), |f| f.to_string()),
+                when(t.expires_at),
+                t.last_rotated
+                    .map_or_else(|| "-".to_string(), |r| age(r, now)),
+                when(t.next_rotation),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "STATE",
+            "ROTATION",
+            "FINGERPRINT",
+            "EXPIRES",
+            "LAST-ROTATED",
+            "NEXT-ROTATION",
         ],
         &rows,
     )

@@ -21,6 +21,7 @@ use crate::ops::selector::format_selector;
 use crate::ops::view::{
     ApplyResponse, ApplyResultView, EventList, EventView, StatusView, TenantList, TenantObject,
 };
+use crate::reconcile::status::tokens::TokenStatus;
 use crate::spec::LoadedDoc;
 use crate::store::LabelSelector;
 
@@ -212,6 +213,38 @@ impl Client {
             )
             .await?;
         Ok(())
+    }
+
+    pub async fn tokens(&self, name: &str) -> Result<Vec<TokenStatus>, RemoteError> {
+        self.call(
+            Method::GET,
+            self.url(&["api", "v1", "tenants", name, "tokens"]),
+            None,
+        )
+        .await
+    }
+
+    /// Asks for a rotation (or a resume) of one token; the server's message.
+    pub async fn rotate(
+        &self,
+        name: &str,
+        token: &str,
+        resume: bool,
+    ) -> Result<String, RemoteError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "resume": resume }))
+            .expect("a JSON literal serializes");
+        let answer: serde_json::Value = self
+            .call(
+                Method::POST,
+                self.url(&["api", "v1", "tenants", name, "tokens", token, "rotate"]),
+                Some(("application/json", body)),
+            )
+            .await?;
+        Ok(answer
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("requested")
+            .to_string())
     }
 
     pub async fn status(&self, name: &str) -> Result<StatusView, RemoteError> {

@@ -30,11 +30,15 @@ use crate::api::{self, ApiConfig, ApiState};
 use crate::cli::SpecArgs;
 use crate::cli::credentials::ServerKeyArgs;
 use crate::cli::fly::{FlyArgs, FlyTarget};
+use crate::cli::keys::KeyArgs;
 use crate::clock::SharedClock;
+use crate::crypto::Keyring;
 use crate::crypto::credential::ServerKey;
 use crate::ids::TenantName;
 use crate::ops::{Actor, Ops};
+use crate::reconcile::tokens::TokenSettings;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
+use crate::rotation::Policy;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
 use crate::spec::SecretSource;
@@ -53,6 +57,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub server_key: ServerKeyArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Largest API request body, in bytes.
     #[arg(long, env = "FLOTILLA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -113,19 +119,35 @@ pub async fn serve(
             );
         }
     }
+    let keyring = Arc::new(match args.keys.load()? {
+        Some(k) => k,
+        None if args.fly.target == FlyTarget::Sim => {
+            eprintln!(
+                "flotilla: demo: no encryption key configured (FLOTILLA_ENCRYPTION_KEYS or --encryption-key-file), so one was generated in memory for this run; tokens it stores cannot be read by another run"
+            );
+            Keyring::generate_ephemeral(&mut rand::rng())
+        }
+        None => anyhow::bail!(
+            "no encryption key configured: set FLOTILLA_ENCRYPTION_KEYS (comma-separated id:base64 of 32 bytes) or --encryption-key-file; flotilla stores deploy tokens and secret values only encrypted"
+        ),
+    });
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
     options.requeue.resync = Duration::from_secs(args.resync_secs.max(1));
-    let reconciler = Arc::new(Reconciler::new(
-        conn.api.clone(),
-        store.clone(),
-        clock.clone(),
-        options,
-    ));
+    let reconciler = Arc::new(
+        Reconciler::new(conn.api.clone(), store.clone(), clock.clone(), options).with_tokens(
+            TokenSettings {
+                vault: stores.vault.clone(),
+                keyring: keyring.clone(),
+                policy: Policy::default(),
+            },
+        ),
+    );
     let (wake, wakes) = tokio::sync::mpsc::channel(WAKE_QUEUE);
     let mut ops = Ops::new(stores, clock, args.spec.parse_options())
         .with_planner(reconciler.clone())
-        .with_wake(wake);
+        .with_wake(wake)
+        .with_keyring(keyring);
     let configured = args.server_key.load()?;
     let demo = configured.is_none() && args.fly.target == FlyTarget::Sim;
     match configured {

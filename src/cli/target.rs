@@ -7,7 +7,8 @@ use super::DbArgs;
 use super::remote::{Client, RemoteArgs, RemoteError};
 use crate::clock::SharedClock;
 use crate::ops::view::{EventView, StatusView, TenantObject};
-use crate::ops::{Actor, Ops, OpsError};
+use crate::ops::{Actor, Ops, OpsError, RotationAsk};
+use crate::reconcile::status::tokens::TokenStatus;
 use crate::spec::{LoadedDoc, ParseOptions};
 use crate::store::LabelSelector;
 use crate::store::access::connect_stores;
@@ -68,6 +69,58 @@ impl Target {
         match self {
             Target::Local { ops, actor } => Ok(ops.delete(actor, name).await?),
             Target::Remote { client, .. } => Ok(client.delete(name).await?),
+        }
+    }
+
+    pub async fn tokens(&self, name: &str) -> anyhow::Result<Vec<TokenStatus>> {
+        match self {
+            Target::Local { ops, actor } => Ok(ops.token_status(actor, name).await?),
+            Target::Remote { client, .. } => Ok(client.tokens(name).await?),
+        }
+    }
+
+    /// Records a rotation request (or a resume); what was recorded.
+    pub async fn rotate(
+        &self,
+        name: &str,
+        token: Option<&str>,
+        resume: bool,
+    ) -> anyhow::Result<String> {
+        let ask = if resume {
+            RotationAsk::Resume
+        } else {
+            RotationAsk::Rotate
+        };
+        match self {
+            Target::Local { ops, actor } => {
+                let names = ops.request_rotation(actor, name, token, ask).await?;
+                let list: Vec<String> = names.iter().map(ToString::to_string).collect();
+                Ok(format!(
+                    "{} for token(s) {}; the running controller acts on it at its next look at {name}",
+                    if resume {
+                        "resumed"
+                    } else {
+                        "rotation requested"
+                    },
+                    list.join(", ")
+                ))
+            }
+            Target::Remote { client, .. } => {
+                let token = match token {
+                    Some(t) => t.to_string(),
+                    None => {
+                        let all = client.tokens(name).await?;
+                        match all.as_slice() {
+                            [one] => one.name.clone(),
+                            [] => anyhow::bail!("tenant {name} has no tokens"),
+                            _ => anyhow::bail!(
+                                "tenant {name} has several tokens; name one (over --server one token per request)"
+                            ),
+                        }
+                    }
+                };
+                Ok(client.rotate(name, &token, resume).await?)
+            }
         }
     }
 

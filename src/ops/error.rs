@@ -66,6 +66,17 @@ pub enum OpsError {
         #[source]
         source: ReconcileError,
     },
+    /// Token values need the encryption keys, and this process has none.
+    #[error(
+        "no encryption key is configured: set FLOTILLA_ENCRYPTION_KEYS or --encryption-key-file"
+    )]
+    NoKeyring,
+    #[error("tenant {tenant} has no token to hand out: {why}")]
+    NoToken { tenant: TenantName, why: String },
+    /// A stored token value cannot be opened (the message names the row,
+    /// never the value).
+    #[error("stored token value: {0}")]
+    Sealed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,12 +99,16 @@ impl OpsError {
             OpsError::Busy => "busy",
             OpsError::NoPlanner => "no_planner",
             OpsError::Plan { .. } => "plan_failed",
+            OpsError::NoKeyring => "no_keyring",
+            OpsError::NoToken { .. } => "no_token",
+            OpsError::Sealed(_) => "sealed_value_unreadable",
             OpsError::Store(e) => match e {
                 StoreError::NotFound(_) => "not_found",
                 StoreError::Conflict { .. } => "precondition_failed",
                 StoreError::AppNameTaken { .. } => "app_name_taken",
                 StoreError::AlreadyExists(_) => "already_exists",
                 StoreError::DuplicateInApply(_) => "duplicate_tenant",
+                StoreError::TokenConflict { .. } => "busy",
                 _ => "internal",
             },
         }

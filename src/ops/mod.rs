@@ -1,5 +1,6 @@
-//! The operations layer: every action on tenants, events and credentials,
-//! each taking an [`Actor`] and returning typed results or an [`OpsError`].
+//! The operations layer: every action on tenants, tokens, events and
+//! credentials, each taking an [`Actor`] and returning typed results or an
+//! [`OpsError`].
 //!
 //! The command line (`src/cli`) and the REST API (`src/api`) are thin edges
 //! over it: they parse their input, call one operation, and render the
@@ -19,6 +20,7 @@ mod credentials;
 pub mod error;
 pub mod selector;
 mod tenants;
+mod tokens;
 pub mod view;
 
 use std::sync::{Arc, Mutex};
@@ -31,8 +33,10 @@ pub use actor::{Actor, Principal};
 pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
 pub use tenants::{MAX_PAGE, Page, PutOutcome};
+pub use tokens::{REGISTRY, RegistryCredential, RotationAsk};
 
 use crate::clock::SharedClock;
+use crate::crypto::Keyring;
 use crate::crypto::credential::ServerKey;
 use crate::ids::TenantName;
 use crate::reconcile::Reconciler;
@@ -56,6 +60,9 @@ pub struct Ops {
     server_key: Option<Arc<ServerKey>>,
     /// CSPRNG for credential secrets.
     rng: Mutex<StdRng>,
+    /// Opens stored token values (the registry credential); absent when no
+    /// encryption key is configured.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Ops {
@@ -68,7 +75,13 @@ impl Ops {
             wake: None,
             server_key: None,
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
+            keyring: None,
         }
+    }
+
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     /// Dry runs use this reconciler (only its `dry_run`).

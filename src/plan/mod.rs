@@ -112,13 +112,15 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     }
     plan_ips(&mut plan, tenant, observed);
     plan_certificates(&mut plan, tenant, observed, desired.options, now);
-    plan_secrets(&mut plan, tenant, observed);
+    plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
     plan_machines(&mut plan, tenant, observed, desired.options);
     plan_leftover_leases(&mut plan, observed);
-    for t in &tenant.spec.tokens {
-        plan.findings.push(Finding::TokenNotManaged {
-            name: t.name.to_string(),
-        });
+    if !desired.options.tokens_managed {
+        for t in &tenant.spec.tokens {
+            plan.findings.push(Finding::TokenNotManaged {
+                name: t.name.to_string(),
+            });
+        }
     }
     plan.finish()
 }
@@ -391,7 +393,7 @@ fn plan_certificates(
     }
 }
 
-fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
+fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed, tokens_managed: bool) {
     let present: BTreeSet<&SecretName> = observed.secrets.iter().map(|s| &s.name).collect();
     let mut generate = Vec::new();
     let mut first_reason = None;
@@ -407,6 +409,9 @@ fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
             SecretSource::External => plan.findings.push(Finding::ExternalSecretMissing {
                 name: s.name.clone(),
             }),
+            // The token phase delivers it (and reports a token not minted
+            // yet as TokensPending).
+            SecretSource::FromToken { .. } if tokens_managed => {}
             SecretSource::FromToken { token } => plan.findings.push(Finding::TokenNotManaged {
                 name: format!("{token} (secret {})", s.name),
             }),

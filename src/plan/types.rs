@@ -28,6 +28,10 @@ pub struct PlanOptions {
     /// rate-limit checks; 5 minutes keeps a pending certificate to 12 checks an
     /// hour.
     pub certificate_check_interval: Duration,
+    /// Tokens are minted and delivered by the token phase
+    /// (`reconcile::tokens`): the plan leaves `fromToken` secrets to it.
+    /// When false, spec'd tokens are reported as not managed.
+    pub tokens_managed: bool,
 }
 
 impl Default for PlanOptions {
@@ -35,6 +39,7 @@ impl Default for PlanOptions {
         Self {
             max_unavailable: 1,
             certificate_check_interval: Duration::from_secs(300),
+            tokens_managed: false,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod intents;
 mod leases;
 pub mod observe;
 pub mod status;
+pub mod tokens;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,6 +116,9 @@ pub struct Reconciler {
     /// CSPRNG for generated secret values and requeue jitter; seeded from the
     /// OS in production.
     rng: Mutex<StdRng>,
+    /// Token management (`tokens`); `None`: tokens in a spec are reported as
+    /// not managed and nothing is minted.
+    tokens: Option<tokens::TokenSettings>,
 }
 
 impl Reconciler {
@@ -148,7 +152,16 @@ impl Reconciler {
             sleeper: Arc::new(TokioSleeper),
             options,
             rng: Mutex::new(rng),
+            tokens: None,
         }
+    }
+
+    /// Manages tokens: mints, rotates and revokes them, stores their values
+    /// sealed with `settings.keyring`.
+    pub fn with_tokens(mut self, settings: tokens::TokenSettings) -> Self {
+        self.options.plan.tokens_managed = true;
+        self.tokens = Some(settings);
+        self
     }
 
     /// With another way to pause between polls (tests pass one that does not
@@ -251,8 +264,21 @@ impl Reconciler {
             }
             Loaded::Gone => return Ok(Outcome::done(0)),
         };
+        let stored_tokens = match &self.tokens {
+            None => Vec::new(),
+            Some(t) => match t.vault.list_token_records(name).await {
+                Ok(r) => r,
+                Err(StoreError::Corrupt { what, detail }) => {
+                    let why = durable::Unreadable(format!("{what}: {detail}"));
+                    return self
+                        .state_unreadable(&record, status, hold, &why, started, timer)
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
 
-        let (observed, settled) = match self.observe(&record, durable, started).await {
+        let (mut observed, settled) = match self.observe(&record, durable, started).await {
             Ok(o) => o,
             Err(ReconcileError::Observe(e)) => {
                 let error = format!("observing Fly failed: {e}");
@@ -270,6 +296,35 @@ impl Reconciler {
         // Settled intents are deleted in the transaction that writes the
         // ledger recording their result; see `execute`.
 
+        // Tokens first: a secrets write bumps the ledger's secrets version,
+        // which this activation's plan then rolls the machines onto.
+        let token_report = match &self.tokens {
+            None => tokens::TokenReport {
+                all_gone: true,
+                ..Default::default()
+            },
+            Some(settings) => {
+                let mut rng = StdRng::from_rng(&mut *self.rng.lock().expect("rng lock"));
+                let mut ledger = observed.ledger.clone();
+                let report = tokens::TokenPhase {
+                    fly: self.fly.as_ref(),
+                    store: &self.store,
+                    settings,
+                    clock: &self.clock,
+                    rng: &mut rng,
+                    actor: &self.options.actor,
+                    tenant,
+                    deleting,
+                    executes: hold.executes(),
+                    observed: &observed,
+                    wrote_secrets: false,
+                }
+                .run(stored_tokens, &mut ledger)
+                .await?;
+                observed.ledger = ledger;
+                report
+            }
+        };
         let desired = Desired {
             tenant,
             deleting,
@@ -277,7 +332,9 @@ impl Reconciler {
         };
         let plan = plan::plan(&desired, &observed, started);
         let mut ledger = observed.ledger.clone();
-        let report = if !hold.executes() || plan.is_empty() {
+        // Teardown revokes every token before anything else goes.
+        let tokens_block_teardown = deleting && !token_report.all_gone;
+        let report = if !hold.executes() || plan.is_empty() || tokens_block_teardown {
             ExecutionReport::default()
         } else {
             // A per-activation generator seeded from the shared one, so no lock
@@ -301,12 +358,19 @@ impl Reconciler {
             return Ok(Outcome::done(report.outcomes.len()));
         }
 
-        let first_error = report.first_error().map(ToString::to_string);
+        let first_error = report
+            .first_error()
+            .map(ToString::to_string)
+            .or_else(|| token_report.first_error.clone());
+        let deferred = report.deferred.clone().or_else(|| {
+            tokens_block_teardown
+                .then(|| "revoking the tenant's tokens before the rest of the teardown".to_string())
+        });
         let attempt = Attempt {
-            changes: report.outcomes.len(),
-            failed: report.failed(),
+            changes: report.outcomes.len() + token_report.acted,
+            failed: report.failed() + token_report.failed,
             first_error: first_error.as_deref(),
-            deferred: report.deferred.as_deref(),
+            deferred: deferred.as_deref(),
         };
         let derived = self.derive(
             &record,
@@ -316,6 +380,12 @@ impl Reconciler {
                 plan: &plan,
                 observed: &observed,
                 attempt,
+                tokens: status::derive::TokenFacts {
+                    pending: &token_report.pending,
+                    halted: &token_report.halted,
+                    wake_at: token_report.wake_at,
+                    progressing: token_report.progressing,
+                },
             },
             started,
         );
@@ -325,6 +395,12 @@ impl Reconciler {
         status.ips = resources.ips;
         status.findings = resources.findings;
         status.blockers = resources.blockers;
+        status.tokens = match &self.tokens {
+            Some(t) => {
+                status::tokens::token_statuses(tenant, &token_report.records, deleting, &t.policy)
+            }
+            None => Vec::new(),
+        };
         let settled: Vec<String> = settled
             .into_iter()
             .chain(report.settled_intents.iter().cloned())
@@ -334,7 +410,7 @@ impl Reconciler {
             status,
             derived,
             Some((&ledger, &settled)),
-            report.outcomes.len(),
+            report.outcomes.len() + token_report.acted,
             timer,
         )
         .await

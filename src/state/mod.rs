@@ -1,5 +1,6 @@
 //! Controller state that must survive: what flotilla owns (the [`Ledger`])
-//! and the creates it has started but not yet seen land ([`Intent`]s).
+//! the creates it has started but not yet seen land ([`Intent`]s), and each
+//! token's lifecycle record ([`token_to_json`]).
 //!
 //! Status (conditions, per-resource status, history) is derived and may be
 //! rebuilt from Fly at any time; this state may not. A lost ledger entry
@@ -24,9 +25,11 @@
 
 mod intent;
 mod ledger;
+mod token;
 
 pub use intent::{INTENT_KINDS, Intent, IntentDetail, LeaseNonce};
 pub use ledger::{LEDGER_SCHEMA_VERSION, Ledger};
+pub use token::{TOKEN_SCHEMA_VERSION, token_from_json, token_to_json};
 
 /// A stored state row that this version of flotilla cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

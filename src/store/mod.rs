@@ -43,8 +43,9 @@
 //! `generation`; it does count as a change (`configured`) and is notified.
 //!
 //! # Credentials and audit
-//! [`access::AccessStore`] (API credentials, audited events) lives beside
-//! `Store` on the same database; [`access::connect_stores`] opens both.
+//! [`access::AccessStore`] (API credentials, audited events) and
+//! [`vault::VaultStore`] (token records, sealed values) live beside `Store`
+//! on the same database; [`access::connect_stores`] opens all three.
 //!
 //! # One controller per database
 //! `serve` holds [`lock::ControllerLock`] while it runs (a PostgreSQL
@@ -61,6 +62,7 @@ mod common;
 pub mod lock;
 pub mod postgres;
 pub mod sqlite;
+pub mod vault;
 
 pub use common::redact_url;
 
@@ -203,6 +205,13 @@ pub enum StoreError {
     /// `remove` is only for tenants marked for deletion (see module docs).
     #[error("tenant {0} is not marked for deletion")]
     NotMarkedForDeletion(TenantName),
+    /// A token record changed since it was read (another writer got there
+    /// first); nothing was written. Read it again and retry.
+    #[error("token {token} of tenant {tenant} was modified concurrently")]
+    TokenConflict {
+        tenant: TenantName,
+        token: crate::ids::TokenName,
+    },
     /// The database URL is malformed or names an unsupported backend. The
     /// message never contains the URL's password.
     #[error("invalid database URL: {0}")]

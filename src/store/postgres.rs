@@ -183,7 +183,7 @@ impl PgStore {
         &self.pool
     }
 
-    fn now(&self) -> PgTs {
+    pub(crate) fn now(&self) -> PgTs {
         PgTs(common::truncate_micros(self.clock.now()))
     }
 }

@@ -158,7 +158,7 @@ impl SqliteStore {
         ))
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         common::truncate_micros(self.clock.now())
     }
 

@@ -10,8 +10,9 @@
 //! `StateUnreadable` on both conditions, before anything else: nothing was
 //! observed or planned.
 //! `Ready`: deletion (`Deleting`, `DeletionBlocked`) → hold (`Paused`,
-//! `ObserveOnly`) → `Blocked` → `Degraded` (a step failed, or a finding
-//! degrades the tenant: [`Finding::degrades`]) → `SecretsPending` →
+//! `ObserveOnly`) → `Blocked` → `Degraded` (a step failed, a finding
+//! degrades the tenant: [`Finding::degrades`], or a token is halted) →
+//! `SecretsPending` → `TokensPending` →
 //! `Available` or `Progressing`.
 //! `Synced`: hold (`Paused`, `ObserveOnly`, `DriftDetected`) → `Blocked` →
 //! `ReconcileError` → `ReconcileSuccess`.
@@ -21,7 +22,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::fly::error::without_request_ids;
-use crate::ids::SecretName;
+use crate::ids::{SecretName, TokenName};
 use crate::model::fly::meta;
 use crate::plan::{Finding, Observed, Plan};
 use crate::spec::{ManagementPolicy, Tenant};
@@ -80,6 +81,22 @@ pub struct Attempt<'a> {
     pub deferred: Option<&'a str>,
 }
 
+/// What the token phase found (`reconcile::tokens`), in the terms status
+/// needs. Empty when the tenant has no tokens or tokens are not managed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenFacts<'a> {
+    /// Spec'd tokens with no ACTIVE credential yet.
+    pub pending: &'a [TokenName],
+    /// Halted tokens and their last error.
+    pub halted: &'a [(TokenName, String)],
+    /// The earliest instant a token needs attention (a rotation coming due,
+    /// a grace period ending, a backoff running out).
+    pub wake_at: Option<Timestamp>,
+    /// A rotation is under way (waiting for machines, or more steps next
+    /// activation).
+    pub progressing: bool,
+}
+
 /// How far the activation got.
 #[derive(Debug, Clone, Copy)]
 pub enum Activation<'a> {
@@ -94,6 +111,7 @@ pub enum Activation<'a> {
         plan: &'a Plan,
         observed: &'a Observed,
         attempt: Attempt<'a>,
+        tokens: TokenFacts<'a>,
     },
 }
 
@@ -211,8 +229,9 @@ fn planned<'a>(
     plan: &Plan,
     observed: &Observed,
     attempt: &Attempt<'a>,
+    tokens: &TokenFacts<'a>,
 ) -> Verdicts<'a> {
-    let facts = Facts::of(i.tenant, plan, observed);
+    let facts = Facts::of(i.tenant, plan, observed, tokens);
     let result = if attempt.failed > 0 {
         format!("error: {}", attempt.first_error.unwrap_or_default())
     } else if !plan.blockers.is_empty() {
@@ -228,10 +247,27 @@ fn planned<'a>(
         Next::Backoff
     } else if attempt.changes > 0 || attempt.deferred.is_some() {
         Next::Soon(i.requeue.confirm_after)
-    } else if facts.settling || i.deleting {
+    } else if facts.settling || i.deleting || tokens.progressing {
         Next::Soon(i.requeue.progress_after)
     } else {
         Next::Resync
+    };
+    // A token due before the next look: come back when it is due.
+    let next = match (next, tokens.wake_at) {
+        (Next::Resync | Next::Soon(_), Some(at)) => {
+            let until = Duration::try_from(at.duration_since(i.finished)).unwrap_or(Duration::ZERO);
+            let current = match next {
+                Next::Soon(d) => d,
+                _ => i.requeue.resync_for(i.tenant),
+            };
+            if until < current {
+                // Never spin: at least a second, even when already due.
+                Next::Soon(until.max(Duration::from_secs(1)))
+            } else {
+                next
+            }
+        }
+        (next, _) => next,
     };
     Verdicts {
         synced: synced(i, plan, attempt),
@@ -262,7 +298,8 @@ pub fn derive(i: &Inputs<'_>) -> Derived {
             plan,
             observed,
             attempt,
-        } => planned(i, plan, observed, &attempt),
+            tokens,
+        } => planned(i, plan, observed, &attempt, &tokens),
     };
 
     let condition = |kind: &str, (ok, reason, message): (bool, &str, String)| Condition {
@@ -334,10 +371,14 @@ struct Facts<'a> {
     deletion_blocked: Option<&'a Finding>,
     /// `external` secrets without a value on the app.
     secrets_pending: Vec<&'a SecretName>,
+    /// Spec'd tokens not minted yet.
+    tokens_pending: &'a [TokenName],
+    /// Halted tokens (they degrade the tenant).
+    tokens_halted: &'a [(TokenName, String)],
 }
 
 impl<'a> Facts<'a> {
-    fn of(tenant: &Tenant, plan: &'a Plan, observed: &Observed) -> Self {
+    fn of(tenant: &Tenant, plan: &'a Plan, observed: &Observed, tokens: &TokenFacts<'a>) -> Self {
         let settling_findings: Vec<&Finding> = plan
             .findings
             .iter()
@@ -357,7 +398,9 @@ impl<'a> Facts<'a> {
                 && m.metadata.get(meta::TENANT).map(String::as_str) == Some(tenant.name().as_str())
         });
         Facts {
-            settling: !settling_findings.is_empty() || in_transition,
+            tokens_pending: tokens.pending,
+            tokens_halted: tokens.halted,
+            settling: !settling_findings.is_empty() || in_transition || tokens.progressing,
             settling_findings,
             degrading: plan.findings.iter().filter(|f| f.degrades()).collect(),
             deletion_blocked: plan
@@ -373,6 +416,30 @@ impl<'a> Facts<'a> {
                 })
                 .collect(),
         }
+    }
+
+    fn tokens_message(&self) -> Option<String> {
+        (!self.tokens_pending.is_empty()).then(|| {
+            let names: Vec<&str> = self.tokens_pending.iter().map(|n| n.as_str()).collect();
+            format!(
+                "waiting for token(s) {} to be minted and delivered",
+                names.join(", ")
+            )
+        })
+    }
+
+    fn halted_message(&self) -> Option<String> {
+        (!self.tokens_halted.is_empty()).then(|| {
+            self.tokens_halted
+                .iter()
+                .map(|(name, error)| {
+                    format!(
+                        "token {name} halted after repeated failures (resume with `flotilla rotate TENANT {name} --resume`): {error}"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     fn secrets_message(&self) -> Option<String> {
@@ -465,16 +532,24 @@ fn ready(i: &Inputs<'_>, plan: &Plan, attempt: &Attempt<'_>, facts: &Facts<'_>) 
     if !plan.blockers.is_empty() {
         return (false, reasons::BLOCKED, blockers(plan));
     }
-    if attempt.failed > 0 || !facts.degrading.is_empty() {
-        let message = if facts.degrading.is_empty() {
-            attempt.first_error.unwrap_or_default().to_string()
-        } else {
-            joined(&facts.degrading)
-        };
-        return (false, reasons::DEGRADED, message);
+    if attempt.failed > 0 || !facts.degrading.is_empty() || !facts.tokens_halted.is_empty() {
+        let mut parts: Vec<String> = Vec::new();
+        if !facts.degrading.is_empty() {
+            parts.push(joined(&facts.degrading));
+        }
+        if let Some(h) = facts.halted_message() {
+            parts.push(h);
+        }
+        if parts.is_empty() {
+            parts.push(attempt.first_error.unwrap_or_default().to_string());
+        }
+        return (false, reasons::DEGRADED, parts.join("; "));
     }
     if let Some(message) = facts.secrets_message() {
         return (false, reasons::SECRETS_PENDING, message);
+    }
+    if let Some(message) = facts.tokens_message() {
+        return (false, reasons::TOKENS_PENDING, message);
     }
     if plan.is_empty() && !facts.settling && attempt.deferred.is_none() {
         return (

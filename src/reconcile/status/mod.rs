@@ -15,6 +15,7 @@
 pub mod derive;
 pub mod requeue;
 pub mod resources;
+pub mod tokens;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ pub struct TenantStatus {
     pub machines: Vec<MachineStatus>,
     pub certificates: Vec<CertificateStatus>,
     pub ips: Vec<IpStatus>,
+    /// Each token's lifecycle (never a value).
+    pub tokens: Vec<tokens::TokenStatus>,
     /// Things reported but not changed (foreign resources, pending DNS, ...).
     pub findings: Vec<String>,
     /// Why nothing may be changed, if anything.
@@ -92,6 +95,7 @@ pub mod reasons {
     pub const PROGRESSING: &str = "Progressing";
     pub const DEGRADED: &str = "Degraded";
     pub const SECRETS_PENDING: &str = "SecretsPending";
+    pub const TOKENS_PENDING: &str = "TokensPending";
     pub const PAUSED: &str = "Paused";
     pub const OBSERVE_ONLY: &str = "ObserveOnly";
     pub const DELETING: &str = "Deleting";
@@ -110,6 +114,7 @@ pub mod reasons {
         PROGRESSING,
         DEGRADED,
         SECRETS_PENDING,
+        TOKENS_PENDING,
         PAUSED,
         OBSERVE_ONLY,
         DELETING,

@@ -184,6 +184,7 @@ pub type SharedAccessStore = Arc<dyn AccessStore>;
 pub struct Stores {
     pub tenants: SharedStore,
     pub access: SharedAccessStore,
+    pub vault: super::vault::SharedVaultStore,
 }
 
 /// [`super::connect`], returning the access port too (same pool).
@@ -195,13 +196,15 @@ pub async fn connect_stores(
         let store = Arc::new(super::sqlite::SqliteStore::connect(url, clock).await?);
         Ok(Stores {
             tenants: store.clone(),
-            access: store,
+            access: store.clone(),
+            vault: store,
         })
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = Arc::new(super::postgres::PgStore::connect(url, clock).await?);
         Ok(Stores {
             tenants: store.clone(),
-            access: store,
+            access: store.clone(),
+            vault: store,
         })
     } else {
         Err(StoreError::InvalidUrl(format!(

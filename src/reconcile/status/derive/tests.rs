@@ -201,6 +201,8 @@ struct Scenario {
     plan: Plan,
     observed: Observed,
     attempt: (usize, usize, Option<&'static str>, Option<&'static str>),
+    tokens_pending: Vec<TokenName>,
+    tokens_halted: Vec<(TokenName, String)>,
 }
 
 impl Scenario {
@@ -217,7 +219,23 @@ impl Scenario {
             plan: Plan::default(),
             observed,
             attempt: (0, 0, None, None),
+            tokens_pending: Vec::new(),
+            tokens_halted: Vec::new(),
         }
+    }
+
+    fn token_pending(mut self) -> Self {
+        self.tokens_pending
+            .push(TokenName::parse("deploy").unwrap());
+        self
+    }
+
+    fn token_halted(mut self) -> Self {
+        self.tokens_halted.push((
+            TokenName::parse("deploy").unwrap(),
+            "mint: Fly unavailable (503)".to_string(),
+        ));
+        self
     }
 
     fn spec(mut self, edit: impl Fn(&str) -> String) -> Self {
@@ -315,6 +333,12 @@ impl Scenario {
                     first_error,
                     deferred,
                 },
+                tokens: TokenFacts {
+                    pending: &self.tokens_pending,
+                    halted: &self.tokens_halted,
+                    wake_at: None,
+                    progressing: false,
+                },
             },
         };
         derive(&Inputs {
@@ -337,6 +361,7 @@ const ROWS: &[(&str, &str, &str)] = &[
     ("Ready", "True", "Available"),
     ("Ready", "False", "Progressing"),
     ("Ready", "False", "SecretsPending"),
+    ("Ready", "False", "TokensPending"),
     ("Ready", "False", "Degraded"),
     ("Ready", "False", "Blocked"),
     ("Ready", "True", "Paused"),
@@ -396,8 +421,18 @@ fn scenarios(row: (&str, &str, &str)) -> Vec<Scenario> {
                 .step()
                 .applied(1),
         ],
+        ("Ready", "False", "TokensPending") => vec![
+            s("a spec'd token not minted yet").token_pending(),
+            s("token not minted while changes are made")
+                .token_pending()
+                .step()
+                .applied(1),
+        ],
         ("Ready", "False", "Degraded") => {
-            let mut v = vec![s("a step failed").step().failed()];
+            let mut v = vec![
+                s("a step failed").step().failed(),
+                s("a token halted after repeated failures").token_halted(),
+            ];
             for f in every_finding().into_iter().filter(Finding::degrades) {
                 v.push(Scenario::new(format!("degrading finding: {f}")).finding(f));
             }
