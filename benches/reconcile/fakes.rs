@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flotilla::fly::{
-    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, CreateVolume,
-    ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState,
-    MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume, WaitState,
+    App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
+    CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
+    MachineState, MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume,
+    WaitState,
 };
 use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, TenantName, VolumeId};
 use flotilla::store::{
@@ -320,6 +321,9 @@ impl FlyApi for Replay {
         _: Duration,
     ) -> Result<MintedToken, FlyError> {
         self.miss("create_org_token")
+    }
+    async fn list_tokens(&self, _: &AppName) -> Result<Vec<AppToken>, FlyError> {
+        self.miss("list_tokens")
     }
     async fn revoke_token(&self, _: &str) -> Result<(), FlyError> {
         self.miss("revoke_token")

@@ -221,6 +221,11 @@ pub trait FlyApi: Send + Sync {
         name: &str,
         expiry: Duration,
     ) -> Result<MintedToken, FlyError>;
+    /// Every token scoped to `app` (`app.limitedAccessTokens`, all pages),
+    /// revoked ones included, with name and times and never a value. An
+    /// idempotent read (retried); a listing that cannot be read whole is an
+    /// error, never a shorter list.
+    async fn list_tokens(&self, app: &AppName) -> Result<Vec<AppToken>, FlyError>;
     /// `deleteLimitedAccessToken`. Revoking a token that is already gone succeeds.
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError>;
     /// `GET /v1/tokens/current`, authenticated with `token` instead of the

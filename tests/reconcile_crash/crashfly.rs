@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use flotilla::fly::{
-    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, CreateVolume,
-    ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState,
-    MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume, WaitState,
+    App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
+    CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
+    MachineState, MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume,
+    WaitState,
 };
 use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 use futures::future::BoxFuture;
@@ -558,6 +559,10 @@ impl FlyApi for CrashFly {
             self.inner.create_org_token(org, name, expiry),
         )
         .await
+    }
+    async fn list_tokens(&self, app: &AppName) -> Result<Vec<AppToken>, FlyError> {
+        self.gate(read("list_tokens"), None, self.inner.list_tokens(app))
+            .await
     }
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError> {
         self.gate(write("revoke_token"), None, self.inner.revoke_token(id))

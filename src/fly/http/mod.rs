@@ -1,5 +1,5 @@
 //! [`HttpFly`]: the reqwest implementation of [`FlyApi`], speaking the
-//! Machines REST API (`/v1/...`) and four GraphQL token operations.
+//! Machines REST API (`/v1/...`) and five GraphQL token operations.
 //!
 //! Every call goes through one pipeline (`transport`): client-side rate
 //! limit ([`super::ratelimit`]) → HTTP exchange with a per-call timeout →
@@ -18,7 +18,7 @@
 //!
 //! | Call | Retried? | Why it is safe |
 //! |---|---|---|
-//! | every GET (`get_*`, `list_*`, `inspect_token`, GraphQL lookups) | yes | reads |
+//! | every GET (`get_*`, `list_*`, `inspect_token`, GraphQL lookups and `list_tokens`) | yes | reads |
 //! | `delete_app`, `delete_machine`, `delete_volume`, `release_ip`, `delete_certificate`, `delete_metadata`, `release_lease` | yes | a 404 on a *retry* means an earlier attempt took effect → success |
 //! | `start_machine`, `stop_machine` | yes | reaching the same state twice is a no-op |
 //! | `wait_machine` | 5xx/429/transport only, within the caller's deadline | a timed-out wait already used its budget |
@@ -95,9 +95,10 @@ use self::config::parse_url;
 use self::machines::Lifecycle;
 use super::ratelimit::FlyRateLimiter;
 use super::{
-    App, AppSecret, AssignIp, CertificateDetail, CertificateSummary, CreateMachine, CreateVolume,
-    ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter, MachineState,
-    MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume, WaitState,
+    App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
+    CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
+    MachineState, MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume,
+    WaitState,
 };
 use crate::clock::SharedClock;
 use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
@@ -428,6 +429,10 @@ impl FlyApi for HttpFly {
         expiry: Duration,
     ) -> Result<MintedToken, FlyError> {
         tokens::create_org(self, org, name, expiry).await
+    }
+
+    async fn list_tokens(&self, app: &AppName) -> Result<Vec<AppToken>, FlyError> {
+        tokens::list(self, app).await
     }
 
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError> {

@@ -1,7 +1,8 @@
-//! Token endpoints: minting deploy tokens (app- or org-scoped) and revoking
-//! them through GraphQL, and `GET /v1/tokens/current`, which inspects a token
-//! by authenticating with it. Minted tokens are [`SecretString`]s from the
-//! moment they are read; none of these calls is retried blindly.
+//! Token endpoints: minting deploy tokens (app- or org-scoped), listing an
+//! app's tokens and revoking them through GraphQL, and `GET
+//! /v1/tokens/current`, which inspects a token by authenticating with it.
+//! Minted tokens are [`SecretString`]s from the moment they are read; a
+//! listing never asks for a value. Only the reads are retried.
 
 use std::time::Duration;
 
@@ -13,16 +14,18 @@ use super::auth::authorization_value;
 use super::errors::{unbuildable, unexpected};
 use super::transport::Op;
 use crate::fly::wire::graphql::{
-    GqlAppData, GqlCreateTokenData, GqlOrgData, M_CREATE_TOKEN, M_DELETE_TOKEN, Q_APP_FOR_TOKEN,
-    Q_ORGANIZATION, parse_expires_at,
+    GqlAppData, GqlAppTokensData, GqlCreateTokenData, GqlListedToken, GqlOrgData, M_CREATE_TOKEN,
+    M_DELETE_TOKEN, Q_APP_FOR_TOKEN, Q_APP_TOKENS, Q_ORGANIZATION, parse_expires_at,
+    parse_time_strict,
 };
 use crate::fly::wire::tokens::CurrentTokenWire;
-use crate::fly::{App, FlyError, MintedToken, TokenInfo};
+use crate::fly::{App, AppToken, FlyError, MintedToken, TokenInfo};
 use crate::ids::{AppName, OrgSlug};
 use crate::model::fly::duration::format_go_duration;
 
 const APP_FOR_TOKEN: Op = Op::graphql("GetAppForToken").idempotent();
 const ORGANIZATION: Op = Op::graphql("GetOrganization").idempotent();
+const LIST: Op = Op::graphql("ListLimitedAccessTokens").idempotent();
 const CREATE: Op = Op::graphql("CreateLimitedAccessToken");
 const DELETE: Op = Op::graphql("DeleteLimitedAccessToken");
 const CURRENT: Op = Op::get("CurrentToken_show");
@@ -77,6 +80,76 @@ pub(super) async fn create_org(
         expiry,
     )
     .await
+}
+
+/// Tokens asked for per page.
+const PAGE_SIZE: u32 = 100;
+/// Pages read at most (20 000 tokens): a listing that goes on longer is an
+/// error, never a silently truncated answer.
+const MAX_PAGES: usize = 200;
+
+/// Every token scoped to `app`, revoked ones included, following
+/// `pageInfo` to the last page. A listing that cannot be read whole is an
+/// error: a missing token would look like a mint that never landed.
+pub(super) async fn list(fly: &HttpFly, app: &AppName) -> Result<Vec<AppToken>, FlyError> {
+    let op = LIST.name;
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let vars = json!({"appName": app.as_str(), "first": PAGE_SIZE, "after": after});
+        let data: GqlAppTokensData = fly.graphql(LIST, app.as_str(), Q_APP_TOKENS, vars).await?;
+        let conn = data
+            .app
+            .ok_or_else(|| FlyError::NotFound {
+                message: format!("{op}: app {app} not found"),
+            })?
+            .tokens
+            .ok_or_else(|| unexpected(op, 200, "app has no limitedAccessTokens"))?;
+        for (i, node) in conn.nodes.unwrap_or_default().into_iter().enumerate() {
+            let node = node.ok_or_else(|| unexpected(op, 200, format!("token {i} is null")))?;
+            out.push(listed(node).map_err(|e| unexpected(op, 200, e))?);
+        }
+        let page = conn
+            .page_info
+            .ok_or_else(|| unexpected(op, 200, "no pageInfo"))?;
+        if !page.has_next_page.unwrap_or(false) {
+            return Ok(out);
+        }
+        let next = page
+            .end_cursor
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| unexpected(op, 200, "hasNextPage without an endCursor"))?;
+        if after.as_deref() == Some(next.as_str()) {
+            return Err(unexpected(op, 200, "endCursor did not advance"));
+        }
+        after = Some(next);
+    }
+    Err(unexpected(
+        op,
+        200,
+        format!(
+            "app {app} lists more than {} tokens",
+            MAX_PAGES * PAGE_SIZE as usize
+        ),
+    ))
+}
+
+/// One listed token, strictly: an id, a name, and times that parse.
+fn listed(t: GqlListedToken) -> Result<AppToken, String> {
+    let id =
+        t.id.filter(|id| !id.is_empty())
+            .ok_or("a token without an id")?;
+    let name = t.name.ok_or_else(|| format!("token {id} has no name"))?;
+    let expires_at = parse_time_strict("expiresAt", t.expires_at.as_deref())
+        .map_err(|e| format!("token {id}: {e}"))?;
+    let revoked_at = parse_time_strict("revokedAt", t.revoked_at.as_deref())
+        .map_err(|e| format!("token {id}: {e}"))?;
+    Ok(AppToken {
+        id,
+        name,
+        expires_at,
+        revoked_at,
+    })
 }
 
 /// Revoking a token that is already gone succeeds.
@@ -158,4 +231,37 @@ async fn mint(
         token: SecretString::from(t.token_header),
         expires_at: parse_expires_at(t.expires_at.as_deref()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(v: serde_json::Value) -> GqlListedToken {
+        serde_json::from_value(v).expect("reads")
+    }
+
+    #[test]
+    fn listed_tokens_are_read_strictly() {
+        let t = listed(node(json!({
+            "id": "tok1", "name": "n", "expiresAt": "2030-01-01T00:00:00Z", "revokedAt": null
+        })))
+        .expect("valid");
+        assert_eq!(t.id, "tok1");
+        assert_eq!(
+            t.expires_at,
+            Some("2030-01-01T00:00:00Z".parse().expect("ts"))
+        );
+        assert_eq!(t.revoked_at, None);
+        let minimal = listed(node(json!({"id": "tok2", "name": ""}))).expect("valid");
+        assert_eq!((minimal.expires_at, minimal.revoked_at), (None, None));
+
+        let bad_revoked = node(json!({"id": "tok3", "name": "n", "revokedAt": "yesterday"}));
+        let e = listed(bad_revoked).expect_err("unreadable revokedAt");
+        assert!(e.contains("tok3") && e.contains("revokedAt"), "{e}");
+        assert!(listed(node(json!({"id": "tok4", "name": "n", "expiresAt": ""}))).is_err());
+        assert!(listed(node(json!({"id": "", "name": "n"}))).is_err());
+        assert!(listed(node(json!({"name": "n"}))).is_err());
+        assert!(listed(node(json!({"id": "tok5"}))).is_err());
+    }
 }

@@ -1,6 +1,6 @@
-//! GraphQL on the wire: the four documents flotilla sends (app and org
-//! lookups, token create and delete), the request envelope, the response
-//! envelope with `errors[]`, and the payloads read from `data`.
+//! GraphQL on the wire: the five documents flotilla sends (app and org
+//! lookups, token create, list and delete), the request envelope, the
+//! response envelope with `errors[]`, and the payloads read from `data`.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,10 @@ pub(crate) const Q_APP_FOR_TOKEN: &str = "query GetAppForToken($appName: String!
 pub(crate) const Q_ORGANIZATION: &str =
     "query GetOrganization($slug: String!) { organization(slug: $slug) { id slug } }";
 pub(crate) const M_CREATE_TOKEN: &str = "mutation CreateLimitedAccessToken($name: String!, $organizationId: ID!, $profile: String!, $profileParams: JSON, $expiry: String!) { createLimitedAccessToken(input: {name: $name, organizationId: $organizationId, profile: $profile, profileParams: $profileParams, expiry: $expiry}) { limitedAccessToken { id tokenHeader expiresAt } } }";
+/// One page of an app's tokens (Fly's schema: `App.limitedAccessTokens(after,
+/// before, first, last): LimitedAccessTokenConnection` with `nodes` and
+/// `pageInfo`). Never selects `token` or `tokenHeader`.
+pub(crate) const Q_APP_TOKENS: &str = "query ListLimitedAccessTokens($appName: String!, $first: Int, $after: String) { app(name: $appName) { limitedAccessTokens(first: $first, after: $after) { nodes { id name expiresAt revokedAt } pageInfo { hasNextPage endCursor } } } }";
 pub(crate) const M_DELETE_TOKEN: &str = "mutation DeleteLimitedAccessToken($input: DeleteLimitedAccessTokenInput!) { deleteLimitedAccessToken(input: $input) { token } }";
 
 #[derive(Debug, Serialize)]
@@ -89,6 +93,62 @@ pub(crate) struct GqlCreateTokenPayload {
 pub(crate) struct GqlCreateTokenData {
     #[serde(default, rename = "createLimitedAccessToken")]
     pub create: Option<GqlCreateTokenPayload>,
+}
+
+/// A listed token as Fly sends it; `null` fields stay `None` so the mapping
+/// can refuse what it cannot read instead of guessing.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GqlListedToken {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "expiresAt")]
+    pub expires_at: Option<String>,
+    #[serde(default, rename = "revokedAt")]
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct GqlPageInfo {
+    #[serde(default, rename = "hasNextPage")]
+    pub has_next_page: Option<bool>,
+    #[serde(default, rename = "endCursor")]
+    pub end_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct GqlTokenConnection {
+    /// `[LimitedAccessToken]`: the list and each entry are nullable.
+    #[serde(default)]
+    pub nodes: Option<Vec<Option<GqlListedToken>>>,
+    #[serde(default, rename = "pageInfo")]
+    pub page_info: Option<GqlPageInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct GqlAppTokens {
+    #[serde(default, rename = "limitedAccessTokens")]
+    pub tokens: Option<GqlTokenConnection>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct GqlAppTokensData {
+    #[serde(default)]
+    pub app: Option<GqlAppTokens>,
+}
+
+/// Reads an optional ISO 8601 time strictly: `null` is `None`, anything
+/// present must parse (a revocation time read as "none" would make a
+/// revoked token look valid).
+pub(crate) fn parse_time_strict(field: &str, s: Option<&str>) -> Result<Option<Timestamp>, String> {
+    match s {
+        None => Ok(None),
+        Some(t) => t
+            .parse::<Timestamp>()
+            .map(Some)
+            .map_err(|_| format!("{field} is not an ISO 8601 time")),
+    }
 }
 
 pub(crate) fn parse_expires_at(s: Option<&str>) -> Option<Timestamp> {

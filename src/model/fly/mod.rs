@@ -42,7 +42,7 @@ pub use parts::{
     InitConfig, MountConfig, ProcessConfig, ProcessSecret, StaticConfig, StopConfig,
 };
 pub use secrets::{AppSecret, SecretsVersion};
-pub use tokens::{MintedToken, TokenInfo};
+pub use tokens::{AppToken, MintedToken, TokenInfo};
 pub use volumes::{CreateVolume, ExtendedVolume, UpdateVolume, Volume, VolumeState};
 
 /// Machine metadata keys flotilla owns. Everything flotilla creates carries them;
