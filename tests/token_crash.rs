@@ -66,6 +66,12 @@ enum Scenario {
     Provision,
     /// A converged tenant's token, rotated on request.
     Rotate,
+    /// After a rotation, the grace period of the replaced token ends: it is
+    /// revoked.
+    Retire,
+    /// A tenant with a token in grace is deleted: every token is revoked
+    /// before the app goes.
+    Teardown,
 }
 
 struct World {
@@ -109,8 +115,7 @@ impl World {
         let stores = connect_stores("sqlite::memory:", shared.clone())
             .await
             .expect("store");
-        let ops =
-            Ops::new(stores.clone(), shared, ParseOptions::default()).with_keyring(keyring());
+        let ops = Ops::new(stores.clone(), shared, ParseOptions::default()).with_keyring(keyring());
         let docs = spec::load_str("t.yaml", SPEC, &ParseOptions::default()).expect("valid spec");
         let drafts: Vec<TenantDraft> = docs
             .into_iter()
@@ -195,23 +200,47 @@ impl World {
 
 async fn prepare(scenario: Scenario) -> World {
     let w = World::new().await;
-    if scenario == Scenario::Rotate {
-        let r = w.reconciler(w.fly.clone(), 100);
-        converge(&w, &r, "setup").await;
-        w.ops
-            .request_rotation(&Actor::local("test"), "crash", None, RotationAsk::Rotate)
-            .await
-            .unwrap();
+    if scenario == Scenario::Provision {
+        return w;
+    }
+    let r = w.reconciler(w.fly.clone(), 100);
+    converge(&w, &r, "setup", Scenario::Provision).await;
+    w.ops
+        .request_rotation(&Actor::local("test"), "crash", None, RotationAsk::Rotate)
+        .await
+        .unwrap();
+    match scenario {
+        Scenario::Provision | Scenario::Rotate => {}
+        Scenario::Retire => {
+            converge(&w, &r, "setup", Scenario::Rotate).await;
+            assert_eq!(w.sim_tokens().iter().filter(|t| !t.2).count(), 2);
+            w.clock.advance(SignedDuration::from_secs(11 * 60));
+        }
+        Scenario::Teardown => {
+            converge(&w, &r, "setup", Scenario::Rotate).await;
+            w.stores.tenants.mark_for_deletion(&name()).await.unwrap();
+        }
     }
     w
 }
 
-async fn converge(w: &World, r: &Reconciler, what: &str) -> Vec<Outcome> {
+/// Whether the scenario is done after `out`.
+async fn done(w: &World, out: &Outcome, scenario: Scenario) -> bool {
+    match scenario {
+        Scenario::Teardown => w.stores.tenants.get(&name()).await.unwrap().is_none(),
+        Scenario::Retire => {
+            w.converged(out).await && w.sim_tokens().iter().filter(|t| !t.2).count() == 1
+        }
+        Scenario::Provision | Scenario::Rotate => w.converged(out).await,
+    }
+}
+
+async fn converge(w: &World, r: &Reconciler, what: &str, scenario: Scenario) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for _ in 0..30 {
         let out = r.reconcile(&name()).await.expect("reconcile");
         outcomes.push(out.clone());
-        if w.converged(&out).await {
+        if done(w, &out, scenario).await {
             return outcomes;
         }
         w.later().await;
@@ -223,7 +252,7 @@ async fn converge(w: &World, r: &Reconciler, what: &str) -> Vec<Outcome> {
     );
 }
 
-async fn until_crash(w: &World, fly: &Arc<CrashFly>) -> (bool, Vec<Outcome>) {
+async fn until_crash(w: &World, fly: &Arc<CrashFly>, scenario: Scenario) -> (bool, Vec<Outcome>) {
     let r = w.reconciler(fly.clone(), 1);
     let tenant = name();
     let mut outcomes = Vec::new();
@@ -234,7 +263,7 @@ async fn until_crash(w: &World, fly: &Arc<CrashFly>) -> (bool, Vec<Outcome>) {
             out = r.reconcile(&tenant) => out.expect("reconcile"),
         };
         outcomes.push(out.clone());
-        if w.converged(&out).await {
+        if done(w, &out, scenario).await {
             return (false, outcomes);
         }
         w.later().await;
@@ -242,8 +271,18 @@ async fn until_crash(w: &World, fly: &Arc<CrashFly>) -> (bool, Vec<Outcome>) {
     panic!("the scenario did not converge without a crash: {outcomes:?}");
 }
 
-/// The end state, then the same after the grace period.
-async fn check(w: &World, what: &str) {
+/// The end state, then the same after the grace period. Teardown: nothing
+/// of flotilla's is live and the tenant is gone.
+async fn check(w: &World, what: &str, scenario: Scenario) {
+    if scenario == Scenario::Teardown {
+        assert!(
+            w.stores.tenants.get(&name()).await.unwrap().is_none(),
+            "{what}"
+        );
+        let live: Vec<_> = w.sim_tokens().into_iter().filter(|t| !t.2).collect();
+        assert!(live.is_empty(), "{what}: live after teardown {live:?}");
+        return;
+    }
     let records = w.stores.vault.list_token_records(&name()).await.unwrap();
     assert_eq!(records.len(), 1, "{what}");
     let record = &records[0].record;
@@ -263,7 +302,11 @@ async fn check(w: &World, what: &str) {
     names.sort();
     let before = names.len();
     names.dedup();
-    assert_eq!(before, names.len(), "{what}: a name minted twice: {tokens:?}");
+    assert_eq!(
+        before,
+        names.len(),
+        "{what}: a name minted twice: {tokens:?}"
+    );
 
     let value = w
         .ops
@@ -284,8 +327,7 @@ async fn check(w: &World, what: &str) {
     for _ in 0..5 {
         r.reconcile(&name()).await.unwrap();
     }
-    let live: Vec<(String, String, bool)> =
-        w.sim_tokens().into_iter().filter(|t| !t.2).collect();
+    let live: Vec<(String, String, bool)> = w.sim_tokens().into_iter().filter(|t| !t.2).collect();
     assert_eq!(live.len(), 1, "{what}: live tokens after grace {live:?}");
     assert_eq!(live[0].0, active.credential.fly_token_id.as_str(), "{what}");
 }
@@ -311,9 +353,9 @@ fn is_token_call(call: &Call) -> bool {
 async fn every_call(scenario: Scenario) {
     let w = prepare(scenario).await;
     let reference = Arc::new(CrashFly::new(w.fly.clone(), None));
-    assert!(!until_crash(&w, &reference).await.0);
+    assert!(!until_crash(&w, &reference, scenario).await.0);
     let calls = reference.log();
-    check(&w, &format!("{scenario:?} without a crash")).await;
+    check(&w, &format!("{scenario:?} without a crash"), scenario).await;
 
     let mut runs = 0;
     for (i, call) in calls.iter().enumerate() {
@@ -324,27 +366,36 @@ async fn every_call(scenario: Scenario) {
             let what = format!("{scenario:?}: {mode:?} call #{i} ({})", call.name);
             let w = prepare(scenario).await;
             let fly = Arc::new(CrashFly::new(w.fly.clone(), Some((i, mode))));
-            let (crashed, _) = until_crash(&w, &fly).await;
+            let (crashed, _) = until_crash(&w, &fly, scenario).await;
             assert_eq!(crashed, !matches!(mode, Mode::Lost | Mode::Fail), "{what}");
             if crashed {
                 let r = w.reconciler(w.fly.clone(), 2 + i as u64);
-                let outcomes = converge(&w, &r, &what).await;
+                let outcomes = converge(&w, &r, &what, scenario).await;
                 assert!(
                     outcomes.iter().all(|o| o.failed == 0),
                     "{what}: {outcomes:?}"
                 );
             }
-            check(&w, &what).await;
+            check(&w, &what, scenario).await;
             runs += 1;
         }
     }
     let names: Vec<&str> = calls.iter().map(|c| c.name).collect();
-    eprintln!("{scenario:?}: {} calls ({names:?}), {runs} runs", calls.len());
-    assert!(
-        names.contains(&"create_deploy_token") && names.contains(&"inspect_token"),
-        "{names:?}"
+    eprintln!(
+        "{scenario:?}: {} calls ({names:?}), {runs} runs",
+        calls.len()
     );
-    assert!(runs >= 8, "every token call was tried ({runs} runs)");
+    let expected: &[&str] = match scenario {
+        Scenario::Provision | Scenario::Rotate => {
+            &["create_deploy_token", "inspect_token", "update_secrets"]
+        }
+        Scenario::Retire => &["revoke_token"],
+        Scenario::Teardown => &["revoke_token", "list_tokens"],
+    };
+    for e in expected {
+        assert!(names.contains(e), "{scenario:?}: no {e} in {names:?}");
+    }
+    assert!(runs >= 4, "every token call was tried ({runs} runs)");
 }
 
 #[tokio::test]
@@ -355,4 +406,14 @@ async fn a_crash_at_any_step_of_the_first_mint_leaves_one_active_token() {
 #[tokio::test]
 async fn a_crash_at_any_step_of_a_rotation_loses_and_leaks_nothing() {
     every_call(Scenario::Rotate).await;
+}
+
+#[tokio::test]
+async fn a_crash_while_retiring_the_replaced_token_still_revokes_it_once() {
+    every_call(Scenario::Retire).await;
+}
+
+#[tokio::test]
+async fn a_crash_during_teardown_still_revokes_every_token() {
+    every_call(Scenario::Teardown).await;
 }
