@@ -417,7 +417,21 @@ fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed, tokens_ma
             }),
         }
     }
-    let desired: BTreeSet<&SecretName> = tenant.spec.secrets.iter().map(|s| &s.name).collect();
+    // Secrets a token delivers into (`deliverTo.appSecrets`) are desired too:
+    // the token phase writes them.
+    let desired: BTreeSet<&SecretName> = tenant
+        .spec
+        .secrets
+        .iter()
+        .map(|s| &s.name)
+        .chain(
+            tenant
+                .spec
+                .tokens
+                .iter()
+                .flat_map(|t| t.deliver_to.app_secrets.iter()),
+        )
+        .collect();
     let mut unset = Vec::new();
     for s in &observed.secrets {
         if desired.contains(&s.name) {

@@ -127,7 +127,7 @@ impl fmt::Display for Finding {
             Finding::TokenNotManaged { name } => {
                 write!(
                     f,
-                    "token {name}: token minting and rotation are not available in this version"
+                    "token {name}: not managed here (this reconciler runs without the token phase)"
                 )
             }
             Finding::RolloutFailed { group, id } => {

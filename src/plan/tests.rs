@@ -1344,3 +1344,42 @@ fn golden_plans() {
         ),
     );
 }
+
+#[test]
+fn secrets_a_token_delivers_into_are_not_unset() {
+    let mut t = tenant("acme");
+    let target = SecretName::parse("FLY_DEPLOY_TOKEN").unwrap();
+    t.spec.tokens.push(crate::spec::model::TokenSpec {
+        name: crate::ids::TokenName::parse("ci").unwrap(),
+        kind: crate::spec::model::TokenKind::Deploy,
+        expiry: crate::spec::model::DurationSecs(86_400),
+        schedule: None,
+        renew_before: crate::spec::model::DurationSecs(3_600),
+        grace: crate::spec::model::DurationSecs(60),
+        deliver_to: crate::spec::model::DeliverTo {
+            app_secrets: vec![target.clone()],
+            registry: true,
+        },
+    });
+    let o = PlanOptions {
+        tokens_managed: true,
+        ..opts()
+    };
+    let mut w = converged(&t);
+    w.observed.secrets.push(crate::model::fly::AppSecret {
+        name: target.clone(),
+        digest: "d".into(),
+    });
+    w.observed.ledger.secrets.insert(target);
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.is_empty(), "{p:#?}");
+    assert!(p.findings.is_empty(), "{:?}", p.findings);
+}

@@ -68,8 +68,8 @@ pub enum Phase {
     App,
     Network,
     Machines,
-    // Tokens (create after machines, revoke first on teardown) get their
-    // phases with the token capability.
+    // Tokens are not plan phases: the token phase (`reconcile::tokens`)
+    // runs before the plan, and on teardown the plan waits for it.
     /// Teardown phases, in order.
     DestroyMachines,
     ReleaseNetwork,
@@ -301,7 +301,8 @@ pub enum Finding {
     ExternalSecretMissing {
         name: SecretName,
     },
-    /// A `fromToken` secret or a token waits for token management.
+    /// A `fromToken` secret or a token, planned by a reconciler without the
+    /// token phase (`PlanOptions::tokens_managed` false).
     TokenNotManaged {
         name: String,
     },
