@@ -183,8 +183,8 @@ async fn lose(sim: &Sim, l: LostMint) -> Response {
             (StatusCode::GATEWAY_TIMEOUT, "").into_response()
         }
         LostResponse::Drop => {
-            // The head and a first chunk go out; the body then fails, and
-            // the server closes the connection mid-answer.
+            // The body fails after its first chunk: the server closes the
+            // connection before the answer is complete.
             let chunks: [Result<Bytes, std::io::Error>; 2] = [
                 Ok(Bytes::from_static(b"{\"data\": {")),
                 Err(std::io::Error::other("simulated dropped connection")),

@@ -27,7 +27,8 @@ pub enum LostResponse {
     /// The request hangs for the profile's `stall` (beyond a client
     /// timeout), then 504.
     Stall,
-    /// Status 200 is sent, then the connection drops before the body ends.
+    /// The connection closes before the answer is complete (the client
+    /// sees a transport failure).
     Drop,
 }
 

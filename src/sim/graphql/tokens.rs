@@ -24,8 +24,9 @@ use crate::sim::error::ApiResult;
 use crate::sim::goduration;
 use crate::sim::state::{App, Profile, State as World, Token};
 
-/// Most tokens in one page of a connection.
-pub const MAX_PAGE: usize = 50;
+/// Most tokens in one page of a connection (Fly's limit is not documented;
+/// 100 is graphql-ruby's common `max_page_size`).
+pub const MAX_PAGE: usize = 100;
 
 /// Who made a token. The simulator has no users; every token shows this one.
 fn user_node() -> Value {
