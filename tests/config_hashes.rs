@@ -223,7 +223,7 @@ async fn a_hash_version_change_rewrites_hashes_without_rolling_a_machine() {
             &app,
             &CreateMachine {
                 name: None,
-                region: group.region.to_string(),
+                region: group.region_list()[0].to_string(),
                 config: old_config,
                 skip_launch: false,
                 min_secrets_version: None,

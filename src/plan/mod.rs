@@ -20,8 +20,9 @@
 //! * An app that exists but is not flotilla's blocks the tenant (no silent
 //!   adoption) unless adoption is requested with the annotation
 //!   [`ADOPT_ANNOTATION`].
-//! * At most `max_unavailable` machines per group are being updated at once; a
-//!   machine on the new version counts as updating until it is started with
+//! * At most `max_unavailable` machines per group are being updated at once,
+//!   across all the group's regions (a group in several regions rolls as
+//!   one); a machine on the new version counts as updating until it is started with
 //!   every health check passing. A machine that failed on its new version (or,
 //!   in a group without autostop, stopped on it while others still wait)
 //!   stops its group's roll. A machine already failed on an old version is
@@ -33,6 +34,8 @@
 //! * A new hash version rolls no machine: one that runs the desired config
 //!   under an older (or no) config hash gets its hash rewritten in metadata
 //!   (`UpgradeConfigHash`), outside the roll budget (see [`hash`]).
+//! * A group whose files read an `external` secret the app does not have yet
+//!   creates and updates no machine (Fly would refuse it); a finding says so.
 //! * When observed state matches the spec the plan has no steps.
 
 pub mod hash;
@@ -49,7 +52,9 @@ pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLea
 
 use crate::ids::{GroupName, Hostname, SecretName};
 use crate::model::fly::{CheckState, Machine, MachineState, meta};
-use crate::spec::{AutoStop, DeletionPolicy, IpSpec, MachineGroup, SecretSource, Tenant};
+use crate::spec::{
+    AutoStop, DeletionPolicy, FileContent, IpSpec, MachineGroup, SecretSource, Tenant,
+};
 use machine::{ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version};
 
 pub use types::*;
@@ -510,61 +515,123 @@ fn plan_group(
         .copied()
         .filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(group.name.as_str()))
         .collect();
-    let (placed, misplaced): (Vec<&Machine>, Vec<&Machine>) = members
+    let placement = group.placement();
+    // For a group in one region, reasons name no region (as before regions).
+    let several = placement.len() > 1;
+    let misplaced: Vec<&Machine> = members
         .iter()
         .copied()
-        .partition(|m| m.region == group.region.as_str());
+        .filter(|m| !placement.iter().any(|(r, _)| m.region == r.as_str()))
+        .collect();
     let observed_keys: BTreeSet<&str> = members
         .iter()
         .filter_map(|m| m.metadata.get(meta::CREATE_KEY).map(String::as_str))
         .collect();
-    let resumes: Vec<&PendingMachine> = observed
+    let mut resumes = observed
         .pending_machines
         .iter()
-        .filter(|p| p.group == group.name && !observed_keys.contains(p.key.as_str()))
-        .collect();
-    let want = group.count as usize;
+        .filter(|p| p.group == group.name && !observed_keys.contains(p.key.as_str()));
+    // Files that read an external secret the app lacks: Fly would refuse
+    // the machine, so nothing is created or updated until it has a value.
+    let waiting = secret_files_waiting(group, observed);
+    for secret in &waiting {
+        plan.findings.push(Finding::WaitsForSecret {
+            group: group.name.clone(),
+            secret: secret.clone(),
+        });
+    }
+    let writes = waiting.is_empty();
 
-    // Scale up: first resume unconfirmed creates (same key), then new ones.
-    let mut have = placed.len();
-    for p in &resumes {
-        if have >= want {
-            break;
+    let mut kept: Vec<&Machine> = Vec::new();
+    let mut every_region_full = true;
+    // Create keys: region k numbers its machines from the sum of the
+    // counts before it, so keys planned together never repeat.
+    let mut first_index = 0usize;
+    for (region, want_n) in &placement {
+        let want = *want_n as usize;
+        let placed: Vec<&Machine> = members
+            .iter()
+            .copied()
+            .filter(|m| m.region == region.as_str())
+            .collect();
+        let region_reason = several.then(|| region.clone());
+
+        // Scale up: first resume unconfirmed creates (same key), then new ones.
+        let mut have = placed.len();
+        while writes && have < want {
+            let Some(p) = resumes.next() else { break };
+            plan.push(
+                Phase::Machines,
+                Action::CreateMachine {
+                    group: group.name.clone(),
+                    region: region.to_string(),
+                    key: p.key.clone(),
+                    config: desired.clone(),
+                },
+                Reason::ResumeCreate,
+            );
+            have += 1;
         }
-        plan.push(
-            Phase::Machines,
-            Action::CreateMachine {
-                group: group.name.clone(),
-                region: group.region.to_string(),
-                key: p.key.clone(),
-                config: desired.clone(),
-            },
-            Reason::ResumeCreate,
-        );
-        have += 1;
-    }
-    for i in have..want {
-        plan.push(
-            Phase::Machines,
-            Action::CreateMachine {
-                group: group.name.clone(),
-                region: group.region.to_string(),
-                key: create_key(tenant, group, observed, i),
-                config: desired.clone(),
-            },
-            Reason::ScaleUp {
-                have: placed.len(),
-                want: group.count,
-            },
-        );
+        for i in have..want {
+            if !writes {
+                break;
+            }
+            plan.push(
+                Phase::Machines,
+                Action::CreateMachine {
+                    group: group.name.clone(),
+                    region: region.to_string(),
+                    key: create_key(tenant, group, observed, first_index + i),
+                    config: desired.clone(),
+                },
+                Reason::ScaleUp {
+                    have: placed.len(),
+                    want: *want_n,
+                    region: region_reason.clone(),
+                },
+            );
+        }
+        first_index += want;
+
+        let started = placed
+            .iter()
+            .filter(|m| m.state == MachineState::Started)
+            .count();
+        every_region_full &= started >= want;
+
+        // Scale down: remove failed, then outdated, then newest machines first.
+        let mut ranked: Vec<&Machine> = placed.clone();
+        ranked.sort_by_key(|m| {
+            let failed = m.state == MachineState::Failed;
+            let outdated = !compare(&desired, m).runs_desired();
+            (
+                std::cmp::Reverse(failed),
+                std::cmp::Reverse(outdated),
+                std::cmp::Reverse(m.created_at),
+                m.id.clone(),
+            )
+        });
+        let surplus = placed.len().saturating_sub(want);
+        let (removed, rest) = ranked.split_at(surplus);
+        for m in removed {
+            plan.push(
+                Phase::Machines,
+                Action::DestroyMachine {
+                    group: Some(group.name.clone()),
+                    id: m.id.clone(),
+                },
+                Reason::ScaleDown {
+                    have: placed.len(),
+                    want: *want_n,
+                    region: region_reason.clone(),
+                },
+            );
+        }
+        kept.extend(rest);
     }
 
-    // Misplaced machines go once the right region has its full count running.
-    let healthy = placed
-        .iter()
-        .filter(|m| m.state == MachineState::Started)
-        .count();
-    if healthy >= want {
+    // Misplaced machines go once every region has its full count running.
+    if every_region_full {
         for m in &misplaced {
             plan.push(
                 Phase::Machines,
@@ -579,36 +646,7 @@ fn plan_group(
         }
     }
 
-    // Scale down: remove failed, then outdated, then newest machines first.
-    let mut ranked: Vec<&Machine> = placed.clone();
-    ranked.sort_by_key(|m| {
-        let failed = m.state == MachineState::Failed;
-        let outdated = !compare(&desired, m).runs_desired();
-        (
-            std::cmp::Reverse(failed),
-            std::cmp::Reverse(outdated),
-            std::cmp::Reverse(m.created_at),
-            m.id.clone(),
-        )
-    });
-    let surplus = placed.len().saturating_sub(want);
-    let (removed, kept) = ranked.split_at(surplus);
-    for m in removed {
-        plan.push(
-            Phase::Machines,
-            Action::DestroyMachine {
-                group: Some(group.name.clone()),
-                id: m.id.clone(),
-            },
-            Reason::ScaleDown {
-                have: placed.len(),
-                want: group.count,
-            },
-        );
-    }
-
-    // Rolling update of the kept machines.
-    let mut kept: Vec<&Machine> = kept.to_vec();
+    // Rolling update of the kept machines, one budget across all regions.
     kept.sort_by(|a, b| a.id.cmp(&b.id));
     let mut outdated = Vec::new();
     let mut busy = 0usize;
@@ -692,6 +730,9 @@ fn plan_group(
         });
         return;
     }
+    if !writes {
+        return;
+    }
     let budget = (options.max_unavailable as usize).saturating_sub(busy);
     // Machines already failed on an old version go first and cost no budget.
     let (down, up): (Vec<_>, Vec<_>) = outdated
@@ -715,6 +756,23 @@ fn plan_group(
             reason,
         );
     }
+}
+
+/// The external secrets files of `group` read that the app does not have
+/// (a generated secret is written in the network phase, before machines).
+fn secret_files_waiting(group: &MachineGroup, observed: &Observed) -> Vec<SecretName> {
+    let present: BTreeSet<&SecretName> = observed.secrets.iter().map(|s| &s.name).collect();
+    let mut waiting: Vec<SecretName> = group
+        .files
+        .iter()
+        .filter_map(|f| match &f.content {
+            FileContent::Secret(name) if !present.contains(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    waiting.sort();
+    waiting.dedup();
+    waiting
 }
 
 /// A fresh idempotency key for the `i`-th machine of a group. Derived from

@@ -21,13 +21,16 @@ pub(crate) fn t0() -> Timestamp {
 pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
     MachineGroup {
         name: GroupName::parse(name).unwrap(),
-        region: Region::parse("ord").unwrap(),
+        region: Some(Region::parse("ord").unwrap()),
         count,
+        regions: BTreeMap::new(),
         image: "nginx:1.27".into(),
         guest: Guest {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 256,
+            gpu_kind: None,
+            gpus: None,
         },
         env: BTreeMap::from([("MODE".to_string(), "prod".to_string())]),
         services: vec![Service {
@@ -46,6 +49,7 @@ pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
                 },
             ],
             concurrency: None,
+            checks: Vec::new(),
         }],
         checks: BTreeMap::new(),
         metadata: BTreeMap::new(),
@@ -56,6 +60,12 @@ pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
         autostop: AutoStop::Off,
         autostart: true,
         min_machines_running: None,
+        init: InitSpec::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop_config: StopSpec::default(),
+        dns: DnsSpec::default(),
+        statics: Vec::new(),
     }
 }
 
@@ -132,7 +142,8 @@ impl World {
         );
         let id = MachineId::parse(format!("{:014x}", 0xabc0000 + self.next_id)).unwrap();
         self.next_id += 1;
-        self.machine_with(id, state, g.region.to_string(), config)
+        let region = g.region_list()[0].to_string();
+        self.machine_with(id, state, region, config)
     }
 
     fn machine_with(
@@ -334,7 +345,14 @@ fn a_new_tenant_is_created_in_dependency_order() {
     assert!(p.blockers.is_empty());
     // Each step carries its reason.
     assert_eq!(p.steps[0].reason, Reason::AppMissing);
-    assert_eq!(p.steps[5].reason, Reason::ScaleUp { have: 0, want: 2 });
+    assert_eq!(
+        p.steps[5].reason,
+        Reason::ScaleUp {
+            have: 0,
+            want: 2,
+            region: None
+        }
+    );
 }
 
 #[test]
@@ -743,7 +761,14 @@ fn scaling_down_removes_failed_machines_first() {
             id: failed
         }
     );
-    assert_eq!(p.steps[0].reason, Reason::ScaleDown { have: 3, want: 2 });
+    assert_eq!(
+        p.steps[0].reason,
+        Reason::ScaleDown {
+            have: 3,
+            want: 2,
+            region: None
+        }
+    );
 }
 
 #[test]
