@@ -252,9 +252,178 @@ impl V {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::CHECK_NAME_RULE;
+    use super::{CHECK_NAME_RULE, HEADER_NAME_RULE, HEADER_VALUE_RULE, SERVER_NAME_RULE};
     use crate::spec::DurationError;
     use crate::spec::error::SpecError;
+    use crate::spec::model::{CheckProtocol, HeaderSpec};
+
+    #[test]
+    fn https_checks_with_headers_at_machine_and_service_level() {
+        let t = load(&group(
+            "services:\n  - internal_port: 8443\n    checks:\n      - type: http\n        protocol: https\n        \
+             tls_skip_verify: true\n        path: /ready\n      - type: tcp\n\
+             checks:\n  web:\n    type: http\n    protocol: https\n    tls_server_name: api.example.com\n    \
+             headers:\n      - name: Host\n        values: [api.example.com]\n  plain:\n    type: http\n    \
+             protocol: http\n    port: 8080",
+        ));
+        let g = &t.spec.machines[0];
+        let s = &g.services[0].checks;
+        assert_eq!(s.len(), 2);
+        // A service check defaults to the service's port.
+        assert_eq!((s[0].port, s[1].port), (8443, 8443));
+        assert_eq!(s[0].protocol, Some(CheckProtocol::Https));
+        assert!(s[0].tls_skip_verify);
+        assert_eq!(s[0].path.as_deref(), Some("/ready"));
+        let web = &g.checks["web"];
+        assert_eq!(web.port, 8443, "the first service's port");
+        assert_eq!(web.tls_server_name.as_deref(), Some("api.example.com"));
+        assert!(!web.tls_skip_verify);
+        assert_eq!(
+            web.headers,
+            [HeaderSpec {
+                name: "Host".into(),
+                values: vec!["api.example.com".into()]
+            }]
+        );
+        // Plain http is Fly's default and is stored as unset.
+        assert_eq!(g.checks["plain"].protocol, None);
+        // A check without the new fields canonicalizes as before they existed.
+        let old = load(&group("checks:\n  alive:\n    type: http\n    port: 80"));
+        let json = old.canonical_json();
+        for field in ["protocol", "tls_", "headers", "\"checks\":[]"] {
+            assert!(!json.contains(field), "{field}: {json}");
+        }
+    }
+
+    #[test]
+    fn https_and_header_rules_report_errors_at_their_paths() {
+        use SpecError as E;
+        assert_cases(vec![
+            (
+                "http fields on a tcp check",
+                group(
+                    "checks:\n  a:\n    type: tcp\n    port: 80\n    protocol: https\n    \
+                     headers:\n      - name: Host\n        values: [x]",
+                ),
+                vec![
+                    (
+                        "spec.machines[0].checks.a.protocol".into(),
+                        E::HttpOnlyCheckField { field: "protocol" },
+                    ),
+                    (
+                        "spec.machines[0].checks.a.headers".into(),
+                        E::HttpOnlyCheckField { field: "headers" },
+                    ),
+                ],
+            ),
+            (
+                "tls fields on plain http",
+                group(
+                    "checks:\n  a:\n    type: http\n    port: 80\n    tls_skip_verify: true\n    \
+                     tls_server_name: x.example.com",
+                ),
+                vec![
+                    (
+                        "spec.machines[0].checks.a.tls_skip_verify".into(),
+                        E::HttpsOnlyCheckField {
+                            field: "tls_skip_verify",
+                        },
+                    ),
+                    (
+                        "spec.machines[0].checks.a.tls_server_name".into(),
+                        E::HttpsOnlyCheckField {
+                            field: "tls_server_name",
+                        },
+                    ),
+                ],
+            ),
+            (
+                "unknown protocol",
+                group("checks:\n  a:\n    type: http\n    port: 80\n    protocol: h2"),
+                one(
+                    "spec.machines[0].checks.a.protocol",
+                    E::UnknownVariant {
+                        value: "h2".into(),
+                        allowed: vec!["http".into(), "https".into()],
+                    },
+                ),
+            ),
+            (
+                "bad server name",
+                group(
+                    "checks:\n  a:\n    type: http\n    port: 80\n    protocol: https\n    \
+                     tls_server_name: \"a b\"",
+                ),
+                one(
+                    "spec.machines[0].checks.a.tls_server_name",
+                    E::BadValue {
+                        what: "tls_server_name",
+                        value: "a b".into(),
+                        rule: SERVER_NAME_RULE,
+                    },
+                ),
+            ),
+            (
+                "headers: bad name, repeated name, no values, bad value, missing values",
+                group(
+                    "checks:\n  a:\n    type: http\n    port: 80\n    headers:\n      \
+                     - name: \"X Bad\"\n        values: [v]\n      - name: host\n        values: [a]\n      \
+                     - name: Host\n        values: []\n      - name: X-Ok\n        values: [\"a\\r\\nInjected: 1\"]\n      \
+                     - name: X-None",
+                ),
+                vec![
+                    (
+                        "spec.machines[0].checks.a.headers[0].name".into(),
+                        E::BadValue {
+                            what: "header name",
+                            value: "X Bad".into(),
+                            rule: HEADER_NAME_RULE,
+                        },
+                    ),
+                    (
+                        "spec.machines[0].checks.a.headers[2].name".into(),
+                        E::DuplicateName {
+                            what: "header",
+                            name: "host".into(),
+                            first: "spec.machines[0].checks.a.headers[1].name".into(),
+                        },
+                    ),
+                    (
+                        "spec.machines[0].checks.a.headers[2].values".into(),
+                        E::EmptyList {
+                            field: "values",
+                            what: "value",
+                        },
+                    ),
+                    (
+                        "spec.machines[0].checks.a.headers[3].values[0]".into(),
+                        E::BadValue {
+                            what: "header value",
+                            value: "a\r\nInjected: 1".into(),
+                            rule: HEADER_VALUE_RULE,
+                        },
+                    ),
+                    (
+                        "spec.machines[0].checks.a.headers[4].values".into(),
+                        E::MissingField { field: "values" },
+                    ),
+                ],
+            ),
+            (
+                "a service check without a port uses the service's, and its rules apply",
+                group(
+                    "services:\n  - internal_port: 8080\n    checks:\n      - type: tcp\n        interval: 5s\n        timeout: 10s",
+                ),
+                one(
+                    "spec.machines[0].services[0].checks[0].timeout",
+                    E::CheckTimeoutTooLong {
+                        timeout: "10s".into(),
+                        interval: "5s".into(),
+                    },
+                ),
+            ),
+        ]);
+    }
 
     #[test]
     fn check_rules_report_errors_at_their_paths() {
