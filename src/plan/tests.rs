@@ -14,6 +14,8 @@ use crate::model::fly::{
 };
 use crate::spec::*;
 
+mod regions;
+
 pub(crate) fn t0() -> Timestamp {
     "2026-11-23T00:00:00Z".parse().unwrap()
 }
@@ -1133,7 +1135,7 @@ fn a_lease_left_behind_is_released_unless_a_step_uses_it() {
 
 fn arb_tenant() -> impl Strategy<Value = Tenant> {
     (
-        prop::collection::vec((0u32..4, 0usize..2), 0..3),
+        prop::collection::vec((0u32..4, 0usize..2, 0u8..3, any::<bool>()), 0..3),
         prop::sample::subsequence(
             vec![IpKind::V6, IpKind::V4, IpKind::SharedV4, IpKind::PrivateV6],
             0..4,
@@ -1146,9 +1148,35 @@ fn arb_tenant() -> impl Strategy<Value = Tenant> {
             t.spec.machines = groups
                 .iter()
                 .enumerate()
-                .map(|(i, (count, img))| {
+                .map(|(i, (count, img, layout, parts))| {
                     let mut g = group(&format!("g{i}"), *count);
                     g.image = format!("img:{img}");
+                    // One region, or the same group spread over two.
+                    let other = match layout {
+                        1 => Some(("iad", (*count + 1) % 3)),
+                        2 => Some(("ams", 1)),
+                        _ => None,
+                    };
+                    if let Some((r, n)) = other {
+                        g.region = None;
+                        g.regions = [
+                            (Region::parse("ord").unwrap(), *count),
+                            (Region::parse(r).unwrap(), n),
+                        ]
+                        .into_iter()
+                        .collect();
+                        g.count = count + n;
+                    }
+                    if *parts {
+                        g.init.cmd = vec!["serve".into()];
+                        g.files.push(FileSpec {
+                            guest_path: "/etc/app.toml".into(),
+                            content: FileContent::Base64("eA==".into()),
+                            mode: None,
+                        });
+                        g.stop_config.signal = Some(StopSignal::Term);
+                        g.dns.searches.push("internal".into());
+                    }
                     g
                 })
                 .collect();
@@ -1206,6 +1234,15 @@ proptest! {
         for g in &after.spec.machines {
             let n = w.observed.machines.iter().filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(g.name.as_str())).count();
             prop_assert_eq!(n, g.count as usize);
+            // Each region runs its own count, every machine the one config.
+            let want = machine::desired_config(&after, g);
+            for (r, count) in g.placement() {
+                let here: Vec<&Machine> = w.observed.machines.iter().filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(g.name.as_str()) && m.region == r.as_str()).collect();
+                prop_assert_eq!(here.len(), count as usize);
+                for m in here {
+                    prop_assert!(machine::compare(&want, m).runs_desired());
+                }
+            }
         }
         for id in &foreign_ids {
             prop_assert!(w.observed.machines.iter().any(|m| &m.id == id));
