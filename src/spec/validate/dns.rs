@@ -1,7 +1,8 @@
 //! Rules for a group's `dns`: name servers and forward addresses are IP
 //! addresses, search domains and hostnames are DNS names, options are named.
 
-use std::net::IpAddr;
+// `core::net` holds only the address types (no sockets): parsing, no I/O.
+use core::net::IpAddr;
 
 use super::V;
 use crate::spec::error::{Path, SpecError};

@@ -187,10 +187,10 @@ impl V {
         secrets: &KnownSecrets,
         path: Path,
     ) -> Option<SecretName> {
-        if secrets.contains_key(name) {
-            if let Ok(n) = SecretName::parse(name.to_string()) {
-                return Some(n);
-            }
+        if secrets.contains_key(name)
+            && let Ok(n) = SecretName::parse(name.to_string())
+        {
+            return Some(n);
         }
         self.err(
             path,
