@@ -142,7 +142,7 @@ impl V {
                     Some(n) => (n.clone(), ip.key("name")),
                     None => (env_var.clone(), ip.key("env_var")),
                 };
-                let name = v.known_secret(&name, "secrets[].name", secrets, at)?;
+                let name = v.known_secret(&name, "processes[].secrets", secrets, at)?;
                 v.unique(
                     &mut seen,
                     "process secret env_var",
@@ -305,7 +305,7 @@ mod tests {
                 one(
                     "spec.machines[0].processes[0].secrets[0].env_var",
                     E::UnknownSecret {
-                        field: "secrets[].name",
+                        field: "processes[].secrets",
                         name: "DB_URL".into(),
                         known: vec!["API_KEY".into(), "SESSION".into()],
                     },
