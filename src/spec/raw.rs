@@ -84,7 +84,7 @@ pub struct RawTenantSpec {
     pub org: Option<String>,
     /// The tenant's Fly app. May be omitted: the name then comes from the configured app-name template (default `{tenant}`).
     pub app: Option<RawApp>,
-    /// Machine groups, each a set of identical machines in one region. Group names are unique.
+    /// Machine groups, each a set of identical machines in one region or several. Group names are unique.
     pub machines: Option<Vec<RawMachineGroup>>,
     /// App secrets. Values never appear in a spec: each secret is generated, taken from a token, or supplied externally.
     pub secrets: Option<Vec<RawSecret>>,
@@ -238,7 +238,7 @@ pub struct RawConcurrency {
     pub hard_limit: Option<i64>,
 }
 
-/// A machine health check.
+/// A health check: machine-level (a group's `checks`, by name) or service-level (`services[].checks`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename = "Check", deny_unknown_fields)]
 pub struct RawCheck {
