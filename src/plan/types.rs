@@ -254,7 +254,7 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::WrongRegion { region } => {
-                write!(f, "machine runs in {region}, not the group's region")
+                write!(f, "machine runs in {region}, not in the group's region(s)")
             }
             Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
             Reason::SpecChanged => write!(f, "spec changed"),
