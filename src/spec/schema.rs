@@ -95,7 +95,10 @@ mod tests {
             s["$defs"]["MachineGroup"]["oneOf"].as_array().map(Vec::len),
             Some(2)
         );
-        assert_eq!(s["$defs"]["File"]["oneOf"].as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            s["$defs"]["File"]["oneOf"].as_array().map(Vec::len),
+            Some(3)
+        );
         assert_eq!(s["$defs"]["FileMode"]["type"], "string");
         // A secret has no `value` property: plaintext values are not part of the language.
         assert!(s["$defs"]["Secret"]["properties"].get("value").is_none());
