@@ -265,7 +265,11 @@ async fn a_spec_using_every_new_field_converges_on_the_simulator() {
             FileSource::Secret(SecretName::parse("TLS_KEY_B64").unwrap()),
             "the file names the secret; its value is in no config"
         );
-        assert_eq!(c.processes[0].secrets[0].name.as_deref(), Some("SESSION"));
+        let secret = &c.processes[0].secrets[0];
+        assert_eq!(
+            (secret.env_var.as_str(), secret.name.as_deref()),
+            ("SESSION", None)
+        );
         assert_eq!(c.stop.signal.as_deref(), Some("SIGTERM"));
         assert_eq!(c.stop.timeout, Some(Duration::from_secs(30)));
         assert_eq!(c.dns.nameservers, ["fdaa::3"]);

@@ -142,7 +142,8 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                     .iter()
                     .map(|s| ProcessSecret {
                         env_var: s.env_var.clone(),
-                        name: Some(s.name.to_string()),
+                        // Fly's `name` is for a secret named unlike the variable.
+                        name: (s.name.as_str() != s.env_var).then(|| s.name.to_string()),
                     })
                     .collect(),
                 ignore_app_secrets: p.ignore_app_secrets,
