@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::hash;
 
-use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
+use crate::ids::{
+    AppName, GroupName, Hostname, MachineId, OrgSlug, Region, SecretName, TenantName,
+};
 use crate::model::fly::{DnsRecord, MachineConfig};
 use crate::spec::{Charset, IpSpec, Tenant};
 
@@ -180,18 +182,21 @@ pub enum Reason {
     CertificateNotDesired,
     SecretMissing,
     SecretNotDesired,
-    /// The group has fewer machines than `count`.
+    /// The group has fewer machines than `count` (in `region`, for a group
+    /// in several regions; `have` and `want` then count that region).
     ScaleUp {
         have: usize,
         want: u32,
+        region: Option<Region>,
     },
     /// A create was started earlier and its machine is not visible yet.
     ResumeCreate,
     ScaleDown {
         have: usize,
         want: u32,
+        region: Option<Region>,
     },
-    /// The machine runs in another region than its group's.
+    /// The machine runs in a region its group does not have.
     WrongRegion {
         region: String,
     },
@@ -215,6 +220,14 @@ pub enum Reason {
     LeaseLeftBehind,
 }
 
+/// ` in ord` for a reason about one region of a group, else nothing.
+fn in_region(region: &Option<Region>) -> String {
+    region
+        .as_ref()
+        .map(|r| format!(" in {r}"))
+        .unwrap_or_default()
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -230,13 +243,23 @@ impl fmt::Display for Reason {
             Reason::CertificateNotDesired => write!(f, "hostname is no longer in the spec"),
             Reason::SecretMissing => write!(f, "secret not set on the app"),
             Reason::SecretNotDesired => write!(f, "secret is no longer in the spec"),
-            Reason::ScaleUp { have, want } => write!(f, "group has {have} of {want} machines"),
+            Reason::ScaleUp { have, want, region } => {
+                write!(
+                    f,
+                    "group has {have} of {want} machines{}",
+                    in_region(region)
+                )
+            }
             Reason::ResumeCreate => write!(f, "an earlier create has not been confirmed"),
-            Reason::ScaleDown { have, want } => {
-                write!(f, "group has {have} machines, wants {want}")
+            Reason::ScaleDown { have, want, region } => {
+                write!(
+                    f,
+                    "group has {have} machines{}, wants {want}",
+                    in_region(region)
+                )
             }
             Reason::WrongRegion { region } => {
-                write!(f, "machine runs in {region}, not the group's region")
+                write!(f, "machine runs in {region}, not in the group's region(s)")
             }
             Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
             Reason::SpecChanged => write!(f, "spec changed"),
@@ -315,6 +338,13 @@ pub enum Finding {
     RolloutInProgress {
         group: GroupName,
         pending: usize,
+    },
+    /// A file of the group reads an `external` secret the app does not have
+    /// yet: Fly would refuse the machine, so the group's machines are not
+    /// created or updated until the secret has a value.
+    WaitsForSecret {
+        group: GroupName,
+        secret: SecretName,
     },
     /// The app holds resources flotilla did not create; it is not deleted.
     DeletionBlocked {
