@@ -217,3 +217,49 @@ async fn the_registry_credential_is_the_tenants_own_scoped_token() {
     );
     assert!(!events.text.contains(&password));
 }
+
+/// `--allow-legacy-org-token-fallback`: only a tenant with no minted token
+/// gets the org token, and every such read is audited as a fallback.
+#[tokio::test]
+async fn the_legacy_fallback_hands_the_org_token_only_to_a_tenant_without_one() {
+    use flotilla::ops::{Actor, Ops};
+    use flotilla::spec::ParseOptions;
+
+    let h = sqlite(ApiConfig::default()).await;
+    let org = h._sim.org_token().expose_secret().to_string();
+    let plain = "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: globex\nspec:\n  org: personal\n";
+    let put = h.put_yaml(&h.admin, "globex", plain.to_string()).await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.text);
+
+    // Off by default: 409, never the org token.
+    let off = h
+        .call(
+            Method::GET,
+            "/api/v1/tenants/globex/registry-token",
+            Some(&h.globex),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(code(&off), "no_token", "{}", off.text);
+
+    let ops = Ops::new(
+        h.stores.clone(),
+        Arc::new(SystemClock),
+        ParseOptions::default(),
+    )
+    .with_keyring(keyring())
+    .with_legacy_org_token_fallback(SecretString::from(org.clone()));
+    let actor = Actor::local("test");
+    let got = ops.registry_credential(&actor, "globex").await.unwrap();
+    assert_eq!(got.password.expose_secret(), org);
+    assert_eq!(got.repository, "globex");
+    let events = ops.events(&actor, Some("globex"), 10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.event.action == "TokenReadLegacyFallback"),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| !e.event.event.reason.contains(&org)));
+}
