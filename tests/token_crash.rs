@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla::clock::{ManualClock, SharedClock};
-use flotilla::crypto::{EncryptionKey, KeyId, Keyring};
+use flotilla::crypto::Keyring;
 use flotilla::fly::FlyApi;
-use flotilla::fly::http::HttpFly;
 use flotilla::ids::TenantName;
 use flotilla::ops::{Actor, Ops, RotationAsk};
 use flotilla::reconcile::status::TenantStatus;
@@ -30,8 +29,7 @@ use flotilla::reconcile::tokens::TokenSettings;
 use flotilla::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use flotilla::rotation::Policy;
 use flotilla::sim::{SimConfig, SimHandle};
-use flotilla::spec::{self, ParseOptions};
-use flotilla::store::TenantDraft;
+use flotilla::spec::ParseOptions;
 use flotilla::store::access::{Stores, connect_stores};
 use jiff::{SignedDuration, Timestamp};
 use rand::SeedableRng;
@@ -87,13 +85,7 @@ fn name() -> TenantName {
 }
 
 fn keyring() -> Arc<Keyring> {
-    Arc::new(
-        Keyring::new(vec![(
-            KeyId::parse("k1").unwrap(),
-            EncryptionKey::from_bytes(&[9u8; 32]),
-        )])
-        .unwrap(),
-    )
+    common::keyring(9)
 }
 
 impl World {
@@ -107,24 +99,17 @@ impl World {
         })
         .await
         .expect("simulator starts");
-        let mut config =
-            common::test_fly_config(sim.org_token(), sim.base_url(), sim.graphql_url(), 3);
-        config.rate_limits.enabled = false;
-        let fly: Arc<dyn FlyApi> = Arc::new(HttpFly::new(config).expect("client"));
+        let fly = common::sim_client(&sim);
         let shared: SharedClock = Arc::new(clock.clone());
         let stores = connect_stores("sqlite::memory:", shared.clone())
             .await
             .expect("store");
         let ops = Ops::new(stores.clone(), shared, ParseOptions::default()).with_keyring(keyring());
-        let docs = spec::load_str("t.yaml", SPEC, &ParseOptions::default()).expect("valid spec");
-        let drafts: Vec<TenantDraft> = docs
-            .into_iter()
-            .map(|d| TenantDraft {
-                tenant: d.tenant,
-                yaml: d.doc.text,
-            })
-            .collect();
-        stores.tenants.apply(&drafts).await.expect("apply");
+        stores
+            .tenants
+            .apply(&common::drafts(SPEC))
+            .await
+            .expect("apply");
         World {
             sim,
             fly,

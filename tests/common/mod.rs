@@ -254,3 +254,33 @@ pub fn test_fly_config(
     };
     c
 }
+
+/// The drafts of every tenant document in `yaml` (which must be valid).
+pub fn drafts(yaml: &str) -> Vec<TenantDraft> {
+    flotilla::spec::load_str("t.yaml", yaml, &flotilla::spec::ParseOptions::default())
+        .expect("a valid spec")
+        .into_iter()
+        .map(|d| TenantDraft {
+            tenant: d.tenant,
+            yaml: d.doc.text,
+        })
+        .collect()
+}
+
+/// A client of `sim` for tests: three attempts, no client-side pacing.
+pub fn sim_client(sim: &flotilla::sim::SimHandle) -> std::sync::Arc<dyn flotilla::fly::FlyApi> {
+    let mut config = test_fly_config(sim.org_token(), sim.base_url(), sim.graphql_url(), 3);
+    config.rate_limits.enabled = false;
+    std::sync::Arc::new(flotilla::fly::http::HttpFly::new(config).expect("client"))
+}
+
+/// A keyring of one key (`k1`) whose bytes are all `byte`.
+pub fn keyring(byte: u8) -> std::sync::Arc<flotilla::crypto::Keyring> {
+    std::sync::Arc::new(
+        flotilla::crypto::Keyring::new(vec![(
+            flotilla::crypto::KeyId::parse("k1").unwrap(),
+            flotilla::crypto::EncryptionKey::from_bytes(&[byte; 32]),
+        )])
+        .unwrap(),
+    )
+}
