@@ -21,6 +21,7 @@
 mod durable;
 pub mod execute;
 pub mod intents;
+pub mod org_token;
 mod leases;
 pub mod observe;
 pub mod status;
