@@ -14,14 +14,12 @@ mod crashfly;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla::clock::{ManualClock, SharedClock};
+use flotilla::clock::{Clock, ManualClock, SharedClock};
 use flotilla::crypto::{EncryptionKey, KeyId, Keyring};
 use flotilla::fly::FlyApi;
 use flotilla::fly::http::{HttpFly, TokenHolder};
 use flotilla::ids::OrgSlug;
-use flotilla::reconcile::org_token::{
-    OrgRotator, OrgTokenStore, Stepped, imported_doc,
-};
+use flotilla::reconcile::org_token::{OrgRotator, OrgTokenStore, Stepped, imported_doc};
 use flotilla::rotation::org::{BlockReason, OrgAction, OrgPhase, OrgPolicy};
 use flotilla::rotation::schedule::RotationSchedule;
 use flotilla::sim::{SimConfig, SimHandle, TokenView};
@@ -53,8 +51,7 @@ fn keyring() -> Arc<Keyring> {
 fn policy() -> OrgPolicy {
     OrgPolicy {
         // Hourly, at minute 0.
-        schedule: RotationSchedule::from_cron("0 * * * *", SignedDuration::from_hours(24))
-            .unwrap(),
+        schedule: RotationSchedule::from_cron("0 * * * *", SignedDuration::from_hours(24)).unwrap(),
         expiry: SignedDuration::from_hours(30 * 24),
         grace: SignedDuration::from_mins(10),
         retry: SignedDuration::from_secs(30),
@@ -161,14 +158,20 @@ async fn the_org_token_rotates_and_the_client_switches_without_a_restart() {
     w.advance(SignedDuration::from_hours(1));
     let did = w.settle(&mut r).await;
     assert!(
-        matches!(did.as_slice(), [OrgAction::Begin, OrgAction::Mint { .. }, OrgAction::Verify]),
+        matches!(
+            did.as_slice(),
+            [OrgAction::Begin, OrgAction::Mint { .. }, OrgAction::Verify]
+        ),
         "{did:?}"
     );
     let minted = w.org_tokens();
     assert_eq!(minted.len(), 1, "one org token minted");
     let new_id = minted[0].id.clone();
     let l = w.store().load().await.unwrap().unwrap();
-    assert_eq!(l.doc.record.active.id.as_ref().map(|i| i.as_str()), Some(new_id.as_str()));
+    assert_eq!(
+        l.doc.record.active.id.as_ref().map(|i| i.as_str()),
+        Some(new_id.as_str())
+    );
     assert!(l.doc.record.retiring.is_some());
     // Requests now carry the new token: the same client, no restart.
     let before = w.org_tokens()[0].uses.requests;
@@ -207,7 +210,11 @@ async fn the_org_token_rotates_and_the_client_switches_without_a_restart() {
     ));
     let tokens = w.org_tokens();
     assert_eq!(tokens.len(), 2);
-    assert!(tokens.iter().any(|t| t.id == new_id && t.revoked_at.is_some()));
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.id == new_id && t.revoked_at.is_some())
+    );
     assert!(tokens.iter().filter(|t| t.revoked_at.is_none()).count() == 1);
     assert!(active_works(&w).await);
 }

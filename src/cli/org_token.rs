@@ -36,14 +36,22 @@ pub struct OrgTokenArgs {
     /// verify it, switch to it without a restart, revoke the old one after
     /// --org-token-grace. Off by default. The token is stored encrypted in
     /// the database (the current one is stored first if none is).
-    #[arg(long = "org-token-rotation", env = "FLOTILLA_ORG_TOKEN_ROTATION", value_name = "CRON")]
+    #[arg(
+        long = "org-token-rotation",
+        env = "FLOTILLA_ORG_TOKEN_ROTATION",
+        value_name = "CRON"
+    )]
     pub rotation: Option<String>,
     /// Lifetime of a minted org token, in seconds (also rotates it a tenth
     /// of this before it expires).
     #[arg(long = "org-token-expiry", env = "FLOTILLA_ORG_TOKEN_EXPIRY_SECS", default_value_t = 30 * 24 * 3600)]
     pub expiry_secs: u64,
     /// How long the replaced org token stays valid, in seconds.
-    #[arg(long = "org-token-grace", env = "FLOTILLA_ORG_TOKEN_GRACE_SECS", default_value_t = 3600)]
+    #[arg(
+        long = "org-token-grace",
+        env = "FLOTILLA_ORG_TOKEN_GRACE_SECS",
+        default_value_t = 3600
+    )]
     pub grace_secs: u64,
 }
 
@@ -82,10 +90,7 @@ pub async fn start(
     let policy = args.policy()?;
     let store = OrgTokenStore { vault, keyring };
     let mut rng = StdRng::from_rng(&mut rand::rng());
-    let stored = store
-        .load()
-        .await
-        .context("reading the stored org token")?;
+    let stored = store.load().await.context("reading the stored org token")?;
     let active = stored
         .as_ref()
         .map_or_else(|| conn.token.clone(), |l| l.doc.active.clone());
@@ -139,7 +144,8 @@ async fn org_of(conn: &FlyConnection, token: &SecretString) -> anyhow::Result<Or
     let slug = info
         .org_slug
         .context("org-token rotation: the org token names no organization")?;
-    OrgSlug::parse(&slug).map_err(|e| anyhow::anyhow!("org-token rotation: organization {slug:?}: {e}"))
+    OrgSlug::parse(&slug)
+        .map_err(|e| anyhow::anyhow!("org-token rotation: organization {slug:?}: {e}"))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -154,12 +160,18 @@ pub enum OrgTokenCommand {
     },
     /// Show the stored org token: fingerprints, expiry, rotation phase, last
     /// and next rotation, and why rotation is blocked (never a value).
-    #[command(after_help = "Example:\n  flotilla org-token status --org-token-rotation '0 3 * * 0'")]
+    #[command(
+        after_help = "Example:\n  flotilla org-token status --org-token-rotation '0 3 * * 0'"
+    )]
     Status {
         #[command(flatten)]
         keys: KeyArgs,
         /// The schedule `serve` runs with, to show the next rotation.
-        #[arg(long = "org-token-rotation", env = "FLOTILLA_ORG_TOKEN_ROTATION", value_name = "CRON")]
+        #[arg(
+            long = "org-token-rotation",
+            env = "FLOTILLA_ORG_TOKEN_ROTATION",
+            value_name = "CRON"
+        )]
         rotation: Option<String>,
     },
 }
@@ -230,20 +242,38 @@ fn print_status(
 ) -> anyhow::Result<()> {
     let opt = |t: Option<jiff::Timestamp>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
     writeln!(out, "Active:       {}", r.active.fingerprint)?;
-    writeln!(out, "  id:         {}", r.active.id.as_ref().map_or("- (imported)", |i| i.as_str()))?;
+    writeln!(
+        out,
+        "  id:         {}",
+        r.active.id.as_ref().map_or("- (imported)", |i| i.as_str())
+    )?;
     writeln!(out, "  expires:    {}", opt(r.active.expires_at))?;
     writeln!(out, "  since:      {}", r.active.since)?;
     let phase = serde_json::to_value(&r.phase)?;
-    writeln!(out, "Phase:        {}", phase["phase"].as_str().unwrap_or("?"))?;
+    writeln!(
+        out,
+        "Phase:        {}",
+        phase["phase"].as_str().unwrap_or("?")
+    )?;
     if let Some(x) = &r.retiring {
-        writeln!(out, "Retiring:     {} (revoked after {})", x.cred.fingerprint, x.revoke_after)?;
+        writeln!(
+            out,
+            "Retiring:     {} (revoked after {})",
+            x.cred.fingerprint, x.revoke_after
+        )?;
     }
     writeln!(out, "Last rotated: {}", opt(r.last_rotated))?;
     if let Some(p) = policy {
         writeln!(out, "Next due:     {}", next_due(r, p))?;
     }
     if let Some(b) = &r.blocked {
-        writeln!(out, "Rotation:     {} since {}: {}", b.reason.as_str(), b.since, b.message)?;
+        writeln!(
+            out,
+            "Rotation:     {} since {}: {}",
+            b.reason.as_str(),
+            b.since,
+            b.message
+        )?;
     }
     if let Some(e) = &r.last_error {
         writeln!(out, "Last error:   {e} (failures: {})", r.failures)?;
@@ -278,8 +308,15 @@ mod tests {
         assert!(read_token(&b""[..]).is_err());
         assert!(read_token(&b"  \n"[..]).is_err());
         let long = vec![b'a'; MAX_TOKEN_BYTES as usize + 1];
-        assert!(read_token(&long[..]).unwrap_err().to_string().contains("at most"));
-        let e = read_token(&b"fm2_bad\x01token"[..]).unwrap_err().to_string();
+        assert!(
+            read_token(&long[..])
+                .unwrap_err()
+                .to_string()
+                .contains("at most")
+        );
+        let e = read_token(&b"fm2_bad\x01token"[..])
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("fm2_bad"), "{e}");
         let t = read_token(&b"fm2_abc,fm2_def\n"[..]).unwrap();
         assert_eq!(t.expose_secret(), "fm2_abc,fm2_def");

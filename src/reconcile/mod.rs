@@ -21,9 +21,9 @@
 mod durable;
 pub mod execute;
 pub mod intents;
-pub mod org_token;
 mod leases;
 pub mod observe;
+pub mod org_token;
 pub mod status;
 pub mod tokens;
 

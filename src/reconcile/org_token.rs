@@ -140,9 +140,8 @@ impl OrgTokenStore {
             pending: doc.pending.as_ref().map(|s| s.expose_secret().to_owned()),
             retiring: doc.retiring.as_ref().map(|s| s.expose_secret().to_owned()),
         };
-        let text = SecretString::from(
-            serde_json::to_string(&wire).expect("a document always serializes"),
-        );
+        let text =
+            SecretString::from(serde_json::to_string(&wire).expect("a document always serializes"));
         drop(wire);
         Ok(self.keyring.seal_str(rng, &Self::row(), &text)?.to_string())
     }
@@ -270,7 +269,8 @@ impl OrgRotator {
             .blocked
             .as_ref()
             .is_some_and(|b| b.reason == BlockReason::Unsupported);
-        metrics::gauge!("flotilla_org_token_rotation_unsupported").set(f64::from(u8::from(unsupported)));
+        metrics::gauge!("flotilla_org_token_rotation_unsupported")
+            .set(f64::from(u8::from(unsupported)));
         metrics::gauge!("flotilla_org_token_rotation_blocked")
             .set(f64::from(u8::from(doc.record.blocked.is_some())));
         if let Some(b) = &doc.record.blocked
@@ -305,7 +305,12 @@ impl OrgRotator {
             },
             OrgAction::Mint { name, .. } => {
                 // Record the intent before the call.
-                doc.record = org::apply(&doc.record, &self.policy, OrgOutcome::MintSent { at: now }, now)?;
+                doc.record = org::apply(
+                    &doc.record,
+                    &self.policy,
+                    OrgOutcome::MintSent { at: now },
+                    now,
+                )?;
                 let envelope = self.store.replace(&mut self.rng, &envelope, &doc).await?;
                 let outcome = match self
                     .fly
@@ -462,7 +467,9 @@ impl OrgRotator {
                 Ok(Stepped::Did(_)) => continue,
                 Ok(Stepped::Wait(Some(at))) => {
                     let d = at.duration_since(self.clock.now());
-                    d.unsigned_abs().min(poll).max(std::time::Duration::from_millis(50))
+                    d.unsigned_abs()
+                        .min(poll)
+                        .max(std::time::Duration::from_millis(50))
                 }
                 Ok(_) => poll,
                 Err(e) => {

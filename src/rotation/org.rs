@@ -55,7 +55,9 @@ pub struct OrgCred {
 pub enum OrgPhase {
     Idle,
     /// A rotation id is recorded; the mint is not sent yet.
-    Begun { rotation: RotationId },
+    Begun {
+        rotation: RotationId,
+    },
     /// The mint is about to be (or was) sent; its answer is not recorded.
     MintSent {
         rotation: RotationId,
@@ -231,20 +233,32 @@ fn retire(r: &OrgRetiring) -> OrgAction {
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrgOutcome {
-    Begun { rotation: RotationId },
-    MintSent { at: Timestamp },
-    Minted { pending: OrgCred },
+    Begun {
+        rotation: RotationId,
+    },
+    MintSent {
+        at: Timestamp,
+    },
+    Minted {
+        pending: OrgCred,
+    },
     /// Fly refused the mint with the current token.
-    MintRefused { message: String },
+    MintRefused {
+        message: String,
+    },
     MintLost,
     /// The pending token failed verification and was revoked (or is gone).
-    VerifyRejected { message: String },
+    VerifyRejected {
+        message: String,
+    },
     /// Verified and made ACTIVE.
     Promoted,
     Revoked,
     Forgotten,
     /// A step failed; back off and try the same step again.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// A step's outcome does not fit the record's phase (a bug or a concurrent
@@ -421,7 +435,15 @@ mod tests {
         assert_eq!(name, format!("flotilla/org/{}", rid()));
         let r2 = apply(&r1, &p, OrgOutcome::MintSent { at: due }, due).unwrap();
         let new = cred(1, Some("tok1"), due);
-        let r3 = apply(&r2, &p, OrgOutcome::Minted { pending: new.clone() }, due).unwrap();
+        let r3 = apply(
+            &r2,
+            &p,
+            OrgOutcome::Minted {
+                pending: new.clone(),
+            },
+            due,
+        )
+        .unwrap();
         assert_eq!(decide(&r3, &p, due), OrgAction::Verify);
         let r4 = apply(&r3, &p, OrgOutcome::Promoted, due).unwrap();
         assert_eq!(r4.active, new);
@@ -470,9 +492,15 @@ mod tests {
             ts(60),
         )
         .unwrap();
-        assert_eq!(r3.blocked.as_ref().unwrap().reason, BlockReason::Unsupported);
+        assert_eq!(
+            r3.blocked.as_ref().unwrap().reason,
+            BlockReason::Unsupported
+        );
         assert_eq!(r3.phase, OrgPhase::Idle);
-        assert_eq!(decide(&r3, &p, ts(100_000)), OrgAction::Wait { until: None });
+        assert_eq!(
+            decide(&r3, &p, ts(100_000)),
+            OrgAction::Wait { until: None }
+        );
     }
 
     #[test]
@@ -481,11 +509,24 @@ mod tests {
         let r0 = OrgTokenRecord::imported(cred(0, None, ts(0)));
         let r1 = apply(&r0, &p, OrgOutcome::Begun { rotation: rid() }, ts(60)).unwrap();
         let f = |r: &OrgTokenRecord, at| {
-            apply(r, &p, OrgOutcome::Failed { message: "boom".into() }, at).unwrap()
+            apply(
+                r,
+                &p,
+                OrgOutcome::Failed {
+                    message: "boom".into(),
+                },
+                at,
+            )
+            .unwrap()
         };
         let r2 = f(&r1, ts(60));
         assert_eq!(r2.retry_at, Some(ts(70)));
-        assert_eq!(decide(&r2, &p, ts(65)), OrgAction::Wait { until: Some(ts(70)) });
+        assert_eq!(
+            decide(&r2, &p, ts(65)),
+            OrgAction::Wait {
+                until: Some(ts(70))
+            }
+        );
         let r3 = f(&r2, ts(70));
         assert_eq!(r3.retry_at, Some(ts(90)));
         assert!(matches!(decide(&r3, &p, ts(90)), OrgAction::Mint { .. }));
