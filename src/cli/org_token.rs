@@ -336,4 +336,84 @@ mod tests {
         };
         assert!(off.policy().unwrap().is_none());
     }
+
+    /// `serve`'s wiring against the built-in simulator, on the real clock:
+    /// with a rotation every second and a one-second grace, the client
+    /// switches to a minted token with no restart (the simulator counts the
+    /// next request against it) and the stored token becomes that one.
+    #[tokio::test]
+    async fn serve_rotates_the_org_token_and_switches_the_running_client() {
+        use crate::cli::fly::{FlyArgs, FlyTarget};
+        use crate::clock::SystemClock;
+        let clock: SharedClock = Arc::new(SystemClock);
+        let conn = FlyArgs {
+            target: FlyTarget::Sim,
+            api_url: String::new(),
+            graphql_url: String::new(),
+            token: None,
+        }
+        .connect(clock.clone())
+        .await
+        .expect("simulator");
+        let stores = crate::store::access::connect_stores("sqlite::memory:", clock.clone())
+            .await
+            .expect("store");
+        let keyring = Arc::new(Keyring::generate_ephemeral(&mut rand::rng()));
+        let args = OrgTokenArgs {
+            rotation: Some("* * * * * *".into()),
+            expiry_secs: 3600,
+            grace_secs: 1,
+        };
+        let shutdown = CancellationToken::new();
+        start(
+            &args,
+            &conn,
+            stores.vault.clone(),
+            keyring.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("start");
+        let store = OrgTokenStore {
+            vault: stores.vault.clone(),
+            keyring,
+        };
+        let sim = conn.sim.as_ref().expect("sim");
+        let mut active = None;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let l = store.load().await.unwrap().expect("stored at start");
+            if let Some(id) = &l.doc.record.active.id {
+                active = Some(id.as_str().to_owned());
+                break;
+            }
+        }
+        let active = active.expect("rotated within 10 s");
+        assert!(sim.tokens().iter().any(|t| t.id == active));
+        // Requests by the original token and by minted ones.
+        let counts = || {
+            let (mut root, mut minted) = (0, 0);
+            for t in sim.tokens() {
+                if t.name.starts_with("flotilla/org/") {
+                    minted += t.uses.requests;
+                } else {
+                    root += t.uses.requests;
+                }
+            }
+            (root, minted)
+        };
+        let (root0, minted0) = counts();
+        conn.api
+            .list_apps(&OrgSlug::parse(sim.org_slug()).unwrap())
+            .await
+            .expect("a request with the rotated token");
+        let (root1, minted1) = counts();
+        assert_eq!(root0, root1, "the original token is no longer used");
+        assert!(
+            minted1 > minted0,
+            "a minted token authenticated the request"
+        );
+        shutdown.cancel();
+    }
 }
