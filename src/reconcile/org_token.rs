@@ -52,13 +52,13 @@ const STATE_ID: &str = "state";
 pub enum OrgTokenError {
     #[error("org token store")]
     Store(#[from] StoreError),
-    #[error("org token: {0}")]
+    #[error("org token")]
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("org token document {row}: {detail}")]
     Corrupt { row: String, detail: String },
     #[error("org token: someone else wrote the record at the same time; try again")]
     Conflict,
-    #[error("org token: {0}")]
+    #[error(transparent)]
     Protocol(#[from] org::OrgTransitionError),
 }
 
