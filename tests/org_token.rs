@@ -310,3 +310,36 @@ async fn a_crash_at_any_call_keeps_a_valid_token_and_never_mints_twice() {
         }
     }
 }
+
+/// A mint Fly answers with "nothing created" (a 404 here) backs off and is
+/// sent again under the same name; the rotation then completes.
+#[tokio::test]
+async fn a_rejected_mint_is_retried_under_the_same_name() {
+    let w = World::new(false).await;
+    w.advance(SignedDuration::from_hours(1));
+    let refusing = Arc::new(CrashFly::new(w.fly.clone(), Some((0, Mode::Refuse))));
+    let mut r = w.rotator(refusing.clone(), 5);
+    let did = w.settle(&mut r).await;
+    assert!(
+        matches!(did.as_slice(), [OrgAction::Begin, OrgAction::Mint { .. }]),
+        "{did:?}"
+    );
+    let l = w.store().load().await.unwrap().unwrap();
+    assert!(l.doc.record.blocked.is_none());
+    assert_eq!(l.doc.record.failures, 1);
+    assert!(w.org_tokens().is_empty());
+    w.advance(SignedDuration::from_secs(31));
+    let did = w.settle(&mut r).await;
+    assert!(
+        matches!(did.as_slice(), [OrgAction::Mint { .. }, OrgAction::Verify]),
+        "{did:?}"
+    );
+    let minted = w.org_tokens();
+    assert_eq!(minted.len(), 1);
+    let l = w.store().load().await.unwrap().unwrap();
+    assert_eq!(
+        l.doc.record.active.id.as_ref().map(|i| i.as_str()),
+        Some(minted[0].id.as_str())
+    );
+    assert!(active_works(&w).await);
+}

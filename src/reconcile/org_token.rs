@@ -338,6 +338,17 @@ impl OrgRotator {
                             message: e.to_string(),
                         }
                     }
+                    Err(
+                        e @ (FlyError::RateLimited { .. }
+                        | FlyError::InvalidRequest { .. }
+                        | FlyError::NotFound { .. }),
+                    ) => {
+                        // Fly answered: nothing was created.
+                        metrics::counter!("flotilla_org_token_rotations_total", "result" => "failed").increment(1);
+                        OrgOutcome::MintRejected {
+                            message: e.to_string(),
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "org token mint failed; its outcome is unknown");
                         metrics::counter!("flotilla_org_token_rotations_total", "result" => "failed").increment(1);

@@ -11,8 +11,9 @@
 //!    tokens, so a mint whose answer was lost (a crash or a timeout after
 //!    `MintSent`) is never repeated: the rotation is blocked
 //!    ([`BlockReason::MintOutcomeUnknown`]) until an operator looks (the token
-//!    name is in the reason) and imports a token again. Nothing is minted
-//!    twice.
+//!    name is in the reason) and imports a token again. An answer saying
+//!    nothing was created (`MintRejected`) backs off and mints again under the
+//!    same name. Nothing is minted twice.
 //! 3. `Verify`: `GET /v1/tokens/current` with the new token must name the
 //!    controller's organization. A token that fails verification was never
 //!    used: it is revoked with the current token, and the rotation ends (the
@@ -247,6 +248,12 @@ pub enum OrgOutcome {
         message: String,
     },
     MintLost,
+    /// Fly answered the mint with an error that means nothing was created
+    /// (rate limited, invalid request, organization not found): back off and
+    /// mint again under the same name.
+    MintRejected {
+        message: String,
+    },
     /// The pending token failed verification and was revoked (or is gone).
     VerifyRejected {
         message: String,
@@ -345,6 +352,13 @@ pub fn apply(
             }
             _ => return Err(bad("mint_lost")),
         },
+        OrgOutcome::MintRejected { message } => match r.phase {
+            OrgPhase::MintSent { rotation, .. } => {
+                r.phase = OrgPhase::Begun { rotation };
+                backoff(&mut r, policy, message, now);
+            }
+            _ => return Err(bad("mint_rejected")),
+        },
         OrgOutcome::VerifyRejected { message } => match r.phase {
             OrgPhase::Minted { .. } => {
                 r.phase = OrgPhase::Idle;
@@ -371,19 +385,22 @@ pub fn apply(
             }
             ok(&mut r);
         }
-        OrgOutcome::Failed { message } => {
-            r.failures = r.failures.saturating_add(1);
-            let shift = r.failures.saturating_sub(1).min(12);
-            let delay = policy
-                .retry
-                .checked_mul(1 << shift)
-                .unwrap_or(SignedDuration::from_hours(1))
-                .min(SignedDuration::from_hours(1));
-            r.retry_at = Some(now.checked_add(delay).unwrap_or(Timestamp::MAX));
-            r.last_error = Some(message);
-        }
+        OrgOutcome::Failed { message } => backoff(&mut r, policy, message, now),
     }
     Ok(r)
+}
+
+/// One more failure: the next attempt waits `retry`, doubling, at most 1 h.
+fn backoff(r: &mut OrgTokenRecord, policy: &OrgPolicy, message: String, now: Timestamp) {
+    r.failures = r.failures.saturating_add(1);
+    let shift = r.failures.saturating_sub(1).min(12);
+    let delay = policy
+        .retry
+        .checked_mul(1 << shift)
+        .unwrap_or(SignedDuration::from_hours(1))
+        .min(SignedDuration::from_hours(1));
+    r.retry_at = Some(now.checked_add(delay).unwrap_or(Timestamp::MAX));
+    r.last_error = Some(message);
 }
 
 #[cfg(test)]
@@ -475,6 +492,40 @@ mod tests {
         assert!(b.message.contains(&org_mint_name(&rid())), "{}", b.message);
         assert_eq!(r3.active, r0.active);
         assert_eq!(decide(&r3, &p, ts(10_000)), OrgAction::Wait { until: None });
+    }
+
+    /// An answer that says nothing was created: the same name is minted
+    /// again after a backoff.
+    #[test]
+    fn a_rejected_mint_backs_off_and_retries_the_same_name() {
+        let p = policy();
+        let r0 = OrgTokenRecord::imported(cred(0, None, ts(0)));
+        let r1 = apply(&r0, &p, OrgOutcome::Begun { rotation: rid() }, ts(60)).unwrap();
+        let r2 = apply(&r1, &p, OrgOutcome::MintSent { at: ts(60) }, ts(60)).unwrap();
+        let r3 = apply(
+            &r2,
+            &p,
+            OrgOutcome::MintRejected {
+                message: "rate limited".into(),
+            },
+            ts(60),
+        )
+        .unwrap();
+        assert_eq!(r3.phase, OrgPhase::Begun { rotation: rid() });
+        assert!(r3.blocked.is_none());
+        assert_eq!(
+            decide(&r3, &p, ts(61)),
+            OrgAction::Wait {
+                until: Some(ts(70))
+            }
+        );
+        assert_eq!(
+            decide(&r3, &p, ts(70)),
+            OrgAction::Mint {
+                rotation: rid(),
+                name: org_mint_name(&rid())
+            }
+        );
     }
 
     #[test]
