@@ -866,3 +866,70 @@ fn status_and_events_print_the_same_through_the_server() {
     );
     assert!(!err.contains("AAAAAAAA"), "{err}");
 }
+
+/// `org-token import` reads the token from stdin only and stores it sealed;
+/// `org-token status` shows its fingerprint and never the value; the
+/// database file holds no plaintext token; bad input is a located error.
+#[test]
+fn org_token_import_reads_stdin_and_status_never_shows_the_value() {
+    let db = sqlite_db();
+    let key = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([5u8; 32])
+    );
+    let run = |args: &[&str], stdin: &str, with_key: bool| {
+        let mut cmd = Command::cargo_bin("flotilla").unwrap();
+        cmd.env_remove("FLOTILLA_ENCRYPTION_KEYS")
+            .env_remove("DEPLOY_TOKEN_ENCRYPTION_KEY")
+            .env_remove("FLOTILLA_ENCRYPTION_KEY_FILE")
+            .env_remove("FLOTILLA_ORG_TOKEN_ROTATION")
+            .env_remove("RUST_LOG")
+            .arg("--db")
+            .arg(&db.url);
+        if with_key {
+            cmd.env("FLOTILLA_ENCRYPTION_KEYS", &key);
+        }
+        let out = cmd.args(args).write_stdin(stdin).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let secret = "fm2_orgtokensecretvalue,fm2_secondpart";
+    let r = run(&["org-token", "status"], "", true);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("no org token stored"), "{}", r.stdout);
+    // No key: refused before reading anything.
+    let r = run(&["org-token", "import"], secret, false);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no encryption key"), "{}", r.stderr);
+    // Empty stdin: a clear error.
+    let r = run(&["org-token", "import"], "\n", true);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("stdin: no org token"), "{}", r.stderr);
+    let r = run(&["org-token", "import"], &format!("{secret}\n"), true);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("org token sha256:"), "{}", r.stdout);
+    assert!(!r.stdout.contains("orgtokensecret") && !r.stderr.contains("orgtokensecret"));
+    let r = run(
+        &["org-token", "status", "--org-token-rotation", "0 3 * * 0"],
+        "",
+        true,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Active:       sha256:"), "{}", r.stdout);
+    assert!(r.stdout.contains("- (imported)"), "{}", r.stdout);
+    assert!(r.stdout.contains("Next due:"), "{}", r.stdout);
+    assert!(!r.stdout.contains("orgtokensecret"), "{}", r.stdout);
+    // Nothing of the token in the database files (WAL included).
+    let path = db.url.trim_start_matches("sqlite://");
+    for f in [path.to_owned(), format!("{path}-wal")] {
+        if let Ok(bytes) = std::fs::read(&f) {
+            assert!(
+                !bytes.windows(14).any(|w| w == b"orgtokensecret"),
+                "{f} holds the token in plaintext"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use crate::clock::SharedClock;
 use crate::fly::FlyApi;
-use crate::fly::http::{FlyConfig, HttpFly};
+use crate::fly::http::{FlyConfig, HttpFly, TokenHolder};
 use crate::sim::{SimConfig, SimHandle};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -39,9 +39,20 @@ pub enum FlyTarget {
 pub struct FlyConnection {
     pub api: Arc<dyn FlyApi>,
     pub sim: Option<SimHandle>,
-    /// The org token the client authenticates with (the legacy registry
-    /// fallback hands it out, when enabled). Never printed.
-    pub org_token: SecretString,
+    /// The token the client was started with (FLY_API_TOKEN, or the
+    /// simulator's org token).
+    pub token: SecretString,
+    /// Switches the client's token while it runs (org-token rotation).
+    pub holder: TokenHolder,
+}
+
+/// An [`HttpFly`] for `config` whose token sits in a holder the caller keeps.
+fn client(mut config: FlyConfig) -> anyhow::Result<(HttpFly, TokenHolder)> {
+    let holder = TokenHolder::new(&config.token)
+        .map_err(|reason| anyhow::anyhow!("configuring the Fly client: fly.token: {reason}"))?;
+    config.token_holder = Some(holder.clone());
+    let api = HttpFly::new(config).context("configuring the Fly client")?;
+    Ok((api, holder))
 }
 
 impl FlyArgs {
@@ -57,11 +68,12 @@ impl FlyArgs {
                 config.machines_url = self.api_url.clone();
                 config.graphql_url = self.graphql_url.clone();
                 config.clock = clock;
-                let api = HttpFly::new(config).context("configuring the Fly client")?;
+                let (api, holder) = client(config)?;
                 Ok(FlyConnection {
                     api: Arc::new(api),
                     sim: None,
-                    org_token: token,
+                    token,
+                    holder,
                 })
             }
             FlyTarget::Sim => {
@@ -72,15 +84,17 @@ impl FlyArgs {
                 let sim = crate::sim::start(sim_config)
                     .await
                     .context("starting the built-in simulator")?;
-                let mut config = FlyConfig::new(sim.org_token());
+                let token = sim.org_token();
+                let mut config = FlyConfig::new(token.clone());
                 config.machines_url = sim.base_url();
                 config.graphql_url = sim.graphql_url();
                 config.clock = clock;
-                let api = HttpFly::new(config).context("configuring the Fly client")?;
+                let (api, holder) = client(config)?;
                 Ok(FlyConnection {
                     api: Arc::new(api),
-                    org_token: sim.org_token(),
                     sim: Some(sim),
+                    token,
+                    holder,
                 })
             }
         }

@@ -19,6 +19,7 @@ mod fly;
 mod get;
 pub mod keys;
 mod migrate;
+mod org_token;
 mod output;
 pub mod remote;
 mod schema;
@@ -257,6 +258,14 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// The controller's own org token, stored encrypted (see docs/tokens.md).
+    #[command(after_help = "Example:\n  flotilla org-token import <<<\"$FLY_API_TOKEN\"")]
+    OrgToken {
+        #[command(subcommand)]
+        what: org_token::OrgTokenCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
     #[command(after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080")]
     Serve {
@@ -379,6 +388,7 @@ impl Command {
             | Command::Events { db, .. }
             | Command::Rotate { db, .. }
             | Command::Credentials { db, .. }
+            | Command::OrgToken { db, .. }
             | Command::Serve { db, .. }
             | Command::Migrate { db } => Some(db),
             Command::Validate { .. } | Command::Sim(_) | Command::Schema => None,
@@ -399,6 +409,7 @@ impl Command {
             | Command::Events { .. }
             | Command::Rotate { .. }
             | Command::Credentials { .. }
+            | Command::OrgToken { .. }
             | Command::Sim(_)
             | Command::Schema
             | Command::Migrate { .. } => None,
@@ -498,6 +509,10 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         Command::Credentials { what, db } => {
             let ops = open_ops(&db.db, clock, parse).await?;
             credentials::run(what, ops, &local_actor(), &mut out).await
+        }
+        Command::OrgToken { what, db } => {
+            let stores = store::access::connect_stores(&db.db, clock.clone()).await?;
+            org_token::run(what, stores.vault, clock, &mut out).await
         }
         Command::Serve { args, db } => {
             drop(out);
@@ -614,6 +629,9 @@ mod tests {
                 "credentials create",
                 "credentials list",
                 "credentials revoke",
+                "org-token",
+                "org-token import",
+                "org-token status",
                 "serve",
                 "sim",
                 "schema",

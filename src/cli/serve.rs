@@ -107,6 +107,8 @@ pub struct ServeArgs {
     /// Machines per group that may be updating at once.
     #[arg(long, env = "FLOTILLA_MAX_UNAVAILABLE", default_value_t = 1)]
     pub max_unavailable: u32,
+    #[command(flatten)]
+    pub org_token: crate::cli::org_token::OrgTokenArgs,
 }
 
 pub async fn serve(
@@ -146,6 +148,21 @@ pub async fn serve(
             "no encryption key configured: set FLOTILLA_ENCRYPTION_KEYS (comma-separated id:base64 of 32 bytes) or --encryption-key-file; flotilla stores deploy tokens and secret values only encrypted"
         ),
     });
+    let shutdown = CancellationToken::new();
+    if args.allow_legacy_org_token_fallback && args.org_token.rotation.is_some() {
+        anyhow::bail!(
+            "--allow-legacy-org-token-fallback cannot be combined with --org-token-rotation: consumers would keep an org token that rotation revokes"
+        );
+    }
+    let org_token = crate::cli::org_token::start(
+        &args.org_token,
+        &conn,
+        stores.vault.clone(),
+        keyring.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
     options.requeue.resync = Duration::from_secs(args.resync_secs.max(1));
@@ -167,7 +184,7 @@ pub async fn serve(
         eprintln!(
             "flotilla: warning: --allow-legacy-org-token-fallback: the registry endpoint hands the ORG token to tenants without a minted deploy token"
         );
-        ops = ops.with_legacy_org_token_fallback(conn.org_token.clone());
+        ops = ops.with_legacy_org_token_fallback(org_token);
     }
     let configured = args.server_key.load()?;
     let demo = configured.is_none() && args.fly.target == FlyTarget::Sim;
@@ -210,7 +227,6 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
     let config = ApiConfig {
         max_body_bytes: args.max_body_bytes.max(1),
         request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),

@@ -23,6 +23,7 @@ pub mod execute;
 pub mod intents;
 mod leases;
 pub mod observe;
+pub mod org_token;
 pub mod status;
 pub mod tokens;
 

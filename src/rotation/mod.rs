@@ -53,6 +53,7 @@
 mod apply;
 mod decide;
 mod model;
+pub mod org;
 pub mod schedule;
 
 #[cfg(test)]

@@ -115,6 +115,21 @@ impl RotationSchedule {
         })
     }
 
+    /// A schedule from a bare cron expression (UTC) and a renewal margin:
+    /// the controller's own org token, which has no spec.
+    pub fn from_cron(expr: &str, renew_before: SignedDuration) -> Result<Self, ScheduleError> {
+        let cron = cron_parser()
+            .parse(expr)
+            .map_err(|e| ScheduleError::BadCron {
+                expr: expr.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            cron: Some((cron, TimeZone::UTC)),
+            renew_before,
+        })
+    }
+
     /// The schedule's first firing strictly after `after`; `None` without a
     /// schedule or when it never fires.
     pub fn cron_after(&self, after: Timestamp) -> Option<Timestamp> {

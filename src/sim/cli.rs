@@ -76,6 +76,10 @@ pub struct SimArgs {
     /// and region.
     #[arg(long = "zones-per-region", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub zones_per_region: u16,
+    /// Refuse to mint org tokens (`createLimitedAccessToken` with profile
+    /// `deploy_organization`), as Fly may for a limited org token.
+    #[arg(long = "refuse-org-token-mint")]
+    pub refuse_org_token_mint: bool,
 }
 
 fn parse_profile(s: &str) -> Result<FaultProfile, String> {
@@ -120,6 +124,7 @@ impl SimArgs {
             foreign_apps: self.foreign_apps.clone(),
             lease_shape: self.lease_shape,
             zones_per_region: usize::from(self.zones_per_region),
+            refuse_org_token_mint: self.refuse_org_token_mint,
             ..SimConfig::standalone()
         }
     }

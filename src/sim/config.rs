@@ -107,6 +107,10 @@ pub struct SimConfig {
     /// Treat every certificate hostname's DNS as configured as soon as a
     /// certificate is requested (the no-credentials demo has no DNS to set).
     pub auto_dns: bool,
+    /// Refuse `createLimitedAccessToken` with profile `deploy_organization`
+    /// (whether Fly lets a limited org token mint another is unverified:
+    /// `../shared/fly/API-NOTES.md` §4). Deploy tokens still mint.
+    pub refuse_org_token_mint: bool,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -125,6 +129,7 @@ impl std::fmt::Debug for SimConfig {
             .field("certs", &self.certs)
             .field("default_region", &self.default_region)
             .field("zones_per_region", &self.zones_per_region)
+            .field("refuse_org_token_mint", &self.refuse_org_token_mint)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +153,7 @@ impl Default for SimConfig {
             clock: Arc::new(SystemClock),
             max_body_bytes: 1024 * 1024,
             auto_dns: false,
+            refuse_org_token_mint: false,
         }
     }
 }

@@ -2,8 +2,50 @@
 //! token already starting with `FlyV1 ` is sent as is; macaroon parts
 //! (`fm1r_`, `fm1a_`, `fm2_`) are sent as `FlyV1 <parts>`; anything else as
 //! `Bearer <token>`. The value is marked sensitive so it is never printed.
+//!
+//! [`TokenHolder`] is the client's own credential, swappable while it runs
+//! (org-token rotation switches it without a restart).
+
+use std::sync::{Arc, RwLock};
 
 use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The token an [`super::HttpFly`] authenticates every request with (unless
+/// a request names its own). Clones share it: [`TokenHolder::set`] on one is
+/// seen by the next request of every client built with it.
+#[derive(Clone)]
+pub struct TokenHolder(Arc<RwLock<HeaderValue>>);
+
+impl std::fmt::Debug for TokenHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHolder([redacted])")
+    }
+}
+
+impl TokenHolder {
+    /// A holder for `token`; the error says what is wrong without the token.
+    pub fn new(token: &SecretString) -> Result<Self, &'static str> {
+        Ok(Self(Arc::new(RwLock::new(authorization_value(
+            token.expose_secret(),
+        )?))))
+    }
+
+    /// Switches every later request to `token`. A token that cannot be a
+    /// header value is refused and the current one kept.
+    pub fn set(&self, token: &SecretString) -> Result<(), &'static str> {
+        let hv = authorization_value(token.expose_secret())?;
+        // A poisoned lock only means a writer panicked between two plain
+        // assignments; the value inside is whole.
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = hv;
+        Ok(())
+    }
+
+    /// The current header value.
+    pub(crate) fn current(&self) -> HeaderValue {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 /// Builds the `Authorization` value for `token`. The error says what is wrong
 /// without repeating the token.

@@ -59,6 +59,9 @@ pub struct FlyConfig {
     pub graphql_url: String,
     /// Org or user token. Never logged; `Debug` redacts it.
     pub token: SecretString,
+    /// A shared holder to authenticate with instead of `token` (so the
+    /// token can be switched while running; see `HttpFly::token_holder`).
+    pub token_holder: Option<super::TokenHolder>,
     /// Per-request timeout (whole exchange, body included). `wait` calls get
     /// their wait time on top of this.
     pub timeout: Duration,
@@ -77,6 +80,7 @@ impl FlyConfig {
             machines_url: DEFAULT_MACHINES_URL.into(),
             graphql_url: DEFAULT_GRAPHQL_URL.into(),
             token,
+            token_holder: None,
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),

@@ -83,14 +83,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 pub use self::config::{
     DEFAULT_GRAPHQL_URL, DEFAULT_MACHINES_URL, FlyConfig, FlyConfigError, RetryPolicy,
 };
 pub use self::machines::MAX_WAIT;
 
-use self::auth::authorization_value;
+pub use self::auth::TokenHolder;
 use self::config::parse_url;
 use self::machines::Lifecycle;
 use super::ratelimit::FlyRateLimiter;
@@ -109,7 +109,7 @@ pub struct HttpFly {
     client: reqwest::Client,
     machines_base: String,
     graphql_url: Url,
-    auth: HeaderValue,
+    auth: TokenHolder,
     timeout: Duration,
     retry: RetryPolicy,
     limiter: Option<FlyRateLimiter>,
@@ -133,8 +133,10 @@ impl HttpFly {
     pub fn new(config: FlyConfig) -> Result<Self, FlyConfigError> {
         let machines = parse_url("machines_url", &config.machines_url)?;
         let graphql_url = parse_url("graphql_url", &config.graphql_url)?;
-        let auth =
-            authorization_value(config.token.expose_secret()).map_err(FlyConfigError::BadToken)?;
+        let auth = match &config.token_holder {
+            Some(holder) => holder.clone(),
+            None => TokenHolder::new(&config.token).map_err(FlyConfigError::BadToken)?,
+        };
         if config.retry.max_attempts == 0 {
             return Err(FlyConfigError::NoAttempts);
         }
@@ -167,6 +169,12 @@ impl HttpFly {
             limiter,
             clock: config.clock,
         })
+    }
+
+    /// The holder of this client's token: [`TokenHolder::set`] switches
+    /// every later request to another token, with no new client.
+    pub fn token_holder(&self) -> TokenHolder {
+        self.auth.clone()
     }
 }
 

@@ -339,7 +339,10 @@ impl HttpFly {
         let mut rb = self
             .client
             .request(req.op.method.clone(), req.url.clone())
-            .header(AUTHORIZATION, req.auth.unwrap_or(&self.auth).clone())
+            .header(
+                AUTHORIZATION,
+                req.auth.cloned().unwrap_or_else(|| self.auth.current()),
+            )
             .timeout(req.timeout);
         if let Some(nonce) = req.nonce {
             rb = rb.header(LEASE_NONCE_HEADER, nonce);

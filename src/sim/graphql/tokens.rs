@@ -129,6 +129,12 @@ pub(super) fn create_token(
             ));
         }
     };
+    if profile == Profile::Org && sim.cfg.refuse_org_token_mint {
+        return Err(gql_err(
+            "Not authorized to create a token with profile deploy_organization",
+            "UNAUTHORIZED",
+        ));
+    }
     let expiry = match input.get("expiry") {
         None | Some(Value::Null) => DEFAULT_EXPIRY.to_owned(),
         Some(Value::String(s)) => s.clone(),
