@@ -39,6 +39,7 @@ pub mod hash;
 pub mod machine;
 pub mod observed;
 mod render;
+mod secrets;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,9 +48,9 @@ use jiff::Timestamp;
 
 pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLease, Pending};
 
-use crate::ids::{GroupName, Hostname, SecretName};
+use crate::ids::{GroupName, Hostname};
 use crate::model::fly::{CheckState, Machine, MachineState, meta};
-use crate::spec::{AutoStop, DeletionPolicy, IpSpec, MachineGroup, SecretSource, Tenant};
+use crate::spec::{AutoStop, DeletionPolicy, IpSpec, MachineGroup, Tenant};
 use machine::{ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version};
 
 pub use types::*;
@@ -112,7 +113,7 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     }
     plan_ips(&mut plan, tenant, observed);
     plan_certificates(&mut plan, tenant, observed, desired.options, now);
-    plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
+    secrets::plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
     plan_machines(&mut plan, tenant, observed, desired.options);
     plan_leftover_leases(&mut plan, observed);
     if !desired.options.tokens_managed {
@@ -390,54 +391,6 @@ fn plan_certificates(
                 hostname: obs.summary.hostname.clone(),
             }),
         }
-    }
-}
-
-fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed, tokens_managed: bool) {
-    let present: BTreeSet<&SecretName> = observed.secrets.iter().map(|s| &s.name).collect();
-    let mut generate = Vec::new();
-    let mut first_reason = None;
-    for s in &tenant.spec.secrets {
-        if present.contains(&s.name) {
-            continue;
-        }
-        match &s.source {
-            SecretSource::Generate { length, charset } => {
-                generate.push((s.name.clone(), *length, *charset));
-                first_reason.get_or_insert(Reason::SecretMissing);
-            }
-            SecretSource::External => plan.findings.push(Finding::ExternalSecretMissing {
-                name: s.name.clone(),
-            }),
-            // The token phase delivers it (and reports a token not minted
-            // yet as TokensPending).
-            SecretSource::FromToken { .. } if tokens_managed => {}
-            SecretSource::FromToken { token } => plan.findings.push(Finding::TokenNotManaged {
-                name: format!("{token} (secret {})", s.name),
-            }),
-        }
-    }
-    let desired: BTreeSet<&SecretName> = tenant.spec.secrets.iter().map(|s| &s.name).collect();
-    let mut unset = Vec::new();
-    for s in &observed.secrets {
-        if desired.contains(&s.name) {
-            continue;
-        }
-        if observed.ledger.secrets.contains(&s.name) {
-            unset.push(s.name.clone());
-            first_reason.get_or_insert(Reason::SecretNotDesired);
-        } else {
-            plan.findings.push(Finding::ForeignSecret {
-                name: s.name.clone(),
-            });
-        }
-    }
-    if let Some(reason) = first_reason {
-        plan.push(
-            Phase::Network,
-            Action::UpdateSecrets { generate, unset },
-            reason,
-        );
     }
 }
 
