@@ -18,6 +18,8 @@ pub mod actor;
 mod control;
 mod credentials;
 pub mod error;
+mod keys;
+mod secrets;
 pub mod selector;
 mod tenants;
 mod tokens;
@@ -33,6 +35,8 @@ pub use actor::{Actor, Principal};
 pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
 pub use tenants::{MAX_PAGE, Page, PutOutcome};
+pub use keys::{KeyRotation, MAX_ATTEMPTS_PER_ROW};
+pub use secrets::{SecretInfo, SecretSet};
 pub use tokens::{REGISTRY, RegistryCredential, RotationAsk};
 
 use crate::clock::SharedClock;
@@ -60,8 +64,9 @@ pub struct Ops {
     server_key: Option<Arc<ServerKey>>,
     /// CSPRNG for credential secrets.
     rng: Mutex<StdRng>,
-    /// Opens stored token values (the registry credential); absent when no
-    /// encryption key is configured.
+    /// Seals and opens stored values (the registry credential, `external`
+    /// secret values, key rotation); absent when no encryption key is
+    /// configured.
     keyring: Option<Arc<Keyring>>,
 }
 
