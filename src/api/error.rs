@@ -125,7 +125,10 @@ impl ApiError {
             }
             "precondition_failed" => StatusCode::PRECONDITION_FAILED,
             "forbidden" => StatusCode::FORBIDDEN,
-            "credential_live" | "app_name_taken" | "already_exists" | "no_token"
+            "credential_live"
+            | "app_name_taken"
+            | "already_exists"
+            | "no_token"
             | "secret_not_external" => StatusCode::CONFLICT,
             "no_server_key" | "no_controller" | "busy" | "no_planner" | "no_keyring" => {
                 StatusCode::SERVICE_UNAVAILABLE

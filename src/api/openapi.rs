@@ -7,8 +7,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{DiagnosticView, ErrorBody, ErrorDetail};
-use super::tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
 use super::secrets::SetSecretRequest;
+use super::tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
 use super::tokens::{RegistryToken, RotateRequest};
 use crate::ops::view::{
     ApplyResponse, ApplyResultView, CredentialView, EventList, EventView, ListMetadata, PlanView,

@@ -129,6 +129,14 @@ mod tests {
         }
         let v = parse_set(br#"{"value": "line\n"}"#, &id).unwrap();
         assert_eq!(secrecy::ExposeSecret::expose_secret(&v), "line\n");
-        assert!(!format!("{:?}", SetSecretRequest { value: "x1y2".into() }).contains("x1y2"));
+        assert!(
+            !format!(
+                "{:?}",
+                SetSecretRequest {
+                    value: "x1y2".into()
+                }
+            )
+            .contains("x1y2")
+        );
     }
 }

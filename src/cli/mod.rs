@@ -22,6 +22,7 @@ mod migrate;
 mod output;
 pub mod remote;
 mod schema;
+pub mod secrets;
 mod serve;
 mod target;
 
@@ -249,6 +250,29 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Store and list the values of tenants' `external` secrets.
+    #[command(
+        after_help = "Example:\n  flotilla secrets set acme DB_PASSWORD --from-file db-password.txt"
+    )]
+    Secrets {
+        #[command(subcommand)]
+        what: secrets::SecretsCommand,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Manage the encryption keys stored values are sealed with (against
+    /// the database).
+    #[command(
+        after_help = "Example:\n  FLOTILLA_ENCRYPTION_KEYS=\"k2:$NEW,k1:$OLD\" flotilla keys rotate --db sqlite://flotilla.db"
+    )]
+    Keys {
+        #[command(subcommand)]
+        what: keys::KeysCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Issue, list and revoke API credentials (against the database).
     #[command(after_help = "Example:\n  flotilla credentials create --tenant acme")]
     Credentials {
@@ -321,8 +345,7 @@ impl Cli {
     /// usage error or the help text), then hands options written before the
     /// command name to the command.
     pub fn parse_args() -> Self {
-        let matches = Self::command().get_matches();
-        Self::from_matches(&matches).unwrap_or_else(|e| e.exit())
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
     /// [`Cli::parse_args`] on the given arguments (the first is the program
@@ -332,7 +355,11 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Self::from_matches(&Self::command().try_get_matches_from(args)?)
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Self::command()
+            .try_get_matches_from(&args)
+            .map_err(|e| secrets::redact_stray_value(e, &args))?;
+        Self::from_matches(&matches)
     }
 
     fn from_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
@@ -378,6 +405,8 @@ impl Command {
             | Command::Status { db, .. }
             | Command::Events { db, .. }
             | Command::Rotate { db, .. }
+            | Command::Secrets { db, .. }
+            | Command::Keys { db, .. }
             | Command::Credentials { db, .. }
             | Command::Serve { db, .. }
             | Command::Migrate { db } => Some(db),
@@ -398,6 +427,8 @@ impl Command {
             | Command::Status { .. }
             | Command::Events { .. }
             | Command::Rotate { .. }
+            | Command::Secrets { .. }
+            | Command::Keys { .. }
             | Command::Credentials { .. }
             | Command::Sim(_)
             | Command::Schema
@@ -494,6 +525,40 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             let target = Target::open(&db, &remote, clock, parse).await?;
             let events = target.events(tenant.as_deref(), limit).await?;
             control::print_events(events, output, &mut out)
+        }
+        Command::Secrets { what, db, remote } => {
+            use std::io::Write as _;
+            match what {
+                secrets::SecretsCommand::Set {
+                    tenant,
+                    name,
+                    from_file,
+                    keys,
+                } => {
+                    let target = Target::open(&db, &remote, clock, parse)
+                        .await?
+                        .with_keys(&keys)?;
+                    let value = secrets::read_value(from_file.as_deref(), std::io::stdin())?;
+                    let set = target.set_secret(&tenant, &name, value).await?;
+                    writeln!(out, "{tenant}: {}", set.message)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                secrets::SecretsCommand::List { tenant, output } => {
+                    let target = Target::open(&db, &remote, clock, parse).await?;
+                    secrets::print_list(target.secrets(&tenant).await?, output, &mut out)
+                }
+            }
+        }
+        Command::Keys {
+            what: keys::KeysCommand::Rotate { keys },
+            db,
+        } => {
+            let keyring = keys.load()?.ok_or(crate::ops::OpsError::NoKeyring)?;
+            let ops = open_ops(&db.db, clock, parse)
+                .await?
+                .with_keyring(std::sync::Arc::new(keyring));
+            let report = ops.rotate_keys(&local_actor()).await?;
+            keys::print_rotation(&report, &mut out)
         }
         Command::Credentials { what, db } => {
             let ops = open_ops(&db.db, clock, parse).await?;
@@ -610,6 +675,11 @@ mod tests {
                 "status",
                 "events",
                 "rotate",
+                "secrets",
+                "secrets set",
+                "secrets list",
+                "keys",
+                "keys rotate",
                 "credentials",
                 "credentials create",
                 "credentials list",

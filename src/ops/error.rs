@@ -81,7 +81,9 @@ pub enum OpsError {
     /// wrong place.
     #[error("secret name is invalid")]
     InvalidSecretName(#[source] IdError),
-    #[error("tenant {tenant}: secret {secret} takes no stored value: {why}; only `external` secrets do")]
+    #[error(
+        "tenant {tenant}: secret {secret} takes no stored value: {why}; only `external` secrets do"
+    )]
     NotExternal {
         tenant: TenantName,
         secret: SecretName,

@@ -105,7 +105,10 @@ impl Ops {
                 actor,
                 &tenant,
                 "SecretsReencrypted",
-                &format!("{n} sealed value(s) re-encrypted under key {}", report.active),
+                &format!(
+                    "{n} sealed value(s) re-encrypted under key {}",
+                    report.active
+                ),
                 "ok",
             )
             .await;

@@ -34,9 +34,9 @@ use tokio::sync::mpsc;
 pub use actor::{Actor, Principal};
 pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
-pub use tenants::{MAX_PAGE, Page, PutOutcome};
 pub use keys::{KeyRotation, MAX_ATTEMPTS_PER_ROW};
 pub use secrets::{SecretInfo, SecretSet};
+pub use tenants::{MAX_PAGE, Page, PutOutcome};
 pub use tokens::{REGISTRY, RegistryCredential, RotationAsk};
 
 use crate::clock::SharedClock;

@@ -195,7 +195,10 @@ mod tests {
         let t = with_external();
         let mut w = converged(&t, &[("DB_PASSWORD", b"one")]);
         assert_eq!(
-            w.observed.ledger.external_delivered.get(&name("DB_PASSWORD")),
+            w.observed
+                .ledger
+                .external_delivered
+                .get(&name("DB_PASSWORD")),
             Some(&Fingerprint::of_bytes(b"one"))
         );
         assert!(plan_of(&t, &w.observed).is_empty());

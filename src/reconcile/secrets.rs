@@ -213,7 +213,10 @@ mod tests {
         let row = Aad::external_secret(&tenant, &SecretName::parse("DB_PASSWORD").unwrap());
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let value = SecretString::from("hunter2-value".to_string());
-        let sealed = ring(1).seal_str(&mut rng, &row, &value).unwrap().to_string();
+        let sealed = ring(1)
+            .seal_str(&mut rng, &row, &value)
+            .unwrap()
+            .to_string();
         assert_eq!(
             open(&ring(1), &row, &sealed).unwrap().expose_secret(),
             "hunter2-value"

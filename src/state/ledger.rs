@@ -252,13 +252,16 @@ mod tests {
             (json!({}), "no schemaVersion"),
             (without("schemaVersion"), "no schemaVersion"),
             (with("schemaVersion", json!(3)), "schema version 3"),
-            (without("externalDelivered"), "missing field `externalDelivered`"),
             (
-                with("externalDelivered", json!({"X": "md5:00"})),
-                "ledger",
+                without("externalDelivered"),
+                "missing field `externalDelivered`",
             ),
+            (with("externalDelivered", json!({"X": "md5:00"})), "ledger"),
             (
-                with("externalDelivered", json!({"lower": "sha256:ba7816bf8f01cfea414140de5dae2223"})),
+                with(
+                    "externalDelivered",
+                    json!({"lower": "sha256:ba7816bf8f01cfea414140de5dae2223"}),
+                ),
                 "ledger",
             ),
             (with("schemaVersion", json!("1")), "schema version \"1\""),
