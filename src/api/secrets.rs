@@ -34,14 +34,23 @@ impl std::fmt::Debug for SetSecretRequest {
 /// Parses a set body without ever echoing it: serde's messages can quote a
 /// scalar from the input, so only the position is reported.
 fn parse_set(body: &[u8], id: &RequestId) -> Result<SecretString, ApiError> {
+    let bad = |at: String| {
+        ApiError::bad_request(format!(
+            "the body must be a JSON object {{\"value\": \"...\"}} with a string value and nothing else{at}"
+        ))
+        .with_request_id(id)
+    };
+    // serde would also take `["..."]` for the struct.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(bad(String::new()));
+    }
     match serde_json::from_slice::<SetSecretRequest>(body) {
         Ok(req) => Ok(SecretString::from(req.value)),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the body must be a JSON object {{\"value\": \"...\"}} with a string value and nothing else (problem at line {}, column {})",
+        Err(e) => Err(bad(format!(
+            " (problem at line {}, column {})",
             e.line(),
             e.column()
-        ))
-        .with_request_id(id)),
+        ))),
     }
 }
 

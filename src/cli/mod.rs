@@ -265,7 +265,7 @@ pub enum Command {
     /// Manage the encryption keys stored values are sealed with (against
     /// the database).
     #[command(
-        after_help = "Example:\n  FLOTILLA_ENCRYPTION_KEYS=\"k2:$NEW,k1:$OLD\" flotilla keys rotate --db sqlite://flotilla.db"
+        after_help = "Example:\n  flotilla keys rotate --encryption-key-file keys.txt --db sqlite://flotilla.db"
     )]
     Keys {
         #[command(subcommand)]
@@ -538,7 +538,9 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
                     let target = Target::open(&db, &remote, clock, parse)
                         .await?
                         .with_keys(&keys)?;
-                    let value = secrets::read_value(from_file.as_deref(), std::io::stdin())?;
+                    let stdin = std::io::stdin();
+                    let terminal = std::io::IsTerminal::is_terminal(&stdin);
+                    let value = secrets::read_value(from_file.as_deref(), stdin, terminal)?;
                     let set = target.set_secret(&tenant, &name, value).await?;
                     writeln!(out, "{tenant}: {}", set.message)?;
                     Ok(ExitCode::SUCCESS)

@@ -11,7 +11,7 @@
 //! printed back.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,10 +57,11 @@ pub enum SecretsCommand {
 }
 
 /// Reads the value (see the module docs) from `file`, else from `stdin`
-/// unless it is a terminal.
+/// unless it is a terminal (`stdin_is_terminal`).
 pub fn read_value(
     file: Option<&Path>,
-    stdin: impl Read + IsTerminal,
+    stdin: impl Read,
+    stdin_is_terminal: bool,
 ) -> anyhow::Result<SecretString> {
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));
     let limit = MAX_PLAINTEXT as u64 + 1;
@@ -73,7 +74,7 @@ pub fn read_value(
                 .with_context(|| format!("cannot read {shown:?}"))?;
         }
         None => {
-            if stdin.is_terminal() {
+            if stdin_is_terminal {
                 bail!(
                     "the value is read from stdin or --from-file PATH, never from the command line: pipe it in (printf %s \"$VALUE\" | flotilla secrets set ...) or name a file"
                 );
@@ -164,58 +165,43 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    /// A reader that is (or is not) a terminal.
-    struct Input(std::io::Cursor<Vec<u8>>, bool);
-
-    impl Read for Input {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.0.read(buf)
-        }
+    fn piped(bytes: &[u8]) -> std::io::Cursor<Vec<u8>> {
+        std::io::Cursor::new(bytes.to_vec())
     }
 
-    impl IsTerminal for Input {
-        fn is_terminal(&self) -> bool {
-            self.1
-        }
-    }
-
-    fn piped(bytes: &[u8]) -> Input {
-        Input(std::io::Cursor::new(bytes.to_vec()), false)
+    fn read_value_piped(bytes: &[u8]) -> anyhow::Result<SecretString> {
+        read_value(None, piped(bytes), false)
     }
 
     #[test]
     fn values_are_read_exactly_and_bounded() {
-        let v = read_value(None, piped(b"s3cret\n")).unwrap();
+        let v = read_value_piped(b"s3cret\n").unwrap();
         assert_eq!(v.expose_secret(), "s3cret\n");
         let max = vec![b'a'; MAX_PLAINTEXT];
         assert_eq!(
-            read_value(None, piped(&max)).unwrap().expose_secret().len(),
+            read_value_piped(&max).unwrap().expose_secret().len(),
             MAX_PLAINTEXT
         );
         let over = vec![b'a'; MAX_PLAINTEXT + 1];
-        let err = read_value(None, piped(&over)).unwrap_err().to_string();
+        let err = read_value_piped(&over).unwrap_err().to_string();
         assert!(err.contains("more than 65536 bytes"), "{err}");
-        let err = read_value(None, piped(&[b's', 0xff]))
-            .unwrap_err()
-            .to_string();
+        let err = read_value_piped(&[b's', 0xff]).unwrap_err().to_string();
         assert!(
             err.contains("not UTF-8") && err.contains("offset 1"),
             "{err}"
         );
-        let err = read_value(None, Input(std::io::Cursor::new(Vec::new()), true))
-            .unwrap_err()
-            .to_string();
+        let err = read_value(None, piped(b""), true).unwrap_err().to_string();
         assert!(err.contains("never from the command line"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v");
         std::fs::write(&path, "from-file").unwrap();
         // The file wins over stdin, which is not read (nor refused as a terminal).
-        let v = read_value(Some(&path), Input(std::io::Cursor::new(Vec::new()), true)).unwrap();
+        let v = read_value(Some(&path), piped(b""), true).unwrap();
         assert_eq!(v.expose_secret(), "from-file");
         let err = format!(
             "{:#}",
-            read_value(Some(&dir.path().join("missing")), piped(b"")).unwrap_err()
+            read_value(Some(&dir.path().join("missing")), piped(b""), false).unwrap_err()
         );
         assert!(
             err.starts_with("cannot open") && err.contains("missing"),
