@@ -8,9 +8,10 @@
 //!   (`VaultStore::replace_sealed`). A value written in between is read
 //!   again and retried (up to [`MAX_ATTEMPTS_PER_ROW`] times), never
 //!   overwritten with an older value.
-//! * A value that cannot be opened (tampered with, moved from another row,
-//!   sealed by a key not in the keyring) is reported with its row and left
-//!   as it is; nothing panics.
+//! * Every value is opened, also those already under the active key, so
+//!   the run doubles as a check: a value that cannot be opened (tampered
+//!   with, moved from another row, sealed by a key not in the keyring) is
+//!   reported with its row and left as it is; nothing panics.
 //! * The report ends with a fresh count of the values under each key, so
 //!   "nothing left under another key" is checked, not assumed.
 //! * Plaintexts exist only in zeroizing memory inside
@@ -35,7 +36,7 @@ pub struct KeyRotation {
     pub active: KeyId,
     /// Values this run re-encrypted.
     pub reencrypted: usize,
-    /// Values already under the active key.
+    /// Values already under the active key (and opened with it).
     pub already_active: usize,
     /// Compare-and-swap retries: a value changed between read and write.
     pub retries: usize,
@@ -136,7 +137,12 @@ impl Ops {
                 }
             };
             if !keyring.needs_reencrypt(&envelope) {
-                report.already_active += 1;
+                // Checked too: a value under the active key that does not
+                // open is as lost as one under an old key.
+                match keyring.open(row, &envelope) {
+                    Ok(_) => report.already_active += 1,
+                    Err(e) => report.unreadable.push((row.clone(), e.to_string())),
+                }
                 return Ok(false);
             }
             let sealed = {

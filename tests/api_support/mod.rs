@@ -54,6 +54,15 @@ pub fn server_key() -> ServerKey {
     ServerKey::parse(&SecretString::from(text)).unwrap()
 }
 
+/// The encryption key the API's sealed values use.
+pub fn keyring() -> flotilla::crypto::Keyring {
+    flotilla::crypto::Keyring::new(vec![(
+        flotilla::crypto::KeyId::parse("test").unwrap(),
+        flotilla::crypto::EncryptionKey::from_bytes(&[43u8; 32]),
+    )])
+    .unwrap()
+}
+
 pub async fn harness_on(url: String, label: &'static str, config: ApiConfig) -> Harness {
     let clock: SharedClock = Arc::new(SystemClock);
     let stores = connect_stores(&url, clock.clone()).await.unwrap();
@@ -78,7 +87,8 @@ pub async fn harness_on(url: String, label: &'static str, config: ApiConfig) -> 
         Ops::new(stores.clone(), clock, ParseOptions::default())
             .with_planner(reconciler)
             .with_wake(wake)
-            .with_server_key(Arc::new(server_key())),
+            .with_server_key(Arc::new(server_key()))
+            .with_keyring(Arc::new(keyring())),
     );
     let local = Actor::local("test");
     let issue = async |scope| {
