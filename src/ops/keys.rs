@@ -114,8 +114,6 @@ impl Ops {
             )
             .await;
         }
-        metrics::counter!("flotilla_sealed_values_reencrypted_total")
-            .increment(report.reencrypted as u64);
         Ok(report)
     }
 
