@@ -142,7 +142,9 @@ fn secrets_set_reads_stdin_or_a_file_and_never_echoes_the_value() {
     assert!(!r.stdout.contains("s3cret"), "{}", r.stdout);
 
     // Hostile and mistaken input.
-    let cases: Vec<(Vec<&str>, Option<Vec<u8>>, i32, &str)> = vec![
+    /// Arguments, stdin, exit code, what stderr says.
+    type Case<'a> = (Vec<&'a str>, Option<Vec<u8>>, i32, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         // The value on the command line: a usage error that does not quote it.
         (
             vec!["secrets", "set", "sec", "DB_PASSWORD", "s3cret-on-argv"],
