@@ -9,9 +9,11 @@
 //!   stored value and none on the app is reported
 //!   ([`Finding::ExternalSecretMissing`]); one the app has but flotilla holds
 //!   no value for was set by hand and is left alone.
-//! * A `fromToken` secret is the token phase's (`reconcile::tokens`).
-//! * A secret flotilla set (ledger) that left the spec is unset; any other
-//!   secret not in the spec is foreign and only reported.
+//! * A `fromToken` secret, and a token's `deliverTo.appSecrets`, are the
+//!   token phase's (`reconcile::tokens`).
+//! * A secret flotilla set (ledger) that left the spec (`secrets` and the
+//!   tokens' `deliverTo.appSecrets`) is unset; any other secret not in the
+//!   spec is foreign and only reported.
 
 use std::collections::BTreeSet;
 
@@ -63,7 +65,22 @@ pub(super) fn plan_secrets(
             }),
         }
     }
-    let desired: BTreeSet<&SecretName> = tenant.spec.secrets.iter().map(|s| &s.name).collect();
+    // A token's `deliverTo.appSecrets` are the spec's too: the token phase
+    // writes them (and records them in the ledger), so they are never
+    // "no longer in the spec".
+    let desired: BTreeSet<&SecretName> = tenant
+        .spec
+        .secrets
+        .iter()
+        .map(|s| &s.name)
+        .chain(
+            tenant
+                .spec
+                .tokens
+                .iter()
+                .flat_map(|t| t.deliver_to.app_secrets.iter()),
+        )
+        .collect();
     let mut unset = Vec::new();
     for s in &observed.secrets {
         if desired.contains(&s.name) {
@@ -248,6 +265,43 @@ mod tests {
         assert_eq!(
             secrets_step(&plan_of(&t, &o)),
             Some((vec![name("DB_PASSWORD")], Reason::ExternalValueChanged))
+        );
+    }
+
+    #[test]
+    fn a_tokens_delivery_secret_is_never_unset_as_not_in_the_spec() {
+        use crate::spec::{DeliverTo, DurationSecs, TokenKind, TokenSpec};
+        let mut t = tenant("acme");
+        t.spec.tokens.push(TokenSpec {
+            name: crate::ids::TokenName::parse("ci").unwrap(),
+            kind: TokenKind::Deploy,
+            expiry: DurationSecs(3600),
+            schedule: None,
+            renew_before: DurationSecs(600),
+            grace: DurationSecs(60),
+            deliver_to: DeliverTo {
+                app_secrets: vec![name("FLY_DEPLOY_TOKEN")],
+                registry: true,
+            },
+        });
+        let mut w = converged(&t, &[]);
+        // The token phase wrote it and recorded it as flotilla's.
+        w.observed.secrets.push(AppSecret {
+            name: name("FLY_DEPLOY_TOKEN"),
+            digest: "d".into(),
+        });
+        w.observed.ledger.secrets.insert(name("FLY_DEPLOY_TOKEN"));
+        assert!(plan_of(&t, &w.observed).is_empty());
+        // Once the token (and so the delivery) leaves the spec, it goes.
+        t.spec.tokens.clear();
+        let p = plan_of(&t, &w.observed);
+        assert!(
+            p.steps.iter().any(|s| matches!(
+                &s.action,
+                Action::UpdateSecrets { unset, .. } if unset == &[name("FLY_DEPLOY_TOKEN")]
+            )),
+            "{:?}",
+            p.steps
         );
     }
 
