@@ -533,7 +533,7 @@ mod cases {
                 .await
                 .unwrap();
         let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [3, 4]);
+        assert_eq!(versions, [3, 4, 5]);
 
         let mut want_full = full_ledger();
         want_full.secrets_version = Some(3);
