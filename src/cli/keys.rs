@@ -36,6 +36,22 @@ pub enum KeysCommand {
     },
 }
 
+/// `keys rotate`: the keys are required (nothing to rotate to otherwise).
+pub async fn rotate(
+    keys: &KeyArgs,
+    db: &super::DbArgs,
+    clock: crate::clock::SharedClock,
+    parse: crate::spec::ParseOptions,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<std::process::ExitCode> {
+    let keyring = keys.load()?.ok_or(crate::ops::OpsError::NoKeyring)?;
+    let ops = super::target::open_ops(&db.db, clock, parse)
+        .await?
+        .with_keyring(std::sync::Arc::new(keyring));
+    let report = ops.rotate_keys(&super::target::local_actor()).await?;
+    print_rotation(&report, out)
+}
+
 /// Prints a rotation's report; exit 1 unless everything is under the
 /// active key.
 pub fn print_rotation(

@@ -527,41 +527,12 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             control::print_events(events, output, &mut out)
         }
         Command::Secrets { what, db, remote } => {
-            use std::io::Write as _;
-            match what {
-                secrets::SecretsCommand::Set {
-                    tenant,
-                    name,
-                    from_file,
-                    keys,
-                } => {
-                    let target = Target::open(&db, &remote, clock, parse)
-                        .await?
-                        .with_keys(&keys)?;
-                    let stdin = std::io::stdin();
-                    let terminal = std::io::IsTerminal::is_terminal(&stdin);
-                    let value = secrets::read_value(from_file.as_deref(), stdin, terminal)?;
-                    let set = target.set_secret(&tenant, &name, value).await?;
-                    writeln!(out, "{tenant}: {}", set.message)?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                secrets::SecretsCommand::List { tenant, output } => {
-                    let target = Target::open(&db, &remote, clock, parse).await?;
-                    secrets::print_list(target.secrets(&tenant).await?, output, &mut out)
-                }
-            }
+            secrets::run(what, &db, &remote, clock, parse, &mut out).await
         }
         Command::Keys {
             what: keys::KeysCommand::Rotate { keys },
             db,
-        } => {
-            let keyring = keys.load()?.ok_or(crate::ops::OpsError::NoKeyring)?;
-            let ops = open_ops(&db.db, clock, parse)
-                .await?
-                .with_keyring(std::sync::Arc::new(keyring));
-            let report = ops.rotate_keys(&local_actor()).await?;
-            keys::print_rotation(&report, &mut out)
-        }
+        } => keys::rotate(&keys, &db, clock, parse, &mut out).await,
         Command::Credentials { what, db } => {
             let ops = open_ops(&db.db, clock, parse).await?;
             credentials::run(what, ops, &local_actor(), &mut out).await

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 use super::get::{OutputFormat, print_json, print_yaml};
 use super::keys::KeyArgs;
 use super::output;
+use super::target::Target;
 use crate::crypto::MAX_PLAINTEXT;
 use crate::ops::view::{SecretList, SecretView};
 
@@ -54,6 +55,39 @@ pub enum SecretsCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+}
+
+/// Runs a `secrets` command against the database or `--server`.
+pub async fn run(
+    what: SecretsCommand,
+    db: &super::DbArgs,
+    remote: &super::remote::RemoteArgs,
+    clock: crate::clock::SharedClock,
+    parse: crate::spec::ParseOptions,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    match what {
+        SecretsCommand::Set {
+            tenant,
+            name,
+            from_file,
+            keys,
+        } => {
+            let target = Target::open(db, remote, clock, parse)
+                .await?
+                .with_keys(&keys)?;
+            let stdin = std::io::stdin();
+            let terminal = std::io::IsTerminal::is_terminal(&stdin);
+            let value = read_value(from_file.as_deref(), stdin, terminal)?;
+            let set = target.set_secret(&tenant, &name, value).await?;
+            writeln!(out, "{tenant}: {}", set.message)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretsCommand::List { tenant, output } => {
+            let target = Target::open(db, remote, clock, parse).await?;
+            print_list(target.secrets(&tenant).await?, output, out)
+        }
+    }
 }
 
 /// Reads the value (see the module docs) from `file`, else from `stdin`
