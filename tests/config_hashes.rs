@@ -27,12 +27,17 @@ use sha2::{Digest, Sha256};
 
 const GOLDEN: &str = "tests/golden/config-hashes.txt";
 
-/// One line per machine group of every example spec:
-/// `file  tenant  group  hash`.
-fn example_hashes() -> String {
+/// Copies of the example specs as they were before the spec language grew
+/// process config, several regions, GPUs and richer checks. They are never
+/// edited: their hashes are the ones machines in the wild carry.
+const FROZEN: &str = "tests/golden/specs";
+
+/// One line per machine group of every spec under `dir`:
+/// `label  tenant  group  hash`, the label being `prefix` and the file name.
+fn hashes_of(dir: &str, prefix: &str) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (docs, diags) = load_files(&[root.join("specs/examples")], &ParseOptions::default());
-    assert!(diags.is_empty(), "examples must be valid: {diags:?}");
+    let (docs, diags) = load_files(&[root.join(dir)], &ParseOptions::default());
+    assert!(diags.is_empty(), "{dir} must be valid: {diags:?}");
     let mut lines = Vec::new();
     for d in &docs {
         let file = Path::new(&d.doc.source)
@@ -43,19 +48,28 @@ fn example_hashes() -> String {
         for g in &d.tenant.spec.machines {
             let config = desired_config(&d.tenant, g);
             lines.push(format!(
-                "{file}\t{}\t{}\t{}",
+                "{prefix}{file}\t{}\t{}\t{}",
                 d.tenant.name(),
                 g.name,
                 config.metadata[meta::CONFIG_HASH]
             ));
         }
     }
+    lines
+}
+
+/// The frozen specs under their bare file names (the lines pinned before the
+/// spec language grew), then today's examples under `specs/examples/`.
+fn example_hashes() -> String {
+    let mut lines = hashes_of(FROZEN, "");
+    lines.extend(hashes_of("specs/examples", "specs/examples/"));
     lines.sort();
     lines.join("\n") + "\n"
 }
 
-/// Every group of every example. A change here means every machine written
-/// by an earlier flotilla from that spec would be seen as changed.
+/// Every group of every example, today's and frozen. A change to a frozen
+/// line means every machine written by an earlier flotilla from that spec
+/// would be seen as changed; new lines are new specs.
 #[test]
 fn config_hashes_of_the_examples_are_pinned() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
@@ -88,6 +102,33 @@ fn config_hashes_of_the_examples_are_pinned() {
          \x20 nothing, null, false, [] or {{}} while unset): fix the code, not the file.\n\
          expected:\n{expected}\nactual:\n{actual}"
     );
+}
+
+/// The canonical JSON the flotilla before these fields stored for the frozen
+/// specs (`flotilla apply -f tests/golden/specs` with that build, read back
+/// from its database), one tenant per line. Today's flotilla must decode
+/// those rows and compute the same canonical JSON from the same YAML: stored
+/// tenants stay readable, and re-applying an unchanged spec bumps no
+/// generation.
+#[test]
+fn rows_stored_before_the_new_fields_decode_and_keep_their_canonical_json() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stored = std::fs::read_to_string(root.join(FROZEN).join("canonical.jsonl")).unwrap();
+    let (docs, diags) = load_files(&[root.join(FROZEN)], &ParseOptions::default());
+    assert!(diags.is_empty(), "{diags:?}");
+    let mut seen = 0;
+    for line in stored.lines() {
+        let tenant: Tenant = serde_json::from_str(line).expect("an old row decodes");
+        assert_eq!(tenant.canonical_json(), line, "{}", tenant.name());
+        let loaded = docs
+            .iter()
+            .find(|d| d.tenant.name() == tenant.name())
+            .expect("the frozen spec");
+        assert_eq!(loaded.tenant.canonical_json(), line, "{}", tenant.name());
+        seen += 1;
+    }
+    assert_eq!(seen, docs.len());
+    assert_eq!(seen, 6);
 }
 
 const SPEC: &str = r#"
@@ -223,7 +264,7 @@ async fn a_hash_version_change_rewrites_hashes_without_rolling_a_machine() {
             &app,
             &CreateMachine {
                 name: None,
-                region: group.region.to_string(),
+                region: group.region_list()[0].to_string(),
                 config: old_config,
                 skip_launch: false,
                 min_secrets_version: None,

@@ -83,6 +83,7 @@ const GRAPHQL_OPERATIONS: &[&str] = &[
     "GetAppForToken",
     "GetOrganization",
     "CreateLimitedAccessToken",
+    "ListLimitedAccessTokens",
     "DeleteLimitedAccessToken",
 ];
 
@@ -654,6 +655,13 @@ async fn scenario(rig: &Rig) {
         .await
         .expect_err("revoked token");
     assert!(matches!(e, FlyError::Unauthorized { .. }), "{e:?}");
+    let listed = fly.list_tokens(&app).await.expect("list tokens");
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.id == deploy.id && t.revoked_at.is_some()),
+        "{listed:?}"
+    );
     fly.revoke_token(&org_token.id).await.expect("revoke org");
 
     // --- 429 under a burst (Get App: 1 req/s, bursts of 3) ---

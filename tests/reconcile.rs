@@ -993,8 +993,10 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
 }
 
 /// A random tenant as YAML: 0–2 groups of 0–3 machines with one of two
-/// images, a subset of IP types, 0–2 certificates, maybe a secret.
-fn random_spec(groups: &[(u32, bool)], ips: &[&str], certs: usize, secret: bool) -> String {
+/// images, in `ord` or spread over `ord` and `iad` (with an init command, a
+/// config file and an https check), a subset of IP types, 0–2
+/// certificates, maybe a secret.
+fn random_spec(groups: &[(u32, bool, bool)], ips: &[&str], certs: usize, secret: bool) -> String {
     let mut y = String::from(
         "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: prop\nspec:\n  org: personal\n",
     );
@@ -1002,15 +1004,25 @@ fn random_spec(groups: &[(u32, bool)], ips: &[&str], certs: usize, secret: bool)
     if groups.is_empty() {
         y.truncate(y.len() - "  machines:\n".len());
     }
-    for (i, (count, new_image)) in groups.iter().enumerate() {
+    for (i, (count, new_image, spread)) in groups.iter().enumerate() {
         let image = if *new_image {
             "nginx:1.28"
         } else {
             "nginx:1.27"
         };
+        let place = if *spread {
+            "regions: [ord, iad]"
+        } else {
+            "region: ord"
+        };
         y.push_str(&format!(
-            "    - name: g{i}\n      region: ord\n      count: {count}\n      image: {image}\n"
+            "    - name: g{i}\n      {place}\n      count: {count}\n      image: {image}\n"
         ));
+        if *spread {
+            y.push_str(
+                "      init:\n        cmd: [nginx, -g, \"daemon off;\"]\n      files:\n        - guest_path: /etc/motd\n          content: hello\n      checks:\n        tls:\n          type: http\n          protocol: https\n          port: 8443\n          tls_skip_verify: true\n",
+            );
+        }
     }
     if !ips.is_empty() {
         y.push_str("  ips:\n");
@@ -1033,7 +1045,7 @@ fn random_spec(groups: &[(u32, bool)], ips: &[&str], certs: usize, secret: bool)
 fn arb_spec() -> impl proptest::strategy::Strategy<Value = String> {
     use proptest::prelude::*;
     (
-        prop::collection::vec((0u32..4, any::<bool>()), 0..3),
+        prop::collection::vec((0u32..4, any::<bool>(), any::<bool>()), 0..3),
         prop::sample::subsequence(vec!["v6", "v4", "shared_v4", "private_v6"], 0..4),
         0usize..3,
         any::<bool>(),
@@ -1085,6 +1097,10 @@ proptest::proptest! {
             for g in &tenant.spec.machines {
                 let n = machines.iter().filter(|m| m["metadata"]["flotilla.group"] == g.name.as_str()).count();
                 assert_eq!(n, g.count as usize, "group {}: {machines:#?}", g.name);
+                for (region, count) in g.placement() {
+                    let here = machines.iter().filter(|m| m["metadata"]["flotilla.group"] == g.name.as_str() && m["region"] == region.as_str()).count();
+                    assert_eq!(here, count as usize, "group {} in {region}: {machines:#?}", g.name);
+                }
                 assert!(machines.iter().filter(|m| m["metadata"]["flotilla.group"] == g.name.as_str()).all(|m| m["image"] == g.image.as_str()));
             }
             assert!(machines.iter().any(|m| m["id"] == foreign.id.as_str()), "the foreign machine is untouched");

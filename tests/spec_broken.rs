@@ -55,8 +55,8 @@ fn unknown_fields() {
         "unknown_field.yaml",
         0,
         &[
-            "11:7: spec.machines[0].replicas: unknown field `replicas`; allowed fields: name, region, count, image, guest, env, services, checks, metadata, restart, autostop, autostart, min_machines_running",
-            "13:9: spec.machines[0].guest.memoryMb: unknown field `memoryMb` (did you mean `memory_mb`?); allowed fields: size, cpu_kind, cpus, memory_mb",
+            "11:7: spec.machines[0].replicas: unknown field `replicas`; allowed fields: name, region, regions, count, image, guest, env, services, checks, metadata, restart, autostop, autostart, min_machines_running, init, files, processes, stop_config, dns, statics",
+            "13:9: spec.machines[0].guest.memoryMb: unknown field `memoryMb` (did you mean `memory_mb`?); allowed fields: size, cpu_kind, cpus, memory_mb, gpu_kind, gpus",
             "14:3: spec.secret: unknown field `secret` (did you mean `secrets`?); allowed fields: org, app, machines, secrets, tokens, certificates, ips, deletionPolicy, paused, managementPolicy",
         ],
     );
@@ -165,6 +165,29 @@ fn errors_in_the_second_document_of_three() {
 }
 
 #[test]
+fn bad_machine_parts() {
+    check(
+        "bad_machine_parts.yaml",
+        0,
+        &[
+            "9:25: spec.machines[0].regions.CHI: \"CHI\" is not a valid region: a Fly region code is three lowercase letters, such as `ord`",
+            "13:19: spec.machines[0].guest.gpu_kind: GPU machines run performance CPUs, not shared; set `cpu_kind: performance` or a `performance-*` size (Fly's GPU presets use performance-8x)",
+            "18:28: spec.machines[0].checks.tls.tls_skip_verify: `tls_skip_verify` only applies to https checks; set `protocol: https`",
+            "20:21: spec.machines[0].checks.tls.headers[0].name: \"X Bad\" is not a valid header name: an HTTP header name: 1 to 256 characters from A-Z, a-z, 0-9 and !#$%&'*+-.^_`|~",
+            "23:23: spec.machines[0].files[0].guest_path: \"etc/app.toml\" is not an absolute path: it must start with '/', name a file (not end with '/') and hold no control characters",
+            "25:17: spec.machines[0].files[0].mode: expected an octal mode string such as \"0644\", found an integer `644`; quote it: YAML 1.2 reads 0644 as the decimal number 644",
+            "26:11: spec.machines[0].files[1]: a file needs exactly one of `content`, `raw_value` or `secret_name` (found none)",
+            "28:24: spec.machines[0].files[2].secret_name: file contents can come only from an `external` secret, and `SESSION` is a `generate` secret: Fly writes the file from the base64 the secret holds, so the secret must hold the base64 of the file's contents (set it as an external value)",
+            "31:24: spec.machines[0].processes[0].secrets[0].env_var: `processes[].secrets` names secret `DB_URL`, but no entry of spec.secrets (or a token's deliverTo.appSecrets) has that name (secrets: SESSION)",
+            "33:17: spec.machines[0].stop_config.signal: unknown value \"SIGSTOP\"; allowed values: SIGHUP, SIGINT, SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2, SIGTERM",
+            "34:18: spec.machines[0].stop_config.timeout: must be at most 1d (got 3d)",
+            "36:23: spec.machines[0].dns.nameservers[0]: \"dns.google\" is not a valid name server: an IPv4 or IPv6 address, such as `fdaa::3` or `1.1.1.1`",
+            "39:16: spec.machines[1].regions: `region` and `regions` cannot both be given; use `region` for one region and `regions` for several",
+        ],
+    );
+}
+
+#[test]
 fn every_fixture_is_covered() {
     let mut names: Vec<String> = std::fs::read_dir(DIR)
         .unwrap()
@@ -176,6 +199,7 @@ fn every_fixture_is_covered() {
         [
             "bad_cron.yaml",
             "bad_indent.yaml",
+            "bad_machine_parts.yaml",
             "bad_memory.yaml",
             "duplicate_names.yaml",
             "invalid_name.yaml",

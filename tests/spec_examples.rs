@@ -130,6 +130,23 @@ fn examples_and_canonical_json_satisfy_the_json_schema() {
             "/spec/machines/0/checks",
             serde_json::json!({"c": {"type": "tcp", "interval": "1y"}}),
         ),
+        (
+            "/spec/machines/0/files",
+            serde_json::json!([{"guest_path": "/a", "content": "x", "mode": 644}]),
+        ),
+        (
+            "/spec/machines/0/files",
+            serde_json::json!([{"guest_path": "/a", "content": "x", "raw_value": "eA=="}]),
+        ),
+        (
+            "/spec/machines/0/guest",
+            serde_json::json!({"size": "performance-8x", "gpu_kind": "h100"}),
+        ),
+        (
+            "/spec/machines/0/checks",
+            serde_json::json!({"c": {"type": "http", "protocol": "h2"}}),
+        ),
+        ("/spec/machines/0/regions", serde_json::json!(["ord"])),
     ] {
         let mut doc = minimal.clone();
         let (parent, key) = pointer.rsplit_once('/').unwrap();

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla::clock::{SharedClock, SystemClock};
-use flotilla::crypto::{EncryptionKey, KeyId, Keyring};
+use flotilla::crypto::Keyring;
 use flotilla::fly::FlyApi;
-use flotilla::fly::http::HttpFly;
 use flotilla::ids::TenantName;
 use flotilla::ops::{Actor, Ops, RotationAsk};
 use flotilla::reconcile::status::TenantStatus;
@@ -65,13 +64,7 @@ fn name() -> TenantName {
 }
 
 fn keyring() -> Arc<Keyring> {
-    Arc::new(
-        Keyring::new(vec![(
-            KeyId::parse("k1").unwrap(),
-            EncryptionKey::from_bytes(&[7u8; 32]),
-        )])
-        .unwrap(),
-    )
+    common::keyring(7)
 }
 
 fn spec_text(grace: &str, schedule: Option<&str>) -> String {
@@ -91,9 +84,7 @@ async fn world(grace: &str, schedule: Option<&str>) -> World {
     })
     .await
     .expect("simulator starts");
-    let mut config = common::test_fly_config(sim.org_token(), sim.base_url(), sim.graphql_url(), 3);
-    config.rate_limits.enabled = false;
-    let fly: Arc<dyn FlyApi> = Arc::new(HttpFly::new(config).expect("client"));
+    let fly = common::sim_client(&sim);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let clock: SharedClock = Arc::new(SystemClock);

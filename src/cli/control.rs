@@ -62,11 +62,15 @@ pub async fn diff(
 
 fn with_planner(ops: Ops, conn: &super::fly::FlyConnection, clock: SharedClock) -> Ops {
     let store = ops.store().clone();
+    let mut options = ReconcileOptions::default();
+    // The controller mints and delivers tokens; a dry run leaves them out
+    // of the plan as the controller's plan does.
+    options.plan.tokens_managed = true;
     ops.with_planner(Arc::new(Reconciler::new(
         conn.api.clone(),
         store,
         clock,
-        ReconcileOptions::default(),
+        options,
     )))
 }
 

@@ -39,6 +39,9 @@ pub enum FlyTarget {
 pub struct FlyConnection {
     pub api: Arc<dyn FlyApi>,
     pub sim: Option<SimHandle>,
+    /// The org token the client authenticates with (the legacy registry
+    /// fallback hands it out, when enabled). Never printed.
+    pub org_token: SecretString,
 }
 
 impl FlyArgs {
@@ -50,7 +53,7 @@ impl FlyArgs {
                         "FLY_API_TOKEN is not set (or pass --fly sim to use the built-in simulator)"
                     );
                 };
-                let mut config = FlyConfig::new(token);
+                let mut config = FlyConfig::new(token.clone());
                 config.machines_url = self.api_url.clone();
                 config.graphql_url = self.graphql_url.clone();
                 config.clock = clock;
@@ -58,6 +61,7 @@ impl FlyArgs {
                 Ok(FlyConnection {
                     api: Arc::new(api),
                     sim: None,
+                    org_token: token,
                 })
             }
             FlyTarget::Sim => {
@@ -75,6 +79,7 @@ impl FlyArgs {
                 let api = HttpFly::new(config).context("configuring the Fly client")?;
                 Ok(FlyConnection {
                     api: Arc::new(api),
+                    org_token: sim.org_token(),
                     sim: Some(sim),
                 })
             }

@@ -89,6 +89,11 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub resync_secs: u64,
+    /// Let the registry-token endpoint hand the org token to a tenant that
+    /// has no minted deploy token (each use warned, audited and counted).
+    /// Off by default: customer apps should never hold the org credential.
+    #[arg(long, env = "FLOTILLA_ALLOW_LEGACY_ORG_TOKEN_FALLBACK")]
+    pub allow_legacy_org_token_fallback: bool,
     /// Machines per group that may be updating at once.
     #[arg(long, env = "FLOTILLA_MAX_UNAVAILABLE", default_value_t = 1)]
     pub max_unavailable: u32,
@@ -148,6 +153,12 @@ pub async fn serve(
         .with_planner(reconciler.clone())
         .with_wake(wake)
         .with_keyring(keyring);
+    if args.allow_legacy_org_token_fallback {
+        eprintln!(
+            "flotilla: warning: --allow-legacy-org-token-fallback: the registry endpoint hands the ORG token to tenants without a minted deploy token"
+        );
+        ops = ops.with_legacy_org_token_fallback(conn.org_token.clone());
+    }
     let configured = args.server_key.load()?;
     let demo = configured.is_none() && args.fly.target == FlyTarget::Sim;
     match configured {

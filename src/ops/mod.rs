@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use secrecy::SecretString;
 use tokio::sync::mpsc;
 
 pub use actor::{Actor, Principal};
@@ -68,6 +69,9 @@ pub struct Ops {
     /// secret values, key rotation); absent when no encryption key is
     /// configured.
     keyring: Option<Arc<Keyring>>,
+    /// `--allow-legacy-org-token-fallback`: the org token, handed out by the
+    /// registry endpoint to a tenant with no minted token. `None`: never.
+    legacy_org_token: Option<SecretString>,
 }
 
 impl Ops {
@@ -81,7 +85,15 @@ impl Ops {
             server_key: None,
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
             keyring: None,
+            legacy_org_token: None,
         }
+    }
+
+    /// Lets the registry endpoint hand `org_token` to a tenant with no minted
+    /// token (warned, audited, counted). Off unless an operator asks.
+    pub fn with_legacy_org_token_fallback(mut self, org_token: SecretString) -> Self {
+        self.legacy_org_token = Some(org_token);
+        self
     }
 
     pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {

@@ -63,19 +63,38 @@ impl Ops {
         name: &str,
     ) -> Result<RegistryCredential, OpsError> {
         let record = self.get(actor, name).await?;
-        let result = self.read_registry(&record.name, &record.tenant).await;
+        let mut result = self.read_registry(&record.name, &record.tenant).await;
+        let mut action = "TokenRead";
+        if let (Err(OpsError::NoToken { why, .. }), Some(org)) = (&result, &self.legacy_org_token) {
+            // Only for a tenant with no minted token; loud on every use.
+            tracing::warn!(
+                tenant = %record.name,
+                actor = %actor.label(),
+                request_id = %actor.request_id,
+                reason = %why,
+                "registry credential: handing out the ORG token (--allow-legacy-org-token-fallback)"
+            );
+            metrics::counter!("flotilla_registry_legacy_fallbacks_total").increment(1);
+            action = "TokenReadLegacyFallback";
+            result = Ok(RegistryCredential {
+                registry: REGISTRY,
+                username: "x",
+                password: org.clone(),
+                repository: record.tenant.spec.app.name.to_string(),
+                token: TokenName::parse("org").expect("a valid token name"),
+                fingerprint: Fingerprint::of(org),
+            });
+        }
         let detail = match &result {
-            Ok(c) => format!("token {} ({})", c.token, c.fingerprint),
+            Ok(c) if action == "TokenRead" => format!("token {} ({})", c.token, c.fingerprint),
+            Ok(c) => format!(
+                "the org token ({}): the tenant has no minted token",
+                c.fingerprint
+            ),
             Err(_) => "registry token".to_string(),
         };
-        self.audit(
-            actor,
-            &record.name,
-            "TokenRead",
-            &detail,
-            &result_text(&result),
-        )
-        .await;
+        self.audit(actor, &record.name, action, &detail, &result_text(&result))
+            .await;
         let label = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("flotilla_registry_token_reads_total", "result" => label).increment(1);
         result

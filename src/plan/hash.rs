@@ -23,7 +23,9 @@
 //! rolled for that alone: when its observed config matches, the planner only
 //! rewrites the hash (`Action::UpgradeConfigHash`). Changing the canonical form
 //! therefore needs a new `HASH_VERSION`; `tests/golden/config-hashes.txt` pins
-//! the hashes of the example specs so that no change goes unnoticed.
+//! the hashes of the example specs, and of frozen copies of the examples as
+//! they were before the optional parts existed (`tests/golden/specs`), so
+//! that no change goes unnoticed.
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};

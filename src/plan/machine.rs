@@ -9,8 +9,11 @@
 //! never judged (API-NOTES §2: never diff against `incomplete_config`).
 //!
 //! An optional field flotilla leaves unset (`None`) is Fly's to fill in: a
-//! server default there (a restart `max_retries`, a check's `grace_period`, a
-//! service's `concurrency`, ...) is not drift. A machine whose hash is of
+//! server default there (a restart `max_retries`, a check's `grace_period`,
+//! a service's `concurrency`, a `stop_config` signal, a file's mode, ...) is
+//! not drift. A check's `protocol` and `tls_skip_verify` are Fly's only
+//! when Fly's value means the default (`http`, `false`): an https check or
+//! skipped verification flotilla did not ask for is drift. A machine whose hash is of
 //! another hash version, or missing, but whose fields match is
 //! [`ConfigDiff::HashOutdated`]: it runs the desired config and only its hash
 //! needs rewriting.
@@ -18,20 +21,27 @@
 use std::collections::BTreeMap;
 
 use crate::model::fly::{
-    AutostopConfig, CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, DnsConfig,
-    GuestConfig, InitConfig, Machine, MachineConfig, PortConfig, RestartConfig, RestartPolicy,
-    ServiceConfig, ServiceProtocol, StopConfig, meta,
+    self, AutostopConfig, CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, DnsConfig,
+    DnsForwardRule, DnsOption, EnvFrom, FileConfig, FileSource, GpuConfig, GuestConfig, HttpHeader,
+    InitConfig, Machine, MachineConfig, PortConfig, ProcessConfig, ProcessSecret, RestartConfig,
+    RestartPolicy, ServiceConfig, ServiceProtocol, StaticConfig, StopConfig, meta,
 };
 use crate::plan::hash::{self, MACHINE_KEYS};
 use crate::spec::{
-    AutoStop, CheckKind, ConcurrencyKind, MachineGroup, Protocol, RestartKind, Tenant,
+    AutoStop, Check, CheckKind, ConcurrencyKind, FileContent, GpuKind, MachineGroup, Protocol,
+    RestartKind, Tenant,
 };
 
 /// The config flotilla wants every machine of `group` to run, with its config
 /// hash in the metadata, without the per-machine metadata (create key,
-/// secrets version) the executor adds. `count` and `region` are not part of
-/// the config: scaling rolls no machine, and a machine in the wrong region is
+/// secrets version) the executor adds. `count` and the regions are not part
+/// of the config: scaling rolls no machine, a group in several regions runs
+/// one config, and a machine in a region the group no longer has is
 /// replaced, not updated.
+///
+/// A part the spec leaves unset (`init`, `files`, `processes`,
+/// `stop_config`, `dns`, `statics`, GPUs, a check's `protocol`, `headers`,
+/// ...) stays empty here, so it is not sent and changes no config hash.
 pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
     let mut metadata: BTreeMap<String, String> = group.metadata.clone();
     metadata.insert(meta::TENANT.to_string(), tenant.name().to_string());
@@ -43,7 +53,10 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
             cpu_kind: group.guest.cpu_kind,
             cpus: group.guest.cpus,
             memory_mb: group.guest.memory_mb,
-            gpu: None,
+            gpu: group.guest.gpu_kind.map(|kind| GpuConfig {
+                kind: gpu_kind(kind),
+                count: group.guest.gpus.unwrap_or(1),
+            }),
         },
         services: group
             .services
@@ -78,33 +91,13 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                     soft_limit: c.soft_limit,
                     hard_limit: c.hard_limit,
                 }),
-                checks: Vec::new(),
+                checks: s.checks.iter().map(check_config).collect(),
             })
             .collect(),
         checks: group
             .checks
             .iter()
-            .map(|(name, c)| {
-                (
-                    name.clone(),
-                    CheckConfig {
-                        kind: match c.kind {
-                            CheckKind::Tcp => CheckType::Tcp,
-                            CheckKind::Http => CheckType::Http,
-                        },
-                        port: c.port,
-                        interval: c.interval.as_duration(),
-                        timeout: c.timeout.as_duration(),
-                        grace_period: c.grace_period.map(|d| d.as_duration()),
-                        method: c.method.clone(),
-                        path: c.path.clone(),
-                        protocol: None,
-                        tls_skip_verify: None,
-                        tls_server_name: None,
-                        headers: Vec::new(),
-                    },
-                )
-            })
+            .map(|(name, c)| (name.clone(), check_config(c)))
             .collect(),
         restart: RestartConfig {
             policy: match group.restart.policy {
@@ -117,17 +110,134 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
         },
         metadata,
         auto_destroy: false,
-        init: InitConfig::default(),
-        files: Vec::new(),
-        processes: Vec::new(),
-        stop: StopConfig::default(),
-        dns: DnsConfig::default(),
-        statics: Vec::new(),
+        init: InitConfig {
+            exec: group.init.exec.clone(),
+            entrypoint: group.init.entrypoint.clone(),
+            cmd: group.init.cmd.clone(),
+            tty: group.init.tty,
+        },
+        files: group
+            .files
+            .iter()
+            .map(|f| FileConfig {
+                guest_path: f.guest_path.clone(),
+                source: match &f.content {
+                    FileContent::Base64(v) => FileSource::Base64(v.clone()),
+                    FileContent::Secret(name) => FileSource::Secret(name.clone()),
+                },
+                mode: f.mode.map(|m| m.bits()),
+            })
+            .collect(),
+        processes: group
+            .processes
+            .iter()
+            .map(|p| ProcessConfig {
+                exec: p.exec.clone(),
+                entrypoint: p.entrypoint.clone(),
+                cmd: p.cmd.clone(),
+                user: p.user.clone(),
+                env: p.env.clone(),
+                secrets: p
+                    .secrets
+                    .iter()
+                    .map(|s| ProcessSecret {
+                        env_var: s.env_var.clone(),
+                        // Fly's `name` is for a secret named unlike the variable.
+                        name: (s.name.as_str() != s.env_var).then(|| s.name.to_string()),
+                    })
+                    .collect(),
+                ignore_app_secrets: p.ignore_app_secrets,
+                env_from: p
+                    .env_from
+                    .iter()
+                    .map(|e| EnvFrom {
+                        env_var: e.env_var.clone(),
+                        field_ref: e.field_ref.as_str().to_string(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        stop: StopConfig {
+            signal: group.stop_config.signal.map(|s| s.as_str().to_string()),
+            timeout: group.stop_config.timeout.map(|t| t.as_duration()),
+        },
+        dns: DnsConfig {
+            skip_registration: group.dns.skip_registration,
+            nameservers: group.dns.nameservers.clone(),
+            searches: group.dns.searches.clone(),
+            options: group
+                .dns
+                .options
+                .iter()
+                .map(|o| DnsOption {
+                    name: o.name.clone(),
+                    value: o.value.clone(),
+                })
+                .collect(),
+            forward_rules: group
+                .dns
+                .dns_forward_rules
+                .iter()
+                .map(|r| DnsForwardRule {
+                    basename: r.basename.clone(),
+                    addr: r.addr.clone(),
+                })
+                .collect(),
+            hostname: group.dns.hostname.clone(),
+            hostname_fqdn: group.dns.hostname_fqdn.clone(),
+        },
+        statics: group
+            .statics
+            .iter()
+            .map(|st| StaticConfig {
+                guest_path: st.guest_path.clone(),
+                url_prefix: st.url_prefix.clone(),
+                tigris_bucket: st.tigris_bucket.clone(),
+                index_document: st.index_document.clone(),
+            })
+            .collect(),
         mounts: Vec::new(),
     };
     let hash = hash::config_hash(&config);
     config.metadata.insert(meta::CONFIG_HASH.to_string(), hash);
     config
+}
+
+fn gpu_kind(kind: GpuKind) -> fly::GpuKind {
+    match kind {
+        GpuKind::A10 => fly::GpuKind::A10,
+        GpuKind::L40s => fly::GpuKind::L40s,
+        GpuKind::A100Pcie40gb => fly::GpuKind::A100Pcie40gb,
+        GpuKind::A100Sxm4_80gb => fly::GpuKind::A100Sxm4_80gb,
+    }
+}
+
+/// A machine- or service-level check as sent. Unset optional fields stay
+/// unset: plain http, certificate verification on, no headers.
+fn check_config(c: &Check) -> CheckConfig {
+    CheckConfig {
+        kind: match c.kind {
+            CheckKind::Tcp => CheckType::Tcp,
+            CheckKind::Http => CheckType::Http,
+        },
+        port: c.port,
+        interval: c.interval.as_duration(),
+        timeout: c.timeout.as_duration(),
+        grace_period: c.grace_period.map(|d| d.as_duration()),
+        method: c.method.clone(),
+        path: c.path.clone(),
+        protocol: c.protocol.map(|p| p.as_str().to_string()),
+        tls_skip_verify: c.tls_skip_verify.then_some(true),
+        tls_server_name: c.tls_server_name.clone(),
+        headers: c
+            .headers
+            .iter()
+            .map(|h| HttpHeader {
+                name: h.name.clone(),
+                values: h.values.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// The config hash a desired config carries (see [`desired_config`]).
@@ -210,6 +320,24 @@ fn drifted_fields(desired: &MachineConfig, actual: &MachineConfig) -> Vec<&'stat
     if actual.restart != desired.restart {
         fields.push("restart");
     }
+    if actual.init != desired.init {
+        fields.push("init");
+    }
+    if actual.files != desired.files {
+        fields.push("files");
+    }
+    if actual.processes != desired.processes {
+        fields.push("processes");
+    }
+    if actual.stop != desired.stop {
+        fields.push("stop_config");
+    }
+    if actual.dns != desired.dns {
+        fields.push("dns");
+    }
+    if actual.statics != desired.statics {
+        fields.push("statics");
+    }
     // Only flotilla's and the user's keys are compared; Fly adds its own
     // (`fly_platform_version`, ...), the executor adds per-machine keys and
     // the hash is compared on its own.
@@ -240,22 +368,46 @@ fn with_server_defaults(desired: &MachineConfig, actual: &MachineConfig) -> Mach
         if s.concurrency.is_none() {
             s.concurrency = a.concurrency.clone();
         }
+        for (c, ac) in s.checks.iter_mut().zip(&a.checks) {
+            check_defaults(c, ac);
+        }
     }
     for (name, c) in d.checks.iter_mut() {
-        let Some(a) = actual.checks.get(name) else {
-            continue;
-        };
-        if c.grace_period.is_none() {
-            c.grace_period = a.grace_period;
+        if let Some(a) = actual.checks.get(name) {
+            check_defaults(c, a);
         }
-        if c.method.is_none() {
-            c.method = a.method.clone();
-        }
-        if c.path.is_none() {
-            c.path = a.path.clone();
+    }
+    if d.stop.signal.is_none() {
+        d.stop.signal = actual.stop.signal.clone();
+    }
+    if d.stop.timeout.is_none() {
+        d.stop.timeout = actual.stop.timeout;
+    }
+    for (f, a) in d.files.iter_mut().zip(&actual.files) {
+        if f.mode.is_none() && f.guest_path == a.guest_path {
+            f.mode = a.mode;
         }
     }
     d
+}
+
+/// A check's optional fields flotilla leaves unset, taken from Fly's.
+fn check_defaults(c: &mut CheckConfig, a: &CheckConfig) {
+    if c.grace_period.is_none() {
+        c.grace_period = a.grace_period;
+    }
+    if c.method.is_none() {
+        c.method = a.method.clone();
+    }
+    if c.path.is_none() {
+        c.path = a.path.clone();
+    }
+    if c.protocol.is_none() {
+        c.protocol = a.protocol.clone().filter(|p| p == "http");
+    }
+    if c.tls_skip_verify.is_none() {
+        c.tls_skip_verify = a.tls_skip_verify.filter(|v| !*v);
+    }
 }
 
 /// The secrets version recorded on a machine, if any.

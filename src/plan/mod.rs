@@ -20,8 +20,9 @@
 //! * An app that exists but is not flotilla's blocks the tenant (no silent
 //!   adoption) unless adoption is requested with the annotation
 //!   [`ADOPT_ANNOTATION`].
-//! * At most `max_unavailable` machines per group are being updated at once; a
-//!   machine on the new version counts as updating until it is started with
+//! * At most `max_unavailable` machines per group are being updated at once,
+//!   across all the group's regions (a group in several regions rolls as
+//!   one); a machine on the new version counts as updating until it is started with
 //!   every health check passing. A machine that failed on its new version (or,
 //!   in a group without autostop, stopped on it while others still wait)
 //!   stops its group's roll. A machine already failed on an old version is
@@ -33,10 +34,18 @@
 //! * A new hash version rolls no machine: one that runs the desired config
 //!   under an older (or no) config hash gets its hash rewritten in metadata
 //!   (`UpgradeConfigHash`), outside the roll budget (see [`hash`]).
+//! * A group whose files read an `external` secret the app does not have yet
+//!   creates and updates no machine (Fly would refuse it); a finding says so.
 //! * When observed state matches the spec the plan has no steps.
+//!
+//! This file holds the walk and the app, network and teardown rules; app
+//! secrets are planned in `secrets`, machine groups in `machines`, a group's desired config and the
+//! comparison with an observed machine are in [`machine`], config hashes in
+//! [`hash`].
 
 pub mod hash;
 pub mod machine;
+mod machines;
 pub mod observed;
 mod render;
 mod secrets;
@@ -49,9 +58,8 @@ use jiff::Timestamp;
 pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLease, Pending};
 
 use crate::ids::{GroupName, Hostname};
-use crate::model::fly::{CheckState, Machine, MachineState, meta};
-use crate::spec::{AutoStop, DeletionPolicy, IpSpec, MachineGroup, Tenant};
-use machine::{ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version};
+use crate::model::fly::{Machine, MachineState, meta};
+use crate::spec::{DeletionPolicy, IpSpec, Tenant};
 
 pub use types::*;
 
@@ -114,7 +122,7 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     plan_ips(&mut plan, tenant, observed);
     plan_certificates(&mut plan, tenant, observed, desired.options, now);
     secrets::plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
-    plan_machines(&mut plan, tenant, observed, desired.options);
+    machines::plan_machines(&mut plan, tenant, observed, desired.options);
     plan_leftover_leases(&mut plan, observed);
     if !desired.options.tokens_managed {
         for t in &tenant.spec.tokens {
@@ -392,308 +400,6 @@ fn plan_certificates(
             }),
         }
     }
-}
-
-/// Unavailable for rolling purposes: in a transition, or failed.
-fn unavailable(m: &Machine) -> bool {
-    m.state.is_transient() || matches!(m.state, MachineState::Failed | MachineState::Created)
-}
-
-/// Started, but not every health check passes (yet).
-fn unhealthy(m: &Machine) -> bool {
-    m.state == MachineState::Started
-        && m.checks
-            .iter()
-            .any(|c| matches!(c.state, CheckState::Warning | CheckState::Critical))
-}
-
-/// The names of a started machine's critical checks.
-fn critical_checks(m: &Machine) -> Vec<String> {
-    if m.state != MachineState::Started {
-        return Vec::new();
-    }
-    m.checks
-        .iter()
-        .filter(|c| c.state == CheckState::Critical)
-        .map(|c| c.name.clone())
-        .collect()
-}
-
-fn plan_machines(plan: &mut Plan, tenant: &Tenant, observed: &Observed, options: &PlanOptions) {
-    let (ours, foreign) = owned_by(tenant, &observed.machines);
-    for m in foreign {
-        plan.findings
-            .push(Finding::ForeignMachine { id: m.id.clone() });
-    }
-    let groups: BTreeMap<&str, &MachineGroup> = tenant
-        .spec
-        .machines
-        .iter()
-        .map(|g| (g.name.as_str(), g))
-        .collect();
-    for m in &ours {
-        let g = m
-            .metadata
-            .get(meta::GROUP)
-            .map(String::as_str)
-            .unwrap_or("");
-        if !groups.contains_key(g) {
-            let group = GroupName::parse(g.to_string()).ok();
-            plan.push(
-                Phase::Machines,
-                Action::DestroyMachine {
-                    group,
-                    id: m.id.clone(),
-                },
-                Reason::GroupRemoved,
-            );
-        }
-    }
-    for group in &tenant.spec.machines {
-        plan_group(plan, tenant, group, &ours, observed, options);
-    }
-}
-
-fn plan_group(
-    plan: &mut Plan,
-    tenant: &Tenant,
-    group: &MachineGroup,
-    ours: &[&Machine],
-    observed: &Observed,
-    options: &PlanOptions,
-) {
-    let desired = desired_config(tenant, group);
-    let members: Vec<&Machine> = ours
-        .iter()
-        .copied()
-        .filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(group.name.as_str()))
-        .collect();
-    let (placed, misplaced): (Vec<&Machine>, Vec<&Machine>) = members
-        .iter()
-        .copied()
-        .partition(|m| m.region == group.region.as_str());
-    let observed_keys: BTreeSet<&str> = members
-        .iter()
-        .filter_map(|m| m.metadata.get(meta::CREATE_KEY).map(String::as_str))
-        .collect();
-    let resumes: Vec<&PendingMachine> = observed
-        .pending_machines
-        .iter()
-        .filter(|p| p.group == group.name && !observed_keys.contains(p.key.as_str()))
-        .collect();
-    let want = group.count as usize;
-
-    // Scale up: first resume unconfirmed creates (same key), then new ones.
-    let mut have = placed.len();
-    for p in &resumes {
-        if have >= want {
-            break;
-        }
-        plan.push(
-            Phase::Machines,
-            Action::CreateMachine {
-                group: group.name.clone(),
-                region: group.region.to_string(),
-                key: p.key.clone(),
-                config: desired.clone(),
-            },
-            Reason::ResumeCreate,
-        );
-        have += 1;
-    }
-    for i in have..want {
-        plan.push(
-            Phase::Machines,
-            Action::CreateMachine {
-                group: group.name.clone(),
-                region: group.region.to_string(),
-                key: create_key(tenant, group, observed, i),
-                config: desired.clone(),
-            },
-            Reason::ScaleUp {
-                have: placed.len(),
-                want: group.count,
-            },
-        );
-    }
-
-    // Misplaced machines go once the right region has its full count running.
-    let healthy = placed
-        .iter()
-        .filter(|m| m.state == MachineState::Started)
-        .count();
-    if healthy >= want {
-        for m in &misplaced {
-            plan.push(
-                Phase::Machines,
-                Action::DestroyMachine {
-                    group: Some(group.name.clone()),
-                    id: m.id.clone(),
-                },
-                Reason::WrongRegion {
-                    region: m.region.clone(),
-                },
-            );
-        }
-    }
-
-    // Scale down: remove failed, then outdated, then newest machines first.
-    let mut ranked: Vec<&Machine> = placed.clone();
-    ranked.sort_by_key(|m| {
-        let failed = m.state == MachineState::Failed;
-        let outdated = !compare(&desired, m).runs_desired();
-        (
-            std::cmp::Reverse(failed),
-            std::cmp::Reverse(outdated),
-            std::cmp::Reverse(m.created_at),
-            m.id.clone(),
-        )
-    });
-    let surplus = placed.len().saturating_sub(want);
-    let (removed, kept) = ranked.split_at(surplus);
-    for m in removed {
-        plan.push(
-            Phase::Machines,
-            Action::DestroyMachine {
-                group: Some(group.name.clone()),
-                id: m.id.clone(),
-            },
-            Reason::ScaleDown {
-                have: placed.len(),
-                want: group.count,
-            },
-        );
-    }
-
-    // Rolling update of the kept machines.
-    let mut kept: Vec<&Machine> = kept.to_vec();
-    kept.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut outdated = Vec::new();
-    let mut busy = 0usize;
-    let mut failed_new = None;
-    let mut stopped_new = None;
-    for m in &kept {
-        let diff = compare(&desired, m);
-        let current = diff.runs_desired();
-        if unavailable(m) {
-            busy += 1;
-            if m.state == MachineState::Failed && current {
-                failed_new = Some(m.id.clone());
-            }
-        } else if current && unhealthy(m) {
-            // The new version is not ready until its checks pass.
-            busy += 1;
-        }
-        if m.state == MachineState::Stopped && current && group.autostop == AutoStop::Off {
-            stopped_new.get_or_insert_with(|| m.id.clone());
-        }
-        let checks = critical_checks(m);
-        if !checks.is_empty() {
-            plan.findings.push(Finding::ChecksFailing {
-                id: m.id.clone(),
-                checks,
-            });
-        }
-        let secrets = observed.ledger.secrets_version.and_then(|current| {
-            let have = machine_secrets_version(m);
-            (have.is_none_or(|h| h < current)).then_some(Reason::SecretsChanged {
-                machine: have,
-                current,
-            })
-        });
-        let reason = match diff {
-            ConfigDiff::Unknown => {
-                plan.findings
-                    .push(Finding::HostUnreachable { id: m.id.clone() });
-                None
-            }
-            ConfigDiff::SpecChanged => Some(Reason::SpecChanged),
-            ConfigDiff::Drifted(fields) => Some(Reason::Drifted { fields }),
-            // An update for secrets writes the new hash anyway.
-            ConfigDiff::HashOutdated { stored } if secrets.is_none() => {
-                plan.push(
-                    Phase::Machines,
-                    Action::UpgradeConfigHash {
-                        group: group.name.clone(),
-                        id: m.id.clone(),
-                        hash: desired_hash(&desired).to_string(),
-                    },
-                    Reason::ConfigHashOutdated { stored },
-                );
-                None
-            }
-            ConfigDiff::HashOutdated { .. } | ConfigDiff::InSync => secrets,
-        };
-        match reason {
-            Some(r) => outdated.push((*m, r)),
-            None => {
-                if m.state == MachineState::Stopped && group.autostop == AutoStop::Off {
-                    plan.push(
-                        Phase::Machines,
-                        Action::StartMachine {
-                            group: group.name.clone(),
-                            id: m.id.clone(),
-                        },
-                        Reason::StoppedUnexpectedly,
-                    );
-                }
-            }
-        }
-    }
-    // A machine that should run but stopped on the new version (a crash, as
-    // far as flotilla can tell) stops the roll while others still wait.
-    let stopped_new = stopped_new.filter(|_| !outdated.is_empty());
-    if let Some(id) = failed_new.or(stopped_new) {
-        plan.findings.push(Finding::RolloutFailed {
-            group: group.name.clone(),
-            id,
-        });
-        return;
-    }
-    let budget = (options.max_unavailable as usize).saturating_sub(busy);
-    // Machines already failed on an old version go first and cost no budget.
-    let (down, up): (Vec<_>, Vec<_>) = outdated
-        .into_iter()
-        .partition(|(m, _)| m.state == MachineState::Failed);
-    if !up.is_empty() && budget < up.len() {
-        plan.findings.push(Finding::RolloutInProgress {
-            group: group.name.clone(),
-            pending: up.len(),
-        });
-    }
-    for (m, reason) in down.into_iter().chain(up.into_iter().take(budget)) {
-        plan.push(
-            Phase::Machines,
-            Action::UpdateMachine {
-                group: group.name.clone(),
-                id: m.id.clone(),
-                current_version: m.version.clone(),
-                config: desired.clone(),
-            },
-            reason,
-        );
-    }
-}
-
-/// A fresh idempotency key for the `i`-th machine of a group. Derived from
-/// what the planner already knows so planning stays pure; the executor records
-/// it as an intent before calling Fly. Unique because machine creates of one
-/// group are planned at most once per observation.
-fn create_key(tenant: &Tenant, group: &MachineGroup, observed: &Observed, i: usize) -> String {
-    let seen: usize = observed.machines.len() + observed.pending_machines.len();
-    let mut h = sha2::Sha256::new();
-    use sha2::Digest;
-    h.update(tenant.name().as_str().as_bytes());
-    h.update(group.name.as_str().as_bytes());
-    for m in &observed.machines {
-        h.update(m.id.as_str().as_bytes());
-    }
-    h.update(observed.observed_at.to_string().as_bytes());
-    h.update(seen.to_le_bytes());
-    h.update(i.to_le_bytes());
-    let d = h.finalize();
-    let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", group.name)
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl fmt::Display for Finding {
             Finding::TokenNotManaged { name } => {
                 write!(
                     f,
-                    "token {name}: token minting and rotation are not available in this version"
+                    "token {name}: not managed here (this reconciler runs without the token phase)"
                 )
             }
             Finding::RolloutFailed { group, id } => {
@@ -152,6 +152,10 @@ impl fmt::Display for Finding {
                     "group {group}: {pending} machine(s) wait for the rolling update"
                 )
             }
+            Finding::WaitsForSecret { group, secret } => write!(
+                f,
+                "group {group}: a file reads external secret {secret}, which has no value on the app yet; machines are not created or updated until it has one"
+            ),
             Finding::DeletionBlocked { foreign_machines } => write!(
                 f,
                 "app holds {foreign_machines} machine(s) flotilla did not create; the app is not deleted"

@@ -14,6 +14,8 @@ use crate::model::fly::{
 };
 use crate::spec::*;
 
+mod regions;
+
 pub(crate) fn t0() -> Timestamp {
     "2026-11-23T00:00:00Z".parse().unwrap()
 }
@@ -21,13 +23,16 @@ pub(crate) fn t0() -> Timestamp {
 pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
     MachineGroup {
         name: GroupName::parse(name).unwrap(),
-        region: Region::parse("ord").unwrap(),
+        region: Some(Region::parse("ord").unwrap()),
         count,
+        regions: BTreeMap::new(),
         image: "nginx:1.27".into(),
         guest: Guest {
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 256,
+            gpu_kind: None,
+            gpus: None,
         },
         env: BTreeMap::from([("MODE".to_string(), "prod".to_string())]),
         services: vec![Service {
@@ -46,6 +51,7 @@ pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
                 },
             ],
             concurrency: None,
+            checks: Vec::new(),
         }],
         checks: BTreeMap::new(),
         metadata: BTreeMap::new(),
@@ -56,6 +62,12 @@ pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
         autostop: AutoStop::Off,
         autostart: true,
         min_machines_running: None,
+        init: InitSpec::default(),
+        files: Vec::new(),
+        processes: Vec::new(),
+        stop_config: StopSpec::default(),
+        dns: DnsSpec::default(),
+        statics: Vec::new(),
     }
 }
 
@@ -132,7 +144,8 @@ impl World {
         );
         let id = MachineId::parse(format!("{:014x}", 0xabc0000 + self.next_id)).unwrap();
         self.next_id += 1;
-        self.machine_with(id, state, g.region.to_string(), config)
+        let region = g.region_list()[0].to_string();
+        self.machine_with(id, state, region, config)
     }
 
     fn machine_with(
@@ -350,7 +363,14 @@ fn a_new_tenant_is_created_in_dependency_order() {
     assert!(p.blockers.is_empty());
     // Each step carries its reason.
     assert_eq!(p.steps[0].reason, Reason::AppMissing);
-    assert_eq!(p.steps[5].reason, Reason::ScaleUp { have: 0, want: 2 });
+    assert_eq!(
+        p.steps[5].reason,
+        Reason::ScaleUp {
+            have: 0,
+            want: 2,
+            region: None
+        }
+    );
 }
 
 #[test]
@@ -759,7 +779,14 @@ fn scaling_down_removes_failed_machines_first() {
             id: failed
         }
     );
-    assert_eq!(p.steps[0].reason, Reason::ScaleDown { have: 3, want: 2 });
+    assert_eq!(
+        p.steps[0].reason,
+        Reason::ScaleDown {
+            have: 3,
+            want: 2,
+            region: None
+        }
+    );
 }
 
 #[test]
@@ -1124,7 +1151,7 @@ fn a_lease_left_behind_is_released_unless_a_step_uses_it() {
 
 fn arb_tenant() -> impl Strategy<Value = Tenant> {
     (
-        prop::collection::vec((0u32..4, 0usize..2), 0..3),
+        prop::collection::vec((0u32..4, 0usize..2, 0u8..3, any::<bool>()), 0..3),
         prop::sample::subsequence(
             vec![IpKind::V6, IpKind::V4, IpKind::SharedV4, IpKind::PrivateV6],
             0..4,
@@ -1137,9 +1164,35 @@ fn arb_tenant() -> impl Strategy<Value = Tenant> {
             t.spec.machines = groups
                 .iter()
                 .enumerate()
-                .map(|(i, (count, img))| {
+                .map(|(i, (count, img, layout, parts))| {
                     let mut g = group(&format!("g{i}"), *count);
                     g.image = format!("img:{img}");
+                    // One region, or the same group spread over two.
+                    let other = match layout {
+                        1 => Some(("iad", (*count + 1) % 3)),
+                        2 => Some(("ams", 1)),
+                        _ => None,
+                    };
+                    if let Some((r, n)) = other {
+                        g.region = None;
+                        g.regions = [
+                            (Region::parse("ord").unwrap(), *count),
+                            (Region::parse(r).unwrap(), n),
+                        ]
+                        .into_iter()
+                        .collect();
+                        g.count = count + n;
+                    }
+                    if *parts {
+                        g.init.cmd = vec!["serve".into()];
+                        g.files.push(FileSpec {
+                            guest_path: "/etc/app.toml".into(),
+                            content: FileContent::Base64("eA==".into()),
+                            mode: None,
+                        });
+                        g.stop_config.signal = Some(StopSignal::Term);
+                        g.dns.searches.push("internal".into());
+                    }
                     g
                 })
                 .collect();
@@ -1197,6 +1250,15 @@ proptest! {
         for g in &after.spec.machines {
             let n = w.observed.machines.iter().filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(g.name.as_str())).count();
             prop_assert_eq!(n, g.count as usize);
+            // Each region runs its own count, every machine the one config.
+            let want = machine::desired_config(&after, g);
+            for (r, count) in g.placement() {
+                let here: Vec<&Machine> = w.observed.machines.iter().filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(g.name.as_str()) && m.region == r.as_str()).collect();
+                prop_assert_eq!(here.len(), count as usize);
+                for m in here {
+                    prop_assert!(machine::compare(&want, m).runs_desired());
+                }
+            }
         }
         for id in &foreign_ids {
             prop_assert!(w.observed.machines.iter().any(|m| &m.id == id));
@@ -1359,4 +1421,43 @@ fn golden_plans() {
             t0(),
         ),
     );
+}
+
+#[test]
+fn secrets_a_token_delivers_into_are_not_unset() {
+    let mut t = tenant("acme");
+    let target = SecretName::parse("FLY_DEPLOY_TOKEN").unwrap();
+    t.spec.tokens.push(crate::spec::model::TokenSpec {
+        name: crate::ids::TokenName::parse("ci").unwrap(),
+        kind: crate::spec::model::TokenKind::Deploy,
+        expiry: crate::spec::model::DurationSecs(86_400),
+        schedule: None,
+        renew_before: crate::spec::model::DurationSecs(3_600),
+        grace: crate::spec::model::DurationSecs(60),
+        deliver_to: crate::spec::model::DeliverTo {
+            app_secrets: vec![target.clone()],
+            registry: true,
+        },
+    });
+    let o = PlanOptions {
+        tokens_managed: true,
+        ..opts()
+    };
+    let mut w = converged(&t);
+    w.observed.secrets.push(crate::model::fly::AppSecret {
+        name: target.clone(),
+        digest: "d".into(),
+    });
+    w.observed.ledger.secrets.insert(target);
+    let p = plan(
+        &Desired {
+            tenant: &t,
+            deleting: false,
+            options: &o,
+        },
+        &w.observed,
+        t0(),
+    );
+    assert!(p.is_empty(), "{p:#?}");
+    assert!(p.findings.is_empty(), "{:?}", p.findings);
 }

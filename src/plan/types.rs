@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::hash;
 
-use crate::ids::{AppName, GroupName, Hostname, MachineId, OrgSlug, SecretName, TenantName};
+use crate::ids::{
+    AppName, GroupName, Hostname, MachineId, OrgSlug, Region, SecretName, TenantName,
+};
 use crate::model::fly::{DnsRecord, MachineConfig};
 use crate::spec::{Charset, IpSpec, Tenant};
 
@@ -68,8 +70,8 @@ pub enum Phase {
     App,
     Network,
     Machines,
-    // Tokens (create after machines, revoke first on teardown) get their
-    // phases with the token capability.
+    // Tokens are not plan phases: the token phase (`reconcile::tokens`)
+    // runs before the plan, and on teardown the plan waits for it.
     /// Teardown phases, in order.
     DestroyMachines,
     ReleaseNetwork,
@@ -186,18 +188,21 @@ pub enum Reason {
     /// The stored value of an `external` secret is not the one flotilla
     /// last delivered (it was set again, or never delivered).
     ExternalValueChanged,
-    /// The group has fewer machines than `count`.
+    /// The group has fewer machines than `count` (in `region`, for a group
+    /// in several regions; `have` and `want` then count that region).
     ScaleUp {
         have: usize,
         want: u32,
+        region: Option<Region>,
     },
     /// A create was started earlier and its machine is not visible yet.
     ResumeCreate,
     ScaleDown {
         have: usize,
         want: u32,
+        region: Option<Region>,
     },
-    /// The machine runs in another region than its group's.
+    /// The machine runs in a region its group does not have.
     WrongRegion {
         region: String,
     },
@@ -221,6 +226,14 @@ pub enum Reason {
     LeaseLeftBehind,
 }
 
+/// ` in ord` for a reason about one region of a group, else nothing.
+fn in_region(region: &Option<Region>) -> String {
+    region
+        .as_ref()
+        .map(|r| format!(" in {r}"))
+        .unwrap_or_default()
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -239,13 +252,23 @@ impl fmt::Display for Reason {
             Reason::ExternalValueChanged => {
                 write!(f, "stored external value differs from the one delivered")
             }
-            Reason::ScaleUp { have, want } => write!(f, "group has {have} of {want} machines"),
+            Reason::ScaleUp { have, want, region } => {
+                write!(
+                    f,
+                    "group has {have} of {want} machines{}",
+                    in_region(region)
+                )
+            }
             Reason::ResumeCreate => write!(f, "an earlier create has not been confirmed"),
-            Reason::ScaleDown { have, want } => {
-                write!(f, "group has {have} machines, wants {want}")
+            Reason::ScaleDown { have, want, region } => {
+                write!(
+                    f,
+                    "group has {have} machines{}, wants {want}",
+                    in_region(region)
+                )
             }
             Reason::WrongRegion { region } => {
-                write!(f, "machine runs in {region}, not the group's region")
+                write!(f, "machine runs in {region}, not in the group's region(s)")
             }
             Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
             Reason::SpecChanged => write!(f, "spec changed"),
@@ -311,7 +334,8 @@ pub enum Finding {
     ExternalSecretMissing {
         name: SecretName,
     },
-    /// A `fromToken` secret or a token waits for token management.
+    /// A `fromToken` secret or a token, planned by a reconciler without the
+    /// token phase (`PlanOptions::tokens_managed` false).
     TokenNotManaged {
         name: String,
     },
@@ -324,6 +348,13 @@ pub enum Finding {
     RolloutInProgress {
         group: GroupName,
         pending: usize,
+    },
+    /// A file of the group reads an `external` secret the app does not have
+    /// yet: Fly would refuse the machine, so the group's machines are not
+    /// created or updated until the secret has a value.
+    WaitsForSecret {
+        group: GroupName,
+        secret: SecretName,
     },
     /// The app holds resources flotilla did not create; it is not deleted.
     DeletionBlocked {

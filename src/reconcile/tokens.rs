@@ -470,6 +470,7 @@ impl TokenPhase<'_> {
         step: StepKind,
         error: String,
     ) -> Result<Result<(), String>, StoreError> {
+        metrics::counter!("flotilla_token_rotations_total", "result" => "failed").increment(1);
         self.record(
             record,
             version,

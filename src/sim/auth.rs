@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use super::error::{ApiError, ApiResult};
 use super::server::Sim;
 use super::state::{App, Profile, State as World, token_hash};
+use super::tokens::Refusal;
 
 /// Who is calling: the token's identity and scope.
 #[derive(Debug, Clone)]
@@ -53,26 +54,59 @@ impl Caller {
     }
 }
 
-/// Resolves an `Authorization` header to a caller, or `None` when missing,
-/// unknown, expired or revoked.
-pub fn authenticate(sim: &Sim, headers: &HeaderMap) -> Option<Caller> {
-    let raw = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, rest) = raw.trim().split_once(' ')?;
-    if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("flyv1")) {
-        return None;
+/// What an `Authorization` header proved.
+#[derive(Debug, Clone)]
+pub enum Authn {
+    /// A valid token.
+    Caller(Caller),
+    /// A token the simulator issued, revoked or expired (401).
+    Refused { token_id: String, why: Refusal },
+    /// No header, another scheme, or a token never issued (401).
+    Unknown,
+}
+
+impl Authn {
+    pub fn caller(self) -> Option<Caller> {
+        match self {
+            Authn::Caller(c) => Some(c),
+            _ => None,
+        }
     }
+}
+
+/// Resolves an `Authorization` header at `now`: a caller, a known token
+/// refused (revocation wins over expiry), or nothing usable.
+pub fn authenticate(sim: &Sim, headers: &HeaderMap, now: Timestamp) -> Authn {
+    let Some(rest) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|raw| raw.trim().split_once(' '))
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("flyv1")
+        })
+        .map(|(_, rest)| rest)
+    else {
+        return Authn::Unknown;
+    };
     let hash = token_hash(rest.trim());
-    let now = sim.now();
     let st = sim.read();
-    let id = st.token_index.get(&hash)?;
-    let tok = st.tokens.get(id)?;
-    if tok.revoked_at.is_some() || tok.expires_at.is_some_and(|e| e <= now) {
-        return None;
+    let Some(tok) = st.token_index.get(&hash).and_then(|id| st.tokens.get(id)) else {
+        return Authn::Unknown;
+    };
+    let why = if tok.revoked_at.is_some() {
+        Some(Refusal::Revoked)
+    } else if tok.expires_at.is_some_and(|e| e <= now) {
+        Some(Refusal::Expired)
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Authn::Refused {
+            token_id: tok.id.clone(),
+            why,
+        };
     }
-    Some(Caller {
+    Authn::Caller(Caller {
         token_id: tok.id.clone(),
         org: tok.org.clone(),
         profile: tok.profile,

@@ -36,6 +36,12 @@ pub struct SimArgs {
     /// `Machines_create_lease=0.5`.
     #[arg(long = "endpoint-error", value_name = "OP=RATE", value_parser = parse_endpoint_error)]
     pub endpoint_errors: Vec<(String, f64)>,
+    /// Share (0 to 1) of `createLimitedAccessToken` mutations that create the
+    /// token and lose the answer (502, or a stall as often as the profile's
+    /// `lost_stall_rate`); replaces the profile's `lost_mint_rate`. The
+    /// one-shot form is `POST /__sim/tokens/lose-next-mints`.
+    #[arg(long = "lost-mint-rate", value_name = "RATE")]
+    pub lost_mint_rate: Option<f64>,
     /// Organization slug the org token belongs to.
     #[arg(long = "org", default_value = "personal")]
     pub org: String,
@@ -88,10 +94,13 @@ fn parse_endpoint_error(s: &str) -> Result<(String, f64), String> {
 }
 
 impl SimArgs {
-    /// The profile named by `--faults` plus the `--machine-fault` and
-    /// `--endpoint-error` additions.
+    /// The profile named by `--faults` plus the `--machine-fault`,
+    /// `--endpoint-error` and `--lost-mint-rate` additions.
     pub fn fault_profile(&self) -> FaultProfile {
         let mut p = self.faults.clone();
+        if let Some(rate) = self.lost_mint_rate {
+            p.lost_mint_rate = rate;
+        }
         p.machines.extend(self.machine_faults.iter().cloned());
         p.endpoint_error_rates
             .extend(self.endpoint_errors.iter().cloned());
@@ -135,11 +144,13 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
     println!("  inspection:   {}/__sim/state", handle.base_url());
     let faults = handle.faults();
     println!(
-        "  faults:       {} ({} machine fault rule(s), {} endpoint error rate(s))",
+        "  faults:       {} ({} machine fault rule(s), {} endpoint error rate(s), lost mint rate {})",
         faults.name,
         faults.machines.len(),
-        faults.endpoint_error_rates.len()
+        faults.endpoint_error_rates.len(),
+        faults.lost_mint_rate
     );
+    println!("  tokens:       {}/__sim/tokens", handle.base_url());
     shutdown.cancelled().await;
     handle.shutdown().await;
     Ok(())
@@ -203,6 +214,8 @@ mod tests {
             "insufficient_capacity:region=ams,rate=0.5",
             "--endpoint-error",
             "Machines_create_lease=0.25",
+            "--lost-mint-rate",
+            "0.5",
         ])
         .expect("parses");
         let cfg = cli.sim.to_config();
@@ -219,7 +232,16 @@ mod tests {
             cfg.faults.endpoint_error_rates.get("Machines_create_lease"),
             Some(&0.25)
         );
+        assert_eq!(cfg.faults.lost_mint_rate, 0.5);
         cfg.faults.validate().expect("valid");
+        let too_much = Cli::try_parse_from(["sim", "--lost-mint-rate", "1.5"])
+            .expect("parses")
+            .sim;
+        assert!(
+            too_much.fault_profile().validate().is_err(),
+            "a rate above 1"
+        );
+        assert!(Cli::try_parse_from(["sim", "--lost-mint-rate", "often"]).is_err());
         for bad in [
             "meltdown",
             "crash:colour=red",

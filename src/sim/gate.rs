@@ -1,7 +1,7 @@
-//! The gate every Fly request passes: count it, inject request faults,
-//! authenticate, apply Fly's per-action rate limits, run the handler, maybe
-//! lose the response; plus the Fly-shaped answers for unmatched routes and
-//! methods. Every answer, the gate's own included, leaves through `finish`,
+//! The gate every Fly request passes: authenticate (recording the token's
+//! use or refusal in the token ledger), count it, inject request faults,
+//! apply Fly's per-action rate limits, run the handler, maybe lose the
+//! response; plus the Fly-shaped answers for unmatched routes and methods. Every answer, the gate's own included, leaves through `finish`,
 //! which counts its status and stamps `fly-request-id`.
 
 use std::num::NonZeroU32;
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
-use super::auth::authenticate;
+use super::auth::{Authn, authenticate};
 use super::error::ApiError;
 use super::faults::Action;
 use super::graphql;
@@ -77,7 +77,14 @@ pub async fn gate(
     let template = matched.as_str().to_owned();
     let op = operation_id(&method, &template);
     let is_graphql = op == "graphql";
-    let caller = authenticate(&sim, req.headers());
+    let now = sim.now();
+    let authn = authenticate(&sim, req.headers(), now);
+    match &authn {
+        Authn::Caller(c) => sim.token_ledger.used(&c.token_id, now),
+        Authn::Refused { token_id, why } => sim.token_ledger.refused(token_id, *why, now),
+        Authn::Unknown => {}
+    }
+    let caller = authn.caller();
     let token_label = caller
         .as_ref()
         .map_or_else(|| "anonymous".to_owned(), |c| c.token_id.clone());

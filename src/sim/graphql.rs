@@ -1,11 +1,13 @@
-//! The slice of Fly's GraphQL API flotilla uses (`app`, `organization`,
-//! `createLimitedAccessToken`, `deleteLimitedAccessToken`), plus REST
-//! `GET /v1/tokens/current`.
+//! The slice of Fly's GraphQL API flotilla uses (`app` with its
+//! `limitedAccessTokens`, `organization`, `createLimitedAccessToken`,
+//! `deleteLimitedAccessToken`), plus REST `GET /v1/tokens/current`; the
+//! token parts are in `tokens`.
 //!
 //! A small GraphQL reader (`read`) parses operations, aliases, arguments
 //! (variables, literals, lists, input objects) and selection sets, and this
 //! module answers with exactly the selected fields; unknown fields are errors,
-//! as on a real GraphQL server. Fragments and directives are not supported. Errors come back with HTTP 200
+//! as on a real GraphQL server. Fragments and directives are not supported.
+//! Errors come back with HTTP 200
 //! as `{"data": null, "errors": [{"message", "path", "extensions": {"code"}}]}`,
 //! except a document over the reader's bounds, which gets HTTP 400 with the
 //! same body.
@@ -16,21 +18,26 @@
 //! `project`) recurse along that nesting, so no token, app-scoped or not, can
 //! overflow the simulator's stack or make it spin.
 
-use axum::http::StatusCode;
-use jiff::{SignedDuration, Timestamp};
+use std::cell::Cell;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 mod read;
+mod tokens;
 
 use read::{Field, GValue, OpKind, Operation, ReadError, read};
 pub use read::{MAX_DEPTH, MAX_QUERY_BYTES, MAX_TOKENS};
+pub use tokens::{MAX_PAGE as MAX_TOKEN_PAGE, current_token};
 
 use super::auth::Caller;
 use super::endpoint::{Ctx, JsonBody, json_response};
 use super::error::ApiResult;
-use super::goduration;
+use super::faults::{LostMint, LostResponse};
 use super::server::Sim;
-use super::state::{Profile, State as World, Token};
+use super::state::State as World;
 
 /// A GraphQL error body with one error.
 pub fn error_body(message: &str, code: &str) -> Value {
@@ -67,8 +74,9 @@ fn gql_err(message: impl Into<String>, code: &'static str) -> GqlError {
     }
 }
 
-/// Keeps only the selected fields of a resolved object (which carries its
-/// `__typename`), recursively.
+/// Keeps only the selected fields of a resolved object, recursively. A
+/// resolved object carries its `__typename`; an object without one is a
+/// `JSON` scalar (such as `profileParams`) and is returned whole.
 fn project(v: &Value, selection: &[Field]) -> Result<Value, GqlError> {
     match v {
         Value::Array(items) => items
@@ -76,7 +84,7 @@ fn project(v: &Value, selection: &[Field]) -> Result<Value, GqlError> {
             .map(|i| project(i, selection))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
-        Value::Object(obj) => {
+        Value::Object(obj) if obj.contains_key("__typename") => {
             let type_name = obj
                 .get("__typename")
                 .and_then(Value::as_str)
@@ -95,26 +103,37 @@ fn project(v: &Value, selection: &[Field]) -> Result<Value, GqlError> {
                         "BAD_REQUEST",
                     )
                 })?;
-                let projected = if val.is_object()
-                    || (val.is_array()
-                        && val
-                            .as_array()
-                            .is_some_and(|a| a.iter().any(Value::is_object)))
-                {
-                    project(val, &f.selection)?
-                } else if !f.selection.is_empty() && !val.is_null() {
-                    return Err(gql_err(
-                        format!("Selections can't be made on scalars (field '{}')", f.name),
-                        "BAD_REQUEST",
-                    ));
-                } else {
-                    val.clone()
-                };
-                out.insert(f.key().to_owned(), projected);
+                out.insert(f.key().to_owned(), project_field(val, f)?);
             }
             Ok(Value::Object(out))
         }
         other => Ok(other.clone()),
+    }
+}
+
+/// One field's value: a composite one (an object with a `__typename`, or a
+/// list holding such objects) needs a selection; a scalar, a `JSON` value,
+/// `null` or an empty list is returned as is, and a selection on a scalar is
+/// an error.
+fn project_field(val: &Value, f: &Field) -> Result<Value, GqlError> {
+    if is_composite(val) {
+        return project(val, &f.selection);
+    }
+    let empty_list = val.as_array().is_some_and(Vec::is_empty);
+    if !f.selection.is_empty() && !val.is_null() && !empty_list {
+        return Err(gql_err(
+            format!("Selections can't be made on scalars (field '{}')", f.name),
+            "BAD_REQUEST",
+        ));
+    }
+    Ok(val.clone())
+}
+
+fn is_composite(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => o.contains_key("__typename"),
+        Value::Array(items) => items.iter().any(is_composite),
+        _ => false,
     }
 }
 
@@ -144,34 +163,51 @@ fn app_node(st: &World, app: &super::state::App) -> Value {
     })
 }
 
-fn token_node(st: &World, t: &Token, secret: Option<&str>) -> Value {
-    json!({
-        "__typename": "LimitedAccessToken",
-        "id": t.id,
-        "name": t.name,
-        "profile": t.profile.as_str(),
-        "profileParams": t.app.as_ref().map(|(_, id)| {
-            st.apps.values().find(|a| &a.id == id).map_or(Value::Null, |a| json!({"app_id": a.gql_id}))
-        }).unwrap_or_else(|| json!({})),
-        "token": secret,
-        "tokenHeader": secret.map(|s| format!("FlyV1 {s}")),
-        "createdAt": t.created_at.to_string(),
-        "expiresAt": t.expires_at.map(|e| e.to_string()),
-        "revokedAt": t.revoked_at.map(|r| r.to_string()),
-        "revokedBy": null,
-        "organization": org_node(st, &t.org),
+/// `POST /graphql`.
+pub async fn handle(ctx: Ctx, JsonBody(body): JsonBody) -> ApiResult {
+    let lost = Cell::new(None);
+    let (status, answer) = execute(&ctx.sim, &ctx.caller, &body, &lost);
+    Ok(match lost.get() {
+        None => json_response(status, answer),
+        Some(l) => lose(&ctx.sim, l).await,
     })
 }
 
-/// `POST /graphql`.
-pub async fn handle(ctx: Ctx, JsonBody(body): JsonBody) -> ApiResult {
-    let (status, answer) = execute(&ctx.sim, &ctx.caller, &body);
-    Ok(json_response(status, answer))
+/// The answer of a request whose mint answer is lost (the answer itself,
+/// which holds the new token, is dropped unread).
+async fn lose(sim: &Sim, l: LostMint) -> Response {
+    match l.how {
+        LostResponse::Error => (StatusCode::BAD_GATEWAY, "").into_response(),
+        LostResponse::Stall => {
+            sim.sleep(l.stall).await;
+            (StatusCode::GATEWAY_TIMEOUT, "").into_response()
+        }
+        LostResponse::Drop => {
+            // The body fails after its first chunk: the server closes the
+            // connection before the answer is complete.
+            let chunks: [Result<Bytes, std::io::Error>; 2] = [
+                Ok(Bytes::from_static(b"{\"data\": {")),
+                Err(std::io::Error::other("simulated dropped connection")),
+            ];
+            let mut resp = Body::from_stream(futures::stream::iter(chunks)).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+    }
 }
 
 /// Runs one request: HTTP 400 for a document over the bounds, else HTTP 200
-/// with data or GraphQL errors.
-fn execute(sim: &Sim, caller: &Caller, body: &Value) -> (StatusCode, Value) {
+/// with data or GraphQL errors. A mint whose answer must be lost says so in
+/// `lost`.
+fn execute(
+    sim: &Sim,
+    caller: &Caller,
+    body: &Value,
+    lost: &Cell<Option<LostMint>>,
+) -> (StatusCode, Value) {
     let Some(query) = body.get("query").and_then(Value::as_str) else {
         return (
             StatusCode::OK,
@@ -184,11 +220,17 @@ fn execute(sim: &Sim, caller: &Caller, body: &Value) -> (StatusCode, Value) {
             error_body(&format!("Query too large: {why}"), "BAD_REQUEST"),
         ),
         Err(ReadError::Syntax(e)) => (StatusCode::OK, error_body(&e, "BAD_REQUEST")),
-        Ok(ops) => (StatusCode::OK, run(sim, caller, body, &ops)),
+        Ok(ops) => (StatusCode::OK, run(sim, caller, body, &ops, lost)),
     }
 }
 
-fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
+fn run(
+    sim: &Sim,
+    caller: &Caller,
+    body: &Value,
+    ops: &[Operation],
+    lost: &Cell<Option<LostMint>>,
+) -> Value {
     let vars = match body.get("variables") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -219,6 +261,7 @@ fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
         sim,
         caller,
         vars: &vars,
+        lost,
     };
     let mut data = Map::new();
     for field in &op.selection {
@@ -229,8 +272,8 @@ fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
             })),
             (OpKind::Query, "app") => query_app(scope, field),
             (OpKind::Query, "organization") => query_org(scope, field),
-            (OpKind::Mutation, "createLimitedAccessToken") => create_token(scope, field),
-            (OpKind::Mutation, "deleteLimitedAccessToken") => delete_token(scope, field),
+            (OpKind::Mutation, "createLimitedAccessToken") => tokens::create_token(scope, field),
+            (OpKind::Mutation, "deleteLimitedAccessToken") => tokens::delete_token(scope, field),
             (kind, name) => Err(gql_err(
                 format!(
                     "Field '{name}' doesn't exist on type '{}'",
@@ -262,13 +305,14 @@ fn run(sim: &Sim, caller: &Caller, body: &Value, ops: &[Operation]) -> Value {
     json!({ "data": data })
 }
 
-/// What every root field resolver works with: the simulator, the caller and
-/// the request's variables.
+/// What every root field resolver works with: the simulator, the caller,
+/// the request's variables, and where a mint says its answer is lost.
 #[derive(Clone, Copy)]
 struct Scope<'a> {
     sim: &'a Sim,
     caller: &'a Caller,
     vars: &'a Map<String, Value>,
+    lost: &'a Cell<Option<LostMint>>,
 }
 
 fn string_arg(field: &Field, name: &str, vars: &Map<String, Value>) -> Result<String, GqlError> {
@@ -291,7 +335,12 @@ fn string_arg(field: &Field, name: &str, vars: &Map<String, Value>) -> Result<St
     }
 }
 
-fn query_app(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
+fn query_app(
+    Scope {
+        sim, caller, vars, ..
+    }: Scope<'_>,
+    field: &Field,
+) -> Result<Value, GqlError> {
     let name = string_arg(field, "name", vars)?;
     let now = sim.now();
     let st = sim.read();
@@ -305,221 +354,50 @@ fn query_app(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Va
     {
         return Err(gql_err("Not authorized to access this app", "UNAUTHORIZED"));
     }
-    Ok(app_node(&st, app))
+    let mut node = app_node(&st, app);
+    // `limitedAccessTokens` takes arguments, so it is resolved here, once,
+    // from the (one) set of arguments the selection gives it.
+    let listings: Vec<&Field> = field
+        .selection
+        .iter()
+        .filter(|f| f.name == "limitedAccessTokens")
+        .collect();
+    if let Some(first) = listings.first() {
+        if !caller.is_org_wide() {
+            return Err(gql_err(
+                "Not authorized to access this limitedAccessTokens",
+                "UNAUTHORIZED",
+            ));
+        }
+        let paging = tokens::paging(first, vars)?;
+        for other in &listings[1..] {
+            if tokens::paging(other, vars)? != paging {
+                return Err(gql_err(
+                    "the simulator resolves limitedAccessTokens once per app: select it with one set of arguments",
+                    "BAD_REQUEST",
+                ));
+            }
+        }
+        let conn = tokens::app_tokens(&st, app, &paging)?;
+        if let Value::Object(m) = &mut node {
+            m.insert("limitedAccessTokens".into(), conn);
+        }
+    }
+    Ok(node)
 }
 
-fn query_org(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
+fn query_org(
+    Scope {
+        sim, caller, vars, ..
+    }: Scope<'_>,
+    field: &Field,
+) -> Result<Value, GqlError> {
     let slug = string_arg(field, "slug", vars)?;
     if slug != caller.org {
         return Err(gql_err("Could not find Organization", "NOT_FOUND"));
     }
     let st = sim.read();
     Ok(org_node(&st, &slug))
-}
-
-fn input_arg(field: &Field, vars: &Map<String, Value>) -> Result<Map<String, Value>, GqlError> {
-    match field.arg("input").map(|v| resolve(v, vars)) {
-        Some(Value::Object(m)) => Ok(m),
-        _ => Err(gql_err(
-            format!("Field '{}' is missing required argument: input", field.name),
-            "BAD_REQUEST",
-        )),
-    }
-}
-
-/// The `input` of a mutation only org-wide tokens may run.
-fn org_wide_input(
-    caller: &Caller,
-    field: &Field,
-    vars: &Map<String, Value>,
-) -> Result<Map<String, Value>, GqlError> {
-    if !caller.is_org_wide() {
-        return Err(gql_err(
-            format!("Not authorized to access this {}", field.name),
-            "UNAUTHORIZED",
-        ));
-    }
-    input_arg(field, vars)
-}
-
-/// Twenty years, flyctl's default token lifetime.
-const DEFAULT_EXPIRY: &str = "175200h";
-
-fn create_token(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
-    let input = org_wide_input(caller, field, vars)?;
-    let text = |k: &str| {
-        input
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let name = text("name");
-    if name.trim().is_empty() {
-        return Err(gql_err(
-            "Argument 'name' on InputObject 'CreateLimitedAccessTokenInput' is required. Expected type String!",
-            "BAD_REQUEST",
-        ));
-    }
-    let org_id = text("organizationId");
-    let profile = match text("profile").as_str() {
-        "deploy" => Profile::Deploy,
-        "deploy_organization" => Profile::Org,
-        "" => {
-            return Err(gql_err(
-                "Argument 'profile' on InputObject 'CreateLimitedAccessTokenInput' is required. Expected type String!",
-                "BAD_REQUEST",
-            ));
-        }
-        other => {
-            return Err(gql_err(
-                format!(
-                    "unknown or unsupported token profile {other:?} (the simulator supports deploy and deploy_organization)"
-                ),
-                "BAD_REQUEST",
-            ));
-        }
-    };
-    let expiry = match input.get("expiry") {
-        None | Some(Value::Null) => DEFAULT_EXPIRY.to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(gql_err(
-                "expiry must be a duration string such as \"720h0m0s\"",
-                "BAD_REQUEST",
-            ));
-        }
-    };
-    let nanos = goduration::parse(&expiry)
-        .map_err(|e| gql_err(format!("invalid expiry: {e}"), "BAD_REQUEST"))?;
-    if nanos <= 0 {
-        return Err(gql_err("invalid expiry: must be positive", "BAD_REQUEST"));
-    }
-    let now = sim.now();
-    let mut st = sim.write();
-    let org = st
-        .orgs
-        .get(&caller.org)
-        .filter(|o| o.gql_id == org_id)
-        .cloned()
-        .ok_or_else(|| gql_err("Could not find Organization", "NOT_FOUND"))?;
-    let app = match profile {
-        Profile::Org => None,
-        Profile::Deploy => {
-            let app_gql_id = input
-                .get("profileParams")
-                .and_then(|p| p.get("app_id"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    gql_err(
-                        "profile deploy requires profileParams.app_id",
-                        "BAD_REQUEST",
-                    )
-                })?;
-            let app = st
-                .apps
-                .values()
-                .find(|a| a.gql_id == app_gql_id && a.org == org.slug && now >= a.visible_at)
-                .ok_or_else(|| gql_err("Could not find App", "NOT_FOUND"))?;
-            Some((app.name.clone(), app.id.clone()))
-        }
-    };
-    let secret = format!("{},{}", st.macaroon(), st.macaroon());
-    let id = st.alnum(20);
-    let expires_at = now
-        .checked_add(SignedDuration::from_nanos(nanos))
-        .unwrap_or(Timestamp::MAX);
-    let token = Token {
-        id,
-        name,
-        profile,
-        org: org.slug.clone(),
-        app,
-        created_at: now,
-        expires_at: Some(expires_at),
-        revoked_at: None,
-    };
-    let node = token_node(&st, &token, Some(&secret));
-    tracing::info!(token = %token.id, profile = profile.as_str(), "token minted");
-    st.register_token(&secret, token);
-    Ok(json!({
-        "__typename": "CreateLimitedAccessTokenPayload",
-        "clientMutationId": input.get("clientMutationId").cloned().unwrap_or(Value::Null),
-        "limitedAccessToken": node,
-    }))
-}
-
-fn delete_token(Scope { sim, caller, vars }: Scope<'_>, field: &Field) -> Result<Value, GqlError> {
-    let input = org_wide_input(caller, field, vars)?;
-    let now = sim.now();
-    let mut st = sim.write();
-    let id = match (
-        input.get("id").and_then(Value::as_str),
-        input.get("token").and_then(Value::as_str),
-    ) {
-        (Some(id), _) => id.to_owned(),
-        (None, Some(secret)) => st
-            .token_index
-            .get(&super::state::token_hash(
-                secret.trim_start_matches("FlyV1 "),
-            ))
-            .cloned()
-            .unwrap_or_default(),
-        (None, None) => {
-            return Err(gql_err("input requires id or token", "BAD_REQUEST"));
-        }
-    };
-    let tok = st
-        .tokens
-        .get_mut(&id)
-        .filter(|t| t.org == caller.org)
-        .ok_or_else(|| gql_err("Could not find LimitedAccessToken", "NOT_FOUND"))?;
-    if tok.revoked_at.is_none() {
-        tok.revoked_at = Some(now);
-        tracing::info!(token = %id, "token revoked");
-    }
-    Ok(json!({
-        "__typename": "DeleteLimitedAccessTokenPayload",
-        "clientMutationId": input.get("clientMutationId").cloned().unwrap_or(Value::Null),
-        "token": id,
-        "revokedBy": input.get("revokedBy").cloned().unwrap_or(Value::Null),
-    }))
-}
-
-/// `GET /v1/tokens/current`: what the presented token is and may touch.
-pub async fn current_token(ctx: Ctx) -> ApiResult {
-    let Ctx { sim, caller } = &ctx;
-    let st = sim.read();
-    let tok = st.tokens.get(&caller.token_id);
-    let apps: Vec<String> = tok
-        .and_then(|t| t.app.as_ref())
-        .map(|(name, id)| {
-            st.apps
-                .values()
-                .find(|a| &a.id == id)
-                .map_or_else(|| name.clone(), |a| a.name.clone())
-        })
-        .into_iter()
-        .collect();
-    let org_name = st
-        .orgs
-        .get(&caller.org)
-        .map(|o| o.name.clone())
-        .unwrap_or_default();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({
-            "tokens": [{
-                "token_id": caller.token_id,
-                "org_slug": caller.org,
-                "organization": org_name,
-                "apps": apps,
-                "user": "",
-                "restricted_to_machine": "",
-                "source_machine_id": "",
-            }]
-        }),
-    ))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The inspection surface under `/__sim/`: no Fly auth, no faults, never rate
-//! limited. Reads the whole world and the request counters, and lets tests
+//! limited. Reads the whole world and the request counters (token use
+//! counts and lost mints are in [`super::tokens`]), and lets tests
 //! change the world the way the outside world would (DNS records appear, a
 //! host goes dark, Fly starts misbehaving).
 
@@ -99,6 +100,7 @@ pub fn snapshot(sim: &Sim) -> Value {
                 "created_at": rfc3339(t.created_at),
                 "expires_at": t.expires_at.map(rfc3339),
                 "revoked": t.revoked_at.is_some(),
+                "revoked_at": t.revoked_at.map(rfc3339),
             })
         })
         .collect();

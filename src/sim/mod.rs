@@ -27,7 +27,8 @@
 //!   lifecycle, render, leases, metadata, wait), [`volumes`] (with the rules
 //!   that attach one to a machine), [`secrets`], [`ips`], [`certs`],
 //!   [`graphql`] (with tokens and `GET /v1/tokens/current`);
-//! * around it: [`inspect`] (`/__sim/`), [`faults`], [`cli`]
+//! * around it: [`inspect`] (`/__sim/`), [`tokens`] (which token
+//!   authenticated what, and `/__sim/tokens`), [`faults`], [`cli`]
 //!   (`flotilla sim`), and the Go compatibility helpers [`gojson`],
 //!   [`goduration`] and [`machine_config`] (a folder: the tables and
 //!   defaults, and `process` for init, files, processes, statics, stop
@@ -54,9 +55,11 @@ pub mod routes;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod tokens;
 pub mod volumes;
 
 pub use config::{CertTiming, LeaseShape, SimConfig};
 pub use error::SimError;
-pub use faults::{CrashState, FaultProfile, MachineFault, MachineFaultKind};
+pub use faults::{CrashState, FaultProfile, LostResponse, MachineFault, MachineFaultKind};
 pub use server::{RequestCounts, SimHandle, start, start_with_listener};
+pub use tokens::{TokenStatus, TokenUse, TokenView};

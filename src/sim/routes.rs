@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::error::ApiError;
 use super::gate::{gate, method_not_allowed, not_found_fallback};
 use super::server::Sim;
-use super::{apps, certs, graphql, inspect, ips, machines, secrets, volumes};
+use super::{apps, certs, graphql, inspect, ips, machines, secrets, tokens, volumes};
 
 /// Declares [`ROUTES`] and [`fly_router`] from one list of
 /// `METHOD "path" operationId => handler` rows.
@@ -123,7 +123,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
             "/__sim/faults",
             put(inspect::faults).get(inspect::get_faults),
         )
-        .route("/__sim/reset-counters", post(inspect::reset_counters));
+        .route("/__sim/reset-counters", post(inspect::reset_counters))
+        .route("/__sim/tokens", get(tokens::list))
+        .route(
+            "/__sim/tokens/lose-next-mints",
+            post(tokens::lose_next_mints),
+        );
 
     fly.merge(inspection)
         .fallback(not_found_fallback)

@@ -26,10 +26,11 @@ use tokio_util::task::TaskTracker;
 
 use super::config::SimConfig;
 use super::error::SimError;
-use super::faults::{FaultProfile, Faults};
+use super::faults::{FaultProfile, Faults, LostResponse, PendingLostMints};
 use super::gate::Limiters;
 use super::routes;
 use super::state::{FOREIGN_ORG, Profile, State as World, Token};
+use super::tokens::{TokenLedger, TokenView, views};
 use super::{apps, inspect, machines, volumes};
 
 /// Request counts as `/__sim/requests` reports them.
@@ -55,6 +56,8 @@ pub struct Sim {
     changes: watch::Sender<u64>,
     pub faults: Faults,
     counters: Mutex<RequestCounts>,
+    /// Which token authenticated (or was refused for) each request.
+    pub(super) token_ledger: TokenLedger,
     pub(super) limiters: Limiters,
     pub cancel: CancellationToken,
     tasks: TaskTracker,
@@ -182,6 +185,12 @@ impl Sim {
         self.notify();
     }
 
+    /// Every token with its use counts, as of now (no values).
+    pub fn token_views(&self) -> Vec<TokenView> {
+        let now = self.now();
+        views(&self.read(), &self.token_ledger, now)
+    }
+
     /// Whole-world snapshot for `/__sim/state`: no token secrets, no secret values.
     pub fn snapshot(&self) -> Value {
         inspect::snapshot(self)
@@ -271,6 +280,26 @@ impl SimHandle {
     /// The current fault profile.
     pub fn faults(&self) -> FaultProfile {
         self.sim.faults.profile()
+    }
+
+    /// Every token (the org token included) with its scope, lifetime and
+    /// use counts: which requests it authenticated, when it was last used,
+    /// and how many requests were refused because it was revoked or expired.
+    /// Never a value. What `GET /__sim/tokens` shows.
+    pub fn tokens(&self) -> Vec<TokenView> {
+        self.sim.token_views()
+    }
+
+    /// Makes the next `count` `createLimitedAccessToken` mutations create
+    /// their token and lose the answer, `how` (0 cancels). Kept across
+    /// fault profile changes.
+    pub fn lose_next_mints(&self, count: u32, how: LostResponse) {
+        self.sim.faults.lose_next_mints(count, how);
+    }
+
+    /// Mint answers still to be lost.
+    pub fn pending_lost_mints(&self) -> PendingLostMints {
+        self.sim.faults.pending_lost_mints()
     }
 
     /// The whole simulated world as JSON (what `GET /__sim/state` returns).
@@ -403,6 +432,7 @@ fn build(config: SimConfig) -> Result<(Arc<Sim>, SecretString), SimError> {
         changes,
         faults,
         counters: Mutex::new(RequestCounts::default()),
+        token_ledger: TokenLedger::default(),
         limiters: Limiters::new(),
         cancel: CancellationToken::new(),
         tasks: TaskTracker::new(),

@@ -215,6 +215,82 @@ pub enum SpecError {
     MaxRetriesWithoutOnFailure { policy: &'static str },
     #[error("min_machines_running ({min}) must not exceed count ({count})")]
     MinMachinesAboveCount { min: i64, count: u32 },
+    #[error("{value:?} is not a valid {what}: {rule}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        rule: &'static str,
+    },
+    #[error("`{field}` needs at least one {what}")]
+    EmptyList {
+        field: &'static str,
+        what: &'static str,
+    },
+
+    // ---- regions ---------------------------------------------------------
+    #[error(
+        "a group needs `region` (one region) or `regions` (several: a list, or a mapping of region to count)"
+    )]
+    RegionRequired,
+    #[error(
+        "`region` and `regions` cannot both be given; use `region` for one region and `regions` for several"
+    )]
+    RegionAndRegions,
+    #[error(
+        "count ({count}) must equal the sum of the per-region counts ({sum}); leave count out to use the sum"
+    )]
+    RegionCountsSum { count: i64, sum: i64 },
+
+    // ---- GPUs ------------------------------------------------------------
+    #[error("`gpus` needs `gpu_kind` (a10, l40s, a100-pcie-40gb or a100-sxm4-80gb)")]
+    GpusWithoutKind,
+    #[error("Fly offers 1, 2, 4 or 8 GPUs per machine (got {gpus})")]
+    BadGpuCount { gpus: i64 },
+    #[error(
+        "GPU machines run performance CPUs, not {cpu_kind}; set `cpu_kind: performance` or a `performance-*` size (Fly's GPU presets use performance-8x)"
+    )]
+    GpuNeedsPerformance { cpu_kind: &'static str },
+    #[error(
+        "{kind} GPUs are not offered in region {region}; regions that offer them: {}",
+        list_or_none(.offered)
+    )]
+    GpuNotInRegion {
+        kind: &'static str,
+        region: String,
+        offered: Vec<String>,
+    },
+
+    // ---- files, processes, stop, checks ----------------------------------
+    #[error("a file needs exactly one of `content`, `raw_value` or `secret_name` (found {})", found_sources(.found))]
+    FileSourceCount { found: Vec<&'static str> },
+    #[error(
+        "{path:?} is not an absolute path: it must start with '/', name a file (not end with '/') and hold no control characters"
+    )]
+    NotAbsolutePath { path: String },
+    #[error("raw_value is not valid base64 (standard alphabet with `=` padding, as Fly requires)")]
+    BadBase64,
+    #[error(
+        "file contents are {size} bytes; flotilla allows at most {max} bytes per file (machine configs are sent whole on every create and update)"
+    )]
+    FileContentTooLarge { size: usize, max: usize },
+    #[error(
+        "{value:?} is not a file mode: write one to four octal digits as a string, such as \"0644\" or \"0600\" (at most \"7777\")"
+    )]
+    BadFileMode { value: String },
+    #[error("`{field}` names secret `{name}`, but no entry of spec.secrets (or a token's deliverTo.appSecrets) has that name (secrets: {})", list_or_none(.known))]
+    UnknownSecret {
+        field: &'static str,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "file contents can come only from an `external` secret, and `{name}` is a `{origin}` secret: Fly writes the file from the base64 the secret holds, so the secret must hold the base64 of the file's contents (set it as an external value)"
+    )]
+    FileSecretNotExternal { name: String, origin: &'static str },
+    #[error("must be at most {max} (got {value})")]
+    DurationTooLong { value: String, max: String },
+    #[error("`{field}` only applies to https checks; set `protocol: https`")]
+    HttpsOnlyCheckField { field: &'static str },
 
     // ---- durations and schedules ----------------------------------------
     #[error("invalid duration {value:?}: {reason}")]

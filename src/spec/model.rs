@@ -23,6 +23,10 @@ use crate::ids::{
     AppName, GroupName, Hostname, OrgSlug, Region, SecretName, TenantName, TokenName,
 };
 
+mod parts;
+
+pub use parts::*;
+
 pub const API_VERSION: &str = "flotilla.dev/v1alpha1";
 pub const KIND_TENANT: &str = "Tenant";
 
@@ -126,12 +130,24 @@ pub struct AppSpec {
     pub network: Option<String>,
 }
 
+/// A machine group. The fields after `min_machines_running`, and
+/// `regions`, are optional parts (see [`parts`]): left out of canonical JSON
+/// when unset, so specs and stored rows from before they existed read and
+/// canonicalize as they did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineGroup {
     pub name: GroupName,
-    pub region: Region,
+    /// The region of a group in one region; `None` when `regions` lists
+    /// several (exactly one of the two is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
+    /// Machines of the group, across all its regions.
     pub count: u32,
+    /// A group in two or more regions: each region with its machine count
+    /// (the counts sum to `count`). Empty for a group in one region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<Region, u32>,
     pub image: String,
     pub guest: Guest,
     pub env: BTreeMap<String, String>,
@@ -145,6 +161,34 @@ pub struct MachineGroup {
     pub autostop: AutoStop,
     pub autostart: bool,
     pub min_machines_running: Option<u32>,
+    #[serde(default, skip_serializing_if = "InitSpec::is_empty")]
+    pub init: InitSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessSpec>,
+    #[serde(default, skip_serializing_if = "StopSpec::is_empty")]
+    pub stop_config: StopSpec,
+    #[serde(default, skip_serializing_if = "DnsSpec::is_empty")]
+    pub dns: DnsSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statics: Vec<StaticSpec>,
+}
+
+impl MachineGroup {
+    /// Where the group's machines run: each region with its count, in
+    /// region order (one entry for a group in one region).
+    pub fn placement(&self) -> Vec<(Region, u32)> {
+        match &self.region {
+            Some(r) => vec![(r.clone(), self.count)],
+            None => self.regions.iter().map(|(r, n)| (r.clone(), *n)).collect(),
+        }
+    }
+
+    /// The group's regions, in region order.
+    pub fn region_list(&self) -> Vec<Region> {
+        self.placement().into_iter().map(|(r, _)| r).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +197,11 @@ pub struct Guest {
     pub cpu_kind: CpuKind,
     pub cpus: u32,
     pub memory_mb: u32,
+    /// GPUs: both set or both `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_kind: Option<GpuKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -178,6 +227,9 @@ pub struct Service {
     pub internal_port: u16,
     pub ports: Vec<Port>,
     pub concurrency: Option<Concurrency>,
+    /// Service-level checks, run by Fly's proxy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -248,6 +300,23 @@ pub struct Check {
     pub method: Option<String>,
     /// HTTP checks only.
     pub path: Option<String>,
+    /// HTTP checks only: `Some(Https)`, or `None` for plain http (Fly's
+    /// default; an explicit `http` is stored as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<CheckProtocol>,
+    /// HTTPS checks only.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls_skip_verify: bool,
+    /// HTTPS checks only: the name to verify the certificate against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// HTTP checks only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderSpec>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

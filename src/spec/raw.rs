@@ -25,9 +25,13 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::error::SpecError;
 use super::model::{
-    Charset, CheckKind, ConcurrencyKind, CpuKind, DeletionPolicy, Handler, IpKind,
-    ManagementPolicy, Protocol, RestartKind, TokenKind,
+    Charset, CheckKind, CheckProtocol, ConcurrencyKind, CpuKind, DeletionPolicy, GpuKind, Handler,
+    IpKind, ManagementPolicy, Protocol, RestartKind, TokenKind,
 };
+
+mod parts;
+
+pub use parts::*;
 
 /// Fields rejected with a rule of their own instead of "unknown field".
 /// `type_name` is the serde name of the struct being read.
@@ -80,7 +84,7 @@ pub struct RawTenantSpec {
     pub org: Option<String>,
     /// The tenant's Fly app. May be omitted: the name then comes from the configured app-name template (default `{tenant}`).
     pub app: Option<RawApp>,
-    /// Machine groups, each a set of identical machines in one region. Group names are unique.
+    /// Machine groups, each a set of identical machines in one region or several. Group names are unique.
     pub machines: Option<Vec<RawMachineGroup>>,
     /// App secrets. Values never appear in a spec: each secret is generated, taken from a token, or supplied externally.
     pub secrets: Option<Vec<RawSecret>>,
@@ -109,17 +113,23 @@ pub struct RawApp {
     pub network: Option<String>,
 }
 
-/// A group of identical machines in one region.
+/// A group of identical machines in one region (`region`) or several (`regions`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename = "MachineGroup", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    { "required": ["region"] },
+    { "required": ["regions"] }
+]))]
 pub struct RawMachineGroup {
     /// Group name, unique within the tenant: a DNS label of at most 30 characters.
     #[schemars(required, length(min = 1, max = 30))]
     pub name: Option<String>,
-    /// Fly region code: three lowercase letters such as `ord` or `fra`.
-    #[schemars(required, regex(pattern = r"^[a-z]{3}$"))]
+    /// Fly region code: three lowercase letters such as `ord` or `fra`. Exactly one of region and regions.
+    #[schemars(regex(pattern = r"^[a-z]{3}$"))]
     pub region: Option<String>,
-    /// Number of machines. Default 1; at most 100 per group.
+    /// Several regions, one config: a list (count spread evenly, default one machine per region) or region → count.
+    pub regions: Option<RawRegions>,
+    /// Number of machines, across all regions. Default 1 (one per region with a `regions` list); at most 100 per group. With a `regions` mapping it may be left out, or must equal the sum.
     #[schemars(range(min = 0, max = 100))]
     pub count: Option<i64>,
     /// Container image reference, such as `nginx:1.27` or `registry.fly.io/my-app:latest`.
@@ -144,6 +154,18 @@ pub struct RawMachineGroup {
     /// Machines the proxy keeps running when autostop is on. Must not exceed count.
     #[schemars(range(min = 0, max = 100))]
     pub min_machines_running: Option<i64>,
+    /// What the machines run instead of the image's entrypoint and command.
+    pub init: Option<RawInit>,
+    /// Files written into each machine before it starts.
+    pub files: Option<Vec<RawFile>>,
+    /// Processes run side by side in each machine.
+    pub processes: Option<Vec<RawProcess>>,
+    /// How Fly asks a machine to stop. Default: Fly's (SIGINT, 5s).
+    pub stop_config: Option<RawStopConfig>,
+    /// The machines' resolver settings.
+    pub dns: Option<RawDns>,
+    /// Static files Fly's proxy serves from the machines.
+    pub statics: Option<Vec<RawStatic>>,
 }
 
 /// Machine CPU and memory: either a Fly size name, or cpu_kind/cpus/memory_mb.
@@ -165,6 +187,11 @@ pub struct RawGuest {
     /// Memory in MB, a multiple of 256: 256..=2048 per shared vCPU, or 2048..=8192 per performance vCPU and a multiple of 1024. Default: the minimum for the CPUs.
     #[schemars(range(min = 256))]
     pub memory_mb: Option<i64>,
+    /// GPU kind: `a10`, `l40s`, `a100-pcie-40gb` or `a100-sxm4-80gb`. Needs performance CPUs and a region that offers the kind.
+    pub gpu_kind: Option<GpuKind>,
+    /// Number of GPUs: 1, 2, 4 or 8. Default 1 with gpu_kind; needs gpu_kind.
+    #[schemars(range(min = 1, max = 8))]
+    pub gpus: Option<i64>,
 }
 
 /// A service Fly's proxy routes to the machines.
@@ -180,6 +207,8 @@ pub struct RawService {
     pub ports: Option<Vec<RawPort>>,
     /// Load limits per machine.
     pub concurrency: Option<RawConcurrency>,
+    /// Checks Fly's proxy runs against this service. `port` defaults to the service's internal_port.
+    pub checks: Option<Vec<RawCheck>>,
 }
 
 /// A public port of a service.
@@ -209,7 +238,7 @@ pub struct RawConcurrency {
     pub hard_limit: Option<i64>,
 }
 
-/// A machine health check.
+/// A health check: machine-level (a group's `checks`, by name) or service-level (`services[].checks`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename = "Check", deny_unknown_fields)]
 pub struct RawCheck {
@@ -230,6 +259,14 @@ pub struct RawCheck {
     pub method: Option<String>,
     /// HTTP path starting with '/' (http checks only). Default `/`.
     pub path: Option<String>,
+    /// `http` (default) or `https` (http checks only).
+    pub protocol: Option<CheckProtocol>,
+    /// Do not verify the TLS certificate (https checks only). Default false.
+    pub tls_skip_verify: Option<bool>,
+    /// Hostname to verify the TLS certificate against (https checks only).
+    pub tls_server_name: Option<String>,
+    /// Headers sent with the request (http checks only).
+    pub headers: Option<Vec<RawHeader>>,
 }
 
 /// Restart policy.

@@ -75,9 +75,31 @@ mod tests {
             .collect();
         assert_eq!(required, ["apiVersion", "kind", "metadata", "spec"]);
         let group = &s["$defs"]["MachineGroup"]["properties"];
-        for field in ["min_machines_running", "autostop", "guest", "checks"] {
+        for field in [
+            "min_machines_running",
+            "autostop",
+            "guest",
+            "checks",
+            "regions",
+            "init",
+            "files",
+            "processes",
+            "stop_config",
+            "dns",
+            "statics",
+        ] {
             assert!(group.get(field).is_some(), "MachineGroup.{field}");
         }
+        // Exactly one of region and regions; a file has exactly one source.
+        assert_eq!(
+            s["$defs"]["MachineGroup"]["oneOf"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(
+            s["$defs"]["File"]["oneOf"].as_array().map(Vec::len),
+            Some(3)
+        );
+        assert_eq!(s["$defs"]["FileMode"]["type"], "string");
         // A secret has no `value` property: plaintext values are not part of the language.
         assert!(s["$defs"]["Secret"]["properties"].get("value").is_none());
         assert_eq!(

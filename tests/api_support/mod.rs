@@ -54,13 +54,15 @@ pub fn server_key() -> ServerKey {
     ServerKey::parse(&SecretString::from(text)).unwrap()
 }
 
-/// The encryption key the API's sealed values use.
-pub fn keyring() -> flotilla::crypto::Keyring {
-    flotilla::crypto::Keyring::new(vec![(
-        flotilla::crypto::KeyId::parse("test").unwrap(),
-        flotilla::crypto::EncryptionKey::from_bytes(&[43u8; 32]),
-    )])
-    .unwrap()
+/// The encryption keys of every harness.
+pub fn keyring() -> Arc<flotilla::crypto::Keyring> {
+    Arc::new(
+        flotilla::crypto::Keyring::new(vec![(
+            flotilla::crypto::KeyId::parse("k1").unwrap(),
+            flotilla::crypto::EncryptionKey::from_bytes(&[5u8; 32]),
+        )])
+        .unwrap(),
+    )
 }
 
 pub async fn harness_on(url: String, label: &'static str, config: ApiConfig) -> Harness {
@@ -88,7 +90,7 @@ pub async fn harness_on(url: String, label: &'static str, config: ApiConfig) -> 
             .with_planner(reconciler)
             .with_wake(wake)
             .with_server_key(Arc::new(server_key()))
-            .with_keyring(Arc::new(keyring())),
+            .with_keyring(keyring()),
     );
     let local = Actor::local("test");
     let issue = async |scope| {

@@ -48,13 +48,16 @@ pub fn tenant(name: &str) -> TenantBuilder {
                 },
                 machines: vec![MachineGroup {
                     name: GroupName::parse("web").expect("group"),
-                    region: Region::parse("ord").expect("region"),
+                    region: Some(Region::parse("ord").expect("region")),
                     count: 1,
+                    regions: BTreeMap::new(),
                     image: "registry.fly.io/demo:v1".to_string(),
                     guest: Guest {
                         cpu_kind: CpuKind::Shared,
                         cpus: 1,
                         memory_mb: 256,
+                        gpu_kind: None,
+                        gpus: None,
                     },
                     env: BTreeMap::new(),
                     services: vec![],
@@ -67,6 +70,12 @@ pub fn tenant(name: &str) -> TenantBuilder {
                     autostop: AutoStop::Off,
                     autostart: true,
                     min_machines_running: None,
+                    init: Default::default(),
+                    files: vec![],
+                    processes: vec![],
+                    stop_config: Default::default(),
+                    dns: Default::default(),
+                    statics: vec![],
                 }],
                 secrets: vec![],
                 tokens: vec![],
@@ -244,4 +253,34 @@ pub fn test_fly_config(
         jitter_seed: Some(7),
     };
     c
+}
+
+/// The drafts of every tenant document in `yaml` (which must be valid).
+pub fn drafts(yaml: &str) -> Vec<TenantDraft> {
+    flotilla::spec::load_str("t.yaml", yaml, &flotilla::spec::ParseOptions::default())
+        .expect("a valid spec")
+        .into_iter()
+        .map(|d| TenantDraft {
+            tenant: d.tenant,
+            yaml: d.doc.text,
+        })
+        .collect()
+}
+
+/// A client of `sim` for tests: three attempts, no client-side pacing.
+pub fn sim_client(sim: &flotilla::sim::SimHandle) -> std::sync::Arc<dyn flotilla::fly::FlyApi> {
+    let mut config = test_fly_config(sim.org_token(), sim.base_url(), sim.graphql_url(), 3);
+    config.rate_limits.enabled = false;
+    std::sync::Arc::new(flotilla::fly::http::HttpFly::new(config).expect("client"))
+}
+
+/// A keyring of one key (`k1`) whose bytes are all `byte`.
+pub fn keyring(byte: u8) -> std::sync::Arc<flotilla::crypto::Keyring> {
+    std::sync::Arc::new(
+        flotilla::crypto::Keyring::new(vec![(
+            flotilla::crypto::KeyId::parse("k1").unwrap(),
+            flotilla::crypto::EncryptionKey::from_bytes(&[byte; 32]),
+        )])
+        .unwrap(),
+    )
 }

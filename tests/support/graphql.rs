@@ -1,7 +1,7 @@
 //! Checks for the GraphQL token calls, which the OpenAPI document does not
 //! cover (API-NOTES §4).
 //!
-//! Requests must be `{query, variables, operationName}` naming one of the four
+//! Requests must be `{query, variables, operationName}` naming one of the five
 //! operations the client is known to send, with a query text that declares
 //! that operation and variables that match its declarations. Responses must
 //! be `{data}` or `{errors: [{message}]}`, and `data` must have exactly the
@@ -54,6 +54,23 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
                     "limitedAccessToken": obj(json!({
                         "id": s, "tokenHeader": s_null, "expiresAt": s
                     }), false)
+                }), true)}),
+                false,
+            ),
+        ),
+        (
+            "ListLimitedAccessTokens",
+            "query",
+            obj(
+                json!({"app": obj(json!({
+                    "limitedAccessTokens": obj(json!({
+                        "nodes": {"type": "array", "nullable": true, "items": obj(json!({
+                            "id": s, "name": s, "expiresAt": s, "revokedAt": s_null
+                        }), true)},
+                        "pageInfo": obj(json!({
+                            "hasNextPage": {"type": "boolean"}, "endCursor": s_null
+                        }), false)
+                    }), true)
                 }), true)}),
                 false,
             ),
@@ -290,6 +307,8 @@ fn check_query_text(
         let base = ty.trim_end_matches('!');
         let ok = match base {
             "String" | "ID" => v.is_string() || (v.is_null() && !ty.ends_with('!')),
+            "Int" => v.is_i64() || (v.is_null() && !ty.ends_with('!')),
+            "Boolean" => v.is_boolean() || (v.is_null() && !ty.ends_with('!')),
             "JSON" => true,
             _ => v.is_object() || (v.is_null() && !ty.ends_with('!')),
         };
@@ -431,6 +450,78 @@ mod tests {
         assert_eq!(
             pointers(json!({"data": {"organization": null}, "trace": 1})),
             vec!["/trace"]
+        );
+    }
+
+    fn list_request(vars: Value) -> Value {
+        json!({
+            "query": "query ListLimitedAccessTokens($appName: String!, $first: Int, $after: String) { app(name: $appName) { limitedAccessTokens(first: $first, after: $after) { nodes { id name expiresAt revokedAt } pageInfo { hasNextPage endCursor } } } }",
+            "variables": vars,
+            "operationName": "ListLimitedAccessTokens"
+        })
+    }
+
+    #[test]
+    fn the_token_listing_is_held_to_its_shape() {
+        let pointers = |req: Value, resp: Value| -> Vec<String> {
+            let mut p: Vec<String> = check(&api(), &gql(req, resp))
+                .1
+                .into_iter()
+                .map(|v| v.pointer)
+                .collect();
+            p.sort();
+            p
+        };
+        let vars = json!({"appName": "a", "first": 100, "after": null});
+        let node = json!({"id": "t1", "name": "n", "expiresAt": "2030-01-01T00:00:00Z", "revokedAt": null});
+        let page = |nodes: Value, page_info: Value| json!({"data": {"app": {"limitedAccessTokens": {"nodes": nodes, "pageInfo": page_info}}}});
+        let last = json!({"hasNextPage": false, "endCursor": null});
+        assert_eq!(
+            pointers(
+                list_request(vars.clone()),
+                page(json!([node.clone()]), last.clone())
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            pointers(list_request(vars.clone()), json!({"data": {"app": null}})),
+            Vec::<String>::new()
+        );
+        // A value in a listing, a missing pageInfo, a wrong type: all caught.
+        let mut leaky = node.clone();
+        leaky["tokenHeader"] = json!("FlyV1 fm2_x");
+        assert_eq!(
+            pointers(
+                list_request(vars.clone()),
+                page(json!([leaky]), last.clone())
+            ),
+            vec!["/data/app/limitedAccessTokens/nodes/0/tokenHeader"]
+        );
+        assert_eq!(
+            pointers(
+                list_request(vars.clone()),
+                json!({"data": {"app": {"limitedAccessTokens": {"nodes": []}}}})
+            ),
+            vec!["/data/app/limitedAccessTokens"]
+        );
+        assert_eq!(
+            pointers(
+                list_request(vars),
+                page(json!([]), json!({"hasNextPage": "no", "endCursor": null}))
+            ),
+            vec!["/data/app/limitedAccessTokens/pageInfo/hasNextPage"]
+        );
+        // Variables: `first` is an Int, `appName` is required.
+        assert_eq!(
+            pointers(
+                list_request(json!({"appName": "a", "first": "100"})),
+                page(json!([]), last.clone())
+            ),
+            vec!["/variables/first"]
+        );
+        assert_eq!(
+            pointers(list_request(json!({"first": 1})), page(json!([]), last)),
+            vec!["/variables/appName"]
         );
     }
 }

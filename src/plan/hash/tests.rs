@@ -31,6 +31,10 @@ fn sample() -> MachineConfig {
             grace_period: None,
             method: None,
             path: Some("/healthz".into()),
+            protocol: None,
+            tls_skip_verify: false,
+            tls_server_name: None,
+            headers: Vec::new(),
         },
     );
     desired_config(&t, &g)
@@ -157,10 +161,21 @@ fn count_and_region_are_not_part_of_the_hash() {
     let g = group("web", 2);
     let mut scaled: MachineGroup = g.clone();
     scaled.count = 7;
-    scaled.region = crate::ids::Region::parse("ams").unwrap();
+    scaled.region = Some(crate::ids::Region::parse("ams").unwrap());
+    let mut spread = g.clone();
+    spread.region = None;
+    spread.regions = [("ams", 3), ("ord", 4)]
+        .into_iter()
+        .map(|(r, n)| (crate::ids::Region::parse(r).unwrap(), n))
+        .collect();
     assert_eq!(
         desired_config(&t, &g).metadata[meta::CONFIG_HASH],
         desired_config(&t, &scaled).metadata[meta::CONFIG_HASH]
+    );
+    // A group in several regions runs the same config.
+    assert_eq!(
+        desired_config(&t, &g).metadata[meta::CONFIG_HASH],
+        desired_config(&t, &spread).metadata[meta::CONFIG_HASH]
     );
 }
 
@@ -276,6 +291,10 @@ fn sparse_group() -> MachineGroup {
             grace_period: None,
             method: None,
             path: Some("/healthz".into()),
+            protocol: None,
+            tls_skip_verify: false,
+            tls_server_name: None,
+            headers: Vec::new(),
         },
     );
     g

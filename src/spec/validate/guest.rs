@@ -1,5 +1,6 @@
 //! Rules for a group's `guest`: a Fly size name (`shared-cpu-2x`) or a CPU
-//! kind and count, and memory in Fly's steps and per-vCPU bounds.
+//! kind and count, memory in Fly's steps and per-vCPU bounds, and GPUs (the
+//! rules and the table of regions are in `gpu`).
 
 use super::V;
 use crate::spec::error::{Path, SpecError};
@@ -54,6 +55,8 @@ pub fn size_guest(size: &str) -> Option<Guest> {
         cpu_kind: kind,
         cpus,
         memory_mb: memory_rules(kind).0 * cpus,
+        gpu_kind: None,
+        gpus: None,
     })
 }
 
@@ -131,6 +134,8 @@ impl V {
                         cpu_kind: kind,
                         cpus: c,
                         memory_mb: memory_rules(kind).0 * c,
+                        gpu_kind: None,
+                        gpus: None,
                     },
                     _ => {
                         self.err(
@@ -146,21 +151,25 @@ impl V {
                 }
             }
         };
-        let Some(memory) = g.memory_mb else {
-            return Some(base);
-        };
-        let errors = memory_errors(base.cpu_kind, base.cpus, memory);
-        if errors.is_empty() {
-            Some(Guest {
-                memory_mb: u32::try_from(memory).ok()?,
-                ..base
-            })
-        } else {
-            for e in errors {
-                self.err(p.key("memory_mb"), e);
+        let gpu = self.gpu(g.gpu_kind, g.gpus, Some(base.cpu_kind), p);
+        let memory_mb = match g.memory_mb {
+            None => Some(base.memory_mb),
+            Some(memory) => {
+                let errors = memory_errors(base.cpu_kind, base.cpus, memory);
+                let ok = errors.is_empty();
+                for e in errors {
+                    self.err(p.key("memory_mb"), e);
+                }
+                ok.then(|| u32::try_from(memory).ok()).flatten()
             }
-            None
-        }
+        };
+        let (gpu_kind, gpus) = gpu?;
+        Some(Guest {
+            memory_mb: memory_mb?,
+            gpu_kind,
+            gpus,
+            ..base
+        })
     }
 }
 

@@ -1,12 +1,14 @@
 //! Rules for `spec.machines[]`, one machine group each: name (unique),
-//! region, count, image, env names, metadata keys, restart policy, autostop
-//! and `min_machines_running`. A group's `guest`, `services` and `checks`
-//! have files of their own.
+//! image, env names, metadata keys, restart policy, autostop and
+//! `min_machines_running`. Where a group runs (`region`, `regions`,
+//! `count`), its `guest` (with GPUs), `services`, `checks`, `init`,
+//! `processes`, `stop_config`, `files`, `statics` and `dns` have files of
+//! their own.
 
 use std::collections::HashMap;
 
-use super::V;
-use crate::ids::{GroupName, Region};
+use super::{KnownSecrets, V};
+use crate::ids::GroupName;
 use crate::spec::error::{Path, SpecError};
 use crate::spec::model::{AutoStop, MachineGroup, RestartKind, RestartPolicy};
 use crate::spec::raw::{RawAutoStop, RawMachineGroup, RawRestart};
@@ -15,27 +17,30 @@ use crate::spec::raw::{RawAutoStop, RawMachineGroup, RawRestart};
 /// request per second, bursts of three; see `API-NOTES.md` §3), so a group of N
 /// machines takes at least N seconds to converge and holds up the tenant's
 /// other work meanwhile. A tenant slice with more than 100 identical machines
-/// in one region is far outside what flotilla is for and is most often a typo
+/// in one group is far outside what flotilla is for and is most often a typo
 /// (`1000` for `100`); several groups remain possible.
 pub const MAX_MACHINES_PER_GROUP: u32 = 100;
 
 pub const DEFAULT_COUNT: u32 = 1;
 
 impl V {
-    /// Every group of `spec.machines`; group names are unique.
+    /// Every group of `spec.machines`; group names are unique. `secrets`
+    /// are the app secrets the spec declares (for `files` and `processes`).
     pub(super) fn machines(
         &mut self,
         groups: &[RawMachineGroup],
+        secrets: &KnownSecrets,
         p: &Path,
     ) -> Option<Vec<MachineGroup>> {
         let mut seen = HashMap::new();
-        self.each(groups, p, |v, g, gp| v.group(g, gp, &mut seen))
+        self.each(groups, p, |v, g, gp| v.group(g, gp, secrets, &mut seen))
     }
 
     fn group(
         &mut self,
         g: &RawMachineGroup,
         p: &Path,
+        secrets: &KnownSecrets,
         seen: &mut HashMap<String, Path>,
     ) -> Option<MachineGroup> {
         let name = self.unique_name(
@@ -45,23 +50,7 @@ impl V {
             ("group name", "group name"),
             seen,
         );
-        let region = self
-            .required(&g.region, p, "region")
-            .and_then(|r| self.id(Region::parse, "region", r, p.key("region")));
-        let count = match g.count {
-            None => Some(DEFAULT_COUNT),
-            Some(c) if c > i64::from(MAX_MACHINES_PER_GROUP) => {
-                self.err(
-                    p.key("count"),
-                    SpecError::TooManyMachines {
-                        count: c,
-                        max: MAX_MACHINES_PER_GROUP,
-                    },
-                );
-                None
-            }
-            Some(c) => self.range(c, 0, MAX_MACHINES_PER_GROUP, p.key("count")),
-        };
+        let placement = self.placement(g, p);
         let image = self.required(&g.image, p, "image").and_then(|i| {
             if i.is_empty() || i.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 self.err(p.key("image"), SpecError::BadImage { value: i.clone() });
@@ -71,18 +60,18 @@ impl V {
             }
         });
         let guest = self.guest(g.guest.as_ref(), &p.key("guest"));
+        if let (Some(guest), Some(placement)) = (&guest, &placement)
+            && let Some(kind) = guest.gpu_kind
+        {
+            self.gpu_regions(
+                kind,
+                &placement.region_list(),
+                &p.key("guest").key("gpu_kind"),
+            );
+        }
 
         let env = g.env.clone().unwrap_or_default();
-        for key in env.keys() {
-            let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                self.err(
-                    p.key("env").key(key.clone()),
-                    SpecError::BadEnvName { key: key.clone() },
-                );
-            }
-        }
+        self.env_names(&env, &p.key("env"));
 
         let services = self.services(
             g.services.as_deref().unwrap_or_default(),
@@ -117,6 +106,7 @@ impl V {
             Some(RawAutoStop::Stop) | Some(RawAutoStop::True) => AutoStop::Stop,
             Some(RawAutoStop::Suspend) => AutoStop::Suspend,
         };
+        let count = placement.as_ref().map(|pl| pl.count);
         let min_machines_running = match (g.min_machines_running, count) {
             (None, _) => Some(None),
             (Some(m), Some(c)) if m > i64::from(c) => {
@@ -130,11 +120,27 @@ impl V {
                 .range(m, 0, MAX_MACHINES_PER_GROUP, p.key("min_machines_running"))
                 .map(Some),
         };
+        let init = self.init(g.init.as_ref(), &p.key("init"));
+        let files = self.files(
+            g.files.as_deref().unwrap_or_default(),
+            secrets,
+            &p.key("files"),
+        );
+        let processes = self.processes(
+            g.processes.as_deref().unwrap_or_default(),
+            secrets,
+            &p.key("processes"),
+        );
+        let stop_config = self.stop_config(g.stop_config.as_ref(), &p.key("stop_config"));
+        let dns = self.dns(g.dns.as_ref(), &p.key("dns"));
+        let statics = self.statics(g.statics.as_deref().unwrap_or_default(), &p.key("statics"));
 
+        let placement = placement?;
         Some(MachineGroup {
             name: name?,
-            region: region?,
-            count: count?,
+            region: placement.region,
+            count: placement.count,
+            regions: placement.regions,
             image: image?,
             guest: guest?,
             env,
@@ -145,6 +151,12 @@ impl V {
             autostop,
             autostart: g.autostart.unwrap_or(true),
             min_machines_running: min_machines_running?,
+            init: init?,
+            files: files?,
+            processes: processes?,
+            stop_config: stop_config?,
+            dns: dns?,
+            statics: statics?,
         })
     }
 

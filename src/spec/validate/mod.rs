@@ -15,17 +15,22 @@
 //! |---|---|
 //! | `metadata` | the document header (`apiVersion`, `kind`) and `metadata` (name, labels, annotations) |
 //! | `app` | `spec.app` and the app-name template |
-//! | `machines` | `spec.machines[]`: name, region, count, image, env, metadata, restart, autostop, minimum running |
+//! | `machines` | `spec.machines[]`: name, image, env, metadata, restart, autostop, minimum running |
+//! | `placement` | a group's `region`, `regions` and `count` |
 //! | `guest` | a group's `guest`: sizes, CPU kinds and counts, memory |
-//! | `services` | a group's `services[]`: ports, handlers, concurrency |
-//! | `checks` | a group's `checks`: names, ports, timing, HTTP-only fields |
+//! | `gpu` | a guest's GPUs, and the table of GPU kinds and the regions that offer them |
+//! | `services` | a group's `services[]`: ports, handlers, concurrency, service checks |
+//! | `checks` | machine and service checks: names, ports, timing, HTTP and HTTPS fields, headers |
+//! | `process` | a group's `init`, `processes[]` and `stop_config` |
+//! | `files` | a group's `files[]` and `statics[]` |
+//! | `dns` | a group's `dns` |
 //! | `secrets` | `spec.secrets[]`: exactly one source, lengths, `fromToken` references |
 //! | `tokens` | `spec.tokens[]`: expiry, renewal, grace, schedule, deliveries into app secrets |
 //! | `cron` | the cron dialect of token schedules (shared with `rotation`) |
 //! | `certificates` | `spec.certificates[]` |
 //! | `ips` | `spec.ips[]` |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::ParseOptions;
 use super::duration::parse_duration;
@@ -38,10 +43,15 @@ mod app;
 mod certificates;
 mod checks;
 mod cron;
+mod dns;
+mod files;
+mod gpu;
 mod guest;
 mod ips;
 mod machines;
 mod metadata;
+mod placement;
+mod process;
 mod secrets;
 mod services;
 #[cfg(test)]
@@ -51,8 +61,11 @@ mod tokens;
 pub use app::render_app_name;
 pub use checks::{DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_CHECK_TIMEOUT_SECS};
 pub use cron::{check_cron, cron_parser};
+pub use files::MAX_FILE_BYTES;
+pub use gpu::{GPU_COUNTS, GPU_REGIONS, gpu_regions};
 pub use guest::{allowed_cpus, memory_errors, memory_rules, size_guest, size_names};
 pub use machines::{DEFAULT_COUNT, MAX_MACHINES_PER_GROUP};
+pub use process::MAX_STOP_TIMEOUT_SECS;
 pub use secrets::{DEFAULT_SECRET_LENGTH, SECRET_LENGTH_RANGE};
 pub use tokens::{DEFAULT_TOKEN_EXPIRY_SECS, DEFAULT_TOKEN_GRACE_SECS};
 
@@ -74,6 +87,39 @@ pub(crate) fn validate(
             Err(v.errors)
         }
     }
+}
+
+/// The app secrets a spec declares, by name, with where each value comes
+/// from: `external`, `generate`, `fromToken`, or `deliverTo` for a name only
+/// a token's `deliverTo.appSecrets` sets (`invalid` for an entry with no
+/// single source, reported with the secret).
+type KnownSecrets = BTreeMap<String, &'static str>;
+
+fn known_secrets(secrets: &[RawSecret], tokens: &[RawToken]) -> KnownSecrets {
+    let mut known = KnownSecrets::new();
+    for t in tokens {
+        for name in t
+            .deliver_to
+            .as_ref()
+            .and_then(|d| d.app_secrets.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            known.insert(name.clone(), "deliverTo");
+        }
+    }
+    for s in secrets {
+        let source = match (&s.generate, &s.from_token, &s.external) {
+            (None, None, Some(_)) => "external",
+            (Some(_), None, None) => "generate",
+            (None, Some(_), None) => "fromToken",
+            _ => "invalid",
+        };
+        if let Some(name) = &s.name {
+            known.insert(name.clone(), source);
+        }
+    }
+    known
 }
 
 #[derive(Default)]
@@ -274,14 +320,15 @@ impl V {
             .required(&s.org, p, "org")
             .and_then(|o| self.id(OrgSlug::parse, "Fly org slug", o, p.key("org")));
         let app = self.app(s.app.as_ref(), &p.key("app"), tenant, org.as_ref(), opts);
+        let tokens = s.tokens.as_deref().unwrap_or_default();
+        let secrets = s.secrets.as_deref().unwrap_or_default();
         let machines = self.machines(
             s.machines.as_deref().unwrap_or_default(),
+            &known_secrets(secrets, tokens),
             &p.key("machines"),
         );
-        let tokens = s.tokens.as_deref().unwrap_or_default();
         let tokens_p = p.key("tokens");
         let token_specs = self.tokens(tokens, &tokens_p);
-        let secrets = s.secrets.as_deref().unwrap_or_default();
         let secret_specs = self.secrets(secrets, tokens, &p.key("secrets"));
         self.deliveries(secrets, tokens, &tokens_p);
         let certificates = self.certificates(
@@ -322,7 +369,9 @@ mod tests {
             Guest {
                 cpu_kind: CpuKind::Shared,
                 cpus: 1,
-                memory_mb: 256
+                memory_mb: 256,
+                gpu_kind: None,
+                gpus: None,
             }
         );
         assert_eq!(

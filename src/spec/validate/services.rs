@@ -1,6 +1,7 @@
 //! Rules for a group's `services[]`: internal and public ports (a public
-//! port and protocol appear once per group), handlers, `force_https` and
-//! concurrency limits.
+//! port and protocol appear once per group), handlers, `force_https`,
+//! concurrency limits and service-level checks (the rules of `checks`, with
+//! the service's internal port as the default port).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -99,11 +100,17 @@ impl V {
                 }
             }
         };
+        let checks = self.each(
+            s.checks.as_deref().unwrap_or_default(),
+            &p.key("checks"),
+            |v, c, cp| v.check(c, cp, s.internal_port),
+        );
         Some(Service {
             protocol,
             internal_port: u16::try_from(internal_port?).ok()?,
             ports: ports?,
             concurrency: concurrency?,
+            checks: checks?,
         })
     }
 }

@@ -162,6 +162,10 @@ fn every_finding() -> Vec<Finding> {
             group: GroupName::parse("web").unwrap(),
             pending: 1,
         },
+        Finding::WaitsForSecret {
+            group: GroupName::parse("web").unwrap(),
+            secret: SecretName::parse("TLS_KEY").unwrap(),
+        },
         Finding::DeletionBlocked {
             foreign_machines: 1,
         },
@@ -182,6 +186,7 @@ fn every_finding() -> Vec<Finding> {
             | Finding::TokenNotManaged { .. }
             | Finding::RolloutFailed { .. }
             | Finding::RolloutInProgress { .. }
+            | Finding::WaitsForSecret { .. }
             | Finding::DeletionBlocked { .. }
             | Finding::CreateInFlight { .. } => {}
         }

@@ -1,0 +1,404 @@
+//! Crash at every call of the token lifecycle: for each Fly call that
+//! minting a tenant's first token, or rotating it, makes, flotilla stops
+//! there (before the request, or after it took effect with the response
+//! lost), or the call alone fails (a 503 without effect, a 502 after it took
+//! effect); then a fresh controller on the same database and simulator
+//! converges. Afterwards: exactly one ACTIVE token, no token minted twice
+//! under one name, every live flotilla token on Fly is one the record knows
+//! (ACTIVE, or RETIRING within its grace), the registry credential is a token
+//! Fly accepts, and once the grace has passed only the ACTIVE token is live.
+//!
+//! Deterministic: the wrapper stops at a call index; the clock is manual and
+//! shared with the simulator (token expiry, grace and settle windows).
+
+mod common;
+#[path = "reconcile_crash/crashfly.rs"]
+#[allow(dead_code)] // shared with reconcile_crash, which uses all of it
+mod crashfly;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla::clock::{ManualClock, SharedClock};
+use flotilla::crypto::Keyring;
+use flotilla::fly::FlyApi;
+use flotilla::ids::TenantName;
+use flotilla::ops::{Actor, Ops, RotationAsk};
+use flotilla::reconcile::status::TenantStatus;
+use flotilla::reconcile::tokens::TokenSettings;
+use flotilla::reconcile::{Outcome, ReconcileOptions, Reconciler};
+use flotilla::rotation::Policy;
+use flotilla::sim::{SimConfig, SimHandle};
+use flotilla::spec::ParseOptions;
+use flotilla::store::access::{Stores, connect_stores};
+use jiff::{SignedDuration, Timestamp};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crashfly::{Call, CrashFly, Mode};
+
+const SPEC: &str = r#"
+apiVersion: flotilla.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: crash
+spec:
+  org: personal
+  machines:
+    - name: web
+      region: ord
+      count: 1
+      image: nginx:1.27
+  secrets:
+    - name: FLY_API_TOKEN
+      fromToken: deploy
+  tokens:
+    - name: deploy
+      expiry: 30d
+      grace: 10m
+"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// The first token, minted once the app exists.
+    Provision,
+    /// A converged tenant's token, rotated on request.
+    Rotate,
+    /// After a rotation, the grace period of the replaced token ends: it is
+    /// revoked.
+    Retire,
+    /// A tenant with a token in grace is deleted: every token is revoked
+    /// before the app goes.
+    Teardown,
+}
+
+struct World {
+    sim: SimHandle,
+    fly: Arc<dyn FlyApi>,
+    stores: Stores,
+    ops: Ops,
+    clock: ManualClock,
+}
+
+fn name() -> TenantName {
+    TenantName::parse("crash").unwrap()
+}
+
+fn keyring() -> Arc<Keyring> {
+    common::keyring(9)
+}
+
+impl World {
+    async fn new() -> World {
+        let clock = ManualClock::new("2026-06-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        let sim = flotilla::sim::start(SimConfig {
+            transition_delay: Duration::from_millis(5),
+            clock: Arc::new(clock.clone()),
+            rate_limits: false,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        let fly = common::sim_client(&sim);
+        let shared: SharedClock = Arc::new(clock.clone());
+        let stores = connect_stores("sqlite::memory:", shared.clone())
+            .await
+            .expect("store");
+        let ops = Ops::new(stores.clone(), shared, ParseOptions::default()).with_keyring(keyring());
+        stores
+            .tenants
+            .apply(&common::drafts(SPEC))
+            .await
+            .expect("apply");
+        World {
+            sim,
+            fly,
+            stores,
+            ops,
+            clock,
+        }
+    }
+
+    fn reconciler(&self, fly: Arc<dyn FlyApi>, seed: u64) -> Reconciler {
+        let mut o = ReconcileOptions::default();
+        o.execute.settle_timeout = Duration::from_secs(5);
+        o.execute.lease_retry_delay = Duration::from_millis(10);
+        Reconciler::with_rng(
+            fly,
+            self.stores.tenants.clone(),
+            Arc::new(self.clock.clone()),
+            o,
+            StdRng::seed_from_u64(seed),
+        )
+        .with_tokens(TokenSettings {
+            vault: self.stores.vault.clone(),
+            keyring: keyring(),
+            policy: Policy::default(),
+        })
+    }
+
+    async fn status(&self) -> TenantStatus {
+        let record = self.stores.tenants.get(&name()).await.unwrap().unwrap();
+        TenantStatus::from_json(&record.status)
+    }
+
+    /// Converged: Ready, nothing to plan, no rotation in progress, no
+    /// request outstanding.
+    async fn converged(&self, out: &Outcome) -> bool {
+        if !out.ready {
+            return false;
+        }
+        let records = self.stores.vault.list_token_records(&name()).await.unwrap();
+        if records
+            .iter()
+            .any(|r| r.record.rotation.is_some() || r.record.requested.is_some())
+        {
+            return false;
+        }
+        let record = self.stores.tenants.get(&name()).await.unwrap().unwrap();
+        let r = self.reconciler(self.fly.clone(), 0);
+        r.dry_run(&record).await.is_ok_and(|d| d.plan.is_empty())
+    }
+
+    async fn later(&self) {
+        self.clock.advance(SignedDuration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    /// flotilla's tokens on the simulator: (id, name, revoked).
+    fn sim_tokens(&self) -> Vec<(String, String, bool)> {
+        self.sim.snapshot()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"].as_str().unwrap().starts_with("flotilla/crash/"))
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap().to_string(),
+                    t["name"].as_str().unwrap().to_string(),
+                    t["revoked"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+async fn prepare(scenario: Scenario) -> World {
+    let w = World::new().await;
+    if scenario == Scenario::Provision {
+        return w;
+    }
+    let r = w.reconciler(w.fly.clone(), 100);
+    converge(&w, &r, "setup", Scenario::Provision).await;
+    w.ops
+        .request_rotation(&Actor::local("test"), "crash", None, RotationAsk::Rotate)
+        .await
+        .unwrap();
+    match scenario {
+        Scenario::Provision | Scenario::Rotate => {}
+        Scenario::Retire => {
+            converge(&w, &r, "setup", Scenario::Rotate).await;
+            assert_eq!(w.sim_tokens().iter().filter(|t| !t.2).count(), 2);
+            w.clock.advance(SignedDuration::from_secs(11 * 60));
+        }
+        Scenario::Teardown => {
+            converge(&w, &r, "setup", Scenario::Rotate).await;
+            w.stores.tenants.mark_for_deletion(&name()).await.unwrap();
+        }
+    }
+    w
+}
+
+/// Whether the scenario is done after `out`.
+async fn done(w: &World, out: &Outcome, scenario: Scenario) -> bool {
+    match scenario {
+        Scenario::Teardown => w.stores.tenants.get(&name()).await.unwrap().is_none(),
+        Scenario::Retire => {
+            w.converged(out).await && w.sim_tokens().iter().filter(|t| !t.2).count() == 1
+        }
+        Scenario::Provision | Scenario::Rotate => w.converged(out).await,
+    }
+}
+
+async fn converge(w: &World, r: &Reconciler, what: &str, scenario: Scenario) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for _ in 0..30 {
+        let out = r.reconcile(&name()).await.expect("reconcile");
+        outcomes.push(out.clone());
+        if done(w, &out, scenario).await {
+            return outcomes;
+        }
+        w.later().await;
+    }
+    panic!(
+        "{what}: not converged in 30 activations; outcomes {outcomes:?}\nstatus {:#?}\ntokens {:?}",
+        w.status().await,
+        w.sim_tokens()
+    );
+}
+
+async fn until_crash(w: &World, fly: &Arc<CrashFly>, scenario: Scenario) -> (bool, Vec<Outcome>) {
+    let r = w.reconciler(fly.clone(), 1);
+    let tenant = name();
+    let mut outcomes = Vec::new();
+    for _ in 0..30 {
+        let out = tokio::select! {
+            biased;
+            _ = fly.crashed.notified() => return (true, outcomes),
+            out = r.reconcile(&tenant) => out.expect("reconcile"),
+        };
+        outcomes.push(out.clone());
+        if done(w, &out, scenario).await {
+            return (false, outcomes);
+        }
+        w.later().await;
+    }
+    panic!("the scenario did not converge without a crash: {outcomes:?}");
+}
+
+/// The end state, then the same after the grace period. Teardown: nothing
+/// of flotilla's is live and the tenant is gone.
+async fn check(w: &World, what: &str, scenario: Scenario) {
+    if scenario == Scenario::Teardown {
+        assert!(
+            w.stores.tenants.get(&name()).await.unwrap().is_none(),
+            "{what}"
+        );
+        let live: Vec<_> = w.sim_tokens().into_iter().filter(|t| !t.2).collect();
+        assert!(live.is_empty(), "{what}: live after teardown {live:?}");
+        return;
+    }
+    let records = w.stores.vault.list_token_records(&name()).await.unwrap();
+    assert_eq!(records.len(), 1, "{what}");
+    let record = &records[0].record;
+    let active = record.active.as_ref().expect("an ACTIVE token");
+    let known: Vec<&str> = std::iter::once(&active.credential)
+        .chain(record.retiring.iter().map(|r| &r.credential))
+        .map(|c| c.fly_token_id.as_str())
+        .collect();
+    let tokens = w.sim_tokens();
+    for (id, name, revoked) in &tokens {
+        assert!(
+            *revoked || known.contains(&id.as_str()),
+            "{what}: live token {name} ({id}) is not in the record {record:#?}"
+        );
+    }
+    let mut names: Vec<&String> = tokens.iter().map(|(_, n, _)| n).collect();
+    names.sort();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(
+        before,
+        names.len(),
+        "{what}: a name minted twice: {tokens:?}"
+    );
+
+    let value = w
+        .ops
+        .registry_credential(&Actor::local("test"), "crash")
+        .await
+        .unwrap_or_else(|e| panic!("{what}: registry: {e}"))
+        .password;
+    let info = w
+        .fly
+        .inspect_token(&value)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the registry token is not valid: {e}"));
+    assert_eq!(info.apps, vec!["crash".to_string()], "{what}");
+
+    // After the grace period only the ACTIVE token is live.
+    w.clock.advance(SignedDuration::from_secs(11 * 60));
+    let r = w.reconciler(w.fly.clone(), 50);
+    for _ in 0..5 {
+        r.reconcile(&name()).await.unwrap();
+    }
+    let live: Vec<(String, String, bool)> = w.sim_tokens().into_iter().filter(|t| !t.2).collect();
+    assert_eq!(live.len(), 1, "{what}: live tokens after grace {live:?}");
+    assert_eq!(live[0].0, active.credential.fly_token_id.as_str(), "{what}");
+}
+
+fn modes(call: &Call) -> &'static [Mode] {
+    // A held (late) mint is the lost-response case (`Lost`) seen from the
+    // listing: the same resolution path.
+    if call.create || call.write {
+        &[Mode::Before, Mode::After, Mode::Lost, Mode::Fail]
+    } else {
+        &[Mode::Before]
+    }
+}
+
+/// Calls of the token lifecycle (the rest is covered by `reconcile_crash`).
+fn is_token_call(call: &Call) -> bool {
+    matches!(
+        call.name,
+        "create_deploy_token" | "inspect_token" | "list_tokens" | "revoke_token" | "update_secrets"
+    )
+}
+
+async fn every_call(scenario: Scenario) {
+    let w = prepare(scenario).await;
+    let reference = Arc::new(CrashFly::new(w.fly.clone(), None));
+    assert!(!until_crash(&w, &reference, scenario).await.0);
+    let calls = reference.log();
+    check(&w, &format!("{scenario:?} without a crash"), scenario).await;
+
+    let mut runs = 0;
+    for (i, call) in calls.iter().enumerate() {
+        if !is_token_call(call) {
+            continue;
+        }
+        for &mode in modes(call) {
+            let what = format!("{scenario:?}: {mode:?} call #{i} ({})", call.name);
+            let w = prepare(scenario).await;
+            let fly = Arc::new(CrashFly::new(w.fly.clone(), Some((i, mode))));
+            let (crashed, _) = until_crash(&w, &fly, scenario).await;
+            assert_eq!(crashed, !matches!(mode, Mode::Lost | Mode::Fail), "{what}");
+            if crashed {
+                let r = w.reconciler(w.fly.clone(), 2 + i as u64);
+                let outcomes = converge(&w, &r, &what, scenario).await;
+                assert!(
+                    outcomes.iter().all(|o| o.failed == 0),
+                    "{what}: {outcomes:?}"
+                );
+            }
+            check(&w, &what, scenario).await;
+            runs += 1;
+        }
+    }
+    let names: Vec<&str> = calls.iter().map(|c| c.name).collect();
+    eprintln!(
+        "{scenario:?}: {} calls ({names:?}), {runs} runs",
+        calls.len()
+    );
+    let expected: &[&str] = match scenario {
+        Scenario::Provision | Scenario::Rotate => {
+            &["create_deploy_token", "inspect_token", "update_secrets"]
+        }
+        Scenario::Retire => &["revoke_token"],
+        Scenario::Teardown => &["revoke_token", "list_tokens"],
+    };
+    for e in expected {
+        assert!(names.contains(e), "{scenario:?}: no {e} in {names:?}");
+    }
+    assert!(runs >= 4, "every token call was tried ({runs} runs)");
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_the_first_mint_leaves_one_active_token() {
+    every_call(Scenario::Provision).await;
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_rotation_loses_and_leaks_nothing() {
+    every_call(Scenario::Rotate).await;
+}
+
+#[tokio::test]
+async fn a_crash_while_retiring_the_replaced_token_still_revokes_it_once() {
+    every_call(Scenario::Retire).await;
+}
+
+#[tokio::test]
+async fn a_crash_during_teardown_still_revokes_every_token() {
+    every_call(Scenario::Teardown).await;
+}
