@@ -220,16 +220,27 @@ async fn rotation_retries_a_value_written_underneath(url: &str) {
     let again = ops.rotate_keys(&local()).await.unwrap();
     assert_eq!((again.reencrypted, again.already_active), (0, ROWS));
     // Re-encryption is not setting: `secrets list` keeps the time each
-    // value was set (by the writer, here, before the rotation replaced it).
+    // value was set. Rotate once more, to a third key (every row replaced,
+    // nobody interfering now), and compare.
     let listed = ops.list_secrets(&local(), "sec").await.unwrap();
     assert_eq!(listed.len(), ROWS);
     assert!(listed.iter().all(|s| s.declared && s.set_at.is_some()));
-    let set_before: Vec<_> = listed_before.iter().map(|s| s.set_at).collect();
-    let set_after: Vec<_> = listed.iter().map(|s| s.set_at).collect();
-    assert!(
-        set_after.iter().zip(&set_before).all(|(a, b)| a >= b),
-        "{set_before:?} {set_after:?}"
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let k3 = random_key();
+    let third = Ops::new(
+        stores.clone(),
+        Arc::new(SystemClock),
+        ParseOptions::default(),
+    )
+    .with_keyring(Arc::new(ring(&[("k3", &k3), ("k2", &k2)])));
+    let r = third.rotate_keys(&local()).await.unwrap();
+    assert_eq!((r.reencrypted, r.retries), (ROWS, 0), "{r:?}");
+    let relisted = third.list_secrets(&local(), "sec").await.unwrap();
+    assert_eq!(
+        relisted, listed,
+        "re-encryption changed when values were set"
     );
+    assert_ne!(listed_before, listed, "the writer's values were set later");
 }
 
 async fn rotation_while_another_task_keeps_writing(url: &str) {
