@@ -80,9 +80,24 @@ impl FromRequestParts<ApiState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let id = request_id_of(parts);
+        let config = &state.inner.config;
         let addr = peer(parts);
-        let ip = addr.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        let source = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        // Behind Fly's proxy the socket is the proxy; the client is in
+        // Fly-Client-IP (trusted only when configured: anyone can send it).
+        let forwarded = config
+            .trust_fly_client_ip
+            .then(|| parts.headers.get(FLY_CLIENT_IP))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let ip = forwarded
+            .or(addr.map(|a| a.ip()))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let source = match (forwarded, addr) {
+            (Some(f), _) => f.to_string(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => "unknown".to_string(),
+        };
         let limiter = &state.inner.limiter;
         if let Some(secs) = limiter.blocked_for(ip) {
             let mut e = ApiError::new(
@@ -107,11 +122,24 @@ impl FromRequestParts<ApiState> for Caller {
             None => Err(AuthFailure::Malformed),
         };
         match result {
-            Ok(principal) => Ok(Caller(Actor {
-                principal,
-                source,
-                request_id: id.0,
-            })),
+            Ok(principal) => {
+                let actor = Actor {
+                    principal,
+                    source,
+                    request_id: id.0.clone(),
+                };
+                if actor.is_admin() && !admin_allowed(config.admin_allowed.as_deref(), ip) {
+                    metrics::counter!("flotilla_api_admin_refused_total").increment(1);
+                    tracing::warn!(source = %actor.source, request_id = %actor.request_id, "an admin credential was used from outside the admin allow-list");
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "admin credentials are accepted only from the admin allow-list (--admin-allowed-ips)",
+                    )
+                    .with_request_id(&id));
+                }
+                Ok(Caller(actor))
+            }
             Err(AuthFailure::Store) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -135,6 +163,19 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// The header Fly's proxy puts the client's address in.
+const FLY_CLIENT_IP: &str = "fly-client-ip";
+
+/// Whether `ip` may use an admin credential (`None`: no allow-list).
+fn admin_allowed(allowed: Option<&[ipnet::IpNet]>, ip: IpAddr) -> bool {
+    // An IPv4 client seen through an IPv6 socket is matched as IPv4.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    allowed.is_none_or(|nets| nets.iter().any(|n| n.contains(&ip)))
+}
+
 fn reason(f: AuthFailure) -> &'static str {
     match f {
         AuthFailure::NoServerKey => "no_server_key",
@@ -150,6 +191,22 @@ fn reason(f: AuthFailure) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_allow_list_matches_networks_and_mapped_addresses() {
+        let nets: Vec<ipnet::IpNet> = ["10.0.0.0/8", "fdaa::/16"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(admin_allowed(None, ip("203.0.113.9")));
+        assert!(admin_allowed(Some(&nets), ip("10.1.2.3")));
+        assert!(admin_allowed(Some(&nets), ip("::ffff:10.1.2.3")));
+        assert!(admin_allowed(Some(&nets), ip("fdaa:0:1::5")));
+        assert!(!admin_allowed(Some(&nets), ip("11.0.0.1")));
+        assert!(!admin_allowed(Some(&nets), ip("2001:db8::1")));
+        assert!(!admin_allowed(Some(&[]), ip("10.1.2.3")));
+    }
 
     #[test]
     fn an_address_is_blocked_after_its_burst_of_failures_and_only_it() {

@@ -57,6 +57,13 @@ pub struct ApiConfig {
     /// Failed authentications per source address per minute before it is
     /// answered 429 for a while.
     pub auth_failures_per_minute: u32,
+    /// Admin credentials are accepted only from these networks (`None`: from
+    /// anywhere). Tenant credentials are not affected.
+    pub admin_allowed: Option<Vec<ipnet::IpNet>>,
+    /// Take the client's address from `Fly-Client-IP` (set by Fly's proxy)
+    /// instead of the socket: only when flotilla runs behind that proxy, since
+    /// anyone else can send the header.
+    pub trust_fly_client_ip: bool,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +73,8 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            admin_allowed: None,
+            trust_fly_client_ip: false,
             auth_failures_per_minute: 10,
         }
     }

@@ -89,6 +89,16 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub resync_secs: u64,
+    /// Accept admin credentials only from these networks (comma-separated
+    /// CIDRs, e.g. `10.0.0.0/8,fdaa::/16`); tenant credentials are not
+    /// affected. Default: from anywhere.
+    #[arg(long, env = "FLOTILLA_ADMIN_ALLOWED_IPS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub admin_allowed_ips: Option<Vec<ipnet::IpNet>>,
+    /// Take the client's address from the Fly-Client-IP header (for the
+    /// admin allow-list, the failure limit and the audit trail). Only behind
+    /// Fly's proxy: anyone else can send that header.
+    #[arg(long, env = "FLOTILLA_TRUST_FLY_CLIENT_IP")]
+    pub trust_fly_client_ip: bool,
     /// Let the registry-token endpoint hand the org token to a tenant that
     /// has no minted deploy token (each use warned, audited and counted).
     /// Off by default: customer apps should never hold the org credential.
@@ -207,6 +217,8 @@ pub async fn serve(
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         max_connections: args.max_connections.max(1),
         auth_failures_per_minute: args.auth_failures_per_minute.max(1),
+        admin_allowed: args.admin_allowed_ips.clone(),
+        trust_fly_client_ip: args.trust_fly_client_ip,
     };
     let app = api::router(ApiState::new(ops.clone(), Some(metrics), config.clone()));
     let http_shutdown = shutdown.clone();
@@ -258,6 +270,14 @@ pub async fn serve(
     }
     lock.release().await;
     Ok(())
+}
+
+/// One network of `--admin-allowed-ips`: a CIDR, or a single address.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or a CIDR network such as 10.0.0.0/8"))
 }
 
 /// The demo's stand-in for an operator: the simulator gives every stored
