@@ -97,6 +97,18 @@ async fn isolation_matrix_another_tenants_credential_reads_and_changes_nothing()
             ),
             (
                 Method::GET,
+                "/api/v1/tenants/globex/secrets",
+                None,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/tenants/globex/secrets/DB_PASSWORD",
+                Some(("application/json", json!({"value": "v"}).to_string())),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::GET,
                 "/api/v1/events?tenant=globex",
                 None,
                 StatusCode::NOT_FOUND,

@@ -128,7 +128,7 @@ fn plaintext_secret_values_are_never_allowed() {
         0,
         &[
             "8:7: spec.secrets[0]: a secret needs exactly one of `generate`, `fromToken` or `external` (found none)",
-            "9:7: spec.secrets[0].value: plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (flotilla cannot set external values yet: set them on the Fly app itself, for example with `fly secrets set`)",
+            "9:7: spec.secrets[0].value: plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (declare it `external` and store its value with `flotilla secrets set TENANT NAME`, which keeps it encrypted)",
             "10:7: spec.secrets[1]: a secret needs exactly one of `generate`, `fromToken` or `external` (found `generate` and `external`)",
             "14:18: spec.secrets[2].fromToken: `fromToken` names token `deploy`, but spec.tokens has no such token (tokens: (none))",
         ],

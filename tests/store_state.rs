@@ -124,6 +124,11 @@ fn full_ledger() -> Ledger {
         certificate_checks: [(host, t0())].into(),
         secrets: [SecretName::parse("SESSION_KEY").unwrap()].into(),
         secrets_version: Some(3),
+        external_delivered: [(
+            SecretName::parse("SESSION_KEY").unwrap(),
+            flotilla::crypto::Fingerprint::of_bytes(b"v"),
+        )]
+        .into(),
     }
 }
 
@@ -341,7 +346,8 @@ mod cases {
         let s = &db.store;
         s.create(&tenant("acme").draft()).await.unwrap();
         let ledger_cases = [
-            (r#"{"schemaVersion": 2}"#, "schema version 2"),
+            (r#"{"schemaVersion": 3}"#, "schema version 3"),
+            (r#"{"schemaVersion": 2}"#, "missing field `appOwned`"),
             (
                 r#"{"schemaVersion": 1, "appOwned": true}"#,
                 "missing field `ips`",
@@ -531,6 +537,8 @@ mod cases {
 
         let mut want_full = full_ledger();
         want_full.secrets_version = Some(3);
+        // Migrated ledgers are version 1: nothing delivered from the vault.
+        want_full.external_delivered.clear();
         assert_eq!(s.read_ledger(&name("full")).await.unwrap(), Some(want_full));
         assert_eq!(
             s.read_ledger(&name("partial")).await.unwrap(),

@@ -115,16 +115,21 @@ impl ApiError {
     pub fn from_ops(e: OpsError, request_id: &str) -> Self {
         let code = e.code();
         let status = match code {
-            "invalid_name" | "invalid_credential_id" => StatusCode::BAD_REQUEST,
+            "invalid_name" | "invalid_credential_id" | "invalid_secret_name" | "invalid_value" => {
+                StatusCode::BAD_REQUEST
+            }
+            "value_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "not_found" | "credential_not_found" => StatusCode::NOT_FOUND,
             "invalid_spec" | "no_documents" | "duplicate_tenant" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             "precondition_failed" => StatusCode::PRECONDITION_FAILED,
             "forbidden" => StatusCode::FORBIDDEN,
-            "credential_live" | "app_name_taken" | "already_exists" | "no_token" => {
-                StatusCode::CONFLICT
-            }
+            "credential_live"
+            | "app_name_taken"
+            | "already_exists"
+            | "no_token"
+            | "secret_not_external" => StatusCode::CONFLICT,
             "no_server_key" | "no_controller" | "busy" | "no_planner" | "no_keyring" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -1,6 +1,6 @@
 //! The REST API `flotilla serve` answers on `--listen`: tenants, events,
-//! credentials, plus `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
-//! One router ([`router`]); an edge over `ops` like the CLI.
+//! credentials, tokens, `external` secret values, plus `/healthz`,
+//! `/readyz`, `/metrics` and `/openapi.json`. One router ([`router`]); an edge over `ops` like the CLI.
 //!
 //! * Authentication: `Authorization: Bearer <credential>` (`auth`); a tenant
 //!   credential sees only its own tenant, every other answers 404. Failed
@@ -19,6 +19,7 @@ mod auth;
 pub mod error;
 pub mod listen;
 pub mod openapi;
+mod secrets;
 mod tenants;
 mod tokens;
 
@@ -168,6 +169,11 @@ pub fn router(state: ApiState) -> Router {
             get(tokens::registry_token),
         )
         .route("/api/v1/tenants/{name}/tokens", get(tokens::list))
+        .route("/api/v1/tenants/{name}/secrets", get(secrets::list))
+        .route(
+            "/api/v1/tenants/{name}/secrets/{secret}",
+            axum::routing::put(secrets::set),
+        )
         .route(
             "/api/v1/tenants/{name}/tokens/{token}/rotate",
             post(tokens::rotate),

@@ -7,11 +7,13 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{DiagnosticView, ErrorBody, ErrorDetail};
+use super::secrets::SetSecretRequest;
 use super::tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
 use super::tokens::{RegistryToken, RotateRequest};
 use crate::ops::view::{
     ApplyResponse, ApplyResultView, CredentialView, EventList, EventView, ListMetadata, PlanView,
-    StatusView, StepView, TenantList, TenantMetadata, TenantObject,
+    SecretList, SecretSetView, SecretView, StatusView, StepView, TenantList, TenantMetadata,
+    TenantObject,
 };
 
 #[derive(OpenApi)]
@@ -41,17 +43,21 @@ use crate::ops::view::{
         super::tokens::list,
         super::tokens::rotate,
         super::tokens::regenerate,
+        super::secrets::set,
+        super::secrets::list,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DiagnosticView, TenantObject, TenantMetadata, TenantList,
         ListMetadata, StatusView, EventView, EventList, PlanView, StepView, ApplyRequest,
         ApplyFile, ApplyResponse, ApplyResultView, Accepted, CredentialView, IssueRequest,
-        IssuedView, RegistryToken, RotateRequest,
+        IssuedView, RegistryToken, RotateRequest, SetSecretRequest, SecretSetView, SecretView,
+        SecretList,
     )),
     modifiers(&Bearer),
     tags(
         (name = "tenants", description = "Tenant specs, status, dry runs"),
         (name = "tokens", description = "Scoped deploy tokens: registry credential, rotation"),
+        (name = "secrets", description = "Values of `external` secrets: stored sealed, delivered by the controller, never returned"),
         (name = "events", description = "What flotilla did, and who asked"),
         (name = "credentials", description = "API credentials (admin only)"),
         (name = "health", description = "Liveness, readiness, metrics"),

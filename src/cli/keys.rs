@@ -5,7 +5,8 @@
 //! types.
 //!
 //! `serve` (and the commands that read or write sealed values) take
-//! [`KeyArgs`].
+//! [`KeyArgs`]. `flotilla keys rotate` ([`KeysCommand`]) re-encrypts every
+//! stored value under the first key (`ops::keys`) and reports what is left.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -16,6 +17,84 @@ use secrecy::{SecretSlice, SecretString};
 use zeroize::Zeroizing;
 
 use crate::crypto::{ENV_KEYS, ENV_LEGACY_KEY, KeySources, Keyring, MAX_SOURCE_BYTES};
+use crate::ops::KeyRotation;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored value (tokens, `external` secret values)
+    /// under the first configured key, while the controller keeps serving,
+    /// then report the values under each key. Exit 1 if any value is left
+    /// under another key or cannot be opened. Give the same keys as `serve`
+    /// (new key first, old keys after); remove an old key only after this
+    /// reports nothing left under it.
+    #[command(
+        after_help = "Example:\n  flotilla keys rotate --encryption-key-file keys.txt --db sqlite://flotilla.db"
+    )]
+    Rotate {
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+}
+
+/// `keys rotate`: the keys are required (nothing to rotate to otherwise).
+pub async fn rotate(
+    keys: &KeyArgs,
+    db: &super::DbArgs,
+    clock: crate::clock::SharedClock,
+    parse: crate::spec::ParseOptions,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<std::process::ExitCode> {
+    let keyring = keys.load()?.ok_or(crate::ops::OpsError::NoKeyring)?;
+    let ops = super::target::open_ops(&db.db, clock, parse)
+        .await?
+        .with_keyring(std::sync::Arc::new(keyring));
+    let report = ops.rotate_keys(&super::target::local_actor()).await?;
+    print_rotation(&report, out)
+}
+
+/// Prints a rotation's report; exit 1 unless everything is under the
+/// active key.
+pub fn print_rotation(
+    r: &KeyRotation,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<std::process::ExitCode> {
+    writeln!(
+        out,
+        "re-encrypted {} value(s) under key {} ({} already under it; {} retried after a concurrent write; {} deleted meanwhile)",
+        r.reencrypted, r.active, r.already_active, r.retries, r.vanished
+    )?;
+    for (row, why) in &r.unreadable {
+        writeln!(out, "cannot open {row}: {why}")?;
+    }
+    for row in &r.contended {
+        writeln!(
+            out,
+            "still under another key after every attempt (written again each time): {row}"
+        )?;
+    }
+    let counts: Vec<String> = r.by_key.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    writeln!(
+        out,
+        "values by key: {}",
+        if counts.is_empty() {
+            "none stored".to_string()
+        } else {
+            counts.join(", ")
+        }
+    )?;
+    let left = r.left_under_other_keys();
+    if r.complete() {
+        writeln!(out, "nothing is left under any other key than {}", r.active)?;
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        writeln!(
+            out,
+            "NOT DONE: {left} value(s) under other keys, {} unreadable; do not remove the old keys",
+            r.unreadable.len()
+        )?;
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
 
 /// Where the encryption keys come from.
 #[derive(Debug, Clone, Default, clap::Args)]

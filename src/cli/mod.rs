@@ -23,6 +23,7 @@ mod org_token;
 mod output;
 pub mod remote;
 mod schema;
+pub mod secrets;
 mod serve;
 mod target;
 
@@ -250,6 +251,29 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Store and list the values of tenants' `external` secrets.
+    #[command(
+        after_help = "Example:\n  flotilla secrets set acme DB_PASSWORD --from-file db-password.txt"
+    )]
+    Secrets {
+        #[command(subcommand)]
+        what: secrets::SecretsCommand,
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Manage the encryption keys stored values are sealed with (against
+    /// the database).
+    #[command(
+        after_help = "Example:\n  flotilla keys rotate --encryption-key-file keys.txt --db sqlite://flotilla.db"
+    )]
+    Keys {
+        #[command(subcommand)]
+        what: keys::KeysCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Issue, list and revoke API credentials (against the database).
     #[command(after_help = "Example:\n  flotilla credentials create --tenant acme")]
     Credentials {
@@ -330,8 +354,7 @@ impl Cli {
     /// usage error or the help text), then hands options written before the
     /// command name to the command.
     pub fn parse_args() -> Self {
-        let matches = Self::command().get_matches();
-        Self::from_matches(&matches).unwrap_or_else(|e| e.exit())
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
     /// [`Cli::parse_args`] on the given arguments (the first is the program
@@ -341,7 +364,11 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Self::from_matches(&Self::command().try_get_matches_from(args)?)
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Self::command()
+            .try_get_matches_from(&args)
+            .map_err(|e| secrets::redact_stray_value(e, &args))?;
+        Self::from_matches(&matches)
     }
 
     fn from_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
@@ -387,6 +414,8 @@ impl Command {
             | Command::Status { db, .. }
             | Command::Events { db, .. }
             | Command::Rotate { db, .. }
+            | Command::Secrets { db, .. }
+            | Command::Keys { db, .. }
             | Command::Credentials { db, .. }
             | Command::OrgToken { db, .. }
             | Command::Serve { db, .. }
@@ -408,6 +437,8 @@ impl Command {
             | Command::Status { .. }
             | Command::Events { .. }
             | Command::Rotate { .. }
+            | Command::Secrets { .. }
+            | Command::Keys { .. }
             | Command::Credentials { .. }
             | Command::OrgToken { .. }
             | Command::Sim(_)
@@ -506,6 +537,13 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             let events = target.events(tenant.as_deref(), limit).await?;
             control::print_events(events, output, &mut out)
         }
+        Command::Secrets { what, db, remote } => {
+            secrets::run(what, &db, &remote, clock, parse, &mut out).await
+        }
+        Command::Keys {
+            what: keys::KeysCommand::Rotate { keys },
+            db,
+        } => keys::rotate(&keys, &db, clock, parse, &mut out).await,
         Command::Credentials { what, db } => {
             let ops = open_ops(&db.db, clock, parse).await?;
             credentials::run(what, ops, &local_actor(), &mut out).await
@@ -625,6 +663,11 @@ mod tests {
                 "status",
                 "events",
                 "rotate",
+                "secrets",
+                "secrets set",
+                "secrets list",
+                "keys",
+                "keys rotate",
                 "credentials",
                 "credentials create",
                 "credentials list",

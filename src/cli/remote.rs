@@ -19,7 +19,8 @@ use url::Url;
 use crate::api::{ApplyFile, ApplyRequest, ErrorBody};
 use crate::ops::selector::format_selector;
 use crate::ops::view::{
-    ApplyResponse, ApplyResultView, EventList, EventView, StatusView, TenantList, TenantObject,
+    ApplyResponse, ApplyResultView, EventList, EventView, SecretList, SecretSetView, SecretView,
+    StatusView, TenantList, TenantObject,
 };
 use crate::reconcile::status::tokens::TokenStatus;
 use crate::spec::LoadedDoc;
@@ -245,6 +246,41 @@ impl Client {
             .and_then(|m| m.as_str())
             .unwrap_or("requested")
             .to_string())
+    }
+
+    /// Stores an `external` secret's value: sent only in the request body,
+    /// never in the URL.
+    pub async fn set_secret(
+        &self,
+        name: &str,
+        secret: &str,
+        value: SecretString,
+    ) -> Result<SecretSetView, RemoteError> {
+        #[derive(serde::Serialize)]
+        struct SetBody<'a> {
+            value: &'a str,
+        }
+        let body = serde_json::to_vec(&SetBody {
+            value: value.expose_secret(),
+        })
+        .expect("a JSON object of a string serializes");
+        self.call(
+            Method::PUT,
+            self.url(&["api", "v1", "tenants", name, "secrets", secret]),
+            Some(("application/json", body)),
+        )
+        .await
+    }
+
+    pub async fn secrets(&self, name: &str) -> Result<Vec<SecretView>, RemoteError> {
+        let list: SecretList = self
+            .call(
+                Method::GET,
+                self.url(&["api", "v1", "tenants", name, "secrets"]),
+                None,
+            )
+            .await?;
+        Ok(list.items)
     }
 
     pub async fn status(&self, name: &str) -> Result<StatusView, RemoteError> {

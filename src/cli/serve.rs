@@ -132,7 +132,7 @@ pub async fn serve(
         let (tenants, secrets) = supply_demo_secrets(sim, &store).await?;
         if secrets > 0 {
             eprintln!(
-                "flotilla: demo: the simulator supplies placeholder values for {secrets} `external` secret(s) of {tenants} tenant(s) (an operator sets them on real Fly; with --fly api nothing is filled in)"
+                "flotilla: demo: the simulator supplies placeholder values for {secrets} `external` secret(s) of {tenants} tenant(s) (with --fly api nothing is filled in: an operator stores them with `flotilla secrets set`)"
             );
         }
     }

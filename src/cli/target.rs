@@ -6,7 +6,7 @@
 use super::DbArgs;
 use super::remote::{Client, RemoteArgs, RemoteError};
 use crate::clock::SharedClock;
-use crate::ops::view::{EventView, StatusView, TenantObject};
+use crate::ops::view::{EventView, SecretSetView, SecretView, StatusView, TenantObject};
 use crate::ops::{Actor, Ops, OpsError, RotationAsk};
 use crate::reconcile::status::tokens::TokenStatus;
 use crate::spec::{LoadedDoc, ParseOptions};
@@ -42,6 +42,48 @@ impl Target {
                 ops: Box::new(open_ops(&db.db, clock, parse).await?),
                 actor: local_actor(),
             }),
+        }
+    }
+
+    /// Locally, with the configured encryption keys (for commands that
+    /// seal values); a remote server uses its own.
+    pub fn with_keys(self, keys: &super::keys::KeyArgs) -> anyhow::Result<Self> {
+        match self {
+            Target::Local { ops, actor } => {
+                let ops = match keys.load()? {
+                    Some(k) => Box::new(ops.with_keyring(std::sync::Arc::new(k))),
+                    None => ops,
+                };
+                Ok(Target::Local { ops, actor })
+            }
+            remote => Ok(remote),
+        }
+    }
+
+    /// Stores an `external` secret's value.
+    pub async fn set_secret(
+        &self,
+        name: &str,
+        secret: &str,
+        value: secrecy::SecretString,
+    ) -> anyhow::Result<SecretSetView> {
+        match self {
+            Target::Local { ops, actor } => Ok(SecretSetView::of(
+                &ops.set_secret(actor, name, secret, value).await?,
+            )),
+            Target::Remote { client, .. } => Ok(client.set_secret(name, secret, value).await?),
+        }
+    }
+
+    pub async fn secrets(&self, name: &str) -> anyhow::Result<Vec<SecretView>> {
+        match self {
+            Target::Local { ops, actor } => Ok(ops
+                .list_secrets(actor, name)
+                .await?
+                .iter()
+                .map(SecretView::of)
+                .collect()),
+            Target::Remote { client, .. } => Ok(client.secrets(name).await?),
         }
     }
 

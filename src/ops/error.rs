@@ -2,7 +2,7 @@
 //! (the API's `error.code`; the CLI prints the message).
 
 use crate::crypto::credential::CredentialId;
-use crate::ids::{IdError, TenantName};
+use crate::ids::{IdError, SecretName, TenantName};
 use crate::reconcile::ReconcileError;
 use crate::spec::Diagnostic;
 use crate::store::StoreError;
@@ -73,10 +73,26 @@ pub enum OpsError {
     NoKeyring,
     #[error("tenant {tenant} has no token to hand out: {why}")]
     NoToken { tenant: TenantName, why: String },
-    /// A stored token value cannot be opened (the message names the row,
-    /// never the value).
-    #[error("stored token value: {0}")]
+    /// A stored value cannot be sealed or opened (the message names the
+    /// row, never the value).
+    #[error("stored value: {0}")]
     Sealed(String),
+    /// The input is not echoed: it may be a secret value typed in the
+    /// wrong place.
+    #[error("secret name is invalid")]
+    InvalidSecretName(#[source] IdError),
+    #[error(
+        "tenant {tenant}: secret {secret} takes no stored value: {why}; only `external` secrets do"
+    )]
+    NotExternal {
+        tenant: TenantName,
+        secret: SecretName,
+        why: &'static str,
+    },
+    #[error("invalid secret value: {0}")]
+    InvalidValue(String),
+    #[error("the secret value is {len} bytes; at most {max} are accepted")]
+    ValueTooLarge { len: usize, max: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -102,6 +118,10 @@ impl OpsError {
             OpsError::NoKeyring => "no_keyring",
             OpsError::NoToken { .. } => "no_token",
             OpsError::Sealed(_) => "sealed_value_unreadable",
+            OpsError::InvalidSecretName(_) => "invalid_secret_name",
+            OpsError::NotExternal { .. } => "secret_not_external",
+            OpsError::InvalidValue(_) => "invalid_value",
+            OpsError::ValueTooLarge { .. } => "value_too_large",
             OpsError::Store(e) => match e {
                 StoreError::NotFound(_) => "not_found",
                 StoreError::Conflict { .. } => "precondition_failed",

@@ -18,6 +18,8 @@ pub mod actor;
 mod control;
 mod credentials;
 pub mod error;
+mod keys;
+mod secrets;
 pub mod selector;
 mod tenants;
 mod tokens;
@@ -33,6 +35,8 @@ use tokio::sync::mpsc;
 pub use actor::{Actor, Principal};
 pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
+pub use keys::{KeyRotation, MAX_ATTEMPTS_PER_ROW};
+pub use secrets::{SecretInfo, SecretSet};
 pub use tenants::{MAX_PAGE, Page, PutOutcome};
 pub use tokens::{REGISTRY, RegistryCredential, RotationAsk};
 
@@ -61,8 +65,9 @@ pub struct Ops {
     server_key: Option<Arc<ServerKey>>,
     /// CSPRNG for credential secrets.
     rng: Mutex<StdRng>,
-    /// Opens stored token values (the registry credential); absent when no
-    /// encryption key is configured.
+    /// Seals and opens stored values (the registry credential, `external`
+    /// secret values, key rotation); absent when no encryption key is
+    /// configured.
     keyring: Option<Arc<Keyring>>,
     /// `--allow-legacy-org-token-fallback`: the org token, handed out by the
     /// registry endpoint to a tenant with no minted token. `None`: never.

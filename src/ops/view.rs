@@ -202,6 +202,69 @@ pub struct EventList {
     pub items: Vec<EventView>,
 }
 
+/// One secret as `secrets list` shows it: never a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretView {
+    pub name: String,
+    /// The spec declares it `external`. `false`: a value kept for a secret
+    /// the spec no longer declares `external`; it is not delivered.
+    pub external: bool,
+    /// A value is stored (sealed).
+    pub stored: bool,
+    /// When the stored value was last set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_at: Option<String>,
+}
+
+impl SecretView {
+    pub fn of(s: &crate::ops::SecretInfo) -> Self {
+        Self {
+            name: s.name.to_string(),
+            external: s.declared,
+            stored: s.set_at.is_some(),
+            set_at: s.set_at.map(|t| t.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SecretList {
+    pub items: Vec<SecretView>,
+}
+
+/// A stored secret value: which, and its fingerprint; never the value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSetView {
+    pub tenant: String,
+    pub name: String,
+    /// `sha256:` and the first 32 hex digits of SHA-256 of the value, as
+    /// the audit trail records it.
+    pub fingerprint: String,
+    /// A value was stored before and is replaced.
+    pub replaced: bool,
+    pub message: String,
+}
+
+impl SecretSetView {
+    pub fn of(s: &crate::ops::SecretSet) -> Self {
+        Self {
+            tenant: s.tenant.to_string(),
+            name: s.secret.to_string(),
+            fingerprint: s.fingerprint.to_string(),
+            replaced: s.replaced,
+            message: format!(
+                "secret {} {} ({}); the controller delivers it to app secrets at its next look at {}",
+                s.secret,
+                if s.replaced { "replaced" } else { "stored" },
+                s.fingerprint,
+                s.tenant
+            ),
+        }
+    }
+}
+
 /// What `status` shows: the tenant's identity, its status document and its
 /// latest events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -38,8 +38,8 @@
 //!   creates and updates no machine (Fly would refuse it); a finding says so.
 //! * When observed state matches the spec the plan has no steps.
 //!
-//! This file holds the walk and the app, network and teardown rules; machine
-//! groups are planned in `machines`, a group's desired config and the
+//! This file holds the walk and the app, network and teardown rules; app
+//! secrets are planned in `secrets`, machine groups in `machines`, a group's desired config and the
 //! comparison with an observed machine are in [`machine`], config hashes in
 //! [`hash`].
 
@@ -48,6 +48,7 @@ pub mod machine;
 mod machines;
 pub mod observed;
 mod render;
+mod secrets;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,9 +57,9 @@ use jiff::Timestamp;
 
 pub use observed::{AppObservation, Ledger, Observed, ObservedCertificate, OwnLease, Pending};
 
-use crate::ids::{GroupName, Hostname, SecretName};
+use crate::ids::{GroupName, Hostname};
 use crate::model::fly::{Machine, MachineState, meta};
-use crate::spec::{DeletionPolicy, IpSpec, SecretSource, Tenant};
+use crate::spec::{DeletionPolicy, IpSpec, Tenant};
 
 pub use types::*;
 
@@ -120,7 +121,7 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     }
     plan_ips(&mut plan, tenant, observed);
     plan_certificates(&mut plan, tenant, observed, desired.options, now);
-    plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
+    secrets::plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
     machines::plan_machines(&mut plan, tenant, observed, desired.options);
     plan_leftover_leases(&mut plan, observed);
     if !desired.options.tokens_managed {
@@ -398,68 +399,6 @@ fn plan_certificates(
                 hostname: obs.summary.hostname.clone(),
             }),
         }
-    }
-}
-
-fn plan_secrets(plan: &mut Plan, tenant: &Tenant, observed: &Observed, tokens_managed: bool) {
-    let present: BTreeSet<&SecretName> = observed.secrets.iter().map(|s| &s.name).collect();
-    let mut generate = Vec::new();
-    let mut first_reason = None;
-    for s in &tenant.spec.secrets {
-        if present.contains(&s.name) {
-            continue;
-        }
-        match &s.source {
-            SecretSource::Generate { length, charset } => {
-                generate.push((s.name.clone(), *length, *charset));
-                first_reason.get_or_insert(Reason::SecretMissing);
-            }
-            SecretSource::External => plan.findings.push(Finding::ExternalSecretMissing {
-                name: s.name.clone(),
-            }),
-            // The token phase delivers it (and reports a token not minted
-            // yet as TokensPending).
-            SecretSource::FromToken { .. } if tokens_managed => {}
-            SecretSource::FromToken { token } => plan.findings.push(Finding::TokenNotManaged {
-                name: format!("{token} (secret {})", s.name),
-            }),
-        }
-    }
-    // Secrets a token delivers into (`deliverTo.appSecrets`) are desired too:
-    // the token phase writes them.
-    let desired: BTreeSet<&SecretName> = tenant
-        .spec
-        .secrets
-        .iter()
-        .map(|s| &s.name)
-        .chain(
-            tenant
-                .spec
-                .tokens
-                .iter()
-                .flat_map(|t| t.deliver_to.app_secrets.iter()),
-        )
-        .collect();
-    let mut unset = Vec::new();
-    for s in &observed.secrets {
-        if desired.contains(&s.name) {
-            continue;
-        }
-        if observed.ledger.secrets.contains(&s.name) {
-            unset.push(s.name.clone());
-            first_reason.get_or_insert(Reason::SecretNotDesired);
-        } else {
-            plan.findings.push(Finding::ForeignSecret {
-                name: s.name.clone(),
-            });
-        }
-    }
-    if let Some(reason) = first_reason {
-        plan.push(
-            Phase::Network,
-            Action::UpdateSecrets { generate, unset },
-            reason,
-        );
     }
 }
 

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::ids::{Hostname, MachineId};
+use crate::crypto::Fingerprint;
+use crate::ids::{Hostname, MachineId, SecretName};
 use crate::model::fly::{AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine};
 use crate::plan::PendingMachine;
 use crate::spec::IpSpec;
@@ -66,6 +67,11 @@ pub struct Observed {
     pub ips: Vec<IpAssignment>,
     pub certificates: Vec<ObservedCertificate>,
     pub secrets: Vec<AppSecret>,
+    /// The `external` secret values flotilla holds sealed in its vault
+    /// (`flotilla secrets set`), by name, with the fingerprint of each value:
+    /// what it would deliver. Never the values themselves. Empty when the
+    /// reconciler has no vault.
+    pub stored_external: BTreeMap<SecretName, Fingerprint>,
     /// flotilla's memory of what it created.
     pub ledger: Ledger,
     /// Machine creates recorded as intents whose machine may not be visible.
@@ -85,6 +91,7 @@ impl Observed {
             ips: Vec::new(),
             certificates: Vec::new(),
             secrets: Vec::new(),
+            stored_external: BTreeMap::new(),
             ledger,
             pending_machines: Vec::new(),
             pending: Pending::default(),

@@ -29,10 +29,17 @@ impl fmt::Display for Action {
             }
             Action::CheckCertificate { hostname } => write!(f, "~ check certificate {hostname}"),
             Action::DeleteCertificate { hostname } => write!(f, "- delete certificate {hostname}"),
-            Action::UpdateSecrets { generate, unset } => {
+            Action::UpdateSecrets {
+                generate,
+                external,
+                unset,
+            } => {
                 let mut parts = Vec::new();
                 for (name, len, _) in generate {
                     parts.push(format!("+{name} (generated, {len} chars)"));
+                }
+                for name in external {
+                    parts.push(format!("+{name} (stored external value)"));
                 }
                 for name in unset {
                     parts.push(format!("-{name}"));
@@ -122,7 +129,10 @@ impl fmt::Display for Finding {
                 Ok(())
             }
             Finding::ExternalSecretMissing { name } => {
-                write!(f, "secret {name} is external and has no value yet")
+                write!(
+                    f,
+                    "secret {name} is external and has no value yet (set one with `flotilla secrets set`)"
+                )
             }
             Finding::TokenNotManaged { name } => {
                 write!(

@@ -225,13 +225,29 @@ impl World {
             Action::DeleteCertificate { hostname } => o
                 .certificates
                 .retain(|c| c.summary.hostname != hostname.as_str()),
-            Action::UpdateSecrets { generate, unset } => {
+            Action::UpdateSecrets {
+                generate,
+                external,
+                unset,
+            } => {
                 for (name, _, _) in generate {
                     o.secrets.push(AppSecret {
                         name: name.clone(),
                         digest: "d".into(),
                     });
                     o.ledger.secrets.insert(name.clone());
+                }
+                for name in external {
+                    if !o.secrets.iter().any(|s| &s.name == name) {
+                        o.secrets.push(AppSecret {
+                            name: name.clone(),
+                            digest: "d".into(),
+                        });
+                    }
+                    o.ledger.secrets.insert(name.clone());
+                    if let Some(fp) = o.stored_external.get(name) {
+                        o.ledger.external_delivered.insert(name.clone(), *fp);
+                    }
                 }
                 o.secrets.retain(|s| !unset.contains(&s.name));
                 self.secrets_version += 1;

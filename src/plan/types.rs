@@ -105,9 +105,12 @@ pub enum Action {
     DeleteCertificate {
         hostname: Hostname,
     },
-    /// One secrets write: generated values are produced by the executor.
+    /// One secrets write: generated values are produced by the executor;
+    /// `external` values are opened from the vault by the executor (the
+    /// plan only names them, it never holds a value).
     UpdateSecrets {
         generate: Vec<(SecretName, u32, Charset)>,
+        external: Vec<SecretName>,
         unset: Vec<SecretName>,
     },
     CreateMachine {
@@ -182,6 +185,9 @@ pub enum Reason {
     CertificateNotDesired,
     SecretMissing,
     SecretNotDesired,
+    /// The stored value of an `external` secret is not the one flotilla
+    /// last delivered (it was set again, or never delivered).
+    ExternalValueChanged,
     /// The group has fewer machines than `count` (in `region`, for a group
     /// in several regions; `have` and `want` then count that region).
     ScaleUp {
@@ -243,6 +249,9 @@ impl fmt::Display for Reason {
             Reason::CertificateNotDesired => write!(f, "hostname is no longer in the spec"),
             Reason::SecretMissing => write!(f, "secret not set on the app"),
             Reason::SecretNotDesired => write!(f, "secret is no longer in the spec"),
+            Reason::ExternalValueChanged => {
+                write!(f, "stored external value differs from the one delivered")
+            }
             Reason::ScaleUp { have, want, region } => {
                 write!(
                     f,
@@ -320,7 +329,8 @@ pub enum Finding {
         dns_records: Vec<DnsRecord>,
         rate_limited_until: Option<Timestamp>,
     },
-    /// An `external` secret has no value on the app yet.
+    /// An `external` secret has no value on the app yet, and flotilla holds
+    /// none to deliver (`flotilla secrets set`).
     ExternalSecretMissing {
         name: SecretName,
     },

@@ -35,21 +35,19 @@
 //! no dependent write (IPs, certificates, secrets, machines) is sent to an app
 //! Fly does not show yet.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use rand::{Rng, RngExt};
-use secrecy::SecretString;
 
 use crate::clock::Sleeper;
 use crate::fly::{
     App, AssignIp, CreateMachine, FlyApi, FlyError, MachineConfig, MachineFilter, MachineState,
     UpdateMachine, WaitState, meta,
 };
-use crate::ids::{AppName, MachineId, SecretName, TenantName};
+use crate::ids::{AppName, MachineId, TenantName};
 use crate::plan::{Action, Ledger, Observed, Phase, Plan, Reason, Step};
-use crate::spec::{Charset, Tenant};
+use crate::spec::Tenant;
 use crate::state::{IntentDetail, LeaseNonce};
 use crate::store::{Intent, NewEvent, Store, StoreError};
 
@@ -152,6 +150,10 @@ pub enum StepError {
         region: String,
         reason: String,
     },
+    /// A stored secret value cannot be read (the message names its row,
+    /// never the value).
+    #[error("{0}")]
+    Sealed(String),
     /// Not a failure: the step waits for something flotilla itself caused
     /// (its own lease from an earlier attempt, nonce unknown) to run out.
     #[error("{0}")]
@@ -172,6 +174,9 @@ pub struct Executor<'a> {
     pub settled: Vec<String>,
     /// Set by a step that ends the attempt early without failing.
     pub deferred: Option<String>,
+    /// Where stored `external` secret values are opened; `None` without a
+    /// vault (a step that needs one then fails).
+    pub external: Option<super::secrets::ExternalValues<'a>>,
 }
 
 impl Executor<'_> {
@@ -351,32 +356,13 @@ impl Executor<'_> {
                 ledger.certificates.remove(hostname);
                 ledger.certificate_checks.remove(hostname);
             }
-            Action::UpdateSecrets { generate, unset } => {
-                let names: BTreeSet<SecretName> =
-                    generate.iter().map(|(n, _, _)| n.clone()).collect();
-                let key = self.intent(name, IntentDetail::Secrets { names }).await?;
-                let mut values: BTreeMap<SecretName, Option<SecretString>> = BTreeMap::new();
-                for (secret, len, charset) in generate {
-                    values.insert(
-                        secret.clone(),
-                        Some(generate_secret(&mut *self.rng, *len, *charset)),
-                    );
-                }
-                for secret in unset {
-                    values.insert(secret.clone(), None);
-                }
-                let version = fly
-                    .update_secrets(app, &values)
-                    .await
-                    .map_err(|e| self.not_landed(&key, e))?;
-                for (secret, _, _) in generate {
-                    ledger.secrets.insert(secret.clone());
-                }
-                for secret in unset {
-                    ledger.secrets.remove(secret);
-                }
-                ledger.secrets_version = Some(version);
-                self.settled.push(key);
+            Action::UpdateSecrets {
+                generate,
+                external,
+                unset,
+            } => {
+                self.update_secrets(tenant, generate, external, unset, ledger)
+                    .await?
             }
             Action::CreateMachine {
                 group,
@@ -626,43 +612,5 @@ fn ignore_not_found(r: Result<(), FlyError>) -> Result<(), FlyError> {
     match r {
         Err(e) if e.is_not_found() => Ok(()),
         other => other,
-    }
-}
-
-/// A random secret value from `rng` (a CSPRNG in production).
-pub fn generate_secret(
-    rng: &mut (dyn Rng + Send + Sync),
-    len: u32,
-    charset: Charset,
-) -> SecretString {
-    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    const HEX: &[u8] = b"0123456789abcdef";
-    const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let alphabet = match charset {
-        Charset::Alphanumeric => ALNUM,
-        Charset::Hex => HEX,
-        Charset::Base64url => B64URL,
-    };
-    let value: String = (0..len)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect();
-    SecretString::from(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use secrecy::ExposeSecret;
-
-    #[test]
-    fn generated_secrets_use_the_requested_alphabet_and_length() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let s = generate_secret(&mut rng, 40, Charset::Hex);
-        assert_eq!(s.expose_secret().len(), 40);
-        assert!(s.expose_secret().chars().all(|c| c.is_ascii_hexdigit()));
-        let a = generate_secret(&mut rng, 32, Charset::Alphanumeric);
-        let b = generate_secret(&mut rng, 32, Charset::Alphanumeric);
-        assert_ne!(a.expose_secret(), b.expose_secret());
     }
 }

@@ -24,6 +24,7 @@ pub mod intents;
 mod leases;
 pub mod observe;
 pub mod org_token;
+pub mod secrets;
 pub mod status;
 pub mod tokens;
 
@@ -101,6 +102,15 @@ pub enum ReconcileError {
     Observe(#[source] FlyError),
 }
 
+/// Where stored `external` values are read, from the token settings (the
+/// same vault and keyring).
+fn external_values(t: &tokens::TokenSettings) -> secrets::ExternalValues<'_> {
+    secrets::ExternalValues {
+        vault: t.vault.as_ref(),
+        keyring: &t.keyring,
+    }
+}
+
 /// A dry run's result.
 #[derive(Debug, Clone)]
 pub struct DryRun {
@@ -117,8 +127,9 @@ pub struct Reconciler {
     /// CSPRNG for generated secret values and requeue jitter; seeded from the
     /// OS in production.
     rng: Mutex<StdRng>,
-    /// Token management (`tokens`); `None`: tokens in a spec are reported as
-    /// not managed and nothing is minted.
+    /// Token management (`tokens`) and the vault of stored `external`
+    /// secret values (`secrets`); `None`: tokens in a spec are reported as
+    /// not managed, nothing is minted, and no stored value is delivered.
     tokens: Option<tokens::TokenSettings>,
 }
 
@@ -158,7 +169,8 @@ impl Reconciler {
     }
 
     /// Manages tokens: mints, rotates and revokes them, stores their values
-    /// sealed with `settings.keyring`.
+    /// sealed with `settings.keyring`; and delivers the `external` secret
+    /// values stored sealed in `settings.vault`.
     pub fn with_tokens(mut self, settings: tokens::TokenSettings) -> Self {
         self.options.plan.tokens_managed = true;
         self.tokens = Some(settings);
@@ -189,7 +201,14 @@ impl Reconciler {
                 .unwrap_or_default(),
             intents: self.store.list_intents(&record.name).await?,
         };
-        let observed = self.observe(record, durable, now).await?;
+        let mut observed = self.observe(record, durable, now).await?;
+        if let Some(t) = &self.tokens {
+            let stored = secrets::load_stored(external_values(t), &record.tenant).await?;
+            for e in &stored.errors {
+                tracing::warn!(tenant = %record.name, error = %e, "stored secret value cannot be opened");
+            }
+            observed.0.stored_external = stored.fingerprints;
+        }
         let desired = Desired {
             tenant: &record.tenant,
             deleting: record.deletion_requested_at.is_some(),
@@ -239,6 +258,7 @@ impl Reconciler {
             l.certificate_checks
                 .retain(|h, _| live_certs.contains(h.as_str()));
             l.secrets.retain(|s| live_secrets.contains(s));
+            l.external_delivered.retain(|s, _| live_secrets.contains(s));
         }
         let settled = intents::resolve(&intents, &mut observed, now);
         Ok((observed, settled))
@@ -279,6 +299,22 @@ impl Reconciler {
             },
         };
 
+        // Teardown delivers nothing: the values are not even opened.
+        let stored_external = match &self.tokens {
+            None => secrets::StoredExternal::default(),
+            Some(_) if deleting => secrets::StoredExternal::default(),
+            Some(t) => match secrets::load_stored(external_values(t), tenant).await {
+                Ok(s) => s,
+                Err(StoreError::Corrupt { what, detail }) => {
+                    let why = durable::Unreadable(format!("{what}: {detail}"));
+                    return self
+                        .state_unreadable(&record, status, hold, &why, started, timer)
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+
         let (mut observed, settled) = match self.observe(&record, durable, started).await {
             Ok(o) => o,
             Err(ReconcileError::Observe(e)) => {
@@ -296,6 +332,7 @@ impl Reconciler {
         };
         // Settled intents are deleted in the transaction that writes the
         // ledger recording their result; see `execute`.
+        observed.stored_external = stored_external.fingerprints;
 
         // Tokens first: a secrets write bumps the ledger's secrets version,
         // which this activation's plan then rolls the machines onto.
@@ -351,6 +388,7 @@ impl Reconciler {
                 sleeper: self.sleeper.as_ref(),
                 settled: Vec::new(),
                 deferred: None,
+                external: self.tokens.as_ref().map(external_values),
             };
             exec.execute(tenant, &plan, &observed, &mut ledger).await
         };
@@ -359,17 +397,20 @@ impl Reconciler {
             return Ok(Outcome::done(report.outcomes.len()));
         }
 
+        // A stored external value that does not open fails the activation
+        // (naming its row) like a failed step; the rest goes on.
         let first_error = report
             .first_error()
             .map(ToString::to_string)
-            .or_else(|| token_report.first_error.clone());
+            .or_else(|| token_report.first_error.clone())
+            .or_else(|| stored_external.errors.first().cloned());
         let deferred = report.deferred.clone().or_else(|| {
             tokens_block_teardown
                 .then(|| "revoking the tenant's tokens before the rest of the teardown".to_string())
         });
         let attempt = Attempt {
             changes: report.outcomes.len() + token_report.acted,
-            failed: report.failed() + token_report.failed,
+            failed: report.failed() + token_report.failed + stored_external.errors.len(),
             first_error: first_error.as_deref(),
             deferred: deferred.as_deref(),
         };

@@ -309,7 +309,7 @@ pub enum SpecError {
 
     // ---- secrets and tokens ----------------------------------------------
     #[error(
-        "plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (flotilla cannot set external values yet: set them on the Fly app itself, for example with `fly secrets set`)"
+        "plaintext values are never allowed in specs; use `generate`, `fromToken` or `external` (declare it `external` and store its value with `flotilla secrets set TENANT NAME`, which keeps it encrypted)"
     )]
     PlaintextSecretValue,
     #[error("a secret needs exactly one of `generate`, `fromToken` or `external` (found {})", found_sources(.found))]

@@ -2,6 +2,12 @@
 //! app, and so may change or delete there. Fly marks only machines with an
 //! owner (metadata); the app, IP addresses, certificates and secrets carry
 //! none, so this row is the only proof that they are flotilla's.
+//!
+//! # Versions
+//! * 2 (written): version 1 plus `externalDelivered`, the fingerprint of
+//!   the value flotilla last delivered for each `external` secret.
+//! * 1 (read): read as version 2 with nothing delivered, so a stored
+//!   external value is delivered once after the upgrade.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,10 +15,13 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
+use crate::crypto::Fingerprint;
 use crate::ids::{Hostname, SecretName};
 
-/// The ledger document version this flotilla writes and reads.
-pub const LEDGER_SCHEMA_VERSION: u32 = 1;
+/// The ledger document version this flotilla writes.
+pub const LEDGER_SCHEMA_VERSION: u32 = 2;
+/// The versions read, as errors show them.
+const READS: &str = "1 and 2";
 
 /// What flotilla remembers creating in a tenant's app. Persisted as its own
 /// row ([`Ledger::to_json`], [`Ledger::from_json`]), written together with
@@ -31,6 +40,10 @@ pub struct Ledger {
     pub secrets: BTreeSet<SecretName>,
     /// The version Fly returned from flotilla's last secrets write.
     pub secrets_version: Option<u64>,
+    /// `external` secrets flotilla delivered from its vault, with the
+    /// fingerprint (`Fingerprint::of`) of the value it sent. A stored value
+    /// whose fingerprint differs is delivered again.
+    pub external_delivered: BTreeMap<SecretName, Fingerprint>,
 }
 
 /// The stored shape of version 1. Every field is required (`secretsVersion`
@@ -47,10 +60,25 @@ struct LedgerDocV1 {
     secrets_version: Option<u64>,
 }
 
+/// The stored shape of version 2: version 1 and `externalDelivered`, all
+/// required.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LedgerDocV2 {
+    schema_version: u32,
+    app_owned: bool,
+    ips: BTreeSet<String>,
+    certificates: BTreeSet<Hostname>,
+    certificate_checks: BTreeMap<Hostname, Timestamp>,
+    secrets: BTreeSet<SecretName>,
+    secrets_version: Option<u64>,
+    external_delivered: BTreeMap<SecretName, Fingerprint>,
+}
+
 impl Ledger {
     /// The stored document (version [`LEDGER_SCHEMA_VERSION`]).
     pub fn to_json(&self) -> serde_json::Value {
-        let doc = LedgerDocV1 {
+        let doc = LedgerDocV2 {
             schema_version: LEDGER_SCHEMA_VERSION,
             app_owned: self.app_owned,
             ips: self.ips.clone(),
@@ -58,12 +86,13 @@ impl Ledger {
             certificate_checks: self.certificate_checks.clone(),
             secrets: self.secrets.clone(),
             secrets_version: self.secrets_version,
+            external_delivered: self.external_delivered.clone(),
         };
         serde_json::to_value(doc).expect("a ledger always serializes")
     }
 
     /// Reads a stored document strictly: the version must be one this
-    /// flotilla reads, and the document exactly its shape.
+    /// flotilla reads, and the document exactly that version's shape.
     pub fn from_json(v: &serde_json::Value) -> Result<Self, StateError> {
         let Some(obj) = v.as_object() else {
             return Err(StateError::Malformed(format!(
@@ -71,32 +100,44 @@ impl Ledger {
                 json_type(v)
             )));
         };
-        match obj.get("schemaVersion") {
-            None => {
-                return Err(StateError::Malformed(
-                    "the ledger has no schemaVersion".to_string(),
-                ));
+        let malformed = |e: serde_json::Error| StateError::Malformed(format!("ledger: {e}"));
+        match obj.get("schemaVersion").map(|f| (f, f.as_u64())) {
+            None => Err(StateError::Malformed(
+                "the ledger has no schemaVersion".to_string(),
+            )),
+            Some((_, Some(1))) => {
+                let doc: LedgerDocV1 = serde_json::from_value(v.clone()).map_err(malformed)?;
+                Ok(Self {
+                    app_owned: doc.app_owned,
+                    ips: doc.ips,
+                    certificates: doc.certificates,
+                    certificate_checks: doc.certificate_checks,
+                    secrets: doc.secrets,
+                    secrets_version: doc.secrets_version,
+                    external_delivered: BTreeMap::new(),
+                })
             }
-            Some(found) if found.as_u64() != Some(u64::from(LEDGER_SCHEMA_VERSION)) => {
+            Some((_, Some(2))) => {
+                let doc: LedgerDocV2 = serde_json::from_value(v.clone()).map_err(malformed)?;
+                Ok(Self {
+                    app_owned: doc.app_owned,
+                    ips: doc.ips,
+                    certificates: doc.certificates,
+                    certificate_checks: doc.certificate_checks,
+                    secrets: doc.secrets,
+                    secrets_version: doc.secrets_version,
+                    external_delivered: doc.external_delivered,
+                })
+            }
+            Some((found, _)) => {
                 // Shown bounded: the value may be anything.
                 let shown: String = found.to_string().chars().take(40).collect();
-                return Err(StateError::UnsupportedVersion {
+                Err(StateError::UnsupportedVersion {
                     found: shown,
-                    supported: LEDGER_SCHEMA_VERSION,
-                });
+                    supported: READS,
+                })
             }
-            Some(_) => {}
         }
-        let doc: LedgerDocV1 = serde_json::from_value(v.clone())
-            .map_err(|e| StateError::Malformed(format!("ledger: {e}")))?;
-        Ok(Self {
-            app_owned: doc.app_owned,
-            ips: doc.ips,
-            certificates: doc.certificates,
-            certificate_checks: doc.certificate_checks,
-            secrets: doc.secrets,
-            secrets_version: doc.secrets_version,
-        })
     }
 }
 
@@ -123,8 +164,17 @@ mod tests {
             ips: ["2a09:8280:1::1".to_string(), "66.241.124.7".to_string()].into(),
             certificates: [host.clone()].into(),
             certificate_checks: [(host, "2026-01-02T03:04:05.123456Z".parse().unwrap())].into(),
-            secrets: [SecretName::parse("SESSION_KEY").unwrap()].into(),
+            secrets: [
+                SecretName::parse("SESSION_KEY").unwrap(),
+                SecretName::parse("DB_PASSWORD").unwrap(),
+            ]
+            .into(),
             secrets_version: Some(7),
+            external_delivered: [(
+                SecretName::parse("DB_PASSWORD").unwrap(),
+                Fingerprint::parse("sha256:ba7816bf8f01cfea414140de5dae2223").unwrap(),
+            )]
+            .into(),
         }
     }
 
@@ -132,7 +182,7 @@ mod tests {
     fn round_trips_empty_and_full() {
         for l in [Ledger::default(), full()] {
             let v = l.to_json();
-            assert_eq!(v["schemaVersion"], json!(1));
+            assert_eq!(v["schemaVersion"], json!(2));
             assert_eq!(Ledger::from_json(&v).unwrap(), l);
             // Through text too, as the database stores it.
             let text = v.to_string();
@@ -146,15 +196,40 @@ mod tests {
         assert_eq!(
             full().to_json(),
             json!({
-                "schemaVersion": 1,
+                "schemaVersion": 2,
                 "appOwned": true,
                 "ips": ["2a09:8280:1::1", "66.241.124.7"],
                 "certificates": ["acme.example.com"],
                 "certificateChecks": {"acme.example.com": "2026-01-02T03:04:05.123456Z"},
-                "secrets": ["SESSION_KEY"],
-                "secretsVersion": 7
+                "secrets": ["DB_PASSWORD", "SESSION_KEY"],
+                "secretsVersion": 7,
+                "externalDelivered": {"DB_PASSWORD": "sha256:ba7816bf8f01cfea414140de5dae2223"}
             })
         );
+    }
+
+    #[test]
+    fn version_1_is_read_with_nothing_delivered() {
+        let v1 = json!({
+            "schemaVersion": 1,
+            "appOwned": true,
+            "ips": ["66.241.124.7"],
+            "certificates": [],
+            "certificateChecks": {},
+            "secrets": ["SESSION_KEY"],
+            "secretsVersion": 3
+        });
+        let l = Ledger::from_json(&v1).unwrap();
+        assert!(l.app_owned && l.external_delivered.is_empty());
+        assert_eq!(l.secrets_version, Some(3));
+        // Written back as version 2.
+        assert_eq!(l.to_json()["schemaVersion"], json!(2));
+        assert_eq!(l.to_json()["externalDelivered"], json!({}));
+        // Version 1 is exactly version 1: the new field is not accepted there.
+        let mut with_new = v1.clone();
+        with_new["externalDelivered"] = json!({});
+        let err = Ledger::from_json(&with_new).unwrap_err().to_string();
+        assert!(err.contains("unknown field `externalDelivered`"), "{err}");
     }
 
     #[test]
@@ -176,7 +251,19 @@ mod tests {
             (json!("ledger"), "a JSON object"),
             (json!({}), "no schemaVersion"),
             (without("schemaVersion"), "no schemaVersion"),
-            (with("schemaVersion", json!(2)), "schema version 2"),
+            (with("schemaVersion", json!(3)), "schema version 3"),
+            (
+                without("externalDelivered"),
+                "missing field `externalDelivered`",
+            ),
+            (with("externalDelivered", json!({"X": "md5:00"})), "ledger"),
+            (
+                with(
+                    "externalDelivered",
+                    json!({"lower": "sha256:ba7816bf8f01cfea414140de5dae2223"}),
+                ),
+                "ledger",
+            ),
             (with("schemaVersion", json!("1")), "schema version \"1\""),
             (with("schemaVersion", json!(0)), "schema version 0"),
             (with("tokens", json!([])), "unknown field `tokens`"),

@@ -17,8 +17,8 @@
 //!
 //! # Encoding
 //! * The ledger is one JSON document per tenant with a `schemaVersion`
-//!   ([`LEDGER_SCHEMA_VERSION`]); unknown fields, missing fields and other
-//!   versions are errors.
+//!   ([`LEDGER_SCHEMA_VERSION`] is written; version 1 is still read);
+//!   unknown fields, missing fields and other versions are errors.
 //! * An intent is a `kind` (a column; one of [`INTENT_KINDS`]) and a detail
 //!   object whose shape the kind fixes ([`IntentDetail`]); unknown fields,
 //!   unknown kinds and a detail of the wrong shape are errors.
@@ -36,7 +36,11 @@ pub use token::{TOKEN_SCHEMA_VERSION, token_from_json, token_to_json};
 pub enum StateError {
     /// Written by another (newer or older, unsupported) version of flotilla.
     #[error("schema version {found} is not supported (this flotilla reads version {supported})")]
-    UnsupportedVersion { found: String, supported: u32 },
+    UnsupportedVersion {
+        found: String,
+        /// The versions this flotilla reads, as shown (`1`, `1 and 2`).
+        supported: &'static str,
+    },
     /// An intent kind this version does not know.
     #[error("unknown intent kind {0:?}")]
     UnknownKind(String),

@@ -11,6 +11,8 @@ use crate::rotation::TokenRecord;
 
 /// The token document version this flotilla writes and reads.
 pub const TOKEN_SCHEMA_VERSION: u32 = 1;
+/// The versions read, as errors show them.
+const READS: &str = "1";
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -53,7 +55,7 @@ pub fn token_from_json(v: &serde_json::Value) -> Result<TokenRecord, StateError>
             let shown: String = found.to_string().chars().take(40).collect();
             return Err(StateError::UnsupportedVersion {
                 found: shown,
-                supported: TOKEN_SCHEMA_VERSION,
+                supported: READS,
             });
         }
         Some(_) => {}

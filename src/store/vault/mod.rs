@@ -22,6 +22,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 
 use super::StoreError;
 use crate::crypto::{Aad, AadOwner, RowKind};
@@ -91,8 +92,16 @@ pub trait VaultStore: Send + Sync {
         kind: Option<RowKind>,
     ) -> Result<Vec<SealedRow>, StoreError>;
     /// Replaces a row's envelope only if it still is `old` (key rotation
-    /// racing a writer); `false` when it changed or went away.
+    /// racing a writer); `false` when it changed or went away. The value is
+    /// the same, so the row's `updated_at` (when it was set) is kept.
     async fn replace_sealed(&self, row: &Aad, old: &str, new: &str) -> Result<bool, StoreError>;
+    /// When each sealed value of one owner and kind was last set (written
+    /// by a put; re-encryption does not count), by row. No envelopes.
+    async fn list_sealed_times(
+        &self,
+        owner: &AadOwner,
+        kind: RowKind,
+    ) -> Result<Vec<(Aad, Timestamp)>, StoreError>;
 }
 
 pub type SharedVaultStore = Arc<dyn VaultStore>;

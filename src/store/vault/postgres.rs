@@ -2,6 +2,7 @@
 //! statements in one transaction, timestamps as TIMESTAMPTZ.
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use sqlx::Row;
 
 use super::{
@@ -196,7 +197,7 @@ impl VaultStore for PgStore {
     async fn replace_sealed(&self, row: &Aad, old: &str, new: &str) -> Result<bool, StoreError> {
         let (owner, _) = owner_cols(row.owner());
         let done = sqlx::query(
-            "UPDATE sealed_values SET envelope = $5, updated_at = $6 \
+            "UPDATE sealed_values SET envelope = $5 \
              WHERE owner = $1 AND kind = $2 AND id = $3 AND envelope = $4",
         )
         .bind(owner)
@@ -204,9 +205,34 @@ impl VaultStore for PgStore {
         .bind(row.id())
         .bind(old)
         .bind(new)
-        .bind(self.now())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_sealed_times(
+        &self,
+        owner: &AadOwner,
+        kind: RowKind,
+    ) -> Result<Vec<(Aad, Timestamp)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT owner, kind, id, updated_at FROM sealed_values \
+             WHERE owner = $1 AND kind = $2 ORDER BY id COLLATE \"C\"",
+        )
+        .bind(owner_cols(owner).0)
+        .bind(kind_str(kind))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sealed = sealed_of(
+                    r.try_get("owner")?,
+                    r.try_get("kind")?,
+                    r.try_get("id")?,
+                    String::new(),
+                )?;
+                Ok((sealed.row, r.try_get::<PgTs, _>("updated_at")?.0))
+            })
+            .collect()
     }
 }

@@ -2,6 +2,7 @@
 //! store, timestamps as INTEGER microseconds.
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use sqlx::Row;
 
 use super::{
@@ -12,6 +13,7 @@ use crate::crypto::{Aad, AadOwner, RowKind};
 use crate::ids::{TenantName, TokenName};
 use crate::state::token_to_json;
 use crate::store::StoreError;
+use crate::store::common::micros_to_timestamp;
 use crate::store::sqlite::SqliteStore;
 
 async fn put(
@@ -206,7 +208,7 @@ impl VaultStore for SqliteStore {
     async fn replace_sealed(&self, row: &Aad, old: &str, new: &str) -> Result<bool, StoreError> {
         let (owner, _) = owner_cols(row.owner());
         let done = sqlx::query(
-            "UPDATE sealed_values SET envelope = ?5, updated_at = ?6 \
+            "UPDATE sealed_values SET envelope = ?5 \
              WHERE owner = ?1 AND kind = ?2 AND id = ?3 AND envelope = ?4",
         )
         .bind(owner)
@@ -214,9 +216,36 @@ impl VaultStore for SqliteStore {
         .bind(row.id())
         .bind(old)
         .bind(new)
-        .bind(self.now_micros())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_sealed_times(
+        &self,
+        owner: &AadOwner,
+        kind: RowKind,
+    ) -> Result<Vec<(Aad, Timestamp)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT owner, kind, id, updated_at FROM sealed_values \
+             WHERE owner = ?1 AND kind = ?2 ORDER BY id",
+        )
+        .bind(owner_cols(owner).0)
+        .bind(kind_str(kind))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sealed = sealed_of(
+                    r.try_get("owner")?,
+                    r.try_get("kind")?,
+                    r.try_get("id")?,
+                    String::new(),
+                )?;
+                let what = format!("sealed value {}", sealed.row);
+                let at = micros_to_timestamp(r.try_get("updated_at")?, &what)?;
+                Ok((sealed.row, at))
+            })
+            .collect()
     }
 }
