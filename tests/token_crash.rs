@@ -21,15 +21,15 @@ use std::time::Duration;
 
 use flotilla::clock::{ManualClock, SharedClock};
 use flotilla::crypto::{EncryptionKey, KeyId, Keyring};
-use flotilla::fly::FlyApi;
 use flotilla::fly::http::HttpFly;
-use flotilla::ids::TenantName;
+use flotilla::fly::{App, FlyApi};
+use flotilla::ids::{AppName, OrgSlug, TenantName, TokenName};
 use flotilla::ops::{Actor, Ops, RotationAsk};
 use flotilla::reconcile::status::TenantStatus;
 use flotilla::reconcile::tokens::TokenSettings;
 use flotilla::reconcile::{Outcome, ReconcileOptions, Reconciler};
-use flotilla::rotation::Policy;
-use flotilla::sim::{SimConfig, SimHandle};
+use flotilla::rotation::{Policy, RotationId, mint_name};
+use flotilla::sim::{LostResponse, SimConfig, SimHandle};
 use flotilla::spec::{self, ParseOptions};
 use flotilla::store::TenantDraft;
 use flotilla::store::access::{Stores, connect_stores};
@@ -416,4 +416,65 @@ async fn a_crash_while_retiring_the_replaced_token_still_revokes_it_once() {
 #[tokio::test]
 async fn a_crash_during_teardown_still_revokes_every_token() {
     every_call(Scenario::Teardown).await;
+}
+
+/// Calls named `name` in `fly`'s log.
+fn count(fly: &CrashFly, name: &str) -> usize {
+    fly.log().iter().filter(|c| c.name == name).count()
+}
+
+/// Regression: a mint that landed but whose answer was lost is revoked
+/// once. The activation's listing still showed it live after the revoke, so
+/// every further decision of the activation revoked it again (up to
+/// `MAX_STEPS` times) and the next attempt waited for another activation.
+#[tokio::test]
+async fn a_landed_lost_mint_is_revoked_once_and_the_next_attempt_follows() {
+    let w = prepare(Scenario::Rotate).await;
+    w.sim.lose_next_mints(1, LostResponse::Error);
+    let fly = Arc::new(CrashFly::new(w.fly.clone(), None));
+    let r = w.reconciler(fly.clone(), 7);
+    converge(&w, &r, "lost mint", Scenario::Rotate).await;
+    // The replaced token is in its grace period (10 minutes): the only
+    // revocation is the lost mint's.
+    assert_eq!(count(&fly, "revoke_token"), 1, "{:?}", fly.log());
+    assert_eq!(count(&fly, "create_deploy_token"), 2, "{:?}", fly.log());
+    let tokens = w.sim_tokens();
+    let lost: Vec<_> = tokens.iter().filter(|t| t.1.ends_with("/1")).collect();
+    assert!(
+        lost.iter().any(|t| t.2),
+        "the first attempt of the rotation is revoked: {tokens:?}"
+    );
+    check(&w, "lost mint", Scenario::Rotate).await;
+}
+
+/// Regression: a stray (a live token with flotilla's name that no record
+/// names) found by teardown's last listing is revoked once, not once per
+/// remaining step of the activation.
+#[tokio::test]
+async fn a_stray_found_at_teardown_is_revoked_once() {
+    let w = prepare(Scenario::Teardown).await;
+    let app = App {
+        name: AppName::parse("crash").unwrap(),
+        id: String::new(),
+        org_slug: OrgSlug::parse("personal").unwrap(),
+        status: String::new(),
+        network: None,
+        machine_count: 0,
+    };
+    let stray = mint_name(
+        &name(),
+        &TokenName::parse("deploy").unwrap(),
+        RotationId::from_uuid(uuid::Uuid::new_v4()),
+        1,
+    );
+    w.fly
+        .create_deploy_token(&app, &stray, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let fly = Arc::new(CrashFly::new(w.fly.clone(), None));
+    let r = w.reconciler(fly.clone(), 8);
+    converge(&w, &r, "stray", Scenario::Teardown).await;
+    // The ACTIVE token, the one in grace, and the stray: once each.
+    assert_eq!(count(&fly, "revoke_token"), 3, "{:?}", fly.log());
+    check(&w, "stray", Scenario::Teardown).await;
 }

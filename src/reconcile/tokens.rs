@@ -308,6 +308,21 @@ impl TokenPhase<'_> {
                 report.fail(format!("token {name}: {e}"));
                 break;
             }
+            // The listing is this activation's view of Fly: a token just
+            // revoked is revoked in it too. Otherwise a revoked stray or
+            // landed lost mint (which no record names, so the record does
+            // not change) would look live to the next decision and be
+            // revoked again, up to MAX_STEPS times.
+            if let (Action::Revoke { fly_token_id }, Some((_, tokens))) =
+                (&action, listing.as_mut())
+            {
+                for t in tokens
+                    .iter_mut()
+                    .filter(|t| &t.fly_token_id == fly_token_id)
+                {
+                    t.revoked = true;
+                }
+            }
         }
         if gone {
             return Ok(());
