@@ -478,3 +478,42 @@ async fn a_stray_found_at_teardown_is_revoked_once() {
     assert_eq!(count(&fly, "revoke_token"), 3, "{:?}", fly.log());
     check(&w, "stray", Scenario::Teardown).await;
 }
+
+/// Regression: the controller dies after the token phase delivered the new
+/// token (the record says `SecretsWritten`) but before the activation wrote
+/// the ledger that tells the plan which secrets version the machines must
+/// run. The restarted controller must still roll the machines and promote
+/// the token; it used to wait for them forever.
+#[tokio::test]
+async fn a_crash_after_delivery_before_the_activation_ends_still_rolls_the_machines() {
+    let reference = prepare(Scenario::Rotate).await;
+    let logger = Arc::new(CrashFly::new(reference.fly.clone(), None));
+    assert!(!until_crash(&reference, &logger, Scenario::Rotate).await.0);
+    let calls = logger.log();
+    let delivered = calls
+        .iter()
+        .position(|c| c.name == "update_secrets")
+        .expect("the rotation writes the app secrets");
+    assert!(
+        delivered + 1 < calls.len(),
+        "a call follows the delivery in its activation: {calls:?}"
+    );
+    let next = delivered + 1;
+    let what = format!("crash at call #{next} ({})", calls[next].name);
+    let w = prepare(Scenario::Rotate).await;
+    let fly = Arc::new(CrashFly::new(w.fly.clone(), Some((next, Mode::Before))));
+    let (crashed, _) = until_crash(&w, &fly, Scenario::Rotate).await;
+    assert!(crashed, "{what}");
+    let records = w.stores.vault.list_token_records(&name()).await.unwrap();
+    assert!(
+        matches!(
+            records[0].record.rotation.as_ref().map(|r| &r.phase),
+            Some(flotilla::rotation::Phase::SecretsWritten { .. })
+        ),
+        "{what}: the crash is after the delivery was recorded: {:#?}",
+        records[0].record
+    );
+    let r = w.reconciler(w.fly.clone(), 3);
+    converge(&w, &r, &what, Scenario::Rotate).await;
+    check(&w, &what, Scenario::Rotate).await;
+}

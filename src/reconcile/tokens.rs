@@ -196,6 +196,19 @@ impl TokenPhase<'_> {
             None if spec.is_none() => return Ok(()),
             None => (TokenRecord::new(name.clone()), None),
         };
+        // The record keeps the secrets version a rotation wrote; the ledger,
+        // which carries it to the plan, is only persisted at the end of the
+        // activation. A crash in between would leave the ledger behind, the
+        // plan would not roll the machines, and the rotation would wait for
+        // them forever: the record's version is folded in again here.
+        if let Some(Phase::SecretsWritten {
+            secrets_version, ..
+        }) = record.rotation.as_ref().map(|r| &r.phase)
+        {
+            let v = *secrets_version;
+            ledger.secrets_version = Some(ledger.secrets_version.map_or(v, |c| c.max(v)));
+            ledger.secrets.extend(targets.iter().cloned());
+        }
         let tenant_name = self.tenant.name().clone();
         let mut listed_twice = false;
         let mut gone = false;
