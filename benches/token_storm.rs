@@ -28,9 +28,11 @@
 //! * Consumers (default 2) meanwhile fetch random tenants' registry
 //!   credentials through `Ops` (what the registry endpoint serves, audited),
 //!   use each at once against the simulator (`GET /v1/apps/{app}`
-//!   authenticated with the token), and again G/2 later: a use of a token
-//!   fetched before its tenant's rotation and used after it is a use during
-//!   the overlap.
+//!   authenticated with the token), and again G/2 later (never later than
+//!   G − 1 s after the fetch: then a deployer would fetch again): a use of a
+//!   token fetched before its tenant's rotation and used after it is a use
+//!   during the overlap. Consumers use an app at most once per 1.1 s, under
+//!   Fly's per-app limit, so any 429 is the controller's.
 // A test/bench harness, not library code: it reads its own configuration
 // from the environment and speaks raw HTTP (clippy.toml's rules are for src/).
 #![allow(clippy::disallowed_methods)]
@@ -295,7 +297,7 @@ async fn consumer(
     ops: Arc<Ops>,
     tenants: Arc<Vec<TenantName>>,
     sim_base: String,
-    hold: Duration,
+    grace: Duration,
     seed: u64,
     stop: Arc<AtomicBool>,
     last: LastUse,
@@ -307,7 +309,12 @@ async fn consumer(
         .expect("http client");
     let mut rng = StdRng::seed_from_u64(seed);
     let actor = Actor::local("storm-consumer");
+    let hold = grace / 2;
+    let grace = SignedDuration::try_from(grace).expect("grace fits");
     let mut held: VecDeque<(TenantName, String, Timestamp, Instant)> = VecDeque::new();
+    // Like a deployer, a consumer stops relying on a token near the end of
+    // the grace period after it was handed out (it would fetch again).
+    let relied_until = |fetched_at: Timestamp| fetched_at + grace - SignedDuration::from_secs(1);
     let use_once = |tenant: TenantName, header: String, fetched_at: Timestamp, later: bool| {
         let http = http.clone();
         let url = format!("{sim_base}/v1/apps/{tenant}");
@@ -315,20 +322,23 @@ async fn consumer(
         async move {
             pace(&last, &tenant).await;
             let sent_at = Timestamp::now();
+            if sent_at >= relied_until(fetched_at) {
+                return None;
+            }
             let status = http
                 .get(url)
                 .header("authorization", header)
                 .send()
                 .await
                 .map_or(0, |r| r.status().as_u16());
-            Use {
+            Some(Use {
                 tenant,
                 fetched_at,
                 sent_at,
                 used_at: Timestamp::now(),
                 status,
                 later,
-            }
+            })
         }
     };
     while !stop.load(Ordering::Relaxed) {
@@ -339,7 +349,7 @@ async fn consumer(
             Ok(c) => {
                 let header = c.password.expose_secret().to_string();
                 let u = use_once(tenant.clone(), header.clone(), fetched_at, false).await;
-                out.lock().unwrap().uses.push(u);
+                out.lock().unwrap().uses.extend(u);
                 held.push_back((tenant, header, fetched_at, Instant::now()));
             }
             Err(e) => out.lock().unwrap().registry_errors.push(e.to_string()),
@@ -347,7 +357,7 @@ async fn consumer(
         while held.front().is_some_and(|h| h.3.elapsed() >= hold) {
             let (tenant, header, fetched_at, _) = held.pop_front().expect("front");
             let u = use_once(tenant, header, fetched_at, true).await;
-            out.lock().unwrap().uses.push(u);
+            out.lock().unwrap().uses.extend(u);
         }
     }
 }
@@ -530,7 +540,7 @@ async fn storm(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value>
                 ops.clone(),
                 tenants.clone(),
                 sim.base_url(),
-                args.grace / 2,
+                args.grace,
                 i as u64 + 1,
                 consumers_stop.clone(),
                 last_use.clone(),
