@@ -1674,6 +1674,28 @@ async fn bursts_beyond_fly_limits_get_429() {
     assert!(fly.sim.request_counts().rate_limited >= 2);
 }
 
+#[tokio::test]
+async fn rate_limits_switch_off_and_on_at_run_time() {
+    let fly = Fly::start(SimConfig {
+        transition_delay: TICK,
+        rate_limits: false,
+        ..SimConfig::default()
+    })
+    .await;
+    fly.create_app("switch").await;
+    let burst = |n| futures::future::join_all((0..n).map(|_| fly.get("/v1/apps/switch/machines")));
+    let limited = |r: &[Resp]| {
+        r.iter()
+            .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+            .count()
+    };
+    assert_eq!(limited(&burst(10).await), 0, "off as configured");
+    fly.sim.set_rate_limits(true);
+    assert!(limited(&burst(10).await) >= 6, "on: bursts of 3");
+    fly.sim.set_rate_limits(false);
+    assert_eq!(limited(&burst(10).await), 0, "off again");
+}
+
 // ---------------------------------------------------------------- faults
 
 async fn run_requests(fly: &Fly, n: usize) -> Vec<StatusCode> {

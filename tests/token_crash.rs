@@ -20,16 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla::clock::{ManualClock, SharedClock};
-use flotilla::crypto::Keyring;
-use flotilla::fly::FlyApi;
-use flotilla::ids::TenantName;
+use flotilla::crypto::{EncryptionKey, KeyId, Keyring};
+use flotilla::fly::http::HttpFly;
+use flotilla::fly::{App, FlyApi};
+use flotilla::ids::{AppName, OrgSlug, TenantName, TokenName};
 use flotilla::ops::{Actor, Ops, RotationAsk};
 use flotilla::reconcile::status::TenantStatus;
 use flotilla::reconcile::tokens::TokenSettings;
 use flotilla::reconcile::{Outcome, ReconcileOptions, Reconciler};
-use flotilla::rotation::Policy;
-use flotilla::sim::{SimConfig, SimHandle};
-use flotilla::spec::ParseOptions;
+use flotilla::rotation::{Policy, RotationId, mint_name};
+use flotilla::sim::{LostResponse, SimConfig, SimHandle};
+use flotilla::spec::{self, ParseOptions};
+use flotilla::store::TenantDraft;
 use flotilla::store::access::{Stores, connect_stores};
 use jiff::{SignedDuration, Timestamp};
 use rand::SeedableRng;
@@ -85,7 +87,13 @@ fn name() -> TenantName {
 }
 
 fn keyring() -> Arc<Keyring> {
-    common::keyring(9)
+    Arc::new(
+        Keyring::new(vec![(
+            KeyId::parse("k1").unwrap(),
+            EncryptionKey::from_bytes(&[9u8; 32]),
+        )])
+        .unwrap(),
+    )
 }
 
 impl World {
@@ -99,17 +107,24 @@ impl World {
         })
         .await
         .expect("simulator starts");
-        let fly = common::sim_client(&sim);
+        let mut config =
+            common::test_fly_config(sim.org_token(), sim.base_url(), sim.graphql_url(), 3);
+        config.rate_limits.enabled = false;
+        let fly: Arc<dyn FlyApi> = Arc::new(HttpFly::new(config).expect("client"));
         let shared: SharedClock = Arc::new(clock.clone());
         let stores = connect_stores("sqlite::memory:", shared.clone())
             .await
             .expect("store");
         let ops = Ops::new(stores.clone(), shared, ParseOptions::default()).with_keyring(keyring());
-        stores
-            .tenants
-            .apply(&common::drafts(SPEC))
-            .await
-            .expect("apply");
+        let docs = spec::load_str("t.yaml", SPEC, &ParseOptions::default()).expect("valid spec");
+        let drafts: Vec<TenantDraft> = docs
+            .into_iter()
+            .map(|d| TenantDraft {
+                tenant: d.tenant,
+                yaml: d.doc.text,
+            })
+            .collect();
+        stores.tenants.apply(&drafts).await.expect("apply");
         World {
             sim,
             fly,
@@ -401,4 +416,104 @@ async fn a_crash_while_retiring_the_replaced_token_still_revokes_it_once() {
 #[tokio::test]
 async fn a_crash_during_teardown_still_revokes_every_token() {
     every_call(Scenario::Teardown).await;
+}
+
+/// Calls named `name` in `fly`'s log.
+fn count(fly: &CrashFly, name: &str) -> usize {
+    fly.log().iter().filter(|c| c.name == name).count()
+}
+
+/// Regression: a mint that landed but whose answer was lost is revoked
+/// once. The activation's listing still showed it live after the revoke, so
+/// every further decision of the activation revoked it again (up to
+/// `MAX_STEPS` times) and the next attempt waited for another activation.
+#[tokio::test]
+async fn a_landed_lost_mint_is_revoked_once_and_the_next_attempt_follows() {
+    let w = prepare(Scenario::Rotate).await;
+    w.sim.lose_next_mints(1, LostResponse::Error);
+    let fly = Arc::new(CrashFly::new(w.fly.clone(), None));
+    let r = w.reconciler(fly.clone(), 7);
+    converge(&w, &r, "lost mint", Scenario::Rotate).await;
+    // The replaced token is in its grace period (10 minutes): the only
+    // revocation is the lost mint's.
+    assert_eq!(count(&fly, "revoke_token"), 1, "{:?}", fly.log());
+    assert_eq!(count(&fly, "create_deploy_token"), 2, "{:?}", fly.log());
+    let tokens = w.sim_tokens();
+    let lost: Vec<_> = tokens.iter().filter(|t| t.1.ends_with("/1")).collect();
+    assert!(
+        lost.iter().any(|t| t.2),
+        "the first attempt of the rotation is revoked: {tokens:?}"
+    );
+    check(&w, "lost mint", Scenario::Rotate).await;
+}
+
+/// Regression: a stray (a live token with flotilla's name that no record
+/// names) found by teardown's last listing is revoked once, not once per
+/// remaining step of the activation.
+#[tokio::test]
+async fn a_stray_found_at_teardown_is_revoked_once() {
+    let w = prepare(Scenario::Teardown).await;
+    let app = App {
+        name: AppName::parse("crash").unwrap(),
+        id: String::new(),
+        org_slug: OrgSlug::parse("personal").unwrap(),
+        status: String::new(),
+        network: None,
+        machine_count: 0,
+    };
+    let stray = mint_name(
+        &name(),
+        &TokenName::parse("deploy").unwrap(),
+        RotationId::from_uuid(uuid::Uuid::new_v4()),
+        1,
+    );
+    w.fly
+        .create_deploy_token(&app, &stray, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let fly = Arc::new(CrashFly::new(w.fly.clone(), None));
+    let r = w.reconciler(fly.clone(), 8);
+    converge(&w, &r, "stray", Scenario::Teardown).await;
+    // The ACTIVE token, the one in grace, and the stray: once each.
+    assert_eq!(count(&fly, "revoke_token"), 3, "{:?}", fly.log());
+    check(&w, "stray", Scenario::Teardown).await;
+}
+
+/// Regression: the controller dies after the token phase delivered the new
+/// token (the record says `SecretsWritten`) but before the activation wrote
+/// the ledger that tells the plan which secrets version the machines must
+/// run. The restarted controller must still roll the machines and promote
+/// the token; it used to wait for them forever.
+#[tokio::test]
+async fn a_crash_after_delivery_before_the_activation_ends_still_rolls_the_machines() {
+    let reference = prepare(Scenario::Rotate).await;
+    let logger = Arc::new(CrashFly::new(reference.fly.clone(), None));
+    assert!(!until_crash(&reference, &logger, Scenario::Rotate).await.0);
+    let calls = logger.log();
+    let delivered = calls
+        .iter()
+        .position(|c| c.name == "update_secrets")
+        .expect("the rotation writes the app secrets");
+    assert!(
+        delivered + 1 < calls.len(),
+        "a call follows the delivery in its activation: {calls:?}"
+    );
+    let next = delivered + 1;
+    let what = format!("crash at call #{next} ({})", calls[next].name);
+    let w = prepare(Scenario::Rotate).await;
+    let fly = Arc::new(CrashFly::new(w.fly.clone(), Some((next, Mode::Before))));
+    let (crashed, _) = until_crash(&w, &fly, Scenario::Rotate).await;
+    assert!(crashed, "{what}");
+    let records = w.stores.vault.list_token_records(&name()).await.unwrap();
+    assert!(
+        matches!(
+            records[0].record.rotation.as_ref().map(|r| &r.phase),
+            Some(flotilla::rotation::Phase::SecretsWritten { .. })
+        ),
+        "{what}: the crash is after the delivery was recorded: {:#?}",
+        records[0].record
+    );
+    let r = w.reconciler(w.fly.clone(), 3);
+    converge(&w, &r, &what, Scenario::Rotate).await;
+    check(&w, &what, Scenario::Rotate).await;
 }

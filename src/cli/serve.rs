@@ -109,6 +109,63 @@ pub struct ServeArgs {
     pub max_unavailable: u32,
     #[command(flatten)]
     pub org_token: crate::cli::org_token::OrgTokenArgs,
+    #[command(flatten)]
+    pub token_policy: TokenPolicyArgs,
+}
+
+/// How the token phase retries (docs/tokens.md, "Failures").
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenPolicyArgs {
+    /// Wait after a token step's first failure, in seconds; it doubles with
+    /// each failure of a cycle, up to --token-retry-max-secs.
+    #[arg(
+        long = "token-retry-secs",
+        env = "FLOTILLA_TOKEN_RETRY_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub retry_secs: u32,
+    /// Longest wait between token step attempts, and the pause after a
+    /// failed cycle, in seconds.
+    #[arg(
+        long = "token-retry-max-secs",
+        env = "FLOTILLA_TOKEN_RETRY_MAX_SECS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub retry_max_secs: u32,
+    /// How long a token mint whose answer never arrived may still land on
+    /// Fly, in seconds: only a listing taken after this proves it did not,
+    /// and the next attempt waits for it. Keep it above the longest a mint
+    /// request can take.
+    #[arg(
+        long = "token-mint-settle-secs",
+        env = "FLOTILLA_TOKEN_MINT_SETTLE_SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub mint_settle_secs: u32,
+}
+
+impl TokenPolicyArgs {
+    /// The token phase's policy: these timings, the rest as
+    /// [`Policy::default`].
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        if self.retry_max_secs < self.retry_secs {
+            anyhow::bail!(
+                "--token-retry-max-secs ({}) must be at least --token-retry-secs ({})",
+                self.retry_max_secs,
+                self.retry_secs
+            );
+        }
+        let secs = |s: u32| jiff::SignedDuration::from_secs(i64::from(s));
+        Ok(Policy {
+            backoff_initial: secs(self.retry_secs),
+            backoff_max: secs(self.retry_max_secs),
+            mint_settle: secs(self.mint_settle_secs),
+            ..Policy::default()
+        })
+    }
 }
 
 pub async fn serve(
@@ -117,6 +174,7 @@ pub async fn serve(
     clock: SharedClock,
     lock: ControllerLock,
 ) -> anyhow::Result<()> {
+    let policy = args.token_policy.policy()?;
     let store = stores.tenants.clone();
     tracing::info!(lock = %lock.describe(), "holding the controller lock");
     let metrics = PrometheusBuilder::new()
@@ -171,7 +229,7 @@ pub async fn serve(
             TokenSettings {
                 vault: stores.vault.clone(),
                 keyring: keyring.clone(),
-                policy: Policy::default(),
+                policy,
             },
         ),
     );
@@ -426,5 +484,58 @@ impl Progress {
             .expect("progress lock")
             .bar
             .finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        policy: TokenPolicyArgs,
+    }
+
+    fn policy(args: &[&str]) -> anyhow::Result<Policy> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        cli.policy.policy()
+    }
+
+    #[test]
+    fn token_policy_defaults_are_the_policy_defaults() {
+        assert_eq!(policy(&[]).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn token_policy_flags_set_the_timings() {
+        let p = policy(&[
+            "--token-retry-secs",
+            "2",
+            "--token-retry-max-secs",
+            "8",
+            "--token-mint-settle-secs",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(p.backoff_initial, jiff::SignedDuration::from_secs(2));
+        assert_eq!(p.backoff_max, jiff::SignedDuration::from_secs(8));
+        assert_eq!(p.mint_settle, jiff::SignedDuration::from_secs(5));
+        assert_eq!(p.attempts_per_cycle, Policy::default().attempts_per_cycle);
+    }
+
+    #[test]
+    fn token_policy_refuses_zero_and_a_cap_below_the_first_wait() {
+        assert!(policy(&["--token-retry-secs", "0"]).is_err());
+        assert!(policy(&["--token-mint-settle-secs", "0"]).is_err());
+        assert!(policy(&["--token-retry-secs", "-1"]).is_err());
+        let e = policy(&["--token-retry-secs", "10", "--token-retry-max-secs", "5"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--token-retry-max-secs (5) must be at least --token-retry-secs (10)"),
+            "{e}"
+        );
     }
 }

@@ -14,6 +14,15 @@
 //! The limiter *waits* (asynchronously); it never fails a call. Its clock is
 //! tokio's, so tests with paused time see exact, deterministic spacing.
 //!
+//! Each bucket's burst is **one less than Fly's**, at the same rate. Paced at
+//! exactly Fly's limit, a saturated bucket (a fleet's app creates, a storm of
+//! token verifications, which share one bucket for the org) would see 429s
+//! whenever a request reached Fly a little sooner after its predecessor than
+//! the client sent it (network and scheduling jitter): Fly's bucket is at
+//! its edge at every request. The one request of slack absorbs up to one
+//! interval of such jitter; the sustained rate is unchanged, only the first
+//! burst is one request smaller.
+//!
 //! Memory: keys are `(operation, key)` pairs. Entries that have fully
 //! replenished carry no information, so they are pruned every
 //! [`PRUNE_EVERY`] checks.
@@ -133,10 +142,12 @@ const fn nz(n: u32) -> NonZeroU32 {
 
 // Evaluated at compile time, so `nz` can never panic at run time.
 const ONE: NonZeroU32 = nz(1);
-const THREE: NonZeroU32 = nz(3);
 const FIVE: NonZeroU32 = nz(5);
-const TEN: NonZeroU32 = nz(10);
 const HUNDRED: NonZeroU32 = nz(100);
+/// Fly's bursts less the request of slack (module docs).
+const DEFAULT_BURST: NonZeroU32 = nz(3 - 1);
+const SHOW_BURST: NonZeroU32 = nz(10 - 1);
+const APP_DELETE_BURST: NonZeroU32 = nz(100 - 1);
 
 impl FlyRateLimiter {
     /// `None` when limiting is disabled.
@@ -161,15 +172,21 @@ impl FlyRateLimiter {
         };
         Ok(Some(Self {
             clock,
-            // 1 req/s per action and key, bursts of 3.
+            // 1 req/s per action and key, bursts of 3 (2 here).
             default: RateLimiter::dashmap_with_clock(
-                Quota::per_second(ONE).allow_burst(THREE),
+                Quota::per_second(ONE).allow_burst(DEFAULT_BURST),
                 clock,
             ),
-            // Get Machine: 5 req/s, bursts of 10.
-            show: RateLimiter::dashmap_with_clock(Quota::per_second(FIVE).allow_burst(TEN), clock),
-            // App deletions: 100 per minute.
-            app_delete: RateLimiter::dashmap_with_clock(Quota::per_minute(HUNDRED), clock),
+            // Get Machine: 5 req/s, bursts of 10 (9 here).
+            show: RateLimiter::dashmap_with_clock(
+                Quota::per_second(FIVE).allow_burst(SHOW_BURST),
+                clock,
+            ),
+            // App deletions: 100 per minute (bursts of 99 here).
+            app_delete: RateLimiter::dashmap_with_clock(
+                Quota::per_minute(HUNDRED).allow_burst(APP_DELETE_BURST),
+                clock,
+            ),
             global,
             checks: AtomicU64::new(0),
         }))
@@ -262,33 +279,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn default_class_allows_burst_of_three_then_one_per_second() {
+    async fn default_class_allows_a_burst_of_two_then_one_per_second() {
         let l = limiter(None, 1);
         let got = offsets(&l, "Machines_create", "app-a", 6).await;
-        assert_eq!(ms(&got), vec![0, 0, 0, 1000, 2000, 3000]);
+        assert_eq!(ms(&got), vec![0, 0, 1000, 2000, 3000, 4000]);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn get_machine_allows_burst_of_ten_then_five_per_second() {
+    async fn get_machine_allows_a_burst_of_nine_then_five_per_second() {
         let l = limiter(None, 1);
         let got = offsets(&l, "Machines_show", "0123456789abcd", 12).await;
-        let expected: Vec<u128> = [0; 10].into_iter().chain([200, 400]).collect();
+        let expected: Vec<u128> = [0; 9].into_iter().chain([200, 400, 600]).collect();
         assert_eq!(ms(&got), expected);
     }
 
     #[tokio::test(start_paused = true)]
     async fn keys_and_operations_are_independent() {
         let l = limiter(None, 1);
-        offsets(&l, "Machines_start", "m1", 3).await;
+        offsets(&l, "Machines_start", "m1", 2).await;
         // Burst of m1 spent; m2 and another operation on m1 are not delayed.
         assert_eq!(
-            ms(&offsets(&l, "Machines_start", "m2", 3).await),
-            vec![0, 0, 0]
+            ms(&offsets(&l, "Machines_start", "m2", 2).await),
+            vec![0, 0]
         );
-        assert_eq!(
-            ms(&offsets(&l, "Machines_stop", "m1", 3).await),
-            vec![0, 0, 0]
-        );
+        assert_eq!(ms(&offsets(&l, "Machines_stop", "m1", 2).await), vec![0, 0]);
         // m1's start is.
         assert_eq!(
             ms(&offsets(&l, "Machines_start", "m1", 1).await),
@@ -299,13 +313,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn app_deletes_share_one_org_wide_budget() {
         let l = limiter(None, 1);
-        for i in 0..100 {
+        for i in 0..99 {
             assert_eq!(
                 l.until_ready("Apps_delete", &format!("app-{i}")).await,
                 Duration::ZERO
             );
         }
-        // The 101st waits for one replenishment: 60 s / 100.
+        // The 100th waits for one replenishment: 60 s / 100.
         let waited = l.until_ready("Apps_delete", "app-x").await;
         assert_eq!(waited.as_millis(), 600);
     }
@@ -319,13 +333,55 @@ mod tests {
             l.until_ready("Apps_create", &format!("app-{i}")).await;
             got.push(start.elapsed());
         }
-        // Five different apps, one bucket: burst of 3, then 1 per second.
-        assert_eq!(ms(&got), vec![0, 0, 0, 1000, 2000]);
+        // Five different apps, one bucket: burst of 2, then 1 per second.
+        assert_eq!(ms(&got), vec![0, 0, 1000, 2000, 3000]);
         // Other operations on those apps keep their own per-app buckets.
         assert_eq!(
-            ms(&offsets(&l, "Machines_create", "app-0", 3).await),
-            vec![0, 0, 0]
+            ms(&offsets(&l, "Machines_create", "app-0", 2).await),
+            vec![0, 0]
         );
+    }
+
+    /// Sends paced by this limiter reach Fly's bucket (Fly's burst of 3 at 1
+    /// req/s, as the simulator enforces it) each up to 0.9 s late, in
+    /// whatever order that produces, after idle spells of any length: Fly
+    /// refuses none. Paced with Fly's own burst, a late request followed by
+    /// punctual ones is refused (`ratelimit` module docs).
+    #[tokio::test(start_paused = true)]
+    async fn paced_sends_conform_at_flys_bucket_despite_jitter() {
+        use governor::clock::FakeRelativeClock;
+        use rand::{RngExt, SeedableRng};
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..200 {
+            let l = limiter(None, 1);
+            let start = Instant::now();
+            let mut arrivals = Vec::new();
+            for _ in 0..30 {
+                if rng.random_bool(0.2) {
+                    let idle = rng.random_range(0..3000);
+                    tokio::time::sleep(Duration::from_millis(idle)).await;
+                }
+                l.until_ready("CurrentToken_show", "").await;
+                let late = Duration::from_millis(rng.random_range(0..900));
+                arrivals.push(start.elapsed() + late);
+            }
+            arrivals.sort();
+            let clock = FakeRelativeClock::default();
+            let fly = RateLimiter::direct_with_clock(
+                Quota::per_second(ONE).allow_burst(nz(3)),
+                clock.clone(),
+            );
+            let mut now = Duration::ZERO;
+            for (i, at) in arrivals.iter().enumerate() {
+                clock.advance(*at - now);
+                now = *at;
+                assert!(
+                    fly.check().is_ok(),
+                    "round {round}: send {i}, arriving at {at:?}, refused; arrivals {arrivals:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -196,6 +196,19 @@ impl TokenPhase<'_> {
             None if spec.is_none() => return Ok(()),
             None => (TokenRecord::new(name.clone()), None),
         };
+        // The record keeps the secrets version a rotation wrote; the ledger,
+        // which carries it to the plan, is only persisted at the end of the
+        // activation. A crash in between would leave the ledger behind, the
+        // plan would not roll the machines, and the rotation would wait for
+        // them forever: the record's version is folded in again here.
+        if let Some(Phase::SecretsWritten {
+            secrets_version, ..
+        }) = record.rotation.as_ref().map(|r| &r.phase)
+        {
+            let v = *secrets_version;
+            ledger.secrets_version = Some(ledger.secrets_version.map_or(v, |c| c.max(v)));
+            ledger.secrets.extend(targets.iter().cloned());
+        }
         let tenant_name = self.tenant.name().clone();
         let mut listed_twice = false;
         let mut gone = false;
@@ -307,6 +320,21 @@ impl TokenPhase<'_> {
             if let Err(e) = step {
                 report.fail(format!("token {name}: {e}"));
                 break;
+            }
+            // The listing is this activation's view of Fly: a token just
+            // revoked is revoked in it too. Otherwise a revoked stray or
+            // landed lost mint (which no record names, so the record does
+            // not change) would look live to the next decision and be
+            // revoked again, up to MAX_STEPS times.
+            if let (Action::Revoke { fly_token_id }, Some((_, tokens))) =
+                (&action, listing.as_mut())
+            {
+                for t in tokens
+                    .iter_mut()
+                    .filter(|t| &t.fly_token_id == fly_token_id)
+                {
+                    t.revoked = true;
+                }
             }
         }
         if gone {

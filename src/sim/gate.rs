@@ -134,7 +134,7 @@ pub async fn gate(
             return finish(&sim, resp);
         };
 
-        if sim.cfg.rate_limits && !is_graphql {
+        if sim.rate_limits_on() && !is_graphql {
             let param = |name: &str| {
                 params
                     .iter()

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -59,6 +59,9 @@ pub struct Sim {
     /// Which token authenticated (or was refused for) each request.
     pub(super) token_ledger: TokenLedger,
     pub(super) limiters: Limiters,
+    /// Whether Fly's rate limits apply now (from `cfg.rate_limits`, switched
+    /// by [`SimHandle::set_rate_limits`]).
+    rate_limits: AtomicBool,
     pub cancel: CancellationToken,
     tasks: TaskTracker,
     request_seq: AtomicU64,
@@ -67,6 +70,11 @@ pub struct Sim {
 impl Sim {
     pub fn now(&self) -> Timestamp {
         self.cfg.clock.now()
+    }
+
+    /// Whether Fly's rate limits apply to requests now.
+    pub fn rate_limits_on(&self) -> bool {
+        self.rate_limits.load(Ordering::Relaxed)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, World> {
@@ -259,6 +267,13 @@ impl SimHandle {
         self.sim.set_faults(profile);
     }
 
+    /// Turns Fly's rate limits on or off from now on (initially
+    /// `SimConfig::rate_limits`); a benchmark builds its world without them
+    /// and measures with them.
+    pub fn set_rate_limits(&self, on: bool) {
+        self.sim.rate_limits.store(on, Ordering::Relaxed);
+    }
+
     /// Gives app `app` a placeholder value for each of `names` it lacks: now
     /// if the app exists, and whenever an app of that name is created. A
     /// simulator control (the demo's stand-in for an operator setting
@@ -426,6 +441,7 @@ fn build(config: SimConfig) -> Result<(Arc<Sim>, SecretString), SimError> {
     );
     let faults = Faults::new(config.faults.clone(), config.seed);
     let (changes, _) = watch::channel(0);
+    let rate_limits = AtomicBool::new(config.rate_limits);
     let sim = Arc::new(Sim {
         cfg: config,
         state: RwLock::new(world),
@@ -434,6 +450,7 @@ fn build(config: SimConfig) -> Result<(Arc<Sim>, SecretString), SimError> {
         counters: Mutex::new(RequestCounts::default()),
         token_ledger: TokenLedger::default(),
         limiters: Limiters::new(),
+        rate_limits,
         cancel: CancellationToken::new(),
         tasks: TaskTracker::new(),
         request_seq: AtomicU64::new(1),
