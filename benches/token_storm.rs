@@ -594,6 +594,15 @@ async fn storm(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value>
     let retired_offsets: Vec<f64> = p.retired.values().map(secs_from_start).collect();
     let all_promoted = p.promoted.len() == n;
     let all_retired = p.retired.len() == n;
+    // How long each replaced token stayed live beyond its grace period.
+    let overstay: Vec<f64> = p
+        .retired
+        .iter()
+        .filter_map(|(name, at)| {
+            let promoted = p.promoted.get(name)?;
+            Some(at.duration_since(*promoted).as_secs_f64() - grace_secs as f64)
+        })
+        .collect();
     let last_promoted = promoted_offsets.iter().copied().fold(0.0, f64::max);
     let last_retired = retired_offsets.iter().copied().fold(0.0, f64::max);
 
@@ -691,6 +700,7 @@ async fn storm(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value>
         "all_retired_secs": all_retired.then_some(last_retired),
         "rotated_at_secs": quantiles(promoted_offsets.clone()),
         "retired_at_secs": quantiles(retired_offsets),
+        "replaced_live_beyond_grace_secs": quantiles(overstay.clone()),
         "bound": {
             "inspect_bucket_secs": inspect_bound,
             "budget_first_activation_secs": budget_bound_promote,
@@ -741,6 +751,10 @@ async fn storm(args: &Args, metrics: &PrometheusHandle) -> anyhow::Result<Value>
         p.promoted.len(),
         bound_promote / last_promoted.max(f64::MIN_POSITIVE),
         p.retired.len()
+    );
+    println!(
+        "replaced tokens live beyond their grace (s): {}",
+        quantiles(overstay)
     );
     println!(
         "429s: {} at the simulator ({controller_429} from the controller, {consumer_429} from consumers), {} seen by the client",
