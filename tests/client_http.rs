@@ -24,6 +24,8 @@ use flotilla::spec::{CpuKind, Handler, IpKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+mod common;
+
 #[path = "client_http/volumes.rs"]
 mod volumes;
 
@@ -244,59 +246,16 @@ fn config(create_key: Option<&str>) -> MachineConfig {
     if let Some(k) = create_key {
         metadata.insert(meta::CREATE_KEY.into(), k.into());
     }
-    MachineConfig {
-        image: "registry.fly.io/acme:v1".into(),
-        env: BTreeMap::from([("PORT".into(), "8080".into())]),
-        guest: GuestConfig {
-            cpu_kind: CpuKind::Shared,
-            cpus: 1,
-            memory_mb: 512,
-            gpu: None,
-        },
-        services: vec![ServiceConfig {
-            protocol: "tcp".into(),
-            internal_port: 8080,
-            ports: vec![PortConfig {
-                port: 443,
-                handlers: vec![Handler::Tls, Handler::Http],
-                force_https: false,
-            }],
-            autostop: AutostopConfig::Stop,
-            autostart: true,
-            min_machines_running: Some(1),
-            concurrency: None,
-            checks: Vec::new(),
-        }],
-        checks: BTreeMap::from([(
-            "alive".into(),
-            CheckConfig {
-                kind: "tcp".into(),
-                port: 8080,
-                interval: Duration::from_secs(60),
-                timeout: Duration::from_secs(2),
-                grace_period: None,
-                method: None,
-                path: None,
-                protocol: None,
-                tls_skip_verify: None,
-                tls_server_name: None,
-                headers: Vec::new(),
-            },
-        )]),
-        restart: RestartConfig {
-            policy: "on-failure".into(),
-            max_retries: None,
-        },
-        metadata,
-        auto_destroy: false,
-        init: Default::default(),
-        files: Vec::new(),
-        processes: Vec::new(),
-        stop: Default::default(),
-        dns: Default::default(),
-        statics: Vec::new(),
-        mounts: Vec::new(),
-    }
+    let mut config = common::fly_config::machine_config("registry.fly.io/acme:v1", metadata);
+    let service = &mut config.services[0];
+    service.ports.truncate(1);
+    service.min_machines_running = Some(1);
+    config.checks = BTreeMap::from([(
+        "alive".into(),
+        common::fly_config::tcp_check(Duration::from_secs(60), Duration::from_secs(2), None),
+    )]);
+    config.restart.max_retries = None;
+    config
 }
 
 /// A Machine as Fly returns it, with Fly's normalisations applied to the

@@ -46,70 +46,7 @@ fn org(sim: &SimHandle) -> OrgSlug {
 }
 
 fn config(image: &str, create_key: &str) -> MachineConfig {
-    MachineConfig {
-        image: image.into(),
-        env: BTreeMap::from([("PORT".into(), "8080".into())]),
-        guest: GuestConfig {
-            cpu_kind: CpuKind::Shared,
-            cpus: 1,
-            memory_mb: 512,
-            gpu: None,
-        },
-        services: vec![ServiceConfig {
-            protocol: "tcp".into(),
-            internal_port: 8080,
-            ports: vec![
-                PortConfig {
-                    port: 443,
-                    handlers: vec![Handler::Tls, Handler::Http],
-                    force_https: false,
-                },
-                PortConfig {
-                    port: 80,
-                    handlers: vec![Handler::Http],
-                    force_https: true,
-                },
-            ],
-            autostop: AutostopConfig::Stop,
-            autostart: true,
-            min_machines_running: Some(0),
-            concurrency: None,
-            checks: Vec::new(),
-        }],
-        checks: BTreeMap::from([(
-            "alive".into(),
-            CheckConfig {
-                kind: "tcp".into(),
-                port: 8080,
-                interval: Duration::from_secs(60),
-                timeout: Duration::from_millis(2500),
-                grace_period: Some(Duration::from_secs(10)),
-                method: None,
-                path: None,
-                protocol: None,
-                tls_skip_verify: None,
-                tls_server_name: None,
-                headers: Vec::new(),
-            },
-        )]),
-        restart: RestartConfig {
-            policy: "on-failure".into(),
-            max_retries: Some(5),
-        },
-        metadata: BTreeMap::from([
-            (meta::TENANT.to_owned(), "acme".to_owned()),
-            (meta::GROUP.to_owned(), "web".to_owned()),
-            (meta::CREATE_KEY.to_owned(), create_key.to_owned()),
-        ]),
-        auto_destroy: false,
-        init: Default::default(),
-        files: Vec::new(),
-        processes: Vec::new(),
-        stop: Default::default(),
-        dns: Default::default(),
-        statics: Vec::new(),
-        mounts: Vec::new(),
-    }
+    common::fly_config::machine_config(image, common::fly_config::acme_web_metadata(create_key))
 }
 
 async fn create_app(fly: &HttpFly, sim: &SimHandle, name: &str) -> AppName {

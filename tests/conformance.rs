@@ -153,92 +153,31 @@ fn org(sim: &SimHandle) -> OrgSlug {
 }
 
 fn machine_config(image: &str, create_key: &str) -> MachineConfig {
-    MachineConfig {
-        image: image.into(),
-        env: BTreeMap::from([("PORT".into(), "8080".into())]),
-        guest: GuestConfig {
-            cpu_kind: CpuKind::Shared,
-            cpus: 1,
-            memory_mb: 512,
-            gpu: None,
-        },
-        services: vec![ServiceConfig {
-            protocol: "tcp".into(),
-            internal_port: 8080,
-            ports: vec![
-                PortConfig {
-                    port: 443,
-                    handlers: vec![Handler::Tls, Handler::Http],
-                    force_https: false,
-                },
-                PortConfig {
-                    port: 80,
-                    handlers: vec![Handler::Http],
-                    force_https: true,
-                },
-            ],
-            autostop: AutostopConfig::Stop,
-            autostart: true,
-            min_machines_running: Some(1),
-            concurrency: Some(ConcurrencyConfig {
-                kind: "requests".into(),
-                soft_limit: 20,
-                hard_limit: 25,
-            }),
-            checks: Vec::new(),
-        }],
-        checks: BTreeMap::from([
-            (
-                "alive".into(),
-                CheckConfig {
-                    kind: "tcp".into(),
-                    port: 8080,
-                    interval: Duration::from_secs(15),
-                    timeout: Duration::from_secs(2),
-                    grace_period: Some(Duration::from_secs(5)),
-                    method: None,
-                    path: None,
-                    protocol: None,
-                    tls_skip_verify: None,
-                    tls_server_name: None,
-                    headers: Vec::new(),
-                },
-            ),
-            (
-                "http".into(),
-                CheckConfig {
-                    kind: "http".into(),
-                    port: 8080,
-                    interval: Duration::from_secs(60),
-                    timeout: Duration::from_millis(2500),
-                    grace_period: None,
-                    method: Some("GET".into()),
-                    path: Some("/healthz".into()),
-                    protocol: None,
-                    tls_skip_verify: None,
-                    tls_server_name: None,
-                    headers: Vec::new(),
-                },
-            ),
-        ]),
-        restart: RestartConfig {
-            policy: "on-failure".into(),
-            max_retries: Some(5),
-        },
-        metadata: BTreeMap::from([
-            (meta::TENANT.to_owned(), "acme".to_owned()),
-            (meta::GROUP.to_owned(), "web".to_owned()),
-            (meta::CREATE_KEY.to_owned(), create_key.to_owned()),
-        ]),
-        auto_destroy: false,
-        init: Default::default(),
-        files: Vec::new(),
-        processes: Vec::new(),
-        stop: Default::default(),
-        dns: Default::default(),
-        statics: Vec::new(),
-        mounts: Vec::new(),
-    }
+    use common::fly_config::{acme_web_metadata, tcp_check};
+    let mut config = common::fly_config::machine_config(image, acme_web_metadata(create_key));
+    let service = &mut config.services[0];
+    service.min_machines_running = Some(1);
+    service.concurrency = Some(ConcurrencyConfig {
+        kind: "requests".into(),
+        soft_limit: 20,
+        hard_limit: 25,
+    });
+    let alive = tcp_check(
+        Duration::from_secs(15),
+        Duration::from_secs(2),
+        Some(Duration::from_secs(5)),
+    );
+    let http = CheckConfig {
+        kind: "http".into(),
+        interval: Duration::from_secs(60),
+        timeout: Duration::from_millis(2500),
+        grace_period: None,
+        method: Some("GET".into()),
+        path: Some("/healthz".into()),
+        ..alive.clone()
+    };
+    config.checks = BTreeMap::from([("alive".into(), alive), ("http".into(), http)]);
+    config
 }
 
 /// The verdict over a run's recorded traffic.

@@ -3,29 +3,7 @@
 
 use std::time::Duration;
 
-/// How a Fly request id is appended to an error message:
-/// `<message> [fly-request-id <id>]`.
-pub const REQUEST_ID_MARK: &str = " [fly-request-id ";
-
-/// `message` without the request ids Fly's answers carry, so two failures
-/// that differ only in the request are recognised as the same error.
-pub fn without_request_ids(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(REQUEST_ID_MARK) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + REQUEST_ID_MARK.len()..];
-        match after.find(']') {
-            Some(end) => rest = &after[end + 1..],
-            None => {
-                rest = &rest[at..];
-                break;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
+pub use crate::model::fly::request_ids::{REQUEST_ID_MARK, without_request_ids};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlyError {
@@ -133,26 +111,5 @@ impl FlyError {
             FlyError::InvalidRequest { .. } => "invalid_request",
             FlyError::Unexpected { .. } => "unexpected",
         }
-    }
-}
-
-#[cfg(test)]
-mod request_id_tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_dropped_and_nothing_else() {
-        assert_eq!(
-            without_request_ids(
-                "create: no room [fly-request-id 01-iad]; retry: no room [fly-request-id 02-ord]"
-            ),
-            "create: no room; retry: no room"
-        );
-        assert_eq!(without_request_ids("plain"), "plain");
-        assert_eq!(
-            without_request_ids("cut [fly-request-id 01"),
-            "cut [fly-request-id 01",
-            "an unterminated mark is kept"
-        );
     }
 }

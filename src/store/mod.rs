@@ -59,12 +59,13 @@
 
 pub mod access;
 mod common;
+mod connect;
 pub mod lock;
 pub mod postgres;
 pub mod sqlite;
 pub mod vault;
 
-pub use common::redact_url;
+pub use connect::redact_url;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

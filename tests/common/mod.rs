@@ -11,6 +11,8 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
+pub mod fly_config;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -10,7 +10,8 @@
 //! [`config`] (a machine config), [`parts`] (its optional parts),
 //! [`volumes`], [`secrets`], [`ips`], [`certificates`], [`tokens`];
 //! [`duration`] formats Go durations, the form Fly's JSON carries them in;
-//! [`meta`] names the metadata keys flotilla owns; `open_enum` declares
+//! [`meta`] names the metadata keys flotilla owns; [`request_ids`] strips
+//! Fly's request ids from error messages; `open_enum` declares
 //! the enums with an `Other` variant.
 
 pub mod apps;
@@ -21,6 +22,7 @@ pub mod ips;
 pub mod machines;
 mod open_enum;
 pub mod parts;
+pub mod request_ids;
 pub mod secrets;
 pub mod tokens;
 pub mod volumes;

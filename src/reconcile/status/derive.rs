@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::fly::error::without_request_ids;
 use crate::ids::{SecretName, TokenName};
 use crate::model::fly::meta;
+use crate::model::fly::request_ids::without_request_ids;
 use crate::plan::{Finding, Observed, Plan};
 use crate::spec::{ManagementPolicy, Tenant};
 
