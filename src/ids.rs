@@ -302,6 +302,18 @@ fn check_hostname(s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// The rules above as regular expressions (ECMA 262, as JSON Schema and
+/// OpenAPI read them), for documents that describe ids to clients. A test
+/// checks each agrees with its parser.
+pub mod patterns {
+    /// [`super::TenantName`], [`super::OrgSlug`]: a label of at most 63.
+    pub const TENANT_NAME: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
+    /// [`super::TokenName`], [`super::GroupName`]: a label of at most 30.
+    pub const TOKEN_NAME: &str = "^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$";
+    /// [`super::SecretName`]: an environment variable name.
+    pub const SECRET_NAME: &str = "^[A-Z_][A-Z0-9_]{0,254}$";
+}
+
 /// Environment variable names: `[A-Z_][A-Z0-9_]*`, at most 255 characters.
 pub fn check_env_name(s: &str) -> Result<(), IdError> {
     if s.is_empty() {

@@ -15,12 +15,11 @@ use axum::response::Response;
 use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
 use flotilla::fly::ratelimit::RateLimitConfig;
 use flotilla::fly::{
-    AppSecret, AssignIp, AutostopConfig, CheckConfig, CreateMachine, FlyApi, FlyError, GuestConfig,
-    HostStatus, MachineConfig, MachineFilter, MachineState, PortConfig, RestartConfig,
-    ServiceConfig, UpdateMachine, WaitState, meta,
+    AppSecret, AssignIp, CreateMachine, FlyApi, FlyError, HostStatus, MachineConfig, MachineFilter,
+    MachineState, UpdateMachine, WaitState, meta,
 };
 use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName};
-use flotilla::spec::{CpuKind, Handler, IpKind};
+use flotilla::spec::IpKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 

@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
 use flotilla::fly::{
-    AssignIp, AutostopConfig, CheckConfig, CheckState, CheckStatus, CreateMachine, FlyApi,
-    FlyError, GuestConfig, HostStatus, MachineConfig, MachineFilter, MachineState, PortConfig,
-    RestartConfig, ServiceConfig, UpdateMachine, WaitState, meta,
+    AssignIp, AutostopConfig, CheckState, CheckStatus, CreateMachine, FlyApi, FlyError, HostStatus,
+    MachineConfig, MachineFilter, MachineState, RestartConfig, UpdateMachine, WaitState, meta,
 };
 use flotilla::ids::{AppName, OrgSlug, SecretName};
 use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
-use flotilla::spec::{CpuKind, Handler, IpKind};
+use flotilla::spec::IpKind;
 use secrecy::{ExposeSecret, SecretString};
 
 #[path = "client_sim/volumes.rs"]

@@ -26,12 +26,12 @@ use std::time::Duration;
 use flotilla::fly::http::HttpFly;
 use flotilla::fly::{
     AssignIp, AutostopConfig, CheckConfig, ConcurrencyConfig, CreateMachine, FlyApi, FlyError,
-    GuestConfig, HostStatus, MachineConfig, MachineFilter, MachineState, PortConfig, RestartConfig,
-    ServiceConfig, UpdateMachine, WaitState, meta,
+    HostStatus, MachineConfig, MachineFilter, MachineState, RestartConfig, UpdateMachine,
+    WaitState, meta,
 };
 use flotilla::ids::{AppName, OrgSlug, SecretName};
 use flotilla::sim::{LeaseShape, SimConfig, SimHandle};
-use flotilla::spec::{CpuKind, Handler, IpKind};
+use flotilla::spec::IpKind;
 use secrecy::SecretString;
 use serde_json::Value;
 

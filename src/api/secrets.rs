@@ -22,6 +22,7 @@ use crate::ops::view::{SecretList, SecretSetView, SecretView};
 #[serde(deny_unknown_fields)]
 pub struct SetSecretRequest {
     /// UTF-8 text, 1 to 65536 bytes.
+    #[schema(min_length = 1)]
     pub value: String,
 }
 

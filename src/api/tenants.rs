@@ -57,6 +57,19 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// A JSON request body as `T`, or 400 saying why not (serde's message:
+/// positions and field names, JSON-escaped in the answer, never a value).
+/// Every JSON body goes through here, so a bad one is answered like every
+/// other error instead of by axum's plain-text rejection.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    id: &RequestId,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("not {what}: {e}")).with_request_id(id))
+}
+
 /// What a spec body is, by `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SpecBody {
@@ -179,7 +192,7 @@ fn if_match(headers: &HeaderMap, id: &RequestId) -> Result<Option<i64>, ApiError
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
     params(
         ("labelSelector" = Option<String>, Query, description = "key=value[,key=value...], all must match"),
-        ("limit" = Option<usize>, Query, description = "Page size (1 to 500); all when absent"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "Page size (1 to 500); all when absent"),
         ("continue" = Option<String>, Query, description = "metadata.continue of the previous page"),
     ),
     responses(
@@ -496,7 +509,7 @@ pub async fn apply(
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(
         ("tenant" = Option<String>, Query, description = "Only this tenant's events (admins: all when absent)"),
-        ("limit" = Option<u32>, Query, description = "At most this many (1 to 1000, default 50)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (1 to 1000, default 50)"),
     ),
     responses(
         (status = 200, description = "Events", body = EventList),
@@ -565,6 +578,7 @@ pub async fn list_credentials(
 pub struct IssueRequest {
     /// A tenant credential for this tenant; an admin credential when absent.
     #[serde(default)]
+    #[schema(pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub tenant: Option<String>,
     #[serde(default)]
     pub description: String,
@@ -603,9 +617,7 @@ pub async fn issue_credential(
     if !actor.is_admin() {
         return Err(ApiError::from_ops(OpsError::AdminOnly, &id.0));
     }
-    let req: IssueRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("not an IssueRequest: {e}")).with_request_id(&id)
-    })?;
+    let req: IssueRequest = json_body(&body, "an IssueRequest", &id)?;
     let scope = match &req.tenant {
         None => CredentialScope::Admin,
         Some(t) => CredentialScope::Tenant(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::tenants::{Accepted, ops_err};
+use super::tenants::{Accepted, Body, json_body, ops_err};
 use super::{ApiError, ApiState, Caller, RequestId};
 use crate::ops::RotationAsk;
 use crate::reconcile::status::tokens::TokenStatus;
@@ -120,8 +120,14 @@ pub async fn rotate(
     id: RequestId,
     Caller(actor): Caller,
     Path((name, token)): Path<(String, String)>,
-    body: Option<Json<RotateRequest>>,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    // No body is the same as `{}`.
+    let body: Option<RotateRequest> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(json_body(&body, "a RotateRequest", &id)?)
+    };
     let ask = if body.is_some_and(|b| b.resume) {
         RotationAsk::Resume
     } else {
