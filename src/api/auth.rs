@@ -23,7 +23,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::SecretString;
 
 use super::{ApiError, ApiState, peer, request_id_of};
-use crate::ops::{Actor, AuthFailure};
+use crate::ops::{Actor, AuthFailure, Principal};
 
 /// Addresses remembered as blocked before old entries are swept.
 const MAX_BLOCKED: usize = 10_000;
@@ -117,8 +117,20 @@ impl FromRequestParts<ApiState> for Caller {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(|t| SecretString::from(t.trim().to_string()));
+        let ops = state.ops();
         let result = match text {
-            Some(text) => state.ops().authenticate(text).await,
+            Some(text) => match ops.authenticate(text.clone()).await {
+                // Not a flotilla credential: perhaps the legacy global
+                // secret, when that is allowed at all.
+                Err(AuthFailure::Malformed) if ops.legacy_secret_allowed() => {
+                    let tenant = parts
+                        .headers
+                        .get(FLOTILLA_TENANT)
+                        .and_then(|v| v.to_str().ok());
+                    ops.authenticate_legacy(&text, tenant)
+                }
+                other => other,
+            },
             None => Err(AuthFailure::Malformed),
         };
         match result {
@@ -137,6 +149,12 @@ impl FromRequestParts<ApiState> for Caller {
                         "admin credentials are accepted only from the admin allow-list (--admin-allowed-ips)",
                     )
                     .with_request_id(&id));
+                }
+                if let Principal::Legacy { tenant } = &actor.principal {
+                    metrics::counter!("flotilla_api_legacy_secret_used_total").increment(1);
+                    tracing::warn!(tenant = %tenant, source = %actor.source, request_id = %actor.request_id, "the legacy global secret was used; issue this tenant its own credential (flotilla credentials create --tenant) and turn --allow-legacy-global-secret off");
+                    let request = format!("{} {}", parts.method, parts.uri.path());
+                    ops.record_legacy_use(&actor, &request).await;
                 }
                 Ok(Caller(actor))
             }
@@ -163,6 +181,10 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// The header naming the tenant a request made with the legacy global
+/// secret acts for.
+pub const FLOTILLA_TENANT: &str = "flotilla-tenant";
+
 /// The header Fly's proxy puts the client's address in.
 const FLY_CLIENT_IP: &str = "fly-client-ip";
 
@@ -185,6 +207,7 @@ fn reason(f: AuthFailure) -> &'static str {
         AuthFailure::OtherKey => "other_key",
         AuthFailure::Mismatch => "mismatch",
         AuthFailure::Store => "store",
+        AuthFailure::LegacyWithoutTenant => "legacy_without_tenant",
     }
 }
 

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::get::OutputFormat;
-use crate::crypto::credential::ServerKey;
+use crate::crypto::credential::{LegacySecret, ServerKey};
 use crate::ids::TenantName;
 use crate::ops::view::CredentialView;
 use crate::ops::{Actor, Ops};
@@ -50,34 +50,79 @@ pub fn read_server_key(
     env: impl Fn(&str) -> Option<OsString>,
     file: Option<&Path>,
 ) -> anyhow::Result<Option<ServerKey>> {
-    let from_env = env(ENV_SERVER_KEY).filter(|v| !v.is_empty());
-    let text = match (from_env, file) {
-        (Some(_), Some(_)) => {
-            bail!("the server key is set twice ({ENV_SERVER_KEY} and --server-key-file); set one")
-        }
+    match read_secret(
+        &env,
+        ENV_SERVER_KEY,
+        file,
+        "server key",
+        "--server-key-file",
+    )? {
+        None => Ok(None),
+        Some(text) => Ok(Some(ServerKey::parse(&text).context("server key")?)),
+    }
+}
+
+/// A secret from the variable `var` (looked up with `env`) or from `file`
+/// (at most 4 KiB read); `None` when neither is set, an error when both are.
+/// `what` and `flag` name them in errors, which never show the value.
+fn read_secret(
+    env: &impl Fn(&str) -> Option<OsString>,
+    var: &str,
+    file: Option<&Path>,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<Option<SecretString>> {
+    let from_env = env(var).filter(|v| !v.is_empty());
+    Ok(Some(match (from_env, file) {
+        (Some(_), Some(_)) => bail!("the {what} is set twice ({var} and {flag}); set one"),
         (None, None) => return Ok(None),
         (Some(v), None) => match v.into_string() {
             Ok(s) => SecretString::from(s),
-            Err(_) => bail!("{ENV_SERVER_KEY} is not valid UTF-8"),
+            Err(_) => bail!("{var} is not valid UTF-8"),
         },
         (None, Some(path)) => {
-            let f = std::fs::File::open(path).with_context(|| {
-                format!(
-                    "cannot open server key file {:?}",
-                    path.display().to_string()
-                )
-            })?;
+            let shown = path.display().to_string();
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {what} file {shown:?}"))?;
             let mut buf = Zeroizing::new(String::new());
-            f.take(4096).read_to_string(&mut buf).with_context(|| {
-                format!(
-                    "cannot read server key file {:?}",
-                    path.display().to_string()
-                )
-            })?;
+            f.take(4096)
+                .read_to_string(&mut buf)
+                .with_context(|| format!("cannot read {what} file {shown:?}"))?;
             SecretString::from(buf.as_str().to_string())
         }
-    };
-    Ok(Some(ServerKey::parse(&text).context("server key")?))
+    }))
+}
+
+/// The legacy global secret's variable.
+pub const ENV_LEGACY_SECRET: &str = "FLOTILLA_LEGACY_GLOBAL_SECRET";
+
+/// The legacy global secret for `serve --allow-legacy-global-secret`: from
+/// `env` or `file`, kept as its MAC under `key`. Allowed with no secret,
+/// a secret that is not allowed, or allowed with no server key, are errors:
+/// a shared secret is never accepted, or ignored, by accident.
+pub fn read_legacy_secret(
+    allowed: bool,
+    env: impl Fn(&str) -> Option<OsString>,
+    file: Option<&Path>,
+    key: Option<&ServerKey>,
+) -> anyhow::Result<Option<LegacySecret>> {
+    let flag = "--legacy-global-secret-file";
+    let text = read_secret(&env, ENV_LEGACY_SECRET, file, "legacy global secret", flag)?;
+    match (allowed, text, key) {
+        (false, None, _) => Ok(None),
+        (false, Some(_), _) => bail!(
+            "a legacy global secret is configured ({ENV_LEGACY_SECRET} or {flag}) but --allow-legacy-global-secret is not set; remove it, or allow it for a migration period"
+        ),
+        (true, None, _) => bail!(
+            "--allow-legacy-global-secret needs the secret: set {ENV_LEGACY_SECRET} or {flag}"
+        ),
+        (true, Some(_), None) => bail!(
+            "--allow-legacy-global-secret needs a server key (FLOTILLA_SERVER_KEY or --server-key-file)"
+        ),
+        (true, Some(text), Some(key)) => Ok(Some(
+            LegacySecret::new(key, &text).context("legacy global secret")?,
+        )),
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -212,6 +257,40 @@ mod tests {
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_legacy_secret_is_read_only_when_allowed_and_never_by_accident() {
+        let key = ServerKey::parse(&SecretString::from(
+            base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
+        ))
+        .unwrap();
+        let set = env(&[(ENV_LEGACY_SECRET, "legacy-shared-secret-01")]);
+        let none = env(&[]);
+        assert!(
+            read_legacy_secret(false, &none, None, Some(&key))
+                .unwrap()
+                .is_none()
+        );
+        let not_allowed = read_legacy_secret(false, &set, None, Some(&key)).unwrap_err();
+        assert!(format!("{not_allowed:#}").contains("--allow-legacy-global-secret is not set"));
+        let no_secret = read_legacy_secret(true, &none, None, Some(&key)).unwrap_err();
+        assert!(format!("{no_secret:#}").contains("needs the secret"));
+        let no_key = read_legacy_secret(true, &set, None, None).unwrap_err();
+        assert!(format!("{no_key:#}").contains("needs a server key"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("legacy");
+        std::fs::write(&file, "legacy-shared-secret-01\n").unwrap();
+        let twice = read_legacy_secret(true, &set, Some(&file), Some(&key)).unwrap_err();
+        assert!(format!("{twice:#}").contains("set twice"));
+        let weak = read_legacy_secret(true, env(&[(ENV_LEGACY_SECRET, "short")]), None, Some(&key))
+            .unwrap_err();
+        assert!(format!("{weak:#}").contains("16 to 128"));
+        assert!(!format!("{weak:#}").contains("short"), "never the value");
+        let ok = read_legacy_secret(true, &none, Some(&file), Some(&key))
+            .unwrap()
+            .unwrap();
+        assert!(ok.matches(&key, &SecretString::from("legacy-shared-secret-01")));
     }
 
     #[test]

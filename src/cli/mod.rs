@@ -130,6 +130,8 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing `serve`'s many options buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Check tenant specs without touching the database.
     #[command(after_help = "Example:\n  flotilla validate -f specs/examples")]

@@ -104,6 +104,18 @@ pub struct ServeArgs {
     /// Off by default: customer apps should never hold the org credential.
     #[arg(long, env = "FLOTILLA_ALLOW_LEGACY_ORG_TOKEN_FALLBACK")]
     pub allow_legacy_org_token_fallback: bool,
+    /// Also accept one shared secret for every tenant, from before per-tenant
+    /// credentials, during a migration: a request sends it as its bearer
+    /// with a `Flotilla-Tenant: NAME` header and acts as that tenant (never
+    /// as an admin). Each use is warned about, audited and counted. Off by
+    /// default; needs a server key and the secret
+    /// (FLOTILLA_LEGACY_GLOBAL_SECRET or --legacy-global-secret-file).
+    #[arg(long, env = "FLOTILLA_ALLOW_LEGACY_GLOBAL_SECRET")]
+    pub allow_legacy_global_secret: bool,
+    /// File holding the legacy global secret (16 to 128 printable
+    /// characters); or set FLOTILLA_LEGACY_GLOBAL_SECRET to the secret.
+    #[arg(long, env = "FLOTILLA_LEGACY_GLOBAL_SECRET_FILE")]
+    pub legacy_global_secret_file: Option<std::path::PathBuf>,
     /// Machines per group that may be updating at once.
     #[arg(long, env = "FLOTILLA_MAX_UNAVAILABLE", default_value_t = 1)]
     pub max_unavailable: u32,
@@ -246,16 +258,25 @@ pub async fn serve(
     }
     let configured = args.server_key.load()?;
     let demo = configured.is_none() && args.fly.target == FlyTarget::Sim;
-    match configured {
-        Some(key) => ops = ops.with_server_key(Arc::new(key)),
-        None if demo => {
-            ops = ops.with_server_key(Arc::new(ServerKey::generate(&mut rand::rng())));
-        }
+    let server_key = match configured {
+        Some(key) => Some(Arc::new(key)),
+        None if demo => Some(Arc::new(ServerKey::generate(&mut rand::rng()))),
         None => {
             eprintln!(
                 "flotilla: warning: no server key (FLOTILLA_SERVER_KEY or --server-key-file): the API accepts no credentials"
             );
+            None
         }
+    };
+    let legacy = legacy_global_secret(&args, server_key.as_deref())?;
+    if let Some(key) = server_key {
+        ops = ops.with_server_key(key);
+    }
+    if let Some(legacy) = legacy {
+        eprintln!(
+            "flotilla: warning: --allow-legacy-global-secret: one shared secret is accepted for every tenant (with a Flotilla-Tenant header); issue each tenant its own credential and turn this off"
+        );
+        ops = ops.with_legacy_global_secret(legacy);
     }
     let ops = Arc::new(ops);
     let demo_credential = if demo {
@@ -485,6 +506,21 @@ impl Progress {
             .bar
             .finish_and_clear();
     }
+}
+
+/// The legacy global secret, when `--allow-legacy-global-secret` is set.
+// Configuration: the secret's variable is read here, at the edge (clippy.toml).
+#[allow(clippy::disallowed_methods)]
+fn legacy_global_secret(
+    args: &ServeArgs,
+    key: Option<&ServerKey>,
+) -> anyhow::Result<Option<crate::crypto::credential::LegacySecret>> {
+    crate::cli::credentials::read_legacy_secret(
+        args.allow_legacy_global_secret,
+        |n| std::env::var_os(n),
+        args.legacy_global_secret_file.as_deref(),
+        key,
+    )
 }
 
 #[cfg(test)]

@@ -49,6 +49,12 @@ pub enum CredentialError {
         "a server key is {SERVER_KEY_LEN} bytes in standard base64 (`openssl rand -base64 32`); this one is not"
     )]
     BadServerKey,
+    #[error(
+        "the legacy global secret must be {min} to {max} bytes of printable ASCII with no spaces",
+        min = LegacySecret::MIN_LEN,
+        max = MAX_CREDENTIAL_TEXT
+    )]
+    BadLegacySecret,
 }
 
 /// The 32-byte key credential MACs are made with. Never printed.
@@ -258,6 +264,57 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The legacy global secret (`serve --allow-legacy-global-secret`): one
+/// shared secret accepted for every tenant, from before per-tenant
+/// credentials, for a migration period only. Kept as its HMAC under the
+/// server key (never the text), so checking a presented secret is a MAC
+/// comparison in constant time whatever its length or content.
+pub struct LegacySecret {
+    mac: [u8; 32],
+}
+
+impl fmt::Debug for LegacySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LegacySecret(***)")
+    }
+}
+
+impl LegacySecret {
+    /// The shortest secret accepted: a guessable shared secret would undo
+    /// what per-tenant credentials are for.
+    pub const MIN_LEN: usize = 16;
+
+    /// Checks `text` (surrounding whitespace, such as a file's final
+    /// newline, is ignored) and keeps its MAC under `key`.
+    pub fn new(key: &ServerKey, text: &SecretString) -> Result<Self, CredentialError> {
+        let t = text.expose_secret().trim();
+        let printable = t.bytes().all(|b| b.is_ascii_graphic());
+        if !(Self::MIN_LEN..=MAX_CREDENTIAL_TEXT).contains(&t.len()) || !printable {
+            return Err(CredentialError::BadLegacySecret);
+        }
+        // A flotilla credential's shape would be read as a credential first.
+        if t.starts_with(&format!("{CREDENTIAL_PREFIX}.")) {
+            return Err(CredentialError::BadLegacySecret);
+        }
+        let mut m = key.mac();
+        m.update(t.as_bytes());
+        Ok(Self {
+            mac: m.finalize().into_bytes().into(),
+        })
+    }
+
+    /// Whether `presented` is the secret (constant time).
+    pub fn matches(&self, key: &ServerKey, presented: &SecretString) -> bool {
+        let text = presented.expose_secret();
+        if text.len() > MAX_CREDENTIAL_TEXT {
+            return false;
+        }
+        let mut m = key.mac();
+        m.update(text.as_bytes());
+        m.verify_slice(&self.mac).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +322,42 @@ mod tests {
 
     fn key(byte: u8) -> ServerKey {
         ServerKey::parse(&SecretString::from(STANDARD.encode([byte; 32]))).unwrap()
+    }
+
+    #[test]
+    fn a_legacy_secret_matches_only_itself_and_never_shows() {
+        let secret = SecretString::from("legacy-shared-secret-01");
+        let l = LegacySecret::new(&key(1), &secret).unwrap();
+        assert!(l.matches(&key(1), &secret));
+        assert!(l.matches(&key(1), &SecretString::from("legacy-shared-secret-01")));
+        assert!(!l.matches(&key(1), &SecretString::from("legacy-shared-secret-0")));
+        assert!(!l.matches(&key(1), &SecretString::from("legacy-shared-secret-011")));
+        assert!(!l.matches(&key(2), &secret), "another server key");
+        assert!(!l.matches(&key(1), &SecretString::from("x".repeat(10_000))));
+        assert_eq!(format!("{l:?}"), "LegacySecret(***)");
+        // A file's final newline is not part of it.
+        let from_file =
+            LegacySecret::new(&key(1), &SecretString::from("legacy-shared-secret-01\n"));
+        assert!(from_file.unwrap().matches(&key(1), &secret));
+    }
+
+    #[test]
+    fn weak_or_ambiguous_legacy_secrets_are_refused() {
+        for bad in [
+            "short",
+            "fifteen-chars-x",
+            "has a space in it!!",
+            "tab\tinside-the-secret",
+            "flt1.0011223344556677.looks-like-a-credential",
+            "ünicode-is-not-printable-ascii",
+        ] {
+            let e = LegacySecret::new(&key(1), &SecretString::from(bad)).unwrap_err();
+            assert_eq!(e, CredentialError::BadLegacySecret, "{bad:?}");
+            assert!(!e.to_string().contains(bad), "the error never shows it");
+        }
+        let long = "x".repeat(MAX_CREDENTIAL_TEXT + 1);
+        assert!(LegacySecret::new(&key(1), &SecretString::from(long)).is_err());
+        assert!(LegacySecret::new(&key(1), &SecretString::from("sixteen-chars-ok")).is_ok());
     }
 
     #[test]

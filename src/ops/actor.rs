@@ -19,6 +19,11 @@ pub enum Principal {
         tenant: TenantName,
         credential: CredentialId,
     },
+    /// The legacy global secret (`serve --allow-legacy-global-secret`),
+    /// naming the tenant it acts for: treated like that tenant's credential,
+    /// never as an admin, and every use is warned about, audited and
+    /// counted.
+    Legacy { tenant: TenantName },
 }
 
 /// A principal plus where the request came from.
@@ -46,6 +51,7 @@ impl Actor {
             Principal::Local { .. } => ActorKind::Local,
             Principal::Admin { .. } => ActorKind::Admin,
             Principal::Tenant { .. } => ActorKind::Tenant,
+            Principal::Legacy { .. } => ActorKind::Legacy,
         }
     }
 
@@ -56,6 +62,7 @@ impl Actor {
             Principal::Admin { credential } | Principal::Tenant { credential, .. } => {
                 credential.as_str()
             }
+            Principal::Legacy { .. } => "global-secret",
         }
     }
 
@@ -66,14 +73,17 @@ impl Actor {
 
     /// Admins and the local command line act on everything.
     pub fn is_admin(&self) -> bool {
-        !matches!(self.principal, Principal::Tenant { .. })
+        matches!(
+            self.principal,
+            Principal::Local { .. } | Principal::Admin { .. }
+        )
     }
 
     /// The one tenant a tenant credential is for.
     pub fn own_tenant(&self) -> Option<&TenantName> {
         match &self.principal {
-            Principal::Tenant { tenant, .. } => Some(tenant),
-            _ => None,
+            Principal::Tenant { tenant, .. } | Principal::Legacy { tenant } => Some(tenant),
+            Principal::Local { .. } | Principal::Admin { .. } => None,
         }
     }
 

@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use super::{Actor, Ops, OpsError, Principal};
 use crate::crypto::credential::{self, CredentialId, CredentialToken};
+use crate::ids::TenantName;
 use crate::store::access::{CredentialRecord, CredentialScope, IssueOutcome, NewCredential};
 
 /// A newly issued credential: its stored record and, this once, its text.
@@ -35,6 +36,8 @@ pub enum AuthFailure {
     Mismatch,
     #[error("the credential store is unavailable")]
     Store,
+    #[error("the legacy global secret was sent without a valid Flotilla-Tenant header")]
+    LegacyWithoutTenant,
 }
 
 impl Ops {
@@ -147,6 +150,46 @@ impl Ops {
             .await;
         }
         Ok(revoked)
+    }
+
+    /// Whether the legacy global secret is accepted at all.
+    pub fn legacy_secret_allowed(&self) -> bool {
+        self.legacy_secret.is_some()
+    }
+
+    /// The principal the legacy global secret stands for, acting for the
+    /// tenant `tenant` names (the `Flotilla-Tenant` header): the secret is
+    /// shared by every tenant, so it cannot say which one by itself.
+    /// `Malformed` when the secret is not accepted or does not match, like
+    /// any other text that is not a credential.
+    pub fn authenticate_legacy(
+        &self,
+        text: &SecretString,
+        tenant: Option<&str>,
+    ) -> Result<Principal, AuthFailure> {
+        let (Some(key), Some(legacy)) = (self.server_key.as_ref(), self.legacy_secret.as_ref())
+        else {
+            return Err(AuthFailure::Malformed);
+        };
+        if !legacy.matches(key, text) {
+            return Err(AuthFailure::Malformed);
+        }
+        let tenant = tenant
+            .and_then(|t| TenantName::parse(t).ok())
+            .ok_or(AuthFailure::LegacyWithoutTenant)?;
+        Ok(Principal::Legacy { tenant })
+    }
+
+    /// Records one use of the legacy global secret in the audit trail (when
+    /// the tenant it names exists: an event belongs to a tenant).
+    pub async fn record_legacy_use(&self, actor: &Actor, request: &str) {
+        let Principal::Legacy { tenant } = &actor.principal else {
+            return;
+        };
+        if matches!(self.stores.tenants.get(tenant).await, Ok(Some(_))) {
+            self.audit(actor, tenant, "LegacyGlobalSecretUsed", request, "ok")
+                .await;
+        }
     }
 
     /// The principal a presented credential stands for.

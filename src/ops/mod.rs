@@ -72,6 +72,9 @@ pub struct Ops {
     /// `--allow-legacy-org-token-fallback`: the org token, handed out by the
     /// registry endpoint to a tenant with no minted token. `None`: never.
     legacy_org_token: Option<SecretString>,
+    /// `--allow-legacy-global-secret`: the shared secret accepted for every
+    /// tenant. `None`: never.
+    legacy_secret: Option<Arc<crate::crypto::credential::LegacySecret>>,
 }
 
 impl Ops {
@@ -83,6 +86,7 @@ impl Ops {
             planner: None,
             wake: None,
             server_key: None,
+            legacy_secret: None,
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
             keyring: None,
             legacy_org_token: None,
@@ -114,6 +118,15 @@ impl Ops {
 
     pub fn with_server_key(mut self, key: Arc<ServerKey>) -> Self {
         self.server_key = Some(key);
+        self
+    }
+
+    /// Accept the legacy global secret (`--allow-legacy-global-secret`).
+    pub fn with_legacy_global_secret(
+        mut self,
+        secret: crate::crypto::credential::LegacySecret,
+    ) -> Self {
+        self.legacy_secret = Some(Arc::new(secret));
         self
     }
 

@@ -66,6 +66,17 @@ pub fn keyring() -> Arc<flotilla::crypto::Keyring> {
 }
 
 pub async fn harness_on(url: String, label: &'static str, config: ApiConfig) -> Harness {
+    harness_with(url, label, config, |ops| ops).await
+}
+
+/// [`harness_on`] with `tweak` applied to the operations layer before it
+/// is shared (options a test turns on).
+pub async fn harness_with(
+    url: String,
+    label: &'static str,
+    config: ApiConfig,
+    tweak: impl FnOnce(Ops) -> Ops,
+) -> Harness {
     let clock: SharedClock = Arc::new(SystemClock);
     let stores = connect_stores(&url, clock.clone()).await.unwrap();
     let sim = flotilla::sim::start(SimConfig::default()).await.unwrap();
@@ -85,13 +96,13 @@ pub async fn harness_on(url: String, label: &'static str, config: ApiConfig) -> 
         ReconcileOptions::default(),
     ));
     let (wake, wakes) = mpsc::channel(16);
-    let ops = Arc::new(
+    let ops = Arc::new(tweak(
         Ops::new(stores.clone(), clock, ParseOptions::default())
             .with_planner(reconciler)
             .with_wake(wake)
             .with_server_key(Arc::new(server_key()))
             .with_keyring(keyring()),
-    );
+    ));
     let local = Actor::local("test");
     let issue = async |scope| {
         ops.issue_credential(&local, scope, "", false)

@@ -98,6 +98,8 @@ pub enum ActorKind {
     Admin,
     /// A tenant credential over the API.
     Tenant,
+    /// The legacy global secret over the API (`--allow-legacy-global-secret`).
+    Legacy,
 }
 
 impl ActorKind {
@@ -106,6 +108,7 @@ impl ActorKind {
             ActorKind::Local => "local",
             ActorKind::Admin => "admin",
             ActorKind::Tenant => "tenant",
+            ActorKind::Legacy => "legacy",
         }
     }
 
@@ -114,6 +117,7 @@ impl ActorKind {
             "local" => Some(ActorKind::Local),
             "admin" => Some(ActorKind::Admin),
             "tenant" => Some(ActorKind::Tenant),
+            "legacy" => Some(ActorKind::Legacy),
             _ => None,
         }
     }
