@@ -81,7 +81,12 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let clock: SharedClock = Arc::new(SystemClock);
     let stores = connect_stores(db_url, clock.clone()).await?;
     let key = ServerKey::generate(&mut rand::rng());
-    let ops = Arc::new(Ops::new(stores, clock, Default::default()).with_server_key(Arc::new(key)));
+    // As `serve` runs it: live credential records reused for its default 1 s.
+    let ops = Arc::new(
+        Ops::new(stores, clock, Default::default())
+            .with_server_key(Arc::new(key))
+            .with_credential_cache(flotilla::ops::credential_cache::DEFAULT_LIFETIME),
+    );
     let token = ops
         .issue_credential(
             &Actor::local("bench"),

@@ -116,6 +116,12 @@ pub struct ServeArgs {
     /// characters); or set FLOTILLA_LEGACY_GLOBAL_SECRET to the secret.
     #[arg(long, env = "FLOTILLA_LEGACY_GLOBAL_SECRET_FILE")]
     pub legacy_global_secret_file: Option<std::path::PathBuf>,
+    /// How long a live API credential's record is reused before it is read
+    /// again, in milliseconds (0: read on every request). A revoke through
+    /// this server takes effect at once; one made by another process on the
+    /// same database (`flotilla credentials revoke`) within this time.
+    #[arg(long, env = "FLOTILLA_CREDENTIAL_CACHE_MS", default_value_t = 1000)]
+    pub credential_cache_ms: u64,
     /// Machines per group that may be updating at once.
     #[arg(long, env = "FLOTILLA_MAX_UNAVAILABLE", default_value_t = 1)]
     pub max_unavailable: u32,
@@ -249,7 +255,8 @@ pub async fn serve(
     let mut ops = Ops::new(stores, clock, args.spec.parse_options())
         .with_planner(reconciler.clone())
         .with_wake(wake)
-        .with_keyring(keyring);
+        .with_keyring(keyring)
+        .with_credential_cache(Duration::from_millis(args.credential_cache_ms));
     if args.allow_legacy_org_token_fallback {
         eprintln!(
             "flotilla: warning: --allow-legacy-org-token-fallback: the registry endpoint hands the ORG token to tenants without a minted deploy token"

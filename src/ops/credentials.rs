@@ -69,6 +69,10 @@ impl Ops {
             created_at: crate::store::access::now_micros(self.clock.now()),
         };
         let outcome = self.stores.access.issue_credential(&new, reissue).await;
+        if reissue {
+            // The replaced credential is revoked: stop serving it from cache.
+            self.credentials.clear();
+        }
         let result = match outcome {
             Ok(IssueOutcome::Issued { revoked }) => Ok(IssuedCredential {
                 record: CredentialRecord {
@@ -139,6 +143,7 @@ impl Ops {
             .revoke_credential(&id, &actor.label(), self.clock.now())
             .await?
             .ok_or(OpsError::CredentialNotFound(id))?;
+        self.credentials.clear();
         if let CredentialScope::Tenant(tenant) = &revoked.scope {
             self.audit(
                 actor,
@@ -197,16 +202,23 @@ impl Ops {
         let key = self.server_key.as_ref().ok_or(AuthFailure::NoServerKey)?;
         let token = CredentialToken::new(text);
         let id = token.id().map_err(|_| AuthFailure::Malformed)?;
-        let record = self
-            .stores
-            .access
-            .find_credential(&id)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "reading a credential failed");
-                AuthFailure::Store
-            })?
-            .ok_or(AuthFailure::Unknown)?;
+        let record = match self.credentials.get(&id, self.clock.now()) {
+            Ok(record) => record,
+            Err(lookup) => {
+                let record = self
+                    .stores
+                    .access
+                    .find_credential(&id)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "reading a credential failed");
+                        AuthFailure::Store
+                    })?
+                    .ok_or(AuthFailure::Unknown)?;
+                self.credentials.put(&record, lookup);
+                record
+            }
+        };
         // Checked before liveness, so a revoked credential's secret is still
         // needed to learn that it is revoked.
         if !credential::verify(key, &token, &record.mac) {

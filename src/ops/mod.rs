@@ -16,6 +16,7 @@
 
 pub mod actor;
 mod control;
+pub mod credential_cache;
 mod credentials;
 pub mod error;
 mod keys;
@@ -75,6 +76,8 @@ pub struct Ops {
     /// `--allow-legacy-global-secret`: the shared secret accepted for every
     /// tenant. `None`: never.
     legacy_secret: Option<Arc<crate::crypto::credential::LegacySecret>>,
+    /// Live credential records read recently (`ops::credential_cache`).
+    credentials: credential_cache::CredentialCache,
 }
 
 impl Ops {
@@ -87,6 +90,7 @@ impl Ops {
             wake: None,
             server_key: None,
             legacy_secret: None,
+            credentials: credential_cache::CredentialCache::new(std::time::Duration::ZERO),
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
             keyring: None,
             legacy_org_token: None,
@@ -127,6 +131,14 @@ impl Ops {
         secret: crate::crypto::credential::LegacySecret,
     ) -> Self {
         self.legacy_secret = Some(Arc::new(secret));
+        self
+    }
+
+    /// Keep live credential records for `lifetime` (`serve
+    /// --credential-cache-ms`); a revoke through this process clears them.
+    /// Without it, every authentication reads the record.
+    pub fn with_credential_cache(mut self, lifetime: std::time::Duration) -> Self {
+        self.credentials = credential_cache::CredentialCache::new(lifetime);
         self
     }
 
