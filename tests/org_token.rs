@@ -55,6 +55,7 @@ fn policy() -> OrgPolicy {
         expiry: SignedDuration::from_hours(30 * 24),
         grace: SignedDuration::from_mins(10),
         retry: SignedDuration::from_secs(30),
+        mint_settle: SignedDuration::from_secs(120),
     }
 }
 
@@ -272,41 +273,58 @@ async fn a_crash_at_any_call_keeps_a_valid_token_and_never_mints_twice() {
             let mut fresh = w.rotator(w.fly.clone(), 99);
             w.settle(&mut fresh).await;
             assert!(active_works(&w).await, "{ctx}");
-            // Each rotation mints under its own name, at most once.
-            let mut names: Vec<String> = w.org_tokens().into_iter().map(|t| t.name).collect();
-            let n = names.len();
-            names.sort();
-            names.dedup();
-            assert_eq!(names.len(), n, "{ctx}: a name minted twice");
             let l = w.store().load().await.unwrap().unwrap();
             assert!(hit, "{ctx}: never reached the call");
             let at_mint = crashing.log().last().map(|c| c.name) == Some("create_org_token");
             if at_mint {
-                // MintSent was recorded and the answer never came: blocked,
-                // never minted again (whether or not the mint landed).
-                assert_eq!(
-                    l.doc.record.blocked.as_ref().map(|b| b.reason),
-                    Some(BlockReason::MintOutcomeUnknown),
-                    "{ctx}"
+                // MintSent was recorded and the answer never came: nothing
+                // is minted again before the mint has had time to land.
+                assert!(
+                    matches!(l.doc.record.phase, OrgPhase::MintSent { .. }),
+                    "{ctx}: {:?}",
+                    l.doc.record.phase
                 );
                 let minted = w.org_tokens().len();
                 let rotations = if at == 0 { 0 } else { 1 };
                 let landed = usize::from(mode == Mode::After);
                 assert_eq!(minted, rotations + landed, "{ctx}");
-            } else {
-                assert!(l.doc.record.blocked.is_none(), "{ctx}");
-                // Every minted token that is not ACTIVE is revoked once the
-                // grace has passed, or was never promoted.
-                w.advance(SignedDuration::from_mins(11));
+                // Then the organization's tokens are listed: a landed mint
+                // is revoked, and the rotation mints again and completes.
+                w.advance(SignedDuration::from_secs(121));
                 w.settle(&mut fresh).await;
                 let l = w.store().load().await.unwrap().unwrap();
-                let active = l.doc.record.active.id.map(|i| i.as_str().to_owned());
-                for t in w.org_tokens() {
-                    if Some(&t.id) != active.as_ref() {
-                        assert!(t.revoked_at.is_some(), "{ctx}: {} still live", t.name);
-                    }
+                assert!(
+                    matches!(l.doc.record.phase, OrgPhase::Idle),
+                    "{ctx}: {:?}",
+                    l.doc.record.phase
+                );
+                assert!(active_works(&w).await, "{ctx}");
+            }
+            let l = w.store().load().await.unwrap().unwrap();
+            assert!(l.doc.record.blocked.is_none(), "{ctx}");
+            // Every minted token that is not ACTIVE is revoked once the
+            // grace has passed, or was never promoted.
+            w.advance(SignedDuration::from_mins(11));
+            w.settle(&mut fresh).await;
+            let l = w.store().load().await.unwrap().unwrap();
+            let active = l.doc.record.active.id.map(|i| i.as_str().to_owned());
+            for t in w.org_tokens() {
+                if Some(&t.id) != active.as_ref() {
+                    assert!(t.revoked_at.is_some(), "{ctx}: {} still live", t.name);
                 }
             }
+            // A name is minted again only after what it made was revoked:
+            // at most one live token per name.
+            let mut live: Vec<String> = w
+                .org_tokens()
+                .into_iter()
+                .filter(|t| t.revoked_at.is_none())
+                .map(|t| t.name)
+                .collect();
+            let n = live.len();
+            live.sort();
+            live.dedup();
+            assert_eq!(live.len(), n, "{ctx}: two live tokens of one name");
         }
     }
 }

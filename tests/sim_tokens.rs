@@ -258,7 +258,7 @@ async fn minimal_and_full_listing_shapes() {
         ),
         (
             "{ app(name: \"shapes\") { a: limitedAccessTokens(first: 1) { nodes { id } } b: limitedAccessTokens(first: 2) { nodes { id } } } }",
-            "once per app",
+            "once per object",
         ),
     ] {
         let r = rig.gql(query, json!({})).await;

@@ -325,6 +325,9 @@ impl FlyApi for Replay {
     async fn list_tokens(&self, _: &AppName) -> Result<Vec<AppToken>, FlyError> {
         self.miss("list_tokens")
     }
+    async fn list_org_tokens(&self, _: &OrgSlug) -> Result<Vec<AppToken>, FlyError> {
+        self.miss("list_org_tokens")
+    }
     async fn revoke_token(&self, _: &str) -> Result<(), FlyError> {
         self.miss("revoke_token")
     }

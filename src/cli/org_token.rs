@@ -53,6 +53,16 @@ pub struct OrgTokenArgs {
         default_value_t = 3600
     )]
     pub grace_secs: u64,
+    /// How long an org-token mint whose answer never arrived may still land
+    /// on Fly, in seconds: only a listing of the organization's tokens taken
+    /// after this shows whether it did (found: it is revoked; absent: the
+    /// mint is sent again).
+    #[arg(
+        long = "org-token-mint-settle",
+        env = "FLOTILLA_ORG_TOKEN_MINT_SETTLE_SECS",
+        default_value_t = 120
+    )]
+    pub mint_settle_secs: u64,
 }
 
 impl OrgTokenArgs {
@@ -73,6 +83,7 @@ impl OrgTokenArgs {
             expiry,
             grace: secs(self.grace_secs),
             retry: SignedDuration::from_secs(30),
+            mint_settle: secs(self.mint_settle_secs),
         }))
     }
 }
@@ -227,6 +238,7 @@ pub async fn run(
                 rotation,
                 expiry_secs: 30 * 24 * 3600,
                 grace_secs: 0,
+                mint_settle_secs: 120,
             }
             .policy()?;
             print_status(&l.doc.record, policy.as_ref(), out)?;
@@ -328,6 +340,7 @@ mod tests {
             rotation: Some("not cron".into()),
             expiry_secs: 100,
             grace_secs: 1,
+            mint_settle_secs: 120,
         };
         assert!(format!("{:#}", a.policy().unwrap_err()).contains("--org-token-rotation"));
         let off = OrgTokenArgs {
@@ -363,6 +376,7 @@ mod tests {
             rotation: Some("* * * * * *".into()),
             expiry_secs: 3600,
             grace_secs: 1,
+            mint_settle_secs: 120,
         };
         let shutdown = CancellationToken::new();
         start(

@@ -226,6 +226,10 @@ pub trait FlyApi: Send + Sync {
     /// idempotent read (retried); a listing that cannot be read whole is an
     /// error, never a shorter list.
     async fn list_tokens(&self, app: &AppName) -> Result<Vec<AppToken>, FlyError>;
+    /// Every token of organization `org` (`organization.limitedAccessTokens`,
+    /// all pages), revoked ones included, never a value; how the controller
+    /// finds an org token whose mint answer was lost. Read whole or an error.
+    async fn list_org_tokens(&self, org: &OrgSlug) -> Result<Vec<AppToken>, FlyError>;
     /// `deleteLimitedAccessToken`. Revoking a token that is already gone succeeds.
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError>;
     /// `GET /v1/tokens/current`, authenticated with `token` instead of the

@@ -329,8 +329,11 @@ impl OrgRotator {
                                 },
                             }
                         }
-                        // A token we cannot name cannot be revoked: block.
-                        Err(_) => OrgOutcome::MintLost,
+                        // A token we cannot name cannot be revoked: look it
+                        // up by name once it has settled.
+                        Err(_) => OrgOutcome::MintLost {
+                            message: "the minted org token's id could not be read".into(),
+                        },
                     },
                     Err(e @ (FlyError::Unauthorized { .. } | FlyError::Forbidden { .. })) => {
                         metrics::counter!("flotilla_org_token_rotations_total", "result" => "unsupported").increment(1);
@@ -350,14 +353,47 @@ impl OrgRotator {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "org token mint failed; its outcome is unknown");
+                        tracing::warn!(error = %e, "org token mint failed; its outcome is unknown until the organization's tokens are listed");
                         metrics::counter!("flotilla_org_token_rotations_total", "result" => "failed").increment(1);
-                        OrgOutcome::MintLost
+                        OrgOutcome::MintLost {
+                            message: format!("the answer to the mint was lost: {e}"),
+                        }
                     }
                 };
                 return self.finish(doc, &envelope, action, outcome, now).await;
             }
-            OrgAction::BlockLostMint { .. } => OrgOutcome::MintLost,
+            OrgAction::ListMints { name, .. } => match self.fly.list_org_tokens(&self.org).await {
+                Ok(tokens) => {
+                    let found: Result<Vec<FlyTokenId>, _> = tokens
+                        .iter()
+                        .filter(|t| &t.name == name && !t.is_revoked())
+                        .map(|t| FlyTokenId::parse(t.id.clone()))
+                        .collect();
+                    match found {
+                        Ok(found) => {
+                            if !found.is_empty() {
+                                tracing::warn!(
+                                    count = found.len(),
+                                    "a lost org-token mint did land; revoking what it made before minting again"
+                                );
+                            }
+                            OrgOutcome::Listed { found }
+                        }
+                        Err(e) => OrgOutcome::Failed {
+                            message: format!("listing the organization's tokens: {e}"),
+                        },
+                    }
+                }
+                Err(e) => OrgOutcome::Failed {
+                    message: format!("listing the organization's tokens: {e}"),
+                },
+            },
+            OrgAction::RevokeOrphan { id } => match self.revoke(Some(id)).await {
+                Ok(()) => OrgOutcome::OrphanRevoked { id: id.clone() },
+                Err(e) => OrgOutcome::Failed {
+                    message: e.to_string(),
+                },
+            },
             OrgAction::Verify => {
                 let (Some(pending), org::OrgPhase::Minted { pending: cred, .. }) =
                     (doc.pending.clone(), &doc.record.phase)

@@ -7,13 +7,16 @@
 //! 1. `Begin`: record a rotation id (database only).
 //! 2. `Mint`: record `MintSent`, then `createLimitedAccessToken` (profile
 //!    `deploy_organization`) with the *current* org token, under
-//!    [`org_mint_name`]. Fly offers no listing this controller reads for org
-//!    tokens, so a mint whose answer was lost (a crash or a timeout after
-//!    `MintSent`) is never repeated: the rotation is blocked
-//!    ([`BlockReason::MintOutcomeUnknown`]) until an operator looks (the token
-//!    name is in the reason) and imports a token again. An answer saying
-//!    nothing was created (`MintRejected`) backs off and mints again under the
-//!    same name. Nothing is minted twice.
+//!    [`org_mint_name`]. A mint whose answer was lost (a crash or a timeout
+//!    after `MintSent`) is never sent again blind: once
+//!    [`OrgPolicy::mint_settle`] has passed since it was sent (so a late mint
+//!    has landed), the organization's tokens are listed
+//!    (`organization.limitedAccessTokens`) and searched for the attempt's
+//!    name. None there: mint again under the same name. Found: its value is
+//!    lost, so each such token is revoked with the current token
+//!    ([`OrgPhase::Abandoning`]) before minting again. An answer saying
+//!    nothing was created (`MintRejected`) backs off and mints again under
+//!    the same name. Nothing is minted twice unseen.
 //! 3. `Verify`: `GET /v1/tokens/current` with the new token must name the
 //!    controller's organization. A token that fails verification was never
 //!    used: it is revoked with the current token, and the rotation ends (the
@@ -69,6 +72,12 @@ pub enum OrgPhase {
         rotation: RotationId,
         pending: OrgCred,
     },
+    /// A lost mint was found in the organization's listing: these tokens
+    /// (never seen, never used) are revoked before minting again.
+    Abandoning {
+        rotation: RotationId,
+        orphans: Vec<FlyTokenId>,
+    },
 }
 
 /// Why rotation does not run until an operator acts.
@@ -77,7 +86,8 @@ pub enum OrgPhase {
 pub enum BlockReason {
     /// Fly refused to mint an org token with the current one.
     Unsupported,
-    /// A mint was sent and its answer never recorded.
+    /// A mint was sent and its answer never recorded (records written by
+    /// versions that could not list org tokens; these now list instead).
     MintOutcomeUnknown,
 }
 
@@ -147,6 +157,9 @@ pub struct OrgPolicy {
     pub grace: SignedDuration,
     /// First backoff after a failed step; doubles, capped at one hour.
     pub retry: SignedDuration,
+    /// How long a mint whose answer was lost may still land: the listing
+    /// that decides whether it did is taken only after this.
+    pub mint_settle: SignedDuration,
 }
 
 /// The one step to take now.
@@ -158,8 +171,11 @@ pub enum OrgAction {
     Begin,
     /// Record `MintSent`, then mint under this name.
     Mint { rotation: RotationId, name: String },
-    /// The recorded mint's answer is lost: block.
-    BlockLostMint { rotation: RotationId },
+    /// The recorded mint's answer is lost and it has had time to land: list
+    /// the organization's tokens and look for this name.
+    ListMints { rotation: RotationId, name: String },
+    /// Revoke a token a lost mint made (its value is unknown).
+    RevokeOrphan { id: FlyTokenId },
     /// Verify the pending token; if it passes, promote it in the same write.
     Verify,
     /// Revoke the retiring token by id.
@@ -199,9 +215,28 @@ pub fn decide(record: &OrgTokenRecord, policy: &OrgPolicy, now: Timestamp) -> Or
                 name: org_mint_name(rotation),
             };
         }
-        OrgPhase::MintSent { rotation, .. } => {
-            return OrgAction::BlockLostMint {
-                rotation: *rotation,
+        OrgPhase::MintSent { rotation, sent_at } => {
+            let settled = sent_at
+                .checked_add(policy.mint_settle)
+                .unwrap_or(Timestamp::MAX);
+            return if now < settled {
+                OrgAction::Wait {
+                    until: Some(settled),
+                }
+            } else {
+                OrgAction::ListMints {
+                    rotation: *rotation,
+                    name: org_mint_name(rotation),
+                }
+            };
+        }
+        OrgPhase::Abandoning { rotation, orphans } => {
+            return match orphans.first() {
+                Some(id) => OrgAction::RevokeOrphan { id: id.clone() },
+                None => OrgAction::Mint {
+                    rotation: *rotation,
+                    name: org_mint_name(rotation),
+                },
             };
         }
         OrgPhase::Minted { .. } => return OrgAction::Verify,
@@ -247,7 +282,18 @@ pub enum OrgOutcome {
     MintRefused {
         message: String,
     },
-    MintLost,
+    /// The mint's answer was lost: it may or may not have landed.
+    MintLost {
+        message: String,
+    },
+    /// The organization's live tokens carrying the lost mint's name.
+    Listed {
+        found: Vec<FlyTokenId>,
+    },
+    /// One token a lost mint made is revoked (or already gone).
+    OrphanRevoked {
+        id: FlyTokenId,
+    },
     /// Fly answered the mint with an error that means nothing was created
     /// (rate limited, invalid request, organization not found): back off and
     /// mint again under the same name.
@@ -283,6 +329,7 @@ fn phase_name(p: &OrgPhase) -> &'static str {
         OrgPhase::Begun { .. } => "begun",
         OrgPhase::MintSent { .. } => "mint_sent",
         OrgPhase::Minted { .. } => "minted",
+        OrgPhase::Abandoning { .. } => "abandoning",
     }
 }
 
@@ -337,20 +384,36 @@ pub fn apply(
             }
             _ => return Err(bad("mint_refused")),
         },
-        OrgOutcome::MintLost => match r.phase {
-            OrgPhase::MintSent { rotation, .. } => {
-                r.phase = OrgPhase::Idle;
-                r.blocked = Some(Blocked {
-                    reason: BlockReason::MintOutcomeUnknown,
-                    message: format!(
-                        "the answer to minting {:?} was lost; a token of that name may exist in the \
-                         organization: revoke it, then run `flotilla org-token import` to resume",
-                        org_mint_name(&rotation)
-                    ),
-                    since: now,
-                });
-            }
+        OrgOutcome::MintLost { message } => match r.phase {
+            // Stays `MintSent`: `decide` lists once the mint has settled.
+            OrgPhase::MintSent { .. } => r.last_error = Some(message),
             _ => return Err(bad("mint_lost")),
+        },
+        OrgOutcome::Listed { found } => match r.phase {
+            OrgPhase::MintSent { rotation, .. } => {
+                r.phase = if found.is_empty() {
+                    OrgPhase::Begun { rotation }
+                } else {
+                    OrgPhase::Abandoning {
+                        rotation,
+                        orphans: found,
+                    }
+                };
+                ok(&mut r);
+            }
+            _ => return Err(bad("listed")),
+        },
+        OrgOutcome::OrphanRevoked { id } => match &mut r.phase {
+            OrgPhase::Abandoning { rotation, orphans } => {
+                orphans.retain(|o| o != &id);
+                if orphans.is_empty() {
+                    r.phase = OrgPhase::Begun {
+                        rotation: *rotation,
+                    };
+                }
+                ok(&mut r);
+            }
+            _ => return Err(bad("orphan_revoked")),
         },
         OrgOutcome::MintRejected { message } => match r.phase {
             OrgPhase::MintSent { rotation, .. } => {
@@ -428,6 +491,7 @@ mod tests {
             expiry: SignedDuration::from_hours(24),
             grace: SignedDuration::from_secs(30),
             retry: SignedDuration::from_secs(10),
+            mint_settle: SignedDuration::from_secs(120),
         }
     }
 
@@ -475,23 +539,116 @@ mod tests {
         assert!(next_due(&r5, &p) > due);
     }
 
-    /// After a crash with `MintSent` recorded, the mint is never sent again.
+    /// After a crash with `MintSent` recorded, the mint is never sent again
+    /// blind: after the settle time the organization's tokens are listed;
+    /// nothing found mints again under the same name.
     #[test]
-    fn a_lost_mint_blocks_instead_of_minting_again() {
+    fn a_lost_mint_is_listed_after_it_settles_and_minted_again_if_absent() {
         let p = policy();
         let r0 = OrgTokenRecord::imported(cred(0, None, ts(0)));
         let r1 = apply(&r0, &p, OrgOutcome::Begun { rotation: rid() }, ts(60)).unwrap();
         let r2 = apply(&r1, &p, OrgOutcome::MintSent { at: ts(60) }, ts(60)).unwrap();
+        let r3 = apply(
+            &r2,
+            &p,
+            OrgOutcome::MintLost {
+                message: "timed out".into(),
+            },
+            ts(61),
+        )
+        .unwrap();
+        assert!(r3.blocked.is_none());
+        assert_eq!(r3.last_error.as_deref(), Some("timed out"));
+        // Not before the mint has had time to land.
         assert_eq!(
-            decide(&r2, &p, ts(61)),
-            OrgAction::BlockLostMint { rotation: rid() }
+            decide(&r3, &p, ts(61)),
+            OrgAction::Wait {
+                until: Some(ts(180))
+            }
         );
-        let r3 = apply(&r2, &p, OrgOutcome::MintLost, ts(61)).unwrap();
-        let b = r3.blocked.as_ref().unwrap();
-        assert_eq!(b.reason, BlockReason::MintOutcomeUnknown);
-        assert!(b.message.contains(&org_mint_name(&rid())), "{}", b.message);
-        assert_eq!(r3.active, r0.active);
-        assert_eq!(decide(&r3, &p, ts(10_000)), OrgAction::Wait { until: None });
+        assert_eq!(
+            decide(&r3, &p, ts(180)),
+            OrgAction::ListMints {
+                rotation: rid(),
+                name: org_mint_name(&rid()),
+            }
+        );
+        let r4 = apply(&r3, &p, OrgOutcome::Listed { found: vec![] }, ts(180)).unwrap();
+        assert_eq!(r4.phase, OrgPhase::Begun { rotation: rid() });
+        assert_eq!(
+            decide(&r4, &p, ts(180)),
+            OrgAction::Mint {
+                rotation: rid(),
+                name: org_mint_name(&rid()),
+            }
+        );
+        assert_eq!(r4.active, r0.active, "the token in use never changes");
+    }
+
+    /// A lost mint that did land: what it made is revoked (its value is
+    /// unknown), one token at a time, then the mint runs again.
+    #[test]
+    fn a_lost_mint_that_landed_is_revoked_before_minting_again() {
+        let p = policy();
+        let r0 = OrgTokenRecord::imported(cred(0, None, ts(0)));
+        let r1 = apply(&r0, &p, OrgOutcome::Begun { rotation: rid() }, ts(60)).unwrap();
+        let r2 = apply(&r1, &p, OrgOutcome::MintSent { at: ts(60) }, ts(60)).unwrap();
+        let a = FlyTokenId::parse("tok_a").unwrap();
+        let b = FlyTokenId::parse("tok_b").unwrap();
+        let r3 = apply(
+            &r2,
+            &p,
+            OrgOutcome::Listed {
+                found: vec![a.clone(), b.clone()],
+            },
+            ts(200),
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&r3, &p, ts(200)),
+            OrgAction::RevokeOrphan { id: a.clone() }
+        );
+        // A failed revoke backs off and tries the same one again.
+        let failed = apply(
+            &r3,
+            &p,
+            OrgOutcome::Failed {
+                message: "503".into(),
+            },
+            ts(200),
+        )
+        .unwrap();
+        assert!(matches!(
+            decide(&failed, &p, ts(200)),
+            OrgAction::Wait { .. }
+        ));
+        assert_eq!(
+            decide(&failed, &p, ts(300)),
+            OrgAction::RevokeOrphan { id: a.clone() }
+        );
+        let r4 = apply(&r3, &p, OrgOutcome::OrphanRevoked { id: a }, ts(201)).unwrap();
+        assert_eq!(
+            decide(&r4, &p, ts(201)),
+            OrgAction::RevokeOrphan { id: b.clone() }
+        );
+        let r5 = apply(&r4, &p, OrgOutcome::OrphanRevoked { id: b }, ts(202)).unwrap();
+        assert_eq!(r5.phase, OrgPhase::Begun { rotation: rid() });
+        // Outcomes out of phase are refused, not applied.
+        assert!(apply(&r5, &p, OrgOutcome::Listed { found: vec![] }, ts(203)).is_err());
+    }
+
+    /// A record blocked by a version that could not list stays blocked
+    /// until an operator imports a token (it says what to check).
+    #[test]
+    fn an_old_lost_mint_block_still_waits_for_an_operator() {
+        let p = policy();
+        let mut r = OrgTokenRecord::imported(cred(0, None, ts(0)));
+        r.blocked = Some(Blocked {
+            reason: BlockReason::MintOutcomeUnknown,
+            message: "lost".into(),
+            since: ts(1),
+        });
+        assert_eq!(decide(&r, &p, ts(10_000)), OrgAction::Wait { until: None });
     }
 
     /// An answer that says nothing was created: the same name is minted

@@ -355,35 +355,47 @@ fn query_app(
         return Err(gql_err("Not authorized to access this app", "UNAUTHORIZED"));
     }
     let mut node = app_node(&st, app);
-    // `limitedAccessTokens` takes arguments, so it is resolved here, once,
-    // from the (one) set of arguments the selection gives it.
-    let listings: Vec<&Field> = field
-        .selection
-        .iter()
-        .filter(|f| f.name == "limitedAccessTokens")
-        .collect();
-    if let Some(first) = listings.first() {
-        if !caller.is_org_wide() {
-            return Err(gql_err(
-                "Not authorized to access this limitedAccessTokens",
-                "UNAUTHORIZED",
-            ));
-        }
-        let paging = tokens::paging(first, vars)?;
-        for other in &listings[1..] {
-            if tokens::paging(other, vars)? != paging {
-                return Err(gql_err(
-                    "the simulator resolves limitedAccessTokens once per app: select it with one set of arguments",
-                    "BAD_REQUEST",
-                ));
-            }
-        }
+    if let Some(paging) = token_paging(caller, field, vars)? {
         let conn = tokens::app_tokens(&st, app, &paging)?;
         if let Value::Object(m) = &mut node {
             m.insert("limitedAccessTokens".into(), conn);
         }
     }
     Ok(node)
+}
+
+/// The paging of `field`'s `limitedAccessTokens` selection, if it has one.
+/// The connection takes arguments, so it is resolved once, from the (one)
+/// set of arguments the selection gives it; only org-wide callers may list.
+fn token_paging(
+    caller: &Caller,
+    field: &Field,
+    vars: &Map<String, Value>,
+) -> Result<Option<tokens::Paging>, GqlError> {
+    let listings: Vec<&Field> = field
+        .selection
+        .iter()
+        .filter(|f| f.name == "limitedAccessTokens")
+        .collect();
+    let Some(first) = listings.first() else {
+        return Ok(None);
+    };
+    if !caller.is_org_wide() {
+        return Err(gql_err(
+            "Not authorized to access this limitedAccessTokens",
+            "UNAUTHORIZED",
+        ));
+    }
+    let paging = tokens::paging(first, vars)?;
+    for other in &listings[1..] {
+        if tokens::paging(other, vars)? != paging {
+            return Err(gql_err(
+                "the simulator resolves limitedAccessTokens once per object: select it with one set of arguments",
+                "BAD_REQUEST",
+            ));
+        }
+    }
+    Ok(Some(paging))
 }
 
 fn query_org(
@@ -397,7 +409,14 @@ fn query_org(
         return Err(gql_err("Could not find Organization", "NOT_FOUND"));
     }
     let st = sim.read();
-    Ok(org_node(&st, &slug))
+    let mut node = org_node(&st, &slug);
+    if let Some(paging) = token_paging(caller, field, vars)? {
+        let conn = tokens::org_tokens(&st, &slug, &paging)?;
+        if let Value::Object(m) = &mut node {
+            m.insert("limitedAccessTokens".into(), conn);
+        }
+    }
+    Ok(node)
 }
 
 #[cfg(test)]

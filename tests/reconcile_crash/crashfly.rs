@@ -564,6 +564,14 @@ impl FlyApi for CrashFly {
         self.gate(read("list_tokens"), None, self.inner.list_tokens(app))
             .await
     }
+    async fn list_org_tokens(&self, org: &OrgSlug) -> Result<Vec<AppToken>, FlyError> {
+        self.gate(
+            read("list_org_tokens"),
+            None,
+            self.inner.list_org_tokens(org),
+        )
+        .await
+    }
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError> {
         self.gate(write("revoke_token"), None, self.inner.revoke_token(id))
             .await

@@ -443,6 +443,10 @@ impl FlyApi for HttpFly {
         tokens::list(self, app).await
     }
 
+    async fn list_org_tokens(&self, org: &OrgSlug) -> Result<Vec<AppToken>, FlyError> {
+        tokens::list_org(self, org).await
+    }
+
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError> {
         tokens::revoke(self, id).await
     }

@@ -14,9 +14,9 @@ use super::auth::authorization_value;
 use super::errors::{unbuildable, unexpected};
 use super::transport::Op;
 use crate::fly::wire::graphql::{
-    GqlAppData, GqlAppTokensData, GqlCreateTokenData, GqlListedToken, GqlOrgData, M_CREATE_TOKEN,
-    M_DELETE_TOKEN, Q_APP_FOR_TOKEN, Q_APP_TOKENS, Q_ORGANIZATION, parse_expires_at,
-    parse_time_strict,
+    GqlAppData, GqlAppTokens, GqlAppTokensData, GqlCreateTokenData, GqlListedToken, GqlOrgData,
+    GqlOrgTokensData, M_CREATE_TOKEN, M_DELETE_TOKEN, Q_APP_FOR_TOKEN, Q_APP_TOKENS, Q_ORG_TOKENS,
+    Q_ORGANIZATION, parse_expires_at, parse_time_strict,
 };
 use crate::fly::wire::tokens::CurrentTokenWire;
 use crate::fly::{App, AppToken, FlyError, MintedToken, TokenInfo};
@@ -26,6 +26,7 @@ use crate::model::fly::duration::format_go_duration;
 const APP_FOR_TOKEN: Op = Op::graphql("GetAppForToken").idempotent();
 const ORGANIZATION: Op = Op::graphql("GetOrganization").idempotent();
 const LIST: Op = Op::graphql("ListLimitedAccessTokens").idempotent();
+const LIST_ORG: Op = Op::graphql("ListOrgLimitedAccessTokens").idempotent();
 const CREATE: Op = Op::graphql("CreateLimitedAccessToken");
 const DELETE: Op = Op::graphql("DeleteLimitedAccessToken");
 const CURRENT: Op = Op::get("CurrentToken_show");
@@ -92,43 +93,98 @@ const MAX_PAGES: usize = 200;
 /// `pageInfo` to the last page. A listing that cannot be read whole is an
 /// error: a missing token would look like a mint that never landed.
 pub(super) async fn list(fly: &HttpFly, app: &AppName) -> Result<Vec<AppToken>, FlyError> {
-    let op = LIST.name;
+    list_pages(fly, Owner::App(app)).await
+}
+
+/// Every token of organization `org` (`Organization.limitedAccessTokens`),
+/// revoked ones included, read whole like [`list`].
+pub(super) async fn list_org(fly: &HttpFly, org: &OrgSlug) -> Result<Vec<AppToken>, FlyError> {
+    list_pages(fly, Owner::Org(org)).await
+}
+
+/// Whose `limitedAccessTokens` connection is read.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    App(&'a AppName),
+    Org(&'a OrgSlug),
+}
+
+impl Owner<'_> {
+    /// One page after cursor `after` (`None`: the owner does not exist).
+    async fn page(
+        self,
+        fly: &HttpFly,
+        after: Option<&str>,
+    ) -> Result<Option<GqlAppTokens>, FlyError> {
+        Ok(match self {
+            Owner::App(app) => {
+                let vars = json!({"appName": app.as_str(), "first": PAGE_SIZE, "after": after});
+                let data: GqlAppTokensData =
+                    fly.graphql(LIST, app.as_str(), Q_APP_TOKENS, vars).await?;
+                data.app
+            }
+            Owner::Org(org) => {
+                let vars = json!({"slug": org.as_str(), "first": PAGE_SIZE, "after": after});
+                let data: GqlOrgTokensData = fly
+                    .graphql(LIST_ORG, org.as_str(), Q_ORG_TOKENS, vars)
+                    .await?;
+                data.organization
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::App(app) => write!(f, "app {app}"),
+            Owner::Org(org) => write!(f, "organization {org}"),
+        }
+    }
+}
+
+/// Follows `owner`'s `limitedAccessTokens` connection page by page.
+async fn list_pages(fly: &HttpFly, owner: Owner<'_>) -> Result<Vec<AppToken>, FlyError> {
+    let op = match owner {
+        Owner::App(_) => LIST,
+        Owner::Org(_) => LIST_ORG,
+    };
+    let name = op.name;
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let vars = json!({"appName": app.as_str(), "first": PAGE_SIZE, "after": after});
-        let data: GqlAppTokensData = fly.graphql(LIST, app.as_str(), Q_APP_TOKENS, vars).await?;
-        let conn = data
-            .app
+        let conn = owner
+            .page(fly, after.as_deref())
+            .await?
             .ok_or_else(|| FlyError::NotFound {
-                message: format!("{op}: app {app} not found"),
+                message: format!("{name}: {owner} not found"),
             })?
             .tokens
-            .ok_or_else(|| unexpected(op, 200, "app has no limitedAccessTokens"))?;
+            .ok_or_else(|| unexpected(name, 200, format!("{owner} has no limitedAccessTokens")))?;
         for (i, node) in conn.nodes.unwrap_or_default().into_iter().enumerate() {
-            let node = node.ok_or_else(|| unexpected(op, 200, format!("token {i} is null")))?;
-            out.push(listed(node).map_err(|e| unexpected(op, 200, e))?);
+            let node = node.ok_or_else(|| unexpected(name, 200, format!("token {i} is null")))?;
+            out.push(listed(node).map_err(|e| unexpected(name, 200, e))?);
         }
-        let page = conn
+        let info = conn
             .page_info
-            .ok_or_else(|| unexpected(op, 200, "no pageInfo"))?;
-        if !page.has_next_page.unwrap_or(false) {
+            .ok_or_else(|| unexpected(name, 200, "no pageInfo"))?;
+        if !info.has_next_page.unwrap_or(false) {
             return Ok(out);
         }
-        let next = page
+        let next = info
             .end_cursor
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| unexpected(op, 200, "hasNextPage without an endCursor"))?;
+            .ok_or_else(|| unexpected(name, 200, "hasNextPage without an endCursor"))?;
         if after.as_deref() == Some(next.as_str()) {
-            return Err(unexpected(op, 200, "endCursor did not advance"));
+            return Err(unexpected(name, 200, "endCursor did not advance"));
         }
         after = Some(next);
     }
     Err(unexpected(
-        op,
+        name,
         200,
         format!(
-            "app {app} lists more than {} tokens",
+            "{owner} lists more than {} tokens",
             MAX_PAGES * PAGE_SIZE as usize
         ),
     ))

@@ -1,5 +1,5 @@
-//! GraphQL on the wire: the five documents flotilla sends (app and org
-//! lookups, token create, list and delete), the request envelope, the
+//! GraphQL on the wire: the documents flotilla sends (app and org lookups,
+//! token create, app and org token listings, delete), the request envelope, the
 //! response envelope with `errors[]`, and the payloads read from `data`.
 
 use jiff::Timestamp;
@@ -15,6 +15,9 @@ pub(crate) const M_CREATE_TOKEN: &str = "mutation CreateLimitedAccessToken($name
 /// before, first, last): LimitedAccessTokenConnection` with `nodes` and
 /// `pageInfo`). Never selects `token` or `tokenHeader`.
 pub(crate) const Q_APP_TOKENS: &str = "query ListLimitedAccessTokens($appName: String!, $first: Int, $after: String) { app(name: $appName) { limitedAccessTokens(first: $first, after: $after) { nodes { id name expiresAt revokedAt } pageInfo { hasNextPage endCursor } } } }";
+/// One page of an organization's tokens (`Organization.limitedAccessTokens`,
+/// the same connection). Never selects `token` or `tokenHeader`.
+pub(crate) const Q_ORG_TOKENS: &str = "query ListOrgLimitedAccessTokens($slug: String!, $first: Int, $after: String) { organization(slug: $slug) { limitedAccessTokens(first: $first, after: $after) { nodes { id name expiresAt revokedAt } pageInfo { hasNextPage endCursor } } } }";
 pub(crate) const M_DELETE_TOKEN: &str = "mutation DeleteLimitedAccessToken($input: DeleteLimitedAccessTokenInput!) { deleteLimitedAccessToken(input: $input) { token } }";
 
 #[derive(Debug, Serialize)]
@@ -136,6 +139,13 @@ pub(crate) struct GqlAppTokens {
 pub(crate) struct GqlAppTokensData {
     #[serde(default)]
     pub app: Option<GqlAppTokens>,
+}
+
+/// An organization's tokens: the same connection under `organization`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GqlOrgTokensData {
+    #[serde(default)]
+    pub organization: Option<GqlAppTokens>,
 }
 
 /// Reads an optional ISO 8601 time strictly: `null` is `None`, anything
