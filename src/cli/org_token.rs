@@ -62,7 +62,7 @@ pub struct OrgTokenArgs {
         env = "FLOTILLA_ORG_TOKEN_MINT_SETTLE_SECS",
         default_value_t = 120
     )]
-    pub mint_settle_secs: u64,
+    pub org_mint_settle_secs: u64,
 }
 
 impl OrgTokenArgs {
@@ -83,7 +83,7 @@ impl OrgTokenArgs {
             expiry,
             grace: secs(self.grace_secs),
             retry: SignedDuration::from_secs(30),
-            mint_settle: secs(self.mint_settle_secs),
+            mint_settle: secs(self.org_mint_settle_secs),
         }))
     }
 }
@@ -238,7 +238,7 @@ pub async fn run(
                 rotation,
                 expiry_secs: 30 * 24 * 3600,
                 grace_secs: 0,
-                mint_settle_secs: 120,
+                org_mint_settle_secs: 120,
             }
             .policy()?;
             print_status(&l.doc.record, policy.as_ref(), out)?;
@@ -340,7 +340,7 @@ mod tests {
             rotation: Some("not cron".into()),
             expiry_secs: 100,
             grace_secs: 1,
-            mint_settle_secs: 120,
+            org_mint_settle_secs: 120,
         };
         assert!(format!("{:#}", a.policy().unwrap_err()).contains("--org-token-rotation"));
         let off = OrgTokenArgs {
@@ -376,7 +376,7 @@ mod tests {
             rotation: Some("* * * * * *".into()),
             expiry_secs: 3600,
             grace_secs: 1,
-            mint_settle_secs: 120,
+            org_mint_settle_secs: 120,
         };
         let shutdown = CancellationToken::new();
         start(
