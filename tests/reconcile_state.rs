@@ -233,7 +233,7 @@ async fn an_unreadable_ledger_stops_the_tenant_and_writes_nothing_to_fly() {
     let w = world().await;
     w.converge().await;
     let owned = w.ledger().await;
-    w.sql(r#"UPDATE ledgers SET doc = '{"schemaVersion": 3, "appOwned": true}' WHERE tenant = 'keep'"#)
+    w.sql(r#"UPDATE ledgers SET doc = '{"schemaVersion": 4, "appOwned": true}' WHERE tenant = 'keep'"#)
         .await;
     w.store.mark_for_deletion(&name()).await.unwrap();
 

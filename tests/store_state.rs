@@ -346,7 +346,8 @@ mod cases {
         let s = &db.store;
         s.create(&tenant("acme").draft()).await.unwrap();
         let ledger_cases = [
-            (r#"{"schemaVersion": 3}"#, "schema version 3"),
+            (r#"{"schemaVersion": 4}"#, "schema version 4"),
+            (r#"{"schemaVersion": 3}"#, "missing field `appOwned`"),
             (r#"{"schemaVersion": 2}"#, "missing field `appOwned`"),
             (
                 r#"{"schemaVersion": 1, "appOwned": true}"#,
@@ -533,7 +534,7 @@ mod cases {
                 .await
                 .unwrap();
         let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [3, 4, 5]);
+        assert_eq!(versions, [3, 4, 5, 6]);
 
         let mut want_full = full_ledger();
         want_full.secrets_version = Some(3);

@@ -389,6 +389,7 @@ impl<'a> Facts<'a> {
                         | Finding::RolloutInProgress { .. }
                         | Finding::HostUnreachable { .. }
                         | Finding::CreateInFlight { .. }
+                        | Finding::WaitsForVolume { .. }
                 )
             })
             .collect();
@@ -403,10 +404,12 @@ impl<'a> Facts<'a> {
             settling: !settling_findings.is_empty() || in_transition || tokens.progressing,
             settling_findings,
             degrading: plan.findings.iter().filter(|f| f.degrades()).collect(),
-            deletion_blocked: plan
-                .findings
-                .iter()
-                .find(|f| matches!(f, Finding::DeletionBlocked { .. })),
+            deletion_blocked: plan.findings.iter().find(|f| {
+                matches!(
+                    f,
+                    Finding::DeletionBlocked { .. } | Finding::VolumesKeepApp { .. }
+                )
+            }),
             secrets_pending: plan
                 .findings
                 .iter()
