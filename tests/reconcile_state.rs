@@ -256,7 +256,7 @@ async fn an_unreadable_ledger_stops_the_tenant_and_writes_nothing_to_fly() {
         assert_eq!(c.status, ConditionStatus::False, "{kind}");
         assert_eq!(c.reason, "StateUnreadable", "{kind}");
         assert!(
-            c.message.contains("ledger of tenant keep") && c.message.contains("schema version 3"),
+            c.message.contains("ledger of tenant keep") && c.message.contains("schema version 4"),
             "{kind}: {}",
             c.message
         );
@@ -267,7 +267,7 @@ async fn an_unreadable_ledger_stops_the_tenant_and_writes_nothing_to_fly() {
         .filter(|e| e.event.action == "StateUnreadable")
         .collect();
     assert_eq!(unreadable.len(), 1, "one event on entering: {events:#?}");
-    assert!(unreadable[0].event.reason.contains("schema version 3"));
+    assert!(unreadable[0].event.reason.contains("schema version 4"));
     let rendered = metrics.render();
     assert!(
         rendered.contains("flotilla_state_unreadable_total 3"),
