@@ -36,6 +36,8 @@ pub async fn observe(
         look_up_app(fly, tenant).await?
     };
     if app_state == AppObservation::Absent || app_state == AppObservation::OtherOrg {
+        // An app that does not exist holds no volume: known without a call.
+        observed.volumes_listed = list_volumes && app_state == AppObservation::Absent;
         observed.app = app_state;
         return Ok(observed);
     }

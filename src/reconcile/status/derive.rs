@@ -23,7 +23,7 @@ use jiff::Timestamp;
 
 use crate::fly::error::without_request_ids;
 use crate::ids::{SecretName, TokenName};
-use crate::model::fly::meta;
+use crate::model::fly::{MachineState, meta};
 use crate::plan::{Finding, Observed, Plan};
 use crate::spec::{ManagementPolicy, Tenant};
 
@@ -394,8 +394,10 @@ impl<'a> Facts<'a> {
             })
             .collect();
         // Foreign machines are reported, and their transitions are not ours.
+        // `created` counts: flotilla launches every machine it creates, so
+        // one still `created` is about to start (Fly has not begun yet).
         let in_transition = observed.machines.iter().any(|m| {
-            m.state.is_transient()
+            (m.state.is_transient() || m.state == MachineState::Created)
                 && m.metadata.get(meta::TENANT).map(String::as_str) == Some(tenant.name().as_str())
         });
         Facts {
