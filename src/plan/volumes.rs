@@ -76,7 +76,7 @@ fn attached(v: &Volume) -> bool {
 }
 
 /// Oldest first, then by id: the order free volumes are used in.
-fn by_age<'v>(mut vs: Vec<&'v Volume>) -> Vec<&'v Volume> {
+fn by_age(mut vs: Vec<&Volume>) -> Vec<&Volume> {
     vs.sort_by_key(|v| (v.created_at, v.id.clone()));
     vs
 }
