@@ -439,3 +439,112 @@ fn golden_volume_plans() {
         &plan(&deleting(&t, &o), &w.observed, t0()),
     );
 }
+
+/// `arb_tenant()` whose groups may each mount a volume of their own
+/// (`v<i>`), kept with `Retain` or deleted with `Delete`.
+fn arb_volume_tenant() -> impl Strategy<Value = Tenant> {
+    (
+        arb_tenant(),
+        prop::collection::vec((any::<bool>(), any::<bool>(), 1u32..4), 3),
+    )
+        .prop_map(|(mut t, mounts)| {
+            for (i, (g, (mount, delete, size))) in
+                t.spec.machines.iter_mut().zip(mounts).enumerate()
+            {
+                if !mount {
+                    continue;
+                }
+                let name = VolumeName::parse(format!("v{i}")).unwrap();
+                g.mounts = vec![MountSpec {
+                    volume: name.clone(),
+                    path: "/data".into(),
+                }];
+                let mut spec = volume_spec(
+                    size,
+                    if delete {
+                        VolumeDeletionPolicy::Delete
+                    } else {
+                        VolumeDeletionPolicy::Retain
+                    },
+                );
+                spec.name = name;
+                t.spec.volumes.push(spec);
+            }
+            t
+        })
+}
+
+proptest! {
+    /// From a converged tenant to any other (groups mounting volumes or not,
+    /// scaled, moved, resized): planning converges; every machine of a
+    /// mounting group holds a volume of its own in its region; every volume
+    /// is flotilla's; a volume is deleted only when the spec declares it
+    /// with `Delete`, and a `Delete` volume is never left over; teardown
+    /// deletes the app only when no volume is left.
+    #[test]
+    fn volumes_converge_from_any_start(
+        before in arb_volume_tenant(),
+        after in arb_volume_tenant(),
+    ) {
+        let o = opts();
+        let mut w = World::empty();
+        w.converge(&live(&before, &o), 20);
+        let earlier: Vec<Volume> = w.observed.volumes.clone();
+        w.converge(&live(&after, &o), 20);
+        for g in &after.spec.machines {
+            let mine: Vec<&Machine> = w.observed.machines.iter()
+                .filter(|m| m.metadata.get(meta::GROUP).map(String::as_str) == Some(g.name.as_str()))
+                .collect();
+            prop_assert_eq!(mine.len(), g.count as usize);
+            let Some(mount) = g.mount() else {
+                for m in &mine {
+                    prop_assert!(m.config.as_ref().unwrap().mounts.is_empty());
+                }
+                continue;
+            };
+            let mut held = std::collections::BTreeSet::new();
+            for m in &mine {
+                let id = m.config.as_ref().unwrap().mounts[0].volume.clone().unwrap();
+                prop_assert!(held.insert(id.clone()), "volume mounted twice");
+                let v = w.observed.volumes.iter().find(|v| v.id == id).unwrap();
+                prop_assert_eq!(&v.region, &m.region);
+                prop_assert_eq!(v.name.as_str(), mount.volume.as_str());
+                prop_assert_eq!(v.attached_machine_id.as_ref(), Some(&m.id));
+            }
+            let spec = after.spec.volume(&mount.volume).unwrap();
+            let named = w.observed.volumes.iter().filter(|v| v.name == mount.volume.as_str()).count();
+            if spec.deletion_policy == VolumeDeletionPolicy::Delete {
+                prop_assert_eq!(named, g.count as usize, "no Delete volume left over");
+            }
+            // The volumes in use are grown (retained spares are left as they are).
+            prop_assert!(w.observed.volumes.iter()
+                .filter(|v| held.contains(&v.id))
+                .all(|v| v.size_gb >= spec.size_gb));
+        }
+        for v in &w.observed.volumes {
+            prop_assert!(w.observed.ledger.volumes.contains(&v.id), "leaked {}", v.id);
+        }
+        for v in &earlier {
+            if !w.observed.volumes.iter().any(|x| x.id == v.id) {
+                let declared = VolumeName::parse(v.name.clone()).ok().and_then(|n| after.spec.volume(&n).cloned());
+                prop_assert!(
+                    declared.is_some_and(|d| d.deletion_policy == VolumeDeletionPolicy::Delete),
+                    "{} deleted without Delete", v.id
+                );
+            }
+        }
+
+        // Teardown: the app goes only once it holds no volume.
+        for _ in 0..6 {
+            let p = plan(&deleting(&after, &o), &w.observed, t0());
+            if p.steps.iter().any(|s| s.action == Action::Forget) { break; }
+            for s in &p.steps { w.apply(s); }
+        }
+        let kept = !w.observed.volumes.is_empty();
+        prop_assert_eq!(kept, w.observed.app != AppObservation::Absent);
+        for v in &w.observed.volumes {
+            let declared = VolumeName::parse(v.name.clone()).ok().and_then(|n| after.spec.volume(&n).cloned());
+            prop_assert!(declared.is_none_or(|d| d.deletion_policy == VolumeDeletionPolicy::Retain));
+        }
+    }
+}

@@ -492,6 +492,42 @@ mod tests {
     }
 
     #[test]
+    fn wrong_shapes_are_reported_at_their_paths() {
+        let paths =
+            |body: &str| -> Vec<String> { errors(body).into_iter().map(|(p, _)| p).collect() };
+        assert_eq!(
+            paths(&mounted("").replace("sizeGb: 10", "sizeGb: ten")),
+            ["spec.volumes[0].sizeGb"]
+        );
+        assert_eq!(
+            paths(&mounted("").replace("sizeGb: 10", "sizeGb: 1.5")),
+            ["spec.volumes[0].sizeGb"]
+        );
+        // The mount is unreadable, so the volume is mounted by no group.
+        assert_eq!(
+            paths(&format!("{}{VOL}", group("mounts: data"))),
+            ["spec.machines[0].mounts", "spec.volumes[0]"]
+        );
+        assert_eq!(paths("volumes: {}\n"), ["spec.volumes"]);
+        assert_eq!(
+            paths(&mounted("").replace("sizeGb: 10", "sizeGb: 10\n    size: 5")),
+            ["spec.volumes[0].size"]
+        );
+        assert_eq!(
+            paths(&format!(
+                "{}{VOL}",
+                group("mounts:\n  - volume: data\n    path: /data\n    readOnly: true")
+            )),
+            ["spec.machines[0].mounts[0].readOnly"]
+        );
+        // An empty list means no volumes and no mount.
+        let t = load("volumes: []\n");
+        assert!(t.spec.volumes.is_empty());
+        let t = load(&group("mounts: []"));
+        assert!(t.spec.machines[0].mounts.is_empty());
+    }
+
+    #[test]
     fn mount_paths_are_absolute_directories() {
         for bad in [
             "data",
