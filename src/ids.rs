@@ -62,6 +62,10 @@ pub enum IdError {
     BadMachineId,
     #[error("must be a Fly volume id: `vol_` and 8 to 32 lowercase letters or digits")]
     BadVolumeId,
+    #[error(
+        "may only contain lowercase letters a-z, digits 0-9 and '_' (Fly's rule for volume names; found {found:?})"
+    )]
+    BadVolumeNameChar { found: char },
 }
 
 /// Checks one DNS label in the strict form we use for names we mint:
@@ -232,6 +236,28 @@ string_id!(
                 Ok(())
             }
             _ => Err(IdError::BadVolumeId),
+        }
+    }
+);
+
+string_id!(
+    /// A Fly volume name (`data`, `model_cache`): 1 to 30 lowercase letters,
+    /// digits and '_', Fly's rule for volume names (flyctl). Several volumes
+    /// of an app share a name: a group's machines each mount one of it.
+    VolumeName,
+    |s| {
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if s.len() > 30 {
+            return Err(IdError::TooLong { max: 30, len: s.len() });
+        }
+        match s
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+        {
+            Some(found) => Err(IdError::BadVolumeNameChar { found }),
+            None => Ok(()),
         }
     }
 );
@@ -435,6 +461,27 @@ mod tests {
         ] {
             assert_eq!(VolumeId::parse(bad), Err(IdError::BadVolumeId), "{bad}");
         }
+    }
+
+    #[test]
+    fn volume_names_follow_flys_rule() {
+        for ok in ["data", "model_cache", "a", "v2", "_x", &"a".repeat(30)] {
+            assert!(VolumeName::parse(ok).is_ok(), "{ok}");
+        }
+        use IdError::*;
+        for (bad, want) in [
+            ("", Empty),
+            ("Data", BadVolumeNameChar { found: 'D' }),
+            ("model-cache", BadVolumeNameChar { found: '-' }),
+            ("a b", BadVolumeNameChar { found: ' ' }),
+            ("caf\u{e9}", BadVolumeNameChar { found: '\u{e9}' }),
+        ] {
+            assert_eq!(VolumeName::parse(bad), Err(want), "{bad}");
+        }
+        assert_eq!(
+            VolumeName::parse("a".repeat(31)),
+            Err(TooLong { max: 30, len: 31 })
+        );
     }
 
     #[test]

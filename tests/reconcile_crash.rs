@@ -5,8 +5,9 @@
 //! fresh reconciler on the same store and simulator converges (after a
 //! failure, the same one). Afterwards nothing is duplicated, no intent is left,
 //! every resource in the simulator is in the ledger (machines carry the
-//! tenant's metadata), and the restarted controller never fails a step on
-//! its own leftovers (its own lease included).
+//! tenant's metadata; each machine mounts a volume of its own, and every
+//! volume is flotilla's: none leaked), and the restarted controller never
+//! fails a step on its own leftovers (its own lease included).
 //!
 //! Deterministic: [`crashfly::CrashFly`] stops at a call index, not after a
 //! delay. The reconciler's clock is manual, so windows (a create that never
@@ -51,6 +52,13 @@ spec:
       region: ord
       count: 2
       image: {image}
+      mounts:
+        - volume: data
+          path: /data
+  volumes:
+    - name: data
+      sizeGb: 1
+      deletionPolicy: Delete
   secrets:
     - name: SESSION_KEY
       generate: {{}}
@@ -288,6 +296,30 @@ async fn check(w: &World, what: &str, image: &str) {
         "{what}"
     );
     assert_eq!(secrets, owned, "{what}: the secret is in the ledger");
+
+    // One volume per machine, attached to it, every one in the ledger.
+    let volumes: Vec<&Value> = app["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["state"] == "created")
+        .collect();
+    assert_eq!(volumes.len(), 2, "{what}: volumes {volumes:#?}");
+    let owned: BTreeSet<String> = ledger.volumes.iter().map(|v| v.to_string()).collect();
+    let ids: BTreeSet<String> = volumes
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, owned, "{what}: every volume is in the ledger");
+    let holders: BTreeSet<&str> = volumes
+        .iter()
+        .map(|v| v["attached_machine_id"].as_str().unwrap_or(""))
+        .collect();
+    let machine_ids: BTreeSet<&str> = machines.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        holders, machine_ids,
+        "{what}: each machine holds one volume"
+    );
 
     let intents = w.store.list_intents(&name()).await.unwrap();
     assert!(intents.is_empty(), "{what}: intents left: {intents:#?}");

@@ -233,7 +233,7 @@ async fn an_unreadable_ledger_stops_the_tenant_and_writes_nothing_to_fly() {
     let w = world().await;
     w.converge().await;
     let owned = w.ledger().await;
-    w.sql(r#"UPDATE ledgers SET doc = '{"schemaVersion": 3, "appOwned": true}' WHERE tenant = 'keep'"#)
+    w.sql(r#"UPDATE ledgers SET doc = '{"schemaVersion": 4, "appOwned": true}' WHERE tenant = 'keep'"#)
         .await;
     w.store.mark_for_deletion(&name()).await.unwrap();
 
@@ -256,7 +256,7 @@ async fn an_unreadable_ledger_stops_the_tenant_and_writes_nothing_to_fly() {
         assert_eq!(c.status, ConditionStatus::False, "{kind}");
         assert_eq!(c.reason, "StateUnreadable", "{kind}");
         assert!(
-            c.message.contains("ledger of tenant keep") && c.message.contains("schema version 3"),
+            c.message.contains("ledger of tenant keep") && c.message.contains("schema version 4"),
             "{kind}: {}",
             c.message
         );
@@ -267,7 +267,7 @@ async fn an_unreadable_ledger_stops_the_tenant_and_writes_nothing_to_fly() {
         .filter(|e| e.event.action == "StateUnreadable")
         .collect();
     assert_eq!(unreadable.len(), 1, "one event on entering: {events:#?}");
-    assert!(unreadable[0].event.reason.contains("schema version 3"));
+    assert!(unreadable[0].event.reason.contains("schema version 4"));
     let rendered = metrics.render();
     assert!(
         rendered.contains("flotilla_state_unreadable_total 3"),

@@ -55,9 +55,9 @@ fn unknown_fields() {
         "unknown_field.yaml",
         0,
         &[
-            "11:7: spec.machines[0].replicas: unknown field `replicas`; allowed fields: name, region, regions, count, image, guest, env, services, checks, metadata, restart, autostop, autostart, min_machines_running, init, files, processes, stop_config, dns, statics",
+            "11:7: spec.machines[0].replicas: unknown field `replicas`; allowed fields: name, region, regions, count, image, guest, env, services, checks, metadata, restart, autostop, autostart, min_machines_running, init, files, processes, stop_config, dns, statics, mounts",
             "13:9: spec.machines[0].guest.memoryMb: unknown field `memoryMb` (did you mean `memory_mb`?); allowed fields: size, cpu_kind, cpus, memory_mb, gpu_kind, gpus",
-            "14:3: spec.secret: unknown field `secret` (did you mean `secrets`?); allowed fields: org, app, machines, secrets, tokens, certificates, ips, deletionPolicy, paused, managementPolicy",
+            "14:3: spec.secret: unknown field `secret` (did you mean `secrets`?); allowed fields: org, app, machines, secrets, tokens, certificates, ips, volumes, deletionPolicy, paused, managementPolicy",
         ],
     );
 }

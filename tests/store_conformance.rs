@@ -714,14 +714,14 @@ async fn fresh_databases_report_every_migration() {
     let clock: SharedClock = Arc::new(ManualClock::new(start_time()));
     let (_, applied) = store::connect_reporting(&url, clock.clone()).await.unwrap();
     let versions: Vec<_> = applied.iter().map(|m| m.version).collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     assert_eq!(applied[0].description, "tenants");
     assert_eq!(applied[2].description, "ledgers typed intents");
 
     if let Some(db) = PgTestDb::create() {
         let (_, applied) = store::connect_reporting(&db.url, clock).await.unwrap();
         let versions: Vec<_> = applied.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     }
 }
 

@@ -129,6 +129,7 @@ fn full_ledger() -> Ledger {
             flotilla::crypto::Fingerprint::of_bytes(b"v"),
         )]
         .into(),
+        volumes: [flotilla::ids::VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap()].into(),
     }
 }
 
@@ -162,6 +163,10 @@ fn every_kind() -> Vec<IntentDetail> {
             machine: MachineId::parse("3d8d9e1b2c4e87").unwrap(),
             nonce: None,
             expires_at: t0(),
+        },
+        IntentDetail::Volume {
+            name: flotilla::ids::VolumeName::parse("data").unwrap(),
+            region: Region::parse("ord").unwrap(),
         },
     ]
 }
@@ -248,7 +253,7 @@ mod cases {
             .into_iter()
             .map(|i| i.key)
             .collect();
-        assert_eq!(keys, ["k1", "k3", "k4", "k5"]);
+        assert_eq!(keys, ["k1", "k3", "k4", "k5", "k6"]);
 
         // A tenant that is gone: nothing is written anywhere.
         let err = s
@@ -346,7 +351,8 @@ mod cases {
         let s = &db.store;
         s.create(&tenant("acme").draft()).await.unwrap();
         let ledger_cases = [
-            (r#"{"schemaVersion": 3}"#, "schema version 3"),
+            (r#"{"schemaVersion": 4}"#, "schema version 4"),
+            (r#"{"schemaVersion": 3}"#, "missing field `appOwned`"),
             (r#"{"schemaVersion": 2}"#, "missing field `appOwned`"),
             (
                 r#"{"schemaVersion": 1, "appOwned": true}"#,
@@ -533,12 +539,13 @@ mod cases {
                 .await
                 .unwrap();
         let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [3, 4, 5]);
+        assert_eq!(versions, [3, 4, 5, 6]);
 
         let mut want_full = full_ledger();
         want_full.secrets_version = Some(3);
         // Migrated ledgers are version 1: nothing delivered from the vault.
         want_full.external_delivered.clear();
+        want_full.volumes.clear();
         assert_eq!(s.read_ledger(&name("full")).await.unwrap(), Some(want_full));
         assert_eq!(
             s.read_ledger(&name("partial")).await.unwrap(),

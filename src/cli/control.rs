@@ -132,6 +132,27 @@ pub fn print_status(view: &StatusView, out: &mut impl Write) -> anyhow::Result<E
             writeln!(out, "  {:<10} {}{owner}", i.kind, i.ip)?;
         }
     }
+    if !status.volumes.is_empty() {
+        writeln!(out, "Volumes:")?;
+        for v in &status.volumes {
+            let held = v
+                .attached_machine
+                .as_deref()
+                .map_or("not attached".to_string(), |m| format!("on machine {m}"));
+            let mut notes = String::new();
+            if v.retained {
+                notes.push_str(" retained");
+            }
+            if !v.owned {
+                notes.push_str(" (not flotilla's)");
+            }
+            writeln!(
+                out,
+                "  {} {:<10} {} {} GB {held}{notes}",
+                v.id, v.name, v.region, v.size_gb
+            )?;
+        }
+    }
     if !status.certificates.is_empty() {
         writeln!(out, "Certificates:")?;
         for c in &status.certificates {
@@ -237,4 +258,52 @@ pub fn print_events(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lists_volumes_and_marks_retained_ones() {
+        let view = StatusView {
+            name: "acme".into(),
+            app: "acme".into(),
+            org: "personal".into(),
+            generation: 1,
+            observed_generation: 1,
+            deletion_timestamp: None,
+            status: serde_json::json!({
+                "volumes": [
+                    {"id": "vol_aaaaaaaaaaaaaaaa", "name": "data", "region": "ord", "sizeGb": 10,
+                     "attachedMachine": "3d8d9e1b2c4e87", "owned": true, "retained": false},
+                    {"id": "vol_bbbbbbbbbbbbbbbb", "name": "data", "region": "ord", "sizeGb": 10,
+                     "attachedMachine": null, "owned": true, "retained": true},
+                    {"id": "vol_cccccccccccccccc", "name": "other", "region": "fra", "sizeGb": 1,
+                     "attachedMachine": null, "owned": false, "retained": false}
+                ]
+            }),
+            events: Vec::new(),
+        };
+        let mut out = Vec::new();
+        print_status(&view, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Volumes:\n"), "{text}");
+        assert!(
+            text.contains(
+                "  vol_aaaaaaaaaaaaaaaa data       ord 10 GB on machine 3d8d9e1b2c4e87\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  vol_bbbbbbbbbbbbbbbb data       ord 10 GB not attached retained\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  vol_cccccccccccccccc other      fra 1 GB not attached (not flotilla's)\n"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use crate::model::fly::{
     self, AutostopConfig, CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, DnsConfig,
     DnsForwardRule, DnsOption, EnvFrom, FileConfig, FileSource, GpuConfig, GuestConfig, HttpHeader,
-    InitConfig, Machine, MachineConfig, PortConfig, ProcessConfig, ProcessSecret, RestartConfig,
-    RestartPolicy, ServiceConfig, ServiceProtocol, StaticConfig, StopConfig, meta,
+    InitConfig, Machine, MachineConfig, MountConfig, PortConfig, ProcessConfig, ProcessSecret,
+    RestartConfig, RestartPolicy, ServiceConfig, ServiceProtocol, StaticConfig, StopConfig, meta,
 };
 use crate::plan::hash::{self, MACHINE_KEYS};
 use crate::spec::{
@@ -196,7 +196,21 @@ pub fn desired_config(tenant: &Tenant, group: &MachineGroup) -> MachineConfig {
                 index_document: st.index_document.clone(),
             })
             .collect(),
-        mounts: Vec::new(),
+        // By name and path only: each machine mounts its own volume, whose
+        // id the planner sets per machine (`with_volume`) after hashing, so
+        // every machine of the group carries the same hash.
+        mounts: group
+            .mounts
+            .iter()
+            .map(|m| MountConfig {
+                volume: None,
+                name: Some(m.volume.to_string()),
+                path: m.path.clone(),
+                extend_threshold_percent: None,
+                add_size_gb: None,
+                size_gb_limit: None,
+            })
+            .collect(),
     };
     let hash = hash::config_hash(&config);
     config.metadata.insert(meta::CONFIG_HASH.to_string(), hash);
@@ -238,6 +252,17 @@ fn check_config(c: &Check) -> CheckConfig {
             })
             .collect(),
     }
+}
+
+/// `config` with its mount naming volume `id` (the desired config names a
+/// volume only by name; see [`desired_config`]). The config hash in the
+/// metadata is left as it is.
+pub fn with_volume(config: &MachineConfig, id: &crate::ids::VolumeId) -> MachineConfig {
+    let mut c = config.clone();
+    for m in &mut c.mounts {
+        m.volume = Some(id.clone());
+    }
+    c
 }
 
 /// The config hash a desired config carries (see [`desired_config`]).
@@ -337,6 +362,13 @@ fn drifted_fields(desired: &MachineConfig, actual: &MachineConfig) -> Vec<&'stat
     }
     if actual.statics != desired.statics {
         fields.push("statics");
+    }
+    // Mounts by path: which volume a machine holds is its own, and Fly
+    // echoes the volume's size and encryption besides.
+    let paths =
+        |c: &MachineConfig| -> Vec<String> { c.mounts.iter().map(|m| m.path.clone()).collect() };
+    if paths(actual) != paths(&desired) {
+        fields.push("mounts");
     }
     // Only flotilla's and the user's keys are compared; Fly adds its own
     // (`fly_platform_version`, ...), the executor adds per-machine keys and

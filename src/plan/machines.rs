@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::machine::{ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version};
+use super::machine::{
+    ConfigDiff, compare, desired_config, desired_hash, machine_secrets_version, with_volume,
+};
+use super::volumes::{Pool, Pools};
 use super::{Action, Finding, Observed, Phase, Plan, PlanOptions, Reason, owned_by};
 use crate::ids::{GroupName, SecretName};
 use crate::model::fly::{CheckState, Machine, MachineState, meta};
@@ -44,6 +47,7 @@ pub(super) fn plan_machines(
     tenant: &Tenant,
     observed: &Observed,
     options: &PlanOptions,
+    pools: &mut Pools,
 ) {
     let (ours, foreign) = owned_by(tenant, &observed.machines);
     for m in foreign {
@@ -75,7 +79,22 @@ pub(super) fn plan_machines(
         }
     }
     for group in &tenant.spec.machines {
-        plan_group(plan, tenant, group, &ours, observed, options);
+        let mut pool = pools.remove(&group.name);
+        let volumes = group
+            .mount()
+            .map(|_| pool.get_or_insert_with(Pool::default));
+        plan_group(plan, tenant, group, &ours, observed, options, volumes);
+    }
+}
+
+/// A group's machines wait for their volume in `region` (reported once).
+fn wait_for_volume(plan: &mut Plan, group: &MachineGroup, region: &str) {
+    let finding = Finding::WaitsForVolume {
+        group: group.name.clone(),
+        region: region.to_string(),
+    };
+    if !plan.findings.contains(&finding) {
+        plan.findings.push(finding);
     }
 }
 
@@ -86,8 +105,21 @@ fn plan_group(
     ours: &[&Machine],
     observed: &Observed,
     options: &PlanOptions,
+    mut volumes: Option<&mut Pool>,
 ) {
     let desired = desired_config(tenant, group);
+    // The config a machine in `region` is sent: with a mount, the volume
+    // it mounts (`None`: no volume for it yet, so no write).
+    let mut config_for = |m: Option<&Machine>, region: &str| match volumes.as_deref_mut() {
+        None => Some(desired.clone()),
+        Some(pool) => {
+            let id = match m {
+                Some(m) => pool.for_machine(m),
+                None => pool.take(region),
+            };
+            id.map(|id| with_volume(&desired, &id))
+        }
+    };
     let members: Vec<&Machine> = ours
         .iter()
         .copied()
@@ -138,29 +170,37 @@ fn plan_group(
         let mut have = placed.len();
         while writes && have < want {
             let Some(p) = resumes.next() else { break };
+            have += 1;
+            let Some(config) = config_for(None, region.as_str()) else {
+                wait_for_volume(plan, group, region.as_str());
+                continue;
+            };
             plan.push(
                 Phase::Machines,
                 Action::CreateMachine {
                     group: group.name.clone(),
                     region: region.to_string(),
                     key: p.key.clone(),
-                    config: desired.clone(),
+                    config,
                 },
                 Reason::ResumeCreate,
             );
-            have += 1;
         }
         for i in have..want {
             if !writes {
                 break;
             }
+            let Some(config) = config_for(None, region.as_str()) else {
+                wait_for_volume(plan, group, region.as_str());
+                break;
+            };
             plan.push(
                 Phase::Machines,
                 Action::CreateMachine {
                     group: group.name.clone(),
                     region: region.to_string(),
                     key: create_key(tenant, group, observed, first_index + i),
-                    config: desired.clone(),
+                    config,
                 },
                 Reason::ScaleUp {
                     have: placed.len(),
@@ -323,13 +363,17 @@ fn plan_group(
         });
     }
     for (m, reason) in down.into_iter().chain(up.into_iter().take(budget)) {
+        let Some(config) = config_for(Some(m), &m.region) else {
+            wait_for_volume(plan, group, &m.region);
+            continue;
+        };
         plan.push(
             Phase::Machines,
             Action::UpdateMachine {
                 group: group.name.clone(),
                 id: m.id.clone(),
                 current_version: m.version.clone(),
-                config: desired.clone(),
+                config,
             },
             reason,
         );

@@ -8,9 +8,9 @@
 //! a dry run, golden-tested and property-tested.
 //!
 //! # Order
-//! Creation runs app → network (IPs, certificates, secrets) → machines;
-//! teardown runs in reverse: machines, IPs and certificates, app, then the
-//! row. Tokens (created last, revoked first) join with the token capability.
+//! Creation runs app → network (IPs, certificates, secrets) → volumes →
+//! machines → volumes no longer wanted; teardown runs in reverse: machines,
+//! volumes, IPs and certificates, app, then the row. Tokens (created last, revoked first) join with the token capability.
 //! The executor runs steps in plan order and stops at the first failed phase.
 //!
 //! # Guarantees
@@ -36,10 +36,14 @@
 //!   (`UpgradeConfigHash`), outside the roll budget (see [`hash`]).
 //! * A group whose files read an `external` secret the app does not have yet
 //!   creates and updates no machine (Fly would refuse it); a finding says so.
+//! * A volume's data is never destroyed by default: only a volume flotilla
+//!   created, no machine holds and whose `deletionPolicy` is `Delete` is
+//!   deleted; others are retained and reported, and the app (whose deletion
+//!   would destroy them) is kept while it holds any (see [`volumes`]).
 //! * When observed state matches the spec the plan has no steps.
 //!
 //! This file holds the walk and the app, network and teardown rules; app
-//! secrets are planned in `secrets`, machine groups in `machines`, a group's desired config and the
+//! secrets are planned in `secrets`, volumes in `volumes`, machine groups in `machines`, a group's desired config and the
 //! comparison with an observed machine are in [`machine`], config hashes in
 //! [`hash`].
 
@@ -50,6 +54,7 @@ pub mod observed;
 mod render;
 mod secrets;
 mod types;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,7 +127,8 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     plan_ips(&mut plan, tenant, observed);
     plan_certificates(&mut plan, tenant, observed, desired.options, now);
     secrets::plan_secrets(&mut plan, tenant, observed, desired.options.tokens_managed);
-    machines::plan_machines(&mut plan, tenant, observed, desired.options);
+    let mut pools = volumes::plan_volumes(&mut plan, tenant, observed);
+    machines::plan_machines(&mut plan, tenant, observed, desired.options, &mut pools);
     plan_leftover_leases(&mut plan, observed);
     if !desired.options.tokens_managed {
         for t in &tenant.spec.tokens {
@@ -230,6 +236,8 @@ fn plan_teardown(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
             );
         }
     }
+    // Deleting the app would destroy its volumes: only when none is left.
+    let no_volumes = volumes::plan_volume_teardown(plan, tenant, observed);
     if !foreign.is_empty() {
         // Deleting the app would destroy machines flotilla did not create.
         plan.findings.push(Finding::DeletionBlocked {
@@ -239,7 +247,7 @@ fn plan_teardown(plan: &mut Plan, tenant: &Tenant, observed: &Observed) {
     }
     // Fly refuses to delete an app with live machines (without force); wait
     // until ours are destroyed, which the next activation observes.
-    if ours.is_empty() {
+    if ours.is_empty() && no_volumes {
         plan.push(
             Phase::DeleteApp,
             Action::DeleteApp {

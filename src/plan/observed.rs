@@ -19,8 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use crate::crypto::Fingerprint;
-use crate::ids::{Hostname, MachineId, SecretName};
-use crate::model::fly::{AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine};
+use crate::ids::{Hostname, MachineId, Region, SecretName, VolumeName};
+use crate::model::fly::{
+    AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine, Volume,
+};
 use crate::plan::PendingMachine;
 use crate::spec::IpSpec;
 pub use crate::state::Ledger;
@@ -67,6 +69,13 @@ pub struct Observed {
     pub ips: Vec<IpAssignment>,
     pub certificates: Vec<ObservedCertificate>,
     pub secrets: Vec<AppSecret>,
+    /// The app's live volumes (deleted ones on their way out excluded),
+    /// flotilla's and foreign. Listed only when the tenant has or had
+    /// volumes, or is being deleted (`volumes_listed`); otherwise empty.
+    pub volumes: Vec<Volume>,
+    /// Whether `volumes` was read from Fly this time. When it was not,
+    /// nothing is concluded from its being empty.
+    pub volumes_listed: bool,
     /// The `external` secret values flotilla holds sealed in its vault
     /// (`flotilla secrets set`), by name, with the fingerprint of each value:
     /// what it would deliver. Never the values themselves. Empty when the
@@ -91,6 +100,8 @@ impl Observed {
             ips: Vec::new(),
             certificates: Vec::new(),
             secrets: Vec::new(),
+            volumes: Vec::new(),
+            volumes_listed: false,
             stored_external: BTreeMap::new(),
             ledger,
             pending_machines: Vec::new(),
@@ -113,12 +124,18 @@ pub struct Pending {
     pub certificates: BTreeSet<Hostname>,
     /// Leases flotilla took on its own machines and may still hold.
     pub leases: BTreeMap<MachineId, OwnLease>,
+    /// Volume creates that may still land, by name and region: each stands
+    /// for one volume there (no second create).
+    pub volumes: Vec<(VolumeName, Region)>,
 }
 
 impl Pending {
     /// Anything at all still in flight.
     pub fn any(&self) -> bool {
-        self.app || !self.ips.is_empty() || !self.certificates.is_empty()
+        self.app
+            || !self.ips.is_empty()
+            || !self.certificates.is_empty()
+            || !self.volumes.is_empty()
     }
 }
 

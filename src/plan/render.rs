@@ -81,6 +81,31 @@ impl fmt::Display for Action {
                 None => write!(f, "- destroy machine {id}"),
             },
             Action::ReleaseLease { id } => write!(f, "~ release lease on machine {id}"),
+            Action::CreateVolume {
+                name,
+                region,
+                size_gb,
+                encrypted,
+                ..
+            } => write!(
+                f,
+                "+ create volume {name} in {region} ({size_gb} GB{})",
+                if *encrypted { ", encrypted" } else { "" }
+            ),
+            Action::ExtendVolume { name, id, size_gb } => {
+                write!(f, "~ extend volume {id} ({name}) to {size_gb} GB")
+            }
+            Action::UpdateVolume {
+                name,
+                id,
+                snapshot_retention,
+            } => write!(
+                f,
+                "~ keep snapshots of volume {id} ({name}) for {snapshot_retention} days"
+            ),
+            Action::DeleteVolume { name, id } => {
+                write!(f, "- delete volume {id} ({name}) and its data")
+            }
             Action::Forget => write!(f, "- forget tenant"),
         }
     }
@@ -163,6 +188,44 @@ impl fmt::Display for Finding {
             Finding::CreateInFlight { what } => write!(
                 f,
                 "{what}: an earlier create may still land; waiting for it before acting again"
+            ),
+            Finding::VolumeRetained {
+                id,
+                name,
+                region,
+                size_gb,
+                declared,
+            } => write!(
+                f,
+                "volume {id} ({name}, {size_gb} GB in {region}) is retained with its data: no machine needs it and {}; destroy it with `fly volumes destroy {id}` if the data is not needed",
+                if *declared {
+                    "its deletionPolicy is Retain (set Delete to have flotilla delete it)"
+                } else {
+                    "spec.volumes no longer declares it (flotilla deletes only volumes declared with deletionPolicy Delete)"
+                }
+            ),
+            Finding::VolumeShrinkRefused {
+                id,
+                name,
+                size_gb,
+                want_gb,
+            } => write!(
+                f,
+                "volume {id} ({name}) is {size_gb} GB and spec.volumes asks for {want_gb} GB: Fly cannot shrink a volume, so it is left at {size_gb} GB; set sizeGb to at least {size_gb}"
+            ),
+            Finding::WaitsForVolume { group, region } => write!(
+                f,
+                "group {group}: machines in {region} wait for their volume, which Fly needs before the machine that mounts it"
+            ),
+            Finding::ForeignVolume { id, name } => {
+                write!(
+                    f,
+                    "volume {id} ({name}) was not created by flotilla; left alone"
+                )
+            }
+            Finding::VolumesKeepApp { retained, foreign } => write!(
+                f,
+                "the app is not deleted while it holds {retained} retained volume(s) and {foreign} volume(s) flotilla did not create (deleting an app destroys its volumes); destroy them with `fly volumes destroy` to finish the teardown"
             ),
         }
     }

@@ -10,11 +10,12 @@ use super::*;
 use crate::ids::*;
 use crate::model::fly::{
     AppSecret, CertificateDetail, CertificateSummary, CheckState, CheckStatus, HostStatus,
-    IpAssignment, Machine, MachineConfig, MachineState,
+    IpAssignment, Machine, MachineConfig, MachineState, Volume, VolumeState,
 };
 use crate::spec::*;
 
 mod regions;
+mod volumes;
 
 pub(crate) fn t0() -> Timestamp {
     "2026-11-23T00:00:00Z".parse().unwrap()
@@ -68,6 +69,7 @@ pub(crate) fn group(name: &str, count: u32) -> MachineGroup {
         stop_config: StopSpec::default(),
         dns: DnsSpec::default(),
         statics: Vec::new(),
+        mounts: Vec::new(),
     }
 }
 
@@ -110,6 +112,7 @@ pub(crate) fn tenant(name: &str) -> Tenant {
                     network: None,
                 },
             ],
+            volumes: vec![],
             deletion_policy: DeletionPolicy::Delete,
             paused: false,
             management_policy: ManagementPolicy::Full,
@@ -124,15 +127,38 @@ pub(crate) struct World {
     next_id: u64,
     next_ip: u64,
     secrets_version: u64,
+    next_volume: u64,
 }
 
 impl World {
     pub fn empty() -> Self {
+        let mut observed = Observed::absent(Ledger::default(), t0());
+        observed.volumes_listed = true;
         Self {
-            observed: Observed::absent(Ledger::default(), t0()),
+            observed,
             next_id: 1,
             next_ip: 1,
             secrets_version: 0,
+            next_volume: 1,
+        }
+    }
+
+    /// Points the volume `config` mounts (if any) at machine `id`, and
+    /// detaches whatever else `id` held.
+    fn attach(&mut self, id: &MachineId, config: &MachineConfig) {
+        let want = config.mounts.first().and_then(|m| m.volume.clone());
+        for v in &mut self.observed.volumes {
+            if v.attached_machine_id.as_ref() == Some(id) && Some(&v.id) != want.as_ref() {
+                v.attached_machine_id = None;
+            }
+            if Some(&v.id) == want.as_ref() {
+                assert!(
+                    v.attached_machine_id.as_ref().is_none_or(|m| m == id),
+                    "volume {} is attached to another machine",
+                    v.id
+                );
+                v.attached_machine_id = Some(id.clone());
+            }
         }
     }
 
@@ -271,6 +297,7 @@ impl World {
                 );
                 self.next_id += 1;
                 let id = MachineId::parse(format!("{:014x}", 0xdef0000 + self.next_id)).unwrap();
+                self.attach(&id, &config);
                 let m = self.machine_with(id, MachineState::Started, region.clone(), config);
                 self.observed.pending_machines.retain(|p| &p.key != key);
                 self.observed.machines.push(m);
@@ -288,8 +315,9 @@ impl World {
                 }
                 config.metadata.insert(meta::SECRETS_VERSION.into(), sv);
                 m.metadata = config.metadata.clone();
-                m.config = Some(config);
+                m.config = Some(config.clone());
                 m.state = MachineState::Started;
+                self.attach(id, &config);
             }
             Action::StartMachine { id, .. } => {
                 o.machines.iter_mut().find(|m| &m.id == id).unwrap().state = MachineState::Started;
@@ -301,7 +329,61 @@ impl World {
                     c.metadata.insert(meta::CONFIG_HASH.into(), hash.clone());
                 }
             }
-            Action::DestroyMachine { id, .. } => o.machines.retain(|m| &m.id != id),
+            Action::DestroyMachine { id, .. } => {
+                o.machines.retain(|m| &m.id != id);
+                for v in &mut o.volumes {
+                    if v.attached_machine_id.as_ref() == Some(id) {
+                        v.attached_machine_id = None;
+                    }
+                }
+            }
+            Action::CreateVolume {
+                name,
+                region,
+                size_gb,
+                encrypted,
+                snapshot_retention,
+                ..
+            } => {
+                self.next_volume += 1;
+                let id = VolumeId::parse(format!("vol_{:016}", self.next_volume)).unwrap();
+                self.observed.ledger.volumes.insert(id.clone());
+                self.observed.volumes.push(Volume {
+                    id,
+                    name: name.to_string(),
+                    state: VolumeState::Created,
+                    region: region.to_string(),
+                    zone: None,
+                    size_gb: *size_gb,
+                    encrypted: *encrypted,
+                    attached_machine_id: None,
+                    snapshot_retention: Some(snapshot_retention.unwrap_or(5)),
+                    auto_backup_enabled: Some(true),
+                    created_at: Some(t0()),
+                });
+            }
+            Action::ExtendVolume { id, size_gb, .. } => {
+                let v = o.volumes.iter_mut().find(|v| &v.id == id).unwrap();
+                assert!(*size_gb > v.size_gb, "Fly only grows a volume");
+                v.size_gb = *size_gb;
+            }
+            Action::UpdateVolume {
+                id,
+                snapshot_retention,
+                ..
+            } => {
+                let v = o.volumes.iter_mut().find(|v| &v.id == id).unwrap();
+                v.snapshot_retention = Some(*snapshot_retention);
+            }
+            Action::DeleteVolume { id, .. } => {
+                let v = o.volumes.iter().find(|v| &v.id == id).unwrap();
+                assert!(
+                    v.attached_machine_id.is_none(),
+                    "Fly refuses to delete an attached volume"
+                );
+                o.volumes.retain(|v| &v.id != id);
+                o.ledger.volumes.remove(id);
+            }
             Action::ReleaseLease { id } => {
                 o.pending.leases.remove(id);
             }

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::hash;
 
 use crate::ids::{
-    AppName, GroupName, Hostname, MachineId, OrgSlug, Region, SecretName, TenantName,
+    AppName, GroupName, Hostname, MachineId, OrgSlug, Region, SecretName, TenantName, VolumeId,
+    VolumeName,
 };
 use crate::model::fly::{DnsRecord, MachineConfig};
 use crate::spec::{Charset, IpSpec, Tenant};
@@ -69,11 +70,18 @@ pub struct PendingMachine {
 pub enum Phase {
     App,
     Network,
+    /// Volume creates, extends and settings, before the machines that
+    /// mount them.
+    Volumes,
     Machines,
+    /// Volumes no longer wanted (`deletionPolicy: Delete`), after the
+    /// machines.
+    PruneVolumes,
     // Tokens are not plan phases: the token phase (`reconcile::tokens`)
     // runs before the plan, and on teardown the plan waits for it.
     /// Teardown phases, in order.
     DestroyMachines,
+    DeleteVolumes,
     ReleaseNetwork,
     DeleteApp,
     Forget,
@@ -145,6 +153,33 @@ pub enum Action {
     ReleaseLease {
         id: MachineId,
     },
+    /// Create one volume of `spec.volumes[name]` in `region` (for one
+    /// machine of the group mounting it, or a volume no group mounts).
+    CreateVolume {
+        name: VolumeName,
+        region: Region,
+        size_gb: u32,
+        encrypted: bool,
+        snapshot_retention: Option<u32>,
+        require_unique_zone: Option<bool>,
+    },
+    /// Grow a volume to `size_gb` (Fly never shrinks one).
+    ExtendVolume {
+        name: VolumeName,
+        id: VolumeId,
+        size_gb: u32,
+    },
+    /// Change how long a volume's snapshots are kept.
+    UpdateVolume {
+        name: VolumeName,
+        id: VolumeId,
+        snapshot_retention: u32,
+    },
+    /// Destroy a volume flotilla created and no machine holds, and its data.
+    DeleteVolume {
+        name: String,
+        id: VolumeId,
+    },
     /// Remove the tenant row: teardown is complete (or the policy is Orphan).
     Forget,
 }
@@ -167,6 +202,10 @@ impl Action {
             Action::UpgradeConfigHash { .. } => "UpgradeConfigHash",
             Action::DestroyMachine { .. } => "DestroyMachine",
             Action::ReleaseLease { .. } => "ReleaseLease",
+            Action::CreateVolume { .. } => "CreateVolume",
+            Action::ExtendVolume { .. } => "ExtendVolume",
+            Action::UpdateVolume { .. } => "UpdateVolume",
+            Action::DeleteVolume { .. } => "DeleteVolume",
             Action::Forget => "Forget",
         }
     }
@@ -224,6 +263,27 @@ pub enum Reason {
     StoppedUnexpectedly,
     /// A lease from an earlier attempt (a crash, a lost response) is held.
     LeaseLeftBehind,
+    /// Fewer volumes of the name in the region (created, plus creates in
+    /// flight) than machines of the mounting group there (or than one, for
+    /// a volume no group mounts).
+    VolumeMissing {
+        have: usize,
+        want: u32,
+        region: Region,
+    },
+    /// The spec's `sizeGb` is larger than the volume.
+    VolumeGrown {
+        from: u32,
+        to: u32,
+    },
+    /// The spec's `snapshotRetention` differs from the volume's.
+    SnapshotRetentionChanged {
+        from: u32,
+        to: u32,
+    },
+    /// No machine needs the volume (its group scaled down, moved region,
+    /// dropped the mount or is gone) and its `deletionPolicy` is `Delete`.
+    VolumeNotWanted,
 }
 
 /// ` in ord` for a reason about one region of a group, else nothing.
@@ -289,6 +349,19 @@ impl fmt::Display for Reason {
             Reason::LeaseLeftBehind => {
                 write!(f, "flotilla's lease from an earlier attempt is still held")
             }
+            Reason::VolumeMissing { have, want, region } => {
+                write!(f, "{have} of {want} volume(s) in {region}")
+            }
+            Reason::VolumeGrown { from, to } => {
+                write!(f, "sizeGb grew from {from} to {to}")
+            }
+            Reason::SnapshotRetentionChanged { from, to } => {
+                write!(f, "snapshotRetention is {to} days, the volume keeps {from}")
+            }
+            Reason::VolumeNotWanted => write!(
+                f,
+                "no machine needs the volume and its deletionPolicy is Delete"
+            ),
         }
     }
 }
@@ -366,6 +439,44 @@ pub enum Finding {
     CreateInFlight {
         what: String,
     },
+    /// A volume flotilla created that no machine needs, kept with its data
+    /// because its `deletionPolicy` is `Retain` (or its entry left
+    /// `spec.volumes`, which keeps it the same way).
+    VolumeRetained {
+        id: VolumeId,
+        name: String,
+        region: String,
+        size_gb: u32,
+        /// `spec.volumes` still declares it (else it left the spec).
+        declared: bool,
+    },
+    /// The spec asks for a smaller volume than exists: Fly cannot shrink
+    /// one, so the volume is left at its size.
+    VolumeShrinkRefused {
+        id: VolumeId,
+        name: VolumeName,
+        size_gb: u32,
+        want_gb: u32,
+    },
+    /// Machines of the group in `region` wait for their volume (being
+    /// created, or its create failed): Fly needs the volume before the
+    /// machine that mounts it.
+    WaitsForVolume {
+        group: GroupName,
+        region: String,
+    },
+    /// A volume flotilla did not create; left alone.
+    ForeignVolume {
+        id: VolumeId,
+        name: String,
+    },
+    /// Teardown: the app is not deleted (deleting an app destroys its
+    /// volumes) while it holds volumes flotilla must not destroy: retained
+    /// ones and ones it did not create.
+    VolumesKeepApp {
+        retained: usize,
+        foreign: usize,
+    },
 }
 
 impl Finding {
@@ -374,7 +485,9 @@ impl Finding {
     pub fn degrades(&self) -> bool {
         matches!(
             self,
-            Finding::RolloutFailed { .. } | Finding::ChecksFailing { .. }
+            Finding::RolloutFailed { .. }
+                | Finding::ChecksFailing { .. }
+                | Finding::VolumeShrinkRefused { .. }
         )
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! # Leak safety
 //! Every create whose result flotilla must claim (app, IPs, certificates,
-//! secrets, machines, machine leases) records a typed intent
+//! secrets, machines, machine leases, volumes) records a typed intent
 //! (`crate::state::IntentDetail`) in the store *before* calling Fly; a
 //! successful create hands its key back ([`ExecutionReport::settled_intents`])
 //! and the reconciler deletes it in the transaction that writes the ledger
@@ -525,6 +525,10 @@ impl Executor<'_> {
                 self.settle_leases(id, observed);
             }
             Action::ReleaseLease { id } => self.release_leftover(app, id, observed).await?,
+            Action::CreateVolume { .. }
+            | Action::ExtendVolume { .. }
+            | Action::UpdateVolume { .. }
+            | Action::DeleteVolume { .. } => self.run_volume(tenant, &step.action, ledger).await?,
             Action::Forget => self.store.remove(name).await?,
         }
         Ok(())

@@ -27,9 +27,11 @@
 //! | machine | none, within the window | kept: the plan resumes the create with the same key |
 //! | lease | machine live, before the lease's expiry | kept: flotilla's own lease; reused (nonce known, or recognised by its description), released if no step needs it |
 //! | lease | machine gone, or expiry passed | resolved |
+//! | volume | an unowned live volume of the intent's name and region, created no earlier than [`CLOCK_SKEW`] before the intent | ledger owns it; resolved |
+//! | volume | none, within the window | kept: in flight; it stands for one volume of that name and region (no second create) |
 //! | any create | window passed | resolved: the plan creates afresh if still desired |
 //! | any create | Fly refused the call (not a timeout or 5xx) | resolved by the executor at once (`Executor::not_landed`) |
-//! | ip, certificate, secrets, machine | app absent, no app create in flight | resolved: nothing can land in an app that does not exist |
+//! | ip, certificate, secrets, machine, volume | app absent, no app create in flight | resolved: nothing can land in an app that does not exist |
 //!
 //! This is pure: it updates the observation (ledger, pending creates) and
 //! returns the keys of resolved intents, which the reconciler deletes in the
@@ -41,6 +43,11 @@
 //! address of the same spec that appears while the intent is outstanding
 //! would be adopted in its place (and its own address, if it lands, seen as
 //! foreign). The window is the intent's, at most [`CREATE_INTENT_TTL`].
+//! Volumes carry no owner either; a volume intent is matched by name and
+//! region against volumes the ledger does not hold that were created after
+//! the intent (less [`CLOCK_SKEW`]), so a foreign volume created before it
+//! is never adopted, and one created by someone else while the intent is
+//! outstanding could be.
 
 use std::collections::BTreeSet;
 
@@ -57,6 +64,10 @@ pub const CREATE_INTENT_TTL: SignedDuration = SignedDuration::from_secs(600);
 
 /// The window of machine creates, resumed with their key until it ends.
 pub const MACHINE_INTENT_TTL: SignedDuration = CREATE_INTENT_TTL;
+
+/// How far Fly's clock (a volume's `created_at`) may be behind flotilla's
+/// (an intent's `created_at`) for a volume to still count as the intent's.
+pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(300);
 
 /// Settles `intents` against `observed` (updating its ledger and what is in
 /// flight) and returns the keys of intents that are resolved.
@@ -167,6 +178,35 @@ pub fn resolve(intents: &[Intent], observed: &mut Observed, now: Timestamp) -> V
                     false
                 }
             }
+            IntentDetail::Volume { name, region } => {
+                let since = intent
+                    .created_at
+                    .checked_sub(CLOCK_SKEW)
+                    .unwrap_or(intent.created_at);
+                let found = observed
+                    .volumes
+                    .iter()
+                    .filter(|v| {
+                        !observed.ledger.volumes.contains(&v.id)
+                            && v.name == name.as_str()
+                            && v.region == region.as_str()
+                            && v.created_at.is_none_or(|t| t >= since)
+                    })
+                    .min_by_key(|v| (v.created_at, v.id.clone()))
+                    .map(|v| v.id.clone());
+                if let Some(id) = found {
+                    observed.ledger.volumes.insert(id);
+                    true
+                } else if expired(intent) {
+                    true
+                } else {
+                    observed
+                        .pending
+                        .volumes
+                        .push((name.clone(), region.clone()));
+                    false
+                }
+            }
         };
         if done {
             settled.push(intent.key.clone());
@@ -182,9 +222,13 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::ids::{AppName, GroupName, Hostname, MachineId, SecretName, TenantName};
+    use crate::ids::{
+        AppName, GroupName, Hostname, MachineId, Region, SecretName, TenantName, VolumeId,
+        VolumeName,
+    };
     use crate::model::fly::{
-        AppSecret, CertificateSummary, HostStatus, IpAssignment, Machine, MachineState,
+        AppSecret, CertificateSummary, HostStatus, IpAssignment, Machine, MachineState, Volume,
+        VolumeState,
     };
     use crate::plan::{Ledger, ObservedCertificate};
     use crate::spec::{IpKind, IpSpec};
@@ -278,6 +322,32 @@ mod tests {
                 expires_at: t(expires_at),
             },
         )
+    }
+
+    fn volume_intent() -> Intent {
+        intent(
+            "volume-1",
+            IntentDetail::Volume {
+                name: VolumeName::parse("data").unwrap(),
+                region: Region::parse("ord").unwrap(),
+            },
+        )
+    }
+
+    fn volume(id: &str, region: &str, created_at: &str) -> Volume {
+        Volume {
+            id: VolumeId::parse(id).unwrap(),
+            name: "data".into(),
+            state: VolumeState::Created,
+            region: region.into(),
+            zone: None,
+            size_gb: 1,
+            encrypted: true,
+            attached_machine_id: None,
+            snapshot_retention: None,
+            auto_backup_enabled: None,
+            created_at: Some(t(created_at)),
+        }
     }
 
     fn observed(app: AppObservation) -> Observed {
@@ -451,6 +521,58 @@ mod tests {
     }
 
     #[test]
+    fn an_unowned_volume_of_the_name_and_region_is_adopted() {
+        let mut o = in_org();
+        o.volumes = vec![
+            // Another region, and one created long before the intent.
+            volume("vol_aaaaaaaaaaaaaaaa", "fra", SOON),
+            volume("vol_bbbbbbbbbbbbbbbb", "ord", "2025-12-31T00:00:00Z"),
+            volume("vol_cccccccccccccccc", "ord", SOON),
+        ];
+        assert_eq!(run(&[volume_intent()], &mut o, SOON), ["volume-1"]);
+        let owned: Vec<&str> = o.ledger.volumes.iter().map(|v| v.as_str()).collect();
+        assert_eq!(owned, ["vol_cccccccccccccccc"]);
+        // One already owned is no proof of a second create.
+        let mut o = in_org();
+        o.volumes = vec![volume("vol_cccccccccccccccc", "ord", SOON)];
+        o.ledger
+            .volumes
+            .insert(VolumeId::parse("vol_cccccccccccccccc").unwrap());
+        assert!(run(&[volume_intent()], &mut o, SOON).is_empty());
+        assert_eq!(o.pending.volumes.len(), 1);
+    }
+
+    #[test]
+    fn two_volume_intents_adopt_two_volumes() {
+        let mut second = volume_intent();
+        second.key = "volume-2".into();
+        let mut o = in_org();
+        o.volumes = vec![
+            volume("vol_cccccccccccccccc", "ord", SOON),
+            volume("vol_dddddddddddddddd", "ord", SOON),
+        ];
+        assert_eq!(
+            run(&[volume_intent(), second], &mut o, SOON),
+            ["volume-1", "volume-2"]
+        );
+        assert_eq!(o.ledger.volumes.len(), 2);
+    }
+
+    #[test]
+    fn a_volume_not_visible_yet_stays_in_flight() {
+        let mut o = in_org();
+        assert!(run(&[volume_intent()], &mut o, SOON).is_empty());
+        assert_eq!(
+            o.pending.volumes,
+            [(
+                VolumeName::parse("data").unwrap(),
+                Region::parse("ord").unwrap()
+            )]
+        );
+        assert!(o.ledger.volumes.is_empty());
+    }
+
+    #[test]
     fn every_create_is_resolved_when_its_window_passes() {
         let all = [
             app_intent(),
@@ -458,14 +580,23 @@ mod tests {
             cert_intent(),
             secrets_intent(),
             machine_intent(),
+            volume_intent(),
         ];
         let mut o = in_org();
         let mut got = run(&all, &mut o, LATE);
         got.sort();
         assert_eq!(
             got,
-            ["app-1", "certificate-1", "ip-1", "secrets-1", "web-0001"]
+            [
+                "app-1",
+                "certificate-1",
+                "ip-1",
+                "secrets-1",
+                "volume-1",
+                "web-0001"
+            ]
         );
+        assert!(o.pending.volumes.is_empty());
         assert!(o.pending.ips.is_empty() && o.pending.certificates.is_empty());
         assert!(o.pending_machines.is_empty());
     }
@@ -478,13 +609,21 @@ mod tests {
             secrets_intent(),
             machine_intent(),
             lease_intent(LATE),
+            volume_intent(),
         ];
         let mut o = observed(AppObservation::Absent);
         let mut got = run(&inside, &mut o, SOON);
         got.sort();
         assert_eq!(
             got,
-            ["certificate-1", "ip-1", "lease-1", "secrets-1", "web-0001"]
+            [
+                "certificate-1",
+                "ip-1",
+                "lease-1",
+                "secrets-1",
+                "volume-1",
+                "web-0001"
+            ]
         );
         // Unless the app itself may still land: then they wait with it.
         let mut with_app = inside.to_vec();
@@ -496,5 +635,6 @@ mod tests {
         assert_eq!(o.pending.ips, [v6()]);
         assert!(o.pending.certificates.contains(&host()));
         assert_eq!(o.pending_machines.len(), 1);
+        assert_eq!(o.pending.volumes.len(), 1);
     }
 }

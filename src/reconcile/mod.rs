@@ -27,6 +27,7 @@ pub mod org_token;
 pub mod secrets;
 pub mod status;
 pub mod tokens;
+mod volumes;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -238,9 +239,16 @@ impl Reconciler {
         {
             ledger.app_owned = false;
         }
-        let mut observed = observe::observe(self.fly.as_ref(), &record.tenant, ledger, now)
-            .await
-            .map_err(ReconcileError::Observe)?;
+        let list_volumes = !record.tenant.spec.volumes.is_empty()
+            || !ledger.volumes.is_empty()
+            || record.deletion_requested_at.is_some()
+            || intents
+                .iter()
+                .any(|i| matches!(i.detail, crate::state::IntentDetail::Volume { .. }));
+        let mut observed =
+            observe::observe(self.fly.as_ref(), &record.tenant, ledger, list_volumes, now)
+                .await
+                .map_err(ReconcileError::Observe)?;
         // Forget ledger entries for things that no longer exist.
         let live_ips: std::collections::BTreeSet<&str> =
             observed.ips.iter().map(|i| i.ip.as_str()).collect();
@@ -259,6 +267,12 @@ impl Reconciler {
                 .retain(|h, _| live_certs.contains(h.as_str()));
             l.secrets.retain(|s| live_secrets.contains(s));
             l.external_delivered.retain(|s, _| live_secrets.contains(s));
+            if observed.volumes_listed {
+                let live: std::collections::BTreeSet<&crate::ids::VolumeId> =
+                    observed.volumes.iter().map(|v| &v.id).collect();
+                let l = &mut observed.ledger;
+                l.volumes.retain(|v| live.contains(v));
+            }
         }
         let settled = intents::resolve(&intents, &mut observed, now);
         Ok((observed, settled))
@@ -435,6 +449,7 @@ impl Reconciler {
         status.machines = resources.machines;
         status.certificates = resources.certificates;
         status.ips = resources.ips;
+        status.volumes = resources.volumes;
         status.findings = resources.findings;
         status.blockers = resources.blockers;
         status.tokens = match &self.tokens {

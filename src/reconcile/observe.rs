@@ -1,7 +1,10 @@
 //! Observation: a tenant's live Fly state from the fewest calls.
 //!
 //! Steady state costs four reads: machines (one unfiltered list), IP
-//! assignments, certificates and secrets. The
+//! assignments, certificates and secrets; a fifth, the volumes, only for a
+//! tenant that has or had volumes (its spec declares some, its ledger holds
+//! some, or a volume create is in flight) or is being deleted (an app is
+//! not deleted while it holds a volume flotilla must not destroy). The
 //! app itself is only looked up while flotilla does not yet own it, or when a
 //! list says the app is gone; a successful machine list already proves it
 //! exists. Certificate details are fetched only for certificates that do not
@@ -21,6 +24,7 @@ pub async fn observe(
     fly: &dyn FlyApi,
     tenant: &Tenant,
     ledger: Ledger,
+    list_volumes: bool,
     now: jiff::Timestamp,
 ) -> Result<Observed, FlyError> {
     let app = &tenant.spec.app.name;
@@ -32,6 +36,8 @@ pub async fn observe(
         look_up_app(fly, tenant).await?
     };
     if app_state == AppObservation::Absent || app_state == AppObservation::OtherOrg {
+        // An app that does not exist holds no volume: known without a call.
+        observed.volumes_listed = list_volumes && app_state == AppObservation::Absent;
         observed.app = app_state;
         return Ok(observed);
     }
@@ -70,6 +76,15 @@ pub async fn observe(
     }
     observed.certificates = certificates;
     observed.secrets = fly.list_secrets(app).await?;
+    if list_volumes {
+        observed.volumes = fly
+            .list_volumes(app)
+            .await?
+            .into_iter()
+            .filter(|v| !v.state.is_gone())
+            .collect();
+        observed.volumes_listed = true;
+    }
     Ok(observed)
 }
 

@@ -332,6 +332,34 @@ pub enum SpecError {
         declared: String,
     },
 
+    // ---- volumes and mounts ----------------------------------------------
+    #[error("a machine mounts at most one volume (Fly's rule); got {count} mounts")]
+    TooManyMounts { count: usize },
+    #[error("mount names volume `{name}`, but spec.volumes has no such volume (volumes: {})", list_or_none(.known))]
+    UnknownVolume { name: String, known: Vec<String> },
+    #[error(
+        "volume `{volume}` is already mounted by the group at {first}; each volume spec belongs to one group (every machine of it gets its own volume), so declare another volume for this group"
+    )]
+    VolumeMountedTwice { volume: String, first: String },
+    #[error(
+        "{path:?} is not a mount path: it must be an absolute directory such as `/data`: start with '/', not be `/` itself, not end with '/', hold no `.` or `..` segment, no empty segment and no control characters, at most 4096 bytes"
+    )]
+    BadMountPath { path: String },
+    #[error(
+        "group `{group}` mounts volume `{volume}` and runs in {region}, which the volume's regions ({}) do not include; each machine's volume is created in its machine's region, so leave the volume's regions out or add {region}",
+        list_or_none(.allowed)
+    )]
+    VolumeRegionNotAllowed {
+        volume: String,
+        group: String,
+        region: String,
+        allowed: Vec<String>,
+    },
+    #[error(
+        "volume `{name}` is mounted by no group, so it needs `region` or `regions` (one volume is created in each)"
+    )]
+    VolumeNeedsRegion { name: String },
+
     // ---- certificates and IPs --------------------------------------------
     #[error("`network` is only allowed for `private_v6` IPs (this one is `{kind}`)")]
     NetworkNotAllowed { kind: &'static str },

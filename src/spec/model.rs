@@ -24,8 +24,10 @@ use crate::ids::{
 };
 
 mod parts;
+mod volumes;
 
 pub use parts::*;
+pub use volumes::*;
 
 pub const API_VERSION: &str = "flotilla.dev/v1alpha1";
 pub const KIND_TENANT: &str = "Tenant";
@@ -116,6 +118,9 @@ pub struct TenantSpec {
     pub certificates: Vec<CertificateSpec>,
     /// IP assignments in spec order; no two entries are identical.
     pub ips: Vec<IpSpec>,
+    /// Volumes in spec order; names are unique. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
     pub deletion_policy: DeletionPolicy,
     pub paused: bool,
     pub management_policy: ManagementPolicy,
@@ -173,6 +178,9 @@ pub struct MachineGroup {
     pub dns: DnsSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statics: Vec<StaticSpec>,
+    /// At most one (Fly mounts one volume per machine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
 }
 
 impl MachineGroup {
@@ -188,6 +196,25 @@ impl MachineGroup {
     /// The group's regions, in region order.
     pub fn region_list(&self) -> Vec<Region> {
         self.placement().into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// The volume the group's machines mount, if any.
+    pub fn mount(&self) -> Option<&MountSpec> {
+        self.mounts.first()
+    }
+}
+
+impl TenantSpec {
+    /// The volume spec of this name.
+    pub fn volume(&self, name: &crate::ids::VolumeName) -> Option<&VolumeSpec> {
+        self.volumes.iter().find(|v| &v.name == name)
+    }
+
+    /// The group mounting the volume of this name (validation allows one).
+    pub fn mounting_group(&self, name: &crate::ids::VolumeName) -> Option<&MachineGroup> {
+        self.machines
+            .iter()
+            .find(|g| g.mount().is_some_and(|m| &m.volume == name))
     }
 }
 

@@ -30,8 +30,10 @@ use super::model::{
 };
 
 mod parts;
+mod volumes;
 
 pub use parts::*;
+pub use volumes::*;
 
 /// Fields rejected with a rule of their own instead of "unknown field".
 /// `type_name` is the serde name of the struct being read.
@@ -94,6 +96,8 @@ pub struct RawTenantSpec {
     pub certificates: Option<Vec<RawCertificate>>,
     /// IP addresses to allocate for the app.
     pub ips: Option<Vec<RawIp>>,
+    /// Volumes: persistent storage that machine groups mount (`mounts`). Names are unique.
+    pub volumes: Option<Vec<RawVolume>>,
     /// What happens to the Fly resources when the tenant is deleted. Default `Delete`.
     pub deletion_policy: Option<DeletionPolicy>,
     /// Stop reconciling this tenant while true. Default false.
@@ -166,6 +170,9 @@ pub struct RawMachineGroup {
     pub dns: Option<RawDns>,
     /// Static files Fly's proxy serves from the machines.
     pub statics: Option<Vec<RawStatic>>,
+    /// The volume each machine mounts (Fly allows one): each machine of the group gets its own volume of that name, in its region.
+    #[schemars(length(max = 1))]
+    pub mounts: Option<Vec<RawMount>>,
 }
 
 /// Machine CPU and memory: either a Fly size name, or cpu_kind/cpus/memory_mb.

@@ -1,7 +1,8 @@
 //! Intents: creates flotilla started and has not yet seen the result of.
 //!
 //! Every create whose identity the server chooses (an app's existence, an
-//! address, a certificate, secret values, a machine, a machine lease) is
+//! address, a certificate, secret values, a machine, a machine lease, a
+//! volume) is
 //! recorded here *before* the call, and the row stays until the result is
 //! in the ledger or there is proof it cannot land (see
 //! `reconcile::intents`). One enum, [`IntentDetail`], is what the
@@ -15,12 +16,22 @@ use serde::{Deserialize, Serialize};
 
 use super::StateError;
 use super::ledger::json_type;
-use crate::ids::{AppName, GroupName, Hostname, MachineId, SecretName, TenantName};
+use crate::ids::{
+    AppName, GroupName, Hostname, MachineId, Region, SecretName, TenantName, VolumeName,
+};
 use crate::spec::IpSpec;
 
 /// Every intent kind this flotilla writes and reads, as stored in the `kind`
 /// column (the migrations constrain the column to this list).
-pub const INTENT_KINDS: &[&str] = &["app", "ip", "certificate", "secrets", "machine", "lease"];
+pub const INTENT_KINDS: &[&str] = &[
+    "app",
+    "ip",
+    "certificate",
+    "secrets",
+    "machine",
+    "lease",
+    "volume",
+];
 
 /// One recorded intent: a row of the `intents` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +80,10 @@ pub enum IntentDetail {
         nonce: Option<LeaseNonce>,
         expires_at: Timestamp,
     },
+    /// `CreateVolume` of a volume of this name in this region. Fly's
+    /// volumes carry no owner, so a volume that lands unrecorded is
+    /// recognised by name, region and creation time.
+    Volume { name: VolumeName, region: Region },
 }
 
 impl IntentDetail {
@@ -81,6 +96,7 @@ impl IntentDetail {
             IntentDetail::Secrets { .. } => "secrets",
             IntentDetail::Machine { .. } => "machine",
             IntentDetail::Lease { .. } => "lease",
+            IntentDetail::Volume { .. } => "volume",
         }
     }
 
@@ -142,7 +158,6 @@ impl fmt::Debug for LeaseNonce {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Region;
     use crate::spec::IpKind;
     use serde_json::json;
 
@@ -177,6 +192,10 @@ mod tests {
                 machine: MachineId::parse("3d8d9e1b2c4e87").unwrap(),
                 nonce: None,
                 expires_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+            },
+            IntentDetail::Volume {
+                name: VolumeName::parse("model_cache").unwrap(),
+                region: Region::parse("ord").unwrap(),
             },
         ]
     }
@@ -221,6 +240,7 @@ mod tests {
                     "lease",
                     json!({"machine": "3d8d9e1b2c4e87", "nonce": null, "expiresAt": "2026-01-02T03:04:05Z"})
                 ),
+                ("volume", json!({"name": "model_cache", "region": "ord"})),
             ]
         );
     }
@@ -266,6 +286,17 @@ mod tests {
                 "lease",
                 json!({"machine": "3d8d9e1b2c4e87", "nonce": 5, "expiresAt": "2026-01-02T03:04:05Z"}),
                 "invalid type",
+            ),
+            ("volume", json!({"name": "data"}), "missing field `region`"),
+            (
+                "volume",
+                json!({"name": "model-cache", "region": "ord"}),
+                "volume intent",
+            ),
+            (
+                "volume",
+                json!({"name": "data", "region": "ord", "sizeGb": 3}),
+                "unknown field `sizeGb`",
             ),
         ];
         for (kind, detail, want) in cases {

@@ -4,9 +4,12 @@
 //! none, so this row is the only proof that they are flotilla's.
 //!
 //! # Versions
-//! * 2 (written): version 1 plus `externalDelivered`, the fingerprint of
-//!   the value flotilla last delivered for each `external` secret.
-//! * 1 (read): read as version 2 with nothing delivered, so a stored
+//! * 3 (written): version 2 plus `volumes`, the ids of the volumes flotilla
+//!   created (Fly's volumes carry no owner either).
+//! * 2 (read): version 1 plus `externalDelivered`, the fingerprint of
+//!   the value flotilla last delivered for each `external` secret; read as
+//!   version 3 owning no volume (no earlier flotilla created one).
+//! * 1 (read): read as version 3 with nothing delivered, so a stored
 //!   external value is delivered once after the upgrade.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,12 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::StateError;
 use crate::crypto::Fingerprint;
-use crate::ids::{Hostname, SecretName};
+use crate::ids::{Hostname, SecretName, VolumeId};
 
 /// The ledger document version this flotilla writes.
-pub const LEDGER_SCHEMA_VERSION: u32 = 2;
+pub const LEDGER_SCHEMA_VERSION: u32 = 3;
 /// The versions read, as errors show them.
-const READS: &str = "1 and 2";
+const READS: &str = "1, 2 and 3";
 
 /// What flotilla remembers creating in a tenant's app. Persisted as its own
 /// row ([`Ledger::to_json`], [`Ledger::from_json`]), written together with
@@ -44,6 +47,8 @@ pub struct Ledger {
     /// fingerprint (`Fingerprint::of`) of the value it sent. A stored value
     /// whose fingerprint differs is delivered again.
     pub external_delivered: BTreeMap<SecretName, Fingerprint>,
+    /// Volumes flotilla created (adopted from their intents after a crash).
+    pub volumes: BTreeSet<VolumeId>,
 }
 
 /// The stored shape of version 1. Every field is required (`secretsVersion`
@@ -75,10 +80,25 @@ struct LedgerDocV2 {
     external_delivered: BTreeMap<SecretName, Fingerprint>,
 }
 
+/// The stored shape of version 3: version 2 and `volumes`, all required.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LedgerDocV3 {
+    schema_version: u32,
+    app_owned: bool,
+    ips: BTreeSet<String>,
+    certificates: BTreeSet<Hostname>,
+    certificate_checks: BTreeMap<Hostname, Timestamp>,
+    secrets: BTreeSet<SecretName>,
+    secrets_version: Option<u64>,
+    external_delivered: BTreeMap<SecretName, Fingerprint>,
+    volumes: BTreeSet<VolumeId>,
+}
+
 impl Ledger {
     /// The stored document (version [`LEDGER_SCHEMA_VERSION`]).
     pub fn to_json(&self) -> serde_json::Value {
-        let doc = LedgerDocV2 {
+        let doc = LedgerDocV3 {
             schema_version: LEDGER_SCHEMA_VERSION,
             app_owned: self.app_owned,
             ips: self.ips.clone(),
@@ -87,6 +107,7 @@ impl Ledger {
             secrets: self.secrets.clone(),
             secrets_version: self.secrets_version,
             external_delivered: self.external_delivered.clone(),
+            volumes: self.volumes.clone(),
         };
         serde_json::to_value(doc).expect("a ledger always serializes")
     }
@@ -115,6 +136,7 @@ impl Ledger {
                     secrets: doc.secrets,
                     secrets_version: doc.secrets_version,
                     external_delivered: BTreeMap::new(),
+                    volumes: BTreeSet::new(),
                 })
             }
             Some((_, Some(2))) => {
@@ -127,6 +149,20 @@ impl Ledger {
                     secrets: doc.secrets,
                     secrets_version: doc.secrets_version,
                     external_delivered: doc.external_delivered,
+                    volumes: BTreeSet::new(),
+                })
+            }
+            Some((_, Some(3))) => {
+                let doc: LedgerDocV3 = serde_json::from_value(v.clone()).map_err(malformed)?;
+                Ok(Self {
+                    app_owned: doc.app_owned,
+                    ips: doc.ips,
+                    certificates: doc.certificates,
+                    certificate_checks: doc.certificate_checks,
+                    secrets: doc.secrets,
+                    secrets_version: doc.secrets_version,
+                    external_delivered: doc.external_delivered,
+                    volumes: doc.volumes,
                 })
             }
             Some((found, _)) => {
@@ -175,6 +211,7 @@ mod tests {
                 Fingerprint::parse("sha256:ba7816bf8f01cfea414140de5dae2223").unwrap(),
             )]
             .into(),
+            volumes: [VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap()].into(),
         }
     }
 
@@ -182,7 +219,7 @@ mod tests {
     fn round_trips_empty_and_full() {
         for l in [Ledger::default(), full()] {
             let v = l.to_json();
-            assert_eq!(v["schemaVersion"], json!(2));
+            assert_eq!(v["schemaVersion"], json!(3));
             assert_eq!(Ledger::from_json(&v).unwrap(), l);
             // Through text too, as the database stores it.
             let text = v.to_string();
@@ -196,16 +233,32 @@ mod tests {
         assert_eq!(
             full().to_json(),
             json!({
-                "schemaVersion": 2,
+                "schemaVersion": 3,
                 "appOwned": true,
                 "ips": ["2a09:8280:1::1", "66.241.124.7"],
                 "certificates": ["acme.example.com"],
                 "certificateChecks": {"acme.example.com": "2026-01-02T03:04:05.123456Z"},
                 "secrets": ["DB_PASSWORD", "SESSION_KEY"],
                 "secretsVersion": 7,
-                "externalDelivered": {"DB_PASSWORD": "sha256:ba7816bf8f01cfea414140de5dae2223"}
+                "externalDelivered": {"DB_PASSWORD": "sha256:ba7816bf8f01cfea414140de5dae2223"},
+                "volumes": ["vol_9vw681egy1jj5xm4"]
             })
         );
+    }
+
+    #[test]
+    fn version_2_is_read_owning_no_volume() {
+        let mut v2 = full().to_json();
+        v2["schemaVersion"] = json!(2);
+        v2.as_object_mut().unwrap().remove("volumes");
+        let l = Ledger::from_json(&v2).unwrap();
+        assert!(l.volumes.is_empty());
+        assert_eq!(l.external_delivered, full().external_delivered);
+        assert_eq!(l.to_json()["schemaVersion"], json!(3));
+        // Version 2 is exactly version 2: `volumes` is not accepted there.
+        v2["volumes"] = json!([]);
+        let err = Ledger::from_json(&v2).unwrap_err().to_string();
+        assert!(err.contains("unknown field `volumes`"), "{err}");
     }
 
     #[test]
@@ -222,8 +275,8 @@ mod tests {
         let l = Ledger::from_json(&v1).unwrap();
         assert!(l.app_owned && l.external_delivered.is_empty());
         assert_eq!(l.secrets_version, Some(3));
-        // Written back as version 2.
-        assert_eq!(l.to_json()["schemaVersion"], json!(2));
+        // Written back as version 3.
+        assert_eq!(l.to_json()["schemaVersion"], json!(3));
         assert_eq!(l.to_json()["externalDelivered"], json!({}));
         // Version 1 is exactly version 1: the new field is not accepted there.
         let mut with_new = v1.clone();
@@ -251,7 +304,9 @@ mod tests {
             (json!("ledger"), "a JSON object"),
             (json!({}), "no schemaVersion"),
             (without("schemaVersion"), "no schemaVersion"),
-            (with("schemaVersion", json!(3)), "schema version 3"),
+            (with("schemaVersion", json!(4)), "schema version 4"),
+            (without("volumes"), "missing field `volumes`"),
+            (with("volumes", json!(["9vw681egy1jj5xm4"])), "ledger"),
             (
                 without("externalDelivered"),
                 "missing field `externalDelivered`",

@@ -17,7 +17,7 @@
 //!
 //! # Encoding
 //! * The ledger is one JSON document per tenant with a `schemaVersion`
-//!   ([`LEDGER_SCHEMA_VERSION`] is written; version 1 is still read);
+//!   ([`LEDGER_SCHEMA_VERSION`] is written; versions 1 and 2 are still read);
 //!   unknown fields, missing fields and other versions are errors.
 //! * An intent is a `kind` (a column; one of [`INTENT_KINDS`]) and a detail
 //!   object whose shape the kind fixes ([`IntentDetail`]); unknown fields,

@@ -22,8 +22,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::ids::{SecretName, TokenName};
-use crate::model::fly::meta;
 use crate::model::fly::request_ids::without_request_ids;
+use crate::model::fly::{MachineState, meta};
 use crate::plan::{Finding, Observed, Plan};
 use crate::spec::{ManagementPolicy, Tenant};
 
@@ -389,12 +389,15 @@ impl<'a> Facts<'a> {
                         | Finding::RolloutInProgress { .. }
                         | Finding::HostUnreachable { .. }
                         | Finding::CreateInFlight { .. }
+                        | Finding::WaitsForVolume { .. }
                 )
             })
             .collect();
         // Foreign machines are reported, and their transitions are not ours.
+        // `created` counts: flotilla launches every machine it creates, so
+        // one still `created` is about to start (Fly has not begun yet).
         let in_transition = observed.machines.iter().any(|m| {
-            m.state.is_transient()
+            (m.state.is_transient() || m.state == MachineState::Created)
                 && m.metadata.get(meta::TENANT).map(String::as_str) == Some(tenant.name().as_str())
         });
         Facts {
@@ -403,10 +406,12 @@ impl<'a> Facts<'a> {
             settling: !settling_findings.is_empty() || in_transition || tokens.progressing,
             settling_findings,
             degrading: plan.findings.iter().filter(|f| f.degrades()).collect(),
-            deletion_blocked: plan
-                .findings
-                .iter()
-                .find(|f| matches!(f, Finding::DeletionBlocked { .. })),
+            deletion_blocked: plan.findings.iter().find(|f| {
+                matches!(
+                    f,
+                    Finding::DeletionBlocked { .. } | Finding::VolumesKeepApp { .. }
+                )
+            }),
             secrets_pending: plan
                 .findings
                 .iter()

@@ -31,6 +31,11 @@ pub struct TenantStatus {
     pub machines: Vec<MachineStatus>,
     pub certificates: Vec<CertificateStatus>,
     pub ips: Vec<IpStatus>,
+    /// The app's volumes (flotilla's and foreign), when they were listed;
+    /// `retained` marks the ones kept with their data although no machine
+    /// needs them. Left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeStatus>,
     /// Each token's lifecycle (never a value).
     pub tokens: Vec<tokens::TokenStatus>,
     /// Things reported but not changed (foreign resources, pending DNS, ...).
@@ -175,6 +180,23 @@ pub struct IpStatus {
     pub kind: String,
     pub region: Option<String>,
     pub owned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub size_gb: u32,
+    /// The machine holding it, if any.
+    pub attached_machine: Option<String>,
+    /// flotilla created it.
+    pub owned: bool,
+    /// No machine needs it and it is kept with its data (`deletionPolicy:
+    /// Retain`, or its entry left `spec.volumes`); flotilla does not delete
+    /// it, and a deleted tenant's app is kept while it holds it.
+    pub retained: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

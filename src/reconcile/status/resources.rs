@@ -1,12 +1,12 @@
-//! The per-resource part of a status: the tenant's machines, certificates and
-//! IPs as observed, and the plan's findings and blockers as text. Pure: built
+//! The per-resource part of a status: the tenant's machines, certificates,
+//! IPs and volumes as observed, and the plan's findings and blockers as text. Pure: built
 //! from what the activation observed and planned.
 
 use crate::model::fly::meta;
-use crate::plan::{Ledger, Observed, Plan, machine};
+use crate::plan::{Finding, Ledger, Observed, Plan, machine};
 use crate::spec::Tenant;
 
-use super::{CertificateStatus, IpStatus, MachineStatus};
+use super::{CertificateStatus, IpStatus, MachineStatus, VolumeStatus};
 
 /// What the status shows of the tenant's resources.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,6 +15,7 @@ pub struct Resources {
     pub machines: Vec<MachineStatus>,
     pub certificates: Vec<CertificateStatus>,
     pub ips: Vec<IpStatus>,
+    pub volumes: Vec<VolumeStatus>,
     pub findings: Vec<String>,
     pub blockers: Vec<String>,
 }
@@ -77,10 +78,27 @@ pub fn resources(tenant: &Tenant, observed: &Observed, ledger: &Ledger, plan: &P
             owned: ledger.ips.contains(&i.ip),
         })
         .collect();
+    let volumes = observed
+        .volumes
+        .iter()
+        .map(|v| VolumeStatus {
+            id: v.id.to_string(),
+            name: v.name.clone(),
+            region: v.region.clone(),
+            size_gb: v.size_gb,
+            attached_machine: v.attached_machine_id.as_ref().map(ToString::to_string),
+            owned: ledger.volumes.contains(&v.id),
+            retained: plan
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::VolumeRetained { id, .. } if id == &v.id)),
+        })
+        .collect();
     Resources {
         machines,
         certificates,
         ips,
+        volumes,
         findings: plan.findings.iter().map(ToString::to_string).collect(),
         blockers: plan.blockers.iter().map(ToString::to_string).collect(),
     }

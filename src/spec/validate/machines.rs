@@ -2,8 +2,8 @@
 //! image, env names, metadata keys, restart policy, autostop and
 //! `min_machines_running`. Where a group runs (`region`, `regions`,
 //! `count`), its `guest` (with GPUs), `services`, `checks`, `init`,
-//! `processes`, `stop_config`, `files`, `statics` and `dns` have files of
-//! their own.
+//! `processes`, `stop_config`, `files`, `statics`, `dns` and `mounts` have
+//! files of their own.
 
 use std::collections::HashMap;
 
@@ -30,10 +30,13 @@ impl V {
         &mut self,
         groups: &[RawMachineGroup],
         secrets: &KnownSecrets,
+        volumes: &[String],
         p: &Path,
     ) -> Option<Vec<MachineGroup>> {
         let mut seen = HashMap::new();
-        self.each(groups, p, |v, g, gp| v.group(g, gp, secrets, &mut seen))
+        self.each(groups, p, |v, g, gp| {
+            v.group(g, gp, secrets, volumes, &mut seen)
+        })
     }
 
     fn group(
@@ -41,6 +44,7 @@ impl V {
         g: &RawMachineGroup,
         p: &Path,
         secrets: &KnownSecrets,
+        volumes: &[String],
         seen: &mut HashMap<String, Path>,
     ) -> Option<MachineGroup> {
         let name = self.unique_name(
@@ -134,6 +138,11 @@ impl V {
         let stop_config = self.stop_config(g.stop_config.as_ref(), &p.key("stop_config"));
         let dns = self.dns(g.dns.as_ref(), &p.key("dns"));
         let statics = self.statics(g.statics.as_deref().unwrap_or_default(), &p.key("statics"));
+        let mounts = self.mounts(
+            g.mounts.as_deref().unwrap_or_default(),
+            volumes,
+            &p.key("mounts"),
+        );
 
         let placement = placement?;
         Some(MachineGroup {
@@ -157,6 +166,7 @@ impl V {
             stop_config: stop_config?,
             dns: dns?,
             statics: statics?,
+            mounts: mounts?,
         })
     }
 

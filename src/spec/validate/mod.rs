@@ -29,6 +29,7 @@
 //! | `cron` | the cron dialect of token schedules (shared with `rotation`) |
 //! | `certificates` | `spec.certificates[]` |
 //! | `ips` | `spec.ips[]` |
+//! | `volumes` | `spec.volumes[]`, a group's `mounts[]`, and the rules between them |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -57,6 +58,7 @@ mod services;
 #[cfg(test)]
 mod test_support;
 mod tokens;
+mod volumes;
 
 pub use app::render_app_name;
 pub use checks::{DEFAULT_CHECK_INTERVAL_SECS, DEFAULT_CHECK_TIMEOUT_SECS};
@@ -322,11 +324,17 @@ impl V {
         let app = self.app(s.app.as_ref(), &p.key("app"), tenant, org.as_ref(), opts);
         let tokens = s.tokens.as_deref().unwrap_or_default();
         let secrets = s.secrets.as_deref().unwrap_or_default();
+        let raw_volumes = s.volumes.as_deref().unwrap_or_default();
+        let volumes = self.volumes(raw_volumes, &p.key("volumes"));
         let machines = self.machines(
             s.machines.as_deref().unwrap_or_default(),
             &known_secrets(secrets, tokens),
+            &volumes::declared_volumes(raw_volumes),
             &p.key("machines"),
         );
+        if let (Some(vs), Some(gs)) = (&volumes, &machines) {
+            self.volume_mounts(vs, gs, p);
+        }
         let tokens_p = p.key("tokens");
         let token_specs = self.tokens(tokens, &tokens_p);
         let secret_specs = self.secrets(secrets, tokens, &p.key("secrets"));
@@ -345,6 +353,7 @@ impl V {
             tokens: token_specs?,
             certificates: certificates?,
             ips: ips?,
+            volumes: volumes?,
             deletion_policy: s.deletion_policy.unwrap_or(DeletionPolicy::Delete),
             paused: s.paused.unwrap_or(false),
             management_policy: s.management_policy.unwrap_or(ManagementPolicy::Full),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
-use crate::ids::{AppName, GroupName, Hostname, MachineId};
+use crate::ids::{AppName, GroupName, Hostname, MachineId, VolumeId, VolumeName};
 use crate::model::fly::{HostStatus, Machine, MachineState};
 use crate::plan::{Action, AppObservation, Blocker, Ledger, Phase, Reason, Step};
 use crate::spec::{self, ParseOptions};
@@ -172,6 +172,31 @@ fn every_finding() -> Vec<Finding> {
         Finding::CreateInFlight {
             what: "address v6".into(),
         },
+        Finding::VolumeRetained {
+            id: VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap(),
+            name: "data".into(),
+            region: "ord".into(),
+            size_gb: 1,
+            declared: true,
+        },
+        Finding::VolumeShrinkRefused {
+            id: VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap(),
+            name: VolumeName::parse("data").unwrap(),
+            size_gb: 10,
+            want_gb: 5,
+        },
+        Finding::WaitsForVolume {
+            group: GroupName::parse("web").unwrap(),
+            region: "ord".into(),
+        },
+        Finding::ForeignVolume {
+            id: VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap(),
+            name: "data".into(),
+        },
+        Finding::VolumesKeepApp {
+            retained: 1,
+            foreign: 0,
+        },
     ];
     for f in &all {
         match f {
@@ -188,7 +213,12 @@ fn every_finding() -> Vec<Finding> {
             | Finding::RolloutInProgress { .. }
             | Finding::WaitsForSecret { .. }
             | Finding::DeletionBlocked { .. }
-            | Finding::CreateInFlight { .. } => {}
+            | Finding::CreateInFlight { .. }
+            | Finding::VolumeRetained { .. }
+            | Finding::VolumeShrinkRefused { .. }
+            | Finding::WaitsForVolume { .. }
+            | Finding::ForeignVolume { .. }
+            | Finding::VolumesKeepApp { .. } => {}
         }
     }
     all
