@@ -16,6 +16,7 @@
 
 pub mod actor;
 mod control;
+pub mod import;
 mod credentials;
 pub mod error;
 mod keys;
