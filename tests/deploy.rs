@@ -96,8 +96,10 @@ fn the_dockerfile_copies_what_exists_and_runs_flotilla() {
             let ignore = read(".dockerignore");
             let top = s.trim_end_matches('/').split('/').next().unwrap();
             assert!(
-                ignore.lines().any(|l| l.trim_start_matches('!').trim_end_matches('/') == *s
-                    || l.trim_start_matches('!').trim_end_matches('/') == top),
+                ignore
+                    .lines()
+                    .any(|l| l.trim_start_matches('!').trim_end_matches('/') == *s
+                        || l.trim_start_matches('!').trim_end_matches('/') == top),
                 ".dockerignore leaves {s} out"
             );
         }
@@ -119,7 +121,10 @@ fn the_dockerfile_copies_what_exists_and_runs_flotilla() {
     for line in manifest.lines().filter(|l| l.starts_with("name = ")) {
         let name = line.trim_start_matches("name = ").trim_matches('"');
         if name != "flotilla" {
-            assert!(root().join(format!("benches/{name}.rs")).exists(), "bench {name}");
+            assert!(
+                root().join(format!("benches/{name}.rs")).exists(),
+                "bench {name}"
+            );
         }
     }
     let runtime = &ins[ins.iter().position(|i| i == stages[1]).unwrap()..];
@@ -127,7 +132,10 @@ fn the_dockerfile_copies_what_exists_and_runs_flotilla() {
         .iter()
         .find(|i| i.contains("apt-get install"))
         .expect("packages installed");
-    assert!(apt.contains("ca-certificates") && apt.contains("tzdata"), "{apt}");
+    assert!(
+        apt.contains("ca-certificates") && apt.contains("tzdata"),
+        "{apt}"
+    );
     let user = runtime
         .iter()
         .find(|i| i.starts_with("USER "))
@@ -190,7 +198,10 @@ fn fly_toml_builds_the_image_and_checks_what_serve_serves() {
     }
     let listen = env["FLOTILLA_LISTEN"].as_str().unwrap();
     let port: i64 = listen.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(listen.starts_with("0.0.0.0:"), "Fly's proxy reaches 0.0.0.0 only");
+    assert!(
+        listen.starts_with("0.0.0.0:"),
+        "Fly's proxy reaches 0.0.0.0 only"
+    );
     let service = &doc["http_service"];
     assert_eq!(service["internal_port"].as_integer(), Some(port));
     assert_eq!(service["min_machines_running"].as_integer(), Some(1));
@@ -207,7 +218,11 @@ fn fly_toml_builds_the_image_and_checks_what_serve_serves() {
     assert_ne!(doc["deploy"]["strategy"].as_str(), Some("bluegreen"));
     // Secrets are named in comments only, never given values here.
     let text = read("fly.toml");
-    for secret in ["FLY_API_TOKEN", "FLOTILLA_ENCRYPTION_KEYS", "FLOTILLA_SERVER_KEY"] {
+    for secret in [
+        "FLY_API_TOKEN",
+        "FLOTILLA_ENCRYPTION_KEYS",
+        "FLOTILLA_SERVER_KEY",
+    ] {
         assert!(text.contains(secret), "{secret} is documented");
         assert!(!env.contains_key(secret), "{secret} must be a secret");
     }
@@ -253,10 +268,18 @@ fn words(line: &str) -> Vec<Vec<String>> {
                 word.push(chars.next().unwrap());
                 depth = 1;
             }
-            ' ' | '\t' => flush(&mut word, commands.last_mut().unwrap(), skip_rest_of_command),
+            ' ' | '\t' => flush(
+                &mut word,
+                commands.last_mut().unwrap(),
+                skip_rest_of_command,
+            ),
             '#' if word.is_empty() => break,
             '|' | ';' | '&' => {
-                flush(&mut word, commands.last_mut().unwrap(), skip_rest_of_command);
+                flush(
+                    &mut word,
+                    commands.last_mut().unwrap(),
+                    skip_rest_of_command,
+                );
                 if matches!(chars.peek(), Some('|') | Some('&')) {
                     chars.next();
                 }
@@ -264,13 +287,21 @@ fn words(line: &str) -> Vec<Vec<String>> {
                 skip_rest_of_command = false;
             }
             '<' | '>' => {
-                flush(&mut word, commands.last_mut().unwrap(), skip_rest_of_command);
+                flush(
+                    &mut word,
+                    commands.last_mut().unwrap(),
+                    skip_rest_of_command,
+                );
                 skip_rest_of_command = true;
             }
             _ => word.push(c),
         }
     }
-    flush(&mut word, commands.last_mut().unwrap(), skip_rest_of_command);
+    flush(
+        &mut word,
+        commands.last_mut().unwrap(),
+        skip_rest_of_command,
+    );
     commands
 }
 
@@ -298,7 +329,13 @@ fn doc_commands(md: &str) -> Vec<Vec<String>> {
         pending.clear();
         for mut cmd in words(&full) {
             while cmd.first().is_some_and(|w| {
-                w.contains('=') && !w.starts_with('-') && w.split('=').next().unwrap().chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                w.contains('=')
+                    && !w.starts_with('-')
+                    && w.split('=')
+                        .next()
+                        .unwrap()
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_')
             }) {
                 cmd.remove(0);
             }

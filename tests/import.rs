@@ -214,9 +214,8 @@ async fn the_binary_imports_an_org_then_applies_and_plans_nothing() {
     let out = out_dir.to_str().unwrap();
     let db = format!("sqlite://{}", dir.path().join("f.db").display());
 
-    let (code, stdout, stderr) = run(flotilla(&w.sim).args([
-        "import", "--all", "--org", "personal", "-d", out,
-    ]));
+    let (code, stdout, stderr) =
+        run(flotilla(&w.sim).args(["import", "--all", "--org", "personal", "-d", out]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let mut files: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
@@ -230,20 +229,27 @@ async fn the_binary_imports_an_org_then_applies_and_plans_nothing() {
         .collect();
     apps.sort();
     assert_eq!(files, apps);
-    assert!(stdout.contains("app/globex-prod imported as tenant/globex"), "{stdout}");
+    assert!(
+        stdout.contains("app/globex-prod imported as tenant/globex"),
+        "{stdout}"
+    );
 
     // A second run refuses to overwrite, and writes nothing.
     let before = std::fs::read(out_dir.join("acme.yaml")).unwrap();
     std::fs::write(out_dir.join("acme.yaml"), "# mine\n").unwrap();
-    let (code, _, stderr) = run(flotilla(&w.sim).args([
-        "import", "--all", "--org", "personal", "-d", out,
-    ]));
+    let (code, _, stderr) =
+        run(flotilla(&w.sim).args(["import", "--all", "--org", "personal", "-d", out]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("refusing to overwrite") && stderr.contains("--force"), "{stderr}");
-    assert_eq!(std::fs::read(out_dir.join("acme.yaml")).unwrap(), b"# mine\n");
-    let (code, _, stderr) = run(flotilla(&w.sim).args([
-        "import", "--all", "--org", "personal", "-d", out, "--force",
-    ]));
+    assert!(
+        stderr.contains("refusing to overwrite") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("acme.yaml")).unwrap(),
+        b"# mine\n"
+    );
+    let (code, _, stderr) =
+        run(flotilla(&w.sim).args(["import", "--all", "--org", "personal", "-d", out, "--force"]));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(std::fs::read(out_dir.join("acme.yaml")).unwrap(), before);
 
@@ -257,7 +263,10 @@ async fn the_binary_imports_an_org_then_applies_and_plans_nothing() {
     assert_eq!(v["metadata"]["name"], "acme");
     let (code, _, stderr) = run(flotilla(&w.sim).args(["import", "acme", "--org", "other"]));
     assert_eq!(code, 1);
-    assert!(stderr.contains("belongs to org personal, not other"), "{stderr}");
+    assert!(
+        stderr.contains("belongs to org personal, not other"),
+        "{stderr}"
+    );
     let (code, _, stderr) = run(flotilla(&w.sim).args(["import", "nope"]));
     assert_eq!(code, 1);
     assert!(stderr.contains("app nope was not found"), "{stderr}");
@@ -267,8 +276,7 @@ async fn the_binary_imports_an_org_then_applies_and_plans_nothing() {
     // Applied to a fresh database and planned against the same Fly: nothing.
     let (code, stdout, stderr) = run(flotilla(&w.sim).args(["apply", "-f", out, "--db", &db]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let (code, stdout, stderr) = run(flotilla(&w.sim).args([
-        "plan", "-f", out, "--db", &db, "--fly", "api",
-    ]));
+    let (code, stdout, stderr) =
+        run(flotilla(&w.sim).args(["plan", "-f", out, "--db", &db, "--fly", "api"]));
     assert_eq!(code, 0, "plan not empty:\n{stdout}\n{stderr}");
 }

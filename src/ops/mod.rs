@@ -16,9 +16,9 @@
 
 pub mod actor;
 mod control;
-pub mod import;
 mod credentials;
 pub mod error;
+pub mod import;
 mod keys;
 mod secrets;
 pub mod selector;

@@ -343,10 +343,8 @@ fn groups(live: &LiveApp, tenant: &TenantName, notes: &mut Vec<String>) -> Vec<D
 
     // Labels in name order; within a label, configs by how many machines
     // run them (most first), then by the newest update.
-    let labels: BTreeSet<(bool, String)> = mapped
-        .iter()
-        .map(|m| (!m.owned, m.label.clone()))
-        .collect();
+    let labels: BTreeSet<(bool, String)> =
+        mapped.iter().map(|m| (!m.owned, m.label.clone())).collect();
     let mut used_names: BTreeSet<String> = BTreeSet::new();
     let mut drafts = Vec::new();
     for (not_owned, label) in labels {
@@ -432,6 +430,7 @@ fn groups(live: &LiveApp, tenant: &TenantName, notes: &mut Vec<String>) -> Vec<D
             }
         }
     }
+    drafts.sort_by(|a, b| a.group.name.cmp(&b.group.name));
     if mapped.iter().any(|m| !m.owned) {
         notes.push(
             "machines flotilla did not create carry no flotilla.tenant metadata, so once applied flotilla creates its own machines for their groups and reports these as foreign (never touching them): remove them (fly machine destroy) once the new ones are healthy"
@@ -446,13 +445,7 @@ fn group_name(label: &str, i: usize, used: &mut BTreeSet<String>) -> GroupName {
     let mut base: String = label
         .to_ascii_lowercase()
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     base = base.trim_matches('-').to_string();
     if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
@@ -630,7 +623,9 @@ fn group_body(m: &Machine, c: &MachineConfig, notes: &mut Vec<String>) -> Machin
         files.push(FileSpec {
             guest_path: f.guest_path.clone(),
             content,
-            mode: f.mode.and_then(|bits| FileMode::parse(&format!("{bits:o}"))),
+            mode: f
+                .mode
+                .and_then(|bits| FileMode::parse(&format!("{bits:o}"))),
         });
     }
     if !c.mounts.is_empty() {

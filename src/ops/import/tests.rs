@@ -7,12 +7,18 @@ use crate::spec::{SecretSource, Tenant};
 fn examples() -> Vec<Tenant> {
     let mut out = Vec::new();
     for (name, text) in [
-        ("full.yaml", include_str!("../../../specs/examples/full.yaml")),
+        (
+            "full.yaml",
+            include_str!("../../../specs/examples/full.yaml"),
+        ),
         (
             "edgecoder.yaml",
             include_str!("../../../specs/examples/edgecoder.yaml"),
         ),
-        ("minimal.yaml", include_str!("../../../specs/examples/minimal.yaml")),
+        (
+            "minimal.yaml",
+            include_str!("../../../specs/examples/minimal.yaml"),
+        ),
     ] {
         for doc in load_str(name, text, &ParseOptions::default()).unwrap() {
             out.push(doc.tenant);
@@ -62,10 +68,19 @@ fn the_yaml_is_readable_and_notes_stay_comments() {
     assert!(text.contains("interval: 15s"), "{text}");
     assert!(text.contains("external: {}"), "{text}");
     assert!(!text.contains("null"), "{text}");
-    assert!(text.contains("flotilla.dev/adopt: 'true'") || text.contains("flotilla.dev/adopt: \"true\""), "{text}");
+    assert!(
+        text.contains("flotilla.dev/adopt: 'true'")
+            || text.contains("flotilla.dev/adopt: \"true\""),
+        "{text}"
+    );
     // The note's newline and escape are escaped: every header line is a comment.
     let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
-    assert!(header.iter().any(|l| l.contains("a note\\n# with: injected yaml\\u{1b}")), "{header:?}");
+    assert!(
+        header
+            .iter()
+            .any(|l| l.contains("a note\\n# with: injected yaml\\u{1b}")),
+        "{header:?}"
+    );
     let first_body = text.lines().find(|l| !l.starts_with('#')).unwrap();
     assert!(first_body.starts_with("apiVersion:"), "{first_body}");
 }

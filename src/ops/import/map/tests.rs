@@ -171,11 +171,20 @@ fn every_example_imports_to_an_empty_plan() {
         assert_eq!(i.name(), t.name(), "the tenant its machines name");
         assert_eq!(i.spec.app.name, t.spec.app.name);
         assert_eq!(
-            i.metadata.annotations.get(ADOPT_ANNOTATION).map(String::as_str),
+            i.metadata
+                .annotations
+                .get(ADOPT_ANNOTATION)
+                .map(String::as_str),
             Some("true")
         );
         let p = replan(i, &live);
-        assert!(p.is_empty(), "{}: {:#?}\nnotes {:#?}", t.name(), p.steps, imported.notes);
+        assert!(
+            p.is_empty(),
+            "{}: {:#?}\nnotes {:#?}",
+            t.name(),
+            p.steps,
+            imported.notes
+        );
         // The groups are the spec's, with their placement.
         let names = |t: &Tenant| {
             let mut v: Vec<(String, Vec<(Region, u32)>)> = t
@@ -209,7 +218,10 @@ fn every_example_imports_to_an_empty_plan() {
         );
         if !t.spec.tokens.is_empty() {
             assert!(
-                imported.notes.iter().any(|n| n.starts_with("tokens are not imported")),
+                imported
+                    .notes
+                    .iter()
+                    .any(|n| n.starts_with("tokens are not imported")),
                 "{:?}",
                 imported.notes
             );
@@ -370,7 +382,10 @@ fn a_roll_in_progress_imports_the_config_most_machines_run() {
     assert_eq!(groups[0].image, "nginx:1.27");
     assert_eq!(groups[0].count, 3);
     assert!(
-        imported.notes.iter().any(|n| n.contains("roll in progress")),
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("roll in progress")),
         "{:?}",
         imported.notes
     );
