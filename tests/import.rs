@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use flotilla::clock::{SharedClock, SystemClock};
 use flotilla::fly::http::HttpFly;
+use flotilla::fly::{CreateMachine, FlyApi};
+use flotilla::ids::{AppName, OrgSlug};
 use flotilla::ops::import::{self, Format};
+use flotilla::plan::machine::desired_config;
 use flotilla::reconcile::{ReconcileOptions, Reconciler};
 use flotilla::sim::{SimConfig, SimHandle};
 use flotilla::source::load_files;
@@ -273,10 +276,57 @@ async fn the_binary_imports_an_org_then_applies_and_plans_nothing() {
     let (code, _, _) = run(flotilla(&w.sim).args(["import", "--all", "--org", "personal"]));
     assert_eq!(code, 2, "--all needs -d");
 
+    // Hostile names are refused before anything is read.
+    let (code, _, stderr) = run(flotilla(&w.sim).args(["import", "../etc/passwd"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("app name \"../etc/passwd\""), "{stderr}");
+    let (code, _, _) = run(flotilla(&w.sim).args(["import", "acme", "--force"]));
+    assert_eq!(code, 2, "--force needs -d");
+
     // Applied to a fresh database and planned against the same Fly: nothing.
     let (code, stdout, stderr) = run(flotilla(&w.sim).args(["apply", "-f", out, "--db", &db]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let (code, stdout, stderr) =
         run(flotilla(&w.sim).args(["plan", "-f", out, "--db", &db, "--fly", "api"]));
     assert_eq!(code, 0, "plan not empty:\n{stdout}\n{stderr}");
+
+    // An app a spec cannot describe (Fly allows 6 shared CPUs, specs do
+    // not): reported with the reason, the other apps still written, exit 1.
+    let odd = AppName::parse("odd-app").unwrap();
+    let org = OrgSlug::parse("personal").unwrap();
+    w.fly.create_app(&org, &odd, None).await.unwrap();
+    let mut config = desired_config(&w.tenants[0], &w.tenants[0].spec.machines[0]);
+    config.metadata.clear();
+    config.guest.cpus = 6;
+    config.guest.memory_mb = 1536;
+    w.fly
+        .create_machine(
+            &odd,
+            &CreateMachine {
+                name: None,
+                region: "ord".into(),
+                config,
+                skip_launch: true,
+                min_secrets_version: None,
+            },
+        )
+        .await
+        .unwrap();
+    let second = dir.path().join("second");
+    let (code, stdout, stderr) = run(flotilla(&w.sim).args([
+        "import",
+        "--all",
+        "--org",
+        "personal",
+        "-d",
+        second.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("error: app/odd-app: the spec imported from app odd-app does not validate")
+            && stderr.contains("guest.cpus"),
+        "{stderr}"
+    );
+    assert!(!second.join("odd-app.yaml").exists());
+    assert!(second.join("acme.yaml").exists(), "{stdout}");
 }

@@ -318,7 +318,8 @@ fn flyctl_machines_group_by_process_group_config_and_region() {
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap();
-    let groups: Vec<(String, String, Vec<(Region, u32)>)> = imported
+    type Row = (String, String, Vec<(Region, u32)>);
+    let groups: Vec<Row> = imported
         .tenant
         .spec
         .machines
