@@ -54,6 +54,8 @@ pub struct ImportArgs {
     /// The org the app must belong to (the org to list with --all).
     #[arg(long)]
     pub org: Option<String>,
+    /// Output format: YAML (the notes as a comment header) or JSON (the
+    /// notes on stderr).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = ImportOutput::Yaml)]
     pub output: ImportOutput,
     /// Write DIR/<app>.yaml (or .json) instead of printing.

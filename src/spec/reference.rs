@@ -140,6 +140,21 @@ fn value_section(s: &Value, out: &mut String) {
         out.push('\n');
         return;
     }
+    if let Some(alts) = s.get("anyOf").and_then(Value::as_array)
+        && alts.iter().all(|a| a.get("$ref").is_none())
+    {
+        out.push_str("One of:\n\n");
+        for a in alts {
+            let c = constraints(a);
+            out.push_str(&format!("- {}", type_of(a, "")));
+            if !c.is_empty() {
+                out.push_str(&format!(": {c}"));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+        return;
+    }
     let c = constraints(s);
     out.push_str(&format!("Type: {}", type_of(s, "")));
     if !c.is_empty() {
@@ -262,6 +277,14 @@ fn constraints(s: &Value) -> String {
     }
     if s.get("pattern").is_some() {
         out.push(format!("pattern {}", pattern(s)));
+    }
+    if let Some(values) = s.get("additionalProperties").filter(|v| v.is_object())
+        && values.get("$ref").is_none()
+    {
+        let inner = constraints(values);
+        if !inner.is_empty() {
+            out.push(format!("values: {inner}"));
+        }
     }
     if let Some(items) = s.get("items")
         && items.get("$ref").is_none()
