@@ -170,6 +170,73 @@ async fn every_example_app_imports_and_adopts_with_an_empty_plan() {
             dry.plan.findings
         );
     }
+    // An app built by hand (no flotilla metadata on its machines): imported,
+    // the first activation adopts its machines in place, then nothing.
+    let byhand = AppName::parse("byhand").unwrap();
+    let org = OrgSlug::parse("personal").unwrap();
+    w.fly.create_app(&org, &byhand, None).await.unwrap();
+    let mut config = desired_config(&w.tenants[0], &w.tenants[0].spec.machines[0]);
+    config.metadata.clear();
+    config
+        .metadata
+        .insert("fly_process_group".into(), "app".into());
+    for region in ["ord", "ord"] {
+        w.fly
+            .create_machine(
+                &byhand,
+                &CreateMachine {
+                    name: None,
+                    region: region.into(),
+                    config: config.clone(),
+                    skip_launch: false,
+                    min_secrets_version: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let imported = import::import_app(w.fly.as_ref(), &byhand, Some(&org), w.clock.now())
+        .await
+        .unwrap();
+    let text = import::render(&imported, Format::Yaml, &ParseOptions::default()).unwrap();
+    let doc = load_str("byhand.yaml", &text, &ParseOptions::default())
+        .unwrap()
+        .remove(0);
+    let name = doc.tenant.name().clone();
+    assert_eq!(name.as_str(), "byhand");
+    assert_eq!(doc.tenant.spec.machines[0].count, 2, "{text}");
+    fresh
+        .apply(&[TenantDraft {
+            tenant: doc.tenant,
+            yaml: doc.doc.text,
+        }])
+        .await
+        .unwrap();
+    let record = fresh.get(&name).await.unwrap().unwrap();
+    let dry = r.dry_run(&record).await.unwrap();
+    let actions: Vec<&str> = dry.plan.steps.iter().map(|s| s.action.name()).collect();
+    assert_eq!(
+        actions,
+        ["AdoptMachine", "AdoptMachine"],
+        "{:#?}",
+        dry.plan.steps
+    );
+    r.reconcile(&name).await.unwrap();
+    let record = fresh.get(&name).await.unwrap().unwrap();
+    let dry = r.dry_run(&record).await.unwrap();
+    assert!(dry.plan.is_empty(), "{:#?}", dry.plan.steps);
+    let machines = w
+        .fly
+        .list_machines(&byhand, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(machines.len(), 2, "adopted, not replaced");
+    assert!(
+        machines
+            .iter()
+            .all(|m| m.metadata.get("flotilla.tenant").map(String::as_str) == Some("byhand"))
+    );
+
     // Without the adoption annotation the same spec is blocked, not planned.
     let mut bare = drafts[0].tenant.clone();
     bare.metadata.annotations.clear();

@@ -15,7 +15,10 @@
 //! placement (`region` for one, `regions` for several). A flotilla label whose
 //! machines run different configs (a roll in progress) takes the config most
 //! of them run, and a note says the others will be updated; other labels are
-//! split, one group per config (`app`, `app-2`, ...).
+//! split, one group per config (`app`, `app-2`, ...). Once applied with the
+//! adoption annotation, the planner adopts machines that run their group's
+//! config exactly (`plan::Action::AdoptMachine`), so a flyctl app's plan is
+//! one metadata write per machine and then empty.
 //!
 //! # Defaults Fly fills in
 //! Some fields Fly fills in when they are not sent (`restart.max_retries`,
@@ -433,7 +436,7 @@ fn groups(live: &LiveApp, tenant: &TenantName, notes: &mut Vec<String>) -> Vec<D
     drafts.sort_by(|a, b| a.group.name.cmp(&b.group.name));
     if mapped.iter().any(|m| !m.owned) {
         notes.push(
-            "machines flotilla did not create carry no flotilla.tenant metadata, so once applied flotilla creates its own machines for their groups and reports these as foreign (never touching them): remove them (fly machine destroy) once the new ones are healthy"
+            "machines flotilla did not create carry no flotilla.tenant metadata: once this is applied, each one that runs its group's config exactly is adopted (flotilla's metadata written, no restart); one that differs stays foreign, never touched, and flotilla creates its own machine in its place"
                 .to_string(),
         );
     }

@@ -564,3 +564,113 @@ fn what_a_spec_cannot_hold_is_left_out_with_a_note() {
         assert!(notes.contains(expected), "no note on {expected}: {notes}");
     }
 }
+
+/// What executing an `AdoptMachine` leaves on Fly: flotilla's metadata.
+fn adopt_on_fly(live: &mut LiveApp, plan: &crate::plan::Plan, tenant: &Tenant) {
+    for step in &plan.steps {
+        let crate::plan::Action::AdoptMachine { group, id, hash } = &step.action else {
+            panic!("only adoptions expected: {step:?}");
+        };
+        let m = live.machines.iter_mut().find(|m| &m.id == id).unwrap();
+        for (k, v) in [
+            (meta::GROUP, group.to_string()),
+            (meta::CONFIG_HASH, hash.clone()),
+            (meta::TENANT, tenant.name().to_string()),
+        ] {
+            m.metadata.insert(k.into(), v.clone());
+            m.config.as_mut().unwrap().metadata.insert(k.into(), v);
+        }
+    }
+}
+
+#[test]
+fn machines_flotilla_did_not_create_are_adopted_in_place_then_nothing_is_left() {
+    let t = examples().remove(1);
+    let mut n = 0;
+    let mut live = LiveApp {
+        app: app_of(&t),
+        machines: vec![
+            flyctl_machine(&mut n, "app", "ord", "img:1"),
+            flyctl_machine(&mut n, "app", "iad", "img:1"),
+            flyctl_machine(&mut n, "worker", "ord", "img:2"),
+        ],
+        ips: vec![],
+        certificates: vec![],
+        secrets: vec![],
+        tokens: Ok(vec![]),
+    };
+    let imported = to_tenant(&live).unwrap().tenant;
+    let first = replan(&imported, &live);
+    let adopted: Vec<&str> = first.steps.iter().map(|s| s.action.name()).collect();
+    assert_eq!(adopted, ["AdoptMachine"; 3], "{:#?}", first.steps);
+    assert!(
+        first
+            .findings
+            .iter()
+            .all(|f| !matches!(f, crate::plan::Finding::ForeignMachine { .. })),
+        "{:#?}",
+        first.findings
+    );
+    adopt_on_fly(&mut live, &first, &imported);
+    let second = replan(&imported, &live);
+    assert!(second.is_empty(), "{:#?}", second.steps);
+
+    // Without the annotation nothing foreign is touched: the app is not
+    // flotilla's, so the tenant is blocked.
+    let mut live = LiveApp {
+        machines: live
+            .machines
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.metadata.retain(|k, _| !k.starts_with(meta::PREFIX));
+                m.config
+                    .as_mut()
+                    .unwrap()
+                    .metadata
+                    .retain(|k, _| !k.starts_with(meta::PREFIX));
+                m
+            })
+            .collect(),
+        ..live
+    };
+    let mut bare = imported.clone();
+    bare.metadata.annotations.clear();
+    let p = replan(&bare, &live);
+    assert!(p.steps.is_empty(), "{:#?}", p.steps);
+    assert!(!p.blockers.is_empty());
+
+    // Another tenant's machine is never adopted, and a group takes no more
+    // machines than it wants in a region.
+    live.machines[0]
+        .metadata
+        .insert(meta::TENANT.into(), "someone-else".into());
+    let mut fewer = imported.clone();
+    let g = fewer
+        .spec
+        .machines
+        .iter_mut()
+        .find(|g| g.name.as_str() == "app")
+        .unwrap();
+    g.regions.clear();
+    g.region = Some(Region::parse("iad").unwrap());
+    g.count = 1;
+    live.machines
+        .push(flyctl_machine(&mut n, "app", "iad", "img:1"));
+    let p = replan(&fewer, &live);
+    let adopted: Vec<String> = p
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            crate::plan::Action::AdoptMachine { id, .. } => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        adopted.len(),
+        2,
+        "one app machine in iad, the worker: {:#?}",
+        p.steps
+    );
+    assert!(!adopted.contains(&live.machines[0].id.to_string()));
+}
