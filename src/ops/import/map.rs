@@ -173,7 +173,7 @@ fn tenant_name(live: &LiveApp, notes: &mut Vec<String>) -> Result<TenantName, Ma
     {
         if ranked.len() > 1 {
             notes.push(format!(
-                "machines of this app name several flotilla tenants ({}); the tenant is {owner}, and the others' machines stay foreign",
+                "machines of this app name several flotilla tenants ({}); the tenant is {owner}, and the others' machines are left out (foreign to it)",
                 ranked
                     .iter()
                     .map(|(n, _)| *n)
@@ -309,7 +309,13 @@ struct Mapped<'m> {
 fn groups(live: &LiveApp, tenant: &TenantName, notes: &mut Vec<String>) -> Vec<Draft> {
     let mut mapped: Vec<Mapped<'_>> = Vec::new();
     for m in live.machines.iter().filter(|m| !m.state.is_gone()) {
-        let owned = m.metadata.get(meta::TENANT).map(String::as_str) == Some(tenant.as_str());
+        let owner = m.metadata.get(meta::TENANT).map(String::as_str);
+        if owner.is_some_and(|o| o != tenant.as_str()) {
+            // Another tenant's machine: not this tenant's to describe (a
+            // group for it would only make flotilla create a second one).
+            continue;
+        }
+        let owned = owner == Some(tenant.as_str());
         let label = if owned {
             m.metadata
                 .get(meta::GROUP)

@@ -674,3 +674,41 @@ fn machines_flotilla_did_not_create_are_adopted_in_place_then_nothing_is_left() 
     );
     assert!(!adopted.contains(&live.machines[0].id.to_string()));
 }
+
+#[test]
+fn another_tenants_machines_are_left_out() {
+    let t = examples().remove(1);
+    let mut other = t.clone();
+    other.metadata.name = TenantName::parse("other").unwrap();
+    let mut n = 0;
+    let g = &t.spec.machines[0];
+    let live = LiveApp {
+        app: app_of(&t),
+        machines: vec![
+            machine(&mut n, "ord", desired_config(&t, g)),
+            machine(&mut n, "ord", desired_config(&t, g)),
+            machine(&mut n, "ord", desired_config(&other, g)),
+        ],
+        ips: vec![],
+        certificates: vec![],
+        secrets: vec![],
+        tokens: Ok(vec![]),
+    };
+    let imported = to_tenant(&live).unwrap();
+    assert_eq!(
+        imported.tenant.name(),
+        t.name(),
+        "the most machines name it"
+    );
+    assert_eq!(imported.tenant.spec.machines.len(), 1);
+    assert_eq!(imported.tenant.spec.machines[0].count, 2);
+    assert!(
+        imported
+            .notes
+            .iter()
+            .any(|n| n.contains("several flotilla tenants")),
+        "{:?}",
+        imported.notes
+    );
+    assert!(replan(&imported.tenant, &live).is_empty());
+}
