@@ -17,6 +17,7 @@ mod delete;
 mod export;
 mod fly;
 mod get;
+mod import;
 pub mod keys;
 mod migrate;
 mod org_token;
@@ -185,6 +186,13 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Print the tenant spec of a live Fly app (or write one file per app of
+    /// an org), ready to apply: it adopts the app, and an app flotilla made
+    /// plans no change. Secrets come in as `external`, tokens not at all.
+    #[command(
+        after_help = "Example:\n  flotilla import acme --org personal > acme.yaml\n  flotilla import --all --org personal -d specs/imported"
+    )]
+    Import(Box<import::ImportArgs>),
     /// Dry run: plan specs from files against live Fly state, change nothing.
     /// Exit 0 no changes, 2 changes pending, 1 error.
     #[command(after_help = "Example:\n  flotilla plan -f specs/examples --fly sim")]
@@ -422,7 +430,9 @@ impl Command {
             | Command::OrgToken { db, .. }
             | Command::Serve { db, .. }
             | Command::Migrate { db } => Some(db),
-            Command::Validate { .. } | Command::Sim(_) | Command::Schema => None,
+            Command::Validate { .. } | Command::Import(_) | Command::Sim(_) | Command::Schema => {
+                None
+            }
         }
     }
 
@@ -435,6 +445,7 @@ impl Command {
             Command::Get { .. }
             | Command::Delete { .. }
             | Command::Export { .. }
+            | Command::Import(_)
             | Command::Diff { .. }
             | Command::Status { .. }
             | Command::Events { .. }
@@ -509,6 +520,10 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         Command::Export { dir, db } => {
             let store = open(&db.db, clock).await?;
             export::export(&store, &dir, &mut out).await
+        }
+        Command::Import(args) => {
+            let mut err = std::io::stderr().lock();
+            import::run(*args, clock, &mut out, &mut err).await
         }
         Command::Plan {
             paths,

@@ -49,6 +49,7 @@ fn every_command_help_has_an_example() {
             "delete",
             "delete tenant",
             "export",
+            "import",
             "plan",
             "diff",
             "status",

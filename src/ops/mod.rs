@@ -19,6 +19,7 @@ mod control;
 pub mod credential_cache;
 mod credentials;
 pub mod error;
+pub mod import;
 mod keys;
 mod secrets;
 pub mod selector;

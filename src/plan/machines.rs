@@ -49,11 +49,38 @@ pub(super) fn plan_machines(
     options: &PlanOptions,
     pools: &mut Pools,
 ) {
-    let (ours, foreign) = owned_by(tenant, &observed.machines);
+    let (owned, foreign) = owned_by(tenant, &observed.machines);
+    let adopted = if super::adoption_requested(tenant) {
+        adoptable(tenant, &owned, &foreign)
+    } else {
+        Vec::new()
+    };
     for m in foreign {
-        plan.findings
-            .push(Finding::ForeignMachine { id: m.id.clone() });
+        if !adopted.iter().any(|(a, _)| a.id == m.id) {
+            plan.findings
+                .push(Finding::ForeignMachine { id: m.id.clone() });
+        }
     }
+    for (m, group) in &adopted {
+        plan.push(
+            Phase::Machines,
+            Action::AdoptMachine {
+                group: group.clone(),
+                id: m.id.clone(),
+                hash: m
+                    .metadata
+                    .get(meta::CONFIG_HASH)
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            Reason::AdoptRequested,
+        );
+    }
+    // An adopted machine counts as written: no create for its place.
+    let ours: Vec<&Machine> = owned
+        .into_iter()
+        .chain(adopted.iter().map(|(m, _)| m))
+        .collect();
     let groups: BTreeMap<&str, &MachineGroup> = tenant
         .spec
         .machines
@@ -96,6 +123,60 @@ fn wait_for_volume(plan: &mut Plan, group: &MachineGroup, region: &str) {
     if !plan.findings.contains(&finding) {
         plan.findings.push(finding);
     }
+}
+
+/// The foreign machines to adopt (see the `plan` module doc), each as it
+/// will read once adopted (flotilla's metadata written), with its group.
+/// A machine carrying any `flotilla.tenant` (another tenant's) is never
+/// adopted, nor one whose host did not answer with its config, nor more
+/// machines than a region of the group still lacks.
+fn adoptable(
+    tenant: &Tenant,
+    owned: &[&Machine],
+    foreign: &[&Machine],
+) -> Vec<(Machine, GroupName)> {
+    let mut out: Vec<(Machine, GroupName)> = Vec::new();
+    for m in foreign {
+        if m.metadata.contains_key(meta::TENANT) || m.config.is_none() {
+            continue;
+        }
+        for group in &tenant.spec.machines {
+            let Some((_, want)) = group
+                .placement()
+                .into_iter()
+                .find(|(r, _)| r.as_str() == m.region)
+            else {
+                continue;
+            };
+            let in_group = |x: &Machine| {
+                x.region == m.region
+                    && x.metadata.get(meta::GROUP).map(String::as_str) == Some(group.name.as_str())
+            };
+            let have = owned.iter().filter(|x| in_group(x)).count()
+                + out.iter().filter(|(x, _)| in_group(x)).count();
+            if have >= want as usize {
+                continue;
+            }
+            let desired = desired_config(tenant, group);
+            let mut candidate = (*m).clone();
+            let owner = [
+                (meta::TENANT, tenant.name().to_string()),
+                (meta::GROUP, group.name.to_string()),
+                (meta::CONFIG_HASH, desired_hash(&desired).to_string()),
+            ];
+            for (k, v) in &owner {
+                candidate.metadata.insert(k.to_string(), v.clone());
+                if let Some(c) = candidate.config.as_mut() {
+                    c.metadata.insert(k.to_string(), v.clone());
+                }
+            }
+            if compare(&desired, &candidate) == ConfigDiff::InSync {
+                out.push((candidate, group.name.clone()));
+                break;
+            }
+        }
+    }
+    out
 }
 
 fn plan_group(

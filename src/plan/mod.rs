@@ -16,7 +16,11 @@
 //! # Guarantees
 //! * Nothing foreign is touched: machines without this tenant's
 //!   `flotilla.tenant` metadata, and IPs, certificates and secrets not in the
-//!   ledger, only ever produce findings.
+//!   ledger, only ever produce findings. The one exception is asked for:
+//!   with [`ADOPT_ANNOTATION`], a machine with no `flotilla.tenant` at all
+//!   that already runs a group's desired config, in one of the group's
+//!   regions that still lacks machines, is adopted (`AdoptMachine`: its
+//!   metadata is written, nothing restarts) and counts as the group's.
 //! * An app that exists but is not flotilla's blocks the tenant (no silent
 //!   adoption) unless adoption is requested with the annotation
 //!   [`ADOPT_ANNOTATION`].
@@ -77,12 +81,7 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
     };
 
     // Ownership of the app decides everything else.
-    let adopt = tenant
-        .metadata
-        .annotations
-        .get(ADOPT_ANNOTATION)
-        .map(String::as_str)
-        == Some("true");
+    let adopt = adoption_requested(tenant);
     let app_name = &tenant.spec.app.name;
     match observed.app {
         AppObservation::OtherOrg => {
@@ -138,6 +137,18 @@ pub fn plan(desired: &Desired<'_>, observed: &Observed, now: Timestamp) -> Plan 
         }
     }
     plan.finish()
+}
+
+/// Whether the tenant asks flotilla to take over what it did not create
+/// ([`ADOPT_ANNOTATION`]: the app, and machines already running a group's
+/// config).
+fn adoption_requested(tenant: &Tenant) -> bool {
+    tenant
+        .metadata
+        .annotations
+        .get(ADOPT_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
 }
 
 /// Leases flotilla took in an earlier attempt and still holds (their nonce

@@ -76,6 +76,9 @@ impl fmt::Display for Action {
                     "~ rewrite config hash of machine {id} in group {group} ({hash})"
                 )
             }
+            Action::AdoptMachine { group, id, hash } => {
+                write!(f, "~ adopt machine {id} into group {group} ({hash})")
+            }
             Action::DestroyMachine { group, id } => match group {
                 Some(g) => write!(f, "- destroy machine {id} in group {g}"),
                 None => write!(f, "- destroy machine {id}"),

@@ -329,6 +329,9 @@ impl World {
                     c.metadata.insert(meta::CONFIG_HASH.into(), hash.clone());
                 }
             }
+            // The model makes no foreign machines, and its tenants ask for
+            // no adoption (adoption: `ops::import::map` tests, tests/import.rs).
+            Action::AdoptMachine { .. } => unreachable!("the model adopts nothing"),
             Action::DestroyMachine { id, .. } => {
                 o.machines.retain(|m| &m.id != id);
                 for v in &mut o.volumes {

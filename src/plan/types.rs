@@ -144,6 +144,16 @@ pub enum Action {
         id: MachineId,
         hash: String,
     },
+    /// Take over a machine flotilla did not create (no `flotilla.tenant`
+    /// metadata) that already runs the group's config in one of its
+    /// regions, while the tenant asks for adoption ([`ADOPT_ANNOTATION`]):
+    /// writes the group, the config hash and then the tenant into its
+    /// metadata. No config is sent, nothing restarts.
+    AdoptMachine {
+        group: GroupName,
+        id: MachineId,
+        hash: String,
+    },
     DestroyMachine {
         group: Option<GroupName>,
         id: MachineId,
@@ -200,6 +210,7 @@ impl Action {
             Action::UpdateMachine { .. } => "UpdateMachine",
             Action::StartMachine { .. } => "StartMachine",
             Action::UpgradeConfigHash { .. } => "UpgradeConfigHash",
+            Action::AdoptMachine { .. } => "AdoptMachine",
             Action::DestroyMachine { .. } => "DestroyMachine",
             Action::ReleaseLease { .. } => "ReleaseLease",
             Action::CreateVolume { .. } => "CreateVolume",
@@ -250,6 +261,8 @@ pub enum Reason {
     Drifted {
         fields: Vec<&'static str>,
     },
+    /// The machine runs the group's config and the tenant asks for adoption.
+    AdoptRequested,
     /// The machine runs the desired config under a hash of another hash
     /// version (`None`: no hash at all).
     ConfigHashOutdated {
@@ -331,6 +344,10 @@ impl fmt::Display for Reason {
                 write!(f, "machine runs in {region}, not in the group's region(s)")
             }
             Reason::GroupRemoved => write!(f, "machine group is no longer in the spec"),
+            Reason::AdoptRequested => write!(
+                f,
+                "not flotilla's, runs the group's config; the tenant asks for adoption"
+            ),
             Reason::SpecChanged => write!(f, "spec changed"),
             Reason::Drifted { fields } => write!(f, "drifted: {}", fields.join(", ")),
             Reason::ConfigHashOutdated { stored } => match stored {

@@ -515,6 +515,16 @@ impl Executor<'_> {
             Action::UpgradeConfigHash { id, hash, .. } => {
                 fly.set_metadata(app, id, meta::CONFIG_HASH, hash).await?
             }
+            // Metadata only, ownership last: a machine left half-written by
+            // a failure carries no `flotilla.tenant`, so it stays foreign
+            // (never destroyed as a member of no group) and is adopted again.
+            Action::AdoptMachine { group, id, hash } => {
+                fly.set_metadata(app, id, meta::GROUP, group.as_str())
+                    .await?;
+                fly.set_metadata(app, id, meta::CONFIG_HASH, hash).await?;
+                fly.set_metadata(app, id, meta::TENANT, name.as_str())
+                    .await?;
+            }
             Action::DestroyMachine { id, .. } => {
                 let nonce = self.own_nonce(name, app, id, observed).await?;
                 ignore_not_found(

@@ -20,6 +20,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod raw;
+pub mod reference;
 pub mod schema;
 pub mod validate;
 mod yaml;
