@@ -84,7 +84,15 @@ async fn converged_examples() -> World {
     );
     let (docs, diags) = load_files(&[examples_dir()], &ParseOptions::default());
     assert!(diags.is_empty(), "{diags:?}");
-    let tenants: Vec<Tenant> = docs.iter().map(|d| d.tenant.clone()).collect();
+    // Volumes are not imported yet (an import notes them, and its plan is
+    // not empty: `ops::import::map` tests that note), so the round trip
+    // covers the examples without volumes.
+    let tenants: Vec<Tenant> = docs
+        .iter()
+        .map(|d| d.tenant.clone())
+        .filter(|t| t.spec.volumes.is_empty())
+        .collect();
+    assert!(tenants.len() >= 2, "examples left to round-trip");
     for t in &tenants {
         let external: Vec<&str> = t
             .spec

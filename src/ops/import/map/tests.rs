@@ -164,10 +164,26 @@ fn replan(imported: &Tenant, live: &LiveApp) -> crate::plan::Plan {
 
 #[test]
 fn every_example_imports_to_an_empty_plan() {
+    let mut round_tripped = 0;
     for t in examples() {
         let live = converged(&t);
         let imported = to_tenant(&live).expect("imports");
         let i = &imported.tenant;
+        if !t.spec.volumes.is_empty() {
+            // Volumes are not imported yet: said, never silently dropped.
+            assert!(
+                imported
+                    .notes
+                    .iter()
+                    .any(|n| n.contains("volumes are not imported yet")),
+                "{}: {:#?}",
+                t.name(),
+                imported.notes
+            );
+            assert!(i.spec.volumes.is_empty());
+            continue;
+        }
+        round_tripped += 1;
         assert_eq!(i.name(), t.name(), "the tenant its machines name");
         assert_eq!(i.spec.app.name, t.spec.app.name);
         assert_eq!(
@@ -227,6 +243,7 @@ fn every_example_imports_to_an_empty_plan() {
             );
         }
     }
+    assert!(round_tripped >= 2, "examples left to round-trip");
 }
 
 #[test]
