@@ -19,7 +19,9 @@ mod control;
 mod credentials;
 pub mod error;
 mod keys;
+pub mod prune;
 mod secrets;
+pub mod source;
 pub mod selector;
 mod tenants;
 mod tokens;
@@ -37,6 +39,7 @@ pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
 pub use keys::{KeyRotation, MAX_ATTEMPTS_PER_ROW};
 pub use secrets::{SecretInfo, SecretSet};
+pub use source::{SourceApplied, SourceApply};
 pub use tenants::{MAX_PAGE, Page, PutOutcome};
 pub use tokens::{REGISTRY, RegistryCredential, RotationAsk};
 
