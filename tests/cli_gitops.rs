@@ -174,11 +174,11 @@ fn diff_exit_codes_gate_a_pull_request() {
     let r = s.run(&["diff", "-f", "specs"]);
     assert_eq!(r.code, 2);
     assert!(r.stdout.contains("--- store/acme\n+++ files/acme\n"), "{}", r.stdout);
-    assert!(r.stdout.contains("-      image: nginx:1\n+      image: nginx:2\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("-    image: nginx:1\n+    image: nginx:2\n"), "{}", r.stdout);
     assert!(r.stdout.contains("tenant/globex would be pruned"), "{}", r.stdout);
     assert!(!r.stdout.contains('\u{1b}'), "colour in a pipe");
     let r = s.run(&["diff", "-f", "specs", "--color", "always"]);
-    assert!(r.stdout.contains("\u{1b}[32m+      image: nginx:2\u{1b}[0m"), "{}", r.stdout);
+    assert!(r.stdout.contains("\u{1b}[32m+    image: nginx:2\u{1b}[0m"), "{}", r.stdout);
     // --summary: one line.
     let r = s.run(&["diff", "-f", "specs", "--summary"]);
     assert_eq!(r.code, 2);
