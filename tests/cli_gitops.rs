@@ -89,13 +89,19 @@ impl Setup {
 fn apply_records_the_source_and_prunes_only_when_asked() {
     let s = Setup::new();
     for i in 0..12 {
-        s.write(&format!("t{i:02}.yaml"), &spec(&format!("t{i:02}"), "nginx:1"));
+        s.write(
+            &format!("t{i:02}.yaml"),
+            &spec(&format!("t{i:02}"), "nginx:1"),
+        );
     }
     let out = s.ok(&["apply", "-f", "./specs/"]);
     assert_eq!(out.lines().count(), 12, "{out}");
     let list = s.tenants();
     let first = &list["items"][0]["metadata"];
-    assert_eq!(first["annotations"]["flotilla.dev/source"], "specs", "{first}");
+    assert_eq!(
+        first["annotations"]["flotilla.dev/source"], "specs",
+        "{first}"
+    );
 
     // Removed from the files: kept without --prune.
     s.remove("t00.yaml");
@@ -125,7 +131,10 @@ fn apply_records_the_source_and_prunes_only_when_asked() {
     let out = s.ok(&["apply", "-f", "specs", "--prune", "--confirm-prune", "6"]);
     assert_eq!(out.matches(" pruned").count(), 6, "{out}");
     assert_eq!(s.live().len(), 5);
-    assert!(s.ok(&["get", "tenant", "t11", "-o", "json"]).contains("nginx:2"));
+    assert!(
+        s.ok(&["get", "tenant", "t11", "-o", "json"])
+            .contains("nginx:2")
+    );
 
     // Another source's tenants are not this source's to prune.
     let other = s.dir.path().join("other");
@@ -144,7 +153,11 @@ fn apply_records_the_source_and_prunes_only_when_asked() {
     assert!(r.stderr.contains("no tenant documents"), "{}", r.stderr);
     assert_eq!(s.live().len(), 6);
     // --confirm-prune needs --prune.
-    assert_eq!(s.run(&["apply", "-f", "specs", "--confirm-prune", "1"]).code, 2);
+    assert_eq!(
+        s.run(&["apply", "-f", "specs", "--confirm-prune", "1"])
+            .code,
+        2
+    );
 }
 
 #[test]
@@ -160,11 +173,17 @@ fn diff_exit_codes_gate_a_pull_request() {
     // Stored: none.
     let r = s.run(&["diff", "-f", "specs"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert_eq!(r.stdout.trim(), "specs: no differences (2 tenant(s) unchanged)");
+    assert_eq!(
+        r.stdout.trim(),
+        "specs: no differences (2 tenant(s) unchanged)"
+    );
     // Comments and formatting only: still none.
     s.write(
         "acme.yaml",
-        &format!("# team a\n{}", spec("acme", "'nginx:1'").replace("  org: personal\n", "  org:   personal   # ours\n")),
+        &format!(
+            "# team a\n{}",
+            spec("acme", "'nginx:1'").replace("  org: personal\n", "  org:   personal   # ours\n")
+        ),
     );
     let r = s.run(&["diff", "-f", "specs"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
@@ -173,12 +192,29 @@ fn diff_exit_codes_gate_a_pull_request() {
     s.remove("globex.yaml");
     let r = s.run(&["diff", "-f", "specs"]);
     assert_eq!(r.code, 2);
-    assert!(r.stdout.contains("--- store/acme\n+++ files/acme\n"), "{}", r.stdout);
-    assert!(r.stdout.contains("-    image: nginx:1\n+    image: nginx:2\n"), "{}", r.stdout);
-    assert!(r.stdout.contains("tenant/globex would be pruned"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("--- store/acme\n+++ files/acme\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("-    image: nginx:1\n+    image: nginx:2\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("tenant/globex would be pruned"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains('\u{1b}'), "colour in a pipe");
     let r = s.run(&["diff", "-f", "specs", "--color", "always"]);
-    assert!(r.stdout.contains("\u{1b}[32m+    image: nginx:2\u{1b}[0m"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("\u{1b}[32m+    image: nginx:2\u{1b}[0m"),
+        "{}",
+        r.stdout
+    );
     // --summary: one line.
     let r = s.run(&["diff", "-f", "specs", "--summary"]);
     assert_eq!(r.code, 2);
@@ -200,7 +236,10 @@ fn diff_exit_codes_gate_a_pull_request() {
         .collect();
     assert_eq!(changes, [("acme", "changed"), ("globex", "removed")]);
     // An invalid spec: 1, located.
-    s.write("bad.yaml", "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: Bad_Name\n");
+    s.write(
+        "bad.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: Bad_Name\n",
+    );
     let r = s.run(&["diff", "-f", "specs"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("bad.yaml:4:"), "{}", r.stderr);
@@ -217,7 +256,12 @@ fn diff_live_plans_against_fly() {
     // Stored, but nothing on (a fresh simulated) Fly: the planner's steps.
     let r = s.run(&["diff", "-f", "specs", "--live", "--fly", "sim", "--summary"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stdout.starts_with("specs: no differences (1 tenant(s) unchanged); Fly: "), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("specs: no differences (1 tenant(s) unchanged); Fly: "),
+        "{}",
+        r.stdout
+    );
     let r = s.run(&["diff", "-f", "specs", "--live", "--fly", "sim"]);
     assert!(r.stdout.contains("tenant acme:"), "{}", r.stdout);
 }

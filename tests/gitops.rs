@@ -127,7 +127,11 @@ async fn env_on(url: String, label: &'static str) -> Env {
 
 async fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = env_on(format!("sqlite://{}", dir.path().join("g.db").display()), "sqlite").await;
+    let mut e = env_on(
+        format!("sqlite://{}", dir.path().join("g.db").display()),
+        "sqlite",
+    )
+    .await;
     e._dir = Some(dir);
     e
 }
@@ -185,12 +189,22 @@ async fn sync_applies_exactly_the_good_commits() {
         repo.write("specs/acme.yaml", spec("acme", "nginx:1"));
         repo.write("specs/team/globex.yml", spec("globex", "nginx:1"));
         let c1 = repo.commit("add acme and globex");
-        let sync = sync_for(&env, &repo.path().display().to_string(), "specs/", GitLimits::default());
+        let sync = sync_for(
+            &env,
+            &repo.path().display().to_string(),
+            "specs/",
+            GitLimits::default(),
+        );
         let source = sync.source().to_string();
         assert_eq!(source, format!("git:{}#main:specs", repo.path().display()));
 
         // 1. Added: both applied, annotated, the commit recorded.
-        let SyncOutcome::Applied { revision, results, pruned } = sync.sync_once().await else {
+        let SyncOutcome::Applied {
+            revision,
+            results,
+            pruned,
+        } = sync.sync_once().await
+        else {
             panic!("[{l}] first commit not applied")
         };
         assert_eq!(revision, c1);
@@ -209,7 +223,9 @@ async fn sync_applies_exactly_the_good_commits() {
         // The same commit is not applied again.
         assert_eq!(
             sync.sync_once().await,
-            SyncOutcome::UpToDate { revision: c1.clone() }
+            SyncOutcome::UpToDate {
+                revision: c1.clone()
+            }
         );
 
         // 2. Changed.
@@ -218,7 +234,13 @@ async fn sync_applies_exactly_the_good_commits() {
         let SyncOutcome::Applied { results, .. } = sync.sync_once().await else {
             panic!("[{l}] change not applied")
         };
-        let outcome = |n: &str| results.iter().find(|r| r.name.as_str() == n).unwrap().outcome;
+        let outcome = |n: &str| {
+            results
+                .iter()
+                .find(|r| r.name.as_str() == n)
+                .unwrap()
+                .outcome
+        };
         assert_eq!(outcome("acme"), ApplyOutcome::Configured);
         assert_eq!(outcome("globex"), ApplyOutcome::Unchanged);
         let acme = get(&env, "acme").await.unwrap();
@@ -226,7 +248,9 @@ async fn sync_applies_exactly_the_good_commits() {
         let globex = get(&env, "globex").await.unwrap();
         // Every tenant of the commit records it, changed or not.
         assert_eq!(
-            TenantStatus::from_json(&globex.status).last_applied_revision.as_deref(),
+            TenantStatus::from_json(&globex.status)
+                .last_applied_revision
+                .as_deref(),
             Some(c2.as_str())
         );
 
@@ -234,7 +258,8 @@ async fn sync_applies_exactly_the_good_commits() {
         // acme in the same commit. Nothing of it is applied.
         repo.write(
             "specs/team/globex.yml",
-            spec("globex", "nginx:3").replace("  org: personal\n", "  org: personal\n  colour: red\n"),
+            spec("globex", "nginx:3")
+                .replace("  org: personal\n", "  org: personal\n  colour: red\n"),
         );
         repo.write("specs/initech.yaml", spec("initech", "nginx:1"));
         repo.write("specs/acme.yaml", spec("acme", "nginx:3"));
@@ -249,12 +274,21 @@ async fn sync_applies_exactly_the_good_commits() {
         );
         assert_eq!(names(&env).await, ["acme", "globex"], "[{l}]");
         let acme = get(&env, "acme").await.unwrap();
-        assert_eq!(image(&acme), "nginx:2", "[{l}] part of a broken commit applied");
+        assert_eq!(
+            image(&acme),
+            "nginx:2",
+            "[{l}] part of a broken commit applied"
+        );
         let status = TenantStatus::from_json(&acme.status);
         assert_eq!(status.last_applied_revision.as_deref(), Some(c2.as_str()));
         let cond = status.condition(SOURCE_SYNCED).unwrap();
         assert_eq!(cond.reason, reasons::INVALID_SPEC);
-        assert!(cond.message.contains("specs/team/globex.yml:7:3: spec.colour"), "{}", cond.message);
+        assert!(
+            cond.message
+                .contains("specs/team/globex.yml:7:3: spec.colour"),
+            "{}",
+            cond.message
+        );
         let events = env
             .stores
             .access
@@ -268,7 +302,9 @@ async fn sync_applies_exactly_the_good_commits() {
         // Handled once: not retried while the branch stays there.
         assert_eq!(
             sync.sync_once().await,
-            SyncOutcome::UpToDate { revision: c3.clone() }
+            SyncOutcome::UpToDate {
+                revision: c3.clone()
+            }
         );
 
         // 4. Fixed, and globex removed: pruned (one of three, within the
@@ -281,12 +317,18 @@ async fn sync_applies_exactly_the_good_commits() {
         assert_eq!(pruned, vec![name("globex")]);
         assert_eq!(names(&env).await, ["acme", "initech"], "[{l}]");
         let globex = get(&env, "globex").await.unwrap();
-        assert!(globex.deletion_requested_at.is_some(), "[{l}] globex not marked");
+        assert!(
+            globex.deletion_requested_at.is_some(),
+            "[{l}] globex not marked"
+        );
         let acme = get(&env, "acme").await.unwrap();
         assert_eq!(image(&acme), "nginx:3");
         let status = TenantStatus::from_json(&acme.status);
         assert_eq!(status.last_applied_revision.as_deref(), Some(c4.as_str()));
-        assert_eq!(status.condition(SOURCE_SYNCED).unwrap().reason, reasons::APPLIED);
+        assert_eq!(
+            status.condition(SOURCE_SYNCED).unwrap().reason,
+            reasons::APPLIED
+        );
 
         // 5. Comments and formatting only: applied, nothing changes meaning.
         let generation = acme.generation;
@@ -295,17 +337,33 @@ async fn sync_applies_exactly_the_good_commits() {
             format!("# owned by team a\n{}", spec("acme", "\"nginx:3\"")),
         );
         let c5 = repo.commit("comment");
-        assert!(matches!(sync.sync_once().await, SyncOutcome::Applied { .. }));
+        assert!(matches!(
+            sync.sync_once().await,
+            SyncOutcome::Applied { .. }
+        ));
         let acme = get(&env, "acme").await.unwrap();
-        assert_eq!(acme.generation, generation, "[{l}] a comment bumped the generation");
         assert_eq!(
-            TenantStatus::from_json(&acme.status).last_applied_revision.as_deref(),
+            acme.generation, generation,
+            "[{l}] a comment bumped the generation"
+        );
+        assert_eq!(
+            TenantStatus::from_json(&acme.status)
+                .last_applied_revision
+                .as_deref(),
             Some(c5.as_str())
         );
 
         // A restarted sync (same store) does not apply the commit again.
-        let again = sync_for(&env, &repo.path().display().to_string(), "specs", GitLimits::default());
-        assert_eq!(again.sync_once().await, SyncOutcome::UpToDate { revision: c5 });
+        let again = sync_for(
+            &env,
+            &repo.path().display().to_string(),
+            "specs",
+            GitLimits::default(),
+        );
+        assert_eq!(
+            again.sync_once().await,
+            SyncOutcome::UpToDate { revision: c5 }
+        );
 
         // The controller's status write keeps what the sync recorded, even
         // from a copy read before the sync wrote.
@@ -317,8 +375,14 @@ async fn sync_applies_exactly_the_good_commits() {
             .unwrap();
         let acme = get(&env, "acme").await.unwrap();
         let status = TenantStatus::from_json(&acme.status);
-        assert!(status.last_applied_revision.is_some(), "[{l}] revision lost");
-        assert!(status.condition(SOURCE_SYNCED).is_some(), "[{l}] condition lost");
+        assert!(
+            status.last_applied_revision.is_some(),
+            "[{l}] revision lost"
+        );
+        assert!(
+            status.condition(SOURCE_SYNCED).is_some(),
+            "[{l}] condition lost"
+        );
     }
 }
 
@@ -331,16 +395,25 @@ async fn sync_reads_file_urls_and_only_its_own_path() {
     repo.commit("two dirs");
     let url = format!("file://{}", repo.path().display());
     let sync = sync_for(&env, &url, "specs", GitLimits::default());
-    assert!(matches!(sync.sync_once().await, SyncOutcome::Applied { .. }));
+    assert!(matches!(
+        sync.sync_once().await,
+        SyncOutcome::Applied { .. }
+    ));
     assert_eq!(names(&env).await, ["acme"]);
     // A tenant of another source (applied by hand) is never pruned by the sync.
     env.ops
-        .apply_inputs(&Actor::local("t"), &[("x.yaml".into(), spec("manual", "nginx:1"))])
+        .apply_inputs(
+            &Actor::local("t"),
+            &[("x.yaml".into(), spec("manual", "nginx:1"))],
+        )
         .await
         .unwrap();
     repo.write("specs/initech.yaml", spec("initech", "nginx:1"));
     repo.commit("more");
-    assert!(matches!(sync.sync_once().await, SyncOutcome::Applied { .. }));
+    assert!(matches!(
+        sync.sync_once().await,
+        SyncOutcome::Applied { .. }
+    ));
     assert_eq!(names(&env).await, ["acme", "initech", "manual"]);
     // A missing branch is a failure, retried (nothing recorded).
     let config = SyncConfig {
@@ -350,7 +423,10 @@ async fn sync_reads_file_urls_and_only_its_own_path() {
         policy: PrunePolicy::default(),
     };
     let missing = GitSync::new(env.ops.clone(), config, Arc::new(TokioSleeper));
-    assert!(matches!(missing.sync_once().await, SyncOutcome::Failed { .. }));
+    assert!(matches!(
+        missing.sync_once().await,
+        SyncOutcome::Failed { .. }
+    ));
 }
 
 #[tokio::test]
@@ -359,11 +435,22 @@ async fn prune_thresholds_refuse_a_mass_deletion() {
         let l = env.label;
         let repo = Repo::new();
         for i in 0..8 {
-            repo.write(&format!("specs/t{i}.yaml"), spec(&format!("t{i}"), "nginx:1"));
+            repo.write(
+                &format!("specs/t{i}.yaml"),
+                spec(&format!("t{i}"), "nginx:1"),
+            );
         }
         repo.commit("eight");
-        let sync = sync_for(&env, &repo.path().display().to_string(), "specs", GitLimits::default());
-        assert!(matches!(sync.sync_once().await, SyncOutcome::Applied { .. }));
+        let sync = sync_for(
+            &env,
+            &repo.path().display().to_string(),
+            "specs",
+            GitLimits::default(),
+        );
+        assert!(matches!(
+            sync.sync_once().await,
+            SyncOutcome::Applied { .. }
+        ));
         // Removing 6 of 8: over the threshold of 5.
         for i in 0..6 {
             repo.remove(&format!("specs/t{i}.yaml"));
@@ -391,7 +478,10 @@ async fn prune_thresholds_refuse_a_mass_deletion() {
         assert_eq!(names(&env).await.len(), 8, "[{l}]");
         // Five at once is within the threshold.
         for i in 0..8 {
-            repo.write(&format!("specs/t{i}.yaml"), spec(&format!("t{i}"), "nginx:1"));
+            repo.write(
+                &format!("specs/t{i}.yaml"),
+                spec(&format!("t{i}"), "nginx:1"),
+            );
         }
         repo.commit("back");
         for i in 0..5 {
@@ -438,14 +528,22 @@ async fn the_webhook_needs_its_signature_and_then_syncs_at_once() {
     let repo = Repo::new();
     repo.write("specs/acme.yaml", spec("acme", "nginx:1"));
     repo.commit("acme");
-    let sync = Arc::new(sync_for(&env, &repo.path().display().to_string(), "specs", GitLimits::default()));
+    let sync = Arc::new(sync_for(
+        &env,
+        &repo.path().display().to_string(),
+        "specs",
+        GitLimits::default(),
+    ));
     let secret = b"hook-secret".to_vec();
     let state = ApiState::new(env.ops.clone(), None, ApiConfig::default())
         .with_git_hook(GitHook::new(secret.clone(), sync.trigger()).unwrap());
     let router = api::router(state);
     // Without a configured hook: 404.
     let bare = api::router(ApiState::new(env.ops.clone(), None, ApiConfig::default()));
-    assert_eq!(post_hook(&bare, Some(&sign(&secret, b"{}")), b"{}").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        post_hook(&bare, Some(&sign(&secret, b"{}")), b"{}").await,
+        StatusCode::NOT_FOUND
+    );
 
     // The loop: a first sync at start, then only on pokes (the interval is
     // an hour).
@@ -461,7 +559,10 @@ async fn the_webhook_needs_its_signature_and_then_syncs_at_once() {
     repo.commit("globex");
     let body = br#"{"ref":"refs/heads/main"}"#;
     // Missing, wrong, and a signature of another body: 401, nothing synced.
-    assert_eq!(post_hook(&router, None, body).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post_hook(&router, None, body).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         post_hook(&router, Some(&sign(b"wrong", body)), body).await,
         StatusCode::UNAUTHORIZED
@@ -474,7 +575,10 @@ async fn the_webhook_needs_its_signature_and_then_syncs_at_once() {
     assert_eq!(names(&env).await, ["acme"], "a refused webhook synced");
 
     // Signed: 202 and the sync reads the branch now.
-    assert_eq!(post_hook(&router, Some(&sign(&secret, body)), body).await, StatusCode::ACCEPTED);
+    assert_eq!(
+        post_hook(&router, Some(&sign(&secret, body)), body).await,
+        StatusCode::ACCEPTED
+    );
     wait_for(|| async { names(&env).await == ["acme", "globex"] }).await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), runner)
@@ -527,7 +631,11 @@ where
 async fn hostile_trees_are_bounded_and_links_never_followed() {
     let env = sqlite().await;
     let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("secret.yaml"), spec("stolen", "nginx:1")).unwrap();
+    std::fs::write(
+        outside.path().join("secret.yaml"),
+        spec("stolen", "nginx:1"),
+    )
+    .unwrap();
     let repo = Repo::new();
     repo.write("specs/acme.yaml", spec("acme", "nginx:1"));
     // Links out of the path and out of the repository: skipped, not read.
@@ -545,9 +653,21 @@ async fn hostile_trees_are_bounded_and_links_never_followed() {
     let labels: Vec<&str> = snap.inputs.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels, ["specs/acme.yaml"]);
     assert_eq!(snap.warnings.len(), 2, "{:?}", snap.warnings);
-    assert!(snap.warnings.iter().all(|w| w.message.contains("symbolic link")));
-    let sync = sync_for(&env, &repo.path().display().to_string(), "specs", GitLimits::default());
-    assert!(matches!(sync.sync_once().await, SyncOutcome::Applied { .. }));
+    assert!(
+        snap.warnings
+            .iter()
+            .all(|w| w.message.contains("symbolic link"))
+    );
+    let sync = sync_for(
+        &env,
+        &repo.path().display().to_string(),
+        "specs",
+        GitLimits::default(),
+    );
+    assert!(matches!(
+        sync.sync_once().await,
+        SyncOutcome::Applied { .. }
+    ));
     assert_eq!(names(&env).await, ["acme"]);
 
     // Too many files, too deep, too large, too much: problems, not a
@@ -561,7 +681,13 @@ async fn hostile_trees_are_bounded_and_links_never_followed() {
     repo.commit("three files");
     let snap = git.read(&limits).unwrap();
     assert_eq!(snap.problems.len(), 1);
-    assert!(snap.problems[0].to_string().contains("more than 2 spec files"), "{}", snap.problems[0]);
+    assert!(
+        snap.problems[0]
+            .to_string()
+            .contains("more than 2 spec files"),
+        "{}",
+        snap.problems[0]
+    );
     let deep = GitLimits {
         max_depth: 2,
         ..GitLimits::default()
@@ -569,19 +695,33 @@ async fn hostile_trees_are_bounded_and_links_never_followed() {
     repo.write("specs/a/b/c/d.yaml", spec("d", "nginx:1"));
     repo.commit("deep");
     let snap = git.read(&deep).unwrap();
-    assert!(snap.problems[0].to_string().contains("deeper than 2"), "{:?}", snap.problems);
+    assert!(
+        snap.problems[0].to_string().contains("deeper than 2"),
+        "{:?}",
+        snap.problems
+    );
     let small = GitLimits {
         max_file_bytes: 100,
         ..GitLimits::default()
     };
     let snap = git.read(&small).unwrap();
-    assert!(snap.problems.iter().any(|p| p.to_string().contains("--max-spec-bytes")), "{:?}", snap.problems);
+    assert!(
+        snap.problems
+            .iter()
+            .any(|p| p.to_string().contains("--max-spec-bytes")),
+        "{:?}",
+        snap.problems
+    );
     let total = GitLimits {
         max_total_bytes: 300,
         ..GitLimits::default()
     };
     let snap = git.read(&total).unwrap();
-    assert!(snap.problems.iter().any(|p| p.to_string().contains("together exceed 300 bytes")));
+    assert!(
+        snap.problems
+            .iter()
+            .any(|p| p.to_string().contains("together exceed 300 bytes"))
+    );
     std::fs::remove_dir_all(repo.path().join("specs/a")).unwrap();
     repo.remove("specs/b.yaml");
     repo.remove("specs/c.yaml");
@@ -594,10 +734,16 @@ async fn hostile_trees_are_bounded_and_links_never_followed() {
         panic!("non-UTF-8 accepted")
     };
     assert_eq!(revision, c);
-    assert!(problems[0].starts_with("specs/bin.yaml:1:1:"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("specs/bin.yaml:1:1:"),
+        "{problems:?}"
+    );
     assert!(problems[0].contains("not UTF-8"), "{problems:?}");
     repo.remove("specs/bin.yaml");
-    repo.write("specs/deep.yaml", format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)));
+    repo.write(
+        "specs/deep.yaml",
+        format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)),
+    );
     repo.commit("deep yaml");
     let SyncOutcome::Invalid { problems, .. } = sync.sync_once().await else {
         panic!("deep YAML accepted")
@@ -610,7 +756,10 @@ async fn hostile_trees_are_bounded_and_links_never_followed() {
     let SyncOutcome::Invalid { problems, .. } = sync.sync_once().await else {
         panic!("huge file accepted")
     };
-    assert!(problems[0].starts_with("specs/huge.yaml:1:1:"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("specs/huge.yaml:1:1:"),
+        "{problems:?}"
+    );
     assert_eq!(names(&env).await, ["acme"]);
 
     // --git-path cannot leave the tree.

@@ -766,7 +766,10 @@ mod cases {
             let r = s.get(&name(n)).await.unwrap().unwrap();
             let st = TenantStatus::from_json(&r.status);
             assert_eq!(st.last_applied_revision.as_deref(), Some("c0ffee"), "{n}");
-            assert_eq!(st.condition(SOURCE_SYNCED).unwrap().observed_generation, r.generation);
+            assert_eq!(
+                st.condition(SOURCE_SYNCED).unwrap().observed_generation,
+                r.generation
+            );
         }
         // Not marked: the pruned tenant.
         let st = TenantStatus::from_json(&old.status);
@@ -789,7 +792,10 @@ mod cases {
         let keep = s.get(&name("keep")).await.unwrap().unwrap();
         let st = TenantStatus::from_json(&keep.status);
         assert_eq!(st.last_applied_revision.as_deref(), Some("c0ffee"));
-        assert_eq!(st.condition(SOURCE_SYNCED).unwrap().reason, reasons::INVALID_SPEC);
+        assert_eq!(
+            st.condition(SOURCE_SYNCED).unwrap().reason,
+            reasons::INVALID_SPEC
+        );
         assert_eq!(s.get(&name("ghost")).await.unwrap(), None);
     }
 }

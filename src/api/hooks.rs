@@ -192,7 +192,10 @@ mod tests {
         let hook = GitHook::new(b"s3cret".to_vec(), Arc::new(Notify::new())).unwrap();
         let good = sign(b"s3cret", b"{}");
         assert!(hook.verify(Some(&good), b"{}"));
-        assert!(hook.verify(Some(&good.to_uppercase().replace("SHA256=", "sha256=")), b"{}"));
+        assert!(hook.verify(
+            Some(&good.to_uppercase().replace("SHA256=", "sha256=")),
+            b"{}"
+        ));
         assert!(!hook.verify(Some(&good), b"{ }"));
         assert!(!hook.verify(Some(&sign(b"other", b"{}")), b"{}"));
         assert!(!hook.verify(None, b"{}"));

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::target::{Applied, Target};
-use crate::ops::prune::PrunePolicy;
 use crate::ops::SourceApply;
+use crate::ops::prune::PrunePolicy;
 use crate::source;
 use crate::spec::{LoadedDoc, ParseOptions};
 
@@ -109,7 +109,11 @@ pub async fn apply(
         policy: PrunePolicy::default(),
         revision: None,
     };
-    match target().await?.apply_source(docs, &how, source.source.is_some()).await? {
+    match target()
+        .await?
+        .apply_source(docs, &how, source.source.is_some())
+        .await?
+    {
         Applied::Results(results) => {
             for (name, outcome) in results {
                 writeln!(out, "tenant/{name} {outcome}")?;

@@ -279,13 +279,26 @@ mod tests {
 
     #[test]
     fn unified_diffs_name_both_sides() {
-        let text = unified(&d(Change::Changed, Some("a: 1\nb: 2\n"), Some("a: 1\nb: 3\n")));
-        assert!(text.starts_with("--- store/acme\n+++ files/acme\n@@"), "{text}");
+        let text = unified(&d(
+            Change::Changed,
+            Some("a: 1\nb: 2\n"),
+            Some("a: 1\nb: 3\n"),
+        ));
+        assert!(
+            text.starts_with("--- store/acme\n+++ files/acme\n@@"),
+            "{text}"
+        );
         assert!(text.contains("-b: 2\n+b: 3\n"), "{text}");
         let created = unified(&d(Change::Created, None, Some("a: 1\n")));
-        assert!(created.starts_with("--- /dev/null\n+++ files/acme\n"), "{created}");
+        assert!(
+            created.starts_with("--- /dev/null\n+++ files/acme\n"),
+            "{created}"
+        );
         let removed = unified(&d(Change::Removed, Some("a: 1\n"), None));
-        assert!(removed.contains("+++ /dev/null\n") && removed.contains("-a: 1"), "{removed}");
+        assert!(
+            removed.contains("+++ /dev/null\n") && removed.contains("-a: 1"),
+            "{removed}"
+        );
         assert_eq!(unified(&d(Change::Unchanged, Some("a\n"), Some("a\n"))), "");
         let marked = unified(&d(Change::Changed, Some("a\n"), Some("a\n")));
         assert!(marked.contains("marked for deletion"), "{marked}");

@@ -585,8 +585,17 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
                         format: output,
                         color,
                     };
-                    diff::diff_files(&paths, &opts, &how, ops, &local_actor(), &fly, clock, &mut out)
-                        .await
+                    diff::diff_files(
+                        &paths,
+                        &opts,
+                        &how,
+                        ops,
+                        &local_actor(),
+                        &fly,
+                        clock,
+                        &mut out,
+                    )
+                    .await
                 }
             }
         }

@@ -120,8 +120,9 @@ pub struct ServeArgs {
     pub org_token: crate::cli::org_token::OrgTokenArgs,
     #[command(flatten)]
     pub token_policy: TokenPolicyArgs,
+    // Boxed: keeps `Command` small (clippy's large_enum_variant).
     #[command(flatten)]
-    pub git: GitArgs,
+    pub git: Box<GitArgs>,
 }
 
 /// The git sync (docs/gitops.md): apply a branch's specs as they change.
@@ -130,7 +131,11 @@ pub struct GitArgs {
     /// Sync tenant specs from this git repository: a local path or a
     /// file:// URL (read in place; no checkout). Every commit of the branch
     /// is applied with prune, as the source git:<repo>#<branch>:<path>.
-    #[arg(long = "git-repo", env = "FLOTILLA_GIT_REPO", value_name = "PATH_OR_URL")]
+    #[arg(
+        long = "git-repo",
+        env = "FLOTILLA_GIT_REPO",
+        value_name = "PATH_OR_URL"
+    )]
     pub repo: Option<String>,
     /// The branch to follow.
     #[arg(

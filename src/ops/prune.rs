@@ -234,7 +234,9 @@ mod tests {
     }
 
     fn fleet(n: usize, source: &str) -> Vec<Stored> {
-        (0..n).map(|i| stored(&format!("t{i:03}"), Some(source))).collect()
+        (0..n)
+            .map(|i| stored(&format!("t{i:03}"), Some(source)))
+            .collect()
     }
 
     fn input(names: &[String]) -> BTreeSet<TenantName> {
@@ -254,7 +256,13 @@ mod tests {
 
     #[test]
     fn an_empty_input_is_refused() {
-        let r = decide("specs", &fleet(3, "specs"), &BTreeSet::new(), PrunePolicy::default(), Some(3));
+        let r = decide(
+            "specs",
+            &fleet(3, "specs"),
+            &BTreeSet::new(),
+            PrunePolicy::default(),
+            Some(3),
+        );
         assert_eq!(
             r,
             Err(PruneRefusal::EmptySource {
@@ -300,14 +308,27 @@ mod tests {
             .to_string();
         assert!(msg.contains("--confirm-prune 20"), "{msg}");
         assert_eq!(
-            decide("specs", &all, &input(&keep), PrunePolicy::default(), Some(19)),
+            decide(
+                "specs",
+                &all,
+                &input(&keep),
+                PrunePolicy::default(),
+                Some(19)
+            ),
             Err(PruneRefusal::ConfirmMismatch {
                 source_name: "specs".into(),
                 count: 20,
                 given: 19
             })
         );
-        let plan = decide("specs", &all, &input(&keep), PrunePolicy::default(), Some(20)).unwrap();
+        let plan = decide(
+            "specs",
+            &all,
+            &input(&keep),
+            PrunePolicy::default(),
+            Some(20),
+        )
+        .unwrap();
         assert_eq!(plan.prune.len(), 20);
         // Exactly at the threshold needs none.
         let keep: Vec<String> = (0..90).map(|i| format!("t{i:03}")).collect();
@@ -321,7 +342,14 @@ mod tests {
         let other = input(&["fresh".into()]);
         let r = decide("specs", &all, &other, PrunePolicy::default(), None);
         assert!(
-            matches!(r, Err(PruneRefusal::NeedsConfirmation { all: true, count: 1, .. })),
+            matches!(
+                r,
+                Err(PruneRefusal::NeedsConfirmation {
+                    all: true,
+                    count: 1,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         assert!(r.unwrap_err().to_string().contains("all of them"));
@@ -336,7 +364,8 @@ mod tests {
 
     #[test]
     fn default_source_names_are_tidy_and_stable() {
-        let s = |ps: &[&str]| source_of_paths(&ps.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        let s =
+            |ps: &[&str]| source_of_paths(&ps.iter().map(|p| p.to_string()).collect::<Vec<_>>());
         assert_eq!(s(&["specs/prod/"]), "specs/prod");
         assert_eq!(s(&["./specs//prod"]), "specs/prod");
         assert_eq!(s(&["."]), ".");

@@ -117,7 +117,8 @@ impl Ops {
             self.check_tenant_may_write(actor, &d.tenant).await?;
         }
         let plan = if how.prune {
-            let input: BTreeSet<TenantName> = docs.iter().map(|d| d.tenant.name().clone()).collect();
+            let input: BTreeSet<TenantName> =
+                docs.iter().map(|d| d.tenant.name().clone()).collect();
             let stored = self.stored_sources().await?;
             prune::decide(&how.source, &stored, &input, how.policy, how.confirm)?
         } else {
@@ -271,7 +272,10 @@ impl Ops {
             return Err(OpsError::NotFound(other.clone()));
         }
         let docs = annotate(docs, source);
-        let stored: Vec<TenantRecord> = self.list(actor, &LabelSelector::default(), None, None).await?.items;
+        let stored: Vec<TenantRecord> = self
+            .list(actor, &LabelSelector::default(), None, None)
+            .await?
+            .items;
         let mut out = Vec::with_capacity(docs.len());
         let mut seen = BTreeSet::new();
         for d in &docs {
@@ -284,7 +288,11 @@ impl Ops {
                 Some(r) => {
                     let same = r.tenant.canonical_json() == d.tenant.canonical_json()
                         && r.deletion_requested_at.is_none();
-                    let change = if same { Change::Unchanged } else { Change::Changed };
+                    let change = if same {
+                        Change::Unchanged
+                    } else {
+                        Change::Changed
+                    };
                     (change, Some(canonical_yaml(&r.tenant)))
                 }
             };
@@ -296,7 +304,12 @@ impl Ops {
             });
         }
         for r in &stored {
-            let of_source = r.tenant.metadata.annotations.get(SOURCE_ANNOTATION).map(String::as_str)
+            let of_source = r
+                .tenant
+                .metadata
+                .annotations
+                .get(SOURCE_ANNOTATION)
+                .map(String::as_str)
                 == Some(source);
             if of_source && r.deletion_requested_at.is_none() && !seen.contains(&r.name) {
                 out.push(TenantDiff {

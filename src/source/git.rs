@@ -135,7 +135,11 @@ impl GitSpec {
 
     /// The source name its tenants carry: `git:<repo>#<branch>:<path>`.
     pub fn source_name(&self) -> String {
-        let path = if self.path.is_empty() { "." } else { &self.path };
+        let path = if self.path.is_empty() {
+            "."
+        } else {
+            &self.path
+        };
         let name = format!("git:{}#{}:{path}", self.shown, self.branch);
         name.chars()
             .map(|c| if c.is_control() { '?' } else { c })
@@ -352,7 +356,10 @@ fn location(repo: &str) -> Result<PathBuf, GitError> {
     if let Some(rest) = repo.strip_prefix("file://") {
         let url = url::Url::parse(repo)
             .map_err(|e| GitError::Location(format!("is not a file:// URL: {e}")))?;
-        if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+        if url
+            .host_str()
+            .is_some_and(|h| !h.is_empty() && h != "localhost")
+        {
             return Err(GitError::Location(
                 "file:// URLs must name a local path (file:///path)".into(),
             ));
@@ -420,10 +427,19 @@ mod tests {
 
     #[test]
     fn locations_are_local_paths_or_file_urls() {
-        assert_eq!(location("/srv/specs.git").unwrap(), PathBuf::from("/srv/specs.git"));
+        assert_eq!(
+            location("/srv/specs.git").unwrap(),
+            PathBuf::from("/srv/specs.git")
+        );
         assert_eq!(location("repo").unwrap(), PathBuf::from("repo"));
-        assert_eq!(location("file:///srv/specs.git").unwrap(), PathBuf::from("/srv/specs.git"));
-        assert_eq!(location("file://localhost/srv/x").unwrap(), PathBuf::from("/srv/x"));
+        assert_eq!(
+            location("file:///srv/specs.git").unwrap(),
+            PathBuf::from("/srv/specs.git")
+        );
+        assert_eq!(
+            location("file://localhost/srv/x").unwrap(),
+            PathBuf::from("/srv/x")
+        );
         assert!(location("file://other/srv/x").is_err());
         let e = location("https://user:hunter2@github.com/acme/specs").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");

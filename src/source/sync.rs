@@ -124,7 +124,11 @@ impl GitSync {
         let head = match tokio::task::spawn_blocking(move || git.head()).await {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => return failed(&e),
-            Err(e) => return SyncOutcome::Failed { message: e.to_string() },
+            Err(e) => {
+                return SyncOutcome::Failed {
+                    message: e.to_string(),
+                };
+            }
         };
         let mut last = self.last.lock().await;
         if last.as_deref() == Some(head.as_str()) {
@@ -137,7 +141,11 @@ impl GitSync {
                     return SyncOutcome::UpToDate { revision: head };
                 }
                 Ok(false) => {}
-                Err(e) => return SyncOutcome::Failed { message: e.to_string() },
+                Err(e) => {
+                    return SyncOutcome::Failed {
+                        message: e.to_string(),
+                    };
+                }
             }
         }
         let git = self.config.git.clone();
@@ -148,7 +156,11 @@ impl GitSync {
         let snap = match tokio::task::spawn_blocking(move || git.read(&limits)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return failed(&e),
-            Err(e) => return SyncOutcome::Failed { message: e.to_string() },
+            Err(e) => {
+                return SyncOutcome::Failed {
+                    message: e.to_string(),
+                };
+            }
         };
         let outcome = self.apply(snap).await;
         match &outcome {
@@ -172,7 +184,11 @@ impl GitSync {
             .iter()
             .filter(|r| {
                 r.deletion_requested_at.is_none()
-                    && r.tenant.metadata.annotations.get(SOURCE_ANNOTATION).map(String::as_str)
+                    && r.tenant
+                        .metadata
+                        .annotations
+                        .get(SOURCE_ANNOTATION)
+                        .map(String::as_str)
                         == Some(self.source.as_str())
             })
             .collect();
@@ -224,15 +240,14 @@ impl GitSync {
             ) => {
                 // The commit conflicts with what is stored: as invalid.
                 let message = e.to_string();
-                self.record(&revision, reasons::INVALID_SPEC, &message).await;
+                self.record(&revision, reasons::INVALID_SPEC, &message)
+                    .await;
                 SyncOutcome::Invalid {
                     revision,
                     problems: vec![message],
                 }
             }
-            Err(e) => SyncOutcome::Failed {
-                message: chain(&e),
-            },
+            Err(e) => SyncOutcome::Failed { message: chain(&e) },
         }
     }
 
@@ -245,12 +260,10 @@ impl GitSync {
             .collect::<Vec<_>>()
             .join("; ");
         if problems.len() > PROBLEMS_SHOWN {
-            message.push_str(&format!(
-                "; and {} more",
-                problems.len() - PROBLEMS_SHOWN
-            ));
+            message.push_str(&format!("; and {} more", problems.len() - PROBLEMS_SHOWN));
         }
-        self.record(&revision, reasons::INVALID_SPEC, &message).await;
+        self.record(&revision, reasons::INVALID_SPEC, &message)
+            .await;
         SyncOutcome::Invalid { revision, problems }
     }
 
@@ -289,7 +302,13 @@ fn log(source: &str, outcome: &SyncOutcome) {
             revision,
             results,
             pruned,
-        } => tracing::info!(source, revision, tenants = results.len(), pruned = pruned.len(), "applied"),
+        } => tracing::info!(
+            source,
+            revision,
+            tenants = results.len(),
+            pruned = pruned.len(),
+            "applied"
+        ),
         SyncOutcome::UpToDate { .. } => {}
         SyncOutcome::Invalid { revision, problems } => {
             tracing::warn!(source, revision, problems = problems.len(), first = %problems.first().map_or("", String::as_str), "commit not applied: invalid spec")
@@ -297,6 +316,8 @@ fn log(source: &str, outcome: &SyncOutcome) {
         SyncOutcome::Refused { revision, message } => {
             tracing::warn!(source, revision, %message, "commit not applied: prune refused")
         }
-        SyncOutcome::Failed { message } => tracing::warn!(source, %message, "git sync failed; retrying at the next poll"),
+        SyncOutcome::Failed { message } => {
+            tracing::warn!(source, %message, "git sync failed; retrying at the next poll")
+        }
     }
 }

@@ -29,9 +29,9 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
+use crate::ids::TenantName;
 use crate::reconcile::status::source::SourceMark;
 use crate::store::batch::{self, ApplyBatch};
-use crate::ids::TenantName;
 use crate::store::common::{self, Decision, Existing, ReadRow, redact_url, scrub};
 use crate::store::{
     AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,

@@ -25,9 +25,9 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::broadcast;
 
 use crate::clock::SharedClock;
+use crate::ids::TenantName;
 use crate::reconcile::status::source::SourceMark;
 use crate::store::batch::{self, ApplyBatch};
-use crate::ids::TenantName;
 use crate::store::common::{
     self, Decision, Existing, ReadRow, micros_to_timestamp, parse_json, redact_url, scrub,
 };

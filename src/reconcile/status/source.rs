@@ -31,11 +31,8 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The revision would prune more than allowed; nothing was applied.
     pub const PRUNE_REFUSED: &str = "PruneRefused";
-    /// The revision could not be read or stored (the repository, the
-    /// database); it is retried at the next poll.
-    pub const SYNC_ERROR: &str = "SyncError";
 
-    pub const ALL: &[&str] = &[APPLIED, INVALID_SPEC, PRUNE_REFUSED, SYNC_ERROR];
+    pub const ALL: &[&str] = &[APPLIED, INVALID_SPEC, PRUNE_REFUSED];
 }
 
 /// What a sync records on one tenant.
@@ -179,14 +176,22 @@ mod tests {
         };
         let s = mark(&s, &failed, 2);
         assert_eq!(last_applied_revision(&s), Some("def"));
-        let c = TenantStatus::from_json(&s).condition(SOURCE_SYNCED).cloned().unwrap();
+        let c = TenantStatus::from_json(&s)
+            .condition(SOURCE_SYNCED)
+            .cloned()
+            .unwrap();
         assert_eq!(c.status, ConditionStatus::False);
         assert_eq!(c.last_transition_time, at("2026-01-04T00:00:00Z"));
     }
 
     #[test]
     fn marks_survive_odd_documents() {
-        for odd in [json!(null), json!([]), json!({"conditions": "x"}), json!({"conditions": [1, {"type": 2}]})] {
+        for odd in [
+            json!(null),
+            json!([]),
+            json!({"conditions": "x"}),
+            json!({"conditions": [1, {"type": 2}]}),
+        ] {
             let s = mark(&odd, &applied("abc", "2026-01-02T00:00:00Z"), 1);
             assert_eq!(last_applied_revision(&s), Some("abc"));
         }
@@ -195,7 +200,11 @@ mod tests {
     #[test]
     fn carry_keeps_what_the_sync_wrote_over_a_stale_copy() {
         let read_by_controller = json!({"conditions": []});
-        let stored = mark(&read_by_controller, &applied("abc", "2026-01-02T00:00:00Z"), 1);
+        let stored = mark(
+            &read_by_controller,
+            &applied("abc", "2026-01-02T00:00:00Z"),
+            1,
+        );
         // The controller derived its status from the copy it read before.
         let derived = json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
         let written = carry(&stored, &derived);
@@ -208,7 +217,11 @@ mod tests {
         let stale = mark(&derived, &applied("old", "2026-01-01T00:00:00Z"), 1);
         let written = carry(&json!({}), &stale);
         assert_eq!(last_applied_revision(&written), None);
-        assert!(TenantStatus::from_json(&written).condition(SOURCE_SYNCED).is_none());
+        assert!(
+            TenantStatus::from_json(&written)
+                .condition(SOURCE_SYNCED)
+                .is_none()
+        );
         assert_eq!(carry(&json!({}), &json!({})), json!({}));
     }
 }
