@@ -265,3 +265,110 @@ fn diff_live_plans_against_fly() {
     let r = s.run(&["diff", "-f", "specs", "--live", "--fly", "sim"]);
     assert!(r.stdout.contains("tenant acme:"), "{}", r.stdout);
 }
+
+/// `git` in a test repository (the binary, in tests only).
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `Ready` status of each stored tenant, by name.
+fn readiness(s: &Setup) -> Vec<(String, String)> {
+    s.tenants()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let ready = i["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map_or("-".to_string(), |c| {
+                    c["status"].as_str().unwrap_or("-").to_string()
+                });
+            (i["metadata"]["name"].as_str().unwrap().to_string(), ready)
+        })
+        .collect()
+}
+
+#[test]
+fn a_committed_spec_reaches_the_simulator_with_no_other_action() {
+    let s = Setup::new();
+    let repo = s.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("specs/acme.yaml"), spec("acme", "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "acme"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .current_dir(s.dir.path())
+        .env_remove("FLY_API_TOKEN")
+        .env("RUST_LOG", "warn")
+        .args([
+            "--db",
+            &s.db,
+            "serve",
+            "--fly",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--git-repo",
+            repo.to_str().unwrap(),
+            "--git-path",
+            "specs/",
+            "--git-interval",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait = |want: &[(&str, &str)]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let now = readiness(&s);
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            if now == want {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("not reached: {want:?}; now {now:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    // The first commit: applied by the sync, converged by the controller.
+    wait(&[("acme", "True")]);
+    // A new commit: picked up by the next poll, nothing else done.
+    std::fs::write(repo.join("specs/globex.yaml"), spec("globex", "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "globex"]);
+    wait(&[("acme", "True"), ("globex", "True")]);
+    let status = s.ok(&["status", "globex"]);
+    assert!(status.contains("Revision:"), "{status}");
+    assert!(status.contains("SourceSynced True  Applied"), "{status}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
