@@ -297,6 +297,14 @@ fn failed(e: &GitError) -> SyncOutcome {
 }
 
 fn log(source: &str, outcome: &SyncOutcome) {
+    let label = match outcome {
+        SyncOutcome::Applied { .. } => "applied",
+        SyncOutcome::UpToDate { .. } => "up_to_date",
+        SyncOutcome::Invalid { .. } => "invalid",
+        SyncOutcome::Refused { .. } => "refused",
+        SyncOutcome::Failed { .. } => "failed",
+    };
+    metrics::counter!("flotilla_git_sync_total", "outcome" => label).increment(1);
     match outcome {
         SyncOutcome::Applied {
             revision,
