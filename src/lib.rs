@@ -36,8 +36,9 @@
 //!   `metadata`, `secrets`, `ips`, `certificates`, `tokens`; one request
 //!   pipeline in `transport`); `fly::wire`, Fly's JSON, by resource.
 //! * [`sim`]: the Fly API simulator used by tests, benchmarks and the demo.
-//! * [`source`]: where specs come from: files and directories, read boundedly
-//!   into the pure [`spec::Loader`].
+//! * [`source`]: where specs come from: files and directories, and git
+//!   commits (`serve --git-repo`), read boundedly into the pure
+//!   [`spec::Loader`].
 //! * [`api`]: the REST API `serve` answers (axum), an edge over [`ops`].
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).

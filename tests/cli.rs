@@ -403,8 +403,18 @@ fn export_gives_back_exactly_what_was_applied() {
             assert_eq!(read(d.tenant.name().as_str()), d.doc.text, "[{}]", db.label);
         }
 
-        // The export applies back as unchanged.
-        let again = ok(&db, &["apply", "-f", export_dir.to_str().unwrap()]);
+        // The export applies back as unchanged, as the same source (its
+        // tenants record the directory they were applied from).
+        let again = ok(
+            &db,
+            &[
+                "apply",
+                "-f",
+                export_dir.to_str().unwrap(),
+                "--source",
+                dir.path().to_str().unwrap(),
+            ],
+        );
         assert_eq!(
             again, "tenant/first unchanged\ntenant/second unchanged\ntenant/solo unchanged\n",
             "[{}]",

@@ -112,6 +112,7 @@ conformance!(
     concurrent_updates_lose_nothing,
     concurrent_creates_of_one_name,
     migrations_report,
+    apply_batch_is_one_transaction,
 );
 
 mod cases {
@@ -704,6 +705,98 @@ mod cases {
             .await
             .unwrap();
         assert!(applied.is_empty(), "{applied:?}");
+    }
+
+    /// `apply_batch`: drafts, deletion marks and the source mark in one
+    /// transaction; a pruned tenant that changed since the decision (or a
+    /// batch pruning what it writes) stores nothing.
+    pub async fn apply_batch_is_one_transaction(h: &Harness) {
+        use flotilla::reconcile::status::TenantStatus;
+        use flotilla::reconcile::status::source::{SOURCE_SYNCED, SourceMark, reasons};
+        use flotilla::store::ApplyBatch;
+        let s = &h.store;
+        s.apply(&[tenant("old").draft(), tenant("keep").draft()])
+            .await
+            .unwrap();
+        let old_gen = s.get(&name("old")).await.unwrap().unwrap().generation;
+        let mark = SourceMark {
+            revision: Some("c0ffee".into()),
+            ok: true,
+            reason: reasons::APPLIED,
+            message: "applied".into(),
+            at: h.clock.now(),
+        };
+        // A stale generation: nothing written, not even the new tenant.
+        let stale = [(name("old"), old_gen + 1)];
+        let err = s
+            .apply_batch(&ApplyBatch {
+                drafts: &[tenant("new").draft()],
+                prune: &stale,
+                mark: Some(&mark),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+        assert_eq!(s.get(&name("new")).await.unwrap(), None);
+        // Pruning a tenant the batch writes is refused.
+        let both = [(name("keep"), 1)];
+        let err = s
+            .apply_batch(&ApplyBatch {
+                drafts: &[tenant("keep").draft()],
+                prune: &both,
+                mark: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::DuplicateInApply(_)), "{err:?}");
+        // The real thing.
+        let prune = [(name("old"), old_gen)];
+        let results = s
+            .apply_batch(&ApplyBatch {
+                drafts: &[tenant("new").draft(), tenant("keep").draft()],
+                prune: &prune,
+                mark: Some(&mark),
+            })
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 2);
+        let old = s.get(&name("old")).await.unwrap().unwrap();
+        assert_eq!(old.deletion_requested_at, Some(h.now_micros()));
+        for n in ["new", "keep"] {
+            let r = s.get(&name(n)).await.unwrap().unwrap();
+            let st = TenantStatus::from_json(&r.status);
+            assert_eq!(st.last_applied_revision.as_deref(), Some("c0ffee"), "{n}");
+            assert_eq!(
+                st.condition(SOURCE_SYNCED).unwrap().observed_generation,
+                r.generation
+            );
+        }
+        // Not marked: the pruned tenant.
+        let st = TenantStatus::from_json(&old.status);
+        assert_eq!(st.last_applied_revision, None);
+        // The controller's writes keep the sync's keys; mark_source sets them
+        // on existing tenants only.
+        s.write_status(&name("keep"), 1, &serde_json::json!({"conditions": []}))
+            .await
+            .unwrap();
+        let failed = SourceMark {
+            revision: None,
+            ok: false,
+            reason: reasons::INVALID_SPEC,
+            message: "a.yaml:1:1: nope".into(),
+            at: h.clock.now(),
+        };
+        s.mark_source(&[name("keep"), name("ghost")], &failed)
+            .await
+            .unwrap();
+        let keep = s.get(&name("keep")).await.unwrap().unwrap();
+        let st = TenantStatus::from_json(&keep.status);
+        assert_eq!(st.last_applied_revision.as_deref(), Some("c0ffee"));
+        assert_eq!(
+            st.condition(SOURCE_SYNCED).unwrap().reason,
+            reasons::INVALID_SPEC
+        );
+        assert_eq!(s.get(&name("ghost")).await.unwrap(), None);
     }
 }
 

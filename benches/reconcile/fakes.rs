@@ -380,6 +380,19 @@ impl Store for MemStore {
     async fn apply(&self, _: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
         self.miss("apply")
     }
+    async fn apply_batch(
+        &self,
+        _: &flotilla::store::ApplyBatch<'_>,
+    ) -> Result<Vec<ApplyResult>, StoreError> {
+        self.miss("apply_batch")
+    }
+    async fn mark_source(
+        &self,
+        _: &[TenantName],
+        _: &flotilla::reconcile::status::source::SourceMark,
+    ) -> Result<(), StoreError> {
+        self.miss("mark_source")
+    }
     async fn create(&self, _: &TenantDraft) -> Result<TenantRecord, StoreError> {
         self.miss("create")
     }

@@ -129,7 +129,8 @@ impl ApiError {
             | "app_name_taken"
             | "already_exists"
             | "no_token"
-            | "secret_not_external" => StatusCode::CONFLICT,
+            | "secret_not_external"
+            | "prune_refused" => StatusCode::CONFLICT,
             "no_server_key" | "no_controller" | "busy" | "no_planner" | "no_keyring" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -1,5 +1,6 @@
 //! The REST API `flotilla serve` answers on `--listen`: tenants, events,
-//! credentials, tokens, `external` secret values, plus `/healthz`,
+//! credentials, tokens, `external` secret values, the git sync's webhook
+//! (`hooks`, HMAC-signed, not a credential), plus `/healthz`,
 //! `/readyz`, `/metrics` and `/openapi.json`. One router ([`router`]); an edge over `ops` like the CLI.
 //!
 //! * Authentication: `Authorization: Bearer <credential>` (`auth`); a tenant
@@ -17,6 +18,7 @@
 
 mod auth;
 pub mod error;
+pub mod hooks;
 pub mod listen;
 pub mod openapi;
 mod secrets;
@@ -91,6 +93,8 @@ struct Inner {
     metrics: Option<PrometheusHandle>,
     limiter: FailureLimiter,
     config: ApiConfig,
+    /// The git sync's webhook, when `serve --git-repo` has a secret.
+    git_hook: Option<hooks::GitHook>,
 }
 
 impl ApiState {
@@ -101,8 +105,18 @@ impl ApiState {
                 metrics,
                 limiter: FailureLimiter::new(config.auth_failures_per_minute),
                 config,
+                git_hook: None,
             }),
         }
+    }
+
+    /// With the git sync's webhook (`POST /api/v1/hooks/git`). Call before
+    /// the state is shared.
+    pub fn with_git_hook(mut self, hook: hooks::GitHook) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.git_hook = Some(hook);
+        }
+        self
     }
 
     pub fn ops(&self) -> &Ops {
@@ -183,6 +197,7 @@ pub fn router(state: ApiState) -> Router {
             post(tokens::regenerate),
         )
         .route("/api/v1/apply", post(tenants::apply))
+        .route("/api/v1/hooks/git", post(hooks::git))
         .route("/api/v1/events", get(tenants::events))
         .route(
             "/api/v1/credentials",

@@ -9,6 +9,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{DiagnosticView, ErrorBody, ErrorDetail};
+use super::hooks::HookAccepted;
 use super::secrets::SetSecretRequest;
 use super::tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
 use super::tokens::{RegistryToken, RotateRequest};
@@ -47,13 +48,14 @@ use crate::ops::view::{
         super::tokens::regenerate,
         super::secrets::set,
         super::secrets::list,
+        super::hooks::git,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, DiagnosticView, TenantObject, TenantMetadata, TenantList,
         ListMetadata, StatusView, EventView, EventList, PlanView, StepView, ApplyRequest,
         ApplyFile, ApplyResponse, ApplyResultView, Accepted, CredentialView, IssueRequest,
         IssuedView, RegistryToken, RotateRequest, SetSecretRequest, SecretSetView, SecretView,
-        SecretList,
+        SecretList, HookAccepted,
     )),
     modifiers(&Bearer, &CommonAnswers),
     tags(
@@ -63,6 +65,7 @@ use crate::ops::view::{
         (name = "events", description = "What flotilla did, and who asked"),
         (name = "credentials", description = "API credentials (admin only)"),
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "hooks", description = "The git sync's webhook (HMAC-signed body, no credential)"),
     )
 )]
 pub struct ApiDoc;

@@ -1,13 +1,17 @@
 //! `flotilla validate` and `flotilla apply`: read specs from files and
 //! directories; validate prints every problem as `file:line:col: path:
 //! message`; apply stores all documents of all files in one transaction, or
-//! nothing if any document has a problem.
+//! nothing if any document has a problem. Apply records each tenant's
+//! source and, with `--prune`, deletes the source's tenants the files no
+//! longer define (`ops::prune` has the rules).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::target::{Applied, Target};
+use crate::ops::SourceApply;
+use crate::ops::prune::PrunePolicy;
 use crate::source;
 use crate::spec::{LoadedDoc, ParseOptions};
 
@@ -56,8 +60,41 @@ pub fn validate(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where applied tenants come from, and pruning (`apply`'s options).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SourceArgs {
+    /// Name of the source these files are, recorded on every tenant applied
+    /// (annotation flotilla.dev/source) and the scope of --prune. Default:
+    /// the paths given, tidied (`./specs/` is `specs`): run from the same
+    /// directory each time, or name it.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Also delete the tenants of this source that the files no longer
+    /// define (marked for deletion; the controller tears them down).
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: confirm a deletion over the threshold, or of all of the
+    /// source's tenants, by its exact number of tenants.
+    #[arg(long, value_name = "N", requires = "prune")]
+    pub confirm_prune: Option<usize>,
+}
+
+impl SourceArgs {
+    /// The source's name: `--source`, else derived from `paths`.
+    pub fn name(&self, paths: &[PathBuf]) -> String {
+        match &self.source {
+            Some(s) => s.clone(),
+            None => {
+                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                crate::ops::prune::source_of_paths(&shown)
+            }
+        }
+    }
+}
+
 pub async fn apply(
     paths: &[PathBuf],
+    source: &SourceArgs,
     opts: &ParseOptions,
     target: impl AsyncFnOnce() -> anyhow::Result<Target>,
     out: &mut impl Write,
@@ -65,7 +102,18 @@ pub async fn apply(
     let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
-    match target().await?.apply(docs).await? {
+    let how = SourceApply {
+        source: source.name(paths),
+        prune: source.prune,
+        confirm: source.confirm_prune,
+        policy: PrunePolicy::default(),
+        revision: None,
+    };
+    match target()
+        .await?
+        .apply_source(docs, &how, source.source.is_some())
+        .await?
+    {
         Applied::Results(results) => {
             for (name, outcome) in results {
                 writeln!(out, "tenant/{name} {outcome}")?;

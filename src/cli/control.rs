@@ -60,7 +60,7 @@ pub async fn diff(
     Ok(pending_code(!plan.is_empty()))
 }
 
-fn with_planner(ops: Ops, conn: &super::fly::FlyConnection, clock: SharedClock) -> Ops {
+pub(super) fn with_planner(ops: Ops, conn: &super::fly::FlyConnection, clock: SharedClock) -> Ops {
     let store = ops.store().clone();
     let mut options = ReconcileOptions::default();
     // The controller mints and delivers tokens; a dry run leaves them out
@@ -97,6 +97,9 @@ pub fn print_status(view: &StatusView, out: &mut impl Write) -> anyhow::Result<E
     }
     if let Some(t) = status.next_reconcile_at {
         writeln!(out, "Next reconcile: {t}")?;
+    }
+    if let Some(rev) = &status.last_applied_revision {
+        writeln!(out, "Revision:    {rev} (last applied from its source)")?;
     }
     writeln!(out, "Conditions:")?;
     if status.conditions.is_empty() {

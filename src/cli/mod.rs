@@ -14,6 +14,7 @@ mod apply;
 mod control;
 pub mod credentials;
 mod delete;
+mod diff;
 mod export;
 mod fly;
 mod get;
@@ -143,14 +144,19 @@ pub enum Command {
         #[command(flatten)]
         spec: SpecArgs,
     },
-    /// Create or update tenants from specs, all or nothing.
+    /// Create or update tenants from specs, all or nothing. Each tenant is
+    /// recorded as coming from its source (annotation flotilla.dev/source);
+    /// with --prune, the source's tenants no longer in the files are
+    /// deleted in the same transaction.
     #[command(
-        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db\n  FLOTILLA_TOKEN=flt1... flotilla apply -f acme.yaml --server https://flotilla.internal"
+        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db\n  flotilla apply -f specs/prod --prune\n  flotilla apply -f specs/prod --prune --confirm-prune 12\n  FLOTILLA_TOKEN=flt1... flotilla apply -f acme.yaml --server https://flotilla.internal\n\nPrune deletes (teardown through the controller, as `delete tenant`) the\ntenants whose flotilla.dev/source is this source and that the files no\nlonger define. It refuses an input with no tenant, and deleting more than\nthe larger of 5 tenants and 10% of the source's tenants, or all of them,\nunless --confirm-prune gives the exact number. Nothing is applied when\nit refuses."
     )]
     Apply {
         /// Files or directories (*.yaml, *.yml) to read.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        source: apply::SourceArgs,
         #[command(flatten)]
         spec: SpecArgs,
         #[command(flatten)]
@@ -207,11 +213,38 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Dry run: plan a stored tenant against live Fly state, change nothing.
-    /// Exit 0 no changes, 2 changes pending, 1 error.
-    #[command(after_help = "Example:\n  flotilla diff acme --fly sim")]
+    /// Compare spec files with the store (-f; by canonical form, so
+    /// formatting and comments are no difference), or plan a stored tenant
+    /// against live Fly state (TENANT). Changes nothing. Exit 0 no
+    /// difference, 2 differences (or Fly changes pending), 1 error.
+    #[command(
+        after_help = "Example:\n  flotilla diff -f specs/prod\n  flotilla diff -f specs/prod --summary\n  flotilla diff -f specs/prod --live --fly sim -o json\n  flotilla diff acme --fly sim\n\nExit codes: 0 no difference, 2 differences, 1 error (an invalid spec\nincluded), so a CI job can gate on them. Tenants of the source the files\nno longer define are listed as to prune (apply --prune deletes them)."
+    )]
     Diff {
-        tenant: String,
+        /// A stored tenant to plan against live Fly state.
+        #[arg(required_unless_present = "paths", conflicts_with = "paths")]
+        tenant: Option<String>,
+        /// Files or directories (*.yaml, *.yml) to compare with the store.
+        #[arg(short = 'f', long = "filename", num_args = 1..)]
+        paths: Vec<PathBuf>,
+        /// The source the files are (as `apply --source`); default: the
+        /// paths given.
+        #[arg(long, requires = "paths")]
+        source: Option<String>,
+        /// Also plan the files' tenants against live Fly state (--fly) and
+        /// show the planned steps.
+        #[arg(long, requires = "paths")]
+        live: bool,
+        /// Print one summary line (for a pull-request comment).
+        #[arg(long, requires = "paths")]
+        summary: bool,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = diff::DiffFormat::Text)]
+        output: diff::DiffFormat,
+        /// Colour the diff: when stdout is a terminal (auto), always, never.
+        #[arg(long, value_enum, default_value_t = diff::Color::Auto)]
+        color: diff::Color,
+        #[command(flatten)]
+        spec: SpecArgs,
         #[command(flatten)]
         fly: fly::FlyArgs,
         #[command(flatten)]
@@ -301,7 +334,9 @@ pub enum Command {
         db: DbArgs,
     },
     /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
-    #[command(after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080")]
+    #[command(
+        after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080\n  flotilla serve --git-repo /srv/specs.git --git-branch main --git-path specs/ --git-interval 60s --git-webhook-secret-file /run/secrets/hook"
+    )]
     Serve {
         #[command(flatten)]
         args: serve::ServeArgs,
@@ -440,13 +475,13 @@ impl Command {
         match self {
             Command::Validate { spec, .. }
             | Command::Apply { spec, .. }
-            | Command::Plan { spec, .. } => Some(spec),
+            | Command::Plan { spec, .. }
+            | Command::Diff { spec, .. } => Some(spec),
             Command::Serve { args, .. } => Some(&mut args.spec),
             Command::Get { .. }
             | Command::Delete { .. }
             | Command::Export { .. }
             | Command::Import(_)
-            | Command::Diff { .. }
             | Command::Status { .. }
             | Command::Events { .. }
             | Command::Rotate { .. }
@@ -471,13 +506,14 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         }
         Command::Apply {
             paths,
+            source,
             spec,
             db,
             remote,
         } => {
             let opts = spec.parse_options();
             let target = async || Target::open(&db, &remote, clock.clone(), opts.clone()).await;
-            apply::apply(&paths, &spec.parse_options(), target, &mut out).await
+            apply::apply(&paths, &source, &spec.parse_options(), target, &mut out).await
         }
         Command::Get { what, db, remote } => {
             let target = Target::open(&db, &remote, clock.clone(), parse).await?;
@@ -535,9 +571,50 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
             control::plan_files(&paths, &opts, ops, &local_actor(), &fly, clock, &mut out).await
         }
-        Command::Diff { tenant, fly, db } => {
-            let ops = open_ops(&db.db, clock.clone(), parse).await?;
-            control::diff(&tenant, ops, &local_actor(), &fly, clock, &mut out).await
+        Command::Diff {
+            tenant,
+            paths,
+            source,
+            live,
+            summary,
+            output,
+            color,
+            spec,
+            fly,
+            db,
+        } => {
+            let opts = spec.parse_options();
+            let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
+            match tenant {
+                Some(tenant) => {
+                    control::diff(&tenant, ops, &local_actor(), &fly, clock, &mut out).await
+                }
+                None => {
+                    let source = source.unwrap_or_else(|| {
+                        let shown: Vec<String> =
+                            paths.iter().map(|p| p.display().to_string()).collect();
+                        crate::ops::prune::source_of_paths(&shown)
+                    });
+                    let how = diff::DiffOptions {
+                        source,
+                        live,
+                        summary,
+                        format: output,
+                        color,
+                    };
+                    diff::diff_files(
+                        &paths,
+                        &opts,
+                        &how,
+                        ops,
+                        &local_actor(),
+                        &fly,
+                        clock,
+                        &mut out,
+                    )
+                    .await
+                }
+            }
         }
         Command::Status { tenant, db, remote } => {
             let target = Target::open(&db, &remote, clock, parse).await?;

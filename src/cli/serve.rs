@@ -12,6 +12,11 @@
 //! before the database is opened: one controller per database. If the lock
 //! is lost (its PostgreSQL connection failed) it stops and exits non-zero.
 //!
+//! With `--git-repo` it also runs the git sync (`source::sync`): the
+//! branch's specs are applied as they change, polled every
+//! `--git-interval` and at once on the webhook `POST /api/v1/hooks/git`
+//! when `--git-webhook-secret-file` is set.
+//!
 //! While tenants converge it shows progress on stderr and prints one line to
 //! stdout when every tenant is Ready; it then keeps serving (resyncs, drift
 //! correction, spec changes).
@@ -26,21 +31,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::hooks::GitHook;
 use crate::api::{self, ApiConfig, ApiState};
 use crate::cli::SpecArgs;
 use crate::cli::credentials::ServerKeyArgs;
 use crate::cli::fly::{FlyArgs, FlyTarget};
 use crate::cli::keys::KeyArgs;
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, TokioSleeper};
 use crate::crypto::Keyring;
 use crate::crypto::credential::ServerKey;
 use crate::ids::TenantName;
+use crate::ops::prune::PrunePolicy;
 use crate::ops::{Actor, Ops};
 use crate::reconcile::tokens::TokenSettings;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use crate::rotation::Policy;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
+use crate::source::git::{GitLimits, GitSpec};
+use crate::source::sync::{GitSync, SyncConfig};
 use crate::spec::SecretSource;
 use crate::store::access::{CredentialScope, Stores};
 use crate::store::lock::ControllerLock;
@@ -129,6 +138,85 @@ pub struct ServeArgs {
     pub org_token: crate::cli::org_token::OrgTokenArgs,
     #[command(flatten)]
     pub token_policy: TokenPolicyArgs,
+    // Boxed: keeps `Command` small (clippy's large_enum_variant).
+    #[command(flatten)]
+    pub git: Box<GitArgs>,
+}
+
+/// The git sync (docs/gitops.md): apply a branch's specs as they change.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GitArgs {
+    /// Sync tenant specs from this git repository: a local path or a
+    /// file:// URL (read in place; no checkout). Every commit of the branch
+    /// is applied with prune, as the source git:<repo>#<branch>:<path>.
+    #[arg(
+        long = "git-repo",
+        env = "FLOTILLA_GIT_REPO",
+        value_name = "PATH_OR_URL"
+    )]
+    pub repo: Option<String>,
+    /// The branch to follow.
+    #[arg(
+        long = "git-branch",
+        env = "FLOTILLA_GIT_BRANCH",
+        default_value = "main",
+        requires = "repo"
+    )]
+    pub branch: String,
+    /// The directory (or file) in the repository holding the specs.
+    #[arg(
+        long = "git-path",
+        env = "FLOTILLA_GIT_PATH",
+        default_value = ".",
+        requires = "repo"
+    )]
+    pub path: String,
+    /// How often to look at the branch (e.g. 60s, 5m), besides the webhook.
+    #[arg(
+        long = "git-interval",
+        env = "FLOTILLA_GIT_INTERVAL",
+        default_value = "60s",
+        value_parser = parse_interval,
+        requires = "repo"
+    )]
+    pub interval: Duration,
+    /// File holding the webhook secret: enables POST /api/v1/hooks/git
+    /// (GitHub-style X-Hub-Signature-256 HMAC), which syncs at once.
+    #[arg(
+        long = "git-webhook-secret-file",
+        env = "FLOTILLA_GIT_WEBHOOK_SECRET_FILE",
+        requires = "repo"
+    )]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+}
+
+/// `--git-interval`: a duration such as `60s` or `5m`, at least one second.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs = crate::spec::parse_duration(s).map_err(|e| e.to_string())?;
+    if secs == 0 {
+        return Err("must be at least 1s".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The webhook secret: the file's bytes without a final newline.
+fn read_webhook_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    const MAX: u64 = 4096;
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("opening --git-webhook-secret-file {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX {
+        anyhow::bail!("--git-webhook-secret-file is over {MAX} bytes");
+    }
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        anyhow::bail!("--git-webhook-secret-file is empty");
+    }
+    Ok(bytes)
 }
 
 /// How the token phase retries (docs/tokens.md, "Failures").
@@ -322,7 +410,32 @@ pub async fn serve(
         admin_allowed: args.admin_allowed_ips.clone(),
         trust_fly_client_ip: args.trust_fly_client_ip,
     };
-    let app = api::router(ApiState::new(ops.clone(), Some(metrics), config.clone()));
+    let git_sync = match &args.git.repo {
+        Some(repo) => {
+            let git = GitSpec::new(repo, &args.git.branch, &args.git.path)?;
+            let config = SyncConfig {
+                git,
+                limits: GitLimits::default(),
+                interval: args.git.interval,
+                policy: PrunePolicy::default(),
+            };
+            let sync = Arc::new(GitSync::new(ops.clone(), config, Arc::new(TokioSleeper)));
+            eprintln!(
+                "flotilla: syncing specs from {} every {}s",
+                sync.source(),
+                args.git.interval.as_secs()
+            );
+            Some(sync)
+        }
+        None => None,
+    };
+    let mut state = ApiState::new(ops.clone(), Some(metrics), config.clone());
+    if let (Some(sync), Some(file)) = (&git_sync, &args.git.webhook_secret_file) {
+        let hook = GitHook::new(read_webhook_secret(file)?, sync.trigger())
+            .map_err(|e| anyhow::anyhow!("--git-webhook-secret-file: {e}"))?;
+        state = state.with_git_hook(hook);
+    }
+    let app = api::router(state);
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         api::listen::serve(listener, app, &config, http_shutdown).await;
@@ -353,8 +466,15 @@ pub async fn serve(
         eprintln!("flotilla: lost the controller lock; stopping");
         lost_token.cancel();
     });
+    let git_task = git_sync.map(|sync| {
+        let token = shutdown.clone();
+        tokio::spawn(async move { sync.run(token).await })
+    });
     runtime.run(shutdown.clone()).await?;
     shutdown.cancel();
+    if let Some(task) = git_task {
+        task.await.context("git sync task")?;
+    }
     progress.finish();
     http.await.context("HTTP server task")?;
     if let Some(id) = demo_credential

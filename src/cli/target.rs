@@ -7,7 +7,7 @@ use super::DbArgs;
 use super::remote::{Client, RemoteArgs, RemoteError};
 use crate::clock::SharedClock;
 use crate::ops::view::{EventView, SecretSetView, SecretView, StatusView, TenantObject};
-use crate::ops::{Actor, Ops, OpsError, RotationAsk};
+use crate::ops::{Actor, Ops, OpsError, RotationAsk, SourceApply};
 use crate::reconcile::status::tokens::TokenStatus;
 use crate::spec::{LoadedDoc, ParseOptions};
 use crate::store::LabelSelector;
@@ -182,6 +182,45 @@ impl Target {
                 .map(EventView::of)
                 .collect()),
             Target::Remote { client, .. } => Ok(client.events(tenant, limit).await?),
+        }
+    }
+
+    /// [`Target::apply`] as the tenants of a source: locally each is
+    /// annotated with `how.source`, and `how.prune` prunes in the same
+    /// transaction (a refusal is an error, nothing applied). Over
+    /// `--server` neither a source nor pruning is supported yet: the
+    /// tenants are applied without a source, and `--prune` or an explicit
+    /// `--source` (`named`) is refused.
+    pub async fn apply_source(
+        &self,
+        docs: Vec<LoadedDoc>,
+        how: &SourceApply,
+        named: bool,
+    ) -> anyhow::Result<Applied> {
+        match self {
+            Target::Local { ops, actor } => match ops.apply_source(actor, docs, how).await {
+                Ok(done) => {
+                    let mut lines: Vec<(String, String)> = done
+                        .results
+                        .iter()
+                        .map(|r| (r.name.to_string(), r.outcome.as_str().to_string()))
+                        .collect();
+                    lines.extend(
+                        done.pruned
+                            .iter()
+                            .map(|n| (n.to_string(), "pruned (marked for deletion)".to_string())),
+                    );
+                    Ok(Applied::Results(lines))
+                }
+                Err(OpsError::Invalid(ds)) => Ok(Applied::Problems(
+                    ds.iter().map(ToString::to_string).collect(),
+                )),
+                Err(e) => Err(e.into()),
+            },
+            Target::Remote { .. } if how.prune || named => anyhow::bail!(
+                "--prune and --source are not supported with --server yet: run apply against the database (--db)"
+            ),
+            Target::Remote { .. } => self.apply(docs).await,
         }
     }
 

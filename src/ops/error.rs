@@ -93,6 +93,10 @@ pub enum OpsError {
     InvalidValue(String),
     #[error("the secret value is {len} bytes; at most {max} are accepted")]
     ValueTooLarge { len: usize, max: usize },
+    /// An apply with prune that would delete more than allowed (or from an
+    /// empty source); nothing was applied.
+    #[error(transparent)]
+    PruneRefused(#[from] super::prune::PruneRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -122,6 +126,7 @@ impl OpsError {
             OpsError::NotExternal { .. } => "secret_not_external",
             OpsError::InvalidValue(_) => "invalid_value",
             OpsError::ValueTooLarge { .. } => "value_too_large",
+            OpsError::PruneRefused(_) => "prune_refused",
             OpsError::Store(e) => match e {
                 StoreError::NotFound(_) => "not_found",
                 StoreError::Conflict { .. } => "precondition_failed",

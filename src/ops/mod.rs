@@ -21,8 +21,10 @@ mod credentials;
 pub mod error;
 pub mod import;
 mod keys;
+pub mod prune;
 mod secrets;
 pub mod selector;
+pub mod source;
 mod tenants;
 mod tokens;
 pub mod view;
@@ -39,6 +41,7 @@ pub use credentials::{AuthFailure, IssuedCredential};
 pub use error::OpsError;
 pub use keys::{KeyRotation, MAX_ATTEMPTS_PER_ROW};
 pub use secrets::{SecretInfo, SecretSet};
+pub use source::{SourceApplied, SourceApply};
 pub use tenants::{MAX_PAGE, Page, PutOutcome};
 pub use tokens::{REGISTRY, RegistryCredential, RotationAsk};
 

@@ -196,7 +196,11 @@ impl Ops {
     /// adoption annotation ([`ADOPT_ANNOTATION`]), which lets flotilla take
     /// over an app in the org it did not create (another team's app, say).
     /// Keeping the value an admin stored is allowed.
-    async fn check_tenant_may_write(&self, actor: &Actor, tenant: &Tenant) -> Result<(), OpsError> {
+    pub(super) async fn check_tenant_may_write(
+        &self,
+        actor: &Actor,
+        tenant: &Tenant,
+    ) -> Result<(), OpsError> {
         if actor.is_admin() {
             return Ok(());
         }

@@ -20,7 +20,9 @@
 //! status document, by contrast, is derived and read leniently.
 //!
 //! # Guarantees
-//! * `apply` of several documents is one transaction: all or nothing.
+//! * `apply` of several documents is one transaction: all or nothing; so is
+//!   `apply_batch` (documents, deletion marks of pruned tenants, and the
+//!   source revision recorded in each status, see [`batch`]).
 //! * `update` with an expected generation never loses a concurrent write: it
 //!   fails with [`StoreError::Conflict`] instead.
 //! * Secrets are never stored in plaintext here (the spec model has none).
@@ -58,6 +60,7 @@
 //! microsecond on both backends.
 
 pub mod access;
+pub mod batch;
 mod common;
 mod connect;
 pub mod lock;
@@ -65,6 +68,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod vault;
 
+pub use batch::ApplyBatch;
 pub use connect::redact_url;
 
 use std::collections::BTreeMap;
@@ -240,6 +244,18 @@ impl From<sqlx::Error> for StoreError {
 pub trait Store: Send + Sync {
     /// Upserts every draft in one transaction: all or nothing.
     async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError>;
+    /// [`Store::apply`] of `batch.drafts`, plus, in the same transaction,
+    /// the deletion mark of every tenant in `batch.prune` (each still at the
+    /// generation given, else [`StoreError::Conflict`] and nothing written)
+    /// and `batch.mark` recorded in each written tenant's status.
+    async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError>;
+    /// Records `mark` in the status of each named tenant that exists (a
+    /// source sync that applied nothing: why). Not a "change".
+    async fn mark_source(
+        &self,
+        names: &[TenantName],
+        mark: &crate::reconcile::status::source::SourceMark,
+    ) -> Result<(), StoreError>;
     /// Creates a tenant; fails with `AlreadyExists` if the name is taken.
     async fn create(&self, draft: &TenantDraft) -> Result<TenantRecord, StoreError>;
     /// Replaces a tenant's spec if its generation is still `expected_generation`.
@@ -257,7 +273,9 @@ pub trait Store: Send + Sync {
     /// Refuses a tenant that is not marked for deletion; removing a tenant
     /// that is already gone is not an error (teardown may be retried).
     async fn remove(&self, name: &TenantName) -> Result<(), StoreError>;
-    /// Writes the controller's status and the generation it describes.
+    /// Writes the controller's status and the generation it describes,
+    /// keeping the keys the source sync owns as stored
+    /// (`reconcile::status::source`; likewise `write_state`).
     /// `NotFound` if there is no such tenant. Not a "change" for `changes()`.
     async fn write_status(
         &self,

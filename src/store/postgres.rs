@@ -30,6 +30,8 @@ use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
+use crate::reconcile::status::source::SourceMark;
+use crate::store::batch::{self, ApplyBatch};
 use crate::store::common::{self, Decision, Existing, ReadRow, redact_url, scrub};
 use crate::store::{
     AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
@@ -268,6 +270,50 @@ async fn lock_existing(
         .transpose()
 }
 
+/// The stored status, locked for this transaction (`Null` when there is
+/// no such tenant), and the tenant's generation.
+async fn stored_status(
+    conn: &mut PgConnection,
+    name: &TenantName,
+) -> Result<(serde_json::Value, Option<i64>), StoreError> {
+    let row: Option<(Json<serde_json::Value>, i64)> =
+        sqlx::query_as("SELECT status, generation FROM tenants WHERE name = $1 FOR UPDATE")
+            .bind(name.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        Some((Json(status), generation)) => (status, Some(generation)),
+        None => (serde_json::Value::Null, None),
+    })
+}
+
+/// A controller's `new` status with the source sync's keys as stored.
+async fn carried_status(
+    conn: &mut PgConnection,
+    name: &TenantName,
+    new: &serde_json::Value,
+) -> Result<serde_json::Value, StoreError> {
+    let (stored, _) = stored_status(conn, name).await?;
+    Ok(batch::carry(&stored, new))
+}
+
+/// Records `mark` in the tenant's status; a missing tenant is skipped.
+async fn mark_status(
+    conn: &mut PgConnection,
+    name: &TenantName,
+    mark: &SourceMark,
+) -> Result<(), StoreError> {
+    let (stored, Some(generation)) = stored_status(conn, name).await? else {
+        return Ok(());
+    };
+    sqlx::query("UPDATE tenants SET status = $2 WHERE name = $1")
+        .bind(name.as_str())
+        .bind(Json(batch::marked(&stored, mark, generation)))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 async fn fetch_record(
     conn: &mut PgConnection,
     name: &TenantName,
@@ -381,6 +427,49 @@ impl Store for PgStore {
         Ok(results)
     }
 
+    #[tracing::instrument(skip_all, fields(backend = "postgres", drafts = batch.drafts.len(), prune = batch.prune.len()))]
+    async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError> {
+        batch::check(batch)?;
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let results = common::apply_each(batch.drafts, &mut Apply { conn: &mut tx, now }).await?;
+        for (name, expected) in batch.prune {
+            let done = sqlx::query(
+                "UPDATE tenants SET \
+                   updated_at = CASE WHEN deletion_requested_at IS NULL THEN $3 ELSE updated_at END, \
+                   deletion_requested_at = COALESCE(deletion_requested_at, $3) \
+                 WHERE name = $1 AND generation = $2",
+            )
+            .bind(name.as_str())
+            .bind(expected)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                let actual = lock_existing(&mut tx, name).await?.map(|e| e.generation);
+                return Err(batch::prune_conflict(name, *expected, actual));
+            }
+            notify(&mut tx, name).await?;
+        }
+        if let Some(mark) = batch.mark {
+            for r in &results {
+                mark_status(&mut tx, &r.name, mark).await?;
+            }
+        }
+        tx.commit().await?;
+        common::record_apply_metrics(&results);
+        Ok(results)
+    }
+
+    async fn mark_source(&self, names: &[TenantName], mark: &SourceMark) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for name in names {
+            mark_status(&mut tx, name, mark).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, fields(backend = "postgres", tenant = %draft.tenant.name()))]
     async fn create(&self, draft: &TenantDraft) -> Result<TenantRecord, StoreError> {
         let name = draft.tenant.name();
@@ -491,14 +580,18 @@ impl Store for PgStore {
         observed_generation: i64,
         status: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let status = carried_status(&mut tx, name, status).await?;
         let done =
             sqlx::query("UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1")
                 .bind(name.as_str())
                 .bind(observed_generation)
-                .bind(Json(status))
-                .execute(&self.pool)
+                .bind(Json(&status))
+                .execute(&mut *tx)
                 .await?;
-        common::found(done.rows_affected(), name)
+        common::found(done.rows_affected(), name)?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
@@ -522,11 +615,12 @@ impl Store for PgStore {
         state: &StateWrite<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        let status = carried_status(&mut tx, name, state.status).await?;
         let done =
             sqlx::query("UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1")
                 .bind(name.as_str())
                 .bind(state.observed_generation)
-                .bind(Json(state.status))
+                .bind(Json(&status))
                 .execute(&mut *tx)
                 .await?;
         common::found(done.rows_affected(), name)?;

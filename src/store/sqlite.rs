@@ -26,6 +26,8 @@ use tokio::sync::broadcast;
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
+use crate::reconcile::status::source::SourceMark;
+use crate::store::batch::{self, ApplyBatch};
 use crate::store::common::{
     self, Decision, Existing, ReadRow, micros_to_timestamp, parse_json, redact_url, scrub,
 };
@@ -265,6 +267,49 @@ async fn fetch_existing(
         .transpose()
 }
 
+/// The stored status (leniently; `Null` when there is no such tenant).
+async fn stored_status(
+    conn: &mut SqliteConnection,
+    name: &TenantName,
+) -> Result<(serde_json::Value, Option<i64>), StoreError> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT status, generation FROM tenants WHERE name = ?1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        Some((status, generation)) => (batch::lenient(Some(&status)), Some(generation)),
+        None => (serde_json::Value::Null, None),
+    })
+}
+
+/// A controller's `new` status with the source sync's keys as stored.
+async fn carried_status(
+    conn: &mut SqliteConnection,
+    name: &TenantName,
+    new: &serde_json::Value,
+) -> Result<serde_json::Value, StoreError> {
+    let (stored, _) = stored_status(conn, name).await?;
+    Ok(batch::carry(&stored, new))
+}
+
+/// Records `mark` in the tenant's status; a missing tenant is skipped.
+async fn mark_status(
+    conn: &mut SqliteConnection,
+    name: &TenantName,
+    mark: &SourceMark,
+) -> Result<(), StoreError> {
+    let (stored, Some(generation)) = stored_status(conn, name).await? else {
+        return Ok(());
+    };
+    sqlx::query("UPDATE tenants SET status = ?2 WHERE name = ?1")
+        .bind(name.as_str())
+        .bind(batch::marked(&stored, mark, generation).to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 async fn fetch_record(
     conn: &mut SqliteConnection,
     name: &TenantName,
@@ -363,6 +408,50 @@ impl Store for SqliteStore {
         common::record_apply_metrics(&results);
         self.notify(common::changed_names(&results));
         Ok(results)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = "sqlite", drafts = batch.drafts.len(), prune = batch.prune.len()))]
+    async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError> {
+        batch::check(batch)?;
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let results = common::apply_each(batch.drafts, &mut Apply { conn: &mut tx, now }).await?;
+        for (name, expected) in batch.prune {
+            let done = sqlx::query(
+                "UPDATE tenants SET \
+                   updated_at = CASE WHEN deletion_requested_at IS NULL THEN ?3 ELSE updated_at END, \
+                   deletion_requested_at = COALESCE(deletion_requested_at, ?3) \
+                 WHERE name = ?1 AND generation = ?2",
+            )
+            .bind(name.as_str())
+            .bind(expected)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                let actual = fetch_existing(&mut tx, name).await?.map(|e| e.generation);
+                return Err(batch::prune_conflict(name, *expected, actual));
+            }
+        }
+        if let Some(mark) = batch.mark {
+            for r in &results {
+                mark_status(&mut tx, &r.name, mark).await?;
+            }
+        }
+        tx.commit().await?;
+        common::record_apply_metrics(&results);
+        self.notify(common::changed_names(&results));
+        self.notify(batch.prune.iter().map(|(n, _)| n.clone()));
+        Ok(results)
+    }
+
+    async fn mark_source(&self, names: &[TenantName], mark: &SourceMark) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for name in names {
+            mark_status(&mut tx, name, mark).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(backend = "sqlite", tenant = %draft.tenant.name()))]
@@ -472,14 +561,18 @@ impl Store for SqliteStore {
         observed_generation: i64,
         status: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let status = carried_status(&mut tx, name, status).await?;
         let done =
             sqlx::query("UPDATE tenants SET observed_generation = ?2, status = ?3 WHERE name = ?1")
                 .bind(name.as_str())
                 .bind(observed_generation)
                 .bind(status.to_string())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        common::found(done.rows_affected(), name)
+        common::found(done.rows_affected(), name)?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
@@ -500,11 +593,12 @@ impl Store for SqliteStore {
         state: &StateWrite<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        let status = carried_status(&mut tx, name, state.status).await?;
         let done =
             sqlx::query("UPDATE tenants SET observed_generation = ?2, status = ?3 WHERE name = ?1")
                 .bind(name.as_str())
                 .bind(state.observed_generation)
-                .bind(state.status.to_string())
+                .bind(status.to_string())
                 .execute(&mut *tx)
                 .await?;
         common::found(done.rows_affected(), name)?;

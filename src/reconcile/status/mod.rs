@@ -15,6 +15,7 @@
 pub mod derive;
 pub mod requeue;
 pub mod resources;
+pub mod source;
 pub mod tokens;
 
 use jiff::Timestamp;
@@ -49,6 +50,10 @@ pub struct TenantStatus {
     /// When the controller will look at the tenant again (jitter included),
     /// unless a spec change wakes it earlier.
     pub next_reconcile_at: Option<Timestamp>,
+    /// The source commit last applied to the tenant (`serve --git-repo`);
+    /// written by the source sync, carried over by the store ([`source`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
 }
 
 impl TenantStatus {

@@ -1,0 +1,374 @@
+//! `flotilla apply --prune` and `flotilla diff -f` end to end, through the
+//! binary on SQLite: sources recorded, prune thresholds, confirmations, an
+//! empty source refused; diff's exit codes (0 none, 2 differences, 1
+//! error), canonical comparison, `--summary`, `-o json` and colour.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn flotilla(db: &str, cwd: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::cargo_bin("flotilla").unwrap();
+    cmd.env_remove("FLOTILLA_DB")
+        .env_remove("FLOTILLA_SERVER")
+        .env_remove("FLOTILLA_TOKEN")
+        .env_remove("RUST_LOG")
+        .current_dir(cwd)
+        .arg("--db")
+        .arg(db);
+    let out = cmd.args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn spec(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n\
+         spec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: {image}\n"
+    )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    db: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("specs")).unwrap();
+        let db = format!("sqlite://{}", dir.path().join("f.db").display());
+        Self { dir, db }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        flotilla(&self.db, self.dir.path(), args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "flotilla {args:?}: {}{}", r.stdout, r.stderr);
+        r.stdout
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join("specs").join(name), text).unwrap();
+    }
+
+    fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join("specs").join(name)).unwrap();
+    }
+
+    fn tenants(&self) -> Value {
+        serde_json::from_str(&self.ok(&["get", "tenants", "-o", "json"])).unwrap()
+    }
+
+    /// Tenants not marked for deletion.
+    fn live(&self) -> Vec<String> {
+        self.tenants()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["metadata"]["deletionTimestamp"].is_null())
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn apply_records_the_source_and_prunes_only_when_asked() {
+    let s = Setup::new();
+    for i in 0..12 {
+        s.write(
+            &format!("t{i:02}.yaml"),
+            &spec(&format!("t{i:02}"), "nginx:1"),
+        );
+    }
+    let out = s.ok(&["apply", "-f", "./specs/"]);
+    assert_eq!(out.lines().count(), 12, "{out}");
+    let list = s.tenants();
+    let first = &list["items"][0]["metadata"];
+    assert_eq!(
+        first["annotations"]["flotilla.dev/source"], "specs",
+        "{first}"
+    );
+
+    // Removed from the files: kept without --prune.
+    s.remove("t00.yaml");
+    s.ok(&["apply", "-f", "specs"]);
+    assert_eq!(s.live().len(), 12);
+    // With --prune: marked for deletion.
+    let out = s.ok(&["apply", "-f", "specs", "--prune"]);
+    assert!(out.contains("tenant/t00 pruned"), "{out}");
+    assert_eq!(s.live().len(), 11);
+
+    // Six at once is over the threshold of 5: refused, nothing applied
+    // (not even the change that came with it).
+    for i in 1..7 {
+        s.remove(&format!("t{i:02}.yaml"));
+    }
+    s.write("t11.yaml", &spec("t11", "nginx:2"));
+    let r = s.run(&["apply", "-f", "specs", "--prune"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("--confirm-prune 6"), "{}", r.stderr);
+    assert_eq!(s.live().len(), 11);
+    let t11 = s.ok(&["get", "tenant", "t11", "-o", "json"]);
+    assert!(t11.contains("nginx:1"), "a refused apply changed t11");
+    // A wrong count is refused too; the exact one goes through.
+    let r = s.run(&["apply", "-f", "specs", "--prune", "--confirm-prune", "5"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("does not match"), "{}", r.stderr);
+    let out = s.ok(&["apply", "-f", "specs", "--prune", "--confirm-prune", "6"]);
+    assert_eq!(out.matches(" pruned").count(), 6, "{out}");
+    assert_eq!(s.live().len(), 5);
+    assert!(
+        s.ok(&["get", "tenant", "t11", "-o", "json"])
+            .contains("nginx:2")
+    );
+
+    // Another source's tenants are not this source's to prune.
+    let other = s.dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("x.yaml"), spec("x", "nginx:1")).unwrap();
+    s.ok(&["apply", "-f", "other", "--prune"]);
+    s.ok(&["apply", "-f", "specs", "--prune"]);
+    assert!(s.live().contains(&"x".to_string()));
+
+    // An empty source with --prune is refused; --source names it.
+    let empty = s.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("notes.yaml"), "# nothing\n").unwrap();
+    let r = s.run(&["apply", "-f", "empty", "--prune", "--source", "specs"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no tenant documents"), "{}", r.stderr);
+    assert_eq!(s.live().len(), 6);
+    // --confirm-prune needs --prune.
+    assert_eq!(
+        s.run(&["apply", "-f", "specs", "--confirm-prune", "1"])
+            .code,
+        2
+    );
+}
+
+#[test]
+fn diff_exit_codes_gate_a_pull_request() {
+    let s = Setup::new();
+    s.write("acme.yaml", &spec("acme", "nginx:1"));
+    s.write("globex.yaml", &spec("globex", "nginx:1"));
+    // Nothing stored: differences.
+    let r = s.run(&["diff", "-f", "specs"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.contains("+++ files/acme"), "{}", r.stdout);
+    s.ok(&["apply", "-f", "specs"]);
+    // Stored: none.
+    let r = s.run(&["diff", "-f", "specs"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout.trim(),
+        "specs: no differences (2 tenant(s) unchanged)"
+    );
+    // Comments and formatting only: still none.
+    s.write(
+        "acme.yaml",
+        &format!(
+            "# team a\n{}",
+            spec("acme", "'nginx:1'").replace("  org: personal\n", "  org:   personal   # ours\n")
+        ),
+    );
+    let r = s.run(&["diff", "-f", "specs"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    // A change, a removal: 2, with a unified diff and no colour in a pipe.
+    s.write("acme.yaml", &spec("acme", "nginx:2"));
+    s.remove("globex.yaml");
+    let r = s.run(&["diff", "-f", "specs"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains("--- store/acme\n+++ files/acme\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("-    image: nginx:1\n+    image: nginx:2\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("tenant/globex would be pruned"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains('\u{1b}'), "colour in a pipe");
+    let r = s.run(&["diff", "-f", "specs", "--color", "always"]);
+    assert!(
+        r.stdout.contains("\u{1b}[32m+    image: nginx:2\u{1b}[0m"),
+        "{}",
+        r.stdout
+    );
+    // --summary: one line.
+    let r = s.run(&["diff", "-f", "specs", "--summary"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stdout,
+        "specs: 0 to create, 1 to change, 1 to prune (with apply --prune), 0 unchanged\n"
+    );
+    // -o json.
+    let r = s.run(&["diff", "-f", "specs", "-o", "json"]);
+    assert_eq!(r.code, 2);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["differences"], true);
+    assert_eq!(v["source"], "specs");
+    let changes: Vec<(&str, &str)> = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, [("acme", "changed"), ("globex", "removed")]);
+    // An invalid spec: 1, located.
+    s.write(
+        "bad.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: Bad_Name\n",
+    );
+    let r = s.run(&["diff", "-f", "specs"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad.yaml:4:"), "{}", r.stderr);
+    // TENANT and -f are exclusive; one is needed.
+    assert_eq!(s.run(&["diff"]).code, 2);
+    assert_eq!(s.run(&["diff", "acme", "-f", "specs"]).code, 2);
+}
+
+#[test]
+fn diff_live_plans_against_fly() {
+    let s = Setup::new();
+    s.write("acme.yaml", &spec("acme", "nginx:1"));
+    s.ok(&["apply", "-f", "specs"]);
+    // Stored, but nothing on (a fresh simulated) Fly: the planner's steps.
+    let r = s.run(&["diff", "-f", "specs", "--live", "--fly", "sim", "--summary"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("specs: no differences (1 tenant(s) unchanged); Fly: "),
+        "{}",
+        r.stdout
+    );
+    let r = s.run(&["diff", "-f", "specs", "--live", "--fly", "sim"]);
+    assert!(r.stdout.contains("tenant acme:"), "{}", r.stdout);
+}
+
+/// `git` in a test repository (the binary, in tests only).
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `Ready` status of each stored tenant, by name.
+fn readiness(s: &Setup) -> Vec<(String, String)> {
+    s.tenants()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let ready = i["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map_or("-".to_string(), |c| {
+                    c["status"].as_str().unwrap_or("-").to_string()
+                });
+            (i["metadata"]["name"].as_str().unwrap().to_string(), ready)
+        })
+        .collect()
+}
+
+#[test]
+fn a_committed_spec_reaches_the_simulator_with_no_other_action() {
+    let s = Setup::new();
+    let repo = s.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("specs/acme.yaml"), spec("acme", "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "acme"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .current_dir(s.dir.path())
+        .env_remove("FLY_API_TOKEN")
+        .env("RUST_LOG", "warn")
+        .args([
+            "--db",
+            &s.db,
+            "serve",
+            "--fly",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--git-repo",
+            repo.to_str().unwrap(),
+            "--git-path",
+            "specs/",
+            "--git-interval",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait = |want: &[(&str, &str)]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let now = readiness(&s);
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            if now == want {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("not reached: {want:?}; now {now:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    // The first commit: applied by the sync, converged by the controller.
+    wait(&[("acme", "True")]);
+    // A new commit: picked up by the next poll, nothing else done.
+    std::fs::write(repo.join("specs/globex.yaml"), spec("globex", "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "globex"]);
+    wait(&[("acme", "True"), ("globex", "True")]);
+    let status = s.ok(&["status", "globex"]);
+    assert!(status.contains("Revision:"), "{status}");
+    assert!(status.contains("SourceSynced True  Applied"), "{status}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
