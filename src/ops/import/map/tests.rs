@@ -3,14 +3,21 @@
 //! imported, and planned again with an empty ledger and adoption.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::*;
-use crate::ids::MachineId;
-use crate::model::fly::{ConcurrencyConfig, HostStatus, MachineState};
+use crate::ids::{MachineId, SecretName};
+use crate::model::fly::{
+    CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, FileSource, HostStatus,
+    MachineConfig, MachineState, RestartPolicy as FlyRestart,
+};
 use crate::plan::{AppObservation, Desired, Ledger, Observed, PlanOptions, plan};
-use crate::spec::{IpKind, ParseOptions, load_str};
+use crate::spec::{
+    DurationSecs, GpuKind, IpKind, ParseOptions, Protocol, RestartKind, SecretSource, SecretSpec,
+    Service, load_str,
+};
 
 const FULL: &str = include_str!("../../../../specs/examples/full.yaml");
 const MINIMAL: &str = include_str!("../../../../specs/examples/minimal.yaml");
