@@ -34,6 +34,14 @@ fn server_key_text() -> String {
 /// A flotilla API (no controller) on `db`, in this process; the binary
 /// reaches it with `--server` and an admin credential.
 fn serve(db: Db) -> Db {
+    serve_with(db, None)
+}
+
+/// Where a server's planner finds Fly: machines URL, GraphQL URL, token.
+type FlyAt = (String, String, secrecy::SecretString);
+
+/// [`serve`], with dry runs planned against the Fly at `fly` when given.
+fn serve_with(db: Db, fly: Option<FlyAt>) -> Db {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db_url = db.url.clone();
     let (addr, token) = rt.block_on(async move {
@@ -45,10 +53,23 @@ fn serve(db: Db) -> Db {
             server_key_text(),
         ))
         .unwrap();
-        let ops = Arc::new(
-            flotilla::ops::Ops::new(stores, clock, Default::default())
-                .with_server_key(Arc::new(key)),
-        );
+        let mut ops = flotilla::ops::Ops::new(stores.clone(), clock.clone(), Default::default())
+            .with_server_key(Arc::new(key));
+        if let Some((machines, graphql, token)) = fly {
+            let api = Arc::new(
+                flotilla::fly::http::HttpFly::new(common::test_fly_config(
+                    token, machines, graphql, 2,
+                ))
+                .unwrap(),
+            );
+            ops = ops.with_planner(Arc::new(flotilla::reconcile::Reconciler::new(
+                api,
+                stores.tenants.clone(),
+                clock,
+                flotilla::reconcile::ReconcileOptions::default(),
+            )));
+        }
+        let ops = Arc::new(ops);
         let token = ops
             .issue_credential(
                 &flotilla::ops::Actor::local("test"),
@@ -942,4 +963,92 @@ fn org_token_import_reads_stdin_and_status_never_shows_the_value() {
             );
         }
     }
+}
+
+/// `plan -f` and `diff TENANT` through `--server` print what the database
+/// path prints against the same Fly, with the same exit codes; the files
+/// are checked locally first; `diff -f` is refused over a server.
+#[test]
+fn plan_and_diff_print_the_same_through_the_server() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(flotilla::sim::start(flotilla::sim::SimConfig::default()))
+        .unwrap();
+    let fly_at: FlyAt = (sim.base_url(), sim.graphql_url(), sim.org_token());
+    let local = sqlite_db();
+    let remote = serve_with(
+        Db {
+            url: local.url.clone(),
+            label: "server",
+            _dir: None,
+            _pg: None,
+            _server: None,
+        },
+        Some(fly_at.clone()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "t.yaml", &spec("acme", "", ""));
+    let f = f.to_str().unwrap();
+    ok(&local, &["apply", "-f", f]);
+    let token = secrecy::ExposeSecret::expose_secret(&fly_at.2).to_string();
+    let local_fly = |args: &[&str]| -> Run {
+        let mut all = args.to_vec();
+        all.extend([
+            "--fly",
+            "api",
+            "--fly-api",
+            &fly_at.0,
+            "--fly-graphql",
+            &fly_at.1,
+        ]);
+        let mut cmd = Command::cargo_bin("flotilla").unwrap();
+        let out = cmd
+            .env_remove("FLOTILLA_SERVER")
+            .env_remove("FLOTILLA_TOKEN")
+            .env("FLY_API_TOKEN", &token)
+            .arg("--db")
+            .arg(&local.url)
+            .args(&all)
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    for args in [&["plan", "-f", f][..], &["diff", "acme"][..]] {
+        let a = local_fly(args);
+        let b = flotilla(Some(&remote.url), args);
+        assert_eq!(a.code, 2, "{args:?}: changes pending: {}", a.stderr);
+        assert!(a.stdout.contains("tenant acme:"), "{args:?}: {}", a.stdout);
+        assert_eq!(
+            (a.code, &a.stdout),
+            (b.code, &b.stdout),
+            "{args:?}: {}",
+            b.stderr
+        );
+    }
+    // A broken file: the same located diagnostics, nothing sent.
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\n",
+    );
+    let r = flotilla(Some(&remote.url), &["plan", "-f", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("bad.yaml:"), "{}", r.stderr);
+    let r = flotilla(Some(&remote.url), &["diff", "ghost"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "error: tenant ghost not found\n")
+    );
+    let r = flotilla(Some(&remote.url), &["diff", "-f", f]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("over --server only `diff TENANT`"),
+        "{}",
+        r.stderr
+    );
+    drop(sim);
 }

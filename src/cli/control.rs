@@ -43,6 +43,40 @@ pub async fn plan_files(
     Ok(pending_code(changes))
 }
 
+/// `plan -f --server`: the files are checked here (the same diagnostics),
+/// then each tenant is planned by the server against its Fly and printed as
+/// the local path prints it.
+pub async fn plan_files_remote(
+    paths: &[PathBuf],
+    opts: &ParseOptions,
+    client: &super::remote::Client,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let Some(docs) = super::apply::load(paths, opts)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut changes = false;
+    for doc in &docs {
+        let view = client
+            .plan(doc.tenant.name().as_str(), Some(&doc.doc.text))
+            .await?;
+        changes |= view.changes > 0;
+        write!(out, "{}", view.rendered)?;
+    }
+    Ok(pending_code(changes))
+}
+
+/// `diff TENANT --server`: the server's dry run of the stored tenant.
+pub async fn diff_remote(
+    name: &str,
+    client: &super::remote::Client,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let view = client.plan(name, None).await?;
+    write!(out, "{}", view.rendered)?;
+    Ok(pending_code(view.changes > 0))
+}
+
 pub async fn diff(
     name: &str,
     ops: Ops,

@@ -212,6 +212,10 @@ pub enum Command {
         spec: SpecArgs,
         #[command(flatten)]
         db: DbArgs,
+        /// With --server, the server plans against its own Fly (--fly is
+        /// not used); the files are checked here first.
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Compare spec files with the store (-f; by canonical form, so
     /// formatting and comments are no difference), or plan a stored tenant
@@ -249,6 +253,9 @@ pub enum Command {
         fly: fly::FlyArgs,
         #[command(flatten)]
         db: DbArgs,
+        /// With --server (TENANT only), the server plans against its own Fly.
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show a tenant's conditions, resources, recent reconciles and events.
     #[command(after_help = "Example:\n  flotilla status acme")]
@@ -566,8 +573,12 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             fly,
             spec,
             db,
+            remote,
         } => {
             let opts = spec.parse_options();
+            if let Some(client) = remote.client()? {
+                return control::plan_files_remote(&paths, &opts, &client, &mut out).await;
+            }
             let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
             control::plan_files(&paths, &opts, ops, &local_actor(), &fly, clock, &mut out).await
         }
@@ -582,8 +593,17 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             spec,
             fly,
             db,
+            remote,
         } => {
             let opts = spec.parse_options();
+            if let Some(client) = remote.client()? {
+                let Some(tenant) = tenant else {
+                    anyhow::bail!(
+                        "diff -f compares files with the database; over --server only `diff TENANT` is available"
+                    );
+                };
+                return control::diff_remote(&tenant, &client, &mut out).await;
+            }
             let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
             match tenant {
                 Some(tenant) => {

@@ -19,8 +19,8 @@ use url::Url;
 use crate::api::{ApplyFile, ApplyRequest, ErrorBody};
 use crate::ops::selector::format_selector;
 use crate::ops::view::{
-    ApplyResponse, ApplyResultView, EventList, EventView, SecretList, SecretSetView, SecretView,
-    StatusView, TenantList, TenantObject,
+    ApplyResponse, ApplyResultView, EventList, EventView, PlanView, SecretList, SecretSetView,
+    SecretView, StatusView, TenantList, TenantObject,
 };
 use crate::reconcile::status::tokens::TokenStatus;
 use crate::spec::LoadedDoc;
@@ -312,6 +312,18 @@ impl Client {
     /// Sends the files the documents came from (read again, bounded by
     /// `max_bytes`), to be validated with the server's options and stored
     /// all or nothing.
+    /// `POST /api/v1/tenants/{name}/plan`: the server's dry run of `spec`
+    /// (one tenant document's YAML text), or of the stored spec with `None`.
+    pub async fn plan(&self, name: &str, spec: Option<&str>) -> Result<PlanView, RemoteError> {
+        let body = spec.map(|text| ("application/yaml", text.as_bytes().to_vec()));
+        self.call(
+            Method::POST,
+            self.url(&["api", "v1", "tenants", name, "plan"]),
+            body,
+        )
+        .await
+    }
+
     pub async fn apply(
         &self,
         docs: &[LoadedDoc],
