@@ -100,6 +100,26 @@ impl V {
         self.range(c, 0, MAX_MACHINES_PER_GROUP, path)
     }
 
+    /// A `regions` list at `rp`: each a valid region, none twice, in the
+    /// order given (a group's and a volume's list follow the same rule).
+    pub(super) fn unique_regions(&mut self, list: &[String], rp: &Path) -> Option<Vec<Region>> {
+        let mut seen = HashSet::new();
+        self.each(list, rp, |v, r, ip| {
+            let region = v.id(Region::parse, "region", r, ip.clone())?;
+            if !seen.insert(region.clone()) {
+                v.err(
+                    ip.clone(),
+                    SpecError::DuplicateValue {
+                        what: "region",
+                        value: region.to_string(),
+                    },
+                );
+                return None;
+            }
+            Some(region)
+        })
+    }
+
     /// `regions: [..]`: valid, unique regions; `count` spread in order.
     fn spread(
         &mut self,
@@ -118,21 +138,7 @@ impl V {
             );
             return None;
         }
-        let mut seen = HashSet::new();
-        let regions = self.each(list, &rp, |v, r, ip| {
-            let region = v.id(Region::parse, "region", r, ip.clone())?;
-            if !seen.insert(region.clone()) {
-                v.err(
-                    ip.clone(),
-                    SpecError::DuplicateValue {
-                        what: "region",
-                        value: region.to_string(),
-                    },
-                );
-                return None;
-            }
-            Some(region)
-        });
+        let regions = self.unique_regions(list, &rp);
         let total = match count {
             None => Some(u32::try_from(list.len()).unwrap_or(u32::MAX)),
             Some(c) => self.total(c, p.key("count")),

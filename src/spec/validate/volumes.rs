@@ -8,7 +8,7 @@
 //! Shrinking a volume cannot be judged here (the spec does not know the
 //! current size): the planner refuses it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::V;
 use crate::ids::{Region, VolumeName};
@@ -77,22 +77,7 @@ impl V {
                 None
             }
             (None, Some(list)) => {
-                let rp = p.key("regions");
-                let mut uniq = BTreeSet::new();
-                let checked = self.each(list, &rp, |v, r, ip| {
-                    let region = v.id(Region::parse, "region", r, ip.clone())?;
-                    if !uniq.insert(region.clone()) {
-                        v.err(
-                            ip.clone(),
-                            SpecError::DuplicateValue {
-                                what: "region",
-                                value: region.to_string(),
-                            },
-                        );
-                        return None;
-                    }
-                    Some(region)
-                });
+                let checked = self.unique_regions(list, &p.key("regions"));
                 checked.map(|mut rs| {
                     rs.sort();
                     rs
