@@ -96,7 +96,7 @@ pub struct HookAccepted {
     responses(
         (status = 202, description = "The sync reads the branch now", body = HookAccepted),
         (status = 401, description = "Missing or wrong signature; nothing done", body = super::ErrorBody),
-        (status = 404, description = "No git sync with a webhook secret is configured", body = super::ErrorBody),
+        (status = 404, description = "No git sync with a webhook secret is configured (a signed request; an unsigned one is 401)", body = super::ErrorBody),
         (status = 413, description = "Body over the limit", body = super::ErrorBody),
         (status = 429, description = "Too many failed signatures from this address", body = super::ErrorBody),
     ))]
@@ -107,6 +107,17 @@ pub async fn git(
 ) -> Result<(StatusCode, Json<HookAccepted>), ApiError> {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
+    // An unsigned request is refused as unsigned whether or not a hook is
+    // configured (401 before 404), so its answer says what is wrong with it.
+    if !headers.contains_key(SIGNATURE_HEADER) {
+        metrics::counter!("flotilla_git_webhook_rejected_total").increment(1);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong X-Hub-Signature-256",
+        )
+        .with_request_id(&id));
+    }
     let Some(hook) = &s.inner.git_hook else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
