@@ -88,6 +88,16 @@ pub struct HookAccepted {
     pub message: String,
 }
 
+/// 401 for a request without a valid signature (nothing is done).
+fn unsigned(id: &RequestId) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong X-Hub-Signature-256",
+    )
+    .with_request_id(id)
+}
+
 /// Poke the git sync (`serve --git-repo`) to read its branch now. The body
 /// is any push event; only its signature matters.
 #[utoipa::path(post, path = "/api/v1/hooks/git", tag = "hooks",
@@ -111,12 +121,7 @@ pub async fn git(
     // configured (401 before 404), so its answer says what is wrong with it.
     if !headers.contains_key(SIGNATURE_HEADER) {
         metrics::counter!("flotilla_git_webhook_rejected_total").increment(1);
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong X-Hub-Signature-256",
-        )
-        .with_request_id(&id));
+        return Err(unsigned(&id));
     }
     let Some(hook) = &s.inner.git_hook else {
         return Err(ApiError::new(
@@ -152,12 +157,7 @@ pub async fn git(
         limiter.failed(ip);
         metrics::counter!("flotilla_git_webhook_rejected_total").increment(1);
         tracing::warn!(request_id = %id.0, %ip, signed = header.is_some(), "git webhook refused: missing or wrong signature");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong X-Hub-Signature-256",
-        )
-        .with_request_id(&id));
+        return Err(unsigned(&id));
     }
     hook.trigger.notify_one();
     metrics::counter!("flotilla_git_webhook_accepted_total").increment(1);
