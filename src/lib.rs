@@ -11,18 +11,18 @@
 //!   `spec::validate`, one file per spec area), JSON Schema.
 //! * [`plan`]: `plan(&desired, &observed, now) -> Plan`, steps with reasons.
 //! * [`rotation`] (`src/rotation/`): rotation decisions for scoped deploy tokens (schedule,
-//!   token record, `decide`, `apply`); not wired into `serve` yet.
+//!   token record, `decide`, `apply`), carried out by `reconcile::tokens`.
 //! * [`crypto`]: encryption at rest (keyring, row-bound envelopes, key
-//!   rotation) and token fingerprints; not wired into `serve` yet.
+//!   rotation), credentials and token fingerprints.
 //! * [`state`]: the state that must survive, as strictly decoded rows: the
 //!   ledger of what flotilla owns and the intents of creates in flight.
 //! * [`reconcile::status`]: the status document and its derivation
 //!   (conditions, history, requeue and `nextReconcileAt`).
 //!
 //! Orchestration:
-//! * [`ops`]: the operations layer (apply, get, list, delete, plan,
-//!   reconcile-now, events, credentials), each taking an actor; the CLI and
-//!   the API are thin edges over it.
+//! * [`ops`]: the operations layer (apply, get, list, delete, edits, plan,
+//!   reconcile-now, wait for Ready, events, credentials, tokens), each taking
+//!   an actor; the CLI, the API and the MCP tools are thin edges over it.
 //! * [`reconcile`]: one activation: observe → plan → execute once → status.
 //! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, the delays the
 //!   reconciler decided).
@@ -40,6 +40,8 @@
 //!   commits (`serve --git-repo`), read boundedly into the pure
 //!   [`spec::Loader`].
 //! * [`api`]: the REST API `serve` answers (axum), an edge over [`ops`].
+//! * [`mcp`]: the MCP tools `serve` answers at `/mcp` (rmcp, streamable
+//!   HTTP, stateless), an edge over [`ops`] behind the API's authentication.
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
@@ -52,6 +54,7 @@ pub mod clock;
 pub mod crypto;
 pub mod fly;
 pub mod ids;
+pub mod mcp;
 pub mod model;
 pub mod ops;
 pub mod plan;

@@ -24,7 +24,15 @@ fn main() -> ExitCode {
         eprintln!("error: internal error{at}: {}", msg.replace('\n', " "));
     }));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        // rmcp traces whole JSON-RPC messages at debug and trace, and a
+        // `get_registry_token` answer carries a deploy token: never below
+        // info, whatever RUST_LOG asks (this replaces an `rmcp=` directive).
+        .add_directive(
+            "rmcp=info"
+                .parse()
+                .expect("a constant, valid filter directive"),
+        );
     // Colour only on a terminal: a file or pipe gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

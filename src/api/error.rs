@@ -120,7 +120,7 @@ impl ApiError {
             }
             "value_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "not_found" | "credential_not_found" => StatusCode::NOT_FOUND,
-            "invalid_spec" | "no_documents" | "duplicate_tenant" => {
+            "invalid_spec" | "no_documents" | "duplicate_tenant" | "invalid_edit" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             "precondition_failed" => StatusCode::PRECONDITION_FAILED,

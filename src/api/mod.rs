@@ -1,7 +1,8 @@
 //! The REST API `flotilla serve` answers on `--listen`: tenants, events,
 //! credentials, tokens, `external` secret values, the git sync's webhook
 //! (`hooks`, HMAC-signed, not a credential), plus `/healthz`,
-//! `/readyz`, `/metrics` and `/openapi.json`. One router ([`router`]); an edge over `ops` like the CLI.
+//! `/readyz`, `/metrics` and `/openapi.json`; and the MCP server at `/mcp`
+//! (`crate::mcp`), behind the same authentication. One router ([`router`]); an edge over `ops` like the CLI.
 //!
 //! * Authentication: `Authorization: Bearer <credential>` (`auth`); a tenant
 //!   credential sees only its own tenant, every other answers 404. Failed
@@ -95,6 +96,8 @@ struct Inner {
     config: ApiConfig,
     /// The git sync's webhook, when `serve --git-repo` has a secret.
     git_hook: Option<hooks::GitHook>,
+    /// Cancelled at shutdown: ends the MCP server's open streams.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -106,8 +109,21 @@ impl ApiState {
                 limiter: FailureLimiter::new(config.auth_failures_per_minute),
                 config,
                 git_hook: None,
+                shutdown: tokio_util::sync::CancellationToken::new(),
             }),
         }
+    }
+
+    /// With the server's shutdown signal. Call before the state is shared.
+    pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.shutdown = shutdown;
+        }
+        self
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
     }
 
     /// With the git sync's webhook (`POST /api/v1/hooks/git`). Call before
@@ -198,6 +214,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/apply", post(tenants::apply))
         .route("/api/v1/hooks/git", post(hooks::git))
+        .route(
+            crate::mcp::PATH,
+            crate::mcp::service(state.clone(), state.inner.shutdown.clone()),
+        )
         .route("/api/v1/events", get(tenants::events))
         .route(
             "/api/v1/credentials",
@@ -210,7 +230,14 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(move |req, next| {
+        .layer(middleware::from_fn(move |req: Request, next| {
+            // An MCP call may wait for readiness (`wait_ready`) longer than
+            // any REST request takes.
+            let timeout = if req.uri().path() == crate::mcp::PATH {
+                timeout.max(crate::ops::wait::MAX_WAIT + Duration::from_secs(30))
+            } else {
+                timeout
+            };
             guard(timeout, req, next)
         }))
         .with_state(state)

@@ -429,7 +429,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let mut state = ApiState::new(ops.clone(), Some(metrics), config.clone());
+    let mut state =
+        ApiState::new(ops.clone(), Some(metrics), config.clone()).with_shutdown(shutdown.clone());
     if let (Some(sync), Some(file)) = (&git_sync, &args.git.webhook_secret_file) {
         let hook = GitHook::new(read_webhook_secret(file)?, sync.trigger())
             .map_err(|e| anyhow::anyhow!("--git-webhook-secret-file: {e}"))?;
@@ -441,7 +442,7 @@ pub async fn serve(
         api::listen::serve(listener, app, &config, http_shutdown).await;
     });
     eprintln!(
-        "flotilla: serving on http://{addr} (/api/v1 /healthz /readyz /metrics /openapi.json)"
+        "flotilla: serving on http://{addr} (/api/v1 /mcp /healthz /readyz /metrics /openapi.json)"
     );
 
     let progress = Progress::new(&store, addr).await?;

@@ -52,7 +52,7 @@ impl Ops {
         Ok(plans)
     }
 
-    async fn plan_doc(&self, doc: LoadedDoc) -> Result<Plan, OpsError> {
+    pub(super) async fn plan_doc(&self, doc: LoadedDoc) -> Result<Plan, OpsError> {
         // The stored row (if any) supplies generation and status; the dry run
         // reads the ledger (what flotilla owns) from the store itself.
         let stored = self.stores.tenants.get(doc.tenant.name()).await?;

@@ -24,6 +24,11 @@ pub enum OpsError {
     Invalid(Vec<Diagnostic>),
     #[error("no tenant documents found")]
     NoDocuments,
+    /// An edit (`scale_group`, `set_image`) that cannot be made to the
+    /// stored spec: an unknown group, regions that are not the group's, a
+    /// tenant being deleted.
+    #[error("tenant {tenant}: {problem}")]
+    Edit { tenant: TenantName, problem: String },
     /// `If-Match` named another generation (`actual` is `None` when the
     /// tenant does not exist).
     #[error("tenant {name} is at generation {}, not {expected}", actual.map_or("none (it does not exist)".to_string(), |a| a.to_string()))]
@@ -109,6 +114,7 @@ impl OpsError {
             OpsError::NotFound(_) => "not_found",
             OpsError::Invalid(_) => "invalid_spec",
             OpsError::NoDocuments => "no_documents",
+            OpsError::Edit { .. } => "invalid_edit",
             OpsError::PreconditionFailed { .. } => "precondition_failed",
             OpsError::AdminOnly | OpsError::AdminOnlyField { .. } => "forbidden",
             OpsError::InvalidCredentialId(_) => "invalid_credential_id",

@@ -18,6 +18,7 @@ pub mod actor;
 mod control;
 pub mod credential_cache;
 mod credentials;
+pub mod edit;
 pub mod error;
 pub mod import;
 mod keys;
@@ -28,6 +29,7 @@ pub mod source;
 mod tenants;
 mod tokens;
 pub mod view;
+pub mod wait;
 
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +40,7 @@ use tokio::sync::mpsc;
 
 pub use actor::{Actor, Principal};
 pub use credentials::{AuthFailure, IssuedCredential};
+pub use edit::{Edited, Scale, TenantEdit};
 pub use error::OpsError;
 pub use keys::{KeyRotation, MAX_ATTEMPTS_PER_ROW};
 pub use secrets::{SecretInfo, SecretSet};
@@ -162,6 +165,19 @@ impl Ops {
 
     pub fn parse_options(&self) -> &ParseOptions {
         &self.parse
+    }
+
+    /// Records a call of an MCP tool on `tenant` (`McpToolCall`, the tool
+    /// and its result): every call is audited, reads included, so an
+    /// agent's activity can be followed call by call.
+    pub async fn record_tool_call(
+        &self,
+        actor: &Actor,
+        tenant: &TenantName,
+        tool: &str,
+        result: &str,
+    ) {
+        self.audit(actor, tenant, "McpToolCall", tool, result).await;
     }
 
     /// Records one write in the audit trail. A failure to record is logged,

@@ -126,7 +126,7 @@ impl Ops {
         result
     }
 
-    async fn put_checked(
+    pub(super) async fn put_checked(
         &self,
         actor: &Actor,
         name: &TenantName,

@@ -1,9 +1,11 @@
 //! How tenants, events, plans and credentials are shown: the JSON of the
 //! API's responses and of the CLI's `-o json|yaml`, one set of types for
-//! both, so a remote CLI prints exactly what a local one does.
+//! both, so a remote CLI prints exactly what a local one does. The ones MCP
+//! tools answer with also derive `JsonSchema`: their output schemas.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -15,7 +17,7 @@ use crate::store::access::{AuditedEvent, CredentialRecord, CredentialScope};
 /// A tenant: `{apiVersion, kind, metadata, spec, status}`. The spec is the
 /// canonical (defaults-filled) form; `status.observedGeneration` joins the
 /// controller's status document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantObject {
     pub api_version: String,
@@ -29,7 +31,7 @@ pub struct TenantObject {
     pub status: serde_json::Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantMetadata {
     pub name: String,
@@ -156,7 +158,7 @@ impl TenantList {
 
 /// One event: what flotilla did or was asked to do. The audit fields are
 /// present on writes someone asked for, absent on the controller's own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub id: i64,
@@ -197,7 +199,7 @@ impl EventView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct EventList {
     pub items: Vec<EventView>,
 }
@@ -267,7 +269,7 @@ impl SecretSetView {
 
 /// What `status` shows: the tenant's identity, its status document and its
 /// latest events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub name: String,
@@ -286,7 +288,7 @@ pub struct StatusView {
 }
 
 /// A dry run's plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
     pub tenant: String,
@@ -299,7 +301,7 @@ pub struct PlanView {
     pub rendered: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct StepView {
     pub action: String,
     pub reason: String,

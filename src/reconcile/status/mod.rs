@@ -13,6 +13,7 @@
 //! [`requeue`] (delays); `crate::reconcile` only carries the result.
 
 pub mod derive;
+pub mod readiness;
 pub mod requeue;
 pub mod resources;
 pub mod source;
