@@ -119,6 +119,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             "value_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_waits" => StatusCode::TOO_MANY_REQUESTS,
             "not_found" | "credential_not_found" => StatusCode::NOT_FOUND,
             "invalid_spec" | "no_documents" | "duplicate_tenant" | "invalid_edit" => {
                 StatusCode::UNPROCESSABLE_ENTITY

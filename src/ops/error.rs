@@ -62,6 +62,9 @@ pub enum OpsError {
     NoController,
     #[error("the reconcile queue is full; try again shortly")]
     Busy,
+    /// A caller with this many `wait_ready` calls open asked for another.
+    #[error("this credential already has {max} waits open; wait for one to end")]
+    TooManyWaits { max: u32 },
     /// Planning needs a Fly connection.
     #[error("planning needs a Fly connection, and this process has none")]
     NoPlanner,
@@ -123,6 +126,7 @@ impl OpsError {
             OpsError::NoServerKey => "no_server_key",
             OpsError::NoController => "no_controller",
             OpsError::Busy => "busy",
+            OpsError::TooManyWaits { .. } => "too_many_waits",
             OpsError::NoPlanner => "no_planner",
             OpsError::Plan { .. } => "plan_failed",
             OpsError::NoKeyring => "no_keyring",

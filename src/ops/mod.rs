@@ -85,6 +85,8 @@ pub struct Ops {
     legacy_secret: Option<Arc<crate::crypto::credential::LegacySecret>>,
     /// Live credential records read recently (`ops::credential_cache`).
     credentials: credential_cache::CredentialCache,
+    /// `wait_ready` calls open now, per actor.
+    waits: wait::OpenWaits,
 }
 
 impl Ops {
@@ -101,6 +103,7 @@ impl Ops {
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
             keyring: None,
             legacy_org_token: None,
+            waits: wait::OpenWaits::default(),
         }
     }
 

@@ -5,7 +5,9 @@
 //! Reading the store (not an in-process signal) means the wait sees the
 //! controller's writes whichever process made them.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{Actor, Ops, OpsError};
@@ -17,6 +19,45 @@ use crate::store::TenantRecord;
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// How often the row is read while waiting.
 pub const POLL: Duration = Duration::from_millis(500);
+/// Waits one credential may have open at once: each reads the database
+/// twice a second, so a caller cannot multiply that without bound.
+pub const MAX_WAITS_PER_ACTOR: u32 = 4;
+
+/// The open waits per actor (`kind:id`).
+#[derive(Debug, Default)]
+pub struct OpenWaits(Mutex<HashMap<String, u32>>);
+
+/// One open wait; closes on drop.
+struct Slot<'a> {
+    waits: &'a OpenWaits,
+    key: String,
+}
+
+impl OpenWaits {
+    fn open(&self, key: String) -> Result<Slot<'_>, OpsError> {
+        let mut open = self.0.lock().expect("open waits lock");
+        let n = open.entry(key.clone()).or_insert(0);
+        if *n >= MAX_WAITS_PER_ACTOR {
+            return Err(OpsError::TooManyWaits {
+                max: MAX_WAITS_PER_ACTOR,
+            });
+        }
+        *n += 1;
+        Ok(Slot { waits: self, key })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.waits.0.lock().expect("open waits lock");
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
 
 /// How a wait ended.
 #[derive(Debug, Clone)]
@@ -43,7 +84,8 @@ impl Ops {
 
     /// Polls until the tenant is Ready or deleting, or `timeout` (at most
     /// [`MAX_WAIT`]) has passed; `on_change` hears each readiness that
-    /// differs from the one before (the first included).
+    /// differs from the one before (the first included). An actor with
+    /// [`MAX_WAITS_PER_ACTOR`] waits open gets `too_many_waits`.
     pub async fn wait_ready<F, Fut>(
         &self,
         actor: &Actor,
@@ -56,6 +98,7 @@ impl Ops {
         Fut: Future<Output = ()> + Send,
     {
         let timeout = timeout.min(MAX_WAIT);
+        let _slot = self.waits.open(actor.label())?;
         let start = tokio::time::Instant::now();
         let mut last: Option<Readiness> = None;
         loop {
@@ -85,4 +128,32 @@ fn readiness_of(record: &TenantRecord) -> Readiness {
         &TenantStatus::from_json(&record.status),
         record.deletion_requested_at.is_some(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_gets_a_bounded_number_of_open_waits_and_they_close_on_drop() {
+        let waits = OpenWaits::default();
+        let held: Vec<_> = (0..MAX_WAITS_PER_ACTOR)
+            .map(|_| waits.open("tenant:a".into()).unwrap())
+            .collect();
+        assert!(matches!(
+            waits.open("tenant:a".into()),
+            Err(OpsError::TooManyWaits {
+                max: MAX_WAITS_PER_ACTOR
+            })
+        ));
+        // Another actor is not affected.
+        let other = waits.open("tenant:b".into()).unwrap();
+        drop(held);
+        assert!(waits.open("tenant:a".into()).is_ok());
+        drop(other);
+        assert!(
+            waits.0.lock().unwrap().is_empty(),
+            "closed waits leave nothing"
+        );
+    }
 }
