@@ -47,6 +47,7 @@ const FLY_API_OPERATIONS: &[&str] = &[
     "Apps_list",
     "Apps_delete",
     "Machines_list",
+    "Machines_org_list",
     "Machines_show",
     "Machines_create",
     "Machines_update",
@@ -370,6 +371,45 @@ async fn scenario(rig: &Rig) {
         .await
         .expect("list machines");
     assert_eq!(all.len(), 2);
+    // The org-wide list, a page at a time: the same two machines.
+    let first = fly
+        .list_org_machines(
+            &org,
+            &flotilla::fly::OrgMachinesQuery {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("org machines, first page");
+    assert_eq!(first.machines.len(), 1, "{first:?}");
+    let second = fly
+        .list_org_machines(
+            &org,
+            &flotilla::fly::OrgMachinesQuery {
+                cursor: first.next_cursor.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("org machines, next page");
+    let mut ids: Vec<_> = first
+        .machines
+        .iter()
+        .chain(&second.machines)
+        .map(|m| m.id.clone())
+        .collect();
+    ids.sort();
+    let mut want: Vec<_> = all.iter().map(|m| m.id.clone()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        first
+            .machines
+            .iter()
+            .chain(&second.machines)
+            .all(|m| m.app == app.as_str())
+    );
     let got = fly.get_machine(&app, &id).await.expect("get machine");
     assert_eq!(got.config.as_ref(), Some(&cfg));
 

@@ -2581,3 +2581,154 @@ async fn invalid_configs_are_refused_at_start() {
         assert!(matches!(err, sim::SimError::Config(_)), "{err}");
     }
 }
+
+/// `GET /v1/orgs/{org}/machines` with query `q` (`?...` or empty).
+async fn org_list(fly: &Fly, q: &str) -> Resp {
+    fly.get(&format!("/v1/orgs/{}/machines{q}", fly.sim.org_slug()))
+        .await
+}
+
+#[tokio::test]
+async fn the_org_machine_list_pages_by_change_time_and_shows_changes_late() {
+    let fly = Fly::quiet().await;
+    fly.create_app("feed-a").await;
+    fly.create_app("feed-b").await;
+    let mut ids = Vec::new();
+    let mut versions = Vec::new();
+    for app in ["feed-a", "feed-b", "feed-a"] {
+        let (id, version) = fly.started_machine(app).await;
+        ids.push(id);
+        versions.push(version);
+    }
+
+    // Everything, oldest change first, with the app of each machine.
+    let all = org_list(&fly, "").await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.body);
+    let machines = all.body["machines"].as_array().unwrap().clone();
+    assert_eq!(machines.len(), 3);
+    let updated: Vec<String> = machines.iter().map(|m| str_of(&m["updated_at"])).collect();
+    assert!(updated.windows(2).all(|w| w[0] <= w[1]), "{updated:?}");
+    let apps: Vec<String> = machines.iter().map(|m| str_of(&m["app_name"])).collect();
+    assert_eq!(apps.iter().filter(|a| *a == "feed-a").count(), 2);
+    assert_eq!(machines[0]["config"]["image"], json!("nginx"));
+    assert!(all.body.get("next_cursor").is_none(), "one page: no cursor");
+    assert_eq!(all.body["last_machine_id"], machines[2]["id"]);
+
+    // Pages of one, each resuming after the last: the same three, once each.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..5 {
+        let q = match &cursor {
+            Some(c) => format!("?limit=1&cursor={c}"),
+            None => "?limit=1".to_string(),
+        };
+        let page = org_list(&fly, &q).await;
+        assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+        for m in page.body["machines"].as_array().unwrap() {
+            seen.push(str_of(&m["id"]));
+        }
+        match page.body.get("next_cursor").and_then(Value::as_str) {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut want = ids.clone();
+    want.sort();
+    seen.sort();
+    assert_eq!(seen, want);
+
+    // updated_after: only what changed since (Fly's times are whole seconds,
+    // so a change in the same second as the mark is listed again: pollers
+    // dedupe by id and version); a destroyed machine only with
+    // include_deleted; summary leaves the config out.
+    let future = "2999-01-01T00:00:00Z";
+    assert_eq!(
+        org_list(&fly, &format!("?updated_after={future}"))
+            .await
+            .body["machines"],
+        json!([])
+    );
+    let mark = updated[2].clone();
+    let gone = &ids[0];
+    let stop = fly
+        .post(&format!("/v1/apps/feed-a/machines/{gone}/stop"), json!({}))
+        .await;
+    assert_eq!(stop.status, StatusCode::OK);
+    let w = fly
+        .wait_for(
+            "feed-a",
+            gone,
+            &format!("state=stopped&version={}&timeout=5", versions[0]),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::OK, "{:?}", w.body);
+    let del = fly
+        .delete(&format!("/v1/apps/feed-a/machines/{gone}"))
+        .await;
+    assert_eq!(del.status, StatusCode::OK, "{:?}", del.body);
+    tokio::time::sleep(TICK * 4).await;
+    let live = org_list(&fly, &format!("?updated_after={mark}")).await;
+    let live = live.body["machines"].as_array().unwrap().clone();
+    assert!(
+        live.iter().all(|m| str_of(&m["id"]) != *gone),
+        "destroyed: hidden by default: {live:?}"
+    );
+    let changed = org_list(
+        &fly,
+        &format!("?updated_after={mark}&include_deleted=true&summary=true"),
+    )
+    .await;
+    let changed = changed.body["machines"].as_array().unwrap().clone();
+    let destroyed: Vec<&Value> = changed
+        .iter()
+        .filter(|m| str_of(&m["id"]) == *gone)
+        .collect();
+    assert_eq!(destroyed.len(), 1, "{changed:?}");
+    assert_eq!(destroyed[0]["state"], json!("destroyed"));
+    assert!(changed.iter().all(|m| m.get("config").is_none()));
+
+    // Bad input: 400, never a page.
+    for q in [
+        "?limit=0",
+        "?limit=x",
+        "?updated_after=yesterday",
+        "?cursor=zz",
+    ] {
+        assert_eq!(
+            org_list(&fly, q).await.status,
+            StatusCode::BAD_REQUEST,
+            "{q}"
+        );
+    }
+    // Another organization: 403.
+    let other = fly.get("/v1/orgs/other-org/machines").await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_machine_change_shows_in_the_org_list_only_after_the_propagation_delay() {
+    let fly = Fly::start(SimConfig {
+        org_feed_delay: Duration::from_millis(600),
+        ..quiet()
+    })
+    .await;
+    fly.create_app("late").await;
+    let m = fly
+        .create_machine(
+            "late",
+            json!({"config": {"image": "nginx"}, "region": "ord"}),
+        )
+        .await;
+    let path = format!("/v1/orgs/{}/machines", fly.sim.org_slug());
+    assert_eq!(fly.get(&path).await.body["machines"], json!([]), "not yet");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listed = fly.get(&path).await.body["machines"].clone();
+        if let Some(first) = listed.as_array().and_then(|a| a.first()) {
+            assert_eq!(first["id"], m["id"]);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never listed");
+        tokio::time::sleep(TICK).await;
+    }
+}

@@ -143,6 +143,13 @@ impl FlyApi for Replay {
     async fn get_machine(&self, _: &AppName, _: &MachineId) -> Result<Machine, FlyError> {
         self.miss("get_machine")
     }
+    async fn list_org_machines(
+        &self,
+        _: &OrgSlug,
+        _: &flotilla::fly::OrgMachinesQuery,
+    ) -> Result<flotilla::fly::OrgMachinesPage, FlyError> {
+        self.miss("list_org_machines")
+    }
     async fn create_machine(&self, _: &AppName, _: &CreateMachine) -> Result<Machine, FlyError> {
         self.miss("create_machine")
     }

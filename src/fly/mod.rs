@@ -59,6 +59,15 @@ pub trait FlyApi: Send + Sync {
         filter: &MachineFilter,
     ) -> Result<Vec<Machine>, FlyError>;
     async fn get_machine(&self, app: &AppName, id: &MachineId) -> Result<Machine, FlyError>;
+    /// One page of every machine of organization `org` changed after the
+    /// query's point, oldest change first (`Machines_org_list`): a point in
+    /// time whose recent changes may show late, so a poller overlaps its
+    /// windows.
+    async fn list_org_machines(
+        &self,
+        org: &OrgSlug,
+        query: &OrgMachinesQuery,
+    ) -> Result<OrgMachinesPage, FlyError>;
     /// Not idempotent on Fly's side. The client makes it safe to retry by
     /// writing `meta::CREATE_KEY` (when the config carries one) and looking the
     /// key up before any retry.

@@ -111,6 +111,10 @@ pub struct SimConfig {
     /// (whether Fly lets a limited org token mint another is unverified:
     /// `../shared/fly/API-NOTES.md` §4). Deploy tokens still mint.
     pub refuse_org_token_mint: bool,
+    /// How long a machine change takes to show in the org-wide machine list
+    /// (`GET /v1/orgs/{org}/machines`, "a point in time"): a change newer
+    /// than this is not listed yet.
+    pub org_feed_delay: Duration,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -154,6 +158,7 @@ impl Default for SimConfig {
             max_body_bytes: 1024 * 1024,
             auto_dns: false,
             refuse_org_token_mint: false,
+            org_feed_delay: Duration::ZERO,
         }
     }
 }
@@ -165,6 +170,7 @@ impl SimConfig {
         Self {
             app_visibility_delay: Duration::from_millis(500),
             transition_delay: Duration::from_millis(300),
+            org_feed_delay: Duration::from_secs(1),
             certs: CertTiming {
                 recheck_delay: Duration::from_secs(5),
                 issue_delay: Duration::from_secs(3),

@@ -42,6 +42,7 @@ fly_routes! {
     GET "/v1/apps/{app_name}" Apps_show => apps::show,
     DELETE "/v1/apps/{app_name}" Apps_delete => apps::delete,
     GET "/v1/apps/{app_name}/machines" Machines_list => machines::list,
+    GET "/v1/orgs/{org_slug}/machines" Machines_org_list => machines::org::list,
     POST "/v1/apps/{app_name}/machines" Machines_create => machines::create,
     GET "/v1/apps/{app_name}/machines/{machine_id}" Machines_show => machines::show,
     POST "/v1/apps/{app_name}/machines/{machine_id}" Machines_update => machines::update,

@@ -214,6 +214,18 @@ impl FlyApi for CrashFly {
         self.gate(read("get_machine"), None, self.inner.get_machine(app, id))
             .await
     }
+    async fn list_org_machines(
+        &self,
+        org: &OrgSlug,
+        query: &flotilla::fly::OrgMachinesQuery,
+    ) -> Result<flotilla::fly::OrgMachinesPage, FlyError> {
+        self.gate(
+            read("list_org_machines"),
+            None,
+            self.inner.list_org_machines(org, query),
+        )
+        .await
+    }
     async fn create_machine(
         &self,
         app: &AppName,

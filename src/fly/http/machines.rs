@@ -1,4 +1,5 @@
-//! Machines endpoints (`/v1/apps/{app}/machines`): list (metadata filters),
+//! Machines endpoints (`/v1/apps/{app}/machines`, and the org-wide list
+//! `/v1/orgs/{org}/machines`): list (metadata filters),
 //! show, create (retry-safe through the create key), update, delete, start,
 //! stop and wait (bounded by [`MAX_WAIT`] and the caller's deadline); and
 //! [`machine_path`], the prefix of every machine-scoped path.
@@ -11,16 +12,20 @@ use tracing::Instrument;
 use super::HttpFly;
 use super::apps::app_path;
 use super::transport::{Op, Raw, seg};
-use crate::fly::wire::machines::{CreateMachineOut, MachineWire, UpdateMachineOut, WaitWire};
-use crate::fly::{
-    CreateMachine, FlyError, Machine, MachineFilter, MachineState, UpdateMachine, WaitState, meta,
+use crate::fly::wire::machines::{
+    CreateMachineOut, MachineWire, OrgMachinesWire, UpdateMachineOut, WaitWire,
 };
-use crate::ids::{AppName, MachineId};
+use crate::fly::{
+    CreateMachine, FlyError, Machine, MachineFilter, MachineState, OrgMachinesPage,
+    OrgMachinesQuery, UpdateMachine, WaitState, meta,
+};
+use crate::ids::{AppName, MachineId, OrgSlug};
 
 /// Fly blocks a `wait` for at most this long.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 const LIST: Op = Op::get("Machines_list");
+const ORG_LIST: Op = Op::get("Machines_org_list");
 const SHOW: Op = Op::get("Machines_show");
 const CREATE: Op = Op::post("Machines_create");
 const UPDATE: Op = Op::post("Machines_update");
@@ -243,4 +248,30 @@ async fn wait_once(
             WaitState::Settled => MachineState::Unknown,
         },
     })
+}
+
+/// One page of `GET /v1/orgs/{org}/machines`.
+pub(super) async fn list_org(
+    fly: &HttpFly,
+    org: &OrgSlug,
+    q: &OrgMachinesQuery,
+) -> Result<OrgMachinesPage, FlyError> {
+    let after = q.updated_after.map(|t| t.to_string());
+    let limit = q.limit.map(|l| l.to_string());
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(c) = &q.cursor {
+        query.push(("cursor", c));
+    } else if let Some(t) = &after {
+        query.push(("updated_after", t));
+    }
+    if let Some(l) = &limit {
+        query.push(("limit", l));
+    }
+    if q.include_deleted {
+        query.push(("include_deleted", "true"));
+    }
+    let path = format!("/v1/orgs/{}/machines", seg(org.as_str()));
+    let req = fly.req(ORG_LIST, org.as_str(), &path)?.query(&query);
+    fly.call(&req, |page: OrgMachinesWire| Ok(page.into_domain()))
+        .await
 }

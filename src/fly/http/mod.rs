@@ -97,8 +97,8 @@ use super::ratelimit::FlyRateLimiter;
 use super::{
     App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
     CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
-    MachineState, MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume,
-    WaitState,
+    MachineState, MintedToken, OrgMachinesPage, OrgMachinesQuery, SecretsVersion, TokenInfo,
+    UpdateMachine, UpdateVolume, Volume, WaitState,
 };
 use crate::clock::SharedClock;
 use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
@@ -212,6 +212,14 @@ impl FlyApi for HttpFly {
 
     async fn get_machine(&self, app: &AppName, id: &MachineId) -> Result<Machine, FlyError> {
         machines::get(self, app, id).await
+    }
+
+    async fn list_org_machines(
+        &self,
+        org: &OrgSlug,
+        query: &OrgMachinesQuery,
+    ) -> Result<OrgMachinesPage, FlyError> {
+        machines::list_org(self, org, query).await
     }
 
     async fn create_machine(

@@ -267,3 +267,79 @@ mod tests {
         assert_eq!(m.state, MachineState::Unknown);
     }
 }
+
+/// `OrgMachinesResponse`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrgMachinesWire {
+    #[serde(default, deserialize_with = "nullable")]
+    pub machines: Vec<OrgMachineWire>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    #[serde(default)]
+    pub last_updated_at: Option<String>,
+}
+
+/// `OrgMachine`, with its overview config (`MachineOverviewConfig`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrgMachineWire {
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub app_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub state: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub region: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub version: String,
+    #[serde(default)]
+    pub config: Option<Value>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+impl OrgMachinesWire {
+    /// The page; an entry without a valid id (or app) is left out and
+    /// counted: the list only says which app to look at again, and the
+    /// app's own machine list (which fails on such an entry) is what the
+    /// reconciler plans from.
+    pub fn into_domain(self) -> crate::fly::OrgMachinesPage {
+        let total = self.machines.len();
+        let machines: Vec<crate::fly::OrgMachine> = self
+            .machines
+            .into_iter()
+            .filter_map(|m| {
+                let id = MachineId::parse(&m.id).ok()?;
+                if m.app_name.is_empty() {
+                    return None;
+                }
+                let image = m
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.get("image"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let metadata = m.config.as_ref().map(read_metadata).unwrap_or_default();
+                Some(crate::fly::OrgMachine {
+                    app: m.app_name,
+                    id,
+                    name: m.name,
+                    state: MachineState::parse(&m.state),
+                    region: m.region,
+                    version: m.version,
+                    image,
+                    metadata,
+                    updated_at: parse_ts(m.updated_at.as_deref()),
+                })
+            })
+            .collect();
+        crate::fly::OrgMachinesPage {
+            unreadable: total - machines.len(),
+            machines,
+            next_cursor: self.next_cursor.filter(|c| !c.is_empty()),
+            last_updated_at: parse_ts(self.last_updated_at.as_deref()),
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! not know.
 //!
 //! One file per resource: [`apps`], [`machines`] (state, leases, requests),
+//! [`org_machines`] (the org-wide machine list),
 //! [`config`] (a machine config), [`parts`] (its optional parts),
 //! [`volumes`], [`secrets`], [`ips`], [`certificates`], [`tokens`];
 //! [`duration`] formats Go durations, the form Fly's JSON carries them in;
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod ips;
 pub mod machines;
 mod open_enum;
+pub mod org_machines;
 pub mod parts;
 pub mod request_ids;
 pub mod secrets;
@@ -39,6 +41,7 @@ pub use machines::{
     CheckState, CheckStatus, CreateMachine, HostStatus, Lease, Machine, MachineFilter,
     MachineState, UpdateMachine, WaitState,
 };
+pub use org_machines::{OrgMachine, OrgMachinesPage, OrgMachinesQuery};
 pub use parts::{
     DnsConfig, DnsForwardRule, DnsOption, EnvFrom, FileConfig, FileSource, GpuConfig, GpuKind,
     InitConfig, MountConfig, ProcessConfig, ProcessSecret, StaticConfig, StopConfig,

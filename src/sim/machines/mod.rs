@@ -2,6 +2,7 @@
 //! decoding, regions, the capacity fault), [`lifecycle`] (the state machine
 //! and its timer step; start, stop, restart, suspend, delete, cordon),
 //! [`render`] (a machine as the API shows it; list, show, versions),
+//! [`org`] (every machine of an organization, by change time),
 //! [`leases`], [`metadata`] and [`wait`](mod@wait). This module holds what they share:
 //! [`MachineCall`], the target of every `/machines/{machine_id}` endpoint,
 //! and the checks a change must pass.
@@ -41,6 +42,7 @@ pub mod launch;
 pub mod leases;
 pub mod lifecycle;
 pub mod metadata;
+pub mod org;
 pub mod render;
 pub mod wait;
 
