@@ -26,6 +26,8 @@
 //! * [`reconcile`]: one activation: observe → plan → execute once → status.
 //! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, the delays the
 //!   reconciler decided).
+//! * [`feed`]: the org feed: polls Fly's org-wide machine list and wakes the
+//!   tenant whose machine changed (what changed: the pure [`feed::watch`]).
 //!
 //! Adapters:
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations,
@@ -52,6 +54,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod crypto;
+pub mod feed;
 pub mod fly;
 pub mod ids;
 pub mod mcp;

@@ -98,6 +98,15 @@ pub struct ServeArgs {
         default_value_t = 300
     )]
     pub resync_secs: u64,
+    /// Poll Fly's org-wide machine list this often (seconds) and reconcile a
+    /// tenant as soon as one of its machines changes behind flotilla's back
+    /// (the org feed); 0 turns it off (drift then waits for the resync).
+    #[arg(
+        long = "feed-interval-secs",
+        env = "FLOTILLA_FEED_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    pub feed_interval_secs: u64,
     /// Accept admin credentials only from these networks (comma-separated
     /// CIDRs, e.g. `10.0.0.0/8,fdaa::/16`); tenant credentials are not
     /// affected. Default: from anywhere.
@@ -340,6 +349,7 @@ pub async fn serve(
         ),
     );
     let (wake, wakes) = tokio::sync::mpsc::channel(WAKE_QUEUE);
+    let feed_wake = wake.clone();
     let mut ops = Ops::new(stores, clock, args.spec.parse_options())
         .with_planner(reconciler.clone())
         .with_wake(wake)
@@ -471,10 +481,21 @@ pub async fn serve(
         let token = shutdown.clone();
         tokio::spawn(async move { sync.run(token).await })
     });
+    let feed_task = (args.feed_interval_secs > 0).then(|| {
+        let opts = crate::feed::FeedOptions {
+            interval: Duration::from_secs(args.feed_interval_secs),
+            ..crate::feed::FeedOptions::default()
+        };
+        let (fly, store, token) = (conn.api.clone(), store.clone(), shutdown.clone());
+        tokio::spawn(crate::feed::run(fly, store, feed_wake, opts, token))
+    });
     runtime.run(shutdown.clone()).await?;
     shutdown.cancel();
     if let Some(task) = git_task {
         task.await.context("git sync task")?;
+    }
+    if let Some(task) = feed_task {
+        task.await.context("org feed task")?;
     }
     progress.finish();
     http.await.context("HTTP server task")?;
