@@ -462,21 +462,25 @@ impl Runtime {
         );
         let was = self.reconciler.resync_stretch();
         self.reconciler.set_resync_stretch(stretch.factor);
-        if stretch.factor != was {
-            if stretch.stretched() {
-                tracing::warn!(
-                    tenants = stretch.tenants,
-                    demand_rps = stretch.demand_rps,
-                    share_rps = stretch.share_rps.unwrap_or_default(),
-                    factor = stretch.factor,
-                    "the fleet's resyncs exceed the Fly request budget; resync intervals stretched"
-                );
-            } else {
-                tracing::info!(
-                    tenants = stretch.tenants,
-                    "resyncs fit the Fly request budget again"
-                );
-            }
+        match (was > 1.0, stretch.stretched()) {
+            (false, true) => tracing::warn!(
+                tenants = stretch.tenants,
+                demand_rps = stretch.demand_rps,
+                share_rps = stretch.share_rps.unwrap_or_default(),
+                factor = stretch.factor,
+                "the fleet's resyncs exceed the Fly request budget; resync intervals stretched"
+            ),
+            (true, true) if stretch.factor != was => tracing::debug!(
+                tenants = stretch.tenants,
+                demand_rps = stretch.demand_rps,
+                factor = stretch.factor,
+                "resync stretch changed"
+            ),
+            (true, false) => tracing::info!(
+                tenants = stretch.tenants,
+                "resyncs fit the Fly request budget again"
+            ),
+            _ => {}
         }
         let configured = policy.resync;
         metrics::gauge!("flotilla_resync_stretch").set(stretch.factor);

@@ -301,8 +301,9 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers and every migration is applied. Ready
-/// is `ready`, followed by a `resync: ...` line while resync intervals are
+/// Readiness: the database answers and every migration is applied.
+///
+/// Ready is `ready`, followed by a `resync: ...` line while resync intervals are
 /// stretched to fit the Fly request budget or resyncs lag behind their
 /// schedule: a report, still 200.
 #[utoipa::path(get, path = "/readyz", tag = "health",
