@@ -3,12 +3,23 @@
 //!
 //! * A schedule keyed by tenant name holds each tenant's next due time; a
 //!   tenant is in it at most once (dedupe), and an earlier request wins.
-//! * Due work waits in one of two lanes: follow-ups (confirming changes just
-//!   made, watching something settle) and everything else (new tenants, spec
-//!   changes, resyncs, retries). When both have due work they take turns, so
-//!   a backlog larger than `concurrency` (a fleet's first converge) cannot
-//!   hold back the follow-ups that finish tenants already started, and
-//!   follow-ups cannot starve the rest either.
+//! * Due work waits in one of three lanes: follow-ups (confirming changes
+//!   just made, watching something settle, a token rotation coming due),
+//!   priority work (new tenants, spec changes, reconcile-now and rotation
+//!   requests, retries) and resyncs of converged tenants. When follow-ups and
+//!   priority work are both due they take turns, so a backlog larger than
+//!   `concurrency` (a fleet's first converge) cannot hold back the follow-ups
+//!   that finish tenants already started, and follow-ups cannot starve the
+//!   rest either. A resync starts only when neither has due work: writes go
+//!   before resync reads.
+//! * Resyncs fit the Fly request budget ([`RuntimeOptions::budget`]): at
+//!   every listing the fleet's resync demand is weighed against the budget
+//!   (`reconcile::status::budget`), and when it does not fit every tenant's
+//!   resync interval is stretched by the same factor
+//!   ([`Reconciler::set_resync_stretch`]). The effective interval and how far
+//!   the oldest due resync is behind are gauges
+//!   (`flotilla_resync_interval_seconds`, `flotilla_resync_stretch`,
+//!   `flotilla_resync_lag_seconds`) and `/readyz` lines ([`ResyncReport`]).
 //! * At most `concurrency` reconciles run at once; a tenant that changes while
 //!   it is being reconciled is run again right after.
 //! * When a tenant is looked at again is the reconciler's decision
@@ -29,7 +40,7 @@
 //! * On shutdown no new reconcile starts; in-flight ones finish their attempt.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -40,6 +51,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::TenantName;
+use crate::reconcile::status::budget::{self, ResyncBudget, Stretch};
 use crate::reconcile::{Next, Outcome, Reconciler};
 use crate::store::{LabelSelector, StoreError};
 
@@ -54,6 +66,9 @@ pub struct RuntimeOptions {
     pub backoff_max: Duration,
     pub list_interval: Duration,
     pub seed: Option<u64>,
+    /// The Fly request budget resyncs must fit (`None`: no global budget;
+    /// intervals never stretch).
+    pub budget: Option<ResyncBudget>,
 }
 
 impl Default for RuntimeOptions {
@@ -68,6 +83,7 @@ impl Default for RuntimeOptions {
             backoff_max: Duration::from_secs(300),
             list_interval: Duration::from_secs(30),
             seed: None,
+            budget: None,
         }
     }
 }
@@ -80,6 +96,70 @@ pub struct Runtime {
     options: RuntimeOptions,
     hook: Option<OutcomeHook>,
     wakes: Option<tokio::sync::mpsc::Receiver<TenantName>>,
+    report: ResyncReport,
+}
+
+/// What the runtime knows about resyncs against the budget, shared with
+/// `/readyz`: cheap to clone, updated by the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct ResyncReport {
+    inner: Arc<Mutex<ReportState>>,
+}
+
+#[derive(Debug, Default)]
+struct ReportState {
+    /// The controller's resync interval, before any stretch.
+    configured: Duration,
+    /// The last weighing of the fleet against the budget.
+    stretch: Option<Stretch>,
+    /// How far behind the oldest due resync is.
+    lag: Duration,
+}
+
+impl ResyncReport {
+    /// The last weighing of the fleet against the budget (`None` before the
+    /// first listing).
+    pub fn stretch(&self) -> Option<Stretch> {
+        self.lock().stretch
+    }
+
+    /// The controller's resync interval in force (stretched).
+    pub fn effective_interval(&self) -> Duration {
+        let s = self.lock();
+        s.stretch.map_or(s.configured, |st| st.apply(s.configured))
+    }
+
+    /// How far behind its due time the oldest due resync was, last looked.
+    pub fn lag(&self) -> Duration {
+        self.lock().lag
+    }
+
+    /// Records a weighing of the fleet against the budget, for
+    /// `configured` (the controller's resync interval before any stretch).
+    pub fn record_stretch(&self, configured: Duration, stretch: Stretch) {
+        let mut s = self.lock();
+        s.configured = configured;
+        s.stretch = Some(stretch);
+    }
+
+    /// Records how far behind its due time the oldest due resync is.
+    pub fn record_lag(&self, lag: Duration) {
+        self.lock().lag = lag;
+    }
+
+    /// The `/readyz` lines about resyncs: none while they keep their
+    /// schedule.
+    pub fn detail(&self) -> Vec<String> {
+        let s = self.lock();
+        match s.stretch {
+            Some(st) => budget::readyz_detail(s.configured, &st, s.lag),
+            None => Vec::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReportState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Which queue a scheduled activation waits in (see the module doc).
@@ -87,8 +167,10 @@ pub struct Runtime {
 enum Lane {
     /// Work in progress: confirming changes, watching something settle.
     FollowUp,
-    /// New tenants, spec changes, resyncs, retries after backoff.
+    /// New tenants, spec changes, wake-ups, retries after backoff.
     Normal,
+    /// Resyncs of converged tenants: only when nothing else is due.
+    Resync,
 }
 
 type Due = BTreeMap<(Instant, u64), TenantName>;
@@ -96,6 +178,7 @@ type Due = BTreeMap<(Instant, u64), TenantName>;
 struct State {
     follow_ups: Due,
     due: Due,
+    resyncs: Due,
     when: HashMap<TenantName, (Lane, Instant, u64)>,
     /// Which lane goes first the next time both have due work.
     follow_up_turn: bool,
@@ -113,6 +196,7 @@ impl State {
         Self {
             follow_ups: BTreeMap::new(),
             due: BTreeMap::new(),
+            resyncs: BTreeMap::new(),
             when: HashMap::new(),
             follow_up_turn: true,
             running: BTreeSet::new(),
@@ -127,6 +211,7 @@ impl State {
         match lane {
             Lane::FollowUp => &mut self.follow_ups,
             Lane::Normal => &mut self.due,
+            Lane::Resync => &mut self.resyncs,
         }
     }
 
@@ -150,11 +235,13 @@ impl State {
         self.failures.remove(name);
     }
 
-    /// The next tenant due at `now`, taking the lanes in turns while both
-    /// have due work; `None` when nothing is due yet.
+    /// The next tenant due at `now`: follow-ups and priority work in turns
+    /// while both have due work, a resync only when neither has; `None` when
+    /// nothing is due yet.
     fn pop_due(&mut self, now: Instant) -> Option<TenantName> {
         let head = |d: &Due| d.keys().next().copied().filter(|k| k.0 <= now);
         let lane = match (head(&self.follow_ups), head(&self.due)) {
+            (None, None) if head(&self.resyncs).is_some() => Lane::Resync,
             (None, None) => return None,
             (Some(_), None) => Lane::FollowUp,
             (None, Some(_)) => Lane::Normal,
@@ -175,16 +262,22 @@ impl State {
 
     /// When the earliest scheduled activation is due.
     fn next_due(&self) -> Option<Instant> {
-        let a = self.follow_ups.keys().next().map(|k| k.0);
-        let b = self.due.keys().next().map(|k| k.0);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [&self.follow_ups, &self.due, &self.resyncs]
+            .into_iter()
+            .filter_map(|d| d.keys().next().map(|k| k.0))
+            .min()
     }
 
     fn queued(&self) -> usize {
-        self.follow_ups.len() + self.due.len()
+        self.follow_ups.len() + self.due.len() + self.resyncs.len()
+    }
+
+    /// How far behind its due time the oldest due resync is at `now`.
+    fn resync_lag(&self, now: Instant) -> Duration {
+        let oldest = self.resyncs.keys().next().map(|k| k.0);
+        budget::lag(oldest, now, |a: Instant, b: Instant| {
+            a.saturating_duration_since(b)
+        })
     }
 
     fn jitter(&mut self, d: Duration, spread: f64) -> Duration {
@@ -200,7 +293,19 @@ impl Runtime {
             options,
             hook: None,
             wakes: None,
+            report: ResyncReport::default(),
         }
+    }
+
+    /// Reports resync stretch and lag to `report` (shared with `/readyz`).
+    pub fn with_report(mut self, report: ResyncReport) -> Self {
+        self.report = report;
+        self
+    }
+
+    /// What this runtime reports about resyncs.
+    pub fn report(&self) -> ResyncReport {
+        self.report.clone()
     }
 
     /// Tenants sent here are scheduled at once, like a spec change
@@ -227,6 +332,7 @@ impl Runtime {
         let mut tasks: JoinSet<(TenantName, Result<Outcome, String>)> = JoinSet::new();
         let mut list_tick = tokio::time::interval(self.options.list_interval);
         let concurrency = self.options.concurrency.max(1);
+        self.report.lock().configured = self.reconciler.requeue_policy().resync;
         loop {
             // Start what is due, up to the concurrency limit.
             let now = Instant::now();
@@ -245,6 +351,9 @@ impl Runtime {
                     (name, result)
                 });
             }
+            let lag = state.resync_lag(now);
+            self.report.record_lag(lag);
+            metrics::gauge!("flotilla_resync_lag_seconds").set(lag.as_secs_f64());
             metrics::gauge!("flotilla_queue_depth").set(state.queued() as f64);
             metrics::gauge!("flotilla_reconciles_in_flight").set(tasks.len() as f64);
             let next_due = state.next_due();
@@ -260,6 +369,7 @@ impl Runtime {
                 _ = list_tick.tick() => {
                     match store.list(&LabelSelector::default()).await {
                         Ok(records) => {
+                            self.weigh(&records);
                             let now = Instant::now();
                             for r in records {
                                 // Tenants this process has not scheduled (new,
@@ -302,7 +412,8 @@ impl Runtime {
                             let lane = match outcome.next {
                                 Next::Done => { state.forget(&name); state.dirty.remove(&name); continue; }
                                 Next::Soon(_) => Lane::FollowUp,
-                                Next::Backoff | Next::Resync => Lane::Normal,
+                                Next::Backoff => Lane::Normal,
+                                Next::Resync => Lane::Resync,
                             };
                             (outcome.requeue_after.unwrap_or_default(), lane)
                         }
@@ -321,7 +432,8 @@ impl Runtime {
                             (state.jitter(d, 0.5), Lane::Normal)
                         }
                     };
-                    let at = if state.dirty.remove(&name) { now } else { now + delay };
+                    // Changed while it ran: at once, as priority work.
+                    let (at, lane) = if state.dirty.remove(&name) { (now, Lane::Normal) } else { (now + delay, lane) };
                     state.schedule(&name, at, lane);
                 }
                 _ = sleep => {}
@@ -336,6 +448,45 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+impl Runtime {
+    /// Weighs the fleet's resyncs against the budget, stretches the
+    /// reconciler's resync intervals accordingly, and reports it.
+    fn weigh(&self, records: &[crate::store::TenantRecord]) {
+        let policy = self.reconciler.requeue_policy();
+        let stretch = budget::stretch(
+            records.iter().map(|r| policy.base_resync_for(&r.tenant)),
+            self.options.budget,
+        );
+        let was = self.reconciler.resync_stretch();
+        self.reconciler.set_resync_stretch(stretch.factor);
+        match (was > 1.0, stretch.stretched()) {
+            (false, true) => tracing::warn!(
+                tenants = stretch.tenants,
+                demand_rps = stretch.demand_rps,
+                share_rps = stretch.share_rps.unwrap_or_default(),
+                factor = stretch.factor,
+                "the fleet's resyncs exceed the Fly request budget; resync intervals stretched"
+            ),
+            (true, true) if stretch.factor != was => tracing::debug!(
+                tenants = stretch.tenants,
+                demand_rps = stretch.demand_rps,
+                factor = stretch.factor,
+                "resync stretch changed"
+            ),
+            (true, false) => tracing::info!(
+                tenants = stretch.tenants,
+                "resyncs fit the Fly request budget again"
+            ),
+            _ => {}
+        }
+        let configured = policy.resync;
+        metrics::gauge!("flotilla_resync_stretch").set(stretch.factor);
+        metrics::gauge!("flotilla_resync_interval_seconds")
+            .set(stretch.apply(configured).as_secs_f64());
+        self.report.record_stretch(configured, stretch);
     }
 }
 
@@ -387,6 +538,49 @@ mod tests {
         );
         assert_eq!(s.queued(), 0);
         assert!(s.when.is_empty());
+    }
+
+    #[test]
+    fn resyncs_wait_until_no_priority_work_is_due() {
+        let t0 = Instant::now();
+        let mut s = state();
+        // Resyncs due first still go after every due write.
+        s.schedule(&name("r1"), t0, Lane::Resync);
+        s.schedule(&name("r2"), t0 + Duration::from_secs(1), Lane::Resync);
+        s.schedule(&name("n1"), t0 + Duration::from_secs(2), Lane::Normal);
+        s.schedule(&name("f1"), t0 + Duration::from_secs(3), Lane::FollowUp);
+        s.schedule(&name("n2"), t0 + Duration::from_secs(4), Lane::Normal);
+        s.schedule(&name("later"), t0 + Duration::from_secs(60), Lane::Normal);
+        let now = t0 + Duration::from_secs(5);
+        assert_eq!(s.next_due(), Some(t0));
+        // The oldest due resync is 5 s late.
+        assert_eq!(s.resync_lag(now), Duration::from_secs(5));
+        assert_eq!(drain(&mut s, now), ["f1", "n1", "n2", "r1", "r2"]);
+        assert_eq!(s.resync_lag(now), Duration::ZERO);
+        assert_eq!(s.queued(), 1);
+        // A spec change moves a tenant waiting for its resync to the
+        // priority lane.
+        s.schedule(&name("r3"), t0 + Duration::from_secs(30), Lane::Resync);
+        s.schedule(&name("r3"), t0 + Duration::from_secs(6), Lane::Normal);
+        assert_eq!(s.resyncs.len(), 0);
+        assert_eq!(drain(&mut s, t0 + Duration::from_secs(6)), ["r3"]);
+    }
+
+    #[test]
+    fn the_report_says_nothing_before_the_first_listing_then_the_stretch() {
+        let report = ResyncReport::default();
+        assert!(report.detail().is_empty());
+        assert_eq!(report.stretch(), None);
+        report.record_stretch(
+            Duration::from_secs(300),
+            budget::stretch(
+                vec![Duration::from_secs(300); 10_000],
+                Some(ResyncBudget::new(20)),
+            ),
+        );
+        assert_eq!(report.effective_interval().as_secs(), 2666);
+        assert_eq!(report.detail().len(), 1);
+        assert!(report.detail()[0].contains("stretched from 300s to 2666s"));
     }
 
     #[test]

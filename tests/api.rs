@@ -464,6 +464,24 @@ async fn plan_reconcile_apply_and_the_health_endpoints() {
     assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "ok\n"));
     let r = h.call(Method::GET, "/readyz", None, None, &[]).await;
     assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "ready\n"));
+    // Resyncs stretched to fit the Fly budget, and lagging: reported, still
+    // ready.
+    h.resync.record_stretch(
+        Duration::from_secs(300),
+        flotilla::reconcile::status::budget::stretch(
+            vec![Duration::from_secs(300); 10_000],
+            Some(flotilla::reconcile::status::budget::ResyncBudget::new(20)),
+        ),
+    );
+    h.resync.record_lag(Duration::from_secs(600));
+    let r = h.call(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (
+            StatusCode::OK,
+            "ready\nresync: interval stretched from 300s to 2666s: 10000 tenant(s) need 133.3 req/s of reads, over the 15.0 req/s the Fly budget leaves for resyncs\nresync: lagging 600s behind schedule\n"
+        )
+    );
     let r = h.call(Method::GET, "/metrics", None, None, &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = h.call(Method::GET, "/nowhere", None, None, &[]).await;

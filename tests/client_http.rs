@@ -1461,6 +1461,7 @@ async fn rate_limiter_spaces_calls_to_one_machine() {
         enabled: true,
         global_rps: None,
         global_burst: 1,
+        ..RateLimitConfig::default()
     };
     let fly = HttpFly::new(cfg).expect("client");
     for _ in 0..4 {

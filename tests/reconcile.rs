@@ -13,9 +13,10 @@ use flotilla::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use flotilla::fly::http::HttpFly;
 use flotilla::fly::{FlyApi, MachineFilter, UpdateMachine};
 use flotilla::ids::{AppName, TenantName};
+use flotilla::reconcile::status::budget::ResyncBudget;
 use flotilla::reconcile::status::{ConditionStatus, READY, SYNCED, TenantStatus};
 use flotilla::reconcile::{Next, Outcome, ReconcileOptions, Reconciler};
-use flotilla::runtime::{Runtime, RuntimeOptions};
+use flotilla::runtime::{ResyncReport, Runtime, RuntimeOptions};
 use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
 use flotilla::spec::{self, ParseOptions};
 use flotilla::store::{self, SharedStore, TenantDraft};
@@ -984,6 +985,105 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
         wait_for_image(&h, "t2", "nginx:1.29").await,
         "a write from another process is picked up without waiting for a resync"
     );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("shuts down")
+        .unwrap()
+        .unwrap();
+}
+
+/// Five tenants resyncing every 10 s need 5 × 4 reads / 10 s = 2 req/s;
+/// a budget of 1 req/s leaves 0.75 req/s for resyncs, so the interval
+/// stretches evenly to 26.7 s, the converged tenants' next resyncs (and
+/// their `nextReconcileAt`) follow it, and the report says so.
+#[tokio::test]
+async fn a_fleet_over_the_budget_stretches_its_resyncs_and_reports_it() {
+    let h = harness(SimConfig::default()).await;
+    let mut docs = String::new();
+    for i in 0..5 {
+        docs.push_str(&format!(
+            "---\napiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: t{i}\nspec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
+        ));
+    }
+    h.apply(&docs).await;
+    let mut every_ten_seconds = options();
+    every_ten_seconds.requeue.resync = Duration::from_secs(10);
+    let reconciler = Arc::new(Reconciler::new(
+        h.fly.clone(),
+        h.store.clone(),
+        h.clock.clone(),
+        every_ten_seconds,
+    ));
+    let resyncs: Arc<std::sync::Mutex<BTreeMap<String, Duration>>> = Arc::default();
+    let seen = resyncs.clone();
+    let report = ResyncReport::default();
+    let runtime = Runtime::new(
+        reconciler.clone(),
+        RuntimeOptions {
+            concurrency: 3,
+            list_interval: Duration::from_millis(300),
+            seed: Some(1),
+            budget: Some(ResyncBudget::new(1)),
+            ..RuntimeOptions::default()
+        },
+    )
+    .with_report(report.clone())
+    .with_hook(Arc::new(move |name: &TenantName, o: &Outcome| {
+        if o.ready && o.next == Next::Resync {
+            let after = o.requeue_after.expect("a delay");
+            seen.lock().unwrap().insert(name.to_string(), after);
+        }
+    }));
+    assert!(
+        report.detail().is_empty(),
+        "nothing to say before a listing"
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(shutdown.clone()));
+    for _ in 0..300 {
+        if resyncs.lock().unwrap().len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = resyncs.lock().unwrap().clone();
+    assert_eq!(got.len(), 5, "every tenant converged: {got:?}");
+
+    let expected = 20.0 / 0.75;
+    let stretch = report.stretch().expect("weighed at the first listing");
+    assert!(
+        (stretch.factor - expected / 10.0).abs() < 1e-9,
+        "{stretch:?}"
+    );
+    assert_eq!(report.effective_interval().as_millis(), 26_666);
+    assert!((reconciler.resync_stretch() - stretch.factor).abs() < 1e-12);
+    for (name, after) in &got {
+        // The stretched interval, ±10% jitter, not the configured 10 s.
+        let secs = after.as_secs_f64();
+        assert!(
+            (expected * 0.9 - 1e-6..=expected * 1.1 + 1e-6).contains(&secs),
+            "{name}: next resync in {secs}s"
+        );
+        // The status says so: `nextReconcileAt` is that far after the
+        // last activation started (plus its duration).
+        let status = h.status(name).await;
+        let at = status.next_reconcile_at.expect("recorded");
+        let last = status.history.first().expect("history").started_at;
+        let recorded = at.duration_since(last).as_secs_f64();
+        assert!(
+            (expected * 0.9 - 1e-3..=expected * 1.1 + 5.0).contains(&recorded),
+            "{name}: nextReconcileAt {recorded}s after the last activation"
+        );
+    }
+    let detail = report.detail();
+    assert!(
+        detail.first().is_some_and(|l| l
+            .starts_with("resync: interval stretched from 10s to 26s: 5 tenant(s) need 2.0 req/s")),
+        "{detail:?}"
+    );
+    assert!(report.lag() < Duration::from_secs(30), "{:?}", report.lag());
+
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), task)
         .await

@@ -98,6 +98,8 @@ struct Inner {
     git_hook: Option<hooks::GitHook>,
     /// Cancelled at shutdown: ends the MCP server's open streams.
     shutdown: tokio_util::sync::CancellationToken,
+    /// The runtime's resync stretch and lag, reported on `/readyz`.
+    resync: Option<crate::runtime::ResyncReport>,
 }
 
 impl ApiState {
@@ -110,6 +112,7 @@ impl ApiState {
                 config,
                 git_hook: None,
                 shutdown: tokio_util::sync::CancellationToken::new(),
+                resync: None,
             }),
         }
     }
@@ -118,6 +121,15 @@ impl ApiState {
     pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.shutdown = shutdown;
+        }
+        self
+    }
+
+    /// With the runtime's resync report (`/readyz` lines). Call before the
+    /// state is shared.
+    pub fn with_resync_report(mut self, report: crate::runtime::ResyncReport) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.resync = Some(report);
         }
         self
     }
@@ -290,15 +302,26 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: the database answers and every migration is applied.
+///
+/// Ready is `ready`, followed by a `resync: ...` line while resync intervals are
+/// stretched to fit the Fly request budget or resyncs lag behind their
+/// schedule: a report, still 200.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready", body = String),
+    responses((status = 200, description = "Ready (with resync lines when resyncs are stretched or lag)", body = String),
               (status = 503, description = "Database unreachable or migrations pending", body = String)))]
-async fn readyz(State(s): State<ApiState>) -> (StatusCode, &'static str) {
+async fn readyz(State(s): State<ApiState>) -> (StatusCode, String) {
     match s.ops().stores().access.ready().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
+        Ok(()) => {
+            let mut body = String::from("ready\n");
+            for line in s.inner.resync.iter().flat_map(|r| r.detail()) {
+                body.push_str(&line);
+                body.push('\n');
+            }
+            (StatusCode::OK, body)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
         }
     }
 }

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use crate::clock::SharedClock;
 use crate::fly::FlyApi;
 use crate::fly::http::{FlyConfig, HttpFly, TokenHolder};
+use crate::fly::ratelimit::RateLimitConfig;
 use crate::sim::{SimConfig, SimHandle};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -56,7 +57,17 @@ fn client(mut config: FlyConfig) -> anyhow::Result<(HttpFly, TokenHolder)> {
 }
 
 impl FlyArgs {
+    /// Connects with the client's default rate limits.
     pub async fn connect(&self, clock: SharedClock) -> anyhow::Result<FlyConnection> {
+        self.connect_with(clock, RateLimitConfig::default()).await
+    }
+
+    /// Connects with these rate limits (`serve --fly-rps ...`).
+    pub async fn connect_with(
+        &self,
+        clock: SharedClock,
+        rate_limits: RateLimitConfig,
+    ) -> anyhow::Result<FlyConnection> {
         match self.target {
             FlyTarget::Api => {
                 let Some(token) = self.token.clone() else {
@@ -68,6 +79,7 @@ impl FlyArgs {
                 config.machines_url = self.api_url.clone();
                 config.graphql_url = self.graphql_url.clone();
                 config.clock = clock;
+                config.rate_limits = rate_limits;
                 let (api, holder) = client(config)?;
                 Ok(FlyConnection {
                     api: Arc::new(api),
@@ -89,6 +101,7 @@ impl FlyArgs {
                 config.machines_url = sim.base_url();
                 config.graphql_url = sim.graphql_url();
                 config.clock = clock;
+                config.rate_limits = rate_limits;
                 let (api, holder) = client(config)?;
                 Ok(FlyConnection {
                     api: Arc::new(api),

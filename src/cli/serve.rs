@@ -40,13 +40,15 @@ use crate::cli::keys::KeyArgs;
 use crate::clock::{SharedClock, TokioSleeper};
 use crate::crypto::Keyring;
 use crate::crypto::credential::ServerKey;
+use crate::fly::ratelimit::RateLimitConfig;
 use crate::ids::TenantName;
 use crate::ops::prune::PrunePolicy;
 use crate::ops::{Actor, Ops};
+use crate::reconcile::status::budget::ResyncBudget;
 use crate::reconcile::tokens::TokenSettings;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use crate::rotation::Policy;
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::{ResyncReport, Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
 use crate::source::git::{GitLimits, GitSpec};
 use crate::source::sync::{GitSync, SyncConfig};
@@ -88,6 +90,8 @@ pub struct ServeArgs {
     pub spec: SpecArgs,
     #[command(flatten)]
     pub fly: FlyArgs,
+    #[command(flatten)]
+    pub budget: FlyBudgetArgs,
     /// Reconciles running at once (default: 4 per CPU).
     #[arg(long, env = "FLOTILLA_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -150,6 +154,66 @@ pub struct ServeArgs {
     // Boxed: keeps `Command` small (clippy's large_enum_variant).
     #[command(flatten)]
     pub git: Box<GitArgs>,
+}
+
+/// The Fly request budget (docs/reconcile.md, "The request budget").
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlyBudgetArgs {
+    /// Fly requests per second over all of the controller's calls (the
+    /// global budget). Resync intervals stretch when the fleet's resyncs do
+    /// not fit in three quarters of it.
+    #[arg(
+        long = "fly-rps",
+        env = "FLOTILLA_FLY_RPS",
+        default_value_t = 20,
+        value_parser = at_least_one
+    )]
+    pub rps: u32,
+    /// Requests the global budget lets through at once after a quiet spell.
+    #[arg(
+        long = "fly-burst",
+        env = "FLOTILLA_FLY_BURST",
+        default_value_t = 40,
+        value_parser = at_least_one
+    )]
+    pub burst: u32,
+    /// App creations per minute for the org (Fly allows 1 per second).
+    #[arg(
+        long = "fly-app-creates-per-min",
+        env = "FLOTILLA_FLY_APP_CREATES_PER_MIN",
+        default_value_t = 60,
+        value_parser = at_least_one
+    )]
+    pub app_creates_per_min: u32,
+}
+
+impl FlyBudgetArgs {
+    /// The client's rate limits: per-operation limits on, these budgets.
+    pub fn rate_limits(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            enabled: true,
+            global_rps: Some(self.rps),
+            global_burst: self.burst,
+            app_creates_per_minute: self.app_creates_per_min,
+        }
+    }
+
+    /// The budget resyncs must fit.
+    pub fn resync_budget(&self) -> ResyncBudget {
+        ResyncBudget::new(self.rps)
+    }
+}
+
+/// A count that must be at least 1 (0 would stop every such call).
+fn at_least_one(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))?;
+    if n == 0 {
+        return Err("must be at least 1 (0 would stop every such call to Fly)".into());
+    }
+    Ok(n)
 }
 
 /// The git sync (docs/gitops.md): apply a branch's specs as they change.
@@ -295,7 +359,10 @@ pub async fn serve(
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let conn = args.fly.connect(clock.clone()).await?;
+    let conn = args
+        .fly
+        .connect_with(clock.clone(), args.budget.rate_limits())
+        .await?;
     if let Some(sim) = &conn.sim {
         eprintln!(
             "flotilla: using the built-in Fly simulator at {} (org {})",
@@ -402,7 +469,10 @@ pub async fn serve(
     } else {
         None
     };
-    let mut runtime_options = RuntimeOptions::default();
+    let mut runtime_options = RuntimeOptions {
+        budget: Some(args.budget.resync_budget()),
+        ..RuntimeOptions::default()
+    };
     if let Some(c) = args.concurrency {
         runtime_options.concurrency = c.max(1);
     }
@@ -439,8 +509,10 @@ pub async fn serve(
         }
         None => None,
     };
-    let mut state =
-        ApiState::new(ops.clone(), Some(metrics), config.clone()).with_shutdown(shutdown.clone());
+    let resync_report = ResyncReport::default();
+    let mut state = ApiState::new(ops.clone(), Some(metrics), config.clone())
+        .with_shutdown(shutdown.clone())
+        .with_resync_report(resync_report.clone());
     if let (Some(sync), Some(file)) = (&git_sync, &args.git.webhook_secret_file) {
         let hook = GitHook::new(read_webhook_secret(file)?, sync.trigger())
             .map_err(|e| anyhow::anyhow!("--git-webhook-secret-file: {e}"))?;
@@ -458,6 +530,7 @@ pub async fn serve(
     let progress = Progress::new(&store, addr).await?;
     let hook_progress = progress.clone();
     let runtime = Runtime::new(reconciler, runtime_options)
+        .with_report(resync_report)
         .with_wakes(wakes)
         .with_hook(Arc::new(move |name: &TenantName, outcome: &Outcome| {
             hook_progress.observe(name, outcome)
@@ -682,6 +755,54 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         policy: TokenPolicyArgs,
+    }
+
+    #[derive(Debug, Parser)]
+    struct BudgetCli {
+        #[command(flatten)]
+        budget: FlyBudgetArgs,
+    }
+
+    fn budget(args: &[&str]) -> Result<FlyBudgetArgs, clap::Error> {
+        BudgetCli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|c| c.budget)
+    }
+
+    #[test]
+    fn the_budget_defaults_are_the_clients() {
+        let b = budget(&[]).unwrap();
+        assert_eq!(b.rate_limits(), RateLimitConfig::default());
+        assert_eq!(b.resync_budget(), ResyncBudget::new(20));
+    }
+
+    #[test]
+    fn the_budget_flags_set_the_limits() {
+        let b = budget(&[
+            "--fly-rps",
+            "150",
+            "--fly-burst",
+            "300",
+            "--fly-app-creates-per-min",
+            "30",
+        ])
+        .unwrap();
+        let l = b.rate_limits();
+        assert_eq!(
+            (l.global_rps, l.global_burst, l.app_creates_per_minute),
+            (Some(150), 300, 30)
+        );
+        assert_eq!(b.resync_budget().rps, 150);
+    }
+
+    #[test]
+    fn the_budget_flags_refuse_zero_with_a_reason() {
+        for flag in ["--fly-rps", "--fly-burst", "--fly-app-creates-per-min"] {
+            let e = budget(&[flag, "0"]).unwrap_err().to_string();
+            assert!(e.contains("must be at least 1"), "{flag}: {e}");
+            assert!(e.contains(flag), "{flag}: {e}");
+            assert!(budget(&[flag, "-3"]).is_err());
+            assert!(budget(&[flag, "x"]).is_err());
+        }
     }
 
     fn policy(args: &[&str]) -> anyhow::Result<Policy> {

@@ -4,8 +4,8 @@
 //! machine for machine-scoped calls, otherwise the app): 1 req/s with bursts
 //! of 3, except `Get Machine` at 5 req/s with bursts of 10, and app deletions
 //! at 100 per minute (API-NOTES §3). App creation has no app to key on and
-//! counts against the org: a fleet's creates share one bucket of 1 req/s, so
-//! the client paces them. A fleet-wide operation (rolling secrets to 500
+//! counts against the org: a fleet's creates share one bucket, paced at
+//! [`RateLimitConfig::app_creates_per_minute`] (default 60: Fly's 1 req/s). A fleet-wide operation (rolling secrets to 500
 //! machines, creating 1,000 apps) would otherwise provoke a storm of 429s,
 //! so every call waits here first. On top of the per-key limits sits one
 //! global token bucket over all calls, so the controller as a whole stays a
@@ -52,6 +52,8 @@ pub struct RateLimitConfig {
     pub global_rps: Option<u32>,
     /// Burst size of the global budget.
     pub global_burst: u32,
+    /// App creations per minute for the org (one bucket; bursts of 2).
+    pub app_creates_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -63,6 +65,7 @@ impl Default for RateLimitConfig {
             enabled: true,
             global_rps: Some(20),
             global_burst: 40,
+            app_creates_per_minute: 60,
         }
     }
 }
@@ -74,6 +77,8 @@ pub enum RateLimitConfigError {
     ZeroRate,
     #[error("rate_limits.global_burst must be at least 1")]
     ZeroBurst,
+    #[error("rate_limits.app_creates_per_minute must be at least 1")]
+    ZeroAppCreates,
 }
 
 /// A governor clock reading tokio's (pausable) monotonic time.
@@ -117,6 +122,7 @@ pub struct FlyRateLimiter {
     default: Keyed,
     show: Keyed,
     app_delete: Keyed,
+    app_create: Direct,
     global: Option<Direct>,
     checks: AtomicU64,
 }
@@ -158,6 +164,8 @@ impl FlyRateLimiter {
         let clock = TokioClock {
             origin: tokio::time::Instant::now(),
         };
+        let creates = NonZeroU32::new(config.app_creates_per_minute)
+            .ok_or(RateLimitConfigError::ZeroAppCreates)?;
         let global = match config.global_rps {
             None => None,
             Some(rps) => {
@@ -187,6 +195,12 @@ impl FlyRateLimiter {
                 Quota::per_minute(HUNDRED).allow_burst(APP_DELETE_BURST),
                 clock,
             ),
+            // App creations, one bucket for the org (bursts of 2, as the
+            // default class).
+            app_create: RateLimiter::direct_with_clock(
+                Quota::per_minute(creates).allow_burst(DEFAULT_BURST),
+                clock,
+            ),
             global,
             checks: AtomicU64::new(0),
         }))
@@ -206,20 +220,31 @@ impl FlyRateLimiter {
             Class::Show => &self.show,
             Class::AppDelete => &self.app_delete,
         };
-        let per_org = class == Class::AppDelete || operation == "Apps_create";
-        let key: Key = (
-            operation,
-            if per_org {
-                String::new()
-            } else {
-                key.to_owned()
-            },
-        );
-        loop {
-            match limiter.check_key(&key) {
-                Ok(()) => break,
-                Err(not_until) => {
-                    tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+        if operation == "Apps_create" {
+            loop {
+                match self.app_create.check() {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+                    }
+                }
+            }
+        } else {
+            let per_org = class == Class::AppDelete;
+            let key: Key = (
+                operation,
+                if per_org {
+                    String::new()
+                } else {
+                    key.to_owned()
+                },
+            );
+            loop {
+                match limiter.check_key(&key) {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+                    }
                 }
             }
         }
@@ -258,6 +283,7 @@ mod tests {
             enabled: true,
             global_rps,
             global_burst,
+            app_creates_per_minute: 60,
         })
         .expect("valid config")
         .expect("enabled")
@@ -342,6 +368,25 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_app_create_pace_is_configurable() {
+        let l = FlyRateLimiter::new(&RateLimitConfig {
+            app_creates_per_minute: 12,
+            global_rps: None,
+            ..RateLimitConfig::default()
+        })
+        .expect("valid")
+        .expect("enabled");
+        let start = Instant::now();
+        let mut got = Vec::new();
+        for i in 0..4 {
+            l.until_ready("Apps_create", &format!("app-{i}")).await;
+            got.push(start.elapsed());
+        }
+        // Burst of 2, then one per 5 s.
+        assert_eq!(ms(&got), vec![0, 0, 5000, 10000]);
+    }
+
     /// Sends paced by this limiter reach Fly's bucket (Fly's burst of 3 at 1
     /// req/s, as the simulator enforces it) each up to 0.9 s late, in
     /// whatever order that produces, after idle spells of any length: Fly
@@ -418,6 +463,14 @@ mod tests {
         assert_eq!(
             FlyRateLimiter::new(&zero_burst).err(),
             Some(RateLimitConfigError::ZeroBurst)
+        );
+        let zero_creates = RateLimitConfig {
+            app_creates_per_minute: 0,
+            ..RateLimitConfig::default()
+        };
+        assert_eq!(
+            FlyRateLimiter::new(&zero_creates).err(),
+            Some(RateLimitConfigError::ZeroAppCreates)
         );
     }
 }

@@ -29,6 +29,7 @@ pub mod status;
 pub mod tokens;
 mod volumes;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,6 +133,9 @@ pub struct Reconciler {
     /// secret values (`secrets`); `None`: tokens in a spec are reported as
     /// not managed, nothing is minted, and no stored value is delivered.
     tokens: Option<tokens::TokenSettings>,
+    /// The factor resync intervals are stretched by (f64 bits), set by the
+    /// runtime from `status::budget` (1 while the fleet fits the budget).
+    resync_stretch: AtomicU64,
 }
 
 impl Reconciler {
@@ -166,6 +170,7 @@ impl Reconciler {
             options,
             rng: Mutex::new(rng),
             tokens: None,
+            resync_stretch: AtomicU64::new(1.0f64.to_bits()),
         }
     }
 
@@ -187,6 +192,28 @@ impl Reconciler {
 
     pub fn store(&self) -> &SharedStore {
         &self.store
+    }
+
+    /// When tenants are looked at again (before any stretch).
+    pub fn requeue_policy(&self) -> &RequeuePolicy {
+        &self.options.requeue
+    }
+
+    /// Stretches every resync interval decided from now on by `factor`
+    /// (values below 1, or not a number, mean no stretch).
+    pub fn set_resync_stretch(&self, factor: f64) {
+        let factor = if factor.is_finite() && factor > 1.0 {
+            factor
+        } else {
+            1.0
+        };
+        self.resync_stretch
+            .store(factor.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The factor resync intervals are stretched by.
+    pub fn resync_stretch(&self) -> f64 {
+        f64::from_bits(self.resync_stretch.load(Ordering::Relaxed))
     }
 
     /// Observes and plans without changing anything.
@@ -484,6 +511,10 @@ impl Reconciler {
         started: Timestamp,
     ) -> Derived {
         let jitter = self.rng.lock().expect("rng lock").random_range(0.0..1.0);
+        let requeue = RequeuePolicy {
+            resync_stretch: self.resync_stretch(),
+            ..self.options.requeue.clone()
+        };
         derive(&Inputs {
             tenant: &record.tenant,
             generation: record.generation,
@@ -493,7 +524,7 @@ impl Reconciler {
             previous,
             started,
             finished: self.clock.now(),
-            requeue: &self.options.requeue,
+            requeue: &requeue,
             jitter,
         })
     }

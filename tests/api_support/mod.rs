@@ -44,6 +44,8 @@ pub struct Harness {
     pub globex: String,
     pub wakes: mpsc::Receiver<TenantName>,
     pub label: &'static str,
+    /// What `/readyz` reports about resyncs (no runtime fills it here).
+    pub resync: flotilla::runtime::ResyncReport,
     pub _sim: SimHandle,
     pub _dir: Option<tempfile::TempDir>,
     pub _pg: Option<PgTestDb>,
@@ -121,8 +123,12 @@ pub async fn harness_with(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .build_recorder()
         .handle();
-    let router = api::router(ApiState::new(ops.clone(), Some(metrics), config));
+    let resync = flotilla::runtime::ResyncReport::default();
+    let router = api::router(
+        ApiState::new(ops.clone(), Some(metrics), config).with_resync_report(resync.clone()),
+    );
     Harness {
+        resync,
         router,
         ops,
         stores,

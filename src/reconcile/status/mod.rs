@@ -11,7 +11,10 @@
 //! What an activation means for them is decided by the pure [`derive`]
 //! (conditions, history, requeue), [`resources`] (per-resource status) and
 //! [`requeue`] (delays); `crate::reconcile` only carries the result.
+//! [`budget`] decides how far resync intervals stretch when the fleet's
+//! resyncs do not fit the Fly request budget.
 
+pub mod budget;
 pub mod derive;
 pub mod readiness;
 pub mod requeue;

@@ -52,6 +52,10 @@ pub struct RequeuePolicy {
     pub backoff_base: Duration,
     /// Cap on one backoff (before jitter).
     pub backoff_max: Duration,
+    /// Factor (at least 1) every resync interval is multiplied by while the
+    /// fleet's resyncs do not fit the Fly request budget
+    /// (`status::budget`); 1 otherwise.
+    pub resync_stretch: f64,
 }
 
 impl Default for RequeuePolicy {
@@ -62,20 +66,32 @@ impl Default for RequeuePolicy {
             resync: Duration::from_secs(300),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            resync_stretch: 1.0,
         }
     }
 }
 
 impl RequeuePolicy {
     /// The resync interval for `tenant`: its annotation when it holds a valid
-    /// duration, else the controller's.
-    pub fn resync_for(&self, tenant: &Tenant) -> Duration {
+    /// duration, else the controller's; before any stretch.
+    pub fn base_resync_for(&self, tenant: &Tenant) -> Duration {
         tenant
             .metadata
             .annotations
             .get(RESYNC_ANNOTATION)
             .and_then(|v| parse_simple_duration(v))
             .unwrap_or(self.resync)
+    }
+
+    /// The resync interval for `tenant` in force: [`Self::base_resync_for`]
+    /// times [`Self::resync_stretch`] (when that is above 1).
+    pub fn resync_for(&self, tenant: &Tenant) -> Duration {
+        let base = self.base_resync_for(tenant);
+        if self.resync_stretch > 1.0 {
+            super::budget::scale(base, self.resync_stretch)
+        } else {
+            base
+        }
     }
 
     /// The delay before the next activation. `failures` counts consecutive
@@ -102,7 +118,7 @@ fn spread(d: Duration, fraction: f64, sample: f64) -> Duration {
     } else {
         0.5
     };
-    d.mul_f64(1.0 + fraction * (2.0 * sample - 1.0))
+    super::budget::scale(d, 1.0 + fraction * (2.0 * sample - 1.0))
 }
 
 /// `30s`, `10m`, `2h` (one unit). Used only for the resync annotation.
@@ -142,6 +158,34 @@ mod tests {
         assert_eq!(p.delay(Next::Backoff, r, 40, 0.5), Duration::from_secs(300));
         assert_eq!(p.delay(Next::Backoff, r, 4, 0.0), Duration::from_secs(4));
         assert_eq!(p.delay(Next::Backoff, r, 4, 1.0), Duration::from_secs(12));
+    }
+
+    #[test]
+    fn a_stretch_multiplies_every_resync_interval() {
+        let mut p = RequeuePolicy::default();
+        let tenant = |annotations: &str| -> Tenant {
+            let yaml = format!(
+                "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: a\n{annotations}spec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
+            );
+            let docs =
+                crate::spec::load_str("t.yaml", &yaml, &crate::spec::ParseOptions::default())
+                    .expect("valid spec");
+            docs.into_iter().next().expect("one tenant").tenant
+        };
+        let plain = tenant("");
+        let annotated = tenant("  annotations:\n    flotilla.dev/resync-interval: 1m\n");
+        assert_eq!(p.resync_for(&plain), Duration::from_secs(300));
+        p.resync_stretch = 2.5;
+        assert_eq!(p.resync_for(&plain), Duration::from_secs(750));
+        assert_eq!(p.resync_for(&annotated), Duration::from_secs(150));
+        assert_eq!(p.base_resync_for(&annotated), Duration::from_secs(60));
+        // Below 1 or not a number: no stretch.
+        p.resync_stretch = 0.5;
+        assert_eq!(p.resync_for(&plain), Duration::from_secs(300));
+        p.resync_stretch = f64::NAN;
+        assert_eq!(p.resync_for(&plain), Duration::from_secs(300));
+        // A huge interval saturates instead of panicking.
+        assert!(p.delay(Next::Resync, Duration::MAX, 0, 1.0) >= Duration::from_secs(1));
     }
 
     #[test]
