@@ -915,15 +915,21 @@ async fn a_crash_at_any_point_then_restart_converges_without_leaks() {
     }
 }
 
+/// `n` tenants `t0`.. of one nginx machine each, with `extra` spec lines.
+fn fleet(n: usize, extra: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "---\napiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: t{i}\nspec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n{extra}"
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefully() {
     let h = harness(SimConfig::default()).await;
-    let mut docs = String::new();
-    for i in 0..5 {
-        docs.push_str(&format!(
-            "---\napiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: t{i}\nspec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n  ips:\n    - type: v6\n"
-        ));
-    }
+    let docs = fleet(5, "  ips:\n    - type: v6\n");
     h.apply(&docs).await;
     let mut resync_in_an_hour = options();
     resync_in_an_hour.requeue.resync = Duration::from_secs(3600);
@@ -1000,13 +1006,7 @@ async fn the_runtime_converges_a_fleet_wakes_on_changes_and_shuts_down_gracefull
 #[tokio::test]
 async fn a_fleet_over_the_budget_stretches_its_resyncs_and_reports_it() {
     let h = harness(SimConfig::default()).await;
-    let mut docs = String::new();
-    for i in 0..5 {
-        docs.push_str(&format!(
-            "---\napiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: t{i}\nspec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
-        ));
-    }
-    h.apply(&docs).await;
+    h.apply(&fleet(5, "")).await;
     let mut every_ten_seconds = options();
     every_ten_seconds.requeue.resync = Duration::from_secs(10);
     let reconciler = Arc::new(Reconciler::new(
