@@ -117,6 +117,9 @@ async fn without_a_session_every_page_sends_to_the_sign_in_form_and_actions_do_n
         "{csp}"
     );
     assert_eq!(r.headers["cache-control"], "no-store");
+    // `no-referrer` would make a browser send `Origin: null` on the page's
+    // own posts (the browser test caught it).
+    assert_eq!(r.headers["referrer-policy"], "same-origin");
     let r = h.call(Method::GET, "/ui", None, None, &[]).await;
     assert_eq!(location(&r), "/ui/");
     for asset in ["/ui/assets/app.css", "/ui/assets/app.js"] {

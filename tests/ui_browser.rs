@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The W3C WebDriver key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a07b-4d739ddf2a3e";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The screenshots the README shows.
 const SHOTS: &[&str] = &[
     "fleet.png",
@@ -166,7 +166,10 @@ impl Driver {
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        v[ELEMENT].as_str().unwrap().to_string()
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
     }
 
     async fn click(&self, css: &str) {
@@ -315,7 +318,7 @@ async fn an_operator_signs_in_sees_the_fleet_opens_a_tenant_and_reconciles_and_r
     assert!(d.url().await.ends_with("/ui/login"), "{}", d.url().await);
     d.type_into("#credential", &admin).await;
     d.click("button[type=submit]").await;
-    assert_eq!(d.url().await, ui);
+    assert_eq!(d.url().await, ui, "{}", d.source().await);
     let fleet = d.source().await;
     for name in &names {
         assert!(

@@ -123,7 +123,9 @@ async fn headers(State(_): State<ApiState>, req: Request, next: Next) -> Respons
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: with it a browser sends `Origin: null` on the
+    // page's own form posts, which the origin check then refuses.
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     resp
