@@ -181,22 +181,22 @@ impl FromRequestParts<ApiState> for Session {
 }
 
 impl Session {
-    /// Checks a POST's CSRF token and origin.
-    pub fn check_post(
+    /// Checks a POST's CSRF token and origin: the refusal, if any.
+    pub fn post_refused(
         &self,
         state: &ApiState,
         headers: &HeaderMap,
         csrf: &str,
-    ) -> Result<(), Response> {
+    ) -> Option<Response> {
         if !same_origin(headers) || !state.ui_key().csrf_ok(&self.cookie, csrf) {
             tracing::warn!(actor = %self.actor.label(), request_id = %self.actor.request_id, "web page: a POST without a valid CSRF token or from another origin was refused");
-            return Err(error_page(
+            return Some(error_page(
                 StatusCode::FORBIDDEN,
                 "Refused",
                 "This form is out of date or did not come from this page. Go back, reload and try again.",
             ));
         }
-        Ok(())
+        None
     }
 }
 
@@ -422,7 +422,7 @@ async fn logout(
     headers: HeaderMap,
     axum::extract::Form(form): axum::extract::Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = session.check_post(&state, &headers, &form.csrf) {
+    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;
     }
     ([(SET_COOKIE, clear_cookie())], Redirect::to("/ui/login")).into_response()

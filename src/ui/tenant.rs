@@ -220,7 +220,7 @@ pub async fn reconcile(
     headers: HeaderMap,
     axum::extract::Form(form): axum::extract::Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_post(&state, &headers, &form.csrf) {
+    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;
     }
     match state.ops().reconcile_now(&session.actor, &name).await {
@@ -255,7 +255,7 @@ pub async fn rotate(
     headers: HeaderMap,
     axum::extract::Form(form): axum::extract::Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_post(&state, &headers, &form.csrf) {
+    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;
     }
     ask(
@@ -276,7 +276,7 @@ pub async fn resume(
     headers: HeaderMap,
     axum::extract::Form(form): axum::extract::Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_post(&state, &headers, &form.csrf) {
+    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;
     }
     ask(
@@ -297,7 +297,7 @@ pub async fn plan(
     headers: HeaderMap,
     axum::extract::Form(form): axum::extract::Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_post(&state, &headers, &form.csrf) {
+    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;
     }
     let plan = match state.ops().plan_stored(&session.actor, &name).await {
