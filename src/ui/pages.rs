@@ -240,14 +240,14 @@ pub async fn fleet(
                             div.sub { (r.app) @if !r.labels.is_empty() { " · " (r.labels) } }
                             @if r.deleting { div.sub.bad { "being deleted" } }
                         }
-                        td { (badge(&r.ready)) }
-                        td { (badge(&r.synced)) }
-                        td title=(r.message) { (r.reason) }
-                        td { (r.observed) " / " (r.generation)
+                        td data-label="Ready" { (badge(&r.ready)) }
+                        td data-label="Synced" { (badge(&r.synced)) }
+                        td data-label="Reason" title=(r.message) { (r.reason) }
+                        td data-label="Generation" { (r.observed) " / " (r.generation)
                             @if r.observed < r.generation { div.sub { "not yet observed" } } }
-                        td { (time(r.last, now)) @if !r.last_result.is_empty() { div.sub { (r.last_result) } } }
-                        td { (time(r.next_reconcile, now)) }
-                        td { (time(r.next_rotation, now)) @if r.halted > 0 { div.sub.bad { (r.halted) " halted" } } }
+                        td data-label="Last reconcile" { (time(r.last, now)) @if !r.last_result.is_empty() { div.sub { (r.last_result) } } }
+                        td data-label="Next reconcile" { (time(r.next_reconcile, now)) }
+                        td data-label="Next rotation" { (time(r.next_rotation, now)) @if r.halted > 0 { div.sub.bad { (r.halted) " halted" } } }
                     }
                 }
             }
