@@ -2,9 +2,10 @@
 //! driven over WebDriver (`chromedriver`, from Debian's `chromium-driver`)
 //! by a few plain HTTP calls. `flotilla serve --fly sim` runs with the
 //! example tenants (`specs/examples`); once they have converged the test
-//! signs in through the form, checks the fleet page shows every one, opens
-//! a tenant, triggers a reconcile and a rotation with the page's buttons,
-//! and takes screenshots (1280 px wide, and a phone's width).
+//! signs in through the form, checks the fleet page shows every one and
+//! refreshes itself, opens a tenant, triggers a reconcile and a rotation
+//! with the page's buttons, and takes screenshots (1280 px wide, and a
+//! phone's width).
 //!
 //! The screenshots are written to a temporary folder and checked (PNG,
 //! non-empty); with `FLOTILLA_BLESS=1` they replace `docs/ui/*.png`, which
@@ -331,6 +332,15 @@ async fn an_operator_signs_in_sees_the_fleet_opens_a_tenant_and_reconciles_and_r
         "{fleet}"
     );
     d.screenshot(&shots, "fleet.png").await;
+    // The script refreshes the table in place every 10 s (same URL).
+    let as_of = |page: &str| {
+        let at = page.find("As of").expect("the fleet page's time");
+        page[at..at + 120].to_string()
+    };
+    let before = as_of(&fleet);
+    tokio::time::sleep(Duration::from_millis(11_500)).await;
+    assert_eq!(d.url().await, ui);
+    assert_ne!(as_of(&d.source().await), before, "live refresh");
 
     // One tenant (with a deploy token): reconcile and rotate from its page.
     let tenant = "edgecoder-portal";
