@@ -44,6 +44,8 @@
 //! * [`api`]: the REST API `serve` answers (axum), an edge over [`ops`].
 //! * [`mcp`]: the MCP tools `serve` answers at `/mcp` (rmcp, streamable
 //!   HTTP, stateless), an edge over [`ops`] behind the API's authentication.
+//! * [`ui`]: the operator web page `serve` answers at `/ui` (server-rendered
+//!   HTML, maud), an edge over [`ops`] signed in with an admin credential.
 //! * [`cli`]: the `flotilla` command line (the only place `anyhow` is used,
 //!   besides `main`).
 //!
@@ -69,3 +71,4 @@ pub mod source;
 pub mod spec;
 pub mod state;
 pub mod store;
+pub mod ui;

@@ -2,7 +2,8 @@
 //! credentials, tokens, `external` secret values, the git sync's webhook
 //! (`hooks`, HMAC-signed, not a credential), plus `/healthz`,
 //! `/readyz`, `/metrics` and `/openapi.json`; and the MCP server at `/mcp`
-//! (`crate::mcp`), behind the same authentication. One router ([`router`]); an edge over `ops` like the CLI.
+//! (`crate::mcp`), behind the same authentication; and the operator web
+//! page at `/ui` (`crate::ui`), signed in with an admin credential. One router ([`router`]); an edge over `ops` like the CLI.
 //!
 //! * Authentication: `Authorization: Bearer <credential>` (`auth`); a tenant
 //!   credential sees only its own tenant, every other answers 404. Failed
@@ -100,6 +101,8 @@ struct Inner {
     shutdown: tokio_util::sync::CancellationToken,
     /// The runtime's resync stretch and lag, reported on `/readyz`.
     resync: Option<crate::runtime::ResyncReport>,
+    /// The web page's CSRF key (`crate::ui`), random per process.
+    ui_key: crate::ui::UiKey,
 }
 
 impl ApiState {
@@ -113,6 +116,7 @@ impl ApiState {
                 git_hook: None,
                 shutdown: tokio_util::sync::CancellationToken::new(),
                 resync: None,
+                ui_key: crate::ui::UiKey::random(),
             }),
         }
     }
@@ -149,6 +153,15 @@ impl ApiState {
 
     pub fn ops(&self) -> &Ops {
         &self.inner.ops
+    }
+
+    pub(crate) fn ui_key(&self) -> &crate::ui::UiKey {
+        &self.inner.ui_key
+    }
+
+    /// The process's metrics in Prometheus' text format, when recorded.
+    pub(crate) fn metrics_text(&self) -> Option<String> {
+        self.inner.metrics.as_ref().map(PrometheusHandle::render)
     }
 }
 
@@ -230,6 +243,7 @@ pub fn router(state: ApiState) -> Router {
             crate::mcp::PATH,
             crate::mcp::service(state.clone(), state.inner.shutdown.clone()),
         )
+        .merge(crate::ui::routes(state.clone()))
         .route("/api/v1/events", get(tenants::events))
         .route(
             "/api/v1/credentials",

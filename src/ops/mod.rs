@@ -166,6 +166,11 @@ impl Ops {
         &self.stores
     }
 
+    /// The clock's time (what pages show times relative to).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
     pub fn parse_options(&self) -> &ParseOptions {
         &self.parse
     }
