@@ -414,6 +414,9 @@ impl Store for MemStore {
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
+    async fn list_apps(&self) -> Result<Vec<flotilla::store::TenantApp>, StoreError> {
+        self.miss("list_apps")
+    }
     async fn mark_for_deletion(&self, _: &TenantName) -> Result<bool, StoreError> {
         self.miss("mark_for_deletion")
     }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fly::{FlyApi, OrgMachine};
 use crate::ids::{OrgSlug, TenantName};
-use crate::store::{LabelSelector, SharedStore};
+use crate::store::SharedStore;
 pub use watch::Watch;
 
 /// How the feed polls.
@@ -134,13 +134,13 @@ impl Feed {
     }
 
     async fn refresh_apps(&mut self) {
-        match self.store.list(&LabelSelector::default()).await {
-            Ok(records) => {
-                self.apps.by_app = records
+        match self.store.list_apps().await {
+            Ok(apps) => {
+                self.apps.by_app = apps
                     .iter()
-                    .map(|r| (r.tenant.spec.app.name.to_string(), r.name.clone()))
+                    .map(|a| (a.app.to_string(), a.name.clone()))
                     .collect();
-                self.apps.orgs = records.iter().map(|r| r.tenant.spec.org.clone()).collect();
+                self.apps.orgs = apps.into_iter().map(|a| a.org).collect();
                 self.apps.read_at = Some(Instant::now());
                 self.watches.retain(|org, _| self.apps.orgs.contains(org));
             }

@@ -460,14 +460,10 @@ impl Call<'_> {
                 return Err(input("", "the call was cancelled"));
             }
         };
-        let state = serde_json::to_value(&waited.readiness)
-            .ok()
-            .and_then(|v| v.get("state").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_default();
         Ok(WaitResult {
             ready: waited.readiness == Readiness::Ready,
             timed_out: waited.timed_out,
-            state,
+            state: waited.readiness.name().to_string(),
             message: waited.readiness.describe(),
             generation: waited.record.generation,
             observed_generation: waited.record.observed_generation,

@@ -238,7 +238,7 @@ impl Ops {
 }
 
 /// The text an edited tenant is stored as: its model as YAML, which loads
-/// back to the same model (`tests/spec_examples.rs`).
+/// back to the same model (`tests/it/spec_examples.rs`).
 fn edited_text(tenant: &Tenant) -> String {
     yaml_serde::to_string(tenant).unwrap_or_else(|_| tenant.canonical_json())
 }

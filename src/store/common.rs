@@ -333,6 +333,24 @@ pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreErr
     .into_record()
 }
 
+/// The columns [`decode_tenant_app`] reads: `name, app_name, org`, where
+/// `org` is the spec's `spec.org` read out of `spec_json` by each dialect.
+pub(crate) fn decode_tenant_app(row: &impl ReadRow) -> Result<super::TenantApp, StoreError> {
+    let name = row.text("name")?;
+    let what = format!("tenant {name}");
+    let corrupt = |field: &str, value: &str, e: crate::ids::IdError| StoreError::Corrupt {
+        what: what.clone(),
+        detail: format!("{field} {value:?}: {e}"),
+    };
+    let app = row.text("app_name")?;
+    let org = row.text("org")?;
+    Ok(super::TenantApp {
+        app: crate::ids::AppName::parse(app.clone()).map_err(|e| corrupt("app name", &app, e))?,
+        org: crate::ids::OrgSlug::parse(org.clone()).map_err(|e| corrupt("org", &org, e))?,
+        name: parse_tenant_name(name, &what)?,
+    })
+}
+
 /// The row an apply compares against: `yaml, spec_json, generation,
 /// deletion_requested_at` of tenant `name`.
 pub(crate) fn decode_existing(

@@ -1,7 +1,7 @@
 //! The store port: where desired state, status, events and create intents live.
 //!
 //! [`Store`] has two implementations with one behaviour, held to it by one
-//! conformance suite (`tests/store_conformance.rs`): [`sqlite::SqliteStore`]
+//! conformance suite (`tests/it/store_conformance.rs`): [`sqlite::SqliteStore`]
 //! (the embedded default, one file) and [`postgres::PgStore`] (production).
 //! Each backend has its own migrations under `migrations/<backend>/`, applied
 //! automatically on connect; an applied migration is never edited.
@@ -79,7 +79,7 @@ use futures::stream::BoxStream;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AppName, TenantName};
+use crate::ids::{AppName, OrgSlug, TenantName};
 use crate::spec::Tenant;
 
 /// A validated tenant plus the exact YAML text it was parsed from.
@@ -267,6 +267,10 @@ pub trait Store: Send + Sync {
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError>;
     /// Tenants matching `selector`, ordered by name.
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError>;
+    /// Every tenant's app and org, ordered by name: a narrow read (three
+    /// columns, no spec documents) for the org feed's app → tenant map.
+    /// `Corrupt` if a row's name, app or org does not parse.
+    async fn list_apps(&self) -> Result<Vec<TenantApp>, StoreError>;
     /// Marks a tenant for deletion. Returns false if there is no such tenant.
     async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError>;
     /// Removes the row (after teardown) with its intents; events are kept.
@@ -334,6 +338,14 @@ pub trait Store: Send + Sync {
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// Where a tenant lives on Fly ([`Store::list_apps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantApp {
+    pub name: TenantName,
+    pub app: AppName,
+    pub org: OrgSlug,
+}
 
 /// A migration that `connect_reporting` applied.
 #[derive(Debug, Clone, PartialEq, Eq)]

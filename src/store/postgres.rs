@@ -35,7 +35,8 @@ use crate::store::batch::{self, ApplyBatch};
 use crate::store::common::{self, Decision, Existing, ReadRow, redact_url, scrub};
 use crate::store::{
     AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
-    LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantDraft, TenantRecord,
+    LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantApp, TenantDraft,
+    TenantRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -532,6 +533,17 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(common::decode_tenant).collect()
+    }
+
+    async fn list_apps(&self) -> Result<Vec<TenantApp>, StoreError> {
+        // A missing `spec.org` reads as '' and fails to parse: Corrupt.
+        let rows = sqlx::query(
+            "SELECT name, app_name, COALESCE(spec_json->'spec'->>'org', '') AS org \
+             FROM tenants ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(common::decode_tenant_app).collect()
     }
 
     async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {

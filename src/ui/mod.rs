@@ -36,7 +36,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use crate::api::{ApiState, Caller};
-use crate::ops::Actor;
+use crate::ops::{Actor, RotationAsk};
 
 /// The path every page lives under (and the cookie's `Path`).
 pub const PATH: &str = "/ui";
@@ -100,8 +100,14 @@ pub fn routes(state: ApiState) -> Router<ApiState> {
         .route("/ui/controller", get(pages::controller))
         .route("/ui/tenants/{name}", get(tenant::page))
         .route("/ui/tenants/{name}/reconcile", post(tenant::reconcile))
-        .route("/ui/tenants/{name}/rotate", post(tenant::rotate))
-        .route("/ui/tenants/{name}/resume", post(tenant::resume))
+        .route(
+            "/ui/tenants/{name}/rotate",
+            post(tenant::rotation(RotationAsk::Rotate)),
+        )
+        .route(
+            "/ui/tenants/{name}/resume",
+            post(tenant::rotation(RotationAsk::Resume)),
+        )
         .route("/ui/tenants/{name}/plan", post(tenant::plan))
         .route("/ui/assets/app.css", get(assets::css))
         .route("/ui/assets/app.js", get(assets::js))

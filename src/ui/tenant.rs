@@ -3,7 +3,7 @@
 //! token, calls one operation and redirects back with a fixed notice (the
 //! plan is shown as a page of its own).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -218,7 +218,7 @@ pub async fn reconcile(
     session: Session,
     Path(name): Path<String>,
     headers: HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<ActionForm>,
+    Form(form): Form<ActionForm>,
 ) -> Response {
     if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;
@@ -229,65 +229,41 @@ pub async fn reconcile(
     }
 }
 
-async fn ask(
-    state: &ApiState,
-    session: &Session,
-    name: &str,
-    form: &ActionForm,
+/// A boxed handler future: the router needs one concrete handler type per
+/// ask, and a closure's future cannot be named.
+type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// The token buttons (rotate, resume): the same rotation request with a
+/// different ask. The router binds one handler per ask.
+pub fn rotation(
     ask: RotationAsk,
-    notice: &str,
-) -> Response {
-    let token = form.token.as_deref().filter(|t| !t.is_empty());
-    match state
-        .ops()
-        .request_rotation(&session.actor, name, token, ask)
-        .await
-    {
-        Ok(_) => back(name, notice),
-        Err(e) => ops_error(e, session),
+) -> impl Fn(State<ApiState>, Session, Path<String>, HeaderMap, Form<ActionForm>) -> Handled
++ Clone
++ Send
++ Sync
++ 'static {
+    move |State(state), session, Path(name), headers, Form(form)| {
+        Box::pin(async move {
+            if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
+                return r;
+            }
+            // The page offers no regenerate button; an ask without a notice
+            // of its own redirects with the rotation's.
+            let notice = match ask {
+                RotationAsk::Rotate | RotationAsk::Regenerate => "rotate",
+                RotationAsk::Resume => "resume",
+            };
+            let token = form.token.as_deref().filter(|t| !t.is_empty());
+            match state
+                .ops()
+                .request_rotation(&session.actor, &name, token, ask)
+                .await
+            {
+                Ok(_) => back(&name, notice),
+                Err(e) => ops_error(e, &session),
+            }
+        })
     }
-}
-
-pub async fn rotate(
-    State(state): State<ApiState>,
-    session: Session,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<ActionForm>,
-) -> Response {
-    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
-        return r;
-    }
-    ask(
-        &state,
-        &session,
-        &name,
-        &form,
-        RotationAsk::Rotate,
-        "rotate",
-    )
-    .await
-}
-
-pub async fn resume(
-    State(state): State<ApiState>,
-    session: Session,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<ActionForm>,
-) -> Response {
-    if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
-        return r;
-    }
-    ask(
-        &state,
-        &session,
-        &name,
-        &form,
-        RotationAsk::Resume,
-        "resume",
-    )
-    .await
 }
 
 pub async fn plan(
@@ -295,7 +271,7 @@ pub async fn plan(
     session: Session,
     Path(name): Path<String>,
     headers: HeaderMap,
-    axum::extract::Form(form): axum::extract::Form<ActionForm>,
+    Form(form): Form<ActionForm>,
 ) -> Response {
     if let Some(r) = session.post_refused(&state, &headers, &form.csrf) {
         return r;

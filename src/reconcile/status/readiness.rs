@@ -26,6 +26,17 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// The state's name as it is serialized (`state` in JSON), for callers
+    /// that report it as a plain string.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Readiness::Ready => "ready",
+            Readiness::NotObserved { .. } => "notObserved",
+            Readiness::NotReady { .. } => "notReady",
+            Readiness::Deleting => "deleting",
+        }
+    }
+
     /// Whether waiting for it can end with Ready.
     pub fn is_final(&self) -> bool {
         matches!(self, Readiness::Ready | Readiness::Deleting)
@@ -104,6 +115,26 @@ mod tests {
             last_transition_time: Timestamp::UNIX_EPOCH,
         });
         s
+    }
+
+    #[test]
+    fn name_is_the_serialized_state() {
+        let all = [
+            Readiness::Ready,
+            Readiness::NotObserved {
+                generation: 2,
+                observed: 1,
+            },
+            Readiness::NotReady {
+                reason: "r".to_string(),
+                message: String::new(),
+            },
+            Readiness::Deleting,
+        ];
+        for r in all {
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json["state"], r.name(), "{r:?}");
+        }
     }
 
     #[test]

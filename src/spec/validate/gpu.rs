@@ -23,7 +23,7 @@
 //! whether Machines GPUs follow is not stated). Regions change without notice:
 //! when Fly moves a kind, this table is the one place to edit. The simulator
 //! keeps its own copy of Fly's behaviour (`sim::machine_config::GPU_KINDS`);
-//! `tests/spec_machines.rs` checks that the two agree.
+//! `tests/it/reconcile_parts.rs` checks that the two agree.
 
 use super::V;
 use crate::ids::Region;
