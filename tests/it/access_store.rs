@@ -1,7 +1,7 @@
 //! The access port (credentials, audited events, readiness) on both
 //! backends: SQLite always, PostgreSQL when reachable (see `common`).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

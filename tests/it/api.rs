@@ -7,8 +7,7 @@
 // environment and builds HTTP clients (clippy.toml's rules are for src/).
 #![allow(clippy::disallowed_methods)]
 
-mod api_support;
-mod common;
+use crate::api_support;
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,7 @@
 //! (403) on every endpoint, a tenant credential is not affected, and
 //! `Fly-Client-IP` counts only when the proxy is trusted.
 
-mod api_support;
-mod common;
+use crate::api_support;
 
 use api_support::{code, sqlite};
 use axum::http::{Method, StatusCode};

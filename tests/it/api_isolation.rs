@@ -1,8 +1,7 @@
 //! The cross-tenant isolation matrix: every endpoint called with another
 //! tenant's credential reads nothing of it and changes nothing of it.
 
-mod api_support;
-mod common;
+use crate::api_support;
 
 use axum::http::{Method, StatusCode};
 use flotilla::ops::Actor;

@@ -3,8 +3,7 @@
 //! admin), each use audited; without the option the same secret is just a
 //! wrong credential.
 
-mod api_support;
-mod common;
+use crate::api_support;
 
 use api_support::{code, harness_with, spec};
 use axum::http::{Method, StatusCode};

@@ -4,8 +4,7 @@
 //! invalid name, a value over the limit, empty or not a string, no
 //! credential) is refused without echoing anything. Both backends.
 
-mod api_support;
-mod common;
+use crate::api_support;
 
 use axum::http::{Method, StatusCode};
 use flotilla::crypto::{Aad, Fingerprint};

@@ -2,8 +2,8 @@
 //! scoped deploy token the controller minted) and nothing else; token status
 //! and rotation requests; the admin-only regenerate.
 
-mod api_support;
-mod common;
+use crate::api_support;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

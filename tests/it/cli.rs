@@ -2,7 +2,7 @@
 //! database run against SQLite and, when reachable, PostgreSQL (see
 //! `common` for the `DATABASE_URL`/`CI` rule).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

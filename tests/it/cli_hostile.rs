@@ -3,7 +3,7 @@
 //! level, many processes opening one new database at once, read-only
 //! databases. Each test here failed on the code before the bounds existed.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

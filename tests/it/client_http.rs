@@ -23,7 +23,7 @@ use flotilla::spec::IpKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 
 #[path = "client_http/volumes.rs"]
 mod volumes;

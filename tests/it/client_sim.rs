@@ -3,7 +3,7 @@
 //! simulator's injected faults. Volumes and machine configs with every
 //! optional part are in `client_sim/volumes.rs`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! it); and the simulator's record of which token authenticated which
 //! request, through `SimHandle::tokens` and `GET /__sim/tokens`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

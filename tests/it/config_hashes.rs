@@ -2,7 +2,7 @@
 //! end to end on the simulator (the hash is rewritten, the machine is not
 //! rolled).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -10,9 +10,9 @@
 //! `support/allow.rs`, each with its citation; `docs/conformance.md` explains
 //! them.
 
-mod common;
+use crate::common;
 
-mod support;
+use crate::support;
 
 #[path = "conformance/minimal.rs"]
 mod minimal;

@@ -1,7 +1,7 @@
 //! The controller lock: one `serve` per database, on both backends, through
 //! the library and through the real binary.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

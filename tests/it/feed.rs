@@ -4,7 +4,7 @@
 // A test harness, not library code (clippy.toml's rules are for src/).
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

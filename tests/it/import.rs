@@ -5,7 +5,7 @@
 // A test harness, not library code: it runs the binary with its environment.
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

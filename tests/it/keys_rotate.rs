@@ -4,7 +4,7 @@
 //! alone opens everything; refused without keys or as a tenant. SQLite
 //! always, PostgreSQL when reachable.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

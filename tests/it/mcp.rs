@@ -8,9 +8,8 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
@@ -22,6 +21,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
+
+use crate::common;
 
 const ACME: &str = "\
 apiVersion: flotilla.dev/v1alpha1
@@ -54,88 +55,22 @@ spec:
 
 /// `flotilla serve --fly sim` on a fresh database holding acme and globex.
 struct Server {
-    child: Child,
+    _served: common::serve::Served,
     addr: String,
     admin: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _specs: tempfile::TempDir,
 }
 
 fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("f.db").display());
-    let specs = dir.path().join("specs");
-    std::fs::create_dir(&specs).unwrap();
-    std::fs::write(specs.join("acme.yaml"), ACME).unwrap();
-    std::fs::write(specs.join("globex.yaml"), GLOBEX).unwrap();
-    let bin = env!("CARGO_BIN_EXE_flotilla");
-    let applied = Command::new(bin)
-        .args(["--db", &db, "apply", "-f"])
-        .arg(&specs)
-        .env_remove("FLY_API_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    let mut child = Command::new(bin)
-        .args([
-            "--db",
-            &db,
-            "serve",
-            "--fly",
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("FLY_API_TOKEN")
-        .env_remove("FLOTILLA_SERVER_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut addr, mut admin) = (None, None);
-    let mut seen = Vec::new();
-    while (addr.is_none() || admin.is_none()) && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some(rest) = line.strip_prefix("flotilla: serving on http://") {
-            addr = rest.split_whitespace().next().map(str::to_string);
-        }
-        if let Some(t) = line.trim().strip_prefix("flotilla:   FLOTILLA_TOKEN=") {
-            admin = Some(t.to_string());
-        }
-        seen.push(line);
-    }
-    let (Some(addr), Some(admin)) = (addr, admin) else {
-        let _ = child.kill();
-        panic!("serve printed no address or admin credential: {seen:#?}");
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::write(specs.path().join("acme.yaml"), ACME).unwrap();
+    std::fs::write(specs.path().join("globex.yaml"), GLOBEX).unwrap();
+    let served = common::serve::serve_sim(specs.path());
     Server {
-        child,
-        addr,
-        admin,
-        _dir: dir,
+        addr: served.addr.clone(),
+        admin: served.admin.clone(),
+        _served: served,
+        _specs: specs,
     }
 }
 

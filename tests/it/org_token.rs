@@ -6,10 +6,8 @@
 //! the same database: the stored ACTIVE token always works and no rotation
 //! mints twice.
 
-mod common;
-#[path = "reconcile_crash/crashfly.rs"]
-#[allow(dead_code)] // shared with reconcile_crash, which uses all of it
-mod crashfly;
+use crate::common;
+use crate::reconcile_crash::crashfly;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! re-planning yields nothing — from an empty simulator, after drift, under
 //! faults and after crashes at any point.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

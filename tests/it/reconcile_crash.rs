@@ -13,9 +13,8 @@
 //! delay. The reconciler's clock is manual, so windows (a create that never
 //! landed is given ten minutes) pass without waiting.
 
-mod common;
-#[path = "reconcile_crash/crashfly.rs"]
-mod crashfly;
+use crate::common;
+pub mod crashfly;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! Status is read from the stored JSON document (`conditions`,
 //! `consecutiveFailures`, `findings`), the shape `flotilla get` shows.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

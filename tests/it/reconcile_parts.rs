@@ -5,7 +5,7 @@
 //! and plan no machine update; flotilla's GPU table agrees with the
 //! simulator's.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

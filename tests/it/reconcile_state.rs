@@ -4,7 +4,7 @@
 //! the tenant (`StateUnreadable`) without a single call to Fly, without
 //! forgetting a deleted tenant, until it is repaired.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! `Retain` leaves the volume (and the app holding it) and reports it in
 //! status, with `Delete` removes it and finishes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

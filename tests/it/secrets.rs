@@ -8,7 +8,7 @@
 // are for src/).
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

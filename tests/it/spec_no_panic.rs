@@ -4,7 +4,7 @@
 use flotilla::spec::{ParseOptions, load_str};
 use proptest::prelude::*;
 
-const FULL: &str = include_str!("../specs/examples/full.yaml");
+const FULL: &str = include_str!("../../specs/examples/full.yaml");
 
 fn check(text: &str) -> Result<(), TestCaseError> {
     let lines = text.split('\n').count().max(1);

@@ -1,7 +1,7 @@
 //! One behaviour, two backends: every case in `cases` runs against SQLite (a
 //! temp file) and PostgreSQL (a fresh database per test; see `common`).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,8 +80,8 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let h = crate::Harness::sqlite().await;
-                    crate::cases::$case(&h).await;
+                    let h = super::Harness::sqlite().await;
+                    super::cases::$case(&h).await;
                 }
             )*
         }
@@ -89,8 +89,8 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let Some(h) = crate::Harness::postgres().await else { return };
-                    crate::cases::$case(&h).await;
+                    let Some(h) = super::Harness::postgres().await else { return };
+                    super::cases::$case(&h).await;
                 }
             )*
         }

@@ -3,7 +3,7 @@
 //! a default), `write_state` as one transaction, and migration 0003, which
 //! moves ledgers out of status documents written by the previous schema.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -88,8 +88,8 @@ macro_rules! both_backends {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let db = crate::sqlite().await;
-                    crate::cases::$case(&db).await;
+                    let db = super::sqlite().await;
+                    super::cases::$case(&db).await;
                 }
             )*
         }
@@ -97,8 +97,8 @@ macro_rules! both_backends {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let Some(db) = crate::postgres().await else { return };
-                    crate::cases::$case(&db).await;
+                    let Some(db) = super::postgres().await else { return };
+                    super::cases::$case(&db).await;
                 }
             )*
         }
@@ -113,6 +113,7 @@ both_backends!(
     unreadable_rows_are_errors_never_defaults,
     the_database_refuses_unknown_intent_kinds,
     migration_moves_ledgers_out_of_status_documents,
+    list_apps_reads_app_and_org_strictly,
 );
 
 fn full_ledger() -> Ledger {
@@ -345,6 +346,62 @@ mod cases {
             s.list_intents(&name("acme")).await.unwrap()[0].detail,
             after
         );
+    }
+
+    pub async fn list_apps_reads_app_and_org_strictly(db: &Db) {
+        let s = &db.store;
+        assert_eq!(s.list_apps().await.unwrap(), vec![]);
+        let mut globex = tenant("globex").app("globex-web").build();
+        globex.spec.org = flotilla::ids::OrgSlug::parse("globex-org").unwrap();
+        s.create(&tenant("acme").draft()).await.unwrap();
+        s.create(&flotilla::store::TenantDraft {
+            yaml: common::manifest_yaml(&globex),
+            tenant: globex,
+        })
+        .await
+        .unwrap();
+        let apps: Vec<(String, String, String)> = s
+            .list_apps()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.name.to_string(), a.app.to_string(), a.org.to_string()))
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                ("acme".into(), "app-acme".into(), "acme".into()),
+                ("globex".into(), "globex-web".into(), "globex-org".into()),
+            ]
+        );
+        // A row whose org is missing or not an org slug is Corrupt, named.
+        let spec_without_org = if db.url.starts_with("sqlite") {
+            "json_remove(spec_json, '$.spec.org')"
+        } else {
+            "spec_json #- '{spec,org}'"
+        };
+        for (set, want) in [
+            (format!("spec_json = {spec_without_org}"), "org \"\""),
+            (
+                "app_name = 'Not An App'".to_string(),
+                "app name \"Not An App\"",
+            ),
+        ] {
+            raw(
+                &db.url,
+                &format!("UPDATE tenants SET {set} WHERE name = 'globex'"),
+            )
+            .await
+            .unwrap();
+            let err = s.list_apps().await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, StoreError::Corrupt { .. })
+                    && text.contains("tenant globex")
+                    && text.contains(want),
+                "{set}: {text}"
+            );
+        }
     }
 
     pub async fn unreadable_rows_are_errors_never_defaults(db: &Db) {

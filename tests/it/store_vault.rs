@@ -4,7 +4,7 @@
 //! removed with their tenant; sealed values are replaced only by
 //! compare-and-swap.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

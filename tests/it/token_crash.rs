@@ -11,10 +11,8 @@
 //! Deterministic: the wrapper stops at a call index; the clock is manual and
 //! shared with the simulator (token expiry, grace and settle windows).
 
-mod common;
-#[path = "reconcile_crash/crashfly.rs"]
-#[allow(dead_code)] // shared with reconcile_crash, which uses all of it
-mod crashfly;
+use crate::common;
+use crate::reconcile_crash::crashfly;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -38,7 +38,7 @@
 // environment and speaks raw HTTP (clippy.toml's rules are for src/).
 #![allow(clippy::disallowed_methods)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! revoked after its grace period and never before, revoked first on
 //! teardown; values only ever stored sealed.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

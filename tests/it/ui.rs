@@ -5,8 +5,7 @@
 //! a foreign `Origin`). The browser test is `tests/ui_browser.rs`.
 #![allow(clippy::disallowed_methods)]
 
-mod api_support;
-mod common;
+use crate::api_support;
 
 use axum::http::{Method, StatusCode};
 use flotilla::api::ApiConfig;

@@ -15,13 +15,13 @@
 //! skipped, except under `CI=true`, where it fails.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+
+use crate::common;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -36,6 +36,7 @@ const SHOTS: &[&str] = &[
     "fleet-phone.png",
 ];
 
+/// A child process killed when dropped (ChromeDriver).
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -43,71 +44,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `flotilla serve --fly sim` over the example tenants: its address and
-/// the run's admin credential.
-fn serve(dir: &Path) -> (Killed, String, String) {
-    let db = format!("sqlite://{}", dir.join("ui.db").display());
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples");
-    let bin = env!("CARGO_BIN_EXE_flotilla");
-    let applied = Command::new(bin)
-        .args(["--db", &db, "apply", "-f"])
-        .arg(&examples)
-        .env_remove("FLY_API_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    let mut child = Command::new(bin)
-        .args([
-            "--db",
-            &db,
-            "serve",
-            "--fly",
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("FLY_API_TOKEN")
-        .env_remove("FLOTILLA_SERVER_KEY")
-        .env_remove("FLOTILLA_ENCRYPTION_KEYS")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let child = Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut addr, mut admin) = (None, None);
-    let mut seen = Vec::new();
-    while (addr.is_none() || admin.is_none()) && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some(rest) = line.strip_prefix("flotilla: serving on http://") {
-            addr = rest.split_whitespace().next().map(str::to_string);
-        }
-        if let Some(t) = line.trim().strip_prefix("flotilla:   FLOTILLA_TOKEN=") {
-            admin = Some(t.to_string());
-        }
-        seen.push(line);
-    }
-    let (Some(addr), Some(admin)) = (addr, admin) else {
-        panic!("serve printed no address or admin credential: {seen:#?}");
-    };
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    (child, addr, admin)
 }
 
 fn free_port() -> u16 {
@@ -264,7 +200,9 @@ async fn an_operator_signs_in_sees_the_fleet_opens_a_tenant_and_reconciles_and_r
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_serve, addr, admin) = serve(dir.path());
+    let served =
+        common::serve::serve_sim(&Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/examples"));
+    let (addr, admin) = (served.addr.clone(), served.admin.clone());
     let names = converged(&addr, &admin).await;
     assert!(names.len() >= 6, "{names:?}");
 

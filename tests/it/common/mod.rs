@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod fly_config;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
