@@ -45,6 +45,11 @@ impl Fingerprint {
         Self(out)
     }
 
+    /// The 16 bytes (for [`super::ValueFingerprint`]'s parser).
+    pub(super) fn bytes(self) -> [u8; LEN] {
+        self.0
+    }
+
     /// Parses the text form strictly (lowercase only, so one fingerprint has
     /// one spelling).
     pub fn parse(s: &str) -> Result<Self, FingerprintError> {

@@ -160,6 +160,12 @@ impl EncryptionKey {
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.0.expose_secret().into())
     }
+
+    fn fingerprint_subkey(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        let mut k = Zeroizing::new([0u8; KEY_LEN]);
+        super::value_fingerprint::derive_subkey(self.0.expose_secret(), &mut k);
+        k
+    }
 }
 
 impl fmt::Debug for EncryptionKey {
@@ -183,12 +189,15 @@ fn offset_note(offset: Option<usize>) -> String {
         .unwrap_or_default()
 }
 
-/// One key of the ring: its id and its AES-256-GCM cipher (the expanded key
-/// schedule, zeroized on drop by `aes-gcm`'s `zeroize` feature).
+/// One key of the ring: its id, its AES-256-GCM cipher (the expanded key
+/// schedule, zeroized on drop by `aes-gcm`'s `zeroize` feature) and the
+/// subkey value fingerprints are made with (`value_fingerprint`).
 #[derive(Clone)]
 pub(super) struct Slot {
     pub(super) id: KeyId,
     pub(super) cipher: Aes256Gcm,
+    /// Zeroized on drop; `Slot` has no `Debug`.
+    pub(super) fingerprint_subkey: Zeroizing<[u8; KEY_LEN]>,
 }
 
 /// The keys flotilla encrypts with. Invariants: at least one key, at most
@@ -242,8 +251,12 @@ impl Keyring {
                     id,
                 });
             }
-            let cipher = key.cipher();
-            slots.push((at, Slot { id, cipher }));
+            let slot = Slot {
+                cipher: key.cipher(),
+                fingerprint_subkey: key.fingerprint_subkey(),
+                id,
+            };
+            slots.push((at, slot));
         }
         Ok(Self {
             slots: slots.into_iter().map(|(_, s)| s).collect(),
@@ -259,6 +272,7 @@ impl Keyring {
             slots: vec![Slot {
                 id: KeyId::ephemeral(),
                 cipher: key.cipher(),
+                fingerprint_subkey: key.fingerprint_subkey(),
             }],
         }
     }

@@ -18,6 +18,9 @@
 //!   [`Aad::org_token`].
 //! * [`Fingerprint`]: a short, non-reversible identifier of a token for audit
 //!   and status, so the token itself never has to be shown.
+//! * [`ValueFingerprint`]: the keyed counterpart for stored secret values,
+//!   which may be guessable (a password): HMAC under a subkey of an
+//!   encryption key, so the database alone tells nothing about the value.
 //! * [`credential`]: API credentials (`flt1.<id>.<secret>`), stored only as
 //!   an HMAC-SHA256 under the server key and checked in constant time.
 //!
@@ -33,6 +36,7 @@ mod envelope;
 mod fingerprint;
 mod keyring;
 mod sources;
+mod value_fingerprint;
 
 pub use envelope::{
     Aad, AadError, AadOwner, CryptoError, Envelope, EnvelopeError, MAX_ENVELOPE_TEXT,
@@ -44,6 +48,7 @@ pub use sources::{
     ENV_KEYS, ENV_LEGACY_KEY, KeyOrigin, KeySources, KeyringError, LEGACY_KEY_ID, Location,
     MAX_KEYS, MAX_SOURCE_BYTES,
 };
+pub use value_fingerprint::{ValueFingerprint, ValueFingerprintError};
 
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Actor, Ops, OpsError, result_text};
-use crate::crypto::{Aad, AadOwner, Fingerprint, MAX_PLAINTEXT, RowKind};
+use crate::crypto::{Aad, AadOwner, MAX_PLAINTEXT, RowKind, ValueFingerprint};
 use crate::ids::{SecretName, TenantName};
 use crate::spec::{SecretSource, Tenant};
 use crate::store::StoreError;
@@ -31,8 +31,9 @@ use crate::store::vault::SealedRow;
 pub struct SecretSet {
     pub tenant: TenantName,
     pub secret: SecretName,
-    /// `Fingerprint::of` the value (what the audit trail records).
-    pub fingerprint: Fingerprint,
+    /// The value's keyed fingerprint (`Keyring::value_fingerprint`; what
+    /// the audit trail records).
+    pub fingerprint: ValueFingerprint,
     /// A value was stored before and is replaced.
     pub replaced: bool,
 }
@@ -142,7 +143,7 @@ impl Ops {
         Ok(SecretSet {
             tenant: tenant.name().clone(),
             secret: name,
-            fingerprint: Fingerprint::of(value),
+            fingerprint: keyring.value_fingerprint(value),
             replaced,
         })
     }

@@ -241,8 +241,9 @@ pub struct SecretList {
 pub struct SecretSetView {
     pub tenant: String,
     pub name: String,
-    /// `sha256:` and the first 32 hex digits of SHA-256 of the value, as
-    /// the audit trail records it.
+    /// The value's keyed fingerprint, `hmac-sha256:<key id>:` and 32 hex
+    /// digits (HMAC-SHA256 under a subkey of that encryption key), as the
+    /// audit trail records it.
     pub fingerprint: String,
     /// A value was stored before and is replaced.
     pub replaced: bool,

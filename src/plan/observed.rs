@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::crypto::Fingerprint;
+use crate::crypto::ValueFingerprint;
 use crate::ids::{Hostname, MachineId, Region, SecretName, VolumeName};
 use crate::model::fly::{
     AppSecret, CertificateDetail, CertificateSummary, IpAssignment, Machine, Volume,
@@ -80,7 +80,7 @@ pub struct Observed {
     /// (`flotilla secrets set`), by name, with the fingerprint of each value:
     /// what it would deliver. Never the values themselves. Empty when the
     /// reconciler has no vault.
-    pub stored_external: BTreeMap<SecretName, Fingerprint>,
+    pub stored_external: BTreeMap<SecretName, ValueFingerprint>,
     /// flotilla's memory of what it created.
     pub ledger: Ledger,
     /// Machine creates recorded as intents whose machine may not be visible.

@@ -113,7 +113,13 @@ mod tests {
     use super::super::tests::{World, t0, tenant};
     use super::super::{Desired, PlanOptions, plan};
     use super::*;
-    use crate::crypto::Fingerprint;
+    use crate::crypto::{Fingerprint, ValueFingerprint};
+
+    /// A fingerprint for the planner's comparisons (how it is made does not
+    /// matter to the plan).
+    fn fp(v: &[u8]) -> ValueFingerprint {
+        ValueFingerprint::Unkeyed(Fingerprint::of_bytes(v))
+    }
     use crate::model::fly::AppSecret;
     use crate::spec::SecretSpec;
 
@@ -167,9 +173,7 @@ mod tests {
     fn converged(t: &Tenant, stored: &[(&str, &[u8])]) -> World {
         let mut w = World::empty();
         for (n, v) in stored {
-            w.observed
-                .stored_external
-                .insert(name(n), Fingerprint::of_bytes(v));
+            w.observed.stored_external.insert(name(n), fp(v));
         }
         for _ in 0..20 {
             let p = plan_of(t, &w.observed);
@@ -188,7 +192,7 @@ mod tests {
         let t = with_external();
         let mut o = World::empty().observed;
         o.stored_external
-            .insert(name("DB_PASSWORD"), Fingerprint::of_bytes(b"hunter2"));
+            .insert(name("DB_PASSWORD"), fp(b"hunter2"));
         let p = plan_of(&t, &o);
         let (external, reason) = secrets_step(&p).expect("a secrets step");
         assert_eq!(external, [name("DB_PASSWORD")]);
@@ -216,7 +220,7 @@ mod tests {
                 .ledger
                 .external_delivered
                 .get(&name("DB_PASSWORD")),
-            Some(&Fingerprint::of_bytes(b"one"))
+            Some(&fp(b"one"))
         );
         assert!(plan_of(&t, &w.observed).is_empty());
 
@@ -224,7 +228,7 @@ mod tests {
         // then roll onto the new secrets version.
         w.observed
             .stored_external
-            .insert(name("DB_PASSWORD"), Fingerprint::of_bytes(b"two"));
+            .insert(name("DB_PASSWORD"), fp(b"two"));
         let p = plan_of(&t, &w.observed);
         assert_eq!(
             secrets_step(&p),
@@ -260,8 +264,7 @@ mod tests {
         assert!(missing(&p).is_empty());
         assert_eq!(secrets_step(&p), None);
         // Once a value is stored it wins: flotilla never delivered it.
-        o.stored_external
-            .insert(name("DB_PASSWORD"), Fingerprint::of_bytes(b"v"));
+        o.stored_external.insert(name("DB_PASSWORD"), fp(b"v"));
         assert_eq!(
             secrets_step(&plan_of(&t, &o)),
             Some((vec![name("DB_PASSWORD")], Reason::ExternalValueChanged))
@@ -313,10 +316,10 @@ mod tests {
         let mut w = converged(&t, &[("DB_PASSWORD", b"x")]);
         w.observed
             .stored_external
-            .insert(name("SESSION_KEY"), Fingerprint::of_bytes(b"y"));
+            .insert(name("SESSION_KEY"), fp(b"y"));
         w.observed
             .stored_external
-            .insert(name("NOT_IN_SPEC"), Fingerprint::of_bytes(b"z"));
+            .insert(name("NOT_IN_SPEC"), fp(b"z"));
         assert!(plan_of(&t, &w.observed).is_empty());
     }
 }

@@ -283,7 +283,7 @@ impl World {
                     }
                     o.ledger.secrets.insert(name.clone());
                     if let Some(fp) = o.stored_external.get(name) {
-                        o.ledger.external_delivered.insert(name.clone(), *fp);
+                        o.ledger.external_delivered.insert(name.clone(), fp.clone());
                     }
                 }
                 o.secrets.retain(|s| !unset.contains(&s.name));

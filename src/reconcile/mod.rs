@@ -231,11 +231,17 @@ impl Reconciler {
         };
         let mut observed = self.observe(record, durable, now).await?;
         if let Some(t) = &self.tokens {
-            let stored = secrets::load_stored(external_values(t), &record.tenant).await?;
+            let stored = secrets::load_stored(
+                external_values(t),
+                &record.tenant,
+                &observed.0.ledger.external_delivered,
+            )
+            .await?;
             for e in &stored.errors {
                 tracing::warn!(tenant = %record.name, error = %e, "stored secret value cannot be opened");
             }
             observed.0.stored_external = stored.fingerprints;
+            observed.0.ledger.external_delivered.extend(stored.rekeyed);
         }
         let desired = Desired {
             tenant: &record.tenant,
@@ -344,7 +350,13 @@ impl Reconciler {
         let stored_external = match &self.tokens {
             None => secrets::StoredExternal::default(),
             Some(_) if deleting => secrets::StoredExternal::default(),
-            Some(t) => match secrets::load_stored(external_values(t), tenant).await {
+            Some(t) => match secrets::load_stored(
+                external_values(t),
+                tenant,
+                &durable.ledger.external_delivered,
+            )
+            .await
+            {
                 Ok(s) => s,
                 Err(StoreError::Corrupt { what, detail }) => {
                     let why = durable::Unreadable(format!("{what}: {detail}"));
@@ -374,6 +386,12 @@ impl Reconciler {
         // Settled intents are deleted in the transaction that writes the
         // ledger recording their result; see `execute`.
         observed.stored_external = stored_external.fingerprints;
+        // Legacy unkeyed entries that still match become keyed: a ledger
+        // change only, written with this activation's state.
+        observed
+            .ledger
+            .external_delivered
+            .extend(stored_external.rekeyed);
 
         // Tokens first: a secrets write bumps the ledger's secrets version,
         // which this activation's plan then rolls the machines onto.

@@ -3,14 +3,17 @@
 //! `ops::secrets`).
 //!
 //! * Before planning, [`load_stored`] opens the tenant's stored external
-//!   values and hands the planner the fingerprint of each
-//!   (`Observed::stored_external`), never a value. A value that cannot be
-//!   opened (another key, tampered with, moved from another row) is left
-//!   out and reported with its row.
+//!   values and hands the planner the keyed fingerprint of each
+//!   (`Observed::stored_external`; `crypto::ValueFingerprint`), never a
+//!   value, made the way the ledger's entry for it was so the two compare.
+//!   A legacy unkeyed ledger entry that still matches is replaced by a keyed
+//!   one ([`StoredExternal::rekeyed`]), written with the ledger and without
+//!   a Fly call. A value that cannot be opened (another key, tampered with,
+//!   moved from another row) is left out and reported with its row.
 //! * The executor's `UpdateSecrets` step ([`Executor::update_secrets`])
 //!   generates the `generate` values, opens the `external` ones again (the
 //!   value set now is the one sent, even if it changed since planning),
-//!   sends them in one secrets write, and records in the ledger the
+//!   sends them in one secrets write, and records in the ledger the keyed
 //!   fingerprint of each external value it sent.
 //!
 //! Values are only held as `SecretString`, and errors name rows, never
@@ -22,7 +25,7 @@ use rand::{Rng, RngExt};
 use secrecy::SecretString;
 
 use super::execute::{Executor, StepError};
-use crate::crypto::{Aad, AadOwner, Envelope, Fingerprint, Keyring, RowKind};
+use crate::crypto::{Aad, AadOwner, Envelope, Keyring, RowKind, ValueFingerprint};
 use crate::ids::SecretName;
 use crate::plan::Ledger;
 use crate::spec::{Charset, SecretSource, Tenant};
@@ -41,17 +44,24 @@ pub struct ExternalValues<'a> {
 #[derive(Debug, Default)]
 pub struct StoredExternal {
     /// Fingerprint of each value that opened, by secret name.
-    pub fingerprints: BTreeMap<SecretName, Fingerprint>,
+    pub fingerprints: BTreeMap<SecretName, ValueFingerprint>,
+    /// Ledger entries to replace: legacy unkeyed ones whose value still
+    /// matches, with the keyed fingerprint of the same value (which is also
+    /// its entry in `fingerprints`). The caller must put them in the ledger
+    /// it plans with, or the planner sees a changed value.
+    pub rekeyed: BTreeMap<SecretName, ValueFingerprint>,
     /// Values that did not open, each naming its row.
     pub errors: Vec<String>,
 }
 
 /// Opens the stored values of the tenant's `external` secrets (stored
-/// values of other names are not looked at). `Err` only when the store
+/// values of other names are not looked at) and fingerprints each like its
+/// entry in `delivered` (the ledger's), if any. `Err` only when the store
 /// fails.
 pub async fn load_stored(
     values: ExternalValues<'_>,
     tenant: &Tenant,
+    delivered: &BTreeMap<SecretName, ValueFingerprint>,
 ) -> Result<StoredExternal, StoreError> {
     let declared: BTreeSet<&SecretName> = tenant
         .spec
@@ -79,7 +89,22 @@ pub async fn load_stored(
         };
         match open(values.keyring, &sealed.row, &sealed.envelope) {
             Ok(value) => {
-                out.fingerprints.insert(name, Fingerprint::of(&value));
+                let fingerprint = match delivered.get(&name) {
+                    Some(recorded) => {
+                        let like = values.keyring.value_fingerprint_like(recorded, &value);
+                        if recorded.is_unkeyed() && &like == recorded {
+                            // The caller puts the keyed one in the ledger
+                            // too, so the planner sees them equal.
+                            let keyed = values.keyring.value_fingerprint(&value);
+                            out.rekeyed.insert(name.clone(), keyed.clone());
+                            keyed
+                        } else {
+                            like
+                        }
+                    }
+                    None => values.keyring.value_fingerprint(&value),
+                };
+                out.fingerprints.insert(name, fingerprint);
             }
             Err(e) => out.errors.push(e),
         }
@@ -122,7 +147,7 @@ impl Executor<'_> {
                 .await?
                 .ok_or_else(|| StepError::Sealed(format!("{row}: no stored value")))?;
             let value = open(vault.keyring, &row, &text).map_err(StepError::Sealed)?;
-            sent.push((secret.clone(), Fingerprint::of(&value)));
+            sent.push((secret.clone(), vault.keyring.value_fingerprint(&value)));
             values.insert(secret.clone(), Some(value));
         }
         let names: BTreeSet<SecretName> = generate

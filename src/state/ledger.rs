@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
-use crate::crypto::Fingerprint;
+use crate::crypto::ValueFingerprint;
 use crate::ids::{Hostname, SecretName, VolumeId};
 
 /// The ledger document version this flotilla writes.
@@ -43,10 +43,12 @@ pub struct Ledger {
     pub secrets: BTreeSet<SecretName>,
     /// The version Fly returned from flotilla's last secrets write.
     pub secrets_version: Option<u64>,
-    /// `external` secrets flotilla delivered from its vault, with the
-    /// fingerprint (`Fingerprint::of`) of the value it sent. A stored value
-    /// whose fingerprint differs is delivered again.
-    pub external_delivered: BTreeMap<SecretName, Fingerprint>,
+    /// `external` secrets flotilla delivered from its vault, with the keyed
+    /// fingerprint (`Keyring::value_fingerprint`) of the value it sent; a
+    /// ledger from before keyed fingerprints holds unkeyed `sha256:` ones,
+    /// still read. A stored value whose fingerprint differs is delivered
+    /// again.
+    pub external_delivered: BTreeMap<SecretName, ValueFingerprint>,
     /// Volumes flotilla created (adopted from their intents after a crash).
     pub volumes: BTreeSet<VolumeId>,
 }
@@ -77,7 +79,7 @@ struct LedgerDocV2 {
     certificate_checks: BTreeMap<Hostname, Timestamp>,
     secrets: BTreeSet<SecretName>,
     secrets_version: Option<u64>,
-    external_delivered: BTreeMap<SecretName, Fingerprint>,
+    external_delivered: BTreeMap<SecretName, ValueFingerprint>,
 }
 
 /// The stored shape of version 3: version 2 and `volumes`, all required.
@@ -91,7 +93,7 @@ struct LedgerDocV3 {
     certificate_checks: BTreeMap<Hostname, Timestamp>,
     secrets: BTreeSet<SecretName>,
     secrets_version: Option<u64>,
-    external_delivered: BTreeMap<SecretName, Fingerprint>,
+    external_delivered: BTreeMap<SecretName, ValueFingerprint>,
     volumes: BTreeSet<VolumeId>,
 }
 
@@ -206,10 +208,18 @@ mod tests {
             ]
             .into(),
             secrets_version: Some(7),
-            external_delivered: [(
-                SecretName::parse("DB_PASSWORD").unwrap(),
-                Fingerprint::parse("sha256:ba7816bf8f01cfea414140de5dae2223").unwrap(),
-            )]
+            // A keyed entry, and a legacy unkeyed one (still read).
+            external_delivered: [
+                (
+                    SecretName::parse("API_KEY").unwrap(),
+                    ValueFingerprint::parse("hmac-sha256:k1:9d4d9b004c5fe70efa95497bdf250135")
+                        .unwrap(),
+                ),
+                (
+                    SecretName::parse("DB_PASSWORD").unwrap(),
+                    ValueFingerprint::parse("sha256:ba7816bf8f01cfea414140de5dae2223").unwrap(),
+                ),
+            ]
             .into(),
             volumes: [VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap()].into(),
         }
@@ -240,7 +250,10 @@ mod tests {
                 "certificateChecks": {"acme.example.com": "2026-01-02T03:04:05.123456Z"},
                 "secrets": ["DB_PASSWORD", "SESSION_KEY"],
                 "secretsVersion": 7,
-                "externalDelivered": {"DB_PASSWORD": "sha256:ba7816bf8f01cfea414140de5dae2223"},
+                "externalDelivered": {
+                    "API_KEY": "hmac-sha256:k1:9d4d9b004c5fe70efa95497bdf250135",
+                    "DB_PASSWORD": "sha256:ba7816bf8f01cfea414140de5dae2223"
+                },
                 "volumes": ["vol_9vw681egy1jj5xm4"]
             })
         );

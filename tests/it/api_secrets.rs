@@ -7,7 +7,7 @@
 use crate::api_support;
 
 use axum::http::{Method, StatusCode};
-use flotilla::crypto::{Aad, Fingerprint};
+use flotilla::crypto::Aad;
 use flotilla::ids::{SecretName, TenantName};
 use flotilla::ops::Actor;
 use secrecy::SecretString;
@@ -65,7 +65,9 @@ async fn the_api_stores_a_value_for_its_own_tenant_and_refuses_hostile_input() {
         assert_eq!(r.status, StatusCode::OK, "[{l}] {}", r.text);
         assert_eq!(
             r.body["fingerprint"],
-            Fingerprint::of(&value("s3cret-acme")).to_string()
+            api_support::keyring()
+                .value_fingerprint(&value("s3cret-acme"))
+                .to_string()
         );
         assert!(!r.text.contains("s3cret"), "[{l}] {}", r.text);
         assert_eq!(

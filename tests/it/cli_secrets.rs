@@ -82,7 +82,8 @@ fn secrets_set_reads_stdin_or_a_file_and_never_echoes_the_value() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("secret DB_PASSWORD stored (sha256:"),
+        r.stdout
+            .contains("secret DB_PASSWORD stored (hmac-sha256:k1:"),
         "{}",
         r.stdout
     );
@@ -388,7 +389,8 @@ fn secrets_set_over_the_api() {
     );
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(
-        r.stdout.contains("secret DB_PASSWORD stored (sha256:"),
+        r.stdout
+            .contains("secret DB_PASSWORD stored (hmac-sha256:srv:"),
         "{}",
         r.stdout
     );

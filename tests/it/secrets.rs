@@ -236,6 +236,11 @@ impl World {
                 .all(|m| m["secrets_version"].as_u64() == version)
     }
 
+    /// The keyed fingerprint this world's keyring gives `v`.
+    fn fp(&self, v: &str) -> flotilla::crypto::ValueFingerprint {
+        ring(&[("k1", &self.key)]).value_fingerprint(&value(v))
+    }
+
     async fn set(&self, v: &str) -> flotilla::ops::SecretSet {
         self.ops
             .set_secret(&local(), "sec", "DB_PASSWORD", value(v))
@@ -265,6 +270,13 @@ impl World {
             .iter()
             .map(|v| (format!("value {v}"), v.as_bytes().to_vec()))
             .collect();
+        // Nor an unkeyed hash of a value, which a dictionary inverts for a
+        // guessable one: only keyed fingerprints are stored.
+        for v in values {
+            let unkeyed = Fingerprint::of(&value(v)).to_string();
+            let hex = unkeyed.strip_prefix("sha256:").unwrap().to_string();
+            out.push((format!("unkeyed fingerprint of {v}"), hex.into_bytes()));
+        }
         let token = self
             .ops
             .registry_credential(&local(), "sec")
@@ -300,7 +312,7 @@ async fn deliver_and_change(w: &World) -> (String, String) {
     let one = format!("first-{}", rand::rng().random::<u64>());
     let set = w.set(&one).await;
     assert!(!set.replaced);
-    assert_eq!(set.fingerprint, Fingerprint::of(&value(&one)));
+    assert_eq!(set.fingerprint, w.fp(&one));
     w.converge().await;
     let s = w.status().await;
     assert_eq!(s.condition("Ready").unwrap().reason, "Available", "{s:?}");
@@ -310,7 +322,7 @@ async fn deliver_and_change(w: &World) -> (String, String) {
     let ledger = w.store.read_ledger(&tenant()).await.unwrap().unwrap();
     assert_eq!(
         ledger.external_delivered.get(&secret("DB_PASSWORD")),
-        Some(&Fingerprint::of(&value(&one)))
+        Some(&w.fp(&one))
     );
 
     // A new value: delivered again, and the machines roll onto it.
@@ -337,12 +349,10 @@ async fn deliver_and_change(w: &World) -> (String, String) {
         .collect();
     assert_eq!(sets.len(), 2, "{events:#?}");
     assert!(sets.iter().all(|e| e.event.event.actor == "local:test"));
-    assert!(sets.iter().any(|e| {
-        e.event
-            .event
-            .reason
-            .contains(&Fingerprint::of(&value(&two)).to_string())
-    }));
+    assert!(
+        sets.iter()
+            .any(|e| { e.event.event.reason.contains(&w.fp(&two).to_string()) })
+    );
     for e in &events {
         let text = format!("{:?}", e);
         assert!(!text.contains(&one) && !text.contains(&two), "{text}");
@@ -505,4 +515,75 @@ async fn a_tampered_value_is_reported_with_its_row_and_never_delivered() {
     w.set("repaired-value").await;
     w.converge().await;
     assert_ne!(w.digest("DB_PASSWORD").unwrap(), delivered);
+}
+
+/// A ledger written before keyed fingerprints holds an unkeyed `sha256:`
+/// one: the upgrade delivers nothing again (no secrets write, no roll), and
+/// the entry becomes keyed without a Fly call.
+#[tokio::test]
+async fn a_legacy_unkeyed_ledger_entry_is_rekeyed_without_delivering_again() {
+    let w = sqlite_world().await;
+    w.set("legacy-value").await;
+    w.converge().await;
+    let version = w.app()["secrets_version"].as_u64().unwrap();
+    let mut ledger = w.store.read_ledger(&tenant()).await.unwrap().unwrap();
+    assert_eq!(
+        ledger.external_delivered.get(&secret("DB_PASSWORD")),
+        Some(&w.fp("legacy-value"))
+    );
+    // What an older flotilla wrote.
+    let legacy =
+        flotilla::crypto::ValueFingerprint::Unkeyed(Fingerprint::of(&value("legacy-value")));
+    ledger
+        .external_delivered
+        .insert(secret("DB_PASSWORD"), legacy.clone());
+    let record = w.store.get(&tenant()).await.unwrap().unwrap();
+    w.store
+        .write_state(
+            &tenant(),
+            &flotilla::store::StateWrite {
+                observed_generation: record.generation,
+                status: &record.status,
+                ledger: &ledger,
+                resolved_intents: &[],
+            },
+        )
+        .await
+        .unwrap();
+
+    let out = w.reconcile().await;
+    assert_eq!(out.actions, 0, "{:#}", w.status_json().await);
+    assert_eq!(w.app()["secrets_version"].as_u64(), Some(version));
+    let ledger = w.store.read_ledger(&tenant()).await.unwrap().unwrap();
+    assert_eq!(
+        ledger.external_delivered.get(&secret("DB_PASSWORD")),
+        Some(&w.fp("legacy-value")),
+        "rekeyed"
+    );
+
+    // A legacy entry whose value changed since is delivered, like any change.
+    let mut ledger = ledger;
+    ledger
+        .external_delivered
+        .insert(secret("DB_PASSWORD"), legacy);
+    w.store
+        .write_state(
+            &tenant(),
+            &flotilla::store::StateWrite {
+                observed_generation: record.generation,
+                status: &record.status,
+                ledger: &ledger,
+                resolved_intents: &[],
+            },
+        )
+        .await
+        .unwrap();
+    w.set("a-newer-value").await;
+    w.converge().await;
+    assert!(w.app()["secrets_version"].as_u64().unwrap() > version);
+    let ledger = w.store.read_ledger(&tenant()).await.unwrap().unwrap();
+    assert_eq!(
+        ledger.external_delivered.get(&secret("DB_PASSWORD")),
+        Some(&w.fp("a-newer-value"))
+    );
 }

@@ -127,7 +127,9 @@ fn full_ledger() -> Ledger {
         secrets_version: Some(3),
         external_delivered: [(
             SecretName::parse("SESSION_KEY").unwrap(),
-            flotilla::crypto::Fingerprint::of_bytes(b"v"),
+            flotilla::crypto::ValueFingerprint::Unkeyed(flotilla::crypto::Fingerprint::of_bytes(
+                b"v",
+            )),
         )]
         .into(),
         volumes: [flotilla::ids::VolumeId::parse("vol_9vw681egy1jj5xm4").unwrap()].into(),
