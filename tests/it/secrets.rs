@@ -517,6 +517,23 @@ async fn a_tampered_value_is_reported_with_its_row_and_never_delivered() {
     assert_ne!(w.digest("DB_PASSWORD").unwrap(), delivered);
 }
 
+/// Replaces the tenant's ledger (status and generation kept).
+async fn write_ledger(w: &World, ledger: &flotilla::store::Ledger) {
+    let record = w.store.get(&tenant()).await.unwrap().unwrap();
+    w.store
+        .write_state(
+            &tenant(),
+            &flotilla::store::StateWrite {
+                observed_generation: record.generation,
+                status: &record.status,
+                ledger,
+                resolved_intents: &[],
+            },
+        )
+        .await
+        .unwrap();
+}
+
 /// A ledger written before keyed fingerprints holds an unkeyed `sha256:`
 /// one: the upgrade delivers nothing again (no secrets write, no roll), and
 /// the entry becomes keyed without a Fly call.
@@ -537,19 +554,7 @@ async fn a_legacy_unkeyed_ledger_entry_is_rekeyed_without_delivering_again() {
     ledger
         .external_delivered
         .insert(secret("DB_PASSWORD"), legacy.clone());
-    let record = w.store.get(&tenant()).await.unwrap().unwrap();
-    w.store
-        .write_state(
-            &tenant(),
-            &flotilla::store::StateWrite {
-                observed_generation: record.generation,
-                status: &record.status,
-                ledger: &ledger,
-                resolved_intents: &[],
-            },
-        )
-        .await
-        .unwrap();
+    write_ledger(&w, &ledger).await;
 
     let out = w.reconcile().await;
     assert_eq!(out.actions, 0, "{:#}", w.status_json().await);
@@ -566,18 +571,7 @@ async fn a_legacy_unkeyed_ledger_entry_is_rekeyed_without_delivering_again() {
     ledger
         .external_delivered
         .insert(secret("DB_PASSWORD"), legacy);
-    w.store
-        .write_state(
-            &tenant(),
-            &flotilla::store::StateWrite {
-                observed_generation: record.generation,
-                status: &record.status,
-                ledger: &ledger,
-                resolved_intents: &[],
-            },
-        )
-        .await
-        .unwrap();
+    write_ledger(&w, &ledger).await;
     w.set("a-newer-value").await;
     w.converge().await;
     assert!(w.app()["secrets_version"].as_u64().unwrap() > version);
