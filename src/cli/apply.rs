@@ -109,11 +109,7 @@ pub async fn apply(
         policy: PrunePolicy::default(),
         revision: None,
     };
-    match target()
-        .await?
-        .apply_source(docs, &how, source.source.is_some())
-        .await?
-    {
+    match target().await?.apply_source(docs, &how).await? {
         Applied::Results(results) => {
             for (name, outcome) in results {
                 writeln!(out, "tenant/{name} {outcome}")?;
