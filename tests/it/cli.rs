@@ -27,7 +27,7 @@ struct Db {
 static TOKENS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 /// The server key of the test servers.
-fn server_key_text() -> String {
+pub(crate) fn server_key_text() -> String {
     base64::engine::general_purpose::STANDARD.encode([7u8; 32])
 }
 

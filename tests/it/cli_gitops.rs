@@ -43,6 +43,25 @@ fn flotilla(db: &str, server: Option<&str>, cwd: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// A tenant credential for `tenant`, issued on the database `db`.
+fn tenant_credential(db: &str, tenant: &str) -> String {
+    let out = Command::cargo_bin("flotilla")
+        .unwrap()
+        .env_remove("FLOTILLA_SERVER")
+        .env_remove("FLOTILLA_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("FLOTILLA_SERVER_KEY", crate::cli::server_key_text())
+        .args(["--db", db, "credentials", "create", "--tenant", tenant])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn spec(name: &str, image: &str) -> String {
     format!(
         "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n\
@@ -83,9 +102,11 @@ impl Setup {
     /// Runs a command and records it in the transcript.
     fn run(&self, args: &[&str]) -> Run {
         let r = self.exec(args);
+        // clap's usage line names the --server set through the environment.
+        let stderr = r.stderr.replace(" --server <SERVER>", "");
         self.transcript.borrow_mut().push(format!(
-            "$ flotilla {args:?}\nexit {}\n{}{}",
-            r.code, r.stdout, r.stderr
+            "$ flotilla {args:?}\nexit {}\n{}{stderr}",
+            r.code, r.stdout
         ));
         r
     }
@@ -222,6 +243,72 @@ fn apply_and_prune(s: &Setup) {
         s.run(&["apply", "-f", "specs", "--confirm-prune", "1"])
             .code,
         2
+    );
+}
+
+/// Over `--server` with a tenant credential: no prune (it reads every
+/// tenant), no other tenant's document; nothing changes. Its own tenant
+/// applies.
+#[test]
+fn a_tenant_credential_cannot_prune_or_apply_others_over_the_server() {
+    let s = Setup::served();
+    s.write("acme.yaml", &spec("acme", "nginx:1"));
+    s.write("globex.yaml", &spec("globex", "nginx:1"));
+    s.ok(&["apply", "-f", "specs"]);
+    let acme = tenant_credential(&s.db, "acme");
+    let url = s.server.as_ref().unwrap().0.clone();
+    let as_acme = |args: &[&str]| {
+        let out = Command::cargo_bin("flotilla")
+            .unwrap()
+            .env_remove("FLOTILLA_DB")
+            .env_remove("RUST_LOG")
+            .env("FLOTILLA_SERVER", &url)
+            .env("FLOTILLA_TOKEN", &acme)
+            .current_dir(s.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    s.remove("globex.yaml");
+    s.write("acme.yaml", &spec("acme", "nginx:2"));
+    assert_eq!(
+        as_acme(&["apply", "-f", "specs", "--prune"]),
+        (
+            1,
+            String::new(),
+            "error: this needs an admin credential\n".into()
+        )
+    );
+    s.write("globex.yaml", &spec("globex", "nginx:2"));
+    assert_eq!(
+        as_acme(&["apply", "-f", "specs"]),
+        (1, String::new(), "error: tenant globex not found\n".into())
+    );
+    assert_eq!(s.live(), ["acme", "globex"]);
+    assert!(
+        s.get("acme").contains("nginx:1"),
+        "a refused apply changed acme"
+    );
+    assert!(s.get("globex").contains("nginx:1"));
+    // Its own tenant: applied, as the same source.
+    s.remove("globex.yaml");
+    let (code, out, err) = as_acme(&["apply", "-f", "specs"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "tenant/acme configured\n"),
+        "{err}"
+    );
+    let (code, out, _) = as_acme(&["export", "-d", "out"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "tenant/acme exported to out/acme.yaml\n");
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("out/acme.yaml")).unwrap(),
+        spec("acme", "nginx:2")
     );
 }
 
