@@ -43,7 +43,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::{Caller, FailureLimiter};
 pub use error::{ApiError, DiagnosticView, ErrorBody};
-pub use tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
+pub use tenants::{Accepted, ApplyFile, ApplyRequest, DiffRequest, IssueRequest, IssuedView};
 
 use crate::ops::Ops;
 
@@ -238,6 +238,7 @@ pub fn router(state: ApiState) -> Router {
             post(tokens::regenerate),
         )
         .route("/api/v1/apply", post(tenants::apply))
+        .route("/api/v1/diff", post(tenants::diff))
         .route("/api/v1/hooks/git", post(hooks::git))
         .route(
             crate::mcp::PATH,

@@ -11,12 +11,13 @@ use utoipa::{Modify, OpenApi};
 use super::error::{DiagnosticView, ErrorBody, ErrorDetail};
 use super::hooks::HookAccepted;
 use super::secrets::SetSecretRequest;
-use super::tenants::{Accepted, ApplyFile, ApplyRequest, IssueRequest, IssuedView};
+use super::tenants::{Accepted, ApplyFile, ApplyRequest, DiffRequest, IssueRequest, IssuedView};
 use super::tokens::{RegistryToken, RotateRequest};
+use crate::ops::source::Change;
 use crate::ops::view::{
-    ApplyResponse, ApplyResultView, CredentialView, EventList, EventView, ListMetadata, PlanView,
-    SecretList, SecretSetView, SecretView, StatusView, StepView, TenantList, TenantMetadata,
-    TenantObject,
+    ApplyResponse, ApplyResultView, CredentialView, DiffResponse, EventList, EventView,
+    ListMetadata, PlanView, SecretList, SecretSetView, SecretView, StatusView, StepView,
+    TenantDiffView, TenantList, TenantMetadata, TenantObject,
 };
 
 #[derive(OpenApi)]
@@ -38,6 +39,7 @@ use crate::ops::view::{
         super::tenants::plan,
         super::tenants::reconcile,
         super::tenants::apply,
+        super::tenants::diff,
         super::tenants::events,
         super::tenants::list_credentials,
         super::tenants::issue_credential,
@@ -55,7 +57,7 @@ use crate::ops::view::{
         ListMetadata, StatusView, EventView, EventList, PlanView, StepView, ApplyRequest,
         ApplyFile, ApplyResponse, ApplyResultView, Accepted, CredentialView, IssueRequest,
         IssuedView, RegistryToken, RotateRequest, SetSecretRequest, SecretSetView, SecretView,
-        SecretList, HookAccepted,
+        SecretList, HookAccepted, DiffRequest, DiffResponse, TenantDiffView, Change,
     )),
     modifiers(&Bearer, &CommonAnswers),
     tags(

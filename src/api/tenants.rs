@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, RawQuery, Request, State};
-use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -13,12 +13,13 @@ use utoipa::ToSchema;
 use super::error::ErrorBody;
 use super::{ApiError, ApiState, Caller, RequestId};
 use crate::ids::TenantName;
+use crate::ops::prune::PrunePolicy;
 use crate::ops::selector::parse_selector;
 use crate::ops::view::{
-    ApplyResponse, ApplyResultView, CredentialView, EventList, EventView, PlanView, StatusView,
-    TenantList, TenantObject,
+    ApplyResponse, ApplyResultView, CredentialView, DiffResponse, EventList, EventView, PlanView,
+    StatusView, TenantDiffView, TenantList, TenantObject,
 };
-use crate::ops::{MAX_PAGE, OpsError, PutOutcome};
+use crate::ops::{MAX_PAGE, OpsError, PutOutcome, SourceApply};
 use crate::spec::{Diagnostic, SpecError};
 use crate::store::LabelSelector;
 use crate::store::access::CredentialScope;
@@ -164,6 +165,24 @@ fn query_pairs(
     Ok(pairs)
 }
 
+/// `Accept` names YAML (and not JSON first): the applied document.
+fn wants_yaml(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    accept
+        .split(',')
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .find(|m| m.contains("yaml") || m.contains("json"))
+        .is_some_and(|m| m.contains("yaml"))
+}
+
 fn with_etag(mut resp: Response, generation: i64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("\"{generation}\"")) {
         resp.headers_mut().insert(ETAG, v);
@@ -248,11 +267,19 @@ pub async fn list(
     )))
 }
 
-/// Get one tenant; `ETag` is its generation.
+/// Get one tenant; `ETag` is its generation. With `Accept:
+/// application/yaml`, the spec document exactly as it was applied
+/// (comments included; what `flotilla export` writes).
 #[utoipa::path(get, path = "/api/v1/tenants/{name}", tag = "tenants",
-    params(("name" = String, Path, description = "Tenant name")),
+    params(
+        ("name" = String, Path, description = "Tenant name"),
+        ("Accept" = Option<String>, Header, description = "application/yaml for the applied spec document"),
+    ),
     responses(
-        (status = 200, description = "The tenant", body = TenantObject),
+        (status = 200, description = "The tenant (or its applied YAML)", content(
+            (TenantObject = "application/json"),
+            (String = "application/yaml"),
+        )),
         (status = 400, description = "Invalid name", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 404, description = "No such tenant (or not this credential's)", body = ErrorBody),
@@ -263,8 +290,17 @@ pub async fn get(
     id: RequestId,
     Caller(actor): Caller,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = s.ops().get(&actor, &name).await.map_err(ops_err(&id))?;
+    if wants_yaml(&headers) {
+        let mut resp = record.yaml.clone().into_response();
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/yaml; charset=utf-8"),
+        );
+        return Ok(with_etag(resp, record.generation));
+    }
     Ok(with_etag(
         Json(TenantObject::of(&record)).into_response(),
         record.generation,
@@ -444,29 +480,83 @@ pub async fn reconcile(
     ))
 }
 
-/// Spec files to apply together.
+/// Spec files to apply together, optionally as the tenants of one source
+/// (what `flotilla apply --server` sends).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyRequest {
     pub files: Vec<ApplyFile>,
+    /// The source these files are: recorded on every tenant applied
+    /// (annotation `flotilla.dev/source`) and the scope of `prune`. Absent:
+    /// the tenants are stored without a source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Also mark for deletion the tenants of `source` the files no longer
+    /// define (admin credentials only; needs `source`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
+    /// With `prune`: confirms a deletion over the threshold (the larger of
+    /// 5 tenants and 10% of the source's), or of all of the source's
+    /// tenants, by its exact number of tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_prune: Option<usize>,
 }
 
 /// One file: its name (for diagnostics) and its text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ApplyFile {
     pub source: String,
     pub text: String,
 }
 
+/// Spec files to compare with the stored tenants as the tenants of
+/// `source` (what `flotilla diff -f --server` sends).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiffRequest {
+    pub files: Vec<ApplyFile>,
+    /// The source the files are (as in an apply): its stored tenants the
+    /// files no longer define are listed as `removed`.
+    pub source: String,
+}
+
+/// An `application/json` body as `T` (415 for another media type).
+fn json_request<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+    id: &RequestId,
+) -> Result<T, ApiError> {
+    if spec_body(headers, id)? != SpecBody::Json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send {what} as application/json"),
+        )
+        .with_request_id(id));
+    }
+    json_body(body, what, id)
+}
+
 /// Apply every document of every file in one transaction, all or nothing
-/// (what `flotilla apply --server` sends).
+/// (what `flotilla apply --server` sends). With `source`, each tenant is
+/// recorded as coming from it and `prune` marks the source's tenants the
+/// files no longer define for deletion in the same transaction, with the
+/// same threshold and confirmation as the command line (409
+/// `prune_refused` stores nothing).
 #[utoipa::path(post, path = "/api/v1/apply", tag = "tenants",
     request_body(content = ApplyRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Applied", body = ApplyResponse),
+        (status = 200, description = "Applied (and pruned)", body = ApplyResponse),
+        (status = 400, description = "Not an ApplyRequest, prune without a source, or a bad source name", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "prune with a tenant credential, or an admin-only field", body = ErrorBody),
         (status = 404, description = "A document names another tenant", body = ErrorBody),
-        (status = 409, description = "A Fly app name is another tenant's", body = ErrorBody),
-        (status = 422, description = "Spec problems, with positions", body = ErrorBody),
+        (status = 409, description = "A Fly app name is another tenant's, or the prune needs confirmation", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Spec problems, with positions, or no documents", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn apply(
@@ -476,32 +566,88 @@ pub async fn apply(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    if spec_body(&headers, &id)? != SpecBody::Json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send an ApplyRequest as application/json",
-        )
-        .with_request_id(&id));
-    }
-    let req: ApplyRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("not an ApplyRequest: {e}")).with_request_id(&id)
-    })?;
+    let req: ApplyRequest = json_request(&headers, &body, "an ApplyRequest", &id)?;
     let inputs: Vec<(String, String)> = req.files.into_iter().map(|f| (f.source, f.text)).collect();
-    let results = s
-        .ops()
-        .apply_inputs(&actor, &inputs)
-        .await
-        .map_err(ops_err(&id))?;
-    Ok(Json(ApplyResponse {
-        results: results
+    let view = |results: &[crate::store::ApplyResult]| -> Vec<ApplyResultView> {
+        results
             .iter()
             .map(|r| ApplyResultView {
                 name: r.name.to_string(),
                 outcome: r.outcome.as_str().to_string(),
                 generation: r.generation,
             })
-            .collect(),
+            .collect()
+    };
+    let Some(source) = req.source else {
+        if req.prune || req.confirm_prune.is_some() {
+            return Err(
+                ApiError::bad_request("prune and confirmPrune need a source").with_request_id(&id),
+            );
+        }
+        let results = s
+            .ops()
+            .apply_inputs(&actor, &inputs)
+            .await
+            .map_err(ops_err(&id))?;
+        return Ok(Json(ApplyResponse {
+            results: view(&results),
+            pruned: None,
+        }));
+    };
+    if req.confirm_prune.is_some() && !req.prune {
+        return Err(ApiError::bad_request("confirmPrune needs prune").with_request_id(&id));
+    }
+    let how = SourceApply {
+        source,
+        prune: req.prune,
+        confirm: req.confirm_prune,
+        policy: PrunePolicy::default(),
+        revision: None,
+    };
+    let done = s
+        .ops()
+        .apply_source_inputs(&actor, &inputs, &how)
+        .await
+        .map_err(ops_err(&id))?;
+    Ok(Json(ApplyResponse {
+        results: view(&done.results),
+        pruned: Some(done.pruned.iter().map(ToString::to_string).collect()),
+    }))
+}
+
+/// Compare spec files with the stored tenants by canonical form (what
+/// `flotilla diff -f --server` sends): formatting and comments are no
+/// difference. Changes nothing. A tenant credential compares only its own
+/// tenant (another tenant's document answers 404).
+#[utoipa::path(post, path = "/api/v1/diff", tag = "tenants",
+    request_body(content = DiffRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The comparison", body = DiffResponse),
+        (status = 400, description = "Not a DiffRequest, or a bad source name", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "A document names another tenant", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Spec problems, with positions, or no documents", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn diff(
+    State(s): State<ApiState>,
+    id: RequestId,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Json<DiffResponse>, ApiError> {
+    let req: DiffRequest = json_request(&headers, &body, "a DiffRequest", &id)?;
+    let inputs: Vec<(String, String)> = req.files.into_iter().map(|f| (f.source, f.text)).collect();
+    let diffs = s
+        .ops()
+        .diff_source_inputs(&actor, &inputs, &req.source)
+        .await
+        .map_err(ops_err(&id))?;
+    Ok(Json(DiffResponse {
+        source: req.source,
+        tenants: diffs.iter().map(TenantDiffView::of).collect(),
     }))
 }
 

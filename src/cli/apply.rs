@@ -3,7 +3,8 @@
 //! message`; apply stores all documents of all files in one transaction, or
 //! nothing if any document has a problem. Apply records each tenant's
 //! source and, with `--prune`, deletes the source's tenants the files no
-//! longer define (`ops::prune` has the rules).
+//! longer define (`ops::prune` has the rules). Over `--server` the server
+//! applies and prunes by the same rules (`cli::target`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -109,11 +110,7 @@ pub async fn apply(
         policy: PrunePolicy::default(),
         revision: None,
     };
-    match target()
-        .await?
-        .apply_source(docs, &how, source.source.is_some())
-        .await?
-    {
+    match target().await?.apply_source(docs, &how).await? {
         Applied::Results(results) => {
             for (name, outcome) in results {
                 writeln!(out, "tenant/{name} {outcome}")?;

@@ -11,6 +11,10 @@
 //! (coloured only when stdout is a terminal, or with `--color always`),
 //! `-o json`, or `--summary`, one line for a pull-request comment.
 //!
+//! Over `--server` the server compares the files with its stored tenants
+//! (`POST /api/v1/diff`) and, with `--live`, plans each document against
+//! its own Fly (`POST /api/v1/tenants/{name}/plan`); the output is the same.
+//!
 //! Exit codes: 0 no difference, 2 differences (or planned Fly changes with
 //! `--live`), 1 an error (an invalid spec included).
 
@@ -23,9 +27,9 @@ use similar::TextDiff;
 
 use super::apply::load;
 use super::fly::FlyArgs;
+use super::target::Target;
 use crate::clock::SharedClock;
 use crate::ops::source::{Change, TenantDiff};
-use crate::ops::{Actor, Ops};
 use crate::spec::ParseOptions;
 
 /// Exit code when there are differences.
@@ -163,13 +167,13 @@ fn colored(text: &str) -> String {
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `diff -f` against `target` (the database, or a server that compares
+/// and plans on its side).
 pub async fn diff_files(
     paths: &[PathBuf],
     opts: &ParseOptions,
     how: &DiffOptions,
-    ops: Ops,
-    actor: &Actor,
+    target: Target,
     fly: &FlyArgs,
     clock: SharedClock,
     out: &mut impl Write,
@@ -177,17 +181,27 @@ pub async fn diff_files(
     let Some(docs) = load(paths, opts)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let diffs = ops.diff_source(actor, docs.clone(), &how.source).await?;
+    let diffs = match target.diff_source(docs.clone(), &how.source).await? {
+        Ok(diffs) => diffs,
+        // Found by the server (its options may differ from this side's).
+        Err(lines) => {
+            let mut err = std::io::stderr().lock();
+            for l in &lines {
+                let _ = writeln!(err, "{l}");
+            }
+            let n = lines.len();
+            let _ = writeln!(err, "{n} problem{} found", if n == 1 { "" } else { "s" });
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let plans = if how.live {
-        let conn = fly.connect(clock.clone()).await?;
-        let ops = super::control::with_planner(ops, &conn, clock);
-        Some(ops.plan_docs(actor, docs).await?)
+        Some(target.plan_docs(docs, fly, clock).await?)
     } else {
         None
     };
     let planned = plans.as_ref().map(|ps| {
-        let steps: usize = ps.iter().map(|(_, p)| p.steps.len()).sum();
-        let tenants = ps.iter().filter(|(_, p)| !p.is_empty()).count();
+        let steps: usize = ps.iter().map(|p| p.steps).sum();
+        let tenants = ps.iter().filter(|p| p.steps > 0).count();
         (steps, tenants)
     });
     let rendered: Vec<(String, Option<String>)> = diffs
@@ -195,8 +209,8 @@ pub async fn diff_files(
         .map(|d| {
             let plan = plans.as_ref().and_then(|ps| {
                 ps.iter()
-                    .find(|(n, _)| n == &d.name)
-                    .map(|(_, p)| p.render())
+                    .find(|p| p.name == d.name.as_str())
+                    .map(|p| p.rendered.clone())
             });
             (unified(d), plan)
         })

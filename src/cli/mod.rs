@@ -37,7 +37,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::clock::SharedClock;
 use crate::spec::ParseOptions;
-use crate::store::{self, SharedStore};
+use crate::store;
 use remote::RemoteArgs;
 use target::{Target, local_actor, open_ops};
 
@@ -149,7 +149,7 @@ pub enum Command {
     /// with --prune, the source's tenants no longer in the files are
     /// deleted in the same transaction.
     #[command(
-        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db\n  flotilla apply -f specs/prod --prune\n  flotilla apply -f specs/prod --prune --confirm-prune 12\n  FLOTILLA_TOKEN=flt1... flotilla apply -f acme.yaml --server https://flotilla.internal\n\nPrune deletes (teardown through the controller, as `delete tenant`) the\ntenants whose flotilla.dev/source is this source and that the files no\nlonger define. It refuses an input with no tenant, and deleting more than\nthe larger of 5 tenants and 10% of the source's tenants, or all of them,\nunless --confirm-prune gives the exact number. Nothing is applied when\nit refuses."
+        after_help = "Example:\n  flotilla apply -f specs/examples --db sqlite://flotilla.db\n  flotilla apply -f specs/prod --prune\n  flotilla apply -f specs/prod --prune --confirm-prune 12\n  FLOTILLA_TOKEN=flt1... flotilla apply -f acme.yaml --server https://flotilla.internal\n  FLOTILLA_TOKEN=flt1... flotilla apply -f specs/prod --prune --server https://flotilla.internal\n\nOver --server the server validates the files again and applies them as\nthe same source with the same rules; --prune needs an admin credential.\n\nPrune deletes (teardown through the controller, as `delete tenant`) the\ntenants whose flotilla.dev/source is this source and that the files no\nlonger define. It refuses an input with no tenant, and deleting more than\nthe larger of 5 tenants and 10% of the source's tenants, or all of them,\nunless --confirm-prune gives the exact number. Nothing is applied when\nit refuses."
     )]
     Apply {
         /// Files or directories (*.yaml, *.yml) to read.
@@ -185,12 +185,16 @@ pub enum Command {
         remote: RemoteArgs,
     },
     /// Write every tenant's YAML, exactly as applied, to DIR/<name>.yaml.
-    #[command(after_help = "Example:\n  flotilla export -d backup/")]
+    #[command(
+        after_help = "Example:\n  flotilla export -d backup/\n  FLOTILLA_TOKEN=flt1... flotilla export -d backup/ --server https://flotilla.internal\n\nWith a tenant credential over --server, only that tenant is exported."
+    )]
     Export {
         #[arg(short = 'd', long = "dir")]
         dir: PathBuf,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Print the tenant spec of a live Fly app (or write one file per app of
     /// an org), ready to apply: it adopts the app, and an app flotilla made
@@ -222,7 +226,7 @@ pub enum Command {
     /// against live Fly state (TENANT). Changes nothing. Exit 0 no
     /// difference, 2 differences (or Fly changes pending), 1 error.
     #[command(
-        after_help = "Example:\n  flotilla diff -f specs/prod\n  flotilla diff -f specs/prod --summary\n  flotilla diff -f specs/prod --live --fly sim -o json\n  flotilla diff acme --fly sim\n\nExit codes: 0 no difference, 2 differences, 1 error (an invalid spec\nincluded), so a CI job can gate on them. Tenants of the source the files\nno longer define are listed as to prune (apply --prune deletes them)."
+        after_help = "Example:\n  flotilla diff -f specs/prod\n  flotilla diff -f specs/prod --summary\n  flotilla diff -f specs/prod --live --fly sim -o json\n  flotilla diff acme --fly sim\n  FLOTILLA_TOKEN=flt1... flotilla diff -f specs/prod --server https://flotilla.internal\n\nOver --server the server compares the files with its stored tenants, and\n--live plans against the server's Fly (--fly is not used).\n\nExit codes: 0 no difference, 2 differences, 1 error (an invalid spec\nincluded), so a CI job can gate on them. Tenants of the source the files\nno longer define are listed as to prune (apply --prune deletes them)."
     )]
     Diff {
         /// A stored tenant to plan against live Fly state.
@@ -253,7 +257,8 @@ pub enum Command {
         fly: fly::FlyArgs,
         #[command(flatten)]
         db: DbArgs,
-        /// With --server (TENANT only), the server plans against its own Fly.
+        /// With --server, the server compares (-f) and plans (TENANT,
+        /// --live) against its own store and Fly.
         #[command(flatten)]
         remote: RemoteArgs,
     },
@@ -560,9 +565,9 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             let target = Target::open(&db, &remote, clock, parse).await?;
             delete::tenant(&target, &name, &mut out).await
         }
-        Command::Export { dir, db } => {
-            let store = open(&db.db, clock).await?;
-            export::export(&store, &dir, &mut out).await
+        Command::Export { dir, db, remote } => {
+            let target = Target::open(&db, &remote, clock, parse).await?;
+            export::export(&target, &dir, &mut out).await
         }
         Command::Import(args) => {
             let mut err = std::io::stderr().lock();
@@ -596,17 +601,12 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
             remote,
         } => {
             let opts = spec.parse_options();
-            if let Some(client) = remote.client()? {
-                let Some(tenant) = tenant else {
-                    anyhow::bail!(
-                        "diff -f compares files with the database; over --server only `diff TENANT` is available"
-                    );
-                };
-                return control::diff_remote(&tenant, &client, &mut out).await;
-            }
-            let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
             match tenant {
                 Some(tenant) => {
+                    if let Some(client) = remote.client()? {
+                        return control::diff_remote(&tenant, &client, &mut out).await;
+                    }
+                    let ops = open_ops(&db.db, clock.clone(), opts.clone()).await?;
                     control::diff(&tenant, ops, &local_actor(), &fly, clock, &mut out).await
                 }
                 None => {
@@ -622,17 +622,8 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
                         format: output,
                         color,
                     };
-                    diff::diff_files(
-                        &paths,
-                        &opts,
-                        &how,
-                        ops,
-                        &local_actor(),
-                        &fly,
-                        clock,
-                        &mut out,
-                    )
-                    .await
+                    let target = Target::open(&db, &remote, clock.clone(), opts.clone()).await?;
+                    diff::diff_files(&paths, &opts, &how, target, &fly, clock, &mut out).await
                 }
             }
         }
@@ -688,10 +679,6 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         Command::Schema => schema::schema(&mut out),
         Command::Migrate { db } => migrate::migrate(&db.db, clock, &mut out).await,
     }
-}
-
-async fn open(url: &str, clock: SharedClock) -> anyhow::Result<SharedStore> {
-    Ok(store::connect(url, clock).await?)
 }
 
 /// An error as one line: the causes joined by ": ", each printed once (a

@@ -16,10 +16,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::api::{ApplyFile, ApplyRequest, ErrorBody};
+use crate::api::{ApplyFile, ApplyRequest, DiffRequest, ErrorBody};
+use crate::ops::SourceApply;
 use crate::ops::selector::format_selector;
 use crate::ops::view::{
-    ApplyResponse, ApplyResultView, EventList, EventView, PlanView, SecretList, SecretSetView,
+    ApplyResponse, DiffResponse, EventList, EventView, PlanView, SecretList, SecretSetView,
     SecretView, StatusView, TenantList, TenantObject,
 };
 use crate::reconcile::status::tokens::TokenStatus;
@@ -140,6 +141,19 @@ impl Client {
         url: Url,
         body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<T, RemoteError> {
+        let (status, bytes) = self.send(method, url, body, None).await?;
+        serde_json::from_slice(&bytes).map_err(|_| RemoteError::Unexpected { status })
+    }
+
+    /// One request; the successful answer's status and body, or the
+    /// server's error. `accept`: the media type asked for.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<(&'static str, Vec<u8>)>,
+        accept: Option<&'static str>,
+    ) -> Result<(StatusCode, Vec<u8>), RemoteError> {
         let shown = {
             let mut u = url.clone();
             u.set_query(None);
@@ -149,6 +163,9 @@ impl Client {
             .http
             .request(method, url)
             .bearer_auth(self.token.expose_secret());
+        if let Some(a) = accept {
+            req = req.header(reqwest::header::ACCEPT, a);
+        }
         if let Some((ct, bytes)) = body {
             req = req.header(reqwest::header::CONTENT_TYPE, ct).body(bytes);
         }
@@ -162,7 +179,7 @@ impl Client {
             cause: crate::api::error::chain(&e.without_url()),
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|_| RemoteError::Unexpected { status });
+            return Ok((status, bytes.to_vec()));
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(e) => Err(RemoteError::Api {
@@ -203,6 +220,20 @@ impl Client {
     pub async fn get(&self, name: &str) -> Result<TenantObject, RemoteError> {
         self.call(Method::GET, self.url(&["api", "v1", "tenants", name]), None)
             .await
+    }
+
+    /// The tenant's spec document exactly as it was applied (`Accept:
+    /// application/yaml`).
+    pub async fn get_yaml(&self, name: &str) -> Result<String, RemoteError> {
+        let (status, bytes) = self
+            .send(
+                Method::GET,
+                self.url(&["api", "v1", "tenants", name]),
+                None,
+                Some("application/yaml"),
+            )
+            .await?;
+        String::from_utf8(bytes).map_err(|_| RemoteError::Unexpected { status })
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), RemoteError> {
@@ -309,9 +340,6 @@ impl Client {
         Ok(list.items)
     }
 
-    /// Sends the files the documents came from (read again, bounded by
-    /// `max_bytes`), to be validated with the server's options and stored
-    /// all or nothing.
     /// `POST /api/v1/tenants/{name}/plan`: the server's dry run of `spec`
     /// (one tenant document's YAML text), or of the stored spec with `None`.
     pub async fn plan(&self, name: &str, spec: Option<&str>) -> Result<PlanView, RemoteError> {
@@ -324,31 +352,67 @@ impl Client {
         .await
     }
 
+    /// Sends the files the documents came from (read again, bounded by
+    /// `max_bytes`), to be validated with the server's options and stored
+    /// all or nothing as the tenants of `how.source`, pruning as `how`
+    /// says (the server applies the same rules as the local path).
     pub async fn apply(
         &self,
         docs: &[LoadedDoc],
         max_bytes: u64,
-    ) -> anyhow::Result<Result<Vec<ApplyResultView>, RemoteError>> {
-        let mut files: Vec<ApplyFile> = Vec::new();
-        for d in docs {
-            if files.iter().any(|f| f.source == d.doc.source) {
-                continue;
-            }
-            files.push(ApplyFile {
-                source: d.doc.source.clone(),
-                text: read_text(Path::new(&d.doc.source), max_bytes)?,
-            });
-        }
-        let body = serde_json::to_vec(&ApplyRequest { files })?;
-        let resp: Result<ApplyResponse, RemoteError> = self
+        how: &SourceApply,
+    ) -> anyhow::Result<Result<ApplyResponse, RemoteError>> {
+        let body = serde_json::to_vec(&ApplyRequest {
+            files: files_of(docs, max_bytes)?,
+            source: Some(how.source.clone()),
+            prune: how.prune,
+            confirm_prune: how.confirm,
+        })?;
+        Ok(self
             .call(
                 Method::POST,
                 self.url(&["api", "v1", "apply"]),
                 Some(("application/json", body)),
             )
-            .await;
-        Ok(resp.map(|r| r.results))
+            .await)
     }
+
+    /// `POST /api/v1/diff`: the server compares the files the documents
+    /// came from with its stored tenants, as the tenants of `source`.
+    pub async fn diff(
+        &self,
+        docs: &[LoadedDoc],
+        max_bytes: u64,
+        source: &str,
+    ) -> anyhow::Result<Result<DiffResponse, RemoteError>> {
+        let body = serde_json::to_vec(&DiffRequest {
+            files: files_of(docs, max_bytes)?,
+            source: source.to_string(),
+        })?;
+        Ok(self
+            .call(
+                Method::POST,
+                self.url(&["api", "v1", "diff"]),
+                Some(("application/json", body)),
+            )
+            .await)
+    }
+}
+
+/// The files `docs` came from, each once, read again (at most `max_bytes`
+/// each).
+fn files_of(docs: &[LoadedDoc], max_bytes: u64) -> anyhow::Result<Vec<ApplyFile>> {
+    let mut files: Vec<ApplyFile> = Vec::new();
+    for d in docs {
+        if files.iter().any(|f| f.source == d.doc.source) {
+            continue;
+        }
+        files.push(ApplyFile {
+            source: d.doc.source.clone(),
+            text: read_text(Path::new(&d.doc.source), max_bytes)?,
+        });
+    }
+    Ok(files)
 }
 
 /// A spec file's text, at most `max` bytes.

@@ -6,6 +6,8 @@
 use super::DbArgs;
 use super::remote::{Client, RemoteArgs, RemoteError};
 use crate::clock::SharedClock;
+use crate::ids::TenantName;
+use crate::ops::source::TenantDiff;
 use crate::ops::view::{EventView, SecretSetView, SecretView, StatusView, TenantObject};
 use crate::ops::{Actor, Ops, OpsError, RotationAsk, SourceApply};
 use crate::reconcile::status::tokens::TokenStatus;
@@ -185,55 +187,28 @@ impl Target {
         }
     }
 
-    /// [`Target::apply`] as the tenants of a source: locally each is
+    /// Stores `docs` all or nothing as the tenants of a source: each is
     /// annotated with `how.source`, and `how.prune` prunes in the same
     /// transaction (a refusal is an error, nothing applied). Over
-    /// `--server` neither a source nor pruning is supported yet: the
-    /// tenants are applied without a source, and `--prune` or an explicit
-    /// `--source` (`named`) is refused.
+    /// `--server` the files the documents came from are sent and the server
+    /// does the same (`POST /api/v1/apply` with the source), validating them
+    /// again with its own parse options.
     pub async fn apply_source(
         &self,
         docs: Vec<LoadedDoc>,
         how: &SourceApply,
-        named: bool,
     ) -> anyhow::Result<Applied> {
         match self {
             Target::Local { ops, actor } => match ops.apply_source(actor, docs, how).await {
                 Ok(done) => {
-                    let mut lines: Vec<(String, String)> = done
+                    let results = done
                         .results
                         .iter()
                         .map(|r| (r.name.to_string(), r.outcome.as_str().to_string()))
                         .collect();
-                    lines.extend(
-                        done.pruned
-                            .iter()
-                            .map(|n| (n.to_string(), "pruned (marked for deletion)".to_string())),
-                    );
-                    Ok(Applied::Results(lines))
+                    let pruned = done.pruned.iter().map(ToString::to_string).collect();
+                    Ok(applied_lines(results, pruned))
                 }
-                Err(OpsError::Invalid(ds)) => Ok(Applied::Problems(
-                    ds.iter().map(ToString::to_string).collect(),
-                )),
-                Err(e) => Err(e.into()),
-            },
-            Target::Remote { .. } if how.prune || named => anyhow::bail!(
-                "--prune and --source are not supported with --server yet: run apply against the database (--db)"
-            ),
-            Target::Remote { .. } => self.apply(docs).await,
-        }
-    }
-
-    /// Stores `docs` all or nothing. Remotely the files they came from are
-    /// sent and validated again with the server's options.
-    pub async fn apply(&self, docs: Vec<LoadedDoc>) -> anyhow::Result<Applied> {
-        match self {
-            Target::Local { ops, actor } => match ops.apply(actor, docs).await {
-                Ok(rs) => Ok(Applied::Results(
-                    rs.iter()
-                        .map(|r| (r.name.to_string(), r.outcome.as_str().to_string()))
-                        .collect(),
-                )),
                 Err(OpsError::Invalid(ds)) => Ok(Applied::Problems(
                     ds.iter().map(ToString::to_string).collect(),
                 )),
@@ -242,18 +217,156 @@ impl Target {
             Target::Remote {
                 client,
                 max_spec_bytes,
-            } => match client.apply(&docs, *max_spec_bytes).await? {
-                Ok(rs) => Ok(Applied::Results(
-                    rs.into_iter().map(|r| (r.name, r.outcome)).collect(),
-                )),
-                Err(RemoteError::Api {
-                    diagnostics, code, ..
-                }) if code == "invalid_spec" => Ok(Applied::Problems(
-                    diagnostics.iter().map(|d| d.line()).collect(),
-                )),
-                Err(e) => Err(e.into()),
+            } => match client.apply(&docs, *max_spec_bytes, how).await? {
+                Ok(resp) => {
+                    let Some(pruned) = resp.pruned else {
+                        // A server that predates sources ignored them.
+                        anyhow::bail!(
+                            "the server does not record sources (an older flotilla): the tenants were applied without {}{}; upgrade the server",
+                            crate::ops::prune::SOURCE_ANNOTATION,
+                            if how.prune {
+                                " and nothing was pruned"
+                            } else {
+                                ""
+                            }
+                        );
+                    };
+                    let results = resp.results.into_iter().map(|r| (r.name, r.outcome));
+                    Ok(applied_lines(results.collect(), pruned))
+                }
+                Err(e) => Ok(Applied::Problems(remote_problems(e)?)),
             },
         }
+    }
+
+    /// Compares `docs` with the stored tenants as the tenants of `source`
+    /// (canonical forms; `ops::source`). Remotely the server compares the
+    /// files with its own parse options (`POST /api/v1/diff`).
+    pub async fn diff_source(
+        &self,
+        docs: Vec<LoadedDoc>,
+        source: &str,
+    ) -> anyhow::Result<Result<Vec<TenantDiff>, Vec<String>>> {
+        match self {
+            Target::Local { ops, actor } => match ops.diff_source(actor, docs, source).await {
+                Ok(diffs) => Ok(Ok(diffs)),
+                Err(OpsError::Invalid(ds)) => Ok(Err(ds.iter().map(ToString::to_string).collect())),
+                Err(e) => Err(e.into()),
+            },
+            Target::Remote {
+                client,
+                max_spec_bytes,
+            } => match client.diff(&docs, *max_spec_bytes, source).await? {
+                Ok(resp) => {
+                    let mut diffs = Vec::with_capacity(resp.tenants.len());
+                    for t in resp.tenants {
+                        diffs.push(TenantDiff {
+                            name: TenantName::parse(t.name.as_str()).map_err(|e| {
+                                anyhow::anyhow!("the server answered an invalid tenant name: {e}")
+                            })?,
+                            change: t.change,
+                            stored: t.stored,
+                            proposed: t.proposed,
+                        });
+                    }
+                    Ok(Ok(diffs))
+                }
+                Err(e) => Ok(Err(remote_problems(e)?)),
+            },
+        }
+    }
+
+    /// Dry runs of `docs` against live Fly state: each tenant's name, its
+    /// plan as `flotilla plan` prints it, and its number of steps. Locally
+    /// against the Fly `fly` names; remotely the server plans each document
+    /// against its own Fly (`POST /api/v1/tenants/{name}/plan`).
+    pub async fn plan_docs(
+        self,
+        docs: Vec<LoadedDoc>,
+        fly: &super::fly::FlyArgs,
+        clock: SharedClock,
+    ) -> anyhow::Result<Vec<PlannedDoc>> {
+        match self {
+            Target::Local { ops, actor } => {
+                let conn = fly.connect(clock.clone()).await?;
+                let ops = super::control::with_planner(*ops, &conn, clock);
+                Ok(ops
+                    .plan_docs(&actor, docs)
+                    .await?
+                    .into_iter()
+                    .map(|(name, plan)| PlannedDoc {
+                        name: name.to_string(),
+                        rendered: plan.render(),
+                        steps: plan.steps.len(),
+                    })
+                    .collect())
+            }
+            Target::Remote { client, .. } => {
+                let mut out = Vec::with_capacity(docs.len());
+                for doc in &docs {
+                    let view = client
+                        .plan(doc.tenant.name().as_str(), Some(&doc.doc.text))
+                        .await?;
+                    out.push(PlannedDoc {
+                        name: doc.tenant.name().to_string(),
+                        rendered: view.rendered,
+                        steps: view.changes,
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Every tenant's name and its spec document exactly as applied
+    /// (`flotilla export`).
+    pub async fn applied_documents(&self) -> anyhow::Result<Vec<(String, String)>> {
+        match self {
+            Target::Local { ops, .. } => Ok(ops
+                .store()
+                .list(&LabelSelector::default())
+                .await?
+                .into_iter()
+                .map(|t| (t.name.to_string(), t.yaml))
+                .collect()),
+            Target::Remote { client, .. } => {
+                let mut out = Vec::new();
+                for t in client.list(&LabelSelector::default()).await? {
+                    let yaml = client.get_yaml(&t.metadata.name).await?;
+                    out.push((t.metadata.name, yaml));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// One tenant's dry run, as `diff --live` shows it.
+pub struct PlannedDoc {
+    pub name: String,
+    /// The plan as `flotilla plan` prints it.
+    pub rendered: String,
+    pub steps: usize,
+}
+
+/// An apply's outcome lines: each tenant applied, then each pruned.
+fn applied_lines(mut results: Vec<(String, String)>, pruned: Vec<String>) -> Applied {
+    results.extend(
+        pruned
+            .into_iter()
+            .map(|n| (n, "pruned (marked for deletion)".to_string())),
+    );
+    Applied::Results(results)
+}
+
+/// A server's `invalid_spec` answer as problem lines (`file:line:col: path:
+/// message`); any other failure as the error.
+fn remote_problems(e: RemoteError) -> anyhow::Result<Vec<String>> {
+    match e {
+        RemoteError::Api {
+            diagnostics, code, ..
+        } if code == "invalid_spec" => Ok(diagnostics.iter().map(|d| d.line()).collect()),
+        e => Err(e.into()),
     }
 }
 

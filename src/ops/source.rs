@@ -43,7 +43,9 @@ pub struct SourceApplied {
 }
 
 /// How a tenant of the input compares with the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     /// Not stored yet.
@@ -184,6 +186,34 @@ impl Ops {
             results: result?,
             pruned: plan.prune.into_iter().map(|(n, _)| n).collect(),
         })
+    }
+
+    /// [`Ops::apply_source`] of spec texts, each `(file name, text)`, as
+    /// the API receives them (`POST /api/v1/apply` with a source): loaded
+    /// with this side's parse options; a problem in any stores nothing.
+    pub async fn apply_source_inputs(
+        &self,
+        actor: &Actor,
+        inputs: &[(String, String)],
+        how: &SourceApply,
+    ) -> Result<SourceApplied, OpsError> {
+        let docs = self.load_inputs(inputs)?;
+        self.apply_source(actor, docs, how).await
+    }
+
+    /// [`Ops::diff_source`] of spec texts (`POST /api/v1/diff`).
+    pub async fn diff_source_inputs(
+        &self,
+        actor: &Actor,
+        inputs: &[(String, String)],
+        source: &str,
+    ) -> Result<Vec<TenantDiff>, OpsError> {
+        prune::check_source(source).map_err(|e| OpsError::InvalidValue(format!("source: {e}")))?;
+        let docs = self.load_inputs(inputs)?;
+        if docs.is_empty() {
+            return Err(OpsError::NoDocuments);
+        }
+        self.diff_source(actor, docs, source).await
     }
 
     /// Records on every tenant of `source` why `revision` was not applied

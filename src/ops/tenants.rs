@@ -91,6 +91,16 @@ impl Ops {
         actor: &Actor,
         inputs: &[(String, String)],
     ) -> Result<Vec<ApplyResult>, OpsError> {
+        let docs = self.load_inputs(inputs)?;
+        self.apply(actor, docs).await
+    }
+
+    /// Loads spec texts, each `(file name, text)`, with this side's parse
+    /// options: every document, or every problem (located by file name).
+    pub(super) fn load_inputs(
+        &self,
+        inputs: &[(String, String)],
+    ) -> Result<Vec<LoadedDoc>, OpsError> {
         let mut loader = Loader::new(&self.parse);
         for (source, text) in inputs {
             loader.add(source, text.as_bytes());
@@ -99,7 +109,7 @@ impl Ops {
         if !diagnostics.is_empty() {
             return Err(OpsError::Invalid(diagnostics));
         }
-        self.apply(actor, docs).await
+        Ok(docs)
     }
 
     /// Creates or replaces one tenant from one document whose

@@ -340,6 +340,43 @@ pub struct ApplyResultView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApplyResponse {
     pub results: Vec<ApplyResultView>,
+    /// With a `source` in the request: the tenants of that source marked
+    /// for deletion by `prune` (empty without it). Absent when the request
+    /// named no source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Vec<String>>,
+}
+
+/// How spec files compare with the stored tenants (`POST /api/v1/diff`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DiffResponse {
+    pub source: String,
+    /// Each tenant of the files, then the source's stored tenants the files
+    /// no longer define (`removed`).
+    pub tenants: Vec<TenantDiffView>,
+}
+
+/// One tenant's comparison: canonical YAML on each side, absent where the
+/// tenant is (`flotilla diff -f` renders it as a unified diff).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TenantDiffView {
+    pub name: String,
+    pub change: crate::ops::source::Change,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed: Option<String>,
+}
+
+impl TenantDiffView {
+    pub fn of(d: &crate::ops::source::TenantDiff) -> Self {
+        Self {
+            name: d.name.to_string(),
+            change: d.change,
+            stored: d.stored.clone(),
+            proposed: d.proposed.clone(),
+        }
+    }
 }
 
 /// A credential as listed: never its secret, nor its MAC.

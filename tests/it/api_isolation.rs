@@ -47,6 +47,23 @@ async fn isolation_matrix_another_tenants_credential_reads_and_changes_nothing()
         };
         let apply =
             json!({"files": [{"source": "x.yaml", "text": spec("globex", "")}]}).to_string();
+        let apply_source = json!({
+            "files": [{"source": "x.yaml", "text": spec("globex", "")}],
+            "source": "x",
+        })
+        .to_string();
+        // Pruning reads every tenant: refused outright for a tenant.
+        let prune = json!({
+            "files": [{"source": "x.yaml", "text": spec("acme", "")}],
+            "source": "x",
+            "prune": true,
+        })
+        .to_string();
+        let diff = json!({
+            "files": [{"source": "x.yaml", "text": spec("globex", "")}],
+            "source": "x",
+        })
+        .to_string();
         let revoke_globex = format!(
             "/api/v1/credentials/{}",
             h.globex.split('.').nth(1).unwrap()
@@ -116,6 +133,24 @@ async fn isolation_matrix_another_tenants_credential_reads_and_changes_nothing()
                 Method::POST,
                 "/api/v1/apply",
                 Some(("application/json", apply)),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::POST,
+                "/api/v1/apply",
+                Some(("application/json", apply_source)),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Method::POST,
+                "/api/v1/apply",
+                Some(("application/json", prune)),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                Method::POST,
+                "/api/v1/diff",
+                Some(("application/json", diff)),
                 StatusCode::NOT_FOUND,
             ),
             (

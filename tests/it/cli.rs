@@ -27,7 +27,7 @@ struct Db {
 static TOKENS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 /// The server key of the test servers.
-fn server_key_text() -> String {
+pub(crate) fn server_key_text() -> String {
     base64::engine::general_purpose::STANDARD.encode([7u8; 32])
 }
 
@@ -38,12 +38,35 @@ fn serve(db: Db) -> Db {
 }
 
 /// Where a server's planner finds Fly: machines URL, GraphQL URL, token.
-type FlyAt = (String, String, secrecy::SecretString);
+pub(crate) type FlyAt = (String, String, secrecy::SecretString);
 
 /// [`serve`], with dry runs planned against the Fly at `fly` when given.
 fn serve_with(db: Db, fly: Option<FlyAt>) -> Db {
+    let (url, rt) = start_server(&db.url, fly);
+    Db {
+        url,
+        label: if db.label == "sqlite" {
+            "server+sqlite"
+        } else {
+            "server+postgres"
+        },
+        _dir: db._dir,
+        _pg: db._pg,
+        _server: Some(rt),
+    }
+}
+
+/// The admin credential of the server at `url` (from [`start_server`]).
+pub(crate) fn server_token(url: &str) -> String {
+    TOKENS.lock().unwrap()[url].clone()
+}
+
+/// A flotilla API over the database at `db_url` on a local port, in this
+/// process (no controller); its URL, and the runtime that keeps it alive.
+/// Its admin credential is [`server_token`].
+pub(crate) fn start_server(db_url: &str, fly: Option<FlyAt>) -> (String, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let db_url = db.url.clone();
+    let db_url = db_url.to_string();
     let (addr, token) = rt.block_on(async move {
         let clock: flotilla::clock::SharedClock = Arc::new(flotilla::clock::SystemClock);
         let stores = flotilla::store::access::connect_stores(&db_url, clock.clone())
@@ -99,17 +122,7 @@ fn serve_with(db: Db, fly: Option<FlyAt>) -> Db {
     });
     let url = format!("http://{addr}");
     TOKENS.lock().unwrap().insert(url.clone(), token);
-    Db {
-        url,
-        label: if db.label == "sqlite" {
-            "server+sqlite"
-        } else {
-            "server+postgres"
-        },
-        _dir: db._dir,
-        _pg: db._pg,
-        _server: Some(rt),
-    }
+    (url, rt)
 }
 
 /// Every backend, each also behind a server: the CLI must print the same
@@ -162,8 +175,8 @@ fn flotilla(db: Option<&str>, args: &[&str]) -> Run {
         .env_remove("RUST_LOG");
     match db {
         Some(url) if url.starts_with("http://") => {
-            let token = TOKENS.lock().unwrap()[url].clone();
-            cmd.env("FLOTILLA_SERVER", url).env("FLOTILLA_TOKEN", token);
+            cmd.env("FLOTILLA_SERVER", url)
+                .env("FLOTILLA_TOKEN", server_token(url));
         }
         Some(db) => {
             cmd.arg("--db").arg(db);
@@ -388,7 +401,7 @@ fn apply_of_several_files_is_one_transaction() {
 
 #[test]
 fn export_gives_back_exactly_what_was_applied() {
-    for db in backends() {
+    for db in with_servers() {
         let dir = tempfile::tempdir().unwrap();
         let single = format!(
             "# A comment that must survive.\n{}# trailing comment\n",
@@ -965,9 +978,9 @@ fn org_token_import_reads_stdin_and_status_never_shows_the_value() {
     }
 }
 
-/// `plan -f` and `diff TENANT` through `--server` print what the database
-/// path prints against the same Fly, with the same exit codes; the files
-/// are checked locally first; `diff -f` is refused over a server.
+/// `plan -f`, `diff TENANT` and `diff -f [--live]` through `--server`
+/// print what the database path prints against the same Fly, with the same
+/// exit codes; the files are checked locally first.
 #[test]
 fn plan_and_diff_print_the_same_through_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1043,12 +1056,30 @@ fn plan_and_diff_print_the_same_through_the_server() {
         (r.code, r.stderr.as_str()),
         (1, "error: tenant ghost not found\n")
     );
-    let r = flotilla(Some(&remote.url), &["diff", "-f", f]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("over --server only `diff TENANT`"),
-        "{}",
-        r.stderr
-    );
+    // `diff -f`: compared by the server with its store; with --live also
+    // planned by it against its Fly. The same output and exit codes.
+    std::fs::write(dir.path().join("t.yaml"), spec("acme", "", "")).unwrap();
+    let _ = std::fs::remove_file(&bad);
+    let g = write(dir.path(), "g.yaml", &spec("globex", "", ""));
+    let g = g.to_str().unwrap();
+    for args in [
+        &["diff", "-f", f][..],
+        &["diff", "-f", f, g][..],
+        &["diff", "-f", f, g, "-o", "json"][..],
+        &["diff", "-f", f, "--summary", "--live"][..],
+        &["diff", "-f", f, g, "--live"][..],
+    ] {
+        let a = local_fly(args);
+        let b = flotilla(Some(&remote.url), args);
+        assert_eq!(
+            (a.code, &a.stdout, &a.stderr),
+            (b.code, &b.stdout, &b.stderr),
+            "{args:?}"
+        );
+    }
+    assert_eq!(local_fly(&["diff", "-f", f]).code, 0);
+    let live = flotilla(Some(&remote.url), &["diff", "-f", f, "--live"]);
+    assert_eq!(live.code, 2, "Fly changes pending: {}", live.stderr);
+    assert!(live.stdout.contains("tenant acme:"), "{}", live.stdout);
     drop(sim);
 }

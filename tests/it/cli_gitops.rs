@@ -1,8 +1,11 @@
 //! `flotilla apply --prune` and `flotilla diff -f` end to end, through the
 //! binary on SQLite: sources recorded, prune thresholds, confirmations, an
 //! empty source refused; diff's exit codes (0 none, 2 differences, 1
-//! error), canonical comparison, `--summary`, `-o json` and colour.
+//! error), canonical comparison, `--summary`, `-o json` and colour. Each
+//! scenario runs against the database and again through a server
+//! (`--server`), and must print the same both ways.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -14,21 +17,49 @@ struct Run {
     stderr: String,
 }
 
-fn flotilla(db: &str, cwd: &Path, args: &[&str]) -> Run {
+/// The binary in `cwd`, against the database `db`, or through the server
+/// `server` (its URL, with its admin credential) when given.
+fn flotilla(db: &str, server: Option<&str>, cwd: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::cargo_bin("flotilla").unwrap();
     cmd.env_remove("FLOTILLA_DB")
         .env_remove("FLOTILLA_SERVER")
         .env_remove("FLOTILLA_TOKEN")
         .env_remove("RUST_LOG")
-        .current_dir(cwd)
-        .arg("--db")
-        .arg(db);
+        .current_dir(cwd);
+    match server {
+        Some(url) => {
+            cmd.env("FLOTILLA_SERVER", url)
+                .env("FLOTILLA_TOKEN", crate::cli::server_token(url));
+        }
+        None => {
+            cmd.arg("--db").arg(db);
+        }
+    }
     let out = cmd.args(args).output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
+}
+
+/// A tenant credential for `tenant`, issued on the database `db`.
+fn tenant_credential(db: &str, tenant: &str) -> String {
+    let out = Command::cargo_bin("flotilla")
+        .unwrap()
+        .env_remove("FLOTILLA_SERVER")
+        .env_remove("FLOTILLA_TOKEN")
+        .env_remove("RUST_LOG")
+        .env("FLOTILLA_SERVER_KEY", crate::cli::server_key_text())
+        .args(["--db", db, "credentials", "create", "--tenant", tenant])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn spec(name: &str, image: &str) -> String {
@@ -41,6 +72,11 @@ fn spec(name: &str, image: &str) -> String {
 struct Setup {
     dir: tempfile::TempDir,
     db: String,
+    /// A flotilla API in front of `db` that every command goes through
+    /// (`--server`): its URL, and the runtime that serves it.
+    server: Option<(String, tokio::runtime::Runtime)>,
+    /// Each recorded command with its exit code and output.
+    transcript: RefCell<Vec<String>>,
 }
 
 impl Setup {
@@ -48,11 +84,37 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("specs")).unwrap();
         let db = format!("sqlite://{}", dir.path().join("f.db").display());
-        Self { dir, db }
+        Self {
+            dir,
+            db,
+            server: None,
+            transcript: RefCell::new(Vec::new()),
+        }
     }
 
+    /// Every command through a server over a fresh database.
+    fn served() -> Self {
+        let mut s = Self::new();
+        s.server = Some(crate::cli::start_server(&s.db, None));
+        s
+    }
+
+    /// Runs a command and records it in the transcript.
     fn run(&self, args: &[&str]) -> Run {
-        flotilla(&self.db, self.dir.path(), args)
+        let r = self.exec(args);
+        // clap's usage line names the --server set through the environment.
+        let stderr = r.stderr.replace(" --server <SERVER>", "");
+        self.transcript.borrow_mut().push(format!(
+            "$ flotilla {args:?}\nexit {}\n{}{stderr}",
+            r.code, r.stdout
+        ));
+        r
+    }
+
+    /// Runs a command, unrecorded (output with times in it).
+    fn exec(&self, args: &[&str]) -> Run {
+        let server = self.server.as_ref().map(|(url, _)| url.as_str());
+        flotilla(&self.db, server, self.dir.path(), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -70,7 +132,16 @@ impl Setup {
     }
 
     fn tenants(&self) -> Value {
-        serde_json::from_str(&self.ok(&["get", "tenants", "-o", "json"])).unwrap()
+        let r = self.exec(&["get", "tenants", "-o", "json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+
+    /// `get tenant NAME -o json`, unrecorded.
+    fn get(&self, name: &str) -> String {
+        let r = self.exec(&["get", "tenant", name, "-o", "json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
     }
 
     /// Tenants not marked for deletion.
@@ -85,9 +156,27 @@ impl Setup {
     }
 }
 
+/// Runs `scenario` against a database and through a server (over another
+/// database): every recorded command must give the same exit code and
+/// output both ways.
+fn against_db_and_server(scenario: fn(&Setup)) {
+    let local = Setup::new();
+    scenario(&local);
+    let served = Setup::served();
+    scenario(&served);
+    let (a, b) = (local.transcript.take(), served.transcript.take());
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a, b, "--db and --server differ");
+    }
+}
+
 #[test]
 fn apply_records_the_source_and_prunes_only_when_asked() {
-    let s = Setup::new();
+    against_db_and_server(apply_and_prune);
+}
+
+fn apply_and_prune(s: &Setup) {
     for i in 0..12 {
         s.write(
             &format!("t{i:02}.yaml"),
@@ -122,7 +211,7 @@ fn apply_records_the_source_and_prunes_only_when_asked() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stderr.contains("--confirm-prune 6"), "{}", r.stderr);
     assert_eq!(s.live().len(), 11);
-    let t11 = s.ok(&["get", "tenant", "t11", "-o", "json"]);
+    let t11 = s.get("t11");
     assert!(t11.contains("nginx:1"), "a refused apply changed t11");
     // A wrong count is refused too; the exact one goes through.
     let r = s.run(&["apply", "-f", "specs", "--prune", "--confirm-prune", "5"]);
@@ -131,10 +220,7 @@ fn apply_records_the_source_and_prunes_only_when_asked() {
     let out = s.ok(&["apply", "-f", "specs", "--prune", "--confirm-prune", "6"]);
     assert_eq!(out.matches(" pruned").count(), 6, "{out}");
     assert_eq!(s.live().len(), 5);
-    assert!(
-        s.ok(&["get", "tenant", "t11", "-o", "json"])
-            .contains("nginx:2")
-    );
+    assert!(s.get("t11").contains("nginx:2"));
 
     // Another source's tenants are not this source's to prune.
     let other = s.dir.path().join("other");
@@ -160,9 +246,78 @@ fn apply_records_the_source_and_prunes_only_when_asked() {
     );
 }
 
+/// Over `--server` with a tenant credential: no prune (it reads every
+/// tenant), no other tenant's document; nothing changes. Its own tenant
+/// applies.
+#[test]
+fn a_tenant_credential_cannot_prune_or_apply_others_over_the_server() {
+    let s = Setup::served();
+    s.write("acme.yaml", &spec("acme", "nginx:1"));
+    s.write("globex.yaml", &spec("globex", "nginx:1"));
+    s.ok(&["apply", "-f", "specs"]);
+    let acme = tenant_credential(&s.db, "acme");
+    let url = s.server.as_ref().unwrap().0.clone();
+    let as_acme = |args: &[&str]| {
+        let out = Command::cargo_bin("flotilla")
+            .unwrap()
+            .env_remove("FLOTILLA_DB")
+            .env_remove("RUST_LOG")
+            .env("FLOTILLA_SERVER", &url)
+            .env("FLOTILLA_TOKEN", &acme)
+            .current_dir(s.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    s.remove("globex.yaml");
+    s.write("acme.yaml", &spec("acme", "nginx:2"));
+    assert_eq!(
+        as_acme(&["apply", "-f", "specs", "--prune"]),
+        (
+            1,
+            String::new(),
+            "error: this needs an admin credential\n".into()
+        )
+    );
+    s.write("globex.yaml", &spec("globex", "nginx:2"));
+    assert_eq!(
+        as_acme(&["apply", "-f", "specs"]),
+        (1, String::new(), "error: tenant globex not found\n".into())
+    );
+    assert_eq!(s.live(), ["acme", "globex"]);
+    assert!(
+        s.get("acme").contains("nginx:1"),
+        "a refused apply changed acme"
+    );
+    assert!(s.get("globex").contains("nginx:1"));
+    // Its own tenant: applied, as the same source.
+    s.remove("globex.yaml");
+    let (code, out, err) = as_acme(&["apply", "-f", "specs"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "tenant/acme configured\n"),
+        "{err}"
+    );
+    let (code, out, _) = as_acme(&["export", "-d", "out"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "tenant/acme exported to out/acme.yaml\n");
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("out/acme.yaml")).unwrap(),
+        spec("acme", "nginx:2")
+    );
+}
+
 #[test]
 fn diff_exit_codes_gate_a_pull_request() {
-    let s = Setup::new();
+    against_db_and_server(diff_gates);
+}
+
+fn diff_gates(s: &Setup) {
     s.write("acme.yaml", &spec("acme", "nginx:1"));
     s.write("globex.yaml", &spec("globex", "nginx:1"));
     // Nothing stored: differences.

@@ -17,6 +17,7 @@ mod api_admin_ips;
 mod api_isolation;
 mod api_legacy_secret;
 mod api_secrets;
+mod api_sources;
 mod api_tokens;
 mod cli;
 mod cli_controller;
