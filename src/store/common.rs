@@ -1,7 +1,8 @@
 //! Logic both backends share, so they cannot drift apart: the apply decision,
-//! timestamp precision, row decoding, the expected-generation check, the
-//! apply loop and write-error mapping. URLs and migration bookkeeping are in
-//! `store::connect`, re-exported here for the backends.
+//! timestamp precision, row decoding, the expected-generation check and
+//! write-error mapping (the flows that use them are in `store::flows`).
+//! URLs and migration bookkeeping are in `store::connect`, re-exported here
+//! for the backends.
 //!
 //! Nothing here talks to a database; the backends only move values in and out.
 
@@ -13,8 +14,8 @@ use crate::ids::{AppName, TenantName};
 use crate::spec::Tenant;
 use crate::state::{Intent, IntentDetail, Ledger};
 pub(crate) use crate::store::connect::{
-    AppliedRows, check_pg_url, check_sqlite_url, connect_failed, newly_applied, redact_url, scrub,
-    succeeded, up_to_date,
+    AppliedRows, check_pg_url, check_sqlite_url, connect_failed, invalid_url, log_applied,
+    newly_applied, redact_url, scrub, succeeded, unsupported_url, up_to_date,
 };
 use crate::store::{
     ApplyOutcome, ApplyResult, Event, NewEvent, StoreError, TenantDraft, TenantRecord,
@@ -56,7 +57,8 @@ pub(crate) enum Decision {
     },
 }
 
-/// Decides how a draft changes the stored row.
+/// Decides how a draft changes an existing row: `None` if nothing is to be
+/// written, else the generation to write.
 ///
 /// * `generation` is bumped only when the meaning changes. Meaning is compared
 ///   by re-canonicalizing the stored spec, so a model change that only adds a
@@ -66,18 +68,6 @@ pub(crate) enum Decision {
 ///   (the same text can mean something else under another app-name template)
 ///   *and* no deletion mark: re-applying a tenant marked for deletion clears
 ///   the mark, which is a change.
-pub(crate) fn decide(existing: Option<&Existing>, draft: &TenantDraft) -> Decision {
-    match existing {
-        None => Decision::Insert,
-        Some(row) => match decide_update(row, draft) {
-            None => Decision::Unchanged,
-            Some(generation) => Decision::Update { generation },
-        },
-    }
-}
-
-/// [`decide`] for an existing row: `None` if nothing is to be written, else
-/// the generation to write.
 pub(crate) fn decide_update(row: &Existing, draft: &TenantDraft) -> Option<i64> {
     let same_meaning = serde_json::from_value::<Tenant>(row.spec_json.clone())
         .map(|stored| stored.canonical_json() == draft.tenant.canonical_json())
@@ -131,45 +121,6 @@ pub(crate) fn row_values(draft: &TenantDraft) -> RowValues {
     }
 }
 
-/// A tenant row as both backends read it, before validation.
-pub(crate) struct RawTenant {
-    pub name: String,
-    pub yaml: String,
-    pub spec_json: serde_json::Value,
-    pub generation: i64,
-    pub observed_generation: i64,
-    pub status: serde_json::Value,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub deletion_requested_at: Option<Timestamp>,
-}
-
-impl RawTenant {
-    pub(crate) fn into_record(self) -> Result<TenantRecord, StoreError> {
-        let what = || format!("tenant {}", self.name);
-        let name = TenantName::parse(self.name.clone()).map_err(|e| StoreError::Corrupt {
-            what: what(),
-            detail: format!("name: {e}"),
-        })?;
-        let tenant: Tenant =
-            serde_json::from_value(self.spec_json).map_err(|e| StoreError::Corrupt {
-                what: what(),
-                detail: format!("spec_json: {e}"),
-            })?;
-        Ok(TenantRecord {
-            name,
-            yaml: self.yaml,
-            tenant,
-            generation: self.generation,
-            observed_generation: self.observed_generation,
-            status: self.status,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            deletion_requested_at: self.deletion_requested_at,
-        })
-    }
-}
-
 pub(crate) fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         what: what.to_string(),
@@ -209,45 +160,21 @@ pub(crate) fn map_tenant_write_error(e: sqlx::Error, name: &TenantName, app: &st
 /// Decodes a stored ledger strictly; any failure is `Corrupt`, naming the
 /// tenant. A tenant without a ledger row is `Corrupt` too (the row is
 /// created with the tenant): ownership is never assumed empty.
-pub(crate) fn decode_ledger(name: &TenantName, doc: Option<&str>) -> Result<Ledger, StoreError> {
+pub(crate) fn decode_ledger(
+    name: &TenantName,
+    doc: Option<serde_json::Value>,
+) -> Result<Ledger, StoreError> {
     let what = format!("ledger of tenant {name}");
-    let Some(doc) = doc else {
+    let Some(value) = doc else {
         return Err(StoreError::Corrupt {
             what,
             detail: "the tenant has no ledger row".to_string(),
         });
     };
-    let value = parse_json(doc, &what)?;
     Ledger::from_json(&value).map_err(|e| StoreError::Corrupt {
         what,
         detail: e.to_string(),
     })
-}
-
-/// An intent row as both backends read it.
-pub(crate) struct RawIntent {
-    pub tenant: String,
-    pub key: String,
-    pub kind: String,
-    pub detail: serde_json::Value,
-    pub created_at: Timestamp,
-}
-
-impl RawIntent {
-    pub(crate) fn into_intent(self) -> Result<Intent, StoreError> {
-        let what = format!("intent {}/{}", self.tenant, self.key);
-        let detail =
-            IntentDetail::from_row(&self.kind, &self.detail).map_err(|e| StoreError::Corrupt {
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
-        Ok(Intent {
-            tenant: parse_tenant_name(self.tenant, &what)?,
-            key: self.key,
-            detail,
-            created_at: self.created_at,
-        })
-    }
 }
 
 /// `update_intent` refuses to change an intent's kind: the key names one
@@ -299,8 +226,13 @@ pub(crate) fn record_apply_metrics(results: &[ApplyResult]) {
 /// here, once. `what` names the row for a `Corrupt` error.
 pub(crate) trait ReadRow {
     fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
     fn int(&self, col: &str) -> Result<i64, StoreError>;
     fn json(&self, col: &str, what: &str) -> Result<serde_json::Value, StoreError>;
+    fn opt_json(&self, col: &str, what: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// A derived document (a status), read leniently: SQLite text that is
+    /// not JSON reads as `Null` (PostgreSQL's `JSONB` is always JSON).
+    fn lenient_json(&self, col: &str) -> Result<serde_json::Value, StoreError>;
     fn timestamp(&self, col: &str, what: &str) -> Result<Timestamp, StoreError>;
     fn opt_timestamp(&self, col: &str, what: &str) -> Result<Option<Timestamp>, StoreError>;
 }
@@ -319,18 +251,30 @@ pub(crate) use tenant_cols;
 pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreError> {
     let name = row.text("name")?;
     let what = format!("tenant {name}");
-    RawTenant {
-        yaml: row.text("yaml")?,
-        spec_json: row.json("spec_json", &what)?,
-        generation: row.int("generation")?,
-        observed_generation: row.int("observed_generation")?,
-        status: row.json("status", &what)?,
-        created_at: row.timestamp("created_at", &what)?,
-        updated_at: row.timestamp("updated_at", &what)?,
-        deletion_requested_at: row.opt_timestamp("deletion_requested_at", &what)?,
-        name,
-    }
-    .into_record()
+    let yaml = row.text("yaml")?;
+    let spec_json = row.json("spec_json", &what)?;
+    let generation = row.int("generation")?;
+    let observed_generation = row.int("observed_generation")?;
+    let status = row.json("status", &what)?;
+    let created_at = row.timestamp("created_at", &what)?;
+    let updated_at = row.timestamp("updated_at", &what)?;
+    let deletion_requested_at = row.opt_timestamp("deletion_requested_at", &what)?;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        what: what.clone(),
+        detail,
+    };
+    Ok(TenantRecord {
+        name: TenantName::parse(name).map_err(|e| corrupt(format!("name: {e}")))?,
+        tenant: serde_json::from_value(spec_json)
+            .map_err(|e| corrupt(format!("spec_json: {e}")))?,
+        yaml,
+        generation,
+        observed_generation,
+        status,
+        created_at,
+        updated_at,
+        deletion_requested_at,
+    })
 }
 
 /// The columns [`decode_tenant_app`] reads: `name, app_name, org`, where
@@ -388,14 +332,19 @@ pub(crate) fn decode_intent(row: &impl ReadRow) -> Result<Intent, StoreError> {
     let tenant = row.text("tenant")?;
     let key = row.text("key")?;
     let what = format!("intent {tenant}/{key}");
-    RawIntent {
-        kind: row.text("kind")?,
-        detail: row.json("detail", &what)?,
-        created_at: row.timestamp("created_at", &what)?,
-        tenant,
+    let kind = row.text("kind")?;
+    let detail = row.json("detail", &what)?;
+    let created_at = row.timestamp("created_at", &what)?;
+    let detail = IntentDetail::from_row(&kind, &detail).map_err(|e| StoreError::Corrupt {
+        what: what.clone(),
+        detail: e.to_string(),
+    })?;
+    Ok(Intent {
+        tenant: parse_tenant_name(tenant, &what)?,
         key,
-    }
-    .into_intent()
+        detail,
+        created_at,
+    })
 }
 
 /// The `update` contract: with `expected`, the row must exist at exactly
@@ -417,33 +366,6 @@ pub(crate) fn check_expected(
         }),
         Some(_) => Ok(()),
     }
-}
-
-/// One backend's write of one draft inside an open transaction, returning
-/// the decision and the generation the row now has.
-#[async_trait::async_trait]
-pub(crate) trait WriteDraft: Send {
-    async fn write(&mut self, draft: &TenantDraft) -> Result<(Decision, i64), StoreError>;
-}
-
-/// The apply loop both backends run inside their transaction: the batch
-/// checked for repeated names, then every draft written in order, the first
-/// error ending the whole apply.
-pub(crate) async fn apply_each(
-    drafts: &[TenantDraft],
-    writer: &mut impl WriteDraft,
-) -> Result<Vec<ApplyResult>, StoreError> {
-    check_unique_names(drafts)?;
-    let mut results = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        let (decision, generation) = writer.write(draft).await?;
-        results.push(ApplyResult {
-            name: draft.tenant.name().clone(),
-            outcome: outcome(decision),
-            generation,
-        });
-    }
-    Ok(results)
 }
 
 /// An `UPDATE ... WHERE name = ?` on a tenant row that touched nothing means

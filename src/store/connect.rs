@@ -229,6 +229,30 @@ pub(crate) fn connect_failed(url: &str, e: &impl std::fmt::Display) -> StoreErro
     ))
 }
 
+/// Logs the migrations a connect applied (nothing when there were none).
+pub(crate) fn log_applied(backend: &str, applied: &[AppliedMigration]) {
+    if !applied.is_empty() {
+        tracing::info!(backend, count = applied.len(), "applied migrations");
+    }
+}
+
+/// A URL the driver refused to parse, its password scrubbed.
+pub(crate) fn invalid_url(url: &str, e: &impl std::fmt::Display) -> StoreError {
+    StoreError::InvalidUrl(format!(
+        "{}: {}",
+        redact_url(url),
+        scrub(&e.to_string(), url)
+    ))
+}
+
+/// A URL that names no backend.
+pub(crate) fn unsupported_url(url: &str) -> StoreError {
+    StoreError::InvalidUrl(format!(
+        "{}: expected sqlite://PATH, sqlite::memory: or postgres://...",
+        redact_url(url)
+    ))
+}
+
 /// True when every migration of `migrator` is applied with its checksum and
 /// nothing else is recorded: connecting then needs no write at all (so a
 /// read-only database can be read) and no lock.

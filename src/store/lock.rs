@@ -91,11 +91,7 @@ impl ControllerLock {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             acquire_pg(url, lost.clone()).await?
         } else {
-            return Err(StoreError::InvalidUrl(format!(
-                "{}: expected sqlite://PATH, sqlite::memory: or postgres://...",
-                redact_url(url)
-            ))
-            .into());
+            return Err(common::unsupported_url(url).into());
         };
         Ok(Self { held, lost })
     }
@@ -142,13 +138,7 @@ fn acquire_file(url: &str) -> Result<Held, LockError> {
     if rest.split('?').next() == Some(":memory:") || url.contains("mode=memory") {
         return Ok(Held::Nothing);
     }
-    let options = SqliteConnectOptions::from_str(url).map_err(|e| {
-        StoreError::InvalidUrl(format!(
-            "{}: {}",
-            redact_url(url),
-            scrub(&e.to_string(), url)
-        ))
-    })?;
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
     let path = lock_path(options.get_filename());
     let file = OpenOptions::new()
         .create(true)
@@ -182,13 +172,7 @@ pub fn lock_path(db: &Path) -> PathBuf {
 
 async fn acquire_pg(url: &str, lost: CancellationToken) -> Result<Held, LockError> {
     common::check_pg_url(url)?;
-    let options = PgConnectOptions::from_str(url).map_err(|e| {
-        StoreError::InvalidUrl(format!(
-            "{}: {}",
-            redact_url(url),
-            scrub(&e.to_string(), url)
-        ))
-    })?;
+    let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
     let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
         .await
         .map_err(|_| {

@@ -3,6 +3,9 @@
 //! [`Store`] has two implementations with one behaviour, held to it by one
 //! conformance suite (`tests/it/store_conformance.rs`): [`sqlite::SqliteStore`]
 //! (the embedded default, one file) and [`postgres::PgStore`] (production).
+//! The behaviour is written once (`flows`, over the `backend` seam); each
+//! backend supplies its connection, column types and the statements whose
+//! text differs between the dialects.
 //! Each backend has its own migrations under `migrations/<backend>/`, applied
 //! automatically on connect; an applied migration is never edited.
 //!
@@ -60,9 +63,11 @@
 //! microsecond on both backends.
 
 pub mod access;
+mod backend;
 pub mod batch;
 mod common;
 mod connect;
+mod flows;
 pub mod lock;
 pub mod postgres;
 pub mod sqlite;
@@ -377,9 +382,6 @@ pub async fn connect_reporting(
         let (store, applied) = postgres::PgStore::connect_reporting(url, clock).await?;
         Ok((Arc::new(store), applied))
     } else {
-        Err(StoreError::InvalidUrl(format!(
-            "{}: expected sqlite://PATH, sqlite::memory: or postgres://...",
-            redact_url(url)
-        )))
+        Err(common::unsupported_url(url))
     }
 }

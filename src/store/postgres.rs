@@ -12,6 +12,11 @@
 //! `changes()` is LISTEN/NOTIFY on channel [`CHANNEL`]: each write sends
 //! `pg_notify(CHANNEL, name)` inside its transaction, so PostgreSQL delivers it
 //! on commit and never for a rolled-back write, to every process listening.
+//!
+//! This file holds only what is PostgreSQL's own: connecting and migrating,
+//! the binding of each parameter (`JSONB`, `TIMESTAMPTZ` through [`PgTs`])
+//! and the statements whose text differs from SQLite's; the flows are in
+//! `store::flows` (see `store::backend`).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -21,23 +26,20 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{
-    PgArgumentBuffer, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow,
-    PgTypeInfo, PgValueFormat, PgValueRef,
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool,
+    PgPoolOptions, PgRow, PgTypeInfo, PgValueFormat, PgValueRef,
 };
+use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
-use crate::reconcile::status::source::SourceMark;
-use crate::store::batch::{self, ApplyBatch};
-use crate::store::common::{self, Decision, Existing, ReadRow, redact_url, scrub};
-use crate::store::{
-    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
-    LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantApp, TenantDraft,
-    TenantRecord,
-};
+use crate::store::backend::{Arg, Backend, KeysSql, TenantSql};
+use crate::store::common::{self, ReadRow, scrub};
+use crate::store::{AppliedMigration, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -116,10 +118,21 @@ impl ReadRow for PgRow {
     fn text(&self, col: &str) -> Result<String, StoreError> {
         Ok(self.try_get(col)?)
     }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
     fn int(&self, col: &str) -> Result<i64, StoreError> {
         Ok(self.try_get(col)?)
     }
     fn json(&self, col: &str, _what: &str) -> Result<serde_json::Value, StoreError> {
+        Ok(self.try_get::<Json<serde_json::Value>, _>(col)?.0)
+    }
+    fn opt_json(&self, col: &str, _what: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self
+            .try_get::<Option<Json<serde_json::Value>>, _>(col)?
+            .map(|j| j.0))
+    }
+    fn lenient_json(&self, col: &str) -> Result<serde_json::Value, StoreError> {
         Ok(self.try_get::<Json<serde_json::Value>, _>(col)?.0)
     }
     fn timestamp(&self, col: &str, _what: &str) -> Result<Timestamp, StoreError> {
@@ -143,13 +156,7 @@ impl PgStore {
         clock: SharedClock,
     ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
         common::check_pg_url(url)?;
-        let options = PgConnectOptions::from_str(url).map_err(|e| {
-            StoreError::InvalidUrl(format!(
-                "{}: {}",
-                redact_url(url),
-                scrub(&e.to_string(), url)
-            ))
-        })?;
+        let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
         // One direct attempt first: the pool would retry a refused
         // connection until its acquire timeout and then report only that it
         // timed out; this fails fast with the real cause.
@@ -170,13 +177,7 @@ impl PgStore {
             .await
             .map_err(|e| common::connect_failed(url, &e))?;
         let applied = migrate(&pool, url).await?;
-        if !applied.is_empty() {
-            tracing::info!(
-                backend = "postgres",
-                count = applied.len(),
-                "applied migrations"
-            );
-        }
+        common::log_applied(<Self as Backend>::NAME, &applied);
         Ok((Self { pool, clock }, applied))
     }
 
@@ -184,10 +185,6 @@ impl PgStore {
     /// locks, leases) beside the store.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    pub(crate) fn now(&self) -> PgTs {
-        PgTs(common::truncate_micros(self.clock.now()))
     }
 }
 
@@ -246,519 +243,115 @@ async fn applied_rows(conn: &mut PgConnection) -> Result<common::AppliedRows, St
     Ok(rows.into_iter().map(|(v, c, ok)| (v, (c, ok))).collect())
 }
 
-async fn notify(conn: &mut PgConnection, name: &TenantName) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(name.as_str())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Reads and locks the row `name` until the transaction ends.
-async fn lock_existing(
-    conn: &mut PgConnection,
-    name: &TenantName,
-) -> Result<Option<Existing>, StoreError> {
-    let row = sqlx::query(
-        "SELECT yaml, spec_json, generation, deletion_requested_at \
-         FROM tenants WHERE name = $1 FOR UPDATE",
-    )
-    .bind(name.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| common::decode_existing(&row, name))
-        .transpose()
-}
-
-/// The stored status, locked for this transaction (`Null` when there is
-/// no such tenant), and the tenant's generation.
-async fn stored_status(
-    conn: &mut PgConnection,
-    name: &TenantName,
-) -> Result<(serde_json::Value, Option<i64>), StoreError> {
-    let row: Option<(Json<serde_json::Value>, i64)> =
-        sqlx::query_as("SELECT status, generation FROM tenants WHERE name = $1 FOR UPDATE")
-            .bind(name.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match row {
-        Some((Json(status), generation)) => (status, Some(generation)),
-        None => (serde_json::Value::Null, None),
+/// Binds `args` to `sql` with PostgreSQL's column types.
+fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
+    args.iter().fold(sqlx::query(sql), |q, arg| match *arg {
+        Arg::Text(v) => q.bind(v),
+        Arg::OptText(v) => q.bind(v),
+        Arg::Int(v) => q.bind(v),
+        Arg::Json(v) => q.bind(Json(v)),
+        Arg::Ts(v) => q.bind(PgTs(common::truncate_micros(v))),
+        Arg::TextList(v) => q.bind(v),
     })
 }
 
-/// A controller's `new` status with the source sync's keys as stored.
-async fn carried_status(
-    conn: &mut PgConnection,
-    name: &TenantName,
-    new: &serde_json::Value,
-) -> Result<serde_json::Value, StoreError> {
-    let (stored, _) = stored_status(conn, name).await?;
-    Ok(batch::carry(&stored, new))
-}
-
-/// Records `mark` in the tenant's status; a missing tenant is skipped.
-async fn mark_status(
-    conn: &mut PgConnection,
-    name: &TenantName,
-    mark: &SourceMark,
-) -> Result<(), StoreError> {
-    let (stored, Some(generation)) = stored_status(conn, name).await? else {
-        return Ok(());
-    };
-    sqlx::query("UPDATE tenants SET status = $2 WHERE name = $1")
-        .bind(name.as_str())
-        .bind(Json(batch::marked(&stored, mark, generation)))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-async fn fetch_record(
-    conn: &mut PgConnection,
-    name: &TenantName,
-) -> Result<Option<TenantRecord>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        common::tenant_cols!(),
-        " FROM tenants WHERE name = $1"
-    ))
-    .bind(name.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| common::decode_tenant(&row)).transpose()
-}
-
-/// A new tenant's ledger: ownership starts empty and is never assumed empty
-/// later (a tenant without a ledger row is unreadable).
-async fn insert_empty_ledger(conn: &mut PgConnection, name: &TenantName) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO ledgers (tenant, doc) VALUES ($1, $2)")
-        .bind(name.as_str())
-        .bind(Json(Ledger::default().to_json()))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Writes one draft inside the caller's transaction and notifies if it
-/// changed anything. With `expected`, the row must exist at that generation.
-async fn write_draft(
-    conn: &mut PgConnection,
-    draft: &TenantDraft,
-    expected: Option<i64>,
-    now: PgTs,
-) -> Result<(Decision, i64), StoreError> {
-    let name = draft.tenant.name();
-    let values = common::row_values(draft);
-    let mut existing = lock_existing(conn, name).await?;
-    if existing.is_none() && expected.is_none() {
-        let inserted = sqlx::query(
-            "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
+/// The tenant statements in PostgreSQL's dialect: reads that precede a
+/// write lock the row (`FOR UPDATE`), a concurrent create is skipped
+/// (`ON CONFLICT`), and names order byte-wise (`COLLATE "C"`, as SQLite).
+const TENANTS: TenantSql = TenantSql {
+    existing: "SELECT yaml, spec_json, generation, deletion_requested_at \
+               FROM tenants WHERE name = $1 FOR UPDATE",
+    status: "SELECT status, generation FROM tenants WHERE name = $1 FOR UPDATE",
+    insert: "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
+             observed_generation, status, created_at, updated_at, deletion_requested_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, 0, '{}'::jsonb, $6, $6, NULL)",
+    insert_if_absent: "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
              observed_generation, status, created_at, updated_at, deletion_requested_at) \
              VALUES ($1, $2, $3, $4, $5, 1, 0, '{}'::jsonb, $6, $6, NULL) \
              ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name.as_str())
-        .bind(&values.app_name)
-        .bind(&draft.yaml)
-        .bind(Json(&values.spec_json))
-        .bind(Json(&values.labels))
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
-        if inserted.rows_affected() == 1 {
-            insert_empty_ledger(conn, name).await?;
-            notify(conn, name).await?;
-            return Ok((Decision::Insert, 1));
-        }
-        // Another transaction created it after our read and has committed
-        // (ON CONFLICT waited for it): continue as an update of its row.
-        existing = lock_existing(conn, name).await?;
-    }
-    common::check_expected(name, existing.as_ref(), expected)?;
-    let Some(row) = existing else {
-        // Created and then removed between our two statements.
-        return Err(StoreError::NotFound(name.clone()));
-    };
-    let Some(generation) = common::decide_update(&row, draft) else {
-        return Ok((Decision::Unchanged, row.generation));
-    };
-    sqlx::query(
-        "UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, labels = $5, \
-         generation = $6, updated_at = $7, deletion_requested_at = NULL WHERE name = $1",
-    )
-    .bind(name.as_str())
-    .bind(&values.app_name)
-    .bind(&draft.yaml)
-    .bind(Json(&values.spec_json))
-    .bind(Json(&values.labels))
-    .bind(generation)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
-    notify(conn, name).await?;
-    Ok((Decision::Update { generation }, generation))
-}
-
-/// [`write_draft`] for `apply`: no expected generation.
-struct Apply<'c> {
-    conn: &'c mut PgConnection,
-    now: PgTs,
-}
+    list: concat!(
+        "SELECT ",
+        common::tenant_cols!(),
+        " FROM tenants WHERE labels @> $1 ORDER BY name COLLATE \"C\""
+    ),
+    // A missing `spec.org` reads as '' and fails to parse: Corrupt.
+    list_apps: "SELECT name, app_name, COALESCE(spec_json->'spec'->>'org', '') AS org \
+                FROM tenants ORDER BY name",
+    list_events: "SELECT id, tenant, actor, action, reason, result, at FROM events \
+                  WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2",
+    intent_kind: "SELECT kind FROM intents WHERE tenant = $1 AND key = $2 FOR UPDATE",
+    list_intents: "SELECT tenant, key, kind, detail, created_at FROM intents \
+                   WHERE tenant = $1 ORDER BY created_at, key COLLATE \"C\"",
+    delete_intents: KeysSql::Array("DELETE FROM intents WHERE tenant = $1 AND key = ANY($2)"),
+};
 
 #[async_trait]
-impl common::WriteDraft for Apply<'_> {
-    async fn write(&mut self, draft: &TenantDraft) -> Result<(Decision, i64), StoreError> {
-        write_draft(self.conn, draft, None, self.now).await
-    }
-}
+impl Backend for PgStore {
+    const NAME: &'static str = "postgres";
+    const TENANTS: TenantSql = TENANTS;
 
-#[async_trait]
-impl Store for PgStore {
-    #[tracing::instrument(skip_all, fields(backend = "postgres", drafts = drafts.len()))]
-    async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        let results = common::apply_each(drafts, &mut Apply { conn: &mut tx, now }).await?;
-        tx.commit().await?;
-        common::record_apply_metrics(&results);
-        Ok(results)
+    type Conn = PgConnection;
+    type Tx = sqlx::Transaction<'static, Postgres>;
+    type Pooled = PoolConnection<Postgres>;
+    type Row = PgRow;
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
     }
 
-    #[tracing::instrument(skip_all, fields(backend = "postgres", drafts = batch.drafts.len(), prune = batch.prune.len()))]
-    async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError> {
-        batch::check(batch)?;
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        let results = common::apply_each(batch.drafts, &mut Apply { conn: &mut tx, now }).await?;
-        for (name, expected) in batch.prune {
-            let done = sqlx::query(
-                "UPDATE tenants SET \
-                   updated_at = CASE WHEN deletion_requested_at IS NULL THEN $3 ELSE updated_at END, \
-                   deletion_requested_at = COALESCE(deletion_requested_at, $3) \
-                 WHERE name = $1 AND generation = $2",
-            )
+    fn now(&self) -> Timestamp {
+        common::truncate_micros(self.clock.now())
+    }
+
+    async fn begin(&self) -> Result<Self::Tx, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    async fn acquire(&self) -> Result<Self::Pooled, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    async fn execute(
+        conn: &mut PgConnection,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<u64, sqlx::Error> {
+        Ok(query(sql, args).execute(conn).await?.rows_affected())
+    }
+
+    async fn fetch_optional(
+        conn: &mut PgConnection,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<PgRow>, sqlx::Error> {
+        query(sql, args).fetch_optional(conn).await
+    }
+
+    async fn fetch_all(
+        conn: &mut PgConnection,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        query(sql, args).fetch_all(conn).await
+    }
+
+    async fn notify(conn: &mut PgConnection, name: &TenantName) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
             .bind(name.as_str())
-            .bind(expected)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                let actual = lock_existing(&mut tx, name).await?.map(|e| e.generation);
-                return Err(batch::prune_conflict(name, *expected, actual));
-            }
-            notify(&mut tx, name).await?;
-        }
-        if let Some(mark) = batch.mark {
-            for r in &results {
-                mark_status(&mut tx, &r.name, mark).await?;
-            }
-        }
-        tx.commit().await?;
-        common::record_apply_metrics(&results);
-        Ok(results)
-    }
-
-    async fn mark_source(&self, names: &[TenantName], mark: &SourceMark) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for name in names {
-            mark_status(&mut tx, name, mark).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all, fields(backend = "postgres", tenant = %draft.tenant.name()))]
-    async fn create(&self, draft: &TenantDraft) -> Result<TenantRecord, StoreError> {
-        let name = draft.tenant.name();
-        let values = common::row_values(draft);
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
-             observed_generation, status, created_at, updated_at, deletion_requested_at) \
-             VALUES ($1, $2, $3, $4, $5, 1, 0, '{}'::jsonb, $6, $6, NULL)",
-        )
-        .bind(name.as_str())
-        .bind(&values.app_name)
-        .bind(&draft.yaml)
-        .bind(Json(&values.spec_json))
-        .bind(Json(&values.labels))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
-        insert_empty_ledger(&mut tx, name).await?;
-        notify(&mut tx, name).await?;
-        let record = fetch_record(&mut tx, name)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    #[tracing::instrument(skip_all, fields(backend = "postgres", tenant = %draft.tenant.name(), expected_generation))]
-    async fn update(
-        &self,
-        draft: &TenantDraft,
-        expected_generation: i64,
-    ) -> Result<TenantRecord, StoreError> {
-        let name = draft.tenant.name();
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        write_draft(&mut tx, draft, Some(expected_generation), now).await?;
-        let record = fetch_record(&mut tx, name)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        tx.commit().await?;
-        Ok(record)
-    }
-
-    async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_record(&mut conn, name).await
-    }
-
-    async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {
-        // `COLLATE "C"`: byte order, the same order SQLite gives.
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            common::tenant_cols!(),
-            " FROM tenants WHERE labels @> $1 ORDER BY name COLLATE \"C\""
-        ))
-        .bind(Json(&selector.0))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_tenant).collect()
-    }
-
-    async fn list_apps(&self) -> Result<Vec<TenantApp>, StoreError> {
-        // A missing `spec.org` reads as '' and fails to parse: Corrupt.
-        let rows = sqlx::query(
-            "SELECT name, app_name, COALESCE(spec_json->'spec'->>'org', '') AS org \
-             FROM tenants ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_tenant_app).collect()
-    }
-
-    async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        // Marking twice keeps the first mark's time.
-        let done = sqlx::query(
-            "UPDATE tenants SET \
-               updated_at = CASE WHEN deletion_requested_at IS NULL THEN $2 ELSE updated_at END, \
-               deletion_requested_at = COALESCE(deletion_requested_at, $2) \
-             WHERE name = $1",
-        )
-        .bind(name.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let found = done.rows_affected() > 0;
-        if found {
-            notify(&mut tx, name).await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
-
-    async fn remove(&self, name: &TenantName) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let Some(existing) = lock_existing(&mut tx, name).await? else {
-            return Ok(());
-        };
-        if !existing.marked_for_deletion {
-            return Err(StoreError::NotMarkedForDeletion(name.clone()));
-        }
-        // Intents go with the row (ON DELETE CASCADE); events stay.
-        sqlx::query("DELETE FROM tenants WHERE name = $1")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-        notify(&mut tx, name).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn write_status(
-        &self,
-        name: &TenantName,
-        observed_generation: i64,
-        status: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let status = carried_status(&mut tx, name, status).await?;
-        let done =
-            sqlx::query("UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1")
-                .bind(name.as_str())
-                .bind(observed_generation)
-                .bind(Json(&status))
-                .execute(&mut *tx)
-                .await?;
-        common::found(done.rows_affected(), name)?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
-        let row: Option<(Option<Json<serde_json::Value>>,)> = sqlx::query_as(
-            "SELECT l.doc FROM tenants AS t LEFT JOIN ledgers AS l ON l.tenant = t.name \
-             WHERE t.name = $1",
-        )
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(doc,)| {
-            let text = doc.map(|Json(v)| v.to_string());
-            common::decode_ledger(name, text.as_deref())
-        })
-        .transpose()
-    }
-
-    async fn write_state(
-        &self,
-        name: &TenantName,
-        state: &StateWrite<'_>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let status = carried_status(&mut tx, name, state.status).await?;
-        let done =
-            sqlx::query("UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1")
-                .bind(name.as_str())
-                .bind(state.observed_generation)
-                .bind(Json(&status))
-                .execute(&mut *tx)
-                .await?;
-        common::found(done.rows_affected(), name)?;
-        sqlx::query(
-            "INSERT INTO ledgers (tenant, doc) VALUES ($1, $2) \
-             ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
-        )
-        .bind(name.as_str())
-        .bind(Json(state.ledger.to_json()))
-        .execute(&mut *tx)
-        .await?;
-        if !state.resolved_intents.is_empty() {
-            sqlx::query("DELETE FROM intents WHERE tenant = $1 AND key = ANY($2)")
-                .bind(name.as_str())
-                .bind(state.resolved_intents)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO events (tenant, actor, action, reason, result, at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(event.tenant.as_str())
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.reason)
-        .bind(&event.result)
-        .bind(PgTs(common::truncate_micros(event.at)))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM events WHERE tenant = $1 AND id <= (\
-               SELECT id FROM events WHERE tenant = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-        )
-        .bind(event.tenant.as_str())
-        .bind(EVENTS_KEPT_PER_TENANT)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_events(
-        &self,
-        tenant: Option<&TenantName>,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant, actor, action, reason, result, at FROM events \
-             WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2",
-        )
-        .bind(tenant.map(TenantName::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_event).collect()
-    }
-
-    async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO intents (tenant, key, kind, detail, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, key) DO NOTHING",
-        )
-        .bind(intent.tenant.as_str())
-        .bind(&intent.key)
-        .bind(intent.detail.kind())
-        .bind(Json(intent.detail.detail_json()))
-        .bind(PgTs(common::truncate_micros(intent.created_at)))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| common::map_intent_write_error(e, &intent.tenant))?;
-        Ok(())
-    }
-
-    async fn update_intent(
-        &self,
-        tenant: &TenantName,
-        key: &str,
-        detail: &IntentDetail,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let kind: Option<String> = sqlx::query_scalar(
-            "SELECT kind FROM intents WHERE tenant = $1 AND key = $2 FOR UPDATE",
-        )
-        .bind(tenant.as_str())
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        common::check_intent_kind(tenant, key, kind, detail)?;
-        sqlx::query("UPDATE intents SET detail = $3 WHERE tenant = $1 AND key = $2")
-            .bind(tenant.as_str())
-            .bind(key)
-            .bind(Json(detail.detail_json()))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tenant, key, kind, detail, created_at FROM intents \
-             WHERE tenant = $1 ORDER BY created_at, key COLLATE \"C\"",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_intent).collect()
-    }
-
-    async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM intents WHERE tenant = $1 AND key = $2")
-            .bind(tenant.as_str())
-            .bind(key)
-            .execute(&self.pool)
+            .execute(conn)
             .await?;
         Ok(())
     }
 
-    async fn changes(&self) -> Result<BoxStream<'static, TenantName>, StoreError> {
+    /// Nothing to do: [`Backend::notify`] sent NOTIFY inside the transaction.
+    fn announce(&self, _names: Vec<TenantName>) {}
+
+    async fn change_stream(&self) -> Result<BoxStream<'static, TenantName>, StoreError> {
         // The listener holds one pooled connection for as long as the stream
         // lives, and reconnects by itself if it drops (names sent meanwhile
         // are lost). On any other error the stream ends.

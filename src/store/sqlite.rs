@@ -8,6 +8,11 @@
 //!
 //! `changes()` is an in-process broadcast fed after each commit: SQLite has no
 //! cross-process notification, so writes by other processes are not seen.
+//!
+//! This file holds only what is SQLite's own: opening and migrating the
+//! file, the binding of each parameter (JSON as text, timestamps as INTEGER
+//! microseconds) and the statements whose text differs from PostgreSQL's;
+//! the flows are in `store::flows` (see `store::backend`).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -17,25 +22,21 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, Sqlite, SqliteConnection};
 use tokio::sync::broadcast;
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
-use crate::reconcile::status::source::SourceMark;
-use crate::store::batch::{self, ApplyBatch};
-use crate::store::common::{
-    self, Decision, Existing, ReadRow, micros_to_timestamp, parse_json, redact_url, scrub,
-};
-use crate::store::{
-    AppliedMigration, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail,
-    LabelSelector, Ledger, NewEvent, StateWrite, Store, StoreError, TenantApp, TenantDraft,
-    TenantRecord,
-};
+use crate::store::backend::{Arg, Backend, KeysSql, TenantSql};
+use crate::store::batch;
+use crate::store::common::{self, ReadRow, micros_to_timestamp, parse_json, scrub};
+use crate::store::{AppliedMigration, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -62,11 +63,22 @@ impl ReadRow for SqliteRow {
     fn text(&self, col: &str) -> Result<String, StoreError> {
         Ok(self.try_get(col)?)
     }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
     fn int(&self, col: &str) -> Result<i64, StoreError> {
         Ok(self.try_get(col)?)
     }
     fn json(&self, col: &str, what: &str) -> Result<serde_json::Value, StoreError> {
         parse_json(&self.try_get::<String, _>(col)?, what)
+    }
+    fn opt_json(&self, col: &str, what: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.try_get::<Option<String>, _>(col)?
+            .map(|text| parse_json(&text, what))
+            .transpose()
+    }
+    fn lenient_json(&self, col: &str) -> Result<serde_json::Value, StoreError> {
+        Ok(batch::lenient(Some(&self.try_get::<String, _>(col)?)))
     }
     fn timestamp(&self, col: &str, what: &str) -> Result<Timestamp, StoreError> {
         micros_to_timestamp(self.try_get(col)?, what)
@@ -78,16 +90,7 @@ impl ReadRow for SqliteRow {
     }
 }
 
-fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
 impl SqliteStore {
-    /// The pool, for the access port (`store::access`) on the same database.
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// Opens (creating if missing) the database `url` names and applies
     /// pending migrations. `sqlite::memory:` gives a private in-memory store.
     pub async fn connect(url: &str, clock: SharedClock) -> Result<Self, StoreError> {
@@ -100,13 +103,8 @@ impl SqliteStore {
         clock: SharedClock,
     ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
         common::check_sqlite_url(url)?;
-        let options = SqliteConnectOptions::from_str(url).map_err(|e| {
-            StoreError::InvalidUrl(format!(
-                "{}: {}",
-                redact_url(url),
-                scrub(&e.to_string(), url)
-            ))
-        })?;
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
         let options = options
             .create_if_missing(true)
             .foreign_keys(true)
@@ -143,13 +141,7 @@ impl SqliteStore {
         let pool = connected.map_err(|e| common::connect_failed(url, &e))?;
 
         let applied = migrate(&pool, url).await?;
-        if !applied.is_empty() {
-            tracing::info!(
-                backend = "sqlite",
-                count = applied.len(),
-                "applied migrations"
-            );
-        }
+        common::log_applied(<Self as Backend>::NAME, &applied);
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
         Ok((
             Self {
@@ -159,21 +151,6 @@ impl SqliteStore {
             },
             applied,
         ))
-    }
-
-    pub(crate) fn now(&self) -> Timestamp {
-        common::truncate_micros(self.clock.now())
-    }
-
-    fn notify(&self, names: impl IntoIterator<Item = TenantName>) {
-        for name in names {
-            // No subscribers is fine: nobody is watching.
-            let _ = self.changes.send(name);
-        }
-    }
-
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -254,488 +231,122 @@ async fn applied_rows(conn: &mut SqliteConnection) -> Result<common::AppliedRows
     Ok(rows.into_iter().map(|(v, c, ok)| (v, (c, ok))).collect())
 }
 
-async fn fetch_existing(
-    conn: &mut SqliteConnection,
-    name: &TenantName,
-) -> Result<Option<Existing>, StoreError> {
-    let row = sqlx::query(
-        "SELECT yaml, spec_json, generation, deletion_requested_at FROM tenants WHERE name = ?1",
-    )
-    .bind(name.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| common::decode_existing(&row, name))
-        .transpose()
-}
-
-/// The stored status (leniently; `Null` when there is no such tenant).
-async fn stored_status(
-    conn: &mut SqliteConnection,
-    name: &TenantName,
-) -> Result<(serde_json::Value, Option<i64>), StoreError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT status, generation FROM tenants WHERE name = ?1")
-            .bind(name.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match row {
-        Some((status, generation)) => (batch::lenient(Some(&status)), Some(generation)),
-        None => (serde_json::Value::Null, None),
+/// Binds `args` to `sql` with SQLite's column types: JSON as text,
+/// timestamps as INTEGER microseconds.
+fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> {
+    args.iter().fold(sqlx::query(sql), |q, arg| match *arg {
+        Arg::Text(v) => q.bind(v),
+        Arg::OptText(v) => q.bind(v),
+        Arg::Int(v) => q.bind(v),
+        Arg::Json(v) => q.bind(v.to_string()),
+        Arg::Ts(v) => q.bind(common::truncate_micros(v).as_microsecond()),
+        // SQLite has no arrays: a list is JSON text (for `json_each`).
+        Arg::TextList(v) => q.bind(serde_json::json!(v).to_string()),
     })
 }
 
-/// A controller's `new` status with the source sync's keys as stored.
-async fn carried_status(
-    conn: &mut SqliteConnection,
-    name: &TenantName,
-    new: &serde_json::Value,
-) -> Result<serde_json::Value, StoreError> {
-    let (stored, _) = stored_status(conn, name).await?;
-    Ok(batch::carry(&stored, new))
-}
-
-/// Records `mark` in the tenant's status; a missing tenant is skipped.
-async fn mark_status(
-    conn: &mut SqliteConnection,
-    name: &TenantName,
-    mark: &SourceMark,
-) -> Result<(), StoreError> {
-    let (stored, Some(generation)) = stored_status(conn, name).await? else {
-        return Ok(());
-    };
-    sqlx::query("UPDATE tenants SET status = ?2 WHERE name = ?1")
-        .bind(name.as_str())
-        .bind(batch::marked(&stored, mark, generation).to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-async fn fetch_record(
-    conn: &mut SqliteConnection,
-    name: &TenantName,
-) -> Result<Option<TenantRecord>, StoreError> {
-    let row = sqlx::query(concat!(
+/// The tenant statements in SQLite's dialect: `BEGIN IMMEDIATE` already
+/// serializes writers, so reads take no row locks and an insert needs no
+/// conflict clause; labels match through `json_each`.
+const TENANTS: TenantSql = TenantSql {
+    existing: "SELECT yaml, spec_json, generation, deletion_requested_at \
+               FROM tenants WHERE name = ?1",
+    status: "SELECT status, generation FROM tenants WHERE name = ?1",
+    insert: INSERT_TENANT,
+    insert_if_absent: INSERT_TENANT,
+    // A row matches when no selector pair is missing from its labels.
+    list: concat!(
         "SELECT ",
         common::tenant_cols!(),
-        " FROM tenants WHERE name = ?1"
-    ))
-    .bind(name.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| common::decode_tenant(&row)).transpose()
-}
+        " FROM tenants AS t WHERE NOT EXISTS (",
+        "  SELECT 1 FROM json_each(?1) AS sel WHERE NOT EXISTS (",
+        "    SELECT 1 FROM json_each(t.labels) AS l",
+        "    WHERE l.key = sel.key AND l.value = sel.value))",
+        " ORDER BY name"
+    ),
+    // A missing `spec.org` reads as '' and fails to parse: Corrupt.
+    list_apps: "SELECT name, app_name, COALESCE(json_extract(spec_json, '$.spec.org'), '') \
+                AS org FROM tenants ORDER BY name",
+    list_events: "SELECT id, tenant, actor, action, reason, result, at FROM events \
+                  WHERE (?1 IS NULL OR tenant = ?1) ORDER BY id DESC LIMIT ?2",
+    intent_kind: "SELECT kind FROM intents WHERE tenant = ?1 AND key = ?2",
+    list_intents: "SELECT tenant, key, kind, detail, created_at FROM intents \
+                   WHERE tenant = ?1 ORDER BY created_at, key",
+    delete_intents: KeysSql::EachKey("DELETE FROM intents WHERE tenant = ?1 AND key = ?2"),
+};
 
-/// Writes one draft inside the caller's transaction. With `expected`, the row
-/// must exist at that generation (the `update` contract).
-async fn write_draft(
-    conn: &mut SqliteConnection,
-    draft: &TenantDraft,
-    expected: Option<i64>,
-    now: Timestamp,
-) -> Result<(Decision, i64), StoreError> {
-    let name = draft.tenant.name();
-    let existing = fetch_existing(conn, name).await?;
-    common::check_expected(name, existing.as_ref(), expected)?;
-    let decision = common::decide(existing.as_ref(), draft);
-    let values = common::row_values(draft);
-    let generation = match decision {
-        Decision::Unchanged => existing.map_or(1, |e| e.generation),
-        Decision::Insert => {
-            sqlx::query(
-                "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
-                 observed_generation, status, created_at, updated_at, deletion_requested_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, '{}', ?6, ?6, NULL)",
-            )
-            .bind(name.as_str())
-            .bind(&values.app_name)
-            .bind(&draft.yaml)
-            .bind(values.spec_json.to_string())
-            .bind(values.labels.to_string())
-            .bind(micros(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
-            // Ownership starts empty and is never assumed empty later.
-            sqlx::query("INSERT INTO ledgers (tenant, doc) VALUES (?1, ?2)")
-                .bind(name.as_str())
-                .bind(Ledger::default().to_json().to_string())
-                .execute(&mut *conn)
-                .await?;
-            1
-        }
-        Decision::Update { generation } => {
-            sqlx::query(
-                "UPDATE tenants SET app_name = ?2, yaml = ?3, spec_json = ?4, labels = ?5, \
-                 generation = ?6, updated_at = ?7, deletion_requested_at = NULL WHERE name = ?1",
-            )
-            .bind(name.as_str())
-            .bind(&values.app_name)
-            .bind(&draft.yaml)
-            .bind(values.spec_json.to_string())
-            .bind(values.labels.to_string())
-            .bind(generation)
-            .bind(micros(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
-            generation
-        }
-    };
-    Ok((decision, generation))
-}
-
-/// [`write_draft`] for `apply`: no expected generation.
-struct Apply<'c> {
-    conn: &'c mut SqliteConnection,
-    now: Timestamp,
-}
+const INSERT_TENANT: &str = "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, \
+     generation, observed_generation, status, created_at, updated_at, deletion_requested_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 1, 0, '{}', ?6, ?6, NULL)";
 
 #[async_trait]
-impl common::WriteDraft for Apply<'_> {
-    async fn write(&mut self, draft: &TenantDraft) -> Result<(Decision, i64), StoreError> {
-        write_draft(self.conn, draft, None, self.now).await
-    }
-}
+impl Backend for SqliteStore {
+    const NAME: &'static str = "sqlite";
+    const TENANTS: TenantSql = TENANTS;
 
-#[async_trait]
-impl Store for SqliteStore {
-    #[tracing::instrument(skip_all, fields(backend = "sqlite", drafts = drafts.len()))]
-    async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let results = common::apply_each(drafts, &mut Apply { conn: &mut tx, now }).await?;
-        tx.commit().await?;
-        common::record_apply_metrics(&results);
-        self.notify(common::changed_names(&results));
-        Ok(results)
+    type Conn = SqliteConnection;
+    type Tx = sqlx::Transaction<'static, Sqlite>;
+    type Pooled = PoolConnection<Sqlite>;
+    type Row = SqliteRow;
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
     }
 
-    #[tracing::instrument(skip_all, fields(backend = "sqlite", drafts = batch.drafts.len(), prune = batch.prune.len()))]
-    async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError> {
-        batch::check(batch)?;
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let results = common::apply_each(batch.drafts, &mut Apply { conn: &mut tx, now }).await?;
-        for (name, expected) in batch.prune {
-            let done = sqlx::query(
-                "UPDATE tenants SET \
-                   updated_at = CASE WHEN deletion_requested_at IS NULL THEN ?3 ELSE updated_at END, \
-                   deletion_requested_at = COALESCE(deletion_requested_at, ?3) \
-                 WHERE name = ?1 AND generation = ?2",
-            )
-            .bind(name.as_str())
-            .bind(expected)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                let actual = fetch_existing(&mut tx, name).await?.map(|e| e.generation);
-                return Err(batch::prune_conflict(name, *expected, actual));
-            }
-        }
-        if let Some(mark) = batch.mark {
-            for r in &results {
-                mark_status(&mut tx, &r.name, mark).await?;
-            }
-        }
-        tx.commit().await?;
-        common::record_apply_metrics(&results);
-        self.notify(common::changed_names(&results));
-        self.notify(batch.prune.iter().map(|(n, _)| n.clone()));
-        Ok(results)
+    fn now(&self) -> Timestamp {
+        common::truncate_micros(self.clock.now())
     }
 
-    async fn mark_source(&self, names: &[TenantName], mark: &SourceMark) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    async fn begin(&self) -> Result<Self::Tx, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    async fn acquire(&self) -> Result<Self::Pooled, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    async fn execute(
+        conn: &mut SqliteConnection,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<u64, sqlx::Error> {
+        Ok(query(sql, args).execute(conn).await?.rows_affected())
+    }
+
+    async fn fetch_optional(
+        conn: &mut SqliteConnection,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<SqliteRow>, sqlx::Error> {
+        query(sql, args).fetch_optional(conn).await
+    }
+
+    async fn fetch_all(
+        conn: &mut SqliteConnection,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        query(sql, args).fetch_all(conn).await
+    }
+
+    /// Nothing to do inside the transaction: [`Backend::announce`] tells
+    /// this process's subscribers after the commit.
+    async fn notify(_conn: &mut SqliteConnection, _name: &TenantName) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn announce(&self, names: Vec<TenantName>) {
         for name in names {
-            mark_status(&mut tx, name, mark).await?;
+            // No subscribers is fine: nobody is watching.
+            let _ = self.changes.send(name);
         }
-        tx.commit().await?;
-        Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(backend = "sqlite", tenant = %draft.tenant.name()))]
-    async fn create(&self, draft: &TenantDraft) -> Result<TenantRecord, StoreError> {
-        let name = draft.tenant.name();
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        if fetch_existing(&mut tx, name).await?.is_some() {
-            return Err(StoreError::AlreadyExists(name.clone()));
-        }
-        write_draft(&mut tx, draft, None, now).await?;
-        let record = fetch_record(&mut tx, name)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        tx.commit().await?;
-        self.notify([name.clone()]);
-        Ok(record)
-    }
-
-    #[tracing::instrument(skip_all, fields(backend = "sqlite", tenant = %draft.tenant.name(), expected_generation))]
-    async fn update(
-        &self,
-        draft: &TenantDraft,
-        expected_generation: i64,
-    ) -> Result<TenantRecord, StoreError> {
-        let name = draft.tenant.name();
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let (decision, _) = write_draft(&mut tx, draft, Some(expected_generation), now).await?;
-        let record = fetch_record(&mut tx, name)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
-        tx.commit().await?;
-        if decision != Decision::Unchanged {
-            self.notify([name.clone()]);
-        }
-        Ok(record)
-    }
-
-    async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_record(&mut conn, name).await
-    }
-
-    async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {
-        // A row matches when no selector pair is missing from its labels.
-        let selector_json =
-            serde_json::to_string(&selector.0).expect("a string map always serializes");
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            common::tenant_cols!(),
-            " FROM tenants AS t WHERE NOT EXISTS (",
-            "  SELECT 1 FROM json_each(?1) AS sel WHERE NOT EXISTS (",
-            "    SELECT 1 FROM json_each(t.labels) AS l",
-            "    WHERE l.key = sel.key AND l.value = sel.value))",
-            " ORDER BY name"
-        ))
-        .bind(selector_json)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_tenant).collect()
-    }
-
-    async fn list_apps(&self) -> Result<Vec<TenantApp>, StoreError> {
-        // A missing `spec.org` reads as '' and fails to parse: Corrupt.
-        let rows = sqlx::query(
-            "SELECT name, app_name, COALESCE(json_extract(spec_json, '$.spec.org'), '') AS org \
-             FROM tenants ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_tenant_app).collect()
-    }
-
-    async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        // Marking twice keeps the first mark's time.
-        let done = sqlx::query(
-            "UPDATE tenants SET \
-               updated_at = CASE WHEN deletion_requested_at IS NULL THEN ?2 ELSE updated_at END, \
-               deletion_requested_at = COALESCE(deletion_requested_at, ?2) \
-             WHERE name = ?1",
-        )
-        .bind(name.as_str())
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let found = done.rows_affected() > 0;
-        if found {
-            self.notify([name.clone()]);
-        }
-        Ok(found)
-    }
-
-    async fn remove(&self, name: &TenantName) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(existing) = fetch_existing(&mut tx, name).await? else {
-            return Ok(());
-        };
-        if !existing.marked_for_deletion {
-            return Err(StoreError::NotMarkedForDeletion(name.clone()));
-        }
-        // Intents go with the row (ON DELETE CASCADE); events stay.
-        sqlx::query("DELETE FROM tenants WHERE name = ?1")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.notify([name.clone()]);
-        Ok(())
-    }
-
-    async fn write_status(
-        &self,
-        name: &TenantName,
-        observed_generation: i64,
-        status: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let status = carried_status(&mut tx, name, status).await?;
-        let done =
-            sqlx::query("UPDATE tenants SET observed_generation = ?2, status = ?3 WHERE name = ?1")
-                .bind(name.as_str())
-                .bind(observed_generation)
-                .bind(status.to_string())
-                .execute(&mut *tx)
-                .await?;
-        common::found(done.rows_affected(), name)?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn read_ledger(&self, name: &TenantName) -> Result<Option<Ledger>, StoreError> {
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT l.doc FROM tenants AS t LEFT JOIN ledgers AS l ON l.tenant = t.name \
-             WHERE t.name = ?1",
-        )
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(doc,)| common::decode_ledger(name, doc.as_deref()))
-            .transpose()
-    }
-
-    async fn write_state(
-        &self,
-        name: &TenantName,
-        state: &StateWrite<'_>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let status = carried_status(&mut tx, name, state.status).await?;
-        let done =
-            sqlx::query("UPDATE tenants SET observed_generation = ?2, status = ?3 WHERE name = ?1")
-                .bind(name.as_str())
-                .bind(state.observed_generation)
-                .bind(status.to_string())
-                .execute(&mut *tx)
-                .await?;
-        common::found(done.rows_affected(), name)?;
-        sqlx::query(
-            "INSERT INTO ledgers (tenant, doc) VALUES (?1, ?2) \
-             ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc",
-        )
-        .bind(name.as_str())
-        .bind(state.ledger.to_json().to_string())
-        .execute(&mut *tx)
-        .await?;
-        for key in state.resolved_intents {
-            sqlx::query("DELETE FROM intents WHERE tenant = ?1 AND key = ?2")
-                .bind(name.as_str())
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn append_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO events (tenant, actor, action, reason, result, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(event.tenant.as_str())
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.reason)
-        .bind(&event.result)
-        .bind(micros(common::truncate_micros(event.at)))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM events WHERE tenant = ?1 AND id <= (\
-               SELECT id FROM events WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        )
-        .bind(event.tenant.as_str())
-        .bind(EVENTS_KEPT_PER_TENANT)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_events(
-        &self,
-        tenant: Option<&TenantName>,
-        limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tenant, actor, action, reason, result, at FROM events \
-             WHERE (?1 IS NULL OR tenant = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(tenant.map(TenantName::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_event).collect()
-    }
-
-    async fn put_intent(&self, intent: &Intent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO intents (tenant, key, kind, detail, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, key) DO NOTHING",
-        )
-        .bind(intent.tenant.as_str())
-        .bind(&intent.key)
-        .bind(intent.detail.kind())
-        .bind(intent.detail.detail_json().to_string())
-        .bind(micros(common::truncate_micros(intent.created_at)))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| common::map_intent_write_error(e, &intent.tenant))?;
-        Ok(())
-    }
-
-    async fn update_intent(
-        &self,
-        tenant: &TenantName,
-        key: &str,
-        detail: &IntentDetail,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let kind: Option<String> =
-            sqlx::query_scalar("SELECT kind FROM intents WHERE tenant = ?1 AND key = ?2")
-                .bind(tenant.as_str())
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        common::check_intent_kind(tenant, key, kind, detail)?;
-        sqlx::query("UPDATE intents SET detail = ?3 WHERE tenant = ?1 AND key = ?2")
-            .bind(tenant.as_str())
-            .bind(key)
-            .bind(detail.detail_json().to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_intents(&self, tenant: &TenantName) -> Result<Vec<Intent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tenant, key, kind, detail, created_at FROM intents \
-             WHERE tenant = ?1 ORDER BY created_at, key",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(common::decode_intent).collect()
-    }
-
-    async fn delete_intent(&self, tenant: &TenantName, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM intents WHERE tenant = ?1 AND key = ?2")
-            .bind(tenant.as_str())
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn changes(&self) -> Result<BoxStream<'static, TenantName>, StoreError> {
+    async fn change_stream(&self) -> Result<BoxStream<'static, TenantName>, StoreError> {
         let rx = self.changes.subscribe();
         Ok(futures::stream::unfold(rx, |mut rx| async move {
             loop {

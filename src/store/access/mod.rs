@@ -16,6 +16,7 @@
 //!   id, source address and request id filled in; they are pruned with the
 //!   tenant's other events ([`super::EVENTS_KEPT_PER_TENANT`]).
 
+mod flows;
 mod postgres;
 mod sqlite;
 
@@ -197,24 +198,27 @@ pub async fn connect_stores(
     clock: crate::clock::SharedClock,
 ) -> Result<Stores, StoreError> {
     if url.starts_with("sqlite:") {
-        let store = Arc::new(super::sqlite::SqliteStore::connect(url, clock).await?);
-        Ok(Stores {
-            tenants: store.clone(),
-            access: store.clone(),
-            vault: store,
-        })
+        Ok(Stores::over(
+            super::sqlite::SqliteStore::connect(url, clock).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = Arc::new(super::postgres::PgStore::connect(url, clock).await?);
-        Ok(Stores {
+        Ok(Stores::over(
+            super::postgres::PgStore::connect(url, clock).await?,
+        ))
+    } else {
+        Err(super::common::unsupported_url(url))
+    }
+}
+
+impl Stores {
+    /// The three ports over one backend value (one pool).
+    fn over<B: super::Store + AccessStore + super::vault::VaultStore + 'static>(store: B) -> Self {
+        let store = Arc::new(store);
+        Stores {
             tenants: store.clone(),
             access: store.clone(),
             vault: store,
-        })
-    } else {
-        Err(StoreError::InvalidUrl(format!(
-            "{}: expected sqlite://PATH, sqlite::memory: or postgres://...",
-            super::redact_url(url)
-        )))
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //!   sees a plaintext. Rows are named like their associated data
 //!   ([`Aad`]): owner, kind, id.
 
+mod flows;
 mod postgres;
 mod sqlite;
 
