@@ -3,7 +3,9 @@
 //! cache, activated by hand. Steady state lists no machines per tenant;
 //! drift made behind flotilla's back is still repaired; and right after
 //! flotilla's own create, with the feed slower than the activations, the
-//! next observe does not plan from a cache that misses the new machine.
+//! next observe does not plan from a cache that misses the new machine; an
+//! app deleted behind flotilla's back while its snapshot is served is found
+//! gone and made again in the same activation.
 // A test harness, not library code (clippy.toml's rules are for src/).
 #![allow(clippy::disallowed_methods)]
 
@@ -297,6 +299,56 @@ async fn after_its_own_create_flotilla_does_not_plan_from_a_cache_missing_the_ma
     }
     // Once the feed shows the new machine the cache stands in again.
     s.until_served_from_cache(Duration::from_secs(10)).await;
+    assert_eq!(s.live().await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_deleted_behind_flotillas_back_is_seen_through_a_served_snapshot() {
+    // The feed shows the deletion's destroyed machine only 3 s later: the
+    // next activation is served from the snapshot, a later read of it finds
+    // the app gone, and the observation is made again with direct reads.
+    let s = setup(Duration::from_secs(3)).await;
+    s.converge().await;
+    s.until_served_from_cache(Duration::from_secs(15)).await;
+    let victim = s.live().await.remove(0).id;
+    s.outside
+        .delete_machine(&app(), &victim, true, None)
+        .await
+        .unwrap();
+    let gone_at = Instant::now();
+    while s
+        .outside
+        .list_machines(&app(), &MachineFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.state != flotilla::fly::MachineState::Destroyed)
+    {
+        assert!(
+            gone_at.elapsed() < Duration::from_secs(2),
+            "never destroyed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.outside.delete_app(&app()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if s.outside.get_app(&app()).await.is_err() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the app was never deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone_at.elapsed() < Duration::from_secs(2),
+        "the feed may already show the change; the case is not exercised"
+    );
+    let out = s.reconcile().await;
+    let status = s.status().await;
+    assert_eq!(out.failed, 0, "{out:?} {status}");
+    assert!(out.actions > 0, "the app is made again: {out:?} {status}");
+    s.converge().await;
     assert_eq!(s.live().await.len(), 1);
     s.stop().await;
 }
