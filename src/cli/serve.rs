@@ -104,7 +104,9 @@ pub struct ServeArgs {
     pub resync_secs: u64,
     /// Poll Fly's org-wide machine list this often (seconds) and reconcile a
     /// tenant as soon as one of its machines changes behind flotilla's back
-    /// (the org feed); 0 turns it off (drift then waits for the resync).
+    /// (the org feed), and take a converged tenant's machines from the feed's
+    /// machine cache instead of listing them while the feed is current; 0
+    /// turns both off (drift then waits for the resync).
     #[arg(
         long = "feed-interval-secs",
         env = "FLOTILLA_FEED_INTERVAL_SECS",
@@ -406,15 +408,32 @@ pub async fn serve(
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
     options.requeue.resync = Duration::from_secs(args.resync_secs.max(1));
-    let reconciler = Arc::new(
-        Reconciler::new(conn.api.clone(), store.clone(), clock.clone(), options).with_tokens(
-            TokenSettings {
-                vault: stores.vault.clone(),
-                keyring: keyring.clone(),
-                policy,
-            },
-        ),
-    );
+    let feed_opts = (args.feed_interval_secs > 0).then(|| crate::feed::FeedOptions {
+        interval: Duration::from_secs(args.feed_interval_secs),
+        ..crate::feed::FeedOptions::default()
+    });
+    // With the feed on, the reconciler reads machines through the feed's
+    // cache and reports its writes to it.
+    let machine_cache = feed_opts
+        .as_ref()
+        .map(|o| Arc::new(crate::feed::MachineCache::new(o.cache_options())));
+    let reconciler_fly: Arc<dyn crate::fly::FlyApi> = match &machine_cache {
+        Some(cache) => Arc::new(crate::feed::track::TrackWrites::new(
+            conn.api.clone(),
+            cache.clone(),
+        )),
+        None => conn.api.clone(),
+    };
+    let mut reconciler = Reconciler::new(reconciler_fly, store.clone(), clock.clone(), options)
+        .with_tokens(TokenSettings {
+            vault: stores.vault.clone(),
+            keyring: keyring.clone(),
+            policy,
+        });
+    if let Some(cache) = &machine_cache {
+        reconciler = reconciler.with_machine_cache(cache.clone());
+    }
+    let reconciler = Arc::new(reconciler);
     let (wake, wakes) = tokio::sync::mpsc::channel(WAKE_QUEUE);
     let feed_wake = wake.clone();
     let mut ops = Ops::new(stores, clock, args.spec.parse_options())
@@ -554,13 +573,16 @@ pub async fn serve(
         let token = shutdown.clone();
         tokio::spawn(async move { sync.run(token).await })
     });
-    let feed_task = (args.feed_interval_secs > 0).then(|| {
-        let opts = crate::feed::FeedOptions {
-            interval: Duration::from_secs(args.feed_interval_secs),
-            ..crate::feed::FeedOptions::default()
-        };
+    let feed_task = feed_opts.map(|opts| {
         let (fly, store, token) = (conn.api.clone(), store.clone(), shutdown.clone());
-        tokio::spawn(crate::feed::run(fly, store, feed_wake, opts, token))
+        tokio::spawn(crate::feed::run(
+            fly,
+            store,
+            feed_wake,
+            opts,
+            machine_cache,
+            token,
+        ))
     });
     runtime.run(shutdown.clone()).await?;
     shutdown.cancel();

@@ -12,7 +12,15 @@
 //! [`FeedOptions::map_refresh`] or sooner when a changed app is unknown.
 //! Waking is best effort: a full queue drops the wake, and the tenant's
 //! resync still comes. The feed never writes to Fly.
+//!
+//! With a [`MachineCache`] the feed also publishes, after every round, each
+//! app's live machines as it saw them and whether the org is synced, and
+//! observe takes an app's machines from the cache instead of listing them
+//! while [`trust::decide`] allows it (the invariant is documented there).
 
+pub mod cache;
+pub mod track;
+pub mod trust;
 pub mod watch;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fly::{FlyApi, OrgMachine};
 use crate::ids::{OrgSlug, TenantName};
 use crate::store::SharedStore;
+pub use cache::{CacheOptions, MachineCache};
 pub use watch::Watch;
 
 /// How the feed polls.
@@ -42,6 +51,19 @@ pub struct FeedOptions {
     pub max_pages: usize,
     /// How often the app → tenant map is read from the store.
     pub map_refresh: Duration,
+    /// The machine cache's snapshots are listed again after this long
+    /// (health-check results and host status are not in the org list).
+    pub max_snapshot_age: Duration,
+}
+
+impl FeedOptions {
+    /// The machine cache's options for this feed.
+    pub fn cache_options(&self) -> CacheOptions {
+        CacheOptions {
+            interval: self.interval,
+            max_snapshot_age: self.max_snapshot_age,
+        }
+    }
 }
 
 impl Default for FeedOptions {
@@ -52,22 +74,26 @@ impl Default for FeedOptions {
             relist: Duration::from_secs(600),
             max_pages: 50,
             map_refresh: Duration::from_secs(300),
+            max_snapshot_age: Duration::from_secs(1800),
         }
     }
 }
 
-/// Polls until `shutdown`, sending the tenants to wake into `wake`.
+/// Polls until `shutdown`, sending the tenants to wake into `wake`, and
+/// keeping `cache` (when given) up to date.
 pub async fn run(
     fly: Arc<dyn FlyApi>,
     store: SharedStore,
     wake: tokio::sync::mpsc::Sender<TenantName>,
     opts: FeedOptions,
+    cache: Option<Arc<MachineCache>>,
     shutdown: CancellationToken,
 ) {
     let mut feed = Feed {
         fly,
         store,
         opts,
+        cache,
         watches: HashMap::new(),
         apps: Apps::default(),
     };
@@ -97,6 +123,7 @@ struct Feed {
     fly: Arc<dyn FlyApi>,
     store: SharedStore,
     opts: FeedOptions,
+    cache: Option<Arc<MachineCache>>,
     watches: HashMap<OrgSlug, OrgState>,
     apps: Apps,
 }
@@ -143,6 +170,10 @@ impl Feed {
                 self.apps.orgs = apps.into_iter().map(|a| a.org).collect();
                 self.apps.read_at = Some(Instant::now());
                 self.watches.retain(|org, _| self.apps.orgs.contains(org));
+                if let Some(cache) = &self.cache {
+                    let by_app = &self.apps.by_app;
+                    cache.retain(&self.apps.orgs, |a| by_app.contains_key(a));
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "org feed: reading the tenants failed; keeping the last map");
@@ -159,6 +190,7 @@ impl Feed {
         });
         let full =
             state.watch.needs_full() || state.last_full.is_none_or(|t| t.elapsed() >= opts.relist);
+        let started = std::time::Instant::now();
         let mut query = state.watch.query(full);
         let mut machines: Vec<OrgMachine> = Vec::new();
         let mut complete = false;
@@ -182,6 +214,9 @@ impl Feed {
                         .increment(1);
                     tracing::warn!(org = %org, error = %e, "org feed: listing the org's machines failed; the next round lists everything");
                     state.watch.desync();
+                    if let Some(cache) = &self.cache {
+                        cache.round_failed(org);
+                    }
                     return BTreeSet::new();
                 }
             }
@@ -194,6 +229,13 @@ impl Feed {
         let changed = state.watch.apply(&machines, as_full);
         if as_full {
             state.last_full = Some(Instant::now());
+        }
+        if let Some(cache) = &self.cache {
+            // A full list republishes every app; an incremental round the
+            // apps whose machines it showed changed (a machine new, of
+            // another version or state, or destroyed).
+            let views = state.watch.views((!as_full).then_some(&changed));
+            cache.round_ok(org, started, state.watch.synced(), views, as_full);
         }
         metrics::counter!("flotilla_feed_rounds_total", "result" => if as_full { "full" } else { "incremental" })
             .increment(1);

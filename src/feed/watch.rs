@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::trust::{Mark, View};
 use crate::ids::MachineId;
 use crate::model::fly::{MachineState, OrgMachine, OrgMachinesQuery};
 
@@ -130,6 +131,36 @@ impl Watch {
         });
     }
 
+    /// Whether a complete full list was applied since the start or the last
+    /// error.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The live machines (none gone for good) of every app, or of the apps
+    /// in `only`, by app: what the machine cache compares its snapshots
+    /// with. With `only`, each of those apps is present, an empty view when
+    /// it has no live machine.
+    pub fn views(&self, only: Option<&BTreeSet<String>>) -> HashMap<String, View> {
+        let mut out: HashMap<String, View> = HashMap::new();
+        for app in only.into_iter().flatten() {
+            out.insert(app.clone(), View::new());
+        }
+        for (id, s) in &self.seen {
+            if s.state.is_gone() || only.is_some_and(|o| !o.contains(&s.app)) {
+                continue;
+            }
+            out.entry(s.app.clone()).or_default().insert(
+                id.clone(),
+                Mark {
+                    version: s.version.clone(),
+                    state: s.state,
+                },
+            );
+        }
+        out
+    }
+
     /// Machines in the view (tests, metrics).
     pub fn len(&self) -> usize {
         self.seen.len()
@@ -216,6 +247,37 @@ mod tests {
         // A full list without B (its app deleted, no tombstone): blog changed.
         assert_eq!(w.apply(&[], true), BTreeSet::from(["blog".to_string()]));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn views_hold_each_apps_live_machines() {
+        let mut w = Watch::new(Duration::from_secs(10));
+        w.apply(
+            &[
+                machine(A, "shop", "v1", MachineState::Started, 100),
+                machine(B, "blog", "v1", MachineState::Stopped, 100),
+            ],
+            true,
+        );
+        let all = w.views(None);
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            all["shop"][&MachineId::parse(A).unwrap()],
+            Mark {
+                version: "v1".into(),
+                state: MachineState::Started
+            }
+        );
+        // A destroyed machine leaves its app's view; an app asked for with
+        // no live machine is an empty view; others are left out.
+        w.apply(
+            &[machine(A, "shop", "v1", MachineState::Destroyed, 120)],
+            false,
+        );
+        let only = BTreeSet::from(["shop".to_string(), "gone".to_string()]);
+        let some = w.views(Some(&only));
+        assert_eq!(some.len(), 2);
+        assert!(some["shop"].is_empty() && some["gone"].is_empty());
     }
 
     #[test]

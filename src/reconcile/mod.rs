@@ -136,6 +136,9 @@ pub struct Reconciler {
     /// The factor resync intervals are stretched by (f64 bits), set by the
     /// runtime from `status::budget` (1 while the fleet fits the budget).
     resync_stretch: AtomicU64,
+    /// The org feed's machine cache (`serve` with the feed on); `None`:
+    /// every observe lists the machines.
+    machine_cache: Option<Arc<crate::feed::MachineCache>>,
 }
 
 impl Reconciler {
@@ -171,7 +174,16 @@ impl Reconciler {
             rng: Mutex::new(rng),
             tokens: None,
             resync_stretch: AtomicU64::new(1.0f64.to_bits()),
+            machine_cache: None,
         }
+    }
+
+    /// Observes machines through the org feed's `cache` when it may stand in
+    /// for the list (`feed::trust`). The Fly client given to [`Self::new`]
+    /// must report its writes to the same cache (`feed::track::TrackWrites`).
+    pub fn with_machine_cache(mut self, cache: Arc<crate::feed::MachineCache>) -> Self {
+        self.machine_cache = Some(cache);
+        self
     }
 
     /// Manages tokens: mints, rotates and revokes them, stores their values
@@ -229,7 +241,7 @@ impl Reconciler {
                 .unwrap_or_default(),
             intents: self.store.list_intents(&record.name).await?,
         };
-        let mut observed = self.observe(record, durable, now).await?;
+        let mut observed = self.observe(record, durable, now, false).await?;
         if let Some(t) = &self.tokens {
             let stored = secrets::load_stored(
                 external_values(t),
@@ -255,16 +267,25 @@ impl Reconciler {
         })
     }
 
+    /// `cached`: the machine cache may stand in for the machine list (the
+    /// dry runs always list).
     async fn observe(
         &self,
         record: &TenantRecord,
         durable: Durable,
         now: Timestamp,
+        cached: bool,
     ) -> Result<(Observed, Vec<String>), ReconcileError> {
         let Durable {
             mut ledger,
             intents,
         } = durable;
+        let source = observe::MachineSource {
+            cache: self.machine_cache.as_deref().filter(|_| cached),
+            spec_settled: record.generation == record.observed_generation
+                && record.deletion_requested_at.is_none()
+                && intents.is_empty(),
+        };
         // An app intent means the app may be ours but unrecorded: look it up.
         if intents
             .iter()
@@ -278,10 +299,16 @@ impl Reconciler {
             || intents
                 .iter()
                 .any(|i| matches!(i.detail, crate::state::IntentDetail::Volume { .. }));
-        let mut observed =
-            observe::observe(self.fly.as_ref(), &record.tenant, ledger, list_volumes, now)
-                .await
-                .map_err(ReconcileError::Observe)?;
+        let mut observed = observe::observe(
+            self.fly.as_ref(),
+            &record.tenant,
+            ledger,
+            list_volumes,
+            now,
+            source,
+        )
+        .await
+        .map_err(ReconcileError::Observe)?;
         // Forget ledger entries for things that no longer exist.
         let live_ips: std::collections::BTreeSet<&str> =
             observed.ips.iter().map(|i| i.ip.as_str()).collect();
@@ -368,7 +395,7 @@ impl Reconciler {
             },
         };
 
-        let (mut observed, settled) = match self.observe(&record, durable, started).await {
+        let (mut observed, settled) = match self.observe(&record, durable, started, true).await {
             Ok(o) => o,
             Err(ReconcileError::Observe(e)) => {
                 let error = format!("observing Fly failed: {e}");

@@ -33,6 +33,7 @@ mod controller_lock;
 mod credential_cache;
 mod deploy;
 mod feed;
+mod feed_cache;
 mod gitops;
 mod import;
 mod keys_rotate;
