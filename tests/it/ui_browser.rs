@@ -109,6 +109,20 @@ impl Driver {
             .to_string()
     }
 
+    /// The current URL once `want` holds for it (a click's navigation may
+    /// still be under way when the click returns), or the last one seen
+    /// after 15 s.
+    async fn url_when(&self, want: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.url().await;
+            if want(&url) || std::time::Instant::now() > deadline {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.call(
@@ -254,10 +268,11 @@ async fn an_operator_signs_in_sees_the_fleet_opens_a_tenant_and_reconciles_and_r
 
     // Not signed in: the page sends to the form.
     d.go(&ui).await;
-    assert!(d.url().await.ends_with("/ui/login"), "{}", d.url().await);
+    let url = d.url_when(|u| u.ends_with("/ui/login")).await;
+    assert!(url.ends_with("/ui/login"), "{url}");
     d.type_into("#credential", &admin).await;
     d.click("button[type=submit]").await;
-    assert_eq!(d.url().await, ui, "{}", d.source().await);
+    assert_eq!(d.url_when(|u| u == ui).await, ui, "{}", d.source().await);
     let fleet = d.source().await;
     for name in &names {
         assert!(
@@ -283,23 +298,18 @@ async fn an_operator_signs_in_sees_the_fleet_opens_a_tenant_and_reconciles_and_r
     // One tenant (with a deploy token): reconcile and rotate from its page.
     let tenant = "edgecoder-portal";
     d.click(&format!("a[href=\"/ui/tenants/{tenant}\"]")).await;
-    assert!(d.url().await.ends_with(&format!("/ui/tenants/{tenant}")));
+    let want = format!("/ui/tenants/{tenant}");
+    assert!(d.url_when(|u| u.ends_with(&want)).await.ends_with(&want));
     let page = d.source().await;
     assert!(page.contains("Active"), "a minted token: {page}");
     d.screenshot(&shots, "tenant.png").await;
     d.click("form[action$=\"/reconcile\"] button").await;
-    assert!(
-        d.url().await.ends_with("?notice=reconcile"),
-        "{}",
-        d.url().await
-    );
+    let url = d.url_when(|u| u.ends_with("?notice=reconcile")).await;
+    assert!(url.ends_with("?notice=reconcile"), "{url}");
     assert!(d.source().await.contains("Reconcile queued"));
     d.click(".actions form[action$=\"/rotate\"] button").await;
-    assert!(
-        d.url().await.ends_with("?notice=rotate"),
-        "{}",
-        d.url().await
-    );
+    let url = d.url_when(|u| u.ends_with("?notice=rotate")).await;
+    assert!(url.ends_with("?notice=rotate"), "{url}");
     let page = d.source().await;
     assert!(
         page.contains("Rotation requested") && page.contains("TokenRotateRequested"),
