@@ -15,7 +15,9 @@ use crate::clock::SharedClock;
 use crate::ops::view::{EventView, StatusView};
 use crate::ops::{Actor, Ops};
 use crate::reconcile::status::TenantStatus;
+use crate::reconcile::tokens::TokenSettings;
 use crate::reconcile::{ReconcileOptions, Reconciler};
+use crate::rotation::Policy;
 use crate::spec::ParseOptions;
 
 /// Exit code when a dry run found changes.
@@ -34,7 +36,7 @@ pub async fn plan_files(
         return Ok(ExitCode::FAILURE);
     };
     let conn = fly.connect(clock.clone()).await?;
-    let ops = with_planner(ops, &conn, clock);
+    let ops = with_planner(ops, &conn, clock)?;
     let mut changes = false;
     for (_, plan) in ops.plan_docs(actor, docs).await? {
         changes |= !plan.is_empty();
@@ -88,24 +90,36 @@ pub async fn diff(
     // The tenant first: an unknown tenant is reported before any Fly setup.
     ops.get(actor, name).await?;
     let conn = fly.connect(clock.clone()).await?;
-    let ops = with_planner(ops, &conn, clock);
+    let ops = with_planner(ops, &conn, clock)?;
     let plan = ops.plan_stored(actor, name).await?;
     write!(out, "{}", plan.render())?;
     Ok(pending_code(!plan.is_empty()))
 }
 
-pub(super) fn with_planner(ops: Ops, conn: &super::fly::FlyConnection, clock: SharedClock) -> Ops {
+/// The operations with a dry-run planner over `conn`. When encryption keys
+/// are configured in the environment, the dry run opens the stored
+/// `external` values as the controller does, so a stored or changed value
+/// shows as a delivery; without keys it cannot open them and plans as if
+/// none were stored (the `--help` of `plan` and `diff` says so).
+pub(super) fn with_planner(
+    ops: Ops,
+    conn: &super::fly::FlyConnection,
+    clock: SharedClock,
+) -> anyhow::Result<Ops> {
     let store = ops.store().clone();
     let mut options = ReconcileOptions::default();
     // The controller mints and delivers tokens; a dry run leaves them out
     // of the plan as the controller's plan does.
     options.plan.tokens_managed = true;
-    ops.with_planner(Arc::new(Reconciler::new(
-        conn.api.clone(),
-        store,
-        clock,
-        options,
-    )))
+    let mut planner = Reconciler::new(conn.api.clone(), store, clock, options);
+    if let Some(keyring) = super::keys::load_keyring_from_env()? {
+        planner = planner.with_tokens(TokenSettings {
+            vault: ops.stores().vault.clone(),
+            keyring: Arc::new(keyring),
+            policy: Policy::default(),
+        });
+    }
+    Ok(ops.with_planner(Arc::new(planner)))
 }
 
 fn pending_code(changes: bool) -> ExitCode {

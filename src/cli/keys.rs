@@ -149,6 +149,17 @@ pub fn load_keyring(file: Option<&Path>) -> anyhow::Result<Option<Keyring>> {
     Ok(read_key_sources(|n| std::env::var_os(n), file)?.resolve()?)
 }
 
+/// The keyring configured in the environment alone (`FLOTILLA_ENCRYPTION_KEYS`,
+/// `DEPLOY_TOKEN_ENCRYPTION_KEY`, `FLOTILLA_ENCRYPTION_KEY_FILE`): for the
+/// commands that can use keys but take no key option (dry runs, which open
+/// stored `external` values to compare them). `None` when nothing is set.
+// Configuration: the key file variable is read here, at the edge (clippy.toml).
+#[allow(clippy::disallowed_methods)]
+pub fn load_keyring_from_env() -> anyhow::Result<Option<Keyring>> {
+    let file = std::env::var_os("FLOTILLA_ENCRYPTION_KEY_FILE").map(PathBuf::from);
+    load_keyring(file.as_deref())
+}
+
 /// Reads at most `MAX_SOURCE_BYTES` (+1, so an over-long file is reported as
 /// such by the parser) into memory that is wiped after use.
 fn read_bounded(path: &Path) -> anyhow::Result<SecretSlice<u8>> {

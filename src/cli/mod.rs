@@ -205,7 +205,9 @@ pub enum Command {
     Import(Box<import::ImportArgs>),
     /// Dry run: plan specs from files against live Fly state, change nothing.
     /// Exit 0 no changes, 2 changes pending, 1 error.
-    #[command(after_help = "Example:\n  flotilla plan -f specs/examples --fly sim")]
+    #[command(
+        after_help = "Example:\n  flotilla plan -f specs/examples --fly sim\n\nA dry run opens the tenants' stored external secret values (to show a\nnew or changed one as a delivery) when encryption keys are set in the\nenvironment (FLOTILLA_ENCRYPTION_KEYS or FLOTILLA_ENCRYPTION_KEY_FILE);\nwithout keys it plans as if no value were stored."
+    )]
     Plan {
         /// Files or directories (*.yaml, *.yml) to read.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
@@ -226,7 +228,7 @@ pub enum Command {
     /// against live Fly state (TENANT). Changes nothing. Exit 0 no
     /// difference, 2 differences (or Fly changes pending), 1 error.
     #[command(
-        after_help = "Example:\n  flotilla diff -f specs/prod\n  flotilla diff -f specs/prod --summary\n  flotilla diff -f specs/prod --live --fly sim -o json\n  flotilla diff acme --fly sim\n  FLOTILLA_TOKEN=flt1... flotilla diff -f specs/prod --server https://flotilla.internal\n\nOver --server the server compares the files with its stored tenants, and\n--live plans against the server's Fly (--fly is not used).\n\nExit codes: 0 no difference, 2 differences, 1 error (an invalid spec\nincluded), so a CI job can gate on them. Tenants of the source the files\nno longer define are listed as to prune (apply --prune deletes them)."
+        after_help = "Example:\n  flotilla diff -f specs/prod\n  flotilla diff -f specs/prod --summary\n  flotilla diff -f specs/prod --live --fly sim -o json\n  flotilla diff acme --fly sim\n  FLOTILLA_TOKEN=flt1... flotilla diff -f specs/prod --server https://flotilla.internal\n\nOver --server the server compares the files with its stored tenants, and\n--live plans against the server's Fly (--fly is not used).\n\nExit codes: 0 no difference, 2 differences, 1 error (an invalid spec\nincluded), so a CI job can gate on them. Tenants of the source the files\nno longer define are listed as to prune (apply --prune deletes them).\n\nA dry run opens the tenants' stored external secret values (to show a\nnew or changed one as a delivery) when encryption keys are set in the\nenvironment (FLOTILLA_ENCRYPTION_KEYS or FLOTILLA_ENCRYPTION_KEY_FILE);\nwithout keys it plans as if no value were stored."
     )]
     Diff {
         /// A stored tenant to plan against live Fly state.

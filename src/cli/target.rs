@@ -289,7 +289,7 @@ impl Target {
         match self {
             Target::Local { ops, actor } => {
                 let conn = fly.connect(clock.clone()).await?;
-                let ops = super::control::with_planner(*ops, &conn, clock);
+                let ops = super::control::with_planner(*ops, &conn, clock)?;
                 Ok(ops
                     .plan_docs(&actor, docs)
                     .await?

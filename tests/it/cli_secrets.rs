@@ -427,3 +427,65 @@ fn secrets_set_over_the_api() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].envelope.starts_with("v1:srv:"));
 }
+
+/// A dry run with the keys in the environment sees the stored value (a
+/// delivery); without them it cannot open it and plans as if none were
+/// stored, as `plan --help` and `diff --help` say.
+#[test]
+fn a_dry_run_with_keys_sees_the_stored_external_value() {
+    let (_dir, db) = database();
+    let k1 = format!("k1:{}", key_text(1));
+    let keys = [("FLOTILLA_ENCRYPTION_KEYS", k1.as_str())];
+    let r = run(
+        &keys,
+        Some(b"s3cret-for-the-plan"),
+        &["secrets", "set", "sec", "DB_PASSWORD", "--db", &db],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    let with_keys = run(&keys, None, &["diff", "sec", "--fly", "sim", "--db", &db]);
+    assert_eq!(with_keys.code, 2, "{}", with_keys.all());
+    assert!(
+        with_keys
+            .stdout
+            .contains("+DB_PASSWORD (stored external value)"),
+        "{}",
+        with_keys.stdout
+    );
+    assert!(!with_keys.all().contains("s3cret"), "{}", with_keys.all());
+
+    let without = run(&[], None, &["diff", "sec", "--fly", "sim", "--db", &db]);
+    assert_eq!(without.code, 2, "{}", without.all());
+    assert!(
+        !without.stdout.contains("(stored external value)")
+            && without
+                .stdout
+                .contains("DB_PASSWORD is external and has no value yet"),
+        "{}",
+        without.stdout
+    );
+
+    // Keys that cannot open the value: a warning naming the row (never the
+    // value), and no delivery planned.
+    let k2 = format!("k2:{}", key_text(2));
+    let wrong = run(
+        &[("FLOTILLA_ENCRYPTION_KEYS", k2.as_str())],
+        None,
+        &["diff", "sec", "--fly", "sim", "--db", &db],
+    );
+    assert!(!wrong.all().contains("s3cret"), "{}", wrong.all());
+    assert!(
+        wrong
+            .stderr
+            .contains("stored secret value cannot be opened")
+            && wrong.stderr.contains("external secret DB_PASSWORD")
+            && wrong.stderr.contains("not in the keyring"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        !wrong.stdout.contains("(stored external value)"),
+        "{}",
+        wrong.stdout
+    );
+}
