@@ -67,7 +67,7 @@ pub(crate) fn server_token(url: &str) -> String {
 pub(crate) fn start_server(db_url: &str, fly: Option<FlyAt>) -> (String, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db_url = db_url.to_string();
-    let (addr, token) = rt.block_on(async move {
+    let (url, token) = rt.block_on(async move {
         let clock: flotilla::clock::SharedClock = Arc::new(flotilla::clock::SystemClock);
         let stores = flotilla::store::access::connect_stores(&db_url, clock.clone())
             .await
@@ -92,35 +92,8 @@ pub(crate) fn start_server(db_url: &str, fly: Option<FlyAt>) -> (String, tokio::
                 flotilla::reconcile::ReconcileOptions::default(),
             )));
         }
-        let ops = Arc::new(ops);
-        let token = ops
-            .issue_credential(
-                &flotilla::ops::Actor::local("test"),
-                flotilla::store::access::CredentialScope::Admin,
-                "cli tests",
-                false,
-            )
-            .await
-            .unwrap()
-            .token
-            .expose()
-            .to_string();
-        let config = flotilla::api::ApiConfig::default();
-        let router = flotilla::api::router(flotilla::api::ApiState::new(ops, None, config.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            flotilla::api::listen::serve(
-                listener,
-                router,
-                &config,
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-        });
-        (addr, token)
+        crate::common::serve::listen_ops(Arc::new(ops), "cli tests").await
     });
-    let url = format!("http://{addr}");
     TOKENS.lock().unwrap().insert(url.clone(), token);
     (url, rt)
 }

@@ -350,32 +350,7 @@ fn secrets_set_over_the_api() {
                 .with_server_key(Arc::new(key))
                 .with_keyring(Arc::new(keyring)),
         );
-        let admin = ops
-            .issue_credential(
-                &flotilla::ops::Actor::local("test"),
-                flotilla::store::access::CredentialScope::Admin,
-                "cli secrets tests",
-                false,
-            )
-            .await
-            .unwrap()
-            .token
-            .expose()
-            .to_string();
-        let config = flotilla::api::ApiConfig::default();
-        let router = flotilla::api::router(flotilla::api::ApiState::new(ops, None, config.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            flotilla::api::listen::serve(
-                listener,
-                router,
-                &config,
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-        });
-        (format!("http://{addr}"), admin)
+        crate::common::serve::listen_ops(ops, "cli secrets tests").await
     });
     let env = [
         ("FLOTILLA_SERVER", url.as_str()),

@@ -1,7 +1,13 @@
-//! `flotilla serve --fly sim` as a child process, for the tests that drive
-//! the real binary over HTTP (MCP, the browser): the specs in a directory
-//! applied to a fresh SQLite database, then `serve` on an ephemeral port,
-//! its address and the run's admin credential read from its stderr.
+//! Servers for the tests that go over HTTP.
+//!
+//! * [`serve_sim`]: `flotilla serve --fly sim` as a child process, for the
+//!   tests that drive the real binary (MCP, the browser): the specs in a
+//!   directory applied to a fresh SQLite database, then `serve` on an
+//!   ephemeral port, its address and the run's admin credential read from
+//!   its stderr.
+//! * [`listen_ops`]: the API router over given operations on an ephemeral
+//!   port in this process, with a fresh admin credential (the CLI's
+//!   `--server` tests).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -91,4 +97,36 @@ pub fn serve_sim(specs: &Path) -> Served {
         admin,
         _dir: dir,
     }
+}
+
+/// Serves the API over `ops` on an ephemeral port of this runtime and
+/// issues an admin credential: `(http://addr, credential)`. `ops` must have
+/// a server key.
+pub async fn listen_ops(ops: std::sync::Arc<flotilla::ops::Ops>, label: &str) -> (String, String) {
+    let admin = ops
+        .issue_credential(
+            &flotilla::ops::Actor::local("test"),
+            flotilla::store::access::CredentialScope::Admin,
+            label,
+            false,
+        )
+        .await
+        .unwrap()
+        .token
+        .expose()
+        .to_string();
+    let config = flotilla::api::ApiConfig::default();
+    let router = flotilla::api::router(flotilla::api::ApiState::new(ops, None, config.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        flotilla::api::listen::serve(
+            listener,
+            router,
+            &config,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+    });
+    (format!("http://{addr}"), admin)
 }
