@@ -1,7 +1,7 @@
 //! `flotilla import`: a live Fly app as a tenant spec.
 //!
 //! [`read_app`] reads one app through the [`FlyApi`] port (the app, its
-//! machines, IP addresses, certificates, secret names and token names; reads
+//! machines, volumes, IP addresses, certificates, secret names and token names; reads
 //! only), [`map::to_tenant`] turns that into a [`Tenant`](crate::spec::Tenant)
 //! with notes (pure, see there for the rules and what cannot be recovered),
 //! and [`render`] writes it as YAML or JSON and loads the text back through
@@ -114,6 +114,10 @@ pub async fn read_app(
         .list_secrets(name)
         .await
         .map_err(fly_err(format!("the secrets of app {name}")))?;
+    let volumes = fly
+        .list_volumes(name)
+        .await
+        .map_err(fly_err(format!("the volumes of app {name}")))?;
     let tokens = match fly.list_tokens(name).await {
         Ok(list) => Ok(list
             .into_iter()
@@ -128,6 +132,7 @@ pub async fn read_app(
         ips,
         certificates,
         secrets,
+        volumes,
         tokens,
     })
 }
