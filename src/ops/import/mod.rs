@@ -10,7 +10,8 @@
 //!
 //! The spec carries the annotation `flotilla.dev/adopt: "true"`, so applying
 //! it lets flotilla take the app over; for an app flotilla created (found
-//! again after losing its database, say) the plan is then empty.
+//! again after losing its database, say) the plan is then empty, but for
+//! the adoption of its volumes (their ownership lives in flotilla's ledger).
 
 pub mod map;
 
@@ -207,6 +208,12 @@ fn header(imported: &Imported) -> String {
             .to_string(),
         "labels, secret sources (all external) and tokens (none).".to_string(),
     ];
+    if !t.spec.volumes.is_empty() {
+        lines.push(
+            "Volumes keep deletionPolicy Retain; the first activation adopts them (the ledger only)."
+                .to_string(),
+        );
+    }
     if !imported.notes.is_empty() {
         lines.push("Notes:".to_string());
         for n in &imported.notes {

@@ -245,8 +245,10 @@ fn every_example_imports_to_an_empty_plan() {
             imported.notes
         );
         assert_eq!(i.spec.volumes, t.spec.volumes, "{}", t.name());
-        let mut ledger = Ledger::default();
-        ledger.volumes = live.volumes.iter().map(|v| v.id.clone()).collect();
+        let ledger = Ledger {
+            volumes: live.volumes.iter().map(|v| v.id.clone()).collect(),
+            ..Ledger::default()
+        };
         let p = replan_with(i, &live, ledger);
         assert!(
             p.is_empty(),
