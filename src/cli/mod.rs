@@ -197,8 +197,9 @@ pub enum Command {
         remote: RemoteArgs,
     },
     /// Print the tenant spec of a live Fly app (or write one file per app of
-    /// an org), ready to apply: it adopts the app, and an app flotilla made
-    /// plans no change. Secrets come in as `external`, tokens not at all.
+    /// an org), ready to apply: it adopts the app and its volumes, and an app
+    /// flotilla made plans no change but adopting its volumes. Secrets come
+    /// in as `external`, tokens not at all.
     #[command(
         after_help = "Example:\n  flotilla import acme --org personal > acme.yaml\n  flotilla import --all --org personal -d specs/imported"
     )]

@@ -130,7 +130,7 @@ fn wait_for_volume(plan: &mut Plan, group: &MachineGroup, region: &str) {
 /// A machine carrying any `flotilla.tenant` (another tenant's) is never
 /// adopted, nor one whose host did not answer with its config, nor more
 /// machines than a region of the group still lacks.
-fn adoptable(
+pub(super) fn adoptable(
     tenant: &Tenant,
     owned: &[&Machine],
     foreign: &[&Machine],

@@ -20,7 +20,10 @@
 //!   with [`ADOPT_ANNOTATION`], a machine with no `flotilla.tenant` at all
 //!   that already runs a group's desired config, in one of the group's
 //!   regions that still lacks machines, is adopted (`AdoptMachine`: its
-//!   metadata is written, nothing restarts) and counts as the group's.
+//!   metadata is written, nothing restarts) and counts as the group's; so
+//!   is a volume of a name `spec.volumes` declares, where the spec still
+//!   lacks volumes of it (`AdoptVolume`: recorded in the ledger; see
+//!   `volumes`).
 //! * An app that exists but is not flotilla's blocks the tenant (no silent
 //!   adoption) unless adoption is requested with the annotation
 //!   [`ADOPT_ANNOTATION`].

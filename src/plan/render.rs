@@ -95,6 +95,9 @@ impl fmt::Display for Action {
                 "+ create volume {name} in {region} ({size_gb} GB{})",
                 if *encrypted { ", encrypted" } else { "" }
             ),
+            Action::AdoptVolume { name, id, region } => {
+                write!(f, "~ adopt volume {id} ({name}) in {region}")
+            }
             Action::ExtendVolume { name, id, size_gb } => {
                 write!(f, "~ extend volume {id} ({name}) to {size_gb} GB")
             }

@@ -342,7 +342,9 @@ impl World {
             }
             // The model makes no foreign machines, and its tenants ask for
             // no adoption (adoption: `ops::import::map` tests, tests/it/import.rs).
-            Action::AdoptMachine { .. } => unreachable!("the model adopts nothing"),
+            Action::AdoptMachine { .. } | Action::AdoptVolume { .. } => {
+                unreachable!("the model adopts nothing")
+            }
             Action::DestroyMachine { id, .. } => {
                 o.machines.retain(|m| &m.id != id);
                 for v in &mut o.volumes {

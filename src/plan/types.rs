@@ -173,6 +173,16 @@ pub enum Action {
         snapshot_retention: Option<u32>,
         require_unique_zone: Option<bool>,
     },
+    /// Take over a volume flotilla did not create, while the tenant asks for
+    /// adoption ([`ADOPT_ANNOTATION`]): one of `spec.volumes[name]` that a
+    /// machine of the mounting group holds (or a free one) in a region that
+    /// still lacks volumes of the name. Recorded in the ledger only; nothing
+    /// is sent to Fly.
+    AdoptVolume {
+        name: VolumeName,
+        id: VolumeId,
+        region: String,
+    },
     /// Grow a volume to `size_gb` (Fly never shrinks one).
     ExtendVolume {
         name: VolumeName,
@@ -214,6 +224,7 @@ impl Action {
             Action::DestroyMachine { .. } => "DestroyMachine",
             Action::ReleaseLease { .. } => "ReleaseLease",
             Action::CreateVolume { .. } => "CreateVolume",
+            Action::AdoptVolume { .. } => "AdoptVolume",
             Action::ExtendVolume { .. } => "ExtendVolume",
             Action::UpdateVolume { .. } => "UpdateVolume",
             Action::DeleteVolume { .. } => "DeleteVolume",
@@ -284,6 +295,9 @@ pub enum Reason {
         want: u32,
         region: Region,
     },
+    /// A volume of the name, not flotilla's, is where the spec wants one,
+    /// and the tenant asks for adoption.
+    VolumeAdoptRequested,
     /// The spec's `sizeGb` is larger than the volume.
     VolumeGrown {
         from: u32,
@@ -369,6 +383,10 @@ impl fmt::Display for Reason {
             Reason::VolumeMissing { have, want, region } => {
                 write!(f, "{have} of {want} volume(s) in {region}")
             }
+            Reason::VolumeAdoptRequested => write!(
+                f,
+                "not flotilla's, where the spec wants one; the tenant asks for adoption"
+            ),
             Reason::VolumeGrown { from, to } => {
                 write!(f, "sizeGb grew from {from} to {to}")
             }

@@ -18,6 +18,15 @@
 //!   volume by name and path in the hash and by id only when sent
 //!   (`machine::with_volume`), so machines of a group share one hash and a
 //!   group without a mount hashes as it did before volumes.
+//! * **Adopt** (with [`super::ADOPT_ANNOTATION`] only): a volume not in the
+//!   ledger, named like an entry of `spec.volumes`, in a region where the
+//!   entry wants volumes, is adopted (`AdoptVolume`: recorded in the ledger,
+//!   nothing sent to Fly) while the region lacks volumes of the name: first
+//!   the ones held by a machine of the mounting group (flotilla's, or one
+//!   adopted in the same plan), then free ones, oldest first. A volume held
+//!   by any other machine, one of a name the spec does not declare, and one
+//!   beyond what the region wants stay foreign. An adopted volume counts as
+//!   flotilla's in the rest of the plan, so it is not created again.
 //! * **Grow**: a volume smaller than `sizeGb` is extended; a larger one is
 //!   left as it is, with a finding that degrades the tenant (Fly cannot
 //!   shrink a volume). `snapshotRetention` is updated when it differs.
@@ -36,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::{Action, Finding, Observed, Phase, Plan, Reason};
 use crate::ids::{GroupName, MachineId, Region, VolumeId, VolumeName};
-use crate::model::fly::{Machine, Volume};
+use crate::model::fly::{Machine, Volume, meta};
 use crate::spec::{Tenant, VolumeDeletionPolicy, VolumeSpec};
 
 /// The volumes one group's machines mount.
@@ -88,7 +97,23 @@ pub(super) fn plan_volumes(plan: &mut Plan, tenant: &Tenant, observed: &Observed
     if !observed.volumes_listed {
         return pools;
     }
-    let owned = |v: &&Volume| observed.ledger.volumes.contains(&v.id);
+    let adopted = if super::adoption_requested(tenant) {
+        adoptable(tenant, observed)
+    } else {
+        BTreeSet::new()
+    };
+    for v in observed.volumes.iter().filter(|v| adopted.contains(&v.id)) {
+        plan.push(
+            Phase::Volumes,
+            Action::AdoptVolume {
+                name: VolumeName::parse(v.name.clone()).expect("adopted volumes are declared"),
+                id: v.id.clone(),
+                region: v.region.clone(),
+            },
+            Reason::VolumeAdoptRequested,
+        );
+    }
+    let owned = |v: &&Volume| observed.ledger.volumes.contains(&v.id) || adopted.contains(&v.id);
     for v in observed.volumes.iter().filter(|v| !owned(v)) {
         plan.findings.push(Finding::ForeignVolume {
             id: v.id.clone(),
@@ -189,6 +214,77 @@ pub(super) fn plan_volumes(plan: &mut Plan, tenant: &Tenant, observed: &Observed
         }
     }
     pools
+}
+
+/// The volumes to adopt (see the module doc): per entry of `spec.volumes`
+/// and wanted region, as many as the region lacks (volumes of the name in
+/// the ledger and creates in flight count as present), held ones first.
+fn adoptable(tenant: &Tenant, observed: &Observed) -> BTreeSet<VolumeId> {
+    let mut out = BTreeSet::new();
+    let (owned_machines, foreign) = super::owned_by(tenant, &observed.machines);
+    let adopted_machines = super::machines::adoptable(tenant, &owned_machines, &foreign);
+    // The group each live machine is (or will be, once adopted) in.
+    let mut group_of: BTreeMap<&MachineId, &str> = BTreeMap::new();
+    for m in &owned_machines {
+        if let Some(g) = m.metadata.get(meta::GROUP) {
+            group_of.insert(&m.id, g.as_str());
+        }
+    }
+    for (m, g) in &adopted_machines {
+        if let Some(orig) = foreign.iter().find(|f| f.id == m.id) {
+            group_of.insert(&orig.id, g.as_str());
+        }
+    }
+    for spec in &tenant.spec.volumes {
+        let group = tenant.spec.mounting_group(&spec.name);
+        let wanted: Vec<(Region, u32)> = match group {
+            Some(g) => g.placement(),
+            None => spec.regions.iter().map(|r| (r.clone(), 1)).collect(),
+        };
+        for (region, want) in wanted {
+            let of_name_here =
+                |v: &&Volume| v.name == spec.name.as_str() && v.region == region.as_str();
+            let have = observed
+                .volumes
+                .iter()
+                .filter(of_name_here)
+                .filter(|v| observed.ledger.volumes.contains(&v.id))
+                .count()
+                + observed
+                    .pending
+                    .volumes
+                    .iter()
+                    .filter(|(n, r)| n == &spec.name && r == &region)
+                    .count();
+            let candidates: Vec<&Volume> = observed
+                .volumes
+                .iter()
+                .filter(of_name_here)
+                .filter(|v| !observed.ledger.volumes.contains(&v.id))
+                .collect();
+            let held_by_group = |v: &Volume| match (&v.attached_machine_id, group) {
+                (Some(m), Some(g)) => group_of.get(m) == Some(&g.name.as_str()),
+                _ => false,
+            };
+            let held: Vec<&Volume> = candidates
+                .iter()
+                .copied()
+                .filter(|v| held_by_group(v))
+                .collect();
+            let free = by_age(
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|v| !attached(v))
+                    .collect(),
+            );
+            let slots = (want as usize).saturating_sub(have);
+            for v in held.into_iter().chain(free).take(slots) {
+                out.insert(v.id.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Teardown: every volume flotilla created and no machine holds is deleted

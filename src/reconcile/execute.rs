@@ -536,6 +536,7 @@ impl Executor<'_> {
             }
             Action::ReleaseLease { id } => self.release_leftover(app, id, observed).await?,
             Action::CreateVolume { .. }
+            | Action::AdoptVolume { .. }
             | Action::ExtendVolume { .. }
             | Action::UpdateVolume { .. }
             | Action::DeleteVolume { .. } => self.run_volume(tenant, &step.action, ledger).await?,

@@ -1,5 +1,5 @@
-//! Execution of the volume steps: create (intent first), extend, update,
-//! delete. One attempt each; nothing is retried here.
+//! Execution of the volume steps: create (intent first), adopt (the ledger
+//! only), extend, update, delete. One attempt each; nothing is retried here.
 //!
 //! Fly has no idempotency key for volumes and marks no owner on them, so a
 //! create records a `volume` intent (name and region) before the call. A
@@ -16,8 +16,8 @@ use crate::spec::Tenant;
 use crate::state::IntentDetail;
 
 impl Executor<'_> {
-    /// Runs one volume step (`CreateVolume`, `ExtendVolume`, `UpdateVolume`,
-    /// `DeleteVolume`); any other action is not this function's.
+    /// Runs one volume step (`CreateVolume`, `AdoptVolume`, `ExtendVolume`,
+    /// `UpdateVolume`, `DeleteVolume`); any other action is not this function's.
     pub(super) async fn run_volume(
         &mut self,
         tenant: &Tenant,
@@ -43,6 +43,11 @@ impl Executor<'_> {
                     snapshot_retention: *snapshot_retention,
                 };
                 self.create_volume(tenant, name, region, &req, ledger).await
+            }
+            // The ledger only: the volume is flotilla's from now on.
+            Action::AdoptVolume { id, .. } => {
+                ledger.volumes.insert(id.clone());
+                Ok(())
             }
             Action::ExtendVolume { id, size_gb, .. } => {
                 let extended = self.fly.extend_volume(app, id, *size_gb).await?;

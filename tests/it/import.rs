@@ -1,6 +1,8 @@
 //! `flotilla import` round trip: every example tenant converged on the
 //! simulator, each app imported, the imports applied to a fresh store (with
-//! adoption) and planned: the plan is empty. Through the library and through
+//! adoption) and planned: the plan is empty, but for the adoption of the
+//! volumes (flotilla's ownership of a volume lives in its ledger, which a
+//! fresh store lacks), after which it is. Through the library and through
 //! the real binary (`import --all`, `apply`, `plan` exit 0).
 // A test harness, not library code: it runs the binary with its environment.
 #![allow(clippy::disallowed_methods)]
@@ -84,15 +86,11 @@ async fn converged_examples() -> World {
     );
     let (docs, diags) = load_files(&[examples_dir()], &ParseOptions::default());
     assert!(diags.is_empty(), "{diags:?}");
-    // Volumes are not imported yet (an import notes them, and its plan is
-    // not empty: `ops::import::map` tests that note), so the round trip
-    // covers the examples without volumes.
-    let tenants: Vec<Tenant> = docs
-        .iter()
-        .map(|d| d.tenant.clone())
-        .filter(|t| t.spec.volumes.is_empty())
-        .collect();
-    assert!(tenants.len() >= 2, "examples left to round-trip");
+    let tenants: Vec<Tenant> = docs.iter().map(|d| d.tenant.clone()).collect();
+    assert!(
+        tenants.iter().any(|t| !t.spec.volumes.is_empty()),
+        "an example with volumes round-trips"
+    );
     for t in &tenants {
         let external: Vec<&str> = t
             .spec
@@ -167,16 +165,36 @@ async fn every_example_app_imports_and_adopts_with_an_empty_plan() {
     }
     fresh.apply(&drafts).await.expect("the imports apply");
     let r = reconciler(&w.fly, &fresh, &w.clock);
-    for t in &w.tenants {
+    for (t, d) in w.tenants.iter().zip(&drafts) {
+        assert_eq!(d.tenant.spec.volumes, t.spec.volumes, "{}", t.name());
+        let before = w.fly.list_volumes(&t.spec.app.name).await.unwrap();
         let record = fresh.get(t.name()).await.unwrap().unwrap();
         let dry = r.dry_run(&record).await.expect("dry run");
-        assert!(
-            dry.plan.is_empty(),
+        // flotilla's volumes are in no fresh ledger: the first activation
+        // adopts them (the ledger only), and nothing else.
+        let steps: Vec<&str> = dry.plan.steps.iter().map(|s| s.action.name()).collect();
+        assert_eq!(
+            steps,
+            vec!["AdoptVolume"; before.len()],
             "{}: {:#?}\nfindings {:#?}",
             t.name(),
             dry.plan.steps,
             dry.plan.findings
         );
+        if !before.is_empty() {
+            r.reconcile(t.name()).await.expect("reconcile");
+            let record = fresh.get(t.name()).await.unwrap().unwrap();
+            let dry = r.dry_run(&record).await.expect("dry run");
+            assert!(
+                dry.plan.is_empty(),
+                "{}: {:#?}\nfindings {:#?}",
+                t.name(),
+                dry.plan.steps,
+                dry.plan.findings
+            );
+            let after = w.fly.list_volumes(&t.spec.app.name).await.unwrap();
+            assert_eq!(after, before, "{}: volumes adopted as they were", t.name());
+        }
     }
     // An app built by hand (no flotilla metadata on its machines): imported,
     // the first activation adopts its machines in place, then nothing.
@@ -361,6 +379,27 @@ async fn the_binary_imports_an_org_then_applies_and_plans_nothing() {
     // Applied to a fresh database and planned against the same Fly: nothing.
     let (code, stdout, stderr) = run(flotilla(&w.sim).args(["apply", "-f", out, "--db", &db]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // Nothing but the adoption of the volumes (exit 2: steps pending)...
+    let (code, stdout, stderr) =
+        run(flotilla(&w.sim).args(["plan", "-f", out, "--db", &db, "--fly", "api"]));
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let steps: Vec<&str> = stdout
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with(['+', '-', '~']))
+        .collect();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|l| l.starts_with("~ adopt volume ")),
+        "{stdout}"
+    );
+    // ... and once an activation adopted them, nothing.
+    let store = store::connect(&db, w.clock.clone()).await.unwrap();
+    let r = reconciler(&w.fly, &store, &w.clock);
+    for t in w.tenants.iter().filter(|t| !t.spec.volumes.is_empty()) {
+        r.reconcile(t.name()).await.unwrap();
+    }
+    drop(r);
+    drop(store);
     let (code, stdout, stderr) =
         run(flotilla(&w.sim).args(["plan", "-f", out, "--db", &db, "--fly", "api"]));
     assert_eq!(code, 0, "plan not empty:\n{stdout}\n{stderr}");

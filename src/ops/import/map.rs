@@ -34,13 +34,26 @@
 //! Secret values and sources (every app secret becomes `external`), tokens
 //! (Fly lists their names only; none is imported), `deletionPolicy`,
 //! `paused`, `managementPolicy`, labels (defaults), a `private_v6` address's
-//! network, files read from an image's config, volumes and mounts: each
-//! named in a note when it applies.
+//! network, files read from an image's config: each named in a note when
+//! it applies.
+//!
+//! # Volumes
+//! A group's mount is its machines' mount (volume name and path); each name
+//! a group mounts becomes a `spec.volumes` entry that follows the group (one
+//! volume per machine), and every other name with free volumes an entry
+//! placed in their regions (see `volumes`). Once applied with the adoption
+//! annotation, the planner adopts the volumes the group's machines hold,
+//! then free ones, up to one per machine (`plan::Action::AdoptVolume`:
+//! recorded in the ledger, nothing sent to Fly), so nothing is created,
+//! extended or deleted. Every entry keeps `deletionPolicy: Retain`; volumes
+//! the spec cannot account for stay foreign, and settings it cannot hold
+//! (differing sizes or retention, automatic extension, backups off) are
+//! noted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{AppName, GroupName, Region, TenantName};
-use crate::model::fly::{App, AppSecret, CertificateSummary, IpAssignment, Machine, meta};
+use crate::model::fly::{App, AppSecret, CertificateSummary, IpAssignment, Machine, Volume, meta};
 use crate::plan::ADOPT_ANNOTATION;
 use crate::plan::hash;
 use crate::plan::machine::{desired_config, desired_hash};
@@ -69,6 +82,8 @@ pub struct LiveApp {
     pub ips: Vec<IpAssignment>,
     pub certificates: Vec<CertificateSummary>,
     pub secrets: Vec<AppSecret>,
+    /// The app's volumes.
+    pub volumes: Vec<Volume>,
     /// Names of the app's tokens still valid (never a value), or why they
     /// could not be listed.
     pub tokens: Result<Vec<String>, String>,
@@ -98,6 +113,7 @@ pub fn to_tenant(live: &LiveApp) -> Result<Imported, MapError> {
     let app = &live.app;
 
     let mut machines = groups(live, &name, &mut notes);
+    let volumes = volumes::volumes(&live.volumes, &mut machines, &mut notes);
     let secrets = secrets(live, &machines, &mut notes);
     let ips = ips(&live.ips, &mut notes);
     let certificates = certificates(&live.certificates, &mut notes);
@@ -125,8 +141,7 @@ pub fn to_tenant(live: &LiveApp) -> Result<Imported, MapError> {
             secrets,
             tokens: Vec::new(),
             certificates,
-            // Volumes are not imported yet (noted per machine below).
-            volumes: Vec::new(),
+            volumes,
             ips,
             deletion_policy: DeletionPolicy::Delete,
             paused: false,
@@ -190,6 +205,8 @@ struct Draft {
     group: MachineGroup,
     stored_hash: Option<String>,
     ambiguous: Vec<Ambiguous>,
+    /// Its machines are flotilla's (a `flotilla.group`).
+    owned: bool,
 }
 
 /// A field the spec may leave out because Fly fills it in.
@@ -322,7 +339,7 @@ fn groups(live: &LiveApp, tenant: &TenantName, notes: &mut Vec<String>) -> Vec<D
                 .unwrap_or_else(|| DEFAULT_LABEL.to_string())
         };
         let body = match &m.config {
-            Some(config) => Some(group_body(m, config, notes)),
+            Some(config) => Some(group_body(m, config, &live.volumes, notes)),
             None => {
                 notes.push(format!(
                     "machine {}: its host is unreachable, so its config is unknown; it is counted in its group but not read",
@@ -407,7 +424,7 @@ fn groups(live: &LiveApp, tenant: &TenantName, notes: &mut Vec<String>) -> Vec<D
                 stored_hash,
                 notes,
             ) {
-                drafts.push(d);
+                drafts.push(Draft { owned: true, ..d });
             }
         } else {
             let unknown: Vec<&Machine> = members
@@ -508,6 +525,7 @@ fn draft(
         group: body,
         stored_hash,
         ambiguous,
+        owned: false,
     })
 }
 
@@ -526,3 +544,6 @@ mod config;
 mod resources;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;
+mod volumes;

@@ -1,7 +1,7 @@
 //! `flotilla import`: a live Fly app as a tenant spec.
 //!
 //! [`read_app`] reads one app through the [`FlyApi`] port (the app, its
-//! machines, IP addresses, certificates, secret names and token names; reads
+//! machines, volumes, IP addresses, certificates, secret names and token names; reads
 //! only), [`map::to_tenant`] turns that into a [`Tenant`](crate::spec::Tenant)
 //! with notes (pure, see there for the rules and what cannot be recovered),
 //! and [`render`] writes it as YAML or JSON and loads the text back through
@@ -10,7 +10,8 @@
 //!
 //! The spec carries the annotation `flotilla.dev/adopt: "true"`, so applying
 //! it lets flotilla take the app over; for an app flotilla created (found
-//! again after losing its database, say) the plan is then empty.
+//! again after losing its database, say) the plan is then empty, but for
+//! the adoption of its volumes (their ownership lives in flotilla's ledger).
 
 pub mod map;
 
@@ -114,6 +115,10 @@ pub async fn read_app(
         .list_secrets(name)
         .await
         .map_err(fly_err(format!("the secrets of app {name}")))?;
+    let volumes = fly
+        .list_volumes(name)
+        .await
+        .map_err(fly_err(format!("the volumes of app {name}")))?;
     let tokens = match fly.list_tokens(name).await {
         Ok(list) => Ok(list
             .into_iter()
@@ -128,6 +133,7 @@ pub async fn read_app(
         ips,
         certificates,
         secrets,
+        volumes,
         tokens,
     })
 }
@@ -202,6 +208,12 @@ fn header(imported: &Imported) -> String {
             .to_string(),
         "labels, secret sources (all external) and tokens (none).".to_string(),
     ];
+    if !t.spec.volumes.is_empty() {
+        lines.push(
+            "Volumes keep deletionPolicy Retain; the first activation adopts them (the ledger only)."
+                .to_string(),
+        );
+    }
     if !imported.notes.is_empty() {
         lines.push("Notes:".to_string());
         for n in &imported.notes {

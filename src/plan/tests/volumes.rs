@@ -1,7 +1,7 @@
 //! Planner tests for volumes: created before the machines that mount them,
 //! one per machine in its region, grown, never shrunk, retained or deleted by
 //! their `deletionPolicy` (in steady state and on teardown), foreign ones
-//! left alone, creates in flight not repeated.
+//! left alone (adopted only as asked), creates in flight not repeated.
 
 use super::*;
 
@@ -310,6 +310,98 @@ fn foreign_volumes_are_reported_never_touched() {
         id: foreign.id.clone(),
         name: DATA.into(),
     }));
+}
+
+#[test]
+fn adoption_takes_the_volumes_its_machines_hold_and_no_more() {
+    // Converged, then the database is lost: no volume is in the ledger.
+    let mut t = with_volume(2, VolumeDeletionPolicy::Delete);
+    let mut w = converged_with(&t);
+    w.observed.ledger.volumes.clear();
+    let held: Vec<VolumeId> = w.observed.volumes.iter().map(|v| v.id.clone()).collect();
+    let mut spare = w.observed.volumes[0].clone();
+    spare.id = VolumeId::parse("vol_spare0000000000").unwrap();
+    spare.attached_machine_id = None;
+    let mut elsewhere = spare.clone();
+    elsewhere.id = VolumeId::parse("vol_elsewhere000000").unwrap();
+    elsewhere.region = "syd".into();
+    let mut others = spare.clone();
+    others.id = VolumeId::parse("vol_othermachine000").unwrap();
+    others.attached_machine_id = Some(MachineId::parse("00000000000999").unwrap());
+    w.observed
+        .volumes
+        .extend([spare.clone(), elsewhere.clone(), others.clone()]);
+    let o = opts();
+
+    // Without the annotation: nothing is the tenant's, nothing is touched.
+    let p = plan(&live(&t, &o), &w.observed, t0());
+    assert!(
+        names(&p).iter().all(|n| *n == "CreateVolume"),
+        "{}",
+        p.render()
+    );
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::DeleteVolume { .. })),
+        "{}",
+        p.render()
+    );
+
+    t.metadata
+        .annotations
+        .insert(ADOPT_ANNOTATION.into(), "true".into());
+    let p = plan(&live(&t, &o), &w.observed, t0());
+    assert_eq!(names(&p), ["AdoptVolume", "AdoptVolume"], "{}", p.render());
+    let adopted: Vec<VolumeId> = p
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::AdoptVolume { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adopted, held, "the held ones, not the spare");
+    // The spare, the one in a region the group does not run in and the one
+    // another machine holds stay foreign: never deleted, even with Delete.
+    for v in [&spare, &elsewhere, &others] {
+        assert!(
+            p.findings.contains(&Finding::ForeignVolume {
+                id: v.id.clone(),
+                name: DATA.into()
+            }),
+            "{}",
+            p.render()
+        );
+    }
+    w.observed.ledger.volumes.extend(adopted);
+    let p = plan(&live(&t, &o), &w.observed, t0());
+    assert!(p.is_empty(), "{}", p.render());
+
+    // A free volume fills a slot no held one does.
+    w.observed.ledger.volumes.clear();
+    let gone = w.observed.volumes.remove(1);
+    w.observed
+        .machines
+        .retain(|m| Some(&m.id) != gone.attached_machine_id.as_ref());
+    let p = plan(&live(&t, &o), &w.observed, t0());
+    let volume_steps: Vec<&str> = names(&p)
+        .into_iter()
+        .filter(|n| n.contains("Volume"))
+        .collect();
+    assert_eq!(
+        volume_steps,
+        ["AdoptVolume", "AdoptVolume"],
+        "{}",
+        p.render()
+    );
+    assert!(
+        p.steps
+            .iter()
+            .any(|s| matches!(&s.action, Action::AdoptVolume { id, .. } if *id == spare.id)),
+        "{}",
+        p.render()
+    );
 }
 
 #[test]

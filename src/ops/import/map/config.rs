@@ -1,21 +1,21 @@
 //! One machine's config mapped back to the fields of a machine group
 //! (`group_body`): guest, services, checks, restart, init, files,
-//! processes, stop config, DNS, statics; each value a spec cannot express is
+//! processes, stop config, DNS, statics, the mount; each value a spec cannot express is
 //! left out with a note.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::ids::{GroupName, SecretName};
+use crate::ids::{GroupName, SecretName, VolumeName};
 use crate::model::fly::{
     self, AutostopConfig, CheckConfig, CheckType, ConcurrencyType, FileSource, Machine,
-    MachineConfig, RestartPolicy as FlyRestart, ServiceProtocol, meta,
+    MachineConfig, RestartPolicy as FlyRestart, ServiceProtocol, Volume, meta,
 };
 use crate::spec::{
     AutoStop, Check, CheckKind, CheckProtocol, Concurrency, ConcurrencyKind, DnsForwardRuleSpec,
     DnsOptionSpec, DnsSpec, DurationSecs, EnvFromSpec, FieldRef, FileContent, FileMode, FileSpec,
-    GpuKind, Guest, HeaderSpec, InitSpec, MachineGroup, Port, ProcessSecretSpec, ProcessSpec,
-    Protocol, RestartKind, RestartPolicy, Service, StaticSpec, StopSignal, StopSpec,
+    GpuKind, Guest, HeaderSpec, InitSpec, MachineGroup, MountSpec, Port, ProcessSecretSpec,
+    ProcessSpec, Protocol, RestartKind, RestartPolicy, Service, StaticSpec, StopSignal, StopSpec,
 };
 
 use super::*;
@@ -31,7 +31,12 @@ pub(super) fn secs(d: Duration, what: &str, notes: &mut Vec<String>) -> Duration
 
 /// A machine config as a group, without name and placement (filled in by
 /// [`draft`]). Fields the spec cannot express are noted and left out.
-pub(super) fn group_body(m: &Machine, c: &MachineConfig, notes: &mut Vec<String>) -> MachineGroup {
+pub(super) fn group_body(
+    m: &Machine,
+    c: &MachineConfig,
+    volumes: &[Volume],
+    notes: &mut Vec<String>,
+) -> MachineGroup {
     let id = &m.id;
     let first = c.services.first();
     if c.services.iter().any(|s| {
@@ -140,12 +145,7 @@ pub(super) fn group_body(m: &Machine, c: &MachineConfig, notes: &mut Vec<String>
                 .and_then(|bits| FileMode::parse(&format!("{bits:o}"))),
         });
     }
-    if !c.mounts.is_empty() {
-        notes.push(format!(
-            "machine {id}: it mounts {} volume(s); volumes are not imported yet (declare them under spec.volumes and mount them in the group), and until then the machines flotilla creates for this group mount none",
-            c.mounts.len()
-        ));
-    }
+    let mounts = mounts(m, c, volumes, notes);
     let stop_signal = c.stop.signal.as_deref().and_then(|s| {
         let parsed = stop_signal(s);
         if parsed.is_none() {
@@ -156,7 +156,7 @@ pub(super) fn group_body(m: &Machine, c: &MachineConfig, notes: &mut Vec<String>
         parsed
     });
     MachineGroup {
-        mounts: Vec::new(),
+        mounts,
         name: GroupName::parse(DEFAULT_LABEL).expect("a valid group name"),
         region: None,
         count: 0,
@@ -282,6 +282,76 @@ pub(super) fn group_body(m: &Machine, c: &MachineConfig, notes: &mut Vec<String>
             })
             .collect(),
     }
+}
+
+/// The machine's mount as a spec mount (by volume name and path): named by
+/// the mount, else by the listed volume its id names. A spec group mounts
+/// one volume, and only one of a name Fly lists (the spec must declare its
+/// size); anything else is left out with a note.
+fn mounts(
+    m: &Machine,
+    c: &MachineConfig,
+    volumes: &[Volume],
+    notes: &mut Vec<String>,
+) -> Vec<MountSpec> {
+    let id = &m.id;
+    let Some(first) = c.mounts.first() else {
+        return Vec::new();
+    };
+    if c.mounts.len() > 1 {
+        notes.push(format!(
+            "machine {id}: it mounts {} volumes; a spec group mounts one, so only the one at {} is imported",
+            c.mounts.len(),
+            first.path
+        ));
+    }
+    let by_id = first
+        .volume
+        .as_ref()
+        .and_then(|vid| volumes.iter().find(|v| &v.id == vid));
+    let name = first
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| by_id.map(|v| v.name.clone()));
+    let Some(name) = name else {
+        notes.push(format!(
+            "machine {id}: its mount at {} names no volume Fly lists; the mount is left out (flotilla would update a machine of its own to mount nothing, and does not adopt one it did not create)",
+            first.path
+        ));
+        return Vec::new();
+    };
+    let Ok(volume) = VolumeName::parse(name.clone()) else {
+        notes.push(format!(
+            "machine {id}: it mounts volume {name:?}, which is not a volume name a spec accepts; the mount is left out"
+        ));
+        return Vec::new();
+    };
+    if !volumes.iter().any(|v| v.name == volume.as_str()) {
+        notes.push(format!(
+            "machine {id}: it mounts volume {volume} at {}, but Fly lists no volume of that name, so its size is unknown; the mount is left out (flotilla would update a machine of its own to mount nothing, and does not adopt one it did not create)",
+            first.path
+        ));
+        return Vec::new();
+    }
+    if first.volume.is_some() && by_id.is_none() {
+        notes.push(format!(
+            "machine {id}: the volume its mount names by id is not listed by Fly; applying creates a volume {volume} in its region for it"
+        ));
+    }
+    if first.extend_threshold_percent.is_some()
+        || first.add_size_gb.is_some()
+        || first.size_gb_limit.is_some()
+    {
+        notes.push(format!(
+            "machine {id}: its mount at {} extends the volume automatically; specs cannot express that, so machines flotilla creates or updates for this group mount without it",
+            first.path
+        ));
+    }
+    vec![MountSpec {
+        volume,
+        path: first.path.clone(),
+    }]
 }
 
 pub(super) fn check(c: &CheckConfig, what: &str, notes: &mut Vec<String>) -> Option<Check> {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::*;
-use crate::ids::{MachineId, SecretName};
+use crate::ids::{MachineId, SecretName, VolumeId};
 use crate::model::fly::{
     CheckConfig, CheckType, ConcurrencyConfig, ConcurrencyType, FileSource, HostStatus,
-    MachineConfig, MachineState, RestartPolicy as FlyRestart,
+    MachineConfig, MachineState, RestartPolicy as FlyRestart, Volume, VolumeState,
 };
+use crate::plan::machine::with_volume;
 use crate::plan::{AppObservation, Desired, Ledger, Observed, PlanOptions, plan};
 use crate::spec::{
     DurationSecs, GpuKind, IpKind, ParseOptions, Protocol, RestartKind, SecretSource, SecretSpec,
@@ -23,11 +24,11 @@ const FULL: &str = include_str!("../../../../specs/examples/full.yaml");
 const MINIMAL: &str = include_str!("../../../../specs/examples/minimal.yaml");
 const EDGECODER: &str = include_str!("../../../../specs/examples/edgecoder.yaml");
 
-fn t0() -> Timestamp {
+pub(super) fn t0() -> Timestamp {
     "2026-12-01T00:00:00Z".parse().unwrap()
 }
 
-fn examples() -> Vec<Tenant> {
+pub(super) fn examples() -> Vec<Tenant> {
     let mut out = Vec::new();
     for (name, text) in [
         ("full.yaml", FULL),
@@ -41,7 +42,7 @@ fn examples() -> Vec<Tenant> {
     out
 }
 
-fn app_of(t: &Tenant) -> App {
+pub(super) fn app_of(t: &Tenant) -> App {
     App {
         name: t.spec.app.name.clone(),
         id: format!("id-{}", t.spec.app.name),
@@ -52,7 +53,7 @@ fn app_of(t: &Tenant) -> App {
     }
 }
 
-fn machine(n: &mut u64, region: &str, config: MachineConfig) -> Machine {
+pub(super) fn machine(n: &mut u64, region: &str, config: MachineConfig) -> Machine {
     *n += 1;
     let mut config = config;
     config
@@ -76,16 +77,54 @@ fn machine(n: &mut u64, region: &str, config: MachineConfig) -> Machine {
     }
 }
 
+/// A volume as flotilla creates it for `spec` (Fly's defaults filled in).
+pub(super) fn volume(
+    n: &mut u64,
+    spec: &crate::spec::VolumeSpec,
+    region: &str,
+    machine: Option<&MachineId>,
+) -> Volume {
+    *n += 1;
+    Volume {
+        id: VolumeId::parse(format!("vol_{:016}", *n)).unwrap(),
+        name: spec.name.to_string(),
+        state: VolumeState::Created,
+        region: region.into(),
+        zone: Some("z1".into()),
+        size_gb: spec.size_gb,
+        encrypted: spec.encrypted,
+        attached_machine_id: machine.cloned(),
+        snapshot_retention: Some(spec.snapshot_retention.unwrap_or(5)),
+        auto_backup_enabled: Some(true),
+        created_at: None,
+    }
+}
+
 /// `t` as flotilla leaves it converged (every secret on the app, every
 /// address and certificate in place).
-fn converged(t: &Tenant) -> LiveApp {
+pub(super) fn converged(t: &Tenant) -> LiveApp {
     let mut n = 0;
     let mut machines = Vec::new();
+    let mut volumes = Vec::new();
     for g in &t.spec.machines {
         let config = desired_config(t, g);
+        let spec = g.mount().and_then(|m| t.spec.volume(&m.volume));
         for (region, count) in g.placement() {
             for _ in 0..count {
-                machines.push(machine(&mut n, region.as_str(), config.clone()));
+                let mut m = machine(&mut n, region.as_str(), config.clone());
+                if let Some(spec) = spec {
+                    let v = volume(&mut n, spec, region.as_str(), Some(&m.id));
+                    m.config = m.config.map(|c| with_volume(&c, &v.id));
+                    volumes.push(v);
+                }
+                machines.push(m);
+            }
+        }
+    }
+    for spec in &t.spec.volumes {
+        if t.spec.mounting_group(&spec.name).is_none() {
+            for r in &spec.regions {
+                volumes.push(volume(&mut n, spec, r.as_str(), None));
             }
         }
     }
@@ -135,12 +174,13 @@ fn converged(t: &Tenant) -> LiveApp {
             })
             .collect(),
         secrets,
+        volumes,
         tokens: Ok(t.spec.tokens.iter().map(|t| t.name.to_string()).collect()),
     }
 }
 
-fn observed(live: &LiveApp) -> Observed {
-    let mut o = Observed::absent(Ledger::default(), t0());
+pub(super) fn observed(live: &LiveApp, ledger: Ledger) -> Observed {
+    let mut o = Observed::absent(ledger, t0());
     o.app = AppObservation::InOrg;
     o.machines = live.machines.clone();
     o.ips = live.ips.clone();
@@ -153,10 +193,16 @@ fn observed(live: &LiveApp) -> Observed {
         })
         .collect();
     o.secrets = live.secrets.clone();
+    o.volumes = live.volumes.clone();
+    o.volumes_listed = true;
     o
 }
 
-fn replan(imported: &Tenant, live: &LiveApp) -> crate::plan::Plan {
+pub(super) fn replan(imported: &Tenant, live: &LiveApp) -> crate::plan::Plan {
+    replan_with(imported, live, Ledger::default())
+}
+
+pub(super) fn replan_with(imported: &Tenant, live: &LiveApp, ledger: Ledger) -> crate::plan::Plan {
     let options = PlanOptions::default();
     plan(
         &Desired {
@@ -164,7 +210,7 @@ fn replan(imported: &Tenant, live: &LiveApp) -> crate::plan::Plan {
             deleting: false,
             options: &options,
         },
-        &observed(live),
+        &observed(live, ledger),
         t0(),
     )
 }
@@ -176,20 +222,6 @@ fn every_example_imports_to_an_empty_plan() {
         let live = converged(&t);
         let imported = to_tenant(&live).expect("imports");
         let i = &imported.tenant;
-        if !t.spec.volumes.is_empty() {
-            // Volumes are not imported yet: said, never silently dropped.
-            assert!(
-                imported
-                    .notes
-                    .iter()
-                    .any(|n| n.contains("volumes are not imported yet")),
-                "{}: {:#?}",
-                t.name(),
-                imported.notes
-            );
-            assert!(i.spec.volumes.is_empty());
-            continue;
-        }
         round_tripped += 1;
         assert_eq!(i.name(), t.name(), "the tenant its machines name");
         assert_eq!(i.spec.app.name, t.spec.app.name);
@@ -200,7 +232,24 @@ fn every_example_imports_to_an_empty_plan() {
                 .map(String::as_str),
             Some("true")
         );
+        // flotilla's volumes are in no fresh ledger: adopted, nothing else.
         let p = replan(i, &live);
+        let adopted: Vec<&str> = p.steps.iter().map(|s| s.action.name()).collect();
+        let volumes = live.volumes.len();
+        assert_eq!(
+            adopted,
+            vec!["AdoptVolume"; volumes],
+            "{}: {:#?}\nnotes {:#?}",
+            t.name(),
+            p.steps,
+            imported.notes
+        );
+        assert_eq!(i.spec.volumes, t.spec.volumes, "{}", t.name());
+        let ledger = Ledger {
+            volumes: live.volumes.iter().map(|v| v.id.clone()).collect(),
+            ..Ledger::default()
+        };
+        let p = replan_with(i, &live, ledger);
         assert!(
             p.is_empty(),
             "{}: {:#?}\nnotes {:#?}",
@@ -250,7 +299,7 @@ fn every_example_imports_to_an_empty_plan() {
             );
         }
     }
-    assert!(round_tripped >= 2, "examples left to round-trip");
+    assert_eq!(round_tripped, examples().len(), "every example round-trips");
 }
 
 #[test]
@@ -296,6 +345,7 @@ fn an_empty_app_imports_to_an_empty_tenant() {
         ips: vec![],
         certificates: vec![],
         secrets: vec![],
+        volumes: vec![],
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap();
@@ -308,7 +358,7 @@ fn an_empty_app_imports_to_an_empty_tenant() {
 }
 
 /// A flyctl app: `fly_process_group` labels, no flotilla metadata.
-fn flyctl_machine(n: &mut u64, group: &str, region: &str, image: &str) -> Machine {
+pub(super) fn flyctl_machine(n: &mut u64, group: &str, region: &str, image: &str) -> Machine {
     let t = examples().remove(1);
     let mut config = desired_config(&t, &t.spec.machines[0]);
     config.metadata.clear();
@@ -339,6 +389,7 @@ fn flyctl_machines_group_by_process_group_config_and_region() {
         ips: vec![],
         certificates: vec![],
         secrets: vec![],
+        volumes: vec![],
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap();
@@ -399,6 +450,7 @@ fn a_roll_in_progress_imports_the_config_most_machines_run() {
         ips: vec![],
         certificates: vec![],
         secrets: vec![],
+        volumes: vec![],
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap();
@@ -445,6 +497,7 @@ fn fields_fly_filled_in_are_left_out_when_the_hash_says_so() {
         ips: vec![],
         certificates: vec![],
         secrets: vec![],
+        volumes: vec![],
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap().tenant;
@@ -551,6 +604,7 @@ fn what_a_spec_cannot_hold_is_left_out_with_a_note() {
             has_fly_certificate: true,
         }],
         secrets: vec![],
+        volumes: vec![],
         tokens: Err("forbidden".into()),
     };
     let imported = to_tenant(&live).unwrap();
@@ -621,6 +675,7 @@ fn machines_flotilla_did_not_create_are_adopted_in_place_then_nothing_is_left() 
         ips: vec![],
         certificates: vec![],
         secrets: vec![],
+        volumes: vec![],
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap().tenant;
@@ -716,6 +771,7 @@ fn another_tenants_machines_are_left_out() {
         ips: vec![],
         certificates: vec![],
         secrets: vec![],
+        volumes: vec![],
         tokens: Ok(vec![]),
     };
     let imported = to_tenant(&live).unwrap();
