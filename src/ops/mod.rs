@@ -209,7 +209,8 @@ impl Ops {
 
     /// Records one write in the audit trail. A failure to record is logged,
     /// not returned: the write itself already happened (or failed) and its
-    /// caller must learn that outcome.
+    /// caller must learn that outcome. (A stored put records its event in
+    /// the write's own transaction instead: `Ops::put`, `Store::put`.)
     async fn audit(
         &self,
         actor: &Actor,
