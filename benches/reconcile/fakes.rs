@@ -406,6 +406,14 @@ impl Store for MemStore {
     async fn update(&self, _: &TenantDraft, _: i64) -> Result<TenantRecord, StoreError> {
         self.miss("update")
     }
+    async fn put(
+        &self,
+        _: &TenantDraft,
+        _: Option<i64>,
+        _: Option<flotilla::store::PutAudit<'_>>,
+    ) -> Result<flotilla::store::PutRecord, StoreError> {
+        self.miss("put")
+    }
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
         Ok(self.rows().get(name).cloned())
     }

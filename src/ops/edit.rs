@@ -215,6 +215,7 @@ impl Ops {
                 edit.action(),
                 &text,
                 Some(record.generation),
+                None,
             )
             .await?;
         Ok(Edited { put, source })

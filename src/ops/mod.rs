@@ -188,9 +188,29 @@ impl Ops {
         self.audit(actor, tenant, "McpToolCall", tool, result).await;
     }
 
+    /// An event of `actor` on `tenant`, at the clock's time.
+    fn event(
+        &self,
+        actor: &Actor,
+        tenant: &TenantName,
+        action: &str,
+        reason: &str,
+        result: &str,
+    ) -> NewEvent {
+        NewEvent {
+            tenant: tenant.clone(),
+            actor: actor.label(),
+            action: action.to_string(),
+            reason: reason.to_string(),
+            result: result.to_string(),
+            at: self.clock.now(),
+        }
+    }
+
     /// Records one write in the audit trail. A failure to record is logged,
     /// not returned: the write itself already happened (or failed) and its
-    /// caller must learn that outcome.
+    /// caller must learn that outcome. (A stored put records its event in
+    /// the write's own transaction instead: `Ops::put`, `Store::put`.)
     async fn audit(
         &self,
         actor: &Actor,
@@ -199,14 +219,7 @@ impl Ops {
         reason: &str,
         result: &str,
     ) {
-        let event = NewEvent {
-            tenant: tenant.clone(),
-            actor: actor.label(),
-            action: action.to_string(),
-            reason: reason.to_string(),
-            result: result.to_string(),
-            at: self.clock.now(),
-        };
+        let event = self.event(actor, tenant, action, reason, result);
         if let Err(e) = self
             .stores
             .access

@@ -10,7 +10,8 @@ use crate::plan::ADOPT_ANNOTATION;
 use crate::spec::{Diagnostic, LoadedDoc, Loader, SpecError, Tenant};
 use crate::store::access::AuditedEvent;
 use crate::store::{
-    ApplyOutcome, ApplyResult, LabelSelector, StoreError, TenantDraft, TenantRecord,
+    ApplyOutcome, ApplyResult, LabelSelector, PutAudit, PutRecord, StoreError, TenantDraft,
+    TenantRecord,
 };
 
 /// How many events `status` shows.
@@ -114,7 +115,10 @@ impl Ops {
 
     /// Creates or replaces one tenant from one document whose
     /// `metadata.name` is `name`. With `expected_generation` (HTTP
-    /// `If-Match`) the tenant must exist at that generation.
+    /// `If-Match`) the tenant must exist at that generation. A stored put's
+    /// audit event (`Put`, the outcome, `ok`) is written in the same
+    /// transaction as the tenant, so the write and its record commit
+    /// together; a refused put is recorded on its own (nothing was written).
     pub async fn put(
         &self,
         actor: &Actor,
@@ -124,18 +128,24 @@ impl Ops {
         expected_generation: Option<i64>,
     ) -> Result<PutOutcome, OpsError> {
         let name = self.visible_name(actor, name)?;
-        let result = self
-            .put_checked(actor, &name, source, text, expected_generation)
-            .await;
-        let reason = match &result {
-            Ok(p) => p.outcome.as_str(),
-            Err(_) => "put refused",
+        let audit = actor.audit();
+        let event = |outcome: ApplyOutcome| self.event(actor, &name, "Put", outcome.as_str(), "ok");
+        let with = PutAudit {
+            event: &event,
+            audit: &audit,
         };
-        self.audit(actor, &name, "Put", reason, &result_text(&result))
+        let result = self
+            .put_checked(actor, &name, source, text, expected_generation, Some(with))
             .await;
+        if result.is_err() {
+            self.audit(actor, &name, "Put", "put refused", &result_text(&result))
+                .await;
+        }
         result
     }
 
+    /// Checks and stores one document (see [`Self::put`]); with `audit`
+    /// its event is written with the tenant.
     pub(super) async fn put_checked(
         &self,
         actor: &Actor,
@@ -143,6 +153,7 @@ impl Ops {
         source: &str,
         text: &str,
         expected_generation: Option<i64>,
+        audit: Option<PutAudit<'_>>,
     ) -> Result<PutOutcome, OpsError> {
         let doc = self.load_one(name, source, text)?;
         self.check_tenant_may_write(actor, &doc.tenant).await?;
@@ -151,54 +162,23 @@ impl Ops {
             yaml: doc.doc.text,
         };
         let store = &self.stores.tenants;
-        match expected_generation {
-            None => {
-                let results = store.apply(std::slice::from_ref(&draft)).await?;
-                let outcome = results
-                    .first()
-                    .map_or(ApplyOutcome::Configured, |r| r.outcome);
-                let record = store
-                    .get(name)
-                    .await?
-                    .ok_or_else(|| OpsError::NotFound(name.clone()))?;
-                Ok(PutOutcome { outcome, record })
+        match store.put(&draft, expected_generation, audit).await {
+            Ok(PutRecord { outcome, record }) => Ok(PutOutcome { outcome, record }),
+            Err(StoreError::Conflict { actual, .. }) if expected_generation.is_some() => {
+                Err(OpsError::PreconditionFailed {
+                    name: name.clone(),
+                    expected: expected_generation.unwrap_or_default(),
+                    actual: Some(actual),
+                })
             }
-            Some(expected) => {
-                let Some(before) = store.get(name).await? else {
-                    return Err(OpsError::PreconditionFailed {
-                        name: name.clone(),
-                        expected,
-                        actual: None,
-                    });
-                };
-                let record = match store.update(&draft, expected).await {
-                    Ok(r) => r,
-                    Err(StoreError::Conflict { actual, .. }) => {
-                        return Err(OpsError::PreconditionFailed {
-                            name: name.clone(),
-                            expected,
-                            actual: Some(actual),
-                        });
-                    }
-                    Err(StoreError::NotFound(_)) => {
-                        return Err(OpsError::PreconditionFailed {
-                            name: name.clone(),
-                            expected,
-                            actual: None,
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let outcome = if before.yaml == record.yaml
-                    && before.deletion_requested_at == record.deletion_requested_at
-                    && before.generation == record.generation
-                {
-                    ApplyOutcome::Unchanged
-                } else {
-                    ApplyOutcome::Configured
-                };
-                Ok(PutOutcome { outcome, record })
+            Err(StoreError::NotFound(_)) if expected_generation.is_some() => {
+                Err(OpsError::PreconditionFailed {
+                    name: name.clone(),
+                    expected: expected_generation.unwrap_or_default(),
+                    actual: None,
+                })
             }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -108,8 +108,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// parameters are numbered alike in both.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TenantSql {
-    /// `yaml, spec_json, generation, deletion_requested_at` of tenant `$1`,
-    /// locked until the transaction ends where the dialect locks rows.
+    /// Tenant `$1` (`common::tenant_cols!`: what an apply compares against
+    /// and what a put answers when nothing changed), locked until the
+    /// transaction ends where the dialect locks rows.
     pub existing: &'static str,
     /// `status, generation` of tenant `$1`, locked likewise.
     pub status: &'static str,

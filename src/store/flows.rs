@@ -10,12 +10,14 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 
+use super::access::Audit;
 use super::backend::{self, Arg, Backend, KeysSql};
 use super::batch::{self, ApplyBatch};
 use super::common::{self, Decision, Existing, ReadRow};
 use super::{
     ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail, LabelSelector, Ledger,
-    NewEvent, StateWrite, Store, StoreError, TenantApp, TenantDraft, TenantRecord,
+    NewEvent, PutAudit, PutRecord, StateWrite, Store, StoreError, TenantApp, TenantDraft,
+    TenantRecord,
 };
 use crate::ids::TenantName;
 use crate::reconcile::status::source::SourceMark;
@@ -33,8 +35,17 @@ const UPSERT_LEDGER: &str = "INSERT INTO ledgers (tenant, doc) VALUES ($1, $2) \
      ON CONFLICT (tenant) DO UPDATE SET doc = excluded.doc";
 const READ_LEDGER: &str = "SELECT l.doc FROM tenants AS t LEFT JOIN ledgers AS l \
      ON l.tenant = t.name WHERE t.name = $1";
-const UPDATE_TENANT: &str = "UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, \
-     labels = $5, generation = $6, updated_at = $7, deletion_requested_at = NULL WHERE name = $1";
+macro_rules! update_tenant {
+    () => {
+        "UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, labels = $5, \
+         generation = $6, updated_at = $7, deletion_requested_at = NULL WHERE name = $1"
+    };
+}
+const UPDATE_TENANT: &str = update_tenant!();
+/// [`UPDATE_TENANT`] answering the row as written (both dialects support
+/// `RETURNING`: PostgreSQL, SQLite since 3.35).
+const UPDATE_TENANT_RETURNING: &str =
+    concat!(update_tenant!(), " RETURNING ", common::tenant_cols!());
 /// Marking twice keeps the first mark's time.
 const MARK_DELETION: &str = "UPDATE tenants SET \
        updated_at = CASE WHEN deletion_requested_at IS NULL THEN $2 ELSE updated_at END, \
@@ -49,6 +60,10 @@ const PRUNE: &str = "UPDATE tenants SET \
 const DELETE_TENANT: &str = "DELETE FROM tenants WHERE name = $1";
 const INSERT_EVENT: &str = "INSERT INTO events (tenant, actor, action, reason, result, at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
+/// An event with its audit fields ([`audited_args`]).
+pub(crate) const INSERT_AUDITED: &str = "INSERT INTO events (tenant, actor, action, reason, \
+       result, at, actor_kind, actor_id, source, request_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 /// Keeps the newest `$2` events of tenant `$1`.
 const PRUNE_EVENTS: &str = "DELETE FROM events WHERE tenant = $1 AND id <= (\
        SELECT id FROM events WHERE tenant = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
@@ -216,6 +231,62 @@ async fn write_draft<B: Backend>(
     Ok((Decision::Update { generation }, generation))
 }
 
+/// [`write_draft`] for a put: one draft, answering the stored row as well,
+/// read from the locked row when nothing changes and from the update's
+/// `RETURNING` when something does (a created row is read back: creation
+/// happens once per tenant).
+async fn put_draft<B: Backend>(
+    conn: &mut B::Conn,
+    draft: &TenantDraft,
+    expected: Option<i64>,
+    now: Timestamp,
+) -> Result<(Decision, TenantRecord), StoreError> {
+    let name = draft.tenant.name();
+    let by_name = [Arg::Text(name.as_str())];
+    let mut row = B::fetch_optional(conn, B::TENANTS.existing, &by_name).await?;
+    if row.is_none() && expected.is_none() {
+        if insert::<B>(conn, B::TENANTS.insert_if_absent, draft, now).await? {
+            let record = fetch_record::<B>(conn, name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            return Ok((Decision::Insert, record));
+        }
+        // As in `write_draft`: created meanwhile, continue as an update.
+        row = B::fetch_optional(conn, B::TENANTS.existing, &by_name).await?;
+    }
+    let found = row
+        .as_ref()
+        .map(|row| common::decode_existing(row, name))
+        .transpose()?;
+    common::check_expected(name, found.as_ref(), expected)?;
+    let (Some(row), Some(found)) = (row, found) else {
+        return Err(StoreError::NotFound(name.clone()));
+    };
+    let Some(generation) = common::decide_update(&found, draft) else {
+        return Ok((Decision::Unchanged, common::decode_tenant(&row)?));
+    };
+    let values = common::row_values(draft);
+    let args = [
+        Arg::Text(name.as_str()),
+        Arg::Text(&values.app_name),
+        Arg::Text(&draft.yaml),
+        Arg::Json(&values.spec_json),
+        Arg::Json(&values.labels),
+        Arg::Int(generation),
+        Arg::Ts(now),
+    ];
+    let written = B::fetch_optional(conn, UPDATE_TENANT_RETURNING, &args)
+        .await
+        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
+    let record = written
+        .as_ref()
+        .map(common::decode_tenant)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+    B::notify(conn, name).await?;
+    Ok((Decision::Update { generation }, record))
+}
+
 /// The apply loop: the batch checked for repeated names, then every draft
 /// written in order, the first error ending the whole apply.
 async fn apply_each<B: Backend>(
@@ -279,8 +350,43 @@ pub(crate) fn event_filter(tenant: Option<&TenantName>, limit: u32) -> [Arg<'_>;
     ]
 }
 
+/// The ten columns of an audited event row, in [`INSERT_AUDITED`]'s order.
+pub(crate) fn audited_args<'a>(event: &'a NewEvent, audit: &'a Audit) -> [Arg<'a>; 10] {
+    let [tenant, actor, action, reason, result, at] = event_args(event);
+    [
+        tenant,
+        actor,
+        action,
+        reason,
+        result,
+        at,
+        Arg::Text(audit.actor_kind.as_str()),
+        Arg::Text(&audit.actor_id),
+        Arg::Text(&audit.source),
+        Arg::Text(&audit.request_id),
+    ]
+}
+
 /// Inserts an event row (`insert` with `args`) and prunes the tenant's
-/// events beyond [`EVENTS_KEPT_PER_TENANT`], in one transaction.
+/// events beyond [`EVENTS_KEPT_PER_TENANT`], inside the caller's
+/// transaction.
+async fn write_event_row<B: Backend>(
+    conn: &mut B::Conn,
+    insert: &'static str,
+    args: &[Arg<'_>],
+    tenant: &TenantName,
+) -> Result<(), StoreError> {
+    B::execute(conn, insert, args).await?;
+    B::execute(
+        conn,
+        PRUNE_EVENTS,
+        &[Arg::Text(tenant.as_str()), Arg::Int(EVENTS_KEPT_PER_TENANT)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// [`write_event_row`] in a transaction of its own.
 pub(crate) async fn append_event_row<B: Backend>(
     backend: &B,
     insert: &'static str,
@@ -288,13 +394,7 @@ pub(crate) async fn append_event_row<B: Backend>(
     tenant: &TenantName,
 ) -> Result<(), StoreError> {
     let mut tx = backend.begin().await?;
-    B::execute(&mut tx, insert, args).await?;
-    B::execute(
-        &mut tx,
-        PRUNE_EVENTS,
-        &[Arg::Text(tenant.as_str()), Arg::Int(EVENTS_KEPT_PER_TENANT)],
-    )
-    .await?;
+    write_event_row::<B>(&mut tx, insert, args, tenant).await?;
     B::commit(tx).await?;
     Ok(())
 }
@@ -377,6 +477,35 @@ impl<B: Backend> Store for B {
             self.announce(vec![name.clone()]);
         }
         Ok(record)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = B::NAME, tenant = %draft.tenant.name(), expected_generation, audited = audit.is_some()))]
+    async fn put(
+        &self,
+        draft: &TenantDraft,
+        expected_generation: Option<i64>,
+        audit: Option<PutAudit<'_>>,
+    ) -> Result<PutRecord, StoreError> {
+        let name = draft.tenant.name();
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        let (decision, record) = put_draft::<B>(&mut tx, draft, expected_generation, now).await?;
+        let outcome = common::outcome(decision);
+        if let Some(audit) = audit {
+            let event = (audit.event)(outcome);
+            let args = audited_args(&event, audit.audit);
+            write_event_row::<B>(&mut tx, INSERT_AUDITED, &args, &event.tenant).await?;
+        }
+        B::commit(tx).await?;
+        let result = ApplyResult {
+            name: name.clone(),
+            outcome,
+            generation: record.generation,
+        };
+        let results = std::slice::from_ref(&result);
+        common::record_apply_metrics(results);
+        self.announce(common::changed_names(results));
+        Ok(PutRecord { outcome, record })
     }
 
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {

@@ -141,6 +141,29 @@ pub struct ApplyResult {
     pub generation: i64,
 }
 
+/// The audit event a [`Store::put`] records with its write: `event` builds
+/// it for the outcome (so its reason can name it), `audit` says who asked.
+#[derive(Clone, Copy)]
+pub struct PutAudit<'a> {
+    pub event: &'a (dyn Fn(ApplyOutcome) -> NewEvent + Send + Sync),
+    pub audit: &'a access::Audit,
+}
+
+impl std::fmt::Debug for PutAudit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutAudit")
+            .field("audit", self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`Store::put`] did and the row as stored after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutRecord {
+    pub outcome: ApplyOutcome,
+    pub record: TenantRecord,
+}
+
 /// Equality-based label selector (`-l a=b,c=d`), ANDed. Empty selects all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSelector(pub BTreeMap<String, String>);
@@ -269,6 +292,19 @@ pub trait Store: Send + Sync {
         draft: &TenantDraft,
         expected_generation: i64,
     ) -> Result<TenantRecord, StoreError>;
+    /// Creates or replaces one tenant in one transaction, answering what it
+    /// did and the stored row (no second read). Without
+    /// `expected_generation` it is [`Self::apply`] of one draft; with it the
+    /// tenant must exist at that generation ([`Self::update`]'s contract:
+    /// `NotFound`, `Conflict`). With `audit`, its event for the outcome is
+    /// appended (and the tenant's events pruned) in the same transaction:
+    /// if the event cannot be written, neither is the tenant.
+    async fn put(
+        &self,
+        draft: &TenantDraft,
+        expected_generation: Option<i64>,
+        audit: Option<PutAudit<'_>>,
+    ) -> Result<PutRecord, StoreError>;
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError>;
     /// Tenants matching `selector`, ordered by name.
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError>;

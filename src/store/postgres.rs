@@ -259,8 +259,11 @@ fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArgu
 /// write lock the row (`FOR UPDATE`), a concurrent create is skipped
 /// (`ON CONFLICT`), and names order byte-wise (`COLLATE "C"`, as SQLite).
 const TENANTS: TenantSql = TenantSql {
-    existing: "SELECT yaml, spec_json, generation, deletion_requested_at \
-               FROM tenants WHERE name = $1 FOR UPDATE",
+    existing: concat!(
+        "SELECT ",
+        common::tenant_cols!(),
+        " FROM tenants WHERE name = $1 FOR UPDATE"
+    ),
     status: "SELECT status, generation FROM tenants WHERE name = $1 FOR UPDATE",
     insert: "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation, \
              observed_generation, status, created_at, updated_at, deletion_requested_at) \

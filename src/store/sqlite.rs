@@ -249,8 +249,11 @@ fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteAr
 /// serializes writers, so reads take no row locks and an insert needs no
 /// conflict clause; labels match through `json_each`.
 const TENANTS: TenantSql = TenantSql {
-    existing: "SELECT yaml, spec_json, generation, deletion_requested_at \
-               FROM tenants WHERE name = ?1",
+    existing: concat!(
+        "SELECT ",
+        common::tenant_cols!(),
+        " FROM tenants WHERE name = ?1"
+    ),
     status: "SELECT status, generation FROM tenants WHERE name = ?1",
     insert: INSERT_TENANT,
     insert_if_absent: INSERT_TENANT,

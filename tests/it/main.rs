@@ -54,6 +54,7 @@ mod spec_examples;
 mod spec_guest_props;
 mod spec_no_panic;
 mod store_conformance;
+mod store_put;
 mod store_state;
 mod store_vault;
 mod token_crash;

@@ -36,13 +36,13 @@ fn start_time() -> Timestamp {
 }
 
 impl Harness {
-    async fn sqlite() -> Harness {
+    pub(crate) async fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         Self::open(url, DbGuard::Sqlite(dir)).await
     }
 
-    async fn postgres() -> Option<Harness> {
+    pub(crate) async fn postgres() -> Option<Harness> {
         let db = PgTestDb::create()?;
         let url = db.url.clone();
         Some(Self::open(url, DbGuard::Postgres(db)).await)
@@ -65,7 +65,7 @@ impl Harness {
         store::connect(&self.url, clock).await.unwrap()
     }
 
-    fn now_micros(&self) -> Timestamp {
+    pub(crate) fn now_micros(&self) -> Timestamp {
         Timestamp::from_microsecond(self.clock.now().as_microsecond()).unwrap()
     }
 }

@@ -15,7 +15,7 @@ use crate::crypto::credential::CredentialId;
 use crate::ids::TenantName;
 use crate::store::backend::{self, Arg, Backend};
 use crate::store::common::{self, ReadRow};
-use crate::store::flows::{append_event_row, event_args, event_filter};
+use crate::store::flows::{INSERT_AUDITED, append_event_row, audited_args, event_filter};
 use crate::store::{NewEvent, StoreError};
 
 /// The access statements that differ between the dialects.
@@ -63,9 +63,6 @@ const LIST: &str = concat!(
 );
 const REVOKE: &str = "UPDATE credentials SET revoked_at = $2, revoked_by = $3 \
      WHERE id = $1 AND revoked_at IS NULL";
-const INSERT_AUDITED: &str = "INSERT INTO events (tenant, actor, action, reason, result, at, \
-       actor_kind, actor_id, source, request_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
 
 /// A credential row (selected with [`credential_cols!`]), strictly decoded.
@@ -192,19 +189,7 @@ impl<B: AccessBackend> AccessStore for B {
     }
 
     async fn append_audited(&self, event: &NewEvent, audit: &Audit) -> Result<(), StoreError> {
-        let [tenant, actor, action, reason, result, at] = event_args(event);
-        let args = [
-            tenant,
-            actor,
-            action,
-            reason,
-            result,
-            at,
-            Arg::Text(audit.actor_kind.as_str()),
-            Arg::Text(&audit.actor_id),
-            Arg::Text(&audit.source),
-            Arg::Text(&audit.request_id),
-        ];
+        let args = audited_args(event, audit);
         append_event_row(self, INSERT_AUDITED, &args, &event.tenant).await
     }
 

@@ -1,0 +1,304 @@
+//! `Store::put` on both backends (the store conformance harness): the
+//! outcome and the stored row it answers, the generation rules of `apply`
+//! and `update`, its audit event written in the same transaction, and that
+//! a failing event write leaves the tenant as it was.
+
+use std::time::Duration;
+
+use flotilla::ids::TenantName;
+use flotilla::store::access::{ActorKind, Audit};
+use flotilla::store::{ApplyOutcome, NewEvent, PutAudit, PutRecord, StoreError, TenantDraft};
+use jiff::SignedDuration;
+
+use crate::common::tenant;
+use crate::store_conformance::Harness;
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let h = crate::store_conformance::Harness::sqlite().await;
+                    super::$case(&h).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(h) = crate::store_conformance::Harness::postgres().await else { return };
+                    super::$case(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    put_answers_the_stored_row_and_its_outcome,
+    put_with_expected_generation,
+    put_records_its_event_in_the_same_transaction,
+    put_rolls_back_when_its_event_cannot_be_written,
+);
+
+fn name(s: &str) -> TenantName {
+    TenantName::parse(s).unwrap()
+}
+
+fn who() -> Audit {
+    Audit {
+        actor_kind: ActorKind::Tenant,
+        actor_id: "cred-1".into(),
+        source: "127.0.0.1:9".into(),
+        request_id: "req-1".into(),
+    }
+}
+
+/// Puts `draft` with an audit event whose reason is the outcome.
+async fn put_audited(
+    h: &Harness,
+    draft: &TenantDraft,
+    expected: Option<i64>,
+) -> Result<PutRecord, StoreError> {
+    let at = h.now_micros();
+    let tenant = draft.tenant.name().clone();
+    let event = move |outcome: ApplyOutcome| NewEvent {
+        tenant: tenant.clone(),
+        actor: "api:cred-1".into(),
+        action: "Put".into(),
+        reason: outcome.as_str().into(),
+        result: "ok".into(),
+        at,
+    };
+    let audit = who();
+    let with = PutAudit {
+        event: &event,
+        audit: &audit,
+    };
+    h.store.put(draft, expected, Some(with)).await
+}
+
+/// The reasons of tenant `t`'s events, oldest first.
+async fn reasons(h: &Harness, t: &str) -> Vec<String> {
+    let mut events = h.store.list_events(Some(&name(t)), 100).await.unwrap();
+    events.reverse();
+    events.into_iter().map(|e| e.event.reason).collect()
+}
+
+async fn put_answers_the_stored_row_and_its_outcome(h: &Harness) {
+    let s = &h.store;
+    let t = tenant("acme").draft();
+    let created = s.put(&t, None, None).await.unwrap();
+    assert_eq!(created.outcome, ApplyOutcome::Created);
+    assert_eq!(created.record.generation, 1);
+    assert_eq!(created.record.created_at, h.now_micros());
+    assert_eq!(
+        Some(&created.record),
+        s.get(&name("acme")).await.unwrap().as_ref()
+    );
+
+    // Byte-identical: unchanged, nothing written (updated_at stays).
+    h.clock.advance(SignedDuration::from_secs(60));
+    let same = s.put(&t, None, None).await.unwrap();
+    assert_eq!(same.outcome, ApplyOutcome::Unchanged);
+    assert_eq!(same.record, created.record);
+
+    // Comment-only edit: configured, text replaced, generation kept.
+    let commented = tenant("acme").draft_with_yaml(&format!("# team a\n{}", t.yaml));
+    let c = s.put(&commented, None, None).await.unwrap();
+    assert_eq!(c.outcome, ApplyOutcome::Configured);
+    assert_eq!(c.record.generation, 1);
+    assert_eq!(c.record.yaml, commented.yaml);
+    assert_eq!(c.record.updated_at, h.now_micros());
+    assert_eq!(
+        Some(&c.record),
+        s.get(&name("acme")).await.unwrap().as_ref()
+    );
+
+    // A new meaning: a new generation; the answer is the row as stored.
+    let changed = s
+        .put(&tenant("acme").count(3).draft(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(changed.outcome, ApplyOutcome::Configured);
+    assert_eq!(changed.record.generation, 2);
+    assert_eq!(changed.record.tenant.spec.machines[0].count, 3);
+    assert_eq!(changed.record.created_at, created.record.created_at);
+    assert_eq!(
+        Some(&changed.record),
+        s.get(&name("acme")).await.unwrap().as_ref()
+    );
+
+    // A put onto a tenant marked for deletion clears the mark, generation
+    // kept when the meaning is the same.
+    assert!(s.mark_for_deletion(&name("acme")).await.unwrap());
+    let back = s
+        .put(&tenant("acme").count(3).draft(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(back.outcome, ApplyOutcome::Configured);
+    assert_eq!(back.record.deletion_requested_at, None);
+    assert_eq!(back.record.generation, 2);
+
+    // Another tenant's app name: refused, nothing written.
+    let err = s
+        .put(&tenant("other").app("app-acme").draft(), None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::AppNameTaken { .. }), "{err:?}");
+    assert_eq!(s.get(&name("other")).await.unwrap(), None);
+    // Without an audit nothing is recorded.
+    assert!(reasons(h, "acme").await.is_empty());
+}
+
+async fn put_with_expected_generation(h: &Harness) {
+    let s = &h.store;
+    let err = s
+        .put(&tenant("acme").draft(), Some(1), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound(n) if *n == name("acme")),
+        "{err:?}"
+    );
+    assert_eq!(s.get(&name("acme")).await.unwrap(), None);
+
+    s.put(&tenant("acme").draft(), None, None).await.unwrap();
+    let r = s
+        .put(&tenant("acme").count(2).draft(), Some(1), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.outcome, r.record.generation),
+        (ApplyOutcome::Configured, 2)
+    );
+
+    let err = s
+        .put(&tenant("acme").count(9).draft(), Some(1), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::Conflict {
+                expected: 1,
+                actual: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let stored = s.get(&name("acme")).await.unwrap().unwrap();
+    assert_eq!(stored, r.record);
+
+    // The same spec at the right generation: unchanged, no bump.
+    let u = s
+        .put(&tenant("acme").count(2).draft(), Some(2), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (u.outcome, u.record.generation),
+        (ApplyOutcome::Unchanged, 2)
+    );
+    assert_eq!(u.record, stored);
+}
+
+async fn put_records_its_event_in_the_same_transaction(h: &Harness) {
+    let s = &h.store;
+    let mut changes = s.changes().await.unwrap();
+    put_audited(h, &tenant("acme").draft(), None).await.unwrap();
+    put_audited(h, &tenant("acme").draft(), None).await.unwrap();
+    put_audited(h, &tenant("acme").count(2).draft(), Some(1))
+        .await
+        .unwrap();
+    put_audited(h, &tenant("acme").count(5).draft(), Some(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reasons(h, "acme").await,
+        ["created", "unchanged", "configured"]
+    );
+
+    // The audit columns are stored with the event.
+    let stores =
+        flotilla::store::access::connect_stores(&h.url, std::sync::Arc::new(h.clock.clone()))
+            .await
+            .unwrap();
+    let audited = stores
+        .access
+        .list_audited(Some(&name("acme")), 10)
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 3);
+    assert!(audited.iter().all(|e| e.audit.as_ref() == Some(&who())));
+
+    // Notified: the create and the update, not the unchanged put.
+    use futures::StreamExt;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let next = tokio::time::timeout(Duration::from_secs(10), changes.next()).await;
+        seen.push(next.expect("a change within 10s").expect("stream open"));
+    }
+    put_audited(h, &tenant("b").draft(), None).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), changes.next()).await;
+    seen.push(next.expect("a change within 10s").expect("stream open"));
+    assert_eq!(seen, [name("acme"), name("acme"), name("b")]);
+}
+
+/// Makes every event insert fail (a trigger), or lets them through again.
+async fn block_events(h: &Harness, on: bool) {
+    use sqlx::Connection;
+    if h.url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&h.url).await.unwrap();
+        let sql = if on {
+            "CREATE TRIGGER no_events BEFORE INSERT ON events \
+             BEGIN SELECT RAISE(ABORT, 'events blocked'); END"
+        } else {
+            "DROP TRIGGER no_events"
+        };
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(&h.url).await.unwrap();
+        let sql = if on {
+            "CREATE FUNCTION no_events() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'events blocked'; END $$; \
+             CREATE TRIGGER no_events BEFORE INSERT ON events \
+             FOR EACH ROW EXECUTE FUNCTION no_events();"
+        } else {
+            "DROP TRIGGER no_events ON events; DROP FUNCTION no_events();"
+        };
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    }
+}
+
+async fn put_rolls_back_when_its_event_cannot_be_written(h: &Harness) {
+    let s = &h.store;
+    let first = put_audited(h, &tenant("acme").draft(), None).await.unwrap();
+    block_events(h, true).await;
+    h.clock.advance(SignedDuration::from_secs(60));
+
+    let err = put_audited(h, &tenant("acme").count(4).draft(), Some(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::Database(_)), "{err:?}");
+    assert_eq!(
+        s.get(&name("acme")).await.unwrap(),
+        Some(first.record.clone())
+    );
+    put_audited(h, &tenant("fresh").draft(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(s.get(&name("fresh")).await.unwrap(), None);
+    // Unaudited puts are not affected.
+    s.put(&tenant("other").draft(), None, None).await.unwrap();
+
+    block_events(h, false).await;
+    let r = put_audited(h, &tenant("acme").count(4).draft(), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(r.record.generation, 2);
+    assert_eq!(reasons(h, "acme").await, ["created", "configured"]);
+    assert!(reasons(h, "fresh").await.is_empty());
+}
