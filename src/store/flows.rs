@@ -157,17 +157,28 @@ async fn write_row<B: Backend>(
 ) -> Result<u64, StoreError> {
     let name = draft.tenant.name();
     let values = common::row_values(draft);
+    let args = draft_args(draft, &values, rest);
+    B::execute(conn, sql, &args)
+        .await
+        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))
+}
+
+/// The arguments of a tenant row write: `$1` name, `$2` app name, `$3`
+/// YAML, `$4` spec JSON, `$5` labels, then `rest`.
+fn draft_args<'a>(
+    draft: &'a TenantDraft,
+    values: &'a common::RowValues,
+    rest: &[Arg<'a>],
+) -> Vec<Arg<'a>> {
     let mut args = vec![
-        Arg::Text(name.as_str()),
+        Arg::Text(draft.tenant.name().as_str()),
         Arg::Text(&values.app_name),
         Arg::Text(&draft.yaml),
         Arg::Json(&values.spec_json),
         Arg::Json(&values.labels),
     ];
     args.extend_from_slice(rest);
-    B::execute(conn, sql, &args)
-        .await
-        .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))
+    args
 }
 
 /// Inserts a new tenant row (with `sql`, a [`TenantSql`] insert) and its
@@ -266,15 +277,7 @@ async fn put_draft<B: Backend>(
         return Ok((Decision::Unchanged, common::decode_tenant(&row)?));
     };
     let values = common::row_values(draft);
-    let args = [
-        Arg::Text(name.as_str()),
-        Arg::Text(&values.app_name),
-        Arg::Text(&draft.yaml),
-        Arg::Json(&values.spec_json),
-        Arg::Json(&values.labels),
-        Arg::Int(generation),
-        Arg::Ts(now),
-    ];
+    let args = draft_args(draft, &values, &[Arg::Int(generation), Arg::Ts(now)]);
     let written = B::fetch_optional(conn, UPDATE_TENANT_RETURNING, &args)
         .await
         .map_err(|e| common::map_tenant_write_error(e, name, &values.app_name))?;
@@ -467,11 +470,9 @@ impl<B: Backend> Store for B {
         let name = draft.tenant.name();
         let now = self.now();
         let mut tx = self.begin().await?;
-        let (decision, _) =
-            write_draft::<B>(&mut tx, draft, Some(expected_generation), now).await?;
-        let record = fetch_record::<B>(&mut tx, name)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        // The stored row comes from the write (as for `put`), not a read-back.
+        let (decision, record) =
+            put_draft::<B>(&mut tx, draft, Some(expected_generation), now).await?;
         B::commit(tx).await?;
         if decision != Decision::Unchanged {
             self.announce(vec![name.clone()]);
