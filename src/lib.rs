@@ -64,6 +64,7 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod reconcile;
+pub mod replica;
 pub mod rotation;
 pub mod runtime;
 pub mod sim;

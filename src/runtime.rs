@@ -37,6 +37,14 @@
 //!   tenants whose generation is ahead of `observedGeneration` (a lost
 //!   notification, or a write from another process on SQLite), are
 //!   scheduled at once.
+//! * With replicas ([`Runtime::with_replicas`], PostgreSQL): only tenants
+//!   whose shard this replica holds are scheduled; one whose shard was lost
+//!   or is being handed on is dropped when it comes due; every activation
+//!   runs inside its shard's fence (`crate::replica::fence`), so a lease
+//!   that lapses mid-activation stops its Fly writes and its status write.
+//!   When the replica gains shards the tenant list is read at once, and a
+//!   tenant taken over is observed without the machine cache's snapshot.
+//!   Resyncs are weighed against this replica's share of the budget.
 //! * On shutdown no new reconcile starts; in-flight ones finish their attempt.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ids::TenantName;
 use crate::reconcile::status::budget::{self, ResyncBudget, Stretch};
 use crate::reconcile::{Next, Outcome, Reconciler};
+use crate::replica::{Fence, Replicas};
 use crate::store::{LabelSelector, StoreError};
 
 pub use crate::reconcile::status::requeue::RESYNC_ANNOTATION;
@@ -97,6 +106,7 @@ pub struct Runtime {
     hook: Option<OutcomeHook>,
     wakes: Option<tokio::sync::mpsc::Receiver<TenantName>>,
     report: ResyncReport,
+    replicas: Option<Replicas>,
 }
 
 /// What the runtime knows about resyncs against the budget, shared with
@@ -294,6 +304,23 @@ impl Runtime {
             hook: None,
             wakes: None,
             report: ResyncReport::default(),
+            replicas: None,
+        }
+    }
+
+    /// Works only on the tenants whose shard this replica holds (see the
+    /// module docs).
+    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// May this process start work on `name` now, and under which fence
+    /// (`Some(None)`: no replicas, no fence).
+    fn admit(&self, name: &TenantName) -> Option<Option<Arc<Fence>>> {
+        match &self.replicas {
+            None => Some(None),
+            Some(r) => r.fence_for(name).map(Some),
         }
     }
 
@@ -344,10 +371,19 @@ impl Runtime {
                     state.dirty.insert(name);
                     continue;
                 }
+                let Some(fence) = self.admit(&name) else {
+                    // Its shard went to another replica (or is going).
+                    state.forget(&name);
+                    continue;
+                };
                 state.running.insert(name.clone());
                 let r = self.reconciler.clone();
                 tasks.spawn(async move {
-                    let result = r.reconcile(&name).await.map_err(|e| error_chain(&e));
+                    let run = async { r.reconcile(&name).await.map_err(|e| error_chain(&e)) };
+                    let result = match fence {
+                        Some(f) => crate::replica::fence::scope(f, run).await,
+                        None => run.await,
+                    };
                     (name, result)
                 });
             }
@@ -364,14 +400,32 @@ impl Runtime {
                     _ => std::future::pending().await,
                 }
             };
+            let gained = async {
+                match &self.replicas {
+                    Some(r) => r.gained().notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                () = gained => list_tick.reset_immediately(),
                 _ = list_tick.tick() => {
                     match store.list(&LabelSelector::default()).await {
-                        Ok(records) => {
+                        Ok(mut records) => {
+                            if self.replicas.is_some() {
+                                records.retain(|r| self.admit(&r.name).is_some());
+                            }
                             self.weigh(&records);
                             let now = Instant::now();
                             for r in records {
+                                if self.replicas.is_some()
+                                    && !state.when.contains_key(&r.name)
+                                    && !state.running.contains(&r.name)
+                                {
+                                    // New here (taken over, or new): observe
+                                    // its machines directly the first time.
+                                    self.reconciler.forget_cached_machines(r.tenant.spec.app.name.as_str());
+                                }
                                 // Tenants this process has not scheduled (new,
                                 // or written by another process), and spec
                                 // changes whose notification was lost (a
@@ -388,6 +442,9 @@ impl Runtime {
                     }
                 }
                 Some(name) = async { wakes.as_mut()?.recv().await }, if wakes.is_some() => {
+                    if self.admit(&name).is_none() {
+                        continue;
+                    }
                     if state.running.contains(&name) {
                         state.dirty.insert(name);
                     } else {
@@ -395,6 +452,9 @@ impl Runtime {
                     }
                 }
                 Some(name) = changes.next() => {
+                    if self.admit(&name).is_none() {
+                        continue;
+                    }
                     if state.running.contains(&name) {
                         state.dirty.insert(name);
                     } else {
@@ -456,9 +516,18 @@ impl Runtime {
     /// reconciler's resync intervals accordingly, and reports it.
     fn weigh(&self, records: &[crate::store::TenantRecord]) {
         let policy = self.reconciler.requeue_policy();
+        // With replicas, `records` are this replica's tenants and the
+        // budget is its share.
+        let budget = self.options.budget.map(|b| match &self.replicas {
+            Some(r) => ResyncBudget {
+                rps: crate::replica::assign::budget_share(b.rps, r.live()),
+                ..b
+            },
+            None => b,
+        });
         let stretch = budget::stretch(
             records.iter().map(|r| policy.base_resync_for(&r.tenant)),
-            self.options.budget,
+            budget,
         );
         let was = self.reconciler.resync_stretch();
         self.reconciler.set_resync_stretch(stretch.factor);

@@ -24,6 +24,7 @@ mod migrate;
 mod org_token;
 mod output;
 pub mod remote;
+mod replicas;
 mod schema;
 pub mod secrets;
 mod serve;
@@ -662,10 +663,13 @@ pub async fn run(cli: Cli, clock: SharedClock) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { args, db } => {
             drop(out);
-            // Before anything else: a second controller must not even migrate.
-            let lock = store::lock::ControllerLock::acquire(&db.db).await?;
+            // Before anything else: a second controller on a SQLite file, or
+            // with its own built-in simulator, must not even migrate
+            // (PostgreSQL with the real Fly API takes replicas).
+            let shared_fly = args.fly.target == fly::FlyTarget::Api;
+            let membership = replicas::Membership::join(&db.db, &args.replicas, shared_fly).await?;
             let stores = store::access::connect_stores(&db.db, clock.clone()).await?;
-            serve::serve(args, stores, clock, lock).await?;
+            serve::serve(args, stores, clock, membership).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => {

@@ -97,6 +97,7 @@ pub async fn start(
     keyring: Arc<Keyring>,
     clock: SharedClock,
     shutdown: CancellationToken,
+    replicas: Option<crate::replica::Replicas>,
 ) -> anyhow::Result<SecretString> {
     let policy = args.policy()?;
     let store = OrgTokenStore { vault, keyring };
@@ -141,7 +142,7 @@ pub async fn start(
         clock,
         rng,
     );
-    tokio::spawn(rotator.run(Duration::from_secs(30), shutdown));
+    tokio::spawn(rotator.run(Duration::from_secs(30), shutdown, replicas));
     Ok(active)
 }
 
@@ -386,6 +387,7 @@ mod tests {
             keyring.clone(),
             clock.clone(),
             shutdown.clone(),
+            None,
         )
         .await
         .expect("start");

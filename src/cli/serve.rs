@@ -8,14 +8,20 @@
 //! while it runs, and says so; against the real Fly the API then refuses
 //! every credential (503 `api_disabled`) and a warning says why.
 //!
-//! It runs only while it holds the controller lock (`store::lock`), taken
-//! before the database is opened: one controller per database. If the lock
-//! is lost (its PostgreSQL connection failed) it stops and exits non-zero.
+//! On SQLite it runs only while it holds the controller lock
+//! (`store::lock`), taken before the database is opened: one controller per
+//! file. On PostgreSQL it joins the replicas serving that database
+//! (`cli::replicas`, `crate::replica`): it reconciles the tenants of the
+//! shards it holds, splits the Fly budget with the others, and runs a
+//! singleton job (git sync, org-token rotation) only while it holds that
+//! job's lease.
 //!
 //! With `--git-repo` it also runs the git sync (`source::sync`): the
 //! branch's specs are applied as they change, polled every
 //! `--git-interval` and at once on the webhook `POST /api/v1/hooks/git`
-//! when `--git-webhook-secret-file` is set.
+//! when `--git-webhook-secret-file` is set (with replicas, the webhook
+//! wakes the sync on the replica it reaches, if that one runs it; otherwise
+//! the running replica's next poll applies the commit).
 //!
 //! While tenants converge it shows progress on stderr and prints one line to
 //! stdout when every tenant is Ready; it then keeps serving (resyncs, drift
@@ -37,9 +43,11 @@ use crate::cli::SpecArgs;
 use crate::cli::credentials::ServerKeyArgs;
 use crate::cli::fly::{FlyArgs, FlyTarget};
 use crate::cli::keys::KeyArgs;
+use crate::cli::replicas::Membership;
 use crate::clock::{SharedClock, TokioSleeper};
 use crate::crypto::Keyring;
 use crate::crypto::credential::ServerKey;
+use crate::fly::ratelimit::BudgetShare;
 use crate::fly::ratelimit::RateLimitConfig;
 use crate::ids::TenantName;
 use crate::ops::prune::PrunePolicy;
@@ -47,6 +55,9 @@ use crate::ops::{Actor, Ops};
 use crate::reconcile::status::budget::ResyncBudget;
 use crate::reconcile::tokens::TokenSettings;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
+use crate::replica::Replicas;
+use crate::replica::assign::Job;
+use crate::replica::coordinator::run_singleton;
 use crate::rotation::Policy;
 use crate::runtime::{ResyncReport, Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
@@ -54,7 +65,6 @@ use crate::source::git::{GitLimits, GitSpec};
 use crate::source::sync::{GitSync, SyncConfig};
 use crate::spec::SecretSource;
 use crate::store::access::{CredentialScope, Stores};
-use crate::store::lock::ControllerLock;
 use crate::store::{LabelSelector, SharedStore};
 
 /// Tenants waiting for reconcile-now before the API answers `busy`.
@@ -156,6 +166,8 @@ pub struct ServeArgs {
     // Boxed: keeps `Command` small (clippy's large_enum_variant).
     #[command(flatten)]
     pub git: Box<GitArgs>,
+    #[command(flatten)]
+    pub replicas: crate::cli::replicas::ReplicaArgs,
 }
 
 /// The Fly request budget (docs/reconcile.md, "The request budget").
@@ -190,13 +202,15 @@ pub struct FlyBudgetArgs {
 }
 
 impl FlyBudgetArgs {
-    /// The client's rate limits: per-operation limits on, these budgets.
-    pub fn rate_limits(&self) -> RateLimitConfig {
+    /// The client's rate limits: per-operation limits on, these budgets
+    /// (split among replicas through `share`).
+    pub fn rate_limits(&self, share: BudgetShare) -> RateLimitConfig {
         RateLimitConfig {
             enabled: true,
             global_rps: Some(self.rps),
             global_burst: self.burst,
             app_creates_per_minute: self.app_creates_per_min,
+            share,
         }
     }
 
@@ -353,17 +367,37 @@ pub async fn serve(
     args: ServeArgs,
     stores: Stores,
     clock: SharedClock,
-    lock: ControllerLock,
+    membership: Membership,
 ) -> anyhow::Result<()> {
     let policy = args.token_policy.policy()?;
     let store = stores.tenants.clone();
-    tracing::info!(lock = %lock.describe(), "holding the controller lock");
+    tracing::info!(membership = %membership.describe(), "controller starting");
+    let mut jobs = Vec::new();
+    if args.git.repo.is_some() {
+        jobs.push(Job::GitSync);
+    }
+    if args.org_token.rotation.is_some() {
+        jobs.push(Job::OrgToken);
+    }
+    let lock = membership.lock;
+    let replica_set = membership.replica.map(|(store, mut options)| {
+        options.jobs = jobs;
+        let replicas = Replicas::new(&options.id);
+        eprintln!(
+            "flotilla: replica {} joining the replicas on this database (leases of {}s)",
+            options.id,
+            options.ttl.as_secs()
+        );
+        (replicas, store, options)
+    });
+    let replicas = replica_set.as_ref().map(|(r, _, _)| r.clone());
+    let share = BudgetShare::default();
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
     let conn = args
         .fly
-        .connect_with(clock.clone(), args.budget.rate_limits())
+        .connect_with(clock.clone(), args.budget.rate_limits(share.clone()))
         .await?;
     if let Some(sim) = &conn.sim {
         eprintln!(
@@ -403,6 +437,7 @@ pub async fn serve(
         keyring.clone(),
         clock.clone(),
         shutdown.clone(),
+        replicas.clone(),
     )
     .await?;
     let mut options = ReconcileOptions::default();
@@ -548,12 +583,27 @@ pub async fn serve(
 
     let progress = Progress::new(&store, addr).await?;
     let hook_progress = progress.clone();
-    let runtime = Runtime::new(reconciler, runtime_options)
+    let mut runtime = Runtime::new(reconciler, runtime_options)
         .with_report(resync_report)
         .with_wakes(wakes)
         .with_hook(Arc::new(move |name: &TenantName, outcome: &Outcome| {
             hook_progress.observe(name, outcome)
         }));
+    if let Some(r) = &replicas {
+        runtime = runtime.with_replicas(r.clone());
+    }
+    // The lease round runs until the runtime has finished its in-flight
+    // reconciles, then releases every lease (its own stop token).
+    let leave = CancellationToken::new();
+    let round = replica_set.map(|(replicas, store, options)| {
+        tokio::spawn(crate::replica::coordinator::run(
+            store,
+            options,
+            replicas,
+            share.clone(),
+            leave.clone(),
+        ))
+    });
 
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -570,8 +620,11 @@ pub async fn serve(
         lost_token.cancel();
     });
     let git_task = git_sync.map(|sync| {
-        let token = shutdown.clone();
-        tokio::spawn(async move { sync.run(token).await })
+        let (token, replicas) = (shutdown.clone(), replicas.clone());
+        tokio::spawn(run_singleton(replicas, Job::GitSync, token, move |t| {
+            let sync = sync.clone();
+            async move { sync.run(t).await }
+        }))
     });
     let feed_task = feed_opts.map(|opts| {
         let (fly, store, token) = (conn.api.clone(), store.clone(), shutdown.clone());
@@ -584,8 +637,13 @@ pub async fn serve(
             token,
         ))
     });
-    runtime.run(shutdown.clone()).await?;
+    let ran = runtime.run(shutdown.clone()).await;
     shutdown.cancel();
+    leave.cancel();
+    if let Some(round) = round {
+        round.await.context("replica lease round")?;
+    }
+    ran?;
     if let Some(task) = git_task {
         task.await.context("git sync task")?;
     }
@@ -793,7 +851,10 @@ mod tests {
     #[test]
     fn the_budget_defaults_are_the_clients() {
         let b = budget(&[]).unwrap();
-        assert_eq!(b.rate_limits(), RateLimitConfig::default());
+        assert_eq!(
+            b.rate_limits(BudgetShare::default()),
+            RateLimitConfig::default()
+        );
         assert_eq!(b.resync_budget(), ResyncBudget::new(20));
     }
 
@@ -808,7 +869,7 @@ mod tests {
             "30",
         ])
         .unwrap();
-        let l = b.rate_limits();
+        let l = b.rate_limits(BudgetShare::default());
         assert_eq!(
             (l.global_rps, l.global_burst, l.app_creates_per_minute),
             (Some(150), 300, 30)

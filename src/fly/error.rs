@@ -59,6 +59,11 @@ pub enum FlyError {
     /// JSON). Carries the status and a bounded excerpt of the body.
     #[error("unexpected response ({status}): {message}")]
     Unexpected { status: u16, message: String },
+    /// Not sent: the write's replica lease may have passed to another
+    /// replica (`crate::replica::fence`). Nothing happened at Fly; the
+    /// tenant's new holder does the work.
+    #[error("not sent: {message}")]
+    Fenced { message: String },
 }
 
 impl FlyError {
@@ -110,6 +115,7 @@ impl FlyError {
             FlyError::InsufficientCapacity { .. } => "insufficient_capacity",
             FlyError::InvalidRequest { .. } => "invalid_request",
             FlyError::Unexpected { .. } => "unexpected",
+            FlyError::Fenced { .. } => "fenced",
         }
     }
 }

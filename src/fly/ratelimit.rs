@@ -29,6 +29,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -37,6 +38,8 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+
+use crate::replica::assign::budget_share;
 
 /// How often (in checks) fully-replenished keys are dropped.
 pub const PRUNE_EVERY: u64 = 4096;
@@ -54,6 +57,42 @@ pub struct RateLimitConfig {
     pub global_burst: u32,
     /// App creations per minute for the org (one bucket; bursts of 2).
     pub app_creates_per_minute: u32,
+    /// This process's share of the two org-wide budgets above (the global
+    /// rate and burst, the app-create pace): `1 / n` of each when `n`
+    /// replicas share one org (`crate::replica`). Per-action limits are
+    /// per app or machine, and each app is worked on by one replica, so
+    /// they are not split.
+    pub share: BudgetShare,
+}
+
+/// How many replicas share the org-wide budgets; set by the replica round,
+/// read by the limiter before every call. Compares by its current value.
+#[derive(Debug, Clone)]
+pub struct BudgetShare(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Default for BudgetShare {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1)))
+    }
+}
+
+impl PartialEq for BudgetShare {
+    fn eq(&self, other: &Self) -> bool {
+        self.replicas() == other.replicas()
+    }
+}
+
+impl Eq for BudgetShare {}
+
+impl BudgetShare {
+    /// `replicas` processes share the budgets now (0 counts as 1).
+    pub fn set(&self, replicas: usize) {
+        self.0.store(replicas.max(1), Ordering::Relaxed);
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.0.load(Ordering::Relaxed).max(1)
+    }
 }
 
 impl Default for RateLimitConfig {
@@ -66,6 +105,7 @@ impl Default for RateLimitConfig {
             global_rps: Some(20),
             global_burst: 40,
             app_creates_per_minute: 60,
+            share: BudgetShare::default(),
         }
     }
 }
@@ -122,9 +162,46 @@ pub struct FlyRateLimiter {
     default: Keyed,
     show: Keyed,
     app_delete: Keyed,
+    /// The org-wide buckets, sized for the share they were built for.
+    scaled: RwLock<Arc<Scaled>>,
+    base: Base,
+    share: BudgetShare,
+    checks: AtomicU64,
+}
+
+/// The configured org-wide budgets, before any split.
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    global: Option<(u32, u32)>,
+    creates_per_minute: u32,
+}
+
+/// The org-wide buckets for one share.
+struct Scaled {
+    replicas: usize,
     app_create: Direct,
     global: Option<Direct>,
-    checks: AtomicU64,
+}
+
+impl Base {
+    /// The buckets for `replicas` sharing the org: each gets an equal,
+    /// rounded-down part (at least 1) of the rate, the burst and the pace.
+    fn scaled(&self, replicas: usize, clock: TokioClock) -> Scaled {
+        let part = |n: u32| NonZeroU32::new(budget_share(n, replicas)).unwrap_or(ONE);
+        Scaled {
+            replicas,
+            app_create: RateLimiter::direct_with_clock(
+                Quota::per_minute(part(self.creates_per_minute)).allow_burst(DEFAULT_BURST),
+                clock,
+            ),
+            global: self.global.map(|(rps, burst)| {
+                RateLimiter::direct_with_clock(
+                    Quota::per_second(part(rps)).allow_burst(part(burst)),
+                    clock,
+                )
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for FlyRateLimiter {
@@ -134,7 +211,8 @@ impl std::fmt::Debug for FlyRateLimiter {
                 "keys",
                 &(self.default.len() + self.show.len() + self.app_delete.len()),
             )
-            .field("global", &self.global.is_some())
+            .field("global", &self.base.global.is_some())
+            .field("replicas", &self.share.replicas())
             .finish()
     }
 }
@@ -172,12 +250,14 @@ impl FlyRateLimiter {
                 let rps = NonZeroU32::new(rps).ok_or(RateLimitConfigError::ZeroRate)?;
                 let burst =
                     NonZeroU32::new(config.global_burst).ok_or(RateLimitConfigError::ZeroBurst)?;
-                Some(RateLimiter::direct_with_clock(
-                    Quota::per_second(rps).allow_burst(burst),
-                    clock,
-                ))
+                Some((rps.get(), burst.get()))
             }
         };
+        let base = Base {
+            global,
+            creates_per_minute: creates.get(),
+        };
+        let replicas = config.share.replicas();
         Ok(Some(Self {
             clock,
             // 1 req/s per action and key, bursts of 3 (2 here).
@@ -197,11 +277,9 @@ impl FlyRateLimiter {
             ),
             // App creations, one bucket for the org (bursts of 2, as the
             // default class).
-            app_create: RateLimiter::direct_with_clock(
-                Quota::per_minute(creates).allow_burst(DEFAULT_BURST),
-                clock,
-            ),
-            global,
+            scaled: RwLock::new(Arc::new(base.scaled(replicas, clock))),
+            base,
+            share: config.share.clone(),
             checks: AtomicU64::new(0),
         }))
     }
@@ -220,9 +298,10 @@ impl FlyRateLimiter {
             Class::Show => &self.show,
             Class::AppDelete => &self.app_delete,
         };
+        let scaled = self.scaled();
         if operation == "Apps_create" {
             loop {
-                match self.app_create.check() {
+                match scaled.app_create.check() {
                     Ok(()) => break,
                     Err(not_until) => {
                         tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
@@ -248,7 +327,7 @@ impl FlyRateLimiter {
                 }
             }
         }
-        if let Some(global) = &self.global {
+        if let Some(global) = &scaled.global {
             loop {
                 match global.check() {
                     Ok(()) => break,
@@ -265,6 +344,24 @@ impl FlyRateLimiter {
             }
         }
         start.elapsed()
+    }
+
+    /// The org-wide buckets for the current share, rebuilt when the number
+    /// of replicas changed (a fresh bucket starts full: the burst of the
+    /// new, smaller share).
+    fn scaled(&self) -> Arc<Scaled> {
+        let replicas = self.share.replicas();
+        let current = self
+            .scaled
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if current.replicas == replicas {
+            return current;
+        }
+        let next = Arc::new(self.base.scaled(replicas, self.clock));
+        *self.scaled.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        next
     }
 
     /// Number of tracked `(operation, key)` entries (for tests and debugging).
@@ -284,6 +381,7 @@ mod tests {
             global_rps,
             global_burst,
             app_creates_per_minute: 60,
+            share: BudgetShare::default(),
         })
         .expect("valid config")
         .expect("enabled")
@@ -439,6 +537,41 @@ mod tests {
             got.push(start.elapsed());
         }
         assert_eq!(ms(&got), vec![0, 0, 500, 1000, 1500]);
+    }
+
+    /// Three replicas share one org: each paces app creates and the global
+    /// budget at a third, and goes back to the whole when alone again.
+    #[tokio::test(start_paused = true)]
+    async fn the_org_wide_budgets_split_by_the_replica_count() {
+        let share = BudgetShare::default();
+        let l = FlyRateLimiter::new(&RateLimitConfig {
+            app_creates_per_minute: 60,
+            global_rps: Some(6),
+            global_burst: 3,
+            share: share.clone(),
+            ..RateLimitConfig::default()
+        })
+        .expect("valid")
+        .expect("enabled");
+        share.set(3);
+        let start = Instant::now();
+        let mut creates = Vec::new();
+        for i in 0..4 {
+            l.until_ready("Apps_create", &format!("app-{i}")).await;
+            creates.push(start.elapsed());
+        }
+        // 20 per minute: bursts of 2 (at most the global burst of 1 here),
+        // then one per 3 s.
+        assert_eq!(ms(&creates), vec![0, 500, 3000, 6000]);
+        share.set(1);
+        let start = Instant::now();
+        let mut starts = Vec::new();
+        for i in 0..5 {
+            l.until_ready("Machines_start", &format!("m{i}")).await;
+            starts.push(start.elapsed());
+        }
+        // Alone: the whole 6 req/s with bursts of 3.
+        assert_eq!(ms(&starts), vec![0, 0, 0, 167, 334]);
     }
 
     #[test]

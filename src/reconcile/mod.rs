@@ -102,6 +102,10 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
     #[error("observing Fly failed")]
     Observe(#[source] FlyError),
+    /// This replica's lease on the tenant's shard lapsed during the
+    /// activation: its status is not written (the new holder writes it).
+    #[error(transparent)]
+    Fenced(#[from] crate::replica::Fenced),
 }
 
 /// Where stored `external` values are read, from the token settings (the
@@ -181,6 +185,15 @@ impl Reconciler {
     /// Observes machines through the org feed's `cache` when it may stand in
     /// for the list (`feed::trust`). The Fly client given to [`Self::new`]
     /// must report its writes to the same cache (`feed::track::TrackWrites`).
+    /// Forgets the machine snapshot of `app` (this replica just took the
+    /// tenant over: writes another replica made may not have reached the
+    /// feed yet, so the first observe lists the machines).
+    pub fn forget_cached_machines(&self, app: &str) {
+        if let Some(cache) = &self.machine_cache {
+            cache.forget(app);
+        }
+    }
+
     pub fn with_machine_cache(mut self, cache: Arc<crate::feed::MachineCache>) -> Self {
         self.machine_cache = Some(cache);
         self
@@ -596,6 +609,11 @@ impl Reconciler {
         let result = derived.record.result.clone();
         derived.apply(&mut status);
         let json = status.to_json();
+        // A replica that lost the tenant's lease mid-activation leaves the
+        // status to the new holder (its own writes to Fly were refused).
+        if let Some(fence) = crate::replica::fence::current() {
+            fence.check()?;
+        }
         match state {
             Some((ledger, resolved_intents)) => {
                 self.store

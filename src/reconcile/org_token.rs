@@ -37,6 +37,7 @@ use crate::crypto::{Aad, Envelope, Fingerprint, Keyring};
 use crate::fly::http::TokenHolder;
 use crate::fly::{FlyApi, FlyError};
 use crate::ids::OrgSlug;
+use crate::replica::assign::Job;
 use crate::rotation::org::{
     self, BlockReason, OrgAction, OrgCred, OrgOutcome, OrgPolicy, OrgTokenRecord,
 };
@@ -507,10 +508,23 @@ impl OrgRotator {
 
     /// Steps until there is nothing to do, then sleeps until the next due
     /// time (at most `poll`, so an import by another process is seen), until
-    /// `shutdown`.
-    pub async fn run(mut self, poll: std::time::Duration, shutdown: CancellationToken) {
+    /// `shutdown`. With `replicas`, only the replica holding the org-token
+    /// job's lease steps (under its fence); the others only follow: they
+    /// load the stored token every `poll` and switch their client to it, so
+    /// a rotation made elsewhere reaches them within `poll`.
+    pub async fn run(
+        mut self,
+        poll: std::time::Duration,
+        shutdown: CancellationToken,
+        replicas: Option<crate::replica::Replicas>,
+    ) {
         loop {
-            let wait = match self.step().await {
+            let step = match replicas.as_ref().map(|r| r.job(Job::OrgToken)) {
+                None => self.step().await,
+                Some(Some(fence)) => crate::replica::fence::scope(fence, self.step()).await,
+                Some(None) => self.follow().await.map(|()| Stepped::Wait(None)),
+            };
+            let wait = match step {
                 Ok(Stepped::Did(_)) => continue,
                 Ok(Stepped::Wait(Some(at))) => {
                     let d = at.duration_since(self.clock.now());
@@ -529,5 +543,14 @@ impl OrgRotator {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Switches the client to the stored active token, changing nothing
+    /// stored (a replica that does not run the rotation).
+    pub async fn follow(&mut self) -> Result<(), OrgTokenError> {
+        if let Some(Loaded { doc, .. }) = self.store.load().await? {
+            self.sync(&doc);
+        }
+        Ok(())
     }
 }

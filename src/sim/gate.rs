@@ -154,6 +154,15 @@ pub async fn gate(
             }
         }
 
+        if mutating
+            && let Some(fence) = req.headers().get(crate::replica::fence::FENCE_HEADER)
+            && let Some(app) = params
+                .iter()
+                .find(|(k, _)| *k == "app_name")
+                .map(|(_, v)| v)
+        {
+            sim.writers.record(app, fence.to_str().unwrap_or_default());
+        }
         req.extensions_mut().insert(caller);
         let resp = next.run(req).await;
         let resp = match lost {

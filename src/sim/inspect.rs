@@ -146,6 +146,12 @@ pub async fn requests(State(sim): State<Arc<Sim>>) -> Response {
     )
 }
 
+/// `GET /__sim/writers`: which replica wrote to which app, and any write
+/// from a replica whose lease had passed on (`super::writers`).
+pub async fn writers(State(sim): State<Arc<Sim>>) -> Response {
+    axum::Json(sim.writers.view()).into_response()
+}
+
 pub async fn reset_counters(State(sim): State<Arc<Sim>>) -> Response {
     sim.reset_counters();
     StatusCode::NO_CONTENT.into_response()

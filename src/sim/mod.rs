@@ -57,6 +57,7 @@ pub mod server;
 pub mod state;
 pub mod tokens;
 pub mod volumes;
+pub mod writers;
 
 pub use config::{CertTiming, LeaseShape, SimConfig};
 pub use error::SimError;

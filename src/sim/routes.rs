@@ -125,6 +125,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
             put(inspect::faults).get(inspect::get_faults),
         )
         .route("/__sim/reset-counters", post(inspect::reset_counters))
+        .route("/__sim/writers", get(inspect::writers))
         .route("/__sim/tokens", get(tokens::list))
         .route(
             "/__sim/tokens/lose-next-mints",

@@ -58,6 +58,8 @@ pub struct Sim {
     counters: Mutex<RequestCounts>,
     /// Which token authenticated (or was refused for) each request.
     pub(super) token_ledger: TokenLedger,
+    /// Which replica wrote to which app (`flotilla-fence`).
+    pub(super) writers: super::writers::Writers,
     pub(super) limiters: Limiters,
     /// Whether Fly's rate limits apply now (from `cfg.rate_limits`, switched
     /// by [`SimHandle::set_rate_limits`]).
@@ -449,6 +451,7 @@ fn build(config: SimConfig) -> Result<(Arc<Sim>, SecretString), SimError> {
         faults,
         counters: Mutex::new(RequestCounts::default()),
         token_ledger: TokenLedger::default(),
+        writers: super::writers::Writers::default(),
         limiters: Limiters::new(),
         rate_limits,
         cancel: CancellationToken::new(),

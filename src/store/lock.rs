@@ -1,10 +1,14 @@
-//! The controller lock: at most one `serve` per database.
+//! The controller lock: who may serve a database beside whom.
 //!
-//! Two controllers on one database would both reconcile every tenant
-//! (duplicate creates, two rolls of one group). Until tenants are shared out
-//! between replicas, `serve` takes this lock before it reconciles anything
-//! and holds it for the life of the process; a second `serve` on the same
-//! database fails with [`LockError::Held`].
+//! Two controllers on one database that do not share the work would both
+//! reconcile every tenant (duplicate creates, two rolls of one group). So
+//! `serve` takes this lock before it reconciles anything and holds it for
+//! the life of the process: exclusively when it runs alone (SQLite, or the
+//! built-in simulator), shared when it is one of several replicas on
+//! PostgreSQL (`crate::replica`, [`ControllerLock::acquire_shared`]).
+//! Replicas and a lone controller exclude each other, so a replica of this
+//! version never runs beside an older flotilla that does not share. A
+//! `serve` that cannot have the lock fails with [`LockError::Held`].
 //!
 //! * **PostgreSQL**: a session-level advisory lock (`pg_try_advisory_lock`,
 //!   key [`PG_LOCK_KEY`]; advisory locks are per database) on a dedicated
@@ -49,7 +53,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum LockError {
     /// Another process holds the lock.
     #[error(
-        "another flotilla controller is already serving this database ({holder}); only one `serve` may run per database"
+        "another flotilla controller is already serving this database ({holder}); only one `serve` may run per database unless every one is a replica (PostgreSQL with --fly api)"
     )]
     Held { holder: String },
     #[error("cannot open the controller lock file {path}: {error}")]
@@ -85,11 +89,24 @@ impl ControllerLock {
     /// Takes the lock for the database `url` names, or fails at once (never
     /// waits) with [`LockError::Held`] when another process has it.
     pub async fn acquire(url: &str) -> Result<Self, LockError> {
+        Self::acquire_as(url, Mode::Exclusive).await
+    }
+
+    /// The lock as one of several replicas on PostgreSQL (a *shared*
+    /// advisory lock on the same key): any number of replicas hold it at
+    /// once, while an exclusive holder (an older flotilla that runs alone,
+    /// or a `serve --fly sim`) and replicas exclude each other, both ways.
+    /// On SQLite it is the exclusive lock.
+    pub async fn acquire_shared(url: &str) -> Result<Self, LockError> {
+        Self::acquire_as(url, Mode::Shared).await
+    }
+
+    async fn acquire_as(url: &str, mode: Mode) -> Result<Self, LockError> {
         let lost = CancellationToken::new();
         let held = if url.starts_with("sqlite:") {
             acquire_file(url)?
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            acquire_pg(url, lost.clone()).await?
+            acquire_pg(url, mode, lost.clone()).await?
         } else {
             return Err(common::unsupported_url(url).into());
         };
@@ -170,7 +187,16 @@ pub fn lock_path(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-async fn acquire_pg(url: &str, lost: CancellationToken) -> Result<Held, LockError> {
+/// How the PostgreSQL advisory lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One controller alone.
+    Exclusive,
+    /// One of several replicas.
+    Shared,
+}
+
+async fn acquire_pg(url: &str, mode: Mode, lost: CancellationToken) -> Result<Held, LockError> {
     common::check_pg_url(url)?;
     let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
     let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
@@ -182,7 +208,11 @@ async fn acquire_pg(url: &str, lost: CancellationToken) -> Result<Held, LockErro
             )
         })?
         .map_err(|e| common::connect_failed(url, &e))?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+    let try_lock = match mode {
+        Mode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+        Mode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
+    };
+    let got: bool = sqlx::query_scalar(try_lock)
         .bind(PG_LOCK_KEY)
         .fetch_one(&mut conn)
         .await
@@ -197,17 +227,26 @@ async fn acquire_pg(url: &str, lost: CancellationToken) -> Result<Held, LockErro
         });
     }
     let stop = CancellationToken::new();
-    let task = tokio::spawn(hold_pg(conn, stop.clone(), lost));
+    let task = tokio::spawn(hold_pg(conn, mode, stop.clone(), lost));
     Ok(Held::Postgres { stop, task })
 }
 
 /// Keeps the lock's session open, checking it every [`LIVENESS_INTERVAL`];
 /// a failed check cancels `lost`. On `stop`, unlocks and closes.
-async fn hold_pg(mut conn: PgConnection, stop: CancellationToken, lost: CancellationToken) {
+async fn hold_pg(
+    mut conn: PgConnection,
+    mode: Mode,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
+    let unlock = match mode {
+        Mode::Exclusive => "SELECT pg_advisory_unlock($1)",
+        Mode::Shared => "SELECT pg_advisory_unlock_shared($1)",
+    };
     loop {
         tokio::select! {
             () = stop.cancelled() => {
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                let _ = sqlx::query(unlock)
                     .bind(PG_LOCK_KEY)
                     .execute(&mut conn)
                     .await;

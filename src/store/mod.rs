@@ -68,6 +68,7 @@ pub mod batch;
 mod common;
 mod connect;
 mod flows;
+pub mod leases;
 pub mod lock;
 pub mod postgres;
 pub mod sqlite;

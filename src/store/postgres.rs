@@ -143,6 +143,10 @@ impl ReadRow for PgRow {
     }
 }
 
+/// How long a session may sit idle inside a transaction before the server
+/// ends it (see [`PgStore::connect_reporting`]).
+const IDLE_IN_TRANSACTION: &str = "10s";
+
 impl PgStore {
     /// Connects to the database `url` names and applies pending migrations
     /// (under an advisory lock, so processes opening one database at once do not race).
@@ -156,7 +160,14 @@ impl PgStore {
         clock: SharedClock,
     ) -> Result<(Self, Vec<AppliedMigration>), StoreError> {
         common::check_pg_url(url)?;
-        let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
+        // A process paused inside a transaction (SIGSTOP, a VM freeze)
+        // would hold its row locks until it resumes, and another replica
+        // taking its tenants over would wait on them: the server ends such
+        // a transaction after IDLE_IN_TRANSACTION (no transaction here
+        // waits on anything but the database).
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| common::invalid_url(url, &e))?
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         // One direct attempt first: the pool would retry a refused
         // connection until its acquire timeout and then report only that it
         // timed out; this fails fast with the real cause.

@@ -131,6 +131,33 @@ async fn postgres_a_second_lock_on_one_database_is_refused_until_the_first_sessi
     other.release().await;
 }
 
+/// Replicas hold the lock shared; a lone controller (an older flotilla, or
+/// `serve --fly sim`) holds it exclusively: any number of the first, or one
+/// of the second, never both.
+#[tokio::test]
+async fn postgres_replicas_share_the_lock_and_exclude_a_lone_controller_both_ways() {
+    let Some(db) = common::PgTestDb::create() else {
+        return;
+    };
+    let a = ControllerLock::acquire_shared(&db.url)
+        .await
+        .expect("first replica");
+    let b = ControllerLock::acquire_shared(&db.url)
+        .await
+        .expect("second replica");
+    assert_held(ControllerLock::acquire(&db.url).await);
+    a.release().await;
+    assert_held(ControllerLock::acquire(&db.url).await);
+    b.release().await;
+    let lone = ControllerLock::acquire(&db.url).await.expect("alone");
+    assert_held(ControllerLock::acquire_shared(&db.url).await);
+    lone.release().await;
+    let again = ControllerLock::acquire_shared(&db.url)
+        .await
+        .expect("a replica once the lone one is gone");
+    again.release().await;
+}
+
 #[tokio::test]
 async fn postgres_a_lost_lock_session_is_reported() {
     let Some(db) = common::PgTestDb::create() else {

@@ -45,6 +45,7 @@ mod reconcile_faults;
 mod reconcile_parts;
 mod reconcile_state;
 mod reconcile_volumes;
+mod replicas;
 mod secrets;
 mod sim;
 mod sim_tokens;

@@ -39,9 +39,9 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::common;
+use crate::common::sim_proc::{SimProc, pump};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -101,103 +101,6 @@ fn tenant() -> TenantName {
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_flotilla")
-}
-
-/// Reads a child's output lines into a shared tail (for failure messages)
-/// and hands each line to `tx` as well.
-fn pump(
-    out: impl std::io::Read + Send + 'static,
-    tail: Arc<Mutex<Vec<String>>>,
-    tx: Option<mpsc::Sender<String>>,
-) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(tx) = &tx {
-                let _ = tx.send(line.clone());
-            }
-            let mut t = tail.lock().unwrap();
-            t.push(line);
-            let n = t.len();
-            if n > 400 {
-                t.drain(..n - 400);
-            }
-        }
-    });
-}
-
-/// A standalone simulator process, killed when dropped.
-struct SimProc {
-    child: Child,
-    base: String,
-    graphql: String,
-    org_token: String,
-}
-
-impl SimProc {
-    fn start(seed: u64) -> SimProc {
-        let mut child = Command::new(bin())
-            .args(["sim", "--listen", "127.0.0.1:0", "--seed"])
-            .arg(seed.to_string())
-            .args([
-                "--lost-mint-rate",
-                "0.2",
-                "--no-rate-limits",
-                "--transition-ms",
-                "50",
-                "--app-visibility-ms",
-                "200",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("flotilla sim starts");
-        let (tx, rx) = mpsc::channel();
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        pump(child.stdout.take().unwrap(), tail.clone(), Some(tx));
-        pump(child.stderr.take().unwrap(), tail.clone(), None);
-        let (mut base, mut graphql, mut org_token) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-                continue;
-            };
-            let value = |prefix: &str| {
-                line.trim()
-                    .strip_prefix(prefix)
-                    .map(|v| v.trim().to_string())
-            };
-            if let Some(v) = value("machines API:") {
-                base = Some(v);
-            } else if let Some(v) = value("graphql:") {
-                graphql = Some(v);
-            } else if let Some(v) = value("org token:") {
-                org_token = Some(v);
-            } else if line.trim().starts_with("tokens:") {
-                break;
-            }
-        }
-        let (Some(base), Some(graphql), Some(org_token)) = (base, graphql, org_token) else {
-            let _ = child.kill();
-            panic!(
-                "the simulator did not print its addresses: {:#?}",
-                tail.lock().unwrap()
-            );
-        };
-        SimProc {
-            child,
-            base,
-            graphql,
-            org_token,
-        }
-    }
-}
-
-impl Drop for SimProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A running `flotilla serve`, killed when dropped.
@@ -371,7 +274,18 @@ struct Harness {
 
 impl Harness {
     fn new(label: &'static str, db: String, seed: u64) -> Harness {
-        let sim = SimProc::start(seed);
+        let sim = SimProc::start(
+            seed,
+            &[
+                "--lost-mint-rate",
+                "0.2",
+                "--no-rate-limits",
+                "--transition-ms",
+                "50",
+                "--app-visibility-ms",
+                "200",
+            ],
+        );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -467,6 +381,12 @@ impl Harness {
                     "--token-retry-max-secs",
                     "4",
                     "--token-mint-settle-secs",
+                    "3",
+                    // PostgreSQL: the restarted process is the same replica,
+                    // back once the killed one's registration expires.
+                    "--replica-id",
+                    "sigkill",
+                    "--lease-ttl-secs",
                     "3",
                 ])
                 .stdout(Stdio::null())

@@ -311,7 +311,10 @@ impl HttpFly {
                 .record(waited.as_secs_f64());
         }
         let start = tokio::time::Instant::now();
-        let result = self.exchange(req).await;
+        let result = match self.fence(req) {
+            Ok(fence) => self.exchange(req, fence).await,
+            Err(e) => Err(e),
+        };
         let elapsed = start.elapsed();
         let outcome = match &result {
             Ok(_) => "ok",
@@ -334,8 +337,34 @@ impl HttpFly {
         result
     }
 
-    async fn exchange(&self, req: &Req<'_>) -> Result<Raw, FlyError> {
+    /// A write under a replica's lease (`crate::replica::fence`): refused
+    /// once the lease may have passed to another replica, else its timeout
+    /// capped to the lease's time left and its attribution header. Checked
+    /// after the rate limiter's wait, right before the request leaves, so
+    /// a long wait cannot carry a write past the lease. Reads pass.
+    fn fence(&self, req: &Req<'_>) -> Result<Option<(Duration, String)>, FlyError> {
+        if matches!(req.op.method, Method::GET | Method::HEAD) {
+            return Ok(None);
+        }
+        crate::replica::fence::check_write().map_err(|e| {
+            metrics::counter!("flotilla_fly_fenced_writes_total", "operation" => req.op.name)
+                .increment(1);
+            FlyError::Fenced {
+                message: e.to_string(),
+            }
+        })
+    }
+
+    async fn exchange(
+        &self,
+        req: &Req<'_>,
+        fence: Option<(Duration, String)>,
+    ) -> Result<Raw, FlyError> {
         let op = req.op.name;
+        let timeout = match &fence {
+            Some((left, _)) => req.timeout.min(*left),
+            None => req.timeout,
+        };
         let mut rb = self
             .client
             .request(req.op.method.clone(), req.url.clone())
@@ -343,7 +372,10 @@ impl HttpFly {
                 AUTHORIZATION,
                 req.auth.cloned().unwrap_or_else(|| self.auth.current()),
             )
-            .timeout(req.timeout);
+            .timeout(timeout);
+        if let Some((_, attribution)) = fence {
+            rb = rb.header(crate::replica::fence::FENCE_HEADER, attribution);
+        }
         if let Some(nonce) = req.nonce {
             rb = rb.header(LEASE_NONCE_HEADER, nonce);
         }
@@ -355,7 +387,7 @@ impl HttpFly {
         let resp = rb
             .send()
             .await
-            .map_err(|e| transport_error(op, &e, None, req.timeout))?;
+            .map_err(|e| transport_error(op, &e, None, timeout))?;
         let status = resp.status();
         let headers = resp.headers();
         let retry_after = headers
@@ -369,7 +401,7 @@ impl HttpFly {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| transport_error(op, &e, Some(status.as_u16()), req.timeout))?;
+            .map_err(|e| transport_error(op, &e, Some(status.as_u16()), timeout))?;
         if status.is_success() {
             Ok(Raw {
                 status: status.as_u16(),

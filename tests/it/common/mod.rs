@@ -13,6 +13,7 @@
 
 pub mod fly_config;
 pub mod serve;
+pub mod sim_proc;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,0 +1,294 @@
+//! Several `flotilla serve` replicas on one PostgreSQL database, against a
+//! simulator that checks every write's lease epoch (`/__sim/writers`):
+//! they share the tenants, a SIGKILLed replica's tenants are taken over, a
+//! replica paused past its lease writes nothing more once it resumes, no
+//! app is ever written by two replicas at once, and no token is minted
+//! twice.
+// A test harness, not library code (clippy.toml's rules are for src/).
+#![allow(clippy::disallowed_methods)]
+
+use crate::common;
+use crate::common::sim_proc::pump;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use flotilla::clock::{SharedClock, SystemClock};
+use flotilla::reconcile::status::TenantStatus;
+use flotilla::sim::SimConfig;
+use flotilla::store::LabelSelector;
+use flotilla::store::access::connect_stores;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+const TENANTS: usize = 24;
+
+fn spec(i: usize, image: &str) -> String {
+    format!(
+        r#"apiVersion: flotilla.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: t-{i:02}
+spec:
+  org: personal
+  machines:
+    - name: web
+      region: ord
+      image: {image}
+  secrets:
+    - name: FLY_API_TOKEN
+      fromToken: deploy
+  tokens:
+    - name: deploy
+"#
+    )
+}
+
+/// A `serve` replica, SIGKILLed when dropped.
+struct Replica {
+    id: &'static str,
+    child: Child,
+    tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {}", self.id);
+    }
+}
+
+struct Fleet {
+    db: String,
+    key: String,
+    sim: flotilla::sim::SimHandle,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Fleet {
+    fn flotilla(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        c.args(["--db", &self.db])
+            .env("RUST_LOG", "warn")
+            .env("FLY_API_TOKEN", self.sim.org_token().expose_secret())
+            .env("FLY_API_URL", self.sim.base_url())
+            .env("FLY_GRAPHQL_URL", self.sim.graphql_url())
+            .env("FLOTILLA_ENCRYPTION_KEYS", &self.key)
+            .env_remove("FLOTILLA_SERVER_KEY")
+            .env_remove("FLOTILLA_REPLICA_ID");
+        c
+    }
+
+    /// Writes every tenant with `image` and applies them.
+    fn apply(&self, image: &str) {
+        let specs = self.dir.path().join("specs");
+        std::fs::create_dir_all(&specs).unwrap();
+        for i in 0..TENANTS {
+            std::fs::write(specs.join(format!("t-{i:02}.yaml")), spec(i, image)).unwrap();
+        }
+        let out = self
+            .flotilla()
+            .args(["apply", "-f", specs.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    fn start(&self, id: &'static str) -> Replica {
+        let mut child = self
+            .flotilla()
+            .args([
+                "serve",
+                "--fly",
+                "api",
+                "--listen",
+                "127.0.0.1:0",
+                "--replica-id",
+                id,
+                "--lease-ttl-secs",
+                "3",
+                "--resync-secs",
+                "3600",
+                "--feed-interval-secs",
+                "1",
+                "--concurrency",
+                "4",
+                "--fly-rps",
+                "200",
+                "--fly-burst",
+                "200",
+                "--fly-app-creates-per-min",
+                "6000",
+            ])
+            .env("RUST_LOG", "flotilla::replica=debug,warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stderr.take().unwrap(), tail.clone(), None);
+        Replica { id, child, tail }
+    }
+
+    async fn writers(&self) -> Value {
+        self.http
+            .get(format!("{}/__sim/writers", self.sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every tenant is Ready at its current generation.
+    async fn converged(&self, what: &str, replicas: &[&Replica]) {
+        let stores = connect_stores(&self.db, Arc::new(SystemClock) as SharedClock)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let records = stores
+                .tenants
+                .list(&LabelSelector::default())
+                .await
+                .unwrap();
+            let pending: Vec<String> = records
+                .iter()
+                .filter(|r| {
+                    r.observed_generation != r.generation
+                        || !TenantStatus::from_json(&r.status).is_ready()
+                })
+                .map(|r| r.name.to_string())
+                .collect();
+            if records.len() == TENANTS && pending.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let tails: BTreeMap<&str, Vec<String>> = replicas
+                    .iter()
+                    .map(|r| (r.id, r.tail.lock().unwrap().clone()))
+                    .collect();
+                panic!("{what}: not converged: {pending:?}\n{tails:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn assert_no_overlap(&self, what: &str) -> Value {
+        let w = self.writers().await;
+        assert_eq!(w["overlap_count"], 0, "{what}: {w:#}");
+        w
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_nothing_after_its_lease()
+ {
+    let Some(pg) = common::PgTestDb::create() else {
+        return;
+    };
+    let sim = flotilla::sim::start(SimConfig {
+        transition_delay: Duration::from_millis(50),
+        org_feed_delay: Duration::from_millis(300),
+        app_visibility_delay: Duration::from_millis(100),
+        rate_limits: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let fleet = Fleet {
+        db: pg.url.clone(),
+        key: format!(
+            "k1:{}",
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+        ),
+        sim,
+        dir: tempfile::tempdir().unwrap(),
+        http: reqwest::Client::new(),
+    };
+    fleet.apply("nginx:1.27");
+    let r1 = fleet.start("r1");
+    let r2 = fleet.start("r2");
+    let r3 = fleet.start("r3");
+    fleet.converged("first converge", &[&r1, &r2, &r3]).await;
+    let w = fleet.assert_no_overlap("first converge").await;
+    assert!(w["writes"].as_u64().unwrap() >= TENANTS as u64, "{w:#}");
+
+    // Every replica took part: the work is shared, not all on one.
+    fleet.apply("nginx:1.28");
+    fleet.converged("image change", &[&r1, &r2, &r3]).await;
+    let w = fleet.assert_no_overlap("image change").await;
+    let writers: Vec<&str> = w["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(writers, ["r1", "r2", "r3"], "{w:#}");
+
+    // SIGKILL one: its tenants are taken over once its leases expire.
+    let mut r3 = r3;
+    r3.child.kill().unwrap();
+    r3.child.wait().unwrap();
+    fleet.apply("nginx:1.29");
+    fleet.converged("after SIGKILL of r3", &[&r1, &r2]).await;
+    let before_pause = fleet.assert_no_overlap("after SIGKILL").await;
+    assert!(
+        before_pause["handovers"].as_u64().unwrap() > 0,
+        "r3's apps changed hands: {before_pause:#}"
+    );
+
+    // Pause r2 in the middle of work, past its lease; r1 takes everything
+    // over; r2 resumes with stale leases and must not write under them.
+    fleet.apply("nginx:1.30");
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    r2.signal("-STOP");
+    fleet.converged("while r2 is paused", &[&r1, &r2]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    r2.signal("-CONT");
+    // r2 rejoins and gets a share back, under new epochs.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    fleet.apply("nginx:1.31");
+    fleet.converged("after r2 resumed", &[&r1, &r2]).await;
+    let w = fleet.assert_no_overlap("after r2 resumed").await;
+    assert!(
+        w["handovers"].as_u64().unwrap() > before_pause["handovers"].as_u64().unwrap(),
+        "apps changed hands during the pause: {w:#}"
+    );
+
+    // One deploy token per app, minted once across all of it.
+    let tokens: Value = fleet
+        .http
+        .get(format!("{}/__sim/tokens", fleet.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut per_app: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tokens["tokens"].as_array().unwrap() {
+        if let Some(app) = t["app"].as_str() {
+            *per_app.entry(app.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(per_app.len(), TENANTS, "{per_app:?}");
+    assert!(per_app.values().all(|n| *n == 1), "{per_app:?}");
+    drop((r1, r2));
+}
