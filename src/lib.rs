@@ -31,8 +31,12 @@
 //!
 //! Adapters:
 //! * [`store`]: the `Store` port with SQLite and PostgreSQL implementations,
-//!   and the controller lock: one `serve` per database, enforced (a second
-//!   refuses to start); several replicas are not supported yet.
+//!   the controller lock (one `serve` per SQLite file, or per database with
+//!   the built-in simulator; shared by replicas) and the replica lease rows.
+//! * [`replica`]: several `serve` replicas on one PostgreSQL database: tenants
+//!   in shards leased by live replicas, fenced writes, singleton jobs, the
+//!   Fly budget split among them (which replica gets what: the pure
+//!   [`replica::assign`]).
 //! * [`fly`]: the `FlyApi` port (re-exporting [`model::fly`]); [`fly::http`], the
 //!   client (one file per resource: `apps`, `machines`, `leases`,
 //!   `metadata`, `secrets`, `ips`, `certificates`, `tokens`; one request

@@ -292,3 +292,166 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
     assert!(per_app.values().all(|n| *n == 1), "{per_app:?}");
     drop((r1, r2));
 }
+
+// ------------------------------------------------------------ the rows --
+
+/// The lease rows' rules, each a single statement: a claim takes only free,
+/// expired or own leases (bumping the epoch), renewals extend only what is
+/// still held, a release frees at once, and a second live process cannot
+/// register an id in use.
+#[tokio::test]
+async fn lease_rows_claim_renew_release_and_refuse_a_live_duplicate_id() {
+    use flotilla::store::leases::{LeaseError, LeaseStore};
+    let Some(pg) = common::PgTestDb::create() else {
+        return;
+    };
+    // Migrated to 0007 by opening the store.
+    connect_stores(&pg.url, Arc::new(SystemClock) as SharedClock)
+        .await
+        .unwrap();
+    let rows = LeaseStore::connect(&pg.url).unwrap();
+    let long = Duration::from_secs(60);
+    let short = Duration::from_millis(300);
+
+    assert_eq!(rows.heartbeat("r1", "i1", long).await.unwrap(), ["r1"]);
+    assert_eq!(
+        rows.heartbeat("r2", "i2", short).await.unwrap(),
+        ["r1", "r2"]
+    );
+    // Same id, another process: refused while the first is live.
+    assert!(matches!(
+        rows.heartbeat("r1", "other", long).await,
+        Err(LeaseError::IdInUse(id)) if id == "r1"
+    ));
+
+    assert_eq!(rows.claim("r1", "shard:1", long).await.unwrap(), Some(1));
+    assert_eq!(rows.claim("r2", "shard:1", long).await.unwrap(), None);
+    // Claiming one's own again is a new epoch.
+    assert_eq!(rows.claim("r1", "shard:1", long).await.unwrap(), Some(2));
+    assert_eq!(rows.claim("r2", "shard:2", short).await.unwrap(), Some(1));
+    assert_eq!(
+        rows.renew("r2", &["shard:1".into(), "shard:2".into()], short)
+            .await
+            .unwrap(),
+        ["shard:2"]
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // r2's lease and registration expired: r1 takes over, r2 cannot renew.
+    assert_eq!(rows.heartbeat("r1", "i1", long).await.unwrap(), ["r1"]);
+    assert_eq!(
+        rows.renew("r2", &["shard:2".into()], short).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(rows.claim("r1", "shard:2", long).await.unwrap(), Some(2));
+    // A release frees at once.
+    rows.release("r1", &["shard:1".into()]).await.unwrap();
+    assert_eq!(rows.claim("r2", "shard:1", long).await.unwrap(), Some(3));
+    let view: Vec<(String, String, i64, bool)> = rows
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.work, r.holder, r.epoch, r.unexpired))
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("shard:1".into(), "r2".into(), 3, true),
+            ("shard:2".into(), "r1".into(), 2, true)
+        ]
+    );
+    // Leaving expires every lease at once and drops the registration.
+    rows.leave("r1").await.unwrap();
+    assert_eq!(rows.claim("r2", "shard:2", long).await.unwrap(), Some(3));
+    assert_eq!(rows.heartbeat("r2", "i2", long).await.unwrap(), ["r2"]);
+}
+
+/// Many claimers racing for one free lease: exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_claims_have_one_winner() {
+    use flotilla::store::leases::LeaseStore;
+    let Some(pg) = common::PgTestDb::create() else {
+        return;
+    };
+    connect_stores(&pg.url, Arc::new(SystemClock) as SharedClock)
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let work = format!("shard:{round}");
+        let claims = (0..8).map(|i| {
+            let (rows, work) = (LeaseStore::connect(&pg.url).unwrap(), work.clone());
+            tokio::spawn(async move {
+                rows.claim(&format!("r{i}"), &work, Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            })
+        });
+        let won: Vec<i64> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .filter_map(|r| r.unwrap())
+            .collect();
+        assert_eq!(won, [1], "{work}");
+    }
+}
+
+// ----------------------------------------------------------- the fence --
+
+/// The Fly client refuses a write once its fence has passed, before
+/// anything leaves (the simulator sees no request), lets reads through, and
+/// attributes a write inside its fence to the replica and epoch.
+#[tokio::test]
+async fn the_client_sends_no_write_past_its_fence() {
+    use flotilla::fly::http::HttpFly;
+    use flotilla::fly::{FlyApi, FlyError};
+    use flotilla::ids::{AppName, OrgSlug};
+    use flotilla::replica::Fence;
+    use flotilla::replica::assign::{Shard, Work};
+    use flotilla::replica::fence::scope;
+
+    let sim = flotilla::sim::start(SimConfig::default()).await.unwrap();
+    let fly = HttpFly::new(common::test_fly_config(
+        sim.org_token(),
+        sim.base_url(),
+        sim.graphql_url(),
+        1,
+    ))
+    .unwrap();
+    let org = OrgSlug::parse("personal").unwrap();
+    let app = AppName::parse("fenced-app").unwrap();
+    let work = Work::Shard(Shard::new(5).unwrap());
+    let now = tokio::time::Instant::now();
+
+    let passed = Arc::new(Fence::new("r9", work, 4, now));
+    let before = sim.request_counts().total;
+    let err = scope(passed.clone(), fly.create_app(&org, &app, None))
+        .await
+        .expect_err("fenced");
+    assert!(matches!(err, FlyError::Fenced { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "not sent: lease shard:5 (epoch 4) of replica r9 is no longer held; not writing"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(sim.request_counts().total, before, "nothing reached Fly");
+    // Reads still go (observing never changes anything).
+    assert!(
+        scope(passed, fly.list_apps(&org)).await.is_ok(),
+        "a read under a passed fence"
+    );
+
+    let live = Arc::new(Fence::new("r9", work, 5, now + Duration::from_secs(30)));
+    scope(live.clone(), fly.create_app(&org, &app, None))
+        .await
+        .unwrap();
+    scope(live, fly.delete_app(&app)).await.unwrap();
+    let w: Value = reqwest::get(format!("{}/__sim/writers", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The delete names its app: attributed to r9 at epoch 5.
+    assert_eq!(w["replicas"], serde_json::json!(["r9"]), "{w:#}");
+    assert_eq!(w["overlap_count"], 0, "{w:#}");
+}
