@@ -242,11 +242,13 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
         .collect();
     assert_eq!(writers, ["r1", "r2", "r3"], "{w:#}");
 
-    // SIGKILL one: its tenants are taken over once its leases expire.
+    // SIGKILL one in the middle of a roll: its tenants are taken over once
+    // its leases expire, and finish.
     let mut r3 = r3;
+    fleet.apply("nginx:1.29");
+    tokio::time::sleep(Duration::from_millis(60)).await;
     r3.child.kill().unwrap();
     r3.child.wait().unwrap();
-    fleet.apply("nginx:1.29");
     fleet.converged("after SIGKILL of r3", &[&r1, &r2]).await;
     let before_pause = fleet.assert_no_overlap("after SIGKILL").await;
     assert!(
