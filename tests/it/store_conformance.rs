@@ -814,7 +814,9 @@ async fn fresh_databases_report_every_migration() {
     if let Some(db) = PgTestDb::create() {
         let (_, applied) = store::connect_reporting(&db.url, clock).await.unwrap();
         let versions: Vec<_> = applied.iter().map(|m| m.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        // 0007: the replica lease tables, PostgreSQL only.
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(applied[6].description, "replica leases");
     }
 }
 
