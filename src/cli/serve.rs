@@ -52,7 +52,9 @@ use crate::fly::ratelimit::RateLimitConfig;
 use crate::ids::TenantName;
 use crate::ops::prune::PrunePolicy;
 use crate::ops::{Actor, Ops};
-use crate::reconcile::status::budget::ResyncBudget;
+use crate::reconcile::status::budget::{
+    READS_PER_RESYNC, READS_PER_RESYNC_WITH_FEED, ResyncBudget,
+};
 use crate::reconcile::tokens::TokenSettings;
 use crate::reconcile::{Outcome, ReconcileOptions, Reconciler};
 use crate::replica::Replicas;
@@ -443,7 +445,8 @@ pub async fn serve(
     let mut options = ReconcileOptions::default();
     options.plan.max_unavailable = args.max_unavailable.max(1);
     options.requeue.resync = Duration::from_secs(args.resync_secs.max(1));
-    let feed_opts = (args.feed_interval_secs > 0).then(|| crate::feed::FeedOptions {
+    let feed_on = args.feed_interval_secs > 0;
+    let feed_opts = feed_on.then(|| crate::feed::FeedOptions {
         interval: Duration::from_secs(args.feed_interval_secs),
         ..crate::feed::FeedOptions::default()
     });
@@ -524,7 +527,14 @@ pub async fn serve(
         None
     };
     let mut runtime_options = RuntimeOptions {
-        budget: Some(args.budget.resync_budget()),
+        budget: Some(ResyncBudget {
+            reads_per_resync: if feed_on {
+                READS_PER_RESYNC_WITH_FEED
+            } else {
+                READS_PER_RESYNC
+            },
+            ..args.budget.resync_budget()
+        }),
         ..RuntimeOptions::default()
     };
     if let Some(c) = args.concurrency {

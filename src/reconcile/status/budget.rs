@@ -17,6 +17,13 @@ use std::time::Duration;
 /// (docs/reconcile.md, "Expected flow").
 pub const READS_PER_RESYNC: u32 = 4;
 
+/// Reads of one in-sync activation while the org feed is on: its machines
+/// come from the feed's machine cache (`feed::trust` decides when), so
+/// IPs, certificates and secrets remain. When the cache cannot stand in
+/// (the feed behind, a spec change settling) the activation lists machines
+/// too: that is the reserve's to absorb.
+pub const READS_PER_RESYNC_WITH_FEED: u32 = 3;
+
 /// Share of the budget kept for priority work by default.
 pub const DEFAULT_RESERVE: f64 = 0.25;
 
@@ -225,6 +232,12 @@ mod tests {
         assert_eq!(s.share_rps, Some(15.0));
         // With the budget raised to 200 req/s the schedule holds.
         assert_eq!(effective_interval(10_000, FIVE_MIN, budget(200)), FIVE_MIN);
+        // With the org feed on, 3 reads each: 2,000 s.
+        let feed = Some(ResyncBudget {
+            reads_per_resync: READS_PER_RESYNC_WITH_FEED,
+            ..ResyncBudget::new(20)
+        });
+        assert_eq!(effective_interval(10_000, FIVE_MIN, feed).as_secs(), 2_000);
     }
 
     #[test]
