@@ -5,8 +5,9 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::common;
+use crate::common::sim_proc::Killed;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,15 +31,6 @@ spec:
       region: ord
       image: nginx:1.27
 ";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn ready(db: &str) -> bool {
     let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))

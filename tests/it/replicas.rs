@@ -8,10 +8,10 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::common;
-use crate::common::sim_proc::pump;
+use crate::common::sim_proc::{Watched, pump};
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,21 +50,13 @@ spec:
 /// A `serve` replica, SIGKILLed when dropped.
 struct Replica {
     id: &'static str,
-    child: Child,
-    tail: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    proc: Watched,
 }
 
 impl Replica {
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
+            .args([sig, &self.proc.child.id().to_string()])
             .status()
             .unwrap()
             .success();
@@ -142,7 +134,10 @@ impl Fleet {
             .unwrap();
         let tail = Arc::new(Mutex::new(Vec::new()));
         pump(child.stderr.take().unwrap(), tail.clone(), None);
-        Replica { id, child, tail }
+        Replica {
+            id,
+            proc: Watched { child, tail },
+        }
     }
 
     async fn writers(&self) -> Value {
@@ -182,7 +177,7 @@ impl Fleet {
             if Instant::now() > deadline {
                 let tails: BTreeMap<&str, Vec<String>> = replicas
                     .iter()
-                    .map(|r| (r.id, r.tail.lock().unwrap().clone()))
+                    .map(|r| (r.id, r.proc.tail.lock().unwrap().clone()))
                     .collect();
                 panic!("{what}: not converged: {pending:?}\n{tails:#?}");
             }
@@ -247,8 +242,8 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
     let mut r3 = r3;
     fleet.apply("nginx:1.29");
     tokio::time::sleep(Duration::from_millis(60)).await;
-    r3.child.kill().unwrap();
-    r3.child.wait().unwrap();
+    r3.proc.child.kill().unwrap();
+    r3.proc.child.wait().unwrap();
     fleet.converged("after SIGKILL of r3", &[&r1, &r2]).await;
     let before_pause = fleet.assert_no_overlap("after SIGKILL").await;
     assert!(

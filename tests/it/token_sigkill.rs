@@ -39,10 +39,10 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::common;
-use crate::common::sim_proc::{SimProc, pump};
+use crate::common::sim_proc::{SimProc, Watched, pump};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -104,17 +104,7 @@ fn bin() -> &'static str {
 }
 
 /// A running `flotilla serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    tail: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Serve = Watched;
 
 /// One check of a token the consumer holds.
 #[derive(Debug, Clone)]

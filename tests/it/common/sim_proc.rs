@@ -95,3 +95,27 @@ impl Drop for SimProc {
         let _ = self.child.wait();
     }
 }
+
+/// A child process, SIGKILLed and reaped when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child process with the tail of its output (for failure messages),
+/// SIGKILLed and reaped when dropped.
+pub struct Watched {
+    pub child: Child,
+    pub tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
