@@ -24,8 +24,9 @@
 //! the running replica's next poll applies the commit).
 //!
 //! While tenants converge it shows progress on stderr and prints one line to
-//! stdout when every tenant is Ready; it then keeps serving (resyncs, drift
-//! correction, spec changes).
+//! stdout when every tenant is Ready (a replica, which sees only its share,
+//! shows neither); it then keeps serving (resyncs, drift correction, spec
+//! changes).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -591,17 +592,26 @@ pub async fn serve(
         "flotilla: serving on http://{addr} (/api/v1 /mcp /healthz /readyz /metrics /openapi.json)"
     );
 
-    let progress = Progress::new(&store, addr).await?;
-    let hook_progress = progress.clone();
     let mut runtime = Runtime::new(reconciler, runtime_options)
         .with_report(resync_report)
-        .with_wakes(wakes)
-        .with_hook(Arc::new(move |name: &TenantName, outcome: &Outcome| {
-            hook_progress.observe(name, outcome)
-        }));
-    if let Some(r) = &replicas {
-        runtime = runtime.with_replicas(r.clone());
-    }
+        .with_wakes(wakes);
+    // Progress is for a controller that sees every tenant: a replica sees
+    // only its share, so it shows none (the fleet's state is in the
+    // database, the API and /metrics).
+    let progress = match &replicas {
+        Some(r) => {
+            runtime = runtime.with_replicas(r.clone());
+            None
+        }
+        None => {
+            let progress = Progress::new(&store, addr).await?;
+            let hook_progress = progress.clone();
+            runtime = runtime.with_hook(Arc::new(move |name: &TenantName, outcome: &Outcome| {
+                hook_progress.observe(name, outcome)
+            }));
+            Some(progress)
+        }
+    };
     // The lease round runs until the runtime has finished its in-flight
     // reconciles, then releases every lease (its own stop token).
     let leave = CancellationToken::new();
@@ -660,7 +670,9 @@ pub async fn serve(
     if let Some(task) = feed_task {
         task.await.context("org feed task")?;
     }
-    progress.finish();
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     http.await.context("HTTP server task")?;
     if let Some(id) = demo_credential
         && let Err(e) = ops
