@@ -7,7 +7,10 @@
 //! `acme` and a credential for it, then runs `CONCURRENCY` workers for
 //! `SECONDS` after a short warm-up: first `GET /api/v1/tenants/acme`, then
 //! `PUT /api/v1/tenants/acme` alternating two specs (so every PUT is a real
-//! update: a new generation and an audit event). The client runs in the
+//! update: a new generation and an audit event; all on one row, so they
+//! queue on its lock), then the same PUTs with each worker on its own
+//! tenant with that tenant's own credential (`spread-NN`: how a platform's
+//! tenants load the API). The client runs in the
 //! same process and shares the CPUs, so the figures are end to end and
 //! conservative. For scale, it then runs `pgbench` (if installed) with a
 //! single-row upsert at the same concurrency on the same database.
@@ -35,11 +38,19 @@ const CONCURRENCY: usize = 32;
 const WARMUP: Duration = Duration::from_millis(500);
 const SECONDS: Duration = Duration::from_secs(4);
 
-fn spec(tier: &str) -> String {
+fn spec(name: &str, tier: &str) -> String {
     format!(
-        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: acme\n  labels:\n    tier: {tier}\n\
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n  labels:\n    tier: {tier}\n\
          spec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
     )
+}
+
+/// One tenant a worker works on: its name, URL and its own credential.
+#[derive(Clone)]
+struct Target {
+    name: String,
+    url: String,
+    token: String,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -87,19 +98,8 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
             .with_server_key(Arc::new(key))
             .with_credential_cache(flotilla::ops::credential_cache::DEFAULT_LIFETIME),
     );
-    let token = ops
-        .issue_credential(
-            &Actor::local("bench"),
-            CredentialScope::Tenant(TenantName::parse("acme")?),
-            "bench",
-            false,
-        )
-        .await?
-        .token
-        .expose()
-        .to_string();
     let config = ApiConfig::default();
-    let router = api::router(ApiState::new(ops, None, config.clone()));
+    let router = api::router(ApiState::new(ops.clone(), None, config.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -111,20 +111,41 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .pool_max_idle_per_host(CONCURRENCY)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let url = format!("http://{addr}/api/v1/tenants/acme");
-    let created = client
-        .put(&url)
-        .bearer_auth(&token)
-        .header("content-type", "application/yaml")
-        .body(spec("a"))
-        .send()
-        .await?;
-    if created.status() != 201 {
-        return Err(format!("creating acme failed: {}", created.status()).into());
+    // `acme`, then one tenant per worker for the spread PUT phase, each
+    // created through the API with its own tenant credential.
+    let mut targets = Vec::new();
+    for name in std::iter::once("acme".to_string())
+        .chain((0..CONCURRENCY).map(|w| format!("spread-{w:02}")))
+    {
+        let token = ops
+            .issue_credential(
+                &Actor::local("bench"),
+                CredentialScope::Tenant(TenantName::parse(&name)?),
+                "bench",
+                false,
+            )
+            .await?
+            .token
+            .expose()
+            .to_string();
+        let url = format!("http://{addr}/api/v1/tenants/{name}");
+        let created = client
+            .put(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/yaml")
+            .body(spec(&name, "a"))
+            .send()
+            .await?;
+        if created.status() != 201 {
+            return Err(format!("creating {name} failed: {}", created.status()).into());
+        }
+        targets.push(Target { name, url, token });
     }
+    let (one, spread) = targets.split_at(1);
 
-    let get = phase(&client, &url, &token, false).await?;
-    let put = phase(&client, &url, &token, true).await?;
+    let get = phase(&client, one, false).await?;
+    let put = phase(&client, one, true).await?;
+    let put_spread = phase(&client, spread, true).await?;
     shutdown.cancel();
     let _ = server.await;
     let pgbench = pgbench(db_url);
@@ -132,6 +153,7 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let report = json!({
         "get": {"requests": get.requests, "rps": get.rps.round(), "p50_ms": get.p50_ms, "p99_ms": get.p99_ms, "errors": get.errors},
         "put": {"requests": put.requests, "rps": put.rps.round(), "p50_ms": put.p50_ms, "p99_ms": put.p99_ms, "errors": put.errors},
+        "put_spread": {"tenants": spread.len(), "requests": put_spread.requests, "rps": put_spread.rps.round(), "p50_ms": put_spread.p50_ms, "p99_ms": put_spread.p99_ms, "errors": put_spread.errors},
         "pgbench_upsert_tps": pgbench.map(f64::round),
         "put_vs_pgbench": pgbench.map(|t| (put.rps / t * 1000.0).round() / 1000.0),
         "seconds": SECONDS.as_secs_f64(),
@@ -145,7 +167,11 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("api_requests.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
-    for (label, p) in [("GET", &get), ("PUT", &put)] {
+    for (label, p) in [
+        ("GET", &get),
+        ("PUT", &put),
+        ("PUT (one tenant per worker)", &put_spread),
+    ] {
         println!(
             "api_requests: {label} {} requests in {:.1}s = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors (concurrency {CONCURRENCY})",
             p.requests,
@@ -164,16 +190,18 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => println!("api_requests: pgbench not run -> {}", path.display()),
     }
-    if get.errors + put.errors > 0 {
-        return Err(format!("{} requests failed", get.errors + put.errors).into());
+    let errors = get.errors + put.errors + put_spread.errors;
+    if errors > 0 {
+        return Err(format!("{errors} requests failed").into());
     }
     Ok(())
 }
 
+/// `CONCURRENCY` workers, worker `w` on `targets[w % len]` with that
+/// tenant's credential.
 async fn phase(
     client: &reqwest::Client,
-    url: &str,
-    token: &str,
+    targets: &[Target],
     put: bool,
 ) -> Result<Phase, Box<dyn std::error::Error>> {
     let start = Instant::now();
@@ -181,7 +209,8 @@ async fn phase(
     let stop_at = measure_from + SECONDS;
     let mut workers = Vec::new();
     for w in 0..CONCURRENCY {
-        let (client, url, token) = (client.clone(), url.to_string(), token.to_string());
+        let (client, target) = (client.clone(), targets[w % targets.len()].clone());
+        let Target { name, url, token } = target;
         workers.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::new();
             let mut errors = 0u64;
@@ -196,7 +225,7 @@ async fn phase(
                     client
                         .put(&url)
                         .header("content-type", "application/yaml")
-                        .body(spec(if i % 2 == 0 { "a" } else { "b" }))
+                        .body(spec(&name, if i % 2 == 0 { "a" } else { "b" }))
                 } else {
                     client.get(&url)
                 };

@@ -245,6 +245,9 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
     r3.proc.child.kill().unwrap();
     r3.proc.child.wait().unwrap();
     fleet.converged("after SIGKILL of r3", &[&r1, &r2]).await;
+    // Another change: r3's former apps are now written by r1 and r2.
+    fleet.apply("nginx:1.29.1");
+    fleet.converged("a change after SIGKILL", &[&r1, &r2]).await;
     let before_pause = fleet.assert_no_overlap("after SIGKILL").await;
     assert!(
         before_pause["handovers"].as_u64().unwrap() > 0,
