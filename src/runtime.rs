@@ -62,7 +62,7 @@ use crate::ids::TenantName;
 use crate::reconcile::status::budget::{self, ResyncBudget, Stretch};
 use crate::reconcile::{Next, Outcome, Reconciler};
 use crate::replica::{Fence, Replicas};
-use crate::store::{LabelSelector, StoreError};
+use crate::store::StoreError;
 
 pub use crate::reconcile::status::requeue::RESYNC_ANNOTATION;
 
@@ -410,21 +410,24 @@ impl Runtime {
                 _ = shutdown.cancelled() => break,
                 () = gained => list_tick.reset_immediately(),
                 _ = list_tick.tick() => {
-                    match store.list(&LabelSelector::default()).await {
-                        Ok(mut records) => {
+                    // Heads only (name, app, generations, resync
+                    // annotation): the full records of a large fleet are
+                    // hundreds of MiB at once.
+                    match store.list_heads().await {
+                        Ok(mut heads) => {
                             if self.replicas.is_some() {
-                                records.retain(|r| self.admit(&r.name).is_some());
+                                heads.retain(|h| self.admit(&h.name).is_some());
                             }
-                            self.weigh(&records);
+                            self.weigh(&heads);
                             let now = Instant::now();
-                            for r in records {
+                            for h in heads {
                                 if self.replicas.is_some()
-                                    && !state.when.contains_key(&r.name)
-                                    && !state.running.contains(&r.name)
+                                    && !state.when.contains_key(&h.name)
+                                    && !state.running.contains(&h.name)
                                 {
                                     // New here (taken over, or new): observe
                                     // its machines directly the first time.
-                                    self.reconciler.forget_cached_machines(r.tenant.spec.app.name.as_str());
+                                    self.reconciler.forget_cached_machines(h.app.as_str());
                                 }
                                 // Tenants this process has not scheduled (new,
                                 // or written by another process), and spec
@@ -432,9 +435,9 @@ impl Runtime {
                                 // lagging subscriber, a dropped LISTEN
                                 // connection). Others keep their resync or
                                 // backoff time.
-                                let unseen = !state.when.contains_key(&r.name) || r.generation != r.observed_generation;
-                                if unseen && !state.running.contains(&r.name) {
-                                    state.schedule(&r.name, now, Lane::Normal);
+                                let unseen = !state.when.contains_key(&h.name) || h.generation != h.observed_generation;
+                                if unseen && !state.running.contains(&h.name) {
+                                    state.schedule(&h.name, now, Lane::Normal);
                                 }
                             }
                         }
@@ -514,7 +517,7 @@ impl Runtime {
 impl Runtime {
     /// Weighs the fleet's resyncs against the budget, stretches the
     /// reconciler's resync intervals accordingly, and reports it.
-    fn weigh(&self, records: &[crate::store::TenantRecord]) {
+    fn weigh(&self, records: &[crate::store::TenantHead]) {
         let policy = self.reconciler.requeue_policy();
         // With replicas, `records` are this replica's tenants and the
         // budget is its share.
@@ -526,7 +529,9 @@ impl Runtime {
             None => b,
         });
         let stretch = budget::stretch(
-            records.iter().map(|r| policy.base_resync_for(&r.tenant)),
+            records
+                .iter()
+                .map(|r| policy.base_resync_annotated(r.resync_annotation.as_deref())),
             budget,
         );
         let was = self.reconciler.resync_stretch();

@@ -422,6 +422,10 @@ impl Store for MemStore {
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
+    async fn list_heads(&self) -> Result<Vec<flotilla::store::TenantHead>, StoreError> {
+        self.miss("list_heads")
+    }
+
     async fn list_apps(&self) -> Result<Vec<flotilla::store::TenantApp>, StoreError> {
         self.miss("list_apps")
     }

@@ -126,6 +126,10 @@ pub(crate) struct TenantSql {
     pub list: &'static str,
     /// `name, app_name, org` of every tenant, ordered by name.
     pub list_apps: &'static str,
+    /// `name, app_name, generation, observed_generation, resync` (the
+    /// `flotilla.dev/resync-interval` annotation or NULL) of every tenant,
+    /// ordered by name.
+    pub list_heads: &'static str,
     /// Events newest first, of tenant `$1` or all when `$1` is NULL, at
     /// most `$2`.
     pub list_events: &'static str,

@@ -279,6 +279,23 @@ pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreErr
 
 /// The columns [`decode_tenant_app`] reads: `name, app_name, org`, where
 /// `org` is the spec's `spec.org` read out of `spec_json` by each dialect.
+/// A row of `list_heads`, strictly decoded.
+pub(crate) fn decode_tenant_head(row: &impl ReadRow) -> Result<super::TenantHead, StoreError> {
+    let name = row.text("name")?;
+    let what = format!("tenant {name}");
+    let app = row.text("app_name")?;
+    Ok(super::TenantHead {
+        app: crate::ids::AppName::parse(app.clone()).map_err(|e| StoreError::Corrupt {
+            what: what.clone(),
+            detail: format!("app name {app:?}: {e}"),
+        })?,
+        generation: row.int("generation")?,
+        observed_generation: row.int("observed_generation")?,
+        resync_annotation: row.opt_text("resync")?,
+        name: parse_tenant_name(name, &what)?,
+    })
+}
+
 pub(crate) fn decode_tenant_app(row: &impl ReadRow) -> Result<super::TenantApp, StoreError> {
     let name = row.text("name")?;
     let what = format!("tenant {name}");

@@ -17,7 +17,7 @@ use super::common::{self, Decision, Existing, ReadRow};
 use super::{
     ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail, LabelSelector, Ledger,
     NewEvent, PutAudit, PutRecord, StateWrite, Store, StoreError, TenantApp, TenantDraft,
-    TenantRecord,
+    TenantHead, TenantRecord,
 };
 use crate::ids::TenantName;
 use crate::reconcile::status::source::SourceMark;
@@ -522,6 +522,10 @@ impl<B: Backend> Store for B {
 
     async fn list_apps(&self) -> Result<Vec<TenantApp>, StoreError> {
         backend::read_all(self, B::TENANTS.list_apps, &[], common::decode_tenant_app).await
+    }
+
+    async fn list_heads(&self) -> Result<Vec<TenantHead>, StoreError> {
+        backend::read_all(self, B::TENANTS.list_heads, &[], common::decode_tenant_head).await
     }
 
     async fn mark_for_deletion(&self, name: &TenantName) -> Result<bool, StoreError> {

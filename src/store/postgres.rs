@@ -291,6 +291,9 @@ const TENANTS: TenantSql = TenantSql {
     // A missing `spec.org` reads as '' and fails to parse: Corrupt.
     list_apps: "SELECT name, app_name, COALESCE(spec_json->'spec'->>'org', '') AS org \
                 FROM tenants ORDER BY name",
+    list_heads: "SELECT name, app_name, generation, observed_generation, \
+                 spec_json->'metadata'->'annotations'->>'flotilla.dev/resync-interval' AS resync \
+                 FROM tenants ORDER BY name",
     list_events: "SELECT id, tenant, actor, action, reason, result, at FROM events \
                   WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2",
     intent_kind: "SELECT kind FROM intents WHERE tenant = $1 AND key = $2 FOR UPDATE",

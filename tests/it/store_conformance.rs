@@ -106,6 +106,7 @@ conformance!(
     list_by_label_selector_in_name_order,
     deletion_mark_remove_and_resurrect,
     status_write,
+    heads_are_what_the_runtime_schedules_by,
     events_are_pruned_per_tenant,
     intents,
     changes_are_notified_after_commit,
@@ -478,6 +479,61 @@ mod cases {
         assert!(
             matches!(&err, StoreError::NotFound(n) if *n == name("ghost")),
             "{err:?}"
+        );
+    }
+
+    /// `list_heads`: names in order, app, generations, and the resync
+    /// annotation (whose key has dots and a slash) read from the stored
+    /// spec, without the records.
+    pub async fn heads_are_what_the_runtime_schedules_by(h: &Harness) {
+        let s = &h.store;
+        assert_eq!(s.list_heads().await.unwrap(), vec![]);
+        s.create(
+            &tenant("zeta")
+                .annotation("flotilla.dev/resync-interval", "10m")
+                .annotation("flotilla.dev/other", "x")
+                .draft(),
+        )
+        .await
+        .unwrap();
+        s.create(&tenant("acme").app("app-of-acme").draft())
+            .await
+            .unwrap();
+        s.write_status(&name("acme"), 1, &serde_json::json!({}))
+            .await
+            .unwrap();
+        s.update(&tenant("acme").app("app-of-acme").count(2).draft(), 1)
+            .await
+            .unwrap();
+        let heads = s.list_heads().await.unwrap();
+        let got: Vec<(String, String, i64, i64, Option<String>)> = heads
+            .into_iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    h.app.to_string(),
+                    h.generation,
+                    h.observed_generation,
+                    h.resync_annotation,
+                )
+            })
+            .collect();
+        let zeta_app = s
+            .get(&name("zeta"))
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant
+            .spec
+            .app
+            .name
+            .to_string();
+        assert_eq!(
+            got,
+            [
+                ("acme".into(), "app-of-acme".into(), 2, 1, None),
+                ("zeta".into(), zeta_app, 1, 0, Some("10m".into())),
+            ]
         );
     }
 

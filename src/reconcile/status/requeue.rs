@@ -75,11 +75,20 @@ impl RequeuePolicy {
     /// The resync interval for `tenant`: its annotation when it holds a valid
     /// duration, else the controller's; before any stretch.
     pub fn base_resync_for(&self, tenant: &Tenant) -> Duration {
-        tenant
-            .metadata
-            .annotations
-            .get(RESYNC_ANNOTATION)
-            .and_then(|v| parse_simple_duration(v))
+        self.base_resync_annotated(
+            tenant
+                .metadata
+                .annotations
+                .get(RESYNC_ANNOTATION)
+                .map(String::as_str),
+        )
+    }
+
+    /// [`Self::base_resync_for`] from the annotation's value alone (the
+    /// runtime weighs the fleet without loading specs).
+    pub fn base_resync_annotated(&self, annotation: Option<&str>) -> Duration {
+        annotation
+            .and_then(parse_simple_duration)
             .unwrap_or(self.resync)
     }
 

@@ -101,6 +101,11 @@ impl TenantBuilder {
         self
     }
 
+    pub fn annotation(mut self, k: &str, v: &str) -> Self {
+        self.tenant.metadata.annotations.insert(k.into(), v.into());
+        self
+    }
+
     pub fn app(mut self, app: &str) -> Self {
         self.tenant.spec.app.name = AppName::parse(app).expect("test app name");
         self
