@@ -361,6 +361,19 @@ pub async fn serve(
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    // `install_recorder` leaves upkeep to the caller: without it every
+    // histogram sample is kept until /metrics is scraped, so memory grows
+    // with Fly calls when nothing scrapes (docs/benchmarks.md, "Fleet").
+    tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        }
+    });
     let conn = args
         .fly
         .connect_with(clock.clone(), args.budget.rate_limits())
