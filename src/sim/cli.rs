@@ -247,7 +247,7 @@ mod tests {
     fn latency_ms_sets_a_uniform_delay_without_spikes() {
         let parse = |v: &str| Cli::try_parse_from(["sim", "--latency-ms", v]);
         let cfg = parse("30-80").expect("parses").sim.to_config();
-        let l = cfg.faults.latency.expect("latency set");
+        let l = cfg.faults.latency.clone().expect("latency set");
         assert_eq!(l.base_ms, (30, 80));
         assert_eq!(l.spike_rate, 0.0);
         cfg.faults.validate().expect("valid");
