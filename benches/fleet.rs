@@ -517,6 +517,9 @@ async fn run_on(
             "app_create_bound_secs": app_bound,
             "budget_bound_secs": budget_bound,
             "ratio_bound_over_measured": (bound > 0.0).then(|| bound / cold_secs),
+            // Against Fly's own limits alone (the simulator's app-create
+            // bucket), whatever the client's budget made of it.
+            "ratio_fly_limit_over_measured": (app_bound > 0.0).then(|| app_bound / cold_secs),
             "fly_calls": cold_total,
             "fly_calls_per_tenant": cold_total as f64 / n as f64,
             "rate_limited": cold_req.get("rate_limited"),
