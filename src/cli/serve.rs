@@ -70,6 +70,11 @@ use crate::spec::SecretSource;
 use crate::store::access::{CredentialScope, Stores};
 use crate::store::{LabelSelector, SharedStore};
 
+/// Bucket bounds (seconds) of every duration histogram in `/metrics`.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// Tenants waiting for reconcile-now before the API answers `busy`.
 const WAKE_QUEUE: usize = 1024;
 
@@ -395,9 +400,28 @@ pub async fn serve(
     });
     let replicas = replica_set.as_ref().map(|(r, _, _)| r.clone());
     let share = BudgetShare::default();
+    // Durations as histograms with fixed buckets: a few counters per series
+    // whatever the call rate (the default summaries keep a rolling sketch
+    // per series, about 12 MiB at a 10,000-tenant start), and buckets add
+    // up across replicas where quantiles do not.
     let metrics = PrometheusBuilder::new()
+        .set_buckets(DURATION_BUCKETS)
+        .context("configuring the metrics recorder")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    // `install_recorder` leaves upkeep to the caller: without it every
+    // histogram sample is kept until /metrics is scraped, so memory grows
+    // with Fly calls when nothing scrapes (docs/benchmarks.md, "Fleet").
+    tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        }
+    });
     let conn = args
         .fly
         .connect_with(clock.clone(), args.budget.rate_limits(share.clone()))

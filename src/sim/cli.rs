@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{LeaseShape, SimConfig};
-use super::faults::{FaultProfile, MachineFault};
+use super::faults::{FaultProfile, Latency, MachineFault};
 use super::server::start_with_listener;
 
 /// Options of `flotilla sim`.
@@ -42,6 +42,12 @@ pub struct SimArgs {
     /// one-shot form is `POST /__sim/tokens/lose-next-mints`.
     #[arg(long = "lost-mint-rate", value_name = "RATE")]
     pub lost_mint_rate: Option<f64>,
+    /// Answer every Fly request (`/v1`, `/graphql`; not `/__sim/`) after a
+    /// delay drawn uniformly from MIN-MAX milliseconds by the seeded RNG,
+    /// before the handler runs, e.g. `30-80`; replaces the profile's
+    /// latency. A single number is a fixed delay.
+    #[arg(long = "latency-ms", value_name = "MIN-MAX", value_parser = parse_latency)]
+    pub latency_ms: Option<(u64, u64)>,
     /// Organization slug the org token belongs to.
     #[arg(long = "org", default_value = "personal")]
     pub org: String,
@@ -86,6 +92,28 @@ fn parse_profile(s: &str) -> Result<FaultProfile, String> {
     FaultProfile::from_name(s)
 }
 
+fn parse_latency(s: &str) -> Result<(u64, u64), String> {
+    let num = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{v:?} is not a whole number of milliseconds"))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((lo, hi)) => (num(lo)?, num(hi)?),
+        None => {
+            let v = num(s)?;
+            (v, v)
+        }
+    };
+    if lo > hi {
+        return Err(format!("{s:?}: MIN is above MAX"));
+    }
+    if hi > 60_000 {
+        return Err(format!("{s:?}: at most 60000 ms"));
+    }
+    Ok((lo, hi))
+}
+
 fn parse_endpoint_error(s: &str) -> Result<(String, f64), String> {
     let (op, rate) = s
         .split_once('=')
@@ -104,6 +132,13 @@ impl SimArgs {
         let mut p = self.faults.clone();
         if let Some(rate) = self.lost_mint_rate {
             p.lost_mint_rate = rate;
+        }
+        if let Some(range) = self.latency_ms {
+            p.latency = Some(Latency {
+                base_ms: range,
+                spike_rate: 0.0,
+                spike_ms: range,
+            });
         }
         p.machines.extend(self.machine_faults.iter().cloned());
         p.endpoint_error_rates
@@ -203,8 +238,31 @@ mod tests {
         assert_eq!(cfg.lease_shape, LeaseShape::Flat);
         assert_eq!(cfg.transition_delay, Duration::from_millis(10));
         assert_eq!(cfg.zones_per_region, 2);
+        assert!(cfg.faults.latency.is_none(), "no latency unless asked");
         assert!(Cli::try_parse_from(["sim", "--faults", "sometimes"]).is_err());
         assert!(Cli::try_parse_from(["sim", "--zones-per-region", "0"]).is_err());
+    }
+
+    #[test]
+    fn latency_ms_sets_a_uniform_delay_without_spikes() {
+        let parse = |v: &str| Cli::try_parse_from(["sim", "--latency-ms", v]);
+        let cfg = parse("30-80").expect("parses").sim.to_config();
+        let l = cfg.faults.latency.clone().expect("latency set");
+        assert_eq!(l.base_ms, (30, 80));
+        assert_eq!(l.spike_rate, 0.0);
+        cfg.faults.validate().expect("valid");
+        let fixed = parse("50").expect("parses").sim.to_config();
+        assert_eq!(fixed.faults.latency.expect("set").base_ms, (50, 50));
+        // It replaces the named profile's distribution, spikes included.
+        let slow = Cli::try_parse_from(["sim", "--faults", "slow", "--latency-ms", "5-6"])
+            .expect("parses")
+            .sim
+            .to_config();
+        let l = slow.faults.latency.expect("set");
+        assert_eq!((l.base_ms, l.spike_rate), ((5, 6), 0.0));
+        for bad in ["80-30", "a-b", "", "10-", "0-70000"] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
