@@ -190,8 +190,11 @@ impl Base {
         let part = |n: u32| NonZeroU32::new(budget_share(n, replicas)).unwrap_or(ONE);
         Scaled {
             replicas,
+            // The burst is split too: three replicas with a burst of 2 each
+            // would send 6 creates at once into Fly's org bucket of 3.
             app_create: RateLimiter::direct_with_clock(
-                Quota::per_minute(part(self.creates_per_minute)).allow_burst(DEFAULT_BURST),
+                Quota::per_minute(part(self.creates_per_minute))
+                    .allow_burst(part(DEFAULT_BURST.get())),
                 clock,
             ),
             global: self.global.map(|(rps, burst)| {
@@ -560,9 +563,8 @@ mod tests {
             l.until_ready("Apps_create", &format!("app-{i}")).await;
             creates.push(start.elapsed());
         }
-        // 20 per minute: bursts of 2 (at most the global burst of 1 here),
-        // then one per 3 s.
-        assert_eq!(ms(&creates), vec![0, 500, 3000, 6000]);
+        // 20 per minute, the burst of 2 split to 1: one per 3 s.
+        assert_eq!(ms(&creates), vec![0, 3000, 6000, 9000]);
         share.set(1);
         let start = Instant::now();
         let mut starts = Vec::new();
