@@ -21,12 +21,14 @@ use crate::store::lock::ControllerLock;
 pub struct ReplicaArgs {
     /// This replica's id among the `serve` processes sharing a PostgreSQL
     /// database: 1 to 64 letters, digits, '.', '_' or '-', unique among the
-    /// live ones (default: `r-<pid>-<random>`). Ignored with SQLite.
+    /// live ones (default: `r-<pid>-<random>`). Ignored with SQLite or
+    /// `--fly sim`, where one process serves the database.
     #[arg(long = "replica-id", env = "FLOTILLA_REPLICA_ID", value_parser = parse_id)]
     pub id: Option<String>,
     /// How long a replica's leases live without renewal, in seconds (3 to
     /// 3600): the others take a dead replica's tenants over after about
-    /// this long. Renewed every third of it. Ignored with SQLite.
+    /// this long. Renewed every third of it. Ignored with SQLite or `--fly
+    /// sim`.
     #[arg(
         long = "lease-ttl-secs",
         env = "FLOTILLA_LEASE_TTL_SECS",

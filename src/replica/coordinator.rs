@@ -381,7 +381,8 @@ impl Round<'_> {
 
 /// Runs `job` while this replica holds its lease: started when the lease is
 /// gained, cancelled when it is lost, until `shutdown`. With no replica set
-/// (`None`: SQLite, one process) it simply runs.
+/// (`None`: a lone controller, on SQLite or with `--fly sim`) it simply
+/// runs.
 pub async fn run_singleton<F, Fut>(
     replicas: Option<Replicas>,
     job: Job,
