@@ -101,6 +101,9 @@ struct Inner {
     shutdown: tokio_util::sync::CancellationToken,
     /// The runtime's resync stretch and lag, reported on `/readyz`.
     resync: Option<crate::runtime::ResyncReport>,
+    /// This replica's share of the work, reported on `/readyz` (PostgreSQL
+    /// replica sets only).
+    replicas: Option<crate::replica::coordinator::Replicas>,
     /// The web page's CSRF key (`crate::ui`), random per process.
     ui_key: crate::ui::UiKey,
 }
@@ -116,6 +119,7 @@ impl ApiState {
                 git_hook: None,
                 shutdown: tokio_util::sync::CancellationToken::new(),
                 resync: None,
+                replicas: None,
                 ui_key: crate::ui::UiKey::random(),
             }),
         }
@@ -134,6 +138,15 @@ impl ApiState {
     pub fn with_resync_report(mut self, report: crate::runtime::ResyncReport) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.resync = Some(report);
+        }
+        self
+    }
+
+    /// With this replica's lease state (a `/readyz` line). Call before the
+    /// state is shared.
+    pub fn with_replicas(mut self, replicas: crate::replica::coordinator::Replicas) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.replicas = Some(replicas);
         }
         self
     }
@@ -320,9 +333,10 @@ async fn healthz() -> &'static str {
 ///
 /// Ready is `ready`, followed by a `resync: ...` line while resync intervals are
 /// stretched to fit the Fly request budget or resyncs lag behind their
-/// schedule: a report, still 200.
+/// schedule, and in a replica set a `replica ...` line (live replicas, shards
+/// and jobs held): a report, still 200.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready (with resync lines when resyncs are stretched or lag)", body = String),
+    responses((status = 200, description = "Ready (with resync lines when resyncs are stretched or lag, and a replica line in a replica set)", body = String),
               (status = 503, description = "Database unreachable or migrations pending", body = String)))]
 async fn readyz(State(s): State<ApiState>) -> (StatusCode, String) {
     match s.ops().stores().access.ready().await {
@@ -330,6 +344,10 @@ async fn readyz(State(s): State<ApiState>) -> (StatusCode, String) {
             let mut body = String::from("ready\n");
             for line in s.inner.resync.iter().flat_map(|r| r.detail()) {
                 body.push_str(&line);
+                body.push('\n');
+            }
+            if let Some(r) = &s.inner.replicas {
+                body.push_str(&r.detail());
                 body.push('\n');
             }
             (StatusCode::OK, body)

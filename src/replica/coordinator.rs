@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -152,6 +153,34 @@ impl Replicas {
             .keys()
             .filter(|w| matches!(w, Work::Shard(_)))
             .count()
+    }
+
+    /// One line for `/readyz`: this replica's id, the live replicas at the
+    /// last round, the shards it holds and the singleton jobs it runs.
+    pub fn detail(&self) -> String {
+        let live = self.live();
+        if live == 0 {
+            return format!("replica {}: joining (no lease round yet)", self.id());
+        }
+        let held = self.held();
+        let shards = held.keys().filter(|w| matches!(w, Work::Shard(_))).count();
+        let jobs: Vec<&str> = held
+            .keys()
+            .filter_map(|w| match w {
+                Work::Job(j) => Some(j.name()),
+                Work::Shard(_) => None,
+            })
+            .collect();
+        let jobs = if jobs.is_empty() {
+            "none".to_owned()
+        } else {
+            jobs.join(", ")
+        };
+        format!(
+            "replica {}: {live} live, holding {shards} of {} shards; jobs: {jobs}",
+            self.id(),
+            assign::SHARDS
+        )
     }
 
     /// Revokes every fence (the replica is leaving).
@@ -466,4 +495,67 @@ mod tests {
         assert_eq!(o.margin(), Duration::from_secs(3));
         assert!(o.renew_every() * 2 + o.margin() < o.ttl);
     }
+}
+
+/// Relays pokes of a singleton job across the replica set: a poke of
+/// `local` (the git webhook, answered by whichever replica the request
+/// reached) becomes a [`LeaseStore::wake`] for every replica, and a wake of
+/// `job` from any replica pokes `target` here (the job's own trigger; it
+/// only runs on the replica holding the job's lease, and a poke while it
+/// does not wait is kept for its next wait, which is harmless). When the
+/// database cannot be told, `target` is poked here anyway. Runs until
+/// `shutdown`; a failed listener is opened again after a few seconds.
+pub async fn relay_wakes(
+    store: LeaseStore,
+    job: Job,
+    local: Arc<Notify>,
+    target: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let key = Work::Job(job).key();
+    let send = {
+        let (store, key, local, target, shutdown) = (
+            store.clone(),
+            key.clone(),
+            local.clone(),
+            target.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = local.notified() => {}
+                }
+                if let Err(e) = store.wake(&key).await {
+                    tracing::warn!(job = job.name(), error = %e, "could not tell the other replicas; poking the job here only");
+                    target.notify_one();
+                }
+            }
+        }
+    };
+    let receive = async move {
+        loop {
+            match store.wakes().await {
+                Ok(mut wakes) => loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        w = wakes.next() => match w {
+                            Some(w) if w == key => target.notify_one(),
+                            Some(_) => {}
+                            None => break,
+                        },
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(job = job.name(), error = %e, "cannot listen for wakes from other replicas; retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    };
+    tokio::join!(send, receive);
 }

@@ -9,8 +9,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use crate::store::StoreError;
 use crate::store::common::{self, scrub};
@@ -18,6 +20,10 @@ use crate::store::common::{self, scrub};
 /// How long a lease statement may take before the round gives up (the
 /// fences then lapse on their own).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The LISTEN/NOTIFY channel on which a replica asks whichever replica
+/// holds a job to run it now (payload: the work's key, e.g. `job:git-sync`).
+const WAKE_CHANNEL: &str = "flotilla_job_wake";
 
 /// Rows of dead replicas are kept this long (for `flotilla` to show), then
 /// dropped.
@@ -64,7 +70,7 @@ impl LeaseStore {
         common::check_pg_url(url)?;
         let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(3)
             .acquire_timeout(STATEMENT_TIMEOUT)
             .connect_lazy_with(options);
         Ok(Self {
@@ -236,5 +242,38 @@ impl LeaseStore {
         )
         .await?;
         Ok(())
+    }
+
+    /// Asks whichever replica holds `work` (a `Work::key`) to run it now:
+    /// a NOTIFY that every replica's [`Self::wakes`] receives, this one's
+    /// included.
+    pub async fn wake(&self, work: &str) -> Result<(), LeaseError> {
+        self.timed(
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(WAKE_CHANNEL)
+                .bind(work)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The works woken by any replica from now on ([`Self::wake`]). The
+    /// listener holds one of the pool's connections and reconnects by
+    /// itself (wakes sent meanwhile are lost: the job's own interval is the
+    /// backstop); on any other error the stream ends.
+    pub async fn wakes(&self) -> Result<BoxStream<'static, String>, LeaseError> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(|e| self.db(&e))?;
+        listener
+            .listen(WAKE_CHANNEL)
+            .await
+            .map_err(|e| self.db(&e))?;
+        Ok(listener
+            .into_stream()
+            .take_while(|item| futures::future::ready(item.is_ok()))
+            .filter_map(|item| futures::future::ready(item.ok().map(|n| n.payload().to_owned())))
+            .boxed())
     }
 }

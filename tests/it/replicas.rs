@@ -51,9 +51,26 @@ spec:
 struct Replica {
     id: &'static str,
     proc: Watched,
+    /// `http://host:port` of its API, from the line `serve` prints.
+    base: String,
 }
 
 impl Replica {
+    /// Its `/readyz` line about the replica set.
+    async fn readyz_replica_line(&self, http: &reqwest::Client) -> String {
+        let res = http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{}", self.id);
+        let body = res.text().await.unwrap();
+        body.lines()
+            .find(|l| l.starts_with("replica "))
+            .unwrap_or_else(|| panic!("{}: no replica line in /readyz: {body}", self.id))
+            .to_string()
+    }
+
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.proc.child.id().to_string()])
@@ -133,10 +150,22 @@ impl Fleet {
             .spawn()
             .unwrap();
         let tail = Arc::new(Mutex::new(Vec::new()));
-        pump(child.stderr.take().unwrap(), tail.clone(), None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        pump(child.stderr.take().unwrap(), tail.clone(), Some(tx));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("{id}: no 'serving on' line: {e}"));
+            if let Some(rest) = line.split("serving on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
         Replica {
             id,
             proc: Watched { child, tail },
+            base,
         }
     }
 
@@ -224,6 +253,24 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
     fleet.converged("first converge", &[&r1, &r2, &r3]).await;
     let w = fleet.assert_no_overlap("first converge").await;
     assert!(w["writes"].as_u64().unwrap() >= TENANTS as u64, "{w:#}");
+
+    // `/readyz` names each replica's share: three live, every replica some
+    // shards, together no more than all 64.
+    let mut shards = 0;
+    for r in [&r1, &r2, &r3] {
+        let line = r.readyz_replica_line(&fleet.http).await;
+        let want = format!("replica {}: 3 live, holding ", r.id);
+        assert!(line.starts_with(&want), "{line}");
+        let n: usize = line[want.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n > 0 && line.contains(" of 64 shards; jobs: "), "{line}");
+        shards += n;
+    }
+    assert!(shards <= 64, "{shards} shards held in all");
 
     // Every replica took part: the work is shared, not all on one.
     fleet.apply("nginx:1.28");
@@ -454,4 +501,49 @@ async fn the_client_sends_no_write_past_its_fence() {
     // The delete names its app: attributed to r9 at epoch 5.
     assert_eq!(w["replicas"], serde_json::json!(["r9"]), "{w:#}");
     assert_eq!(w["overlap_count"], 0, "{w:#}");
+}
+
+/// A singleton job's poke travels between replicas: a poke of the webhook's
+/// `local` trigger on one replica pokes the job's own trigger on every
+/// replica (only the lease holder's job waits on it), and a wake of another
+/// job pokes nothing.
+#[tokio::test]
+async fn a_webhook_poke_on_one_replica_wakes_the_job_on_another() {
+    use flotilla::replica::assign::Job;
+    use flotilla::replica::coordinator::relay_wakes;
+    use flotilla::store::leases::LeaseStore;
+    use tokio::sync::Notify;
+    let Some(pg) = common::PgTestDb::create() else {
+        return;
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let replica = |job: Job| {
+        let (local, target) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        tokio::spawn(relay_wakes(
+            LeaseStore::connect(&pg.url).unwrap(),
+            job,
+            local.clone(),
+            target.clone(),
+            stop.clone(),
+        ));
+        (local, target)
+    };
+    let (a_hook, _a_job) = replica(Job::GitSync);
+    let (_b_hook, b_job) = replica(Job::GitSync);
+    let (_c_hook, c_job) = replica(Job::OrgToken);
+    // Let the listeners subscribe (a NOTIFY before LISTEN is not seen).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    a_hook.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), b_job.notified())
+        .await
+        .expect("replica b's git sync was not woken");
+    // Another job's relay ignores it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), c_job.notified())
+            .await
+            .is_err(),
+        "the org-token job was woken by a git-sync poke"
+    );
+    stop.cancel();
 }

@@ -413,8 +413,28 @@ pub async fn serve(
     let mut state = ApiState::new(ops.clone(), Some(metrics), config.clone())
         .with_shutdown(shutdown.clone())
         .with_resync_report(resync_report.clone());
+    if let Some(r) = &replicas {
+        state = state.with_replicas(r.clone());
+    }
     if let (Some(sync), Some(file)) = (&git_sync, &args.git.webhook_secret_file) {
-        let hook = GitHook::new(read_webhook_secret(file)?, sync.trigger())
+        // In a replica set the webhook may reach any replica while the sync
+        // runs on one: the poke goes through the database to whichever
+        // replica holds the git-sync lease.
+        let poke = match &replica_set {
+            Some((_, leases, _)) => {
+                let poke = Arc::new(tokio::sync::Notify::new());
+                tokio::spawn(crate::replica::coordinator::relay_wakes(
+                    leases.clone(),
+                    Job::GitSync,
+                    poke.clone(),
+                    sync.trigger(),
+                    shutdown.clone(),
+                ));
+                poke
+            }
+            None => sync.trigger(),
+        };
+        let hook = GitHook::new(read_webhook_secret(file)?, poke)
             .map_err(|e| anyhow::anyhow!("--git-webhook-secret-file: {e}"))?;
         state = state.with_git_hook(hook);
     }
