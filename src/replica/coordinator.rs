@@ -470,33 +470,6 @@ pub async fn run_singleton<F, Fut>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replica_ids_are_short_and_plain() {
-        assert!(replica_id("r1").is_ok());
-        assert!(replica_id("host-1.pid_22").is_ok());
-        assert!(replica_id("").is_err());
-        assert!(replica_id(&"a".repeat(65)).is_err());
-        assert!(replica_id("a b").is_err());
-        assert!(replica_id("a;b").is_err());
-    }
-
-    #[test]
-    fn the_round_gives_three_chances_to_renew() {
-        let o = ReplicaOptions {
-            id: "r".into(),
-            ttl: Duration::from_secs(15),
-            jobs: vec![],
-        };
-        assert_eq!(o.renew_every(), Duration::from_secs(5));
-        assert_eq!(o.margin(), Duration::from_secs(3));
-        assert!(o.renew_every() * 2 + o.margin() < o.ttl);
-    }
-}
-
 /// Relays pokes of a singleton job across the replica set: a poke of
 /// `local` (the git webhook, answered by whichever replica the request
 /// reached) becomes a [`LeaseStore::wake`] for every replica, and a wake of
@@ -558,4 +531,31 @@ pub async fn relay_wakes(
         }
     };
     tokio::join!(send, receive);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_ids_are_short_and_plain() {
+        assert!(replica_id("r1").is_ok());
+        assert!(replica_id("host-1.pid_22").is_ok());
+        assert!(replica_id("").is_err());
+        assert!(replica_id(&"a".repeat(65)).is_err());
+        assert!(replica_id("a b").is_err());
+        assert!(replica_id("a;b").is_err());
+    }
+
+    #[test]
+    fn the_round_gives_three_chances_to_renew() {
+        let o = ReplicaOptions {
+            id: "r".into(),
+            ttl: Duration::from_secs(15),
+            jobs: vec![],
+        };
+        assert_eq!(o.renew_every(), Duration::from_secs(5));
+        assert_eq!(o.margin(), Duration::from_secs(3));
+        assert!(o.renew_every() * 2 + o.margin() < o.ttl);
+    }
 }
