@@ -119,6 +119,10 @@ impl Fleet {
     }
 
     fn start(&self, id: &'static str) -> Replica {
+        self.start_with(id, &[])
+    }
+
+    fn start_with(&self, id: &'static str, extra: &[&str]) -> Replica {
         let mut child = self
             .flotilla()
             .args([
@@ -144,6 +148,7 @@ impl Fleet {
                 "--fly-app-creates-per-min",
                 "6000",
             ])
+            .args(extra)
             .env("RUST_LOG", "flotilla::replica=debug,warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -546,4 +551,147 @@ async fn a_webhook_poke_on_one_replica_wakes_the_job_on_another() {
         "the org-token job was woken by a git-sync poke"
     );
     stop.cancel();
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// End to end: two replicas sync one repository (the sync runs on the
+/// `git-sync` lease holder only, polling once an hour); a signed webhook
+/// sent to the *other* replica gets the next commit applied within
+/// seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_either_replica_syncs_the_commit_at_once() {
+    use hmac::{KeyInit, Mac};
+    let Some(pg) = common::PgTestDb::create() else {
+        return;
+    };
+    let sim = flotilla::sim::start(SimConfig {
+        rate_limits: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let fleet = Fleet {
+        db: pg.url.clone(),
+        key: format!(
+            "k1:{}",
+            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+        ),
+        sim,
+        dir: tempfile::tempdir().unwrap(),
+        http: reqwest::Client::new(),
+    };
+    let repo = fleet.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("specs/t-00.yaml"), spec(0, "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "t-00"]);
+    let secret_file = fleet.dir.path().join("hook-secret");
+    std::fs::write(&secret_file, "s3cret-hook").unwrap();
+    let (repo_s, secret_s) = (
+        repo.to_str().unwrap().to_string(),
+        secret_file.to_str().unwrap().to_string(),
+    );
+    let extra = [
+        "--git-repo",
+        &repo_s,
+        "--git-path",
+        "specs",
+        "--git-interval",
+        "1h",
+        "--git-webhook-secret-file",
+        &secret_s,
+    ];
+    let r1 = fleet.start_with("r1", &extra);
+    let r2 = fleet.start_with("r2", &extra);
+
+    let stores = connect_stores(&fleet.db, Arc::new(SystemClock) as SharedClock)
+        .await
+        .unwrap();
+    let names = || async {
+        stores
+            .tenants
+            .list(&LabelSelector::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    // The holder's first sync applies t-00; then both replicas settle: one
+    // holds git-sync, the other not.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let other = loop {
+        let (l1, l2) = (
+            r1.readyz_replica_line(&fleet.http).await,
+            r2.readyz_replica_line(&fleet.http).await,
+        );
+        let holds = |l: &str| l.contains("git-sync");
+        if names().await == ["t-00"] && l1.contains("2 live") && l2.contains("2 live") {
+            match (holds(&l1), holds(&l2)) {
+                (true, false) => break &r2,
+                (false, true) => break &r1,
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never settled: {l1} / {l2}; {:?}",
+            names().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    std::fs::write(repo.join("specs/t-01.yaml"), spec(1, "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "t-01"]);
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret-hook").unwrap();
+    mac.update(body);
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let res = fleet
+        .http
+        .post(format!("{}/api/v1/hooks/git", other.base))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", format!("sha256={sig}"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while names().await != ["t-00", "t-01"] {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook sent to {} did not get the commit applied: {:?}\n{:#?}",
+            other.id,
+            names().await,
+            [&r1, &r2].map(|r| r.proc.tail.lock().unwrap().clone())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
