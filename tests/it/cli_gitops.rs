@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 
+use crate::common::git::git;
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -422,29 +423,6 @@ fn diff_live_plans_against_fly() {
 }
 
 /// `git` in a test repository (the binary, in tests only).
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The `Ready` status of each stored tenant, by name.
 fn readiness(s: &Setup) -> Vec<(String, String)> {
     s.tenants()["items"]

@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::common;
+use crate::common::git::git;
 use crate::common::sim_proc::{Watched, pump};
 
 use std::collections::BTreeMap;
@@ -551,25 +552,6 @@ async fn a_webhook_poke_on_one_replica_wakes_the_job_on_another() {
         "the org-token job was woken by a git-sync poke"
     );
     stop.cancel();
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
 /// End to end: two replicas sync one repository (the sync runs on the

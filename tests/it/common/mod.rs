@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod fly_config;
+pub mod git;
 pub mod serve;
 pub mod sim_proc;
 
