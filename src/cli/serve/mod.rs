@@ -16,8 +16,10 @@
 //! singleton job (git sync, org-token rotation) only while it holds that
 //! job's lease.
 //!
-//! With `--git-repo` it also runs the git sync (`source::sync`): the
-//! branch's specs are applied as they change, polled every
+//! With `--git-repo` it also runs the git sync (`source::sync`; a remote
+//! `https://` repository is fetched into `--git-cache-dir` at every poll,
+//! `source::git_remote`): the branch's specs are applied as they change,
+//! polled every
 //! `--git-interval` and at once on the webhook `POST /api/v1/hooks/git`
 //! when `--git-webhook-secret-file` is set (with replicas, the webhook
 //! wakes the sync on the replica it reaches, if that one runs it; otherwise
@@ -392,7 +394,12 @@ pub async fn serve(
     };
     let git_sync = match &args.git.repo {
         Some(repo) => {
-            let git = GitSpec::new(repo, &args.git.branch, &args.git.path)?;
+            let git = GitSpec::with_remote(
+                repo,
+                &args.git.branch,
+                &args.git.path,
+                &args.git.remote_options()?,
+            )?;
             let config = SyncConfig {
                 git,
                 limits: GitLimits::default(),
