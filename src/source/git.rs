@@ -114,6 +114,8 @@ pub enum GitError {
     },
     #[error("the git cache {path}: {message}")]
     Cache { path: String, message: String },
+    #[error("--git-ca-file {0}")]
+    Certificates(String),
 }
 
 /// One commit's specs, read.

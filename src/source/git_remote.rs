@@ -12,10 +12,12 @@
 //! (`--git-allow-http`, for tests and internal mirrors), and then never
 //! carries credentials.
 //!
-//! Bounds: each fetch takes at most [`RemoteOptions::timeout`] (every HTTP
-//! request, and the pack download, which is interrupted when the time is
-//! up) and receives at most [`RemoteOptions::max_fetch_bytes`] of pack
-//! data; only the branch's tip is fetched (depth 1). A failed fetch leaves
+//! Bounds: every HTTP request of a fetch times out after
+//! [`RemoteOptions::timeout`], and the pack download is interrupted once the
+//! fetch as a whole has run that long; a fetch receives at most
+//! [`RemoteOptions::max_fetch_bytes`] of pack data (a pack found larger
+//! after the fact drops the cache, so its commit is never read); only the
+//! branch's tip is fetched (depth 1). A failed fetch leaves
 //! the cache's branch where it was: the caller reports the failure and
 //! applies nothing. The cache is disposable: it is recreated when it cannot
 //! be opened or has gathered [`MAX_CACHED_PACKS`] packs.
@@ -59,7 +61,10 @@ pub struct RemoteOptions {
     pub username: String,
     /// Extra trusted root certificates (PEM), besides the system's.
     pub ca_pem: Option<Vec<u8>>,
+    /// Each HTTP request's timeout, and the fetch's before its pack
+    /// download is interrupted.
     pub timeout: Duration,
+    /// Pack data one fetch may receive.
     pub max_fetch_bytes: u64,
 }
 
@@ -211,8 +216,14 @@ impl Remote {
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let certificates = match &opts.ca_pem {
-            Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| GitError::Location(format!("--git-ca-file: {e}")))?,
+            Some(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| GitError::Certificates(e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(GitError::Certificates("holds no PEM certificate".into()));
+                }
+                certs
+            }
             None => Vec::new(),
         };
         let shown = sanitize(url.as_str(), MAX_LABEL_CHARS);
@@ -667,6 +678,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(!e.to_string().contains("pw-2"), "{e}");
+    }
+
+    #[test]
+    fn extra_roots_must_be_pem_certificates() {
+        let with = |pem: &[u8]| RemoteOptions {
+            ca_pem: Some(pem.to_vec()),
+            ..opts()
+        };
+        let e = Remote::new("https://h/a", "main", &with(b"not a certificate")).unwrap_err();
+        assert!(e.to_string().starts_with("--git-ca-file"), "{e}");
+        let ca = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/git-tls/ca.pem"
+        ))
+        .unwrap();
+        let r = Remote::new("https://h/a", "main", &with(&ca)).unwrap();
+        assert_eq!(r.certificates.len(), 1);
     }
 
     #[test]

@@ -133,11 +133,12 @@ pub struct GitArgs {
         long = "git-token-file",
         env = "FLOTILLA_GIT_TOKEN_FILE",
         requires = "repo",
-        conflicts_with = "token"
+        conflicts_with = "git_token"
     )]
     pub token_file: Option<std::path::PathBuf>,
     /// The token itself, from the environment only. Never printed.
     #[arg(
+        id = "git_token",
         long = "git-token",
         env = "FLOTILLA_GIT_TOKEN",
         hide = true,
@@ -157,7 +158,9 @@ pub struct GitArgs {
     /// (an internal mirror's CA), besides the system's.
     #[arg(long = "git-ca-file", env = "FLOTILLA_GIT_CA_FILE", requires = "repo")]
     pub ca_file: Option<std::path::PathBuf>,
-    /// How long one fetch of a remote may take (e.g. 120s, 5m).
+    /// How long a fetch of a remote may run (e.g. 120s, 5m): each of its
+    /// HTTP requests, and the whole fetch before its pack download is
+    /// interrupted.
     #[arg(
         long = "git-fetch-timeout",
         env = "FLOTILLA_GIT_FETCH_TIMEOUT",
