@@ -265,4 +265,13 @@ fn serve_takes_the_remote_git_flags() {
         assert!(help.contains(flag), "{flag} missing from serve --help");
     }
     assert!(!help.contains("--git-token <"), "{help}");
+    // Nor is a URL's password from FLOTILLA_GIT_REPO.
+    let repo = <Cli as clap::CommandFactory>::command()
+        .find_subcommand("serve")
+        .and_then(|c| c.get_arguments().find(|a| a.get_id() == "repo").cloned())
+        .expect("serve has --git-repo");
+    assert!(
+        repo.is_hide_env_values_set(),
+        "--help would show FLOTILLA_GIT_REPO's value"
+    );
 }

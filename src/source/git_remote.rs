@@ -244,6 +244,20 @@ impl Remote {
         &self.cache
     }
 
+    /// Creates the cache directory (`--git-cache-dir`) if missing, so that
+    /// `serve` fails at start rather than at every poll when it cannot.
+    pub fn create_cache_dir(&self) -> Result<(), GitError> {
+        match self.cache.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => {
+                std::fs::create_dir_all(dir).map_err(|e| GitError::Cache {
+                    path: dir.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Fetches the branch's tip into the cache (as `refs/heads/<branch>`).
     /// Blocking: call it off the async runtime.
     pub fn fetch(&self, branch: &str) -> Result<(), GitError> {

@@ -608,3 +608,49 @@ fn a_commit_on_an_https_remote_reaches_the_store_with_a_token_file() {
     }
     assert!(server.authorized() > 0);
 }
+
+#[test]
+fn serve_refuses_a_plain_http_remote_and_an_unusable_cache_at_start() {
+    let s = Setup::new();
+    let serve = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .current_dir(s.dir.path())
+            .env_remove("FLY_API_TOKEN")
+            .env_remove("FLOTILLA_GIT_TOKEN")
+            .args([
+                "--db",
+                &s.db,
+                "serve",
+                "--fly",
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // http:// without the opt-in; the URL's password never shows.
+    let (code, err) = serve(&["--git-repo", "http://bot:pw-4f1c@127.0.0.1:9/specs.git"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--git-allow-http"), "{err}");
+    assert!(!err.contains("pw-4f1c"), "{err}");
+    // ssh is not supported.
+    let (code, err) = serve(&["--git-repo", "ssh://git@127.0.0.1/specs.git"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not supported"), "{err}");
+    // A cache directory that cannot be made.
+    std::fs::write(s.dir.path().join("a-file"), "x").unwrap();
+    let (code, err) = serve(&[
+        "--git-repo",
+        "https://127.0.0.1:9/specs.git",
+        "--git-cache-dir",
+        "a-file/cache",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the git cache a-file/cache"), "{err}");
+}

@@ -79,9 +79,12 @@ pub struct GitArgs {
     /// --git-allow-http; no ssh). Every commit of the branch is applied with
     /// prune, as the source git:<repo>#<branch>:<path> (a URL's user and
     /// password are never shown).
+    // `hide_env_values`: the URL may carry a password; `--help` must not
+    // show it.
     #[arg(
         long = "git-repo",
         env = "FLOTILLA_GIT_REPO",
+        hide_env_values = true,
         value_name = "PATH_OR_URL"
     )]
     pub repo: Option<String>,

@@ -62,7 +62,7 @@ use crate::replica::assign::Job;
 use crate::replica::coordinator::run_singleton;
 use crate::runtime::{ResyncReport, Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
-use crate::source::git::{GitLimits, GitSpec};
+use crate::source::git::{GitLimits, GitSpec, Location};
 use crate::source::sync::{GitSync, SyncConfig};
 use crate::spec::SecretSource;
 use crate::store::access::{CredentialScope, Stores};
@@ -400,6 +400,9 @@ pub async fn serve(
                 &args.git.path,
                 &args.git.remote_options()?,
             )?;
+            if let Location::Remote(remote) = &git.location {
+                remote.create_cache_dir()?;
+            }
             let config = SyncConfig {
                 git,
                 limits: GitLimits::default(),
