@@ -612,11 +612,15 @@ fn a_commit_on_an_https_remote_reaches_the_store_with_a_token_file() {
 #[test]
 fn serve_refuses_a_plain_http_remote_and_an_unusable_cache_at_start() {
     let s = Setup::new();
-    let serve = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let serve_with = |token: Option<&str>, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        cmd.env_remove("FLOTILLA_GIT_TOKEN");
+        if let Some(t) = token {
+            cmd.env("FLOTILLA_GIT_TOKEN", t);
+        }
+        let out = cmd
             .current_dir(s.dir.path())
             .env_remove("FLY_API_TOKEN")
-            .env_remove("FLOTILLA_GIT_TOKEN")
             .args([
                 "--db",
                 &s.db,
@@ -634,6 +638,7 @@ fn serve_refuses_a_plain_http_remote_and_an_unusable_cache_at_start() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let serve = |extra: &[&str]| serve_with(None, extra);
     // http:// without the opt-in; the URL's password never shows.
     let (code, err) = serve(&["--git-repo", "http://bot:pw-4f1c@127.0.0.1:9/specs.git"]);
     assert_eq!(code, Some(1), "{err}");
@@ -653,4 +658,17 @@ fn serve_refuses_a_plain_http_remote_and_an_unusable_cache_at_start() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("the git cache a-file/cache"), "{err}");
+    // A token (from the environment) is never sent over http, even with
+    // the opt-in, and never shown.
+    let (code, err) = serve_with(
+        Some("tok-env-8a7d"),
+        &[
+            "--git-repo",
+            "http://127.0.0.1:9/specs.git",
+            "--git-allow-http",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("only sent over https"), "{err}");
+    assert!(!err.contains("tok-env-8a7d"), "{err}");
 }

@@ -185,6 +185,14 @@ async fn commits_reach_the_store_over_http_with_the_opt_in() {
     assert_eq!(revision, c4);
     assert_eq!(pruned.len(), 1);
     assert_eq!(names(&env).await, ["acme"]);
+    // A force-push (the commit rewritten): the cache follows the branch.
+    s.repo
+        .git(&["commit", "-q", "--amend", "-m", "fixed, reworded"]);
+    let c4 = s.repo.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let SyncOutcome::Applied { revision, .. } = sync.sync_once().await else {
+        panic!("rewritten commit not applied")
+    };
+    assert_eq!(revision, c4);
 
     // 5. A new commit while the server is down: a failure, retried; the
     // commit applied before stays.
