@@ -432,8 +432,8 @@ fn location(repo: &str) -> Result<PathBuf, GitError> {
 
 /// `user@host:path`, git's scp-like syntax for ssh.
 fn looks_like_scp(repo: &str) -> bool {
-    match repo.split_once(':') {
-        Some((before, _)) => before.contains('@') && !before.contains('/'),
+    match repo.split_once('@') {
+        Some((before, after)) => !before.contains('/') && after.contains(':'),
         None => false,
     }
 }
@@ -442,7 +442,7 @@ fn looks_like_scp(repo: &str) -> bool {
 /// and password, control characters escaped.
 fn shown_location(repo: &str) -> String {
     match url::Url::parse(repo) {
-        Ok(mut u) if u.scheme() != "file" => {
+        Ok(mut u) if u.scheme() != "file" && u.has_host() => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
             sanitize(u.as_str(), MAX_LABEL_CHARS)
@@ -496,6 +496,13 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(e.to_string().contains("only local paths"), "{e}");
         assert!(location("git@github.com:acme/specs.git").is_err());
+        // A token without a scheme is no local path, and is never shown.
+        let e = location("bot:hunter2@github.com:acme/specs").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(
+            location("/srv/a@b/specs").unwrap(),
+            PathBuf::from("/srv/a@b/specs")
+        );
         assert!(location("").is_err());
     }
 

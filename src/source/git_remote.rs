@@ -538,32 +538,40 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `repo` as it may be shown: a URL's user and password replaced by `***`
-/// (with the URL parser, or, for a string it rejects, by cutting what
-/// precedes the last `@` of the authority), control characters escaped.
+/// (with the URL parser; for a string it rejects or reads as no URL with a
+/// host, by cutting what precedes the last `@` of the authority, when that
+/// is a URL's, or holds a `user:password`), control characters escaped.
 pub fn redact_url(repo: &str) -> String {
     let bare = match url::Url::parse(repo) {
-        Ok(mut u) if u.scheme() != "file" => {
+        Ok(u) if u.scheme() == "file" => repo.to_string(),
+        Ok(mut u) if u.has_host() => {
             if !u.username().is_empty() || u.password().is_some() {
                 let _ = u.set_username("***");
                 let _ = u.set_password(None);
             }
             u.to_string()
         }
-        Ok(_) => repo.to_string(),
-        Err(_) => match repo.split_once("://") {
-            Some((scheme, rest)) => {
-                let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-                let (authority, tail) = rest.split_at(end);
-                match authority.rfind('@') {
-                    Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
-                    None => repo.to_string(),
-                }
-            }
-            // scp-like `user@host:path`: the user is no secret.
-            None => repo.to_string(),
-        },
+        _ => redact_by_hand(repo),
     };
     sanitize(&bare, MAX_LABEL_CHARS)
+}
+
+fn redact_by_hand(repo: &str) -> String {
+    let (scheme, rest) = match repo.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, repo),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rfind('@') {
+        // scp-like `git@host:path` keeps its user (no secret); a
+        // `user:password@` goes, URL or not.
+        Some(at) if scheme.is_some() || authority[..at].contains(':') => {
+            let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+            format!("{scheme}***@{}{tail}", &authority[at + 1..])
+        }
+        _ => repo.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -602,6 +610,15 @@ mod tests {
             ("https://u:hun@ter2@host:x/a", "https://***@host:x/a"),
             ("/srv/specs.git", "/srv/specs.git"),
             ("file:///srv/specs.git", "file:///srv/specs.git"),
+            // No scheme: read by the parser as `user:` with a path.
+            (
+                "user:hunter2@github.com:acme/specs",
+                "***@github.com:acme/specs",
+            ),
+            (
+                "git@github.com:acme/specs.git",
+                "git@github.com:acme/specs.git",
+            ),
         ] {
             let got = redact_url(input);
             assert_eq!(got, want, "{input}");
