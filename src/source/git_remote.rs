@@ -17,10 +17,10 @@
 //! fetch as a whole has run that long; a fetch receives at most
 //! [`RemoteOptions::max_fetch_bytes`] of pack data (a pack found larger
 //! after the fact drops the cache, so its commit is never read); only the
-//! branch's tip is fetched (depth 1). A failed fetch leaves
-//! the cache's branch where it was: the caller reports the failure and
-//! applies nothing. The cache is disposable: it is recreated when it cannot
-//! be opened or has gathered [`MAX_CACHED_PACKS`] packs.
+//! branch's tip is fetched (depth 1). A failed fetch leaves the cache's
+//! branch where it was: the caller reports the failure and applies nothing.
+//! The cache is disposable: it is recreated when it cannot be opened or has
+//! gathered [`MAX_CACHED_PACKS`] packs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
