@@ -351,7 +351,7 @@ pub enum Command {
     },
     /// Run the controller (and its HTTP surface) until SIGTERM or Ctrl-C.
     #[command(
-        after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080\n  flotilla serve --git-repo /srv/specs.git --git-branch main --git-path specs/ --git-interval 60s --git-webhook-secret-file /run/secrets/hook"
+        after_help = "Example:\n  flotilla serve --fly sim --listen 127.0.0.1:8080\n  flotilla serve --git-repo /srv/specs.git --git-branch main --git-path specs/ --git-interval 60s --git-webhook-secret-file /run/secrets/hook\n  flotilla serve --git-repo https://github.com/acme/specs.git --git-path specs/ --git-token-file /run/secrets/git-token"
     )]
     Serve {
         #[command(flatten)]

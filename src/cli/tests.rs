@@ -199,3 +199,79 @@ fn one_line_prints_each_cause_once_and_escapes_it() {
     let err = anyhow::anyhow!("tenant \u{1b}[31mx\ny not found");
     assert_eq!(one_line(&err), "tenant \\u{1b}[31mx y not found");
 }
+
+#[test]
+fn serve_takes_the_remote_git_flags() {
+    let cli = Cli::try_parse_args_from([
+        "flotilla",
+        "serve",
+        "--git-repo",
+        "https://github.com/acme/specs.git",
+        "--git-token-file",
+        "/run/secrets/git-token",
+        "--git-ca-file",
+        "/run/ca.pem",
+        "--git-cache-dir",
+        "/var/cache/flotilla-git",
+        "--git-fetch-timeout",
+        "30s",
+        "--git-username",
+        "bot",
+        "--git-allow-http",
+    ])
+    .expect("parses");
+    let Command::Serve { args, .. } = cli.command else {
+        panic!("not serve")
+    };
+    let git = &args.git;
+    assert_eq!(
+        git.token_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/git-token"))
+    );
+    assert_eq!(
+        git.ca_file.as_deref(),
+        Some(std::path::Path::new("/run/ca.pem"))
+    );
+    assert_eq!(
+        git.cache_dir,
+        std::path::Path::new("/var/cache/flotilla-git")
+    );
+    assert_eq!(git.fetch_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(git.username, "bot");
+    assert!(git.allow_http);
+    // The defaults.
+    let cli = Cli::try_parse_args_from(["flotilla", "serve", "--git-repo", "/srv/specs.git"])
+        .expect("parses");
+    let Command::Serve { args, .. } = cli.command else {
+        panic!("not serve")
+    };
+    assert_eq!(
+        args.git.cache_dir,
+        std::path::Path::new("flotilla-git-cache")
+    );
+    assert_eq!(args.git.username, "x-access-token");
+    assert_eq!(args.git.fetch_timeout, std::time::Duration::from_secs(120));
+    assert!(!args.git.allow_http);
+    // The token itself is taken from the environment only: no visible flag.
+    let help = help_of(&["serve"]);
+    for flag in [
+        "--git-cache-dir",
+        "--git-token-file",
+        "--git-username",
+        "--git-ca-file",
+        "--git-fetch-timeout",
+        "--git-allow-http",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from serve --help");
+    }
+    assert!(!help.contains("--git-token <"), "{help}");
+    // Nor is a URL's password from FLOTILLA_GIT_REPO.
+    let repo = <Cli as clap::CommandFactory>::command()
+        .find_subcommand("serve")
+        .and_then(|c| c.get_arguments().find(|a| a.get_id() == "repo").cloned())
+        .expect("serve has --git-repo");
+    assert!(
+        repo.is_hide_env_values_set(),
+        "--help would show FLOTILLA_GIT_REPO's value"
+    );
+}

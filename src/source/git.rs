@@ -24,8 +24,10 @@
 //! `specs/acme.yaml:3:5: spec.org: ...`.
 //!
 //! Where the repository is: a local path, or a `file://` URL of one (read
-//! in place). Remote URLs (`https://`) are refused by this build: see
-//! `docs/gitops.md`.
+//! in place), or an `https://` URL (`http://` only with `--git-allow-http`):
+//! a remote's branch is fetched into a bare local cache by
+//! [`super::git_remote`] at every [`GitSpec::head`], and read from there as
+//! above. ssh and `git://` URLs are refused. See `docs/gitops.md`.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -35,6 +37,7 @@ use crate::spec::error::{MAX_LABEL_CHARS, sanitize};
 use crate::spec::{Diagnostic, SpecError};
 
 use super::files::Warning;
+use super::git_remote::{Remote, RemoteOptions, is_remote_url, redact_url};
 
 /// Bounds of one snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +66,22 @@ impl Default for GitLimits {
     }
 }
 
+/// Where the repository is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A repository on this machine, read in place.
+    Local(PathBuf),
+    /// A remote repository, fetched into its cache and read there.
+    Remote(Remote),
+}
+
 /// What to read: a branch of a repository, at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitSpec {
-    /// The repository as the operator named it (for the source name).
+    /// The repository as the operator named it, without credentials (for
+    /// the source name).
     pub shown: String,
-    pub dir: PathBuf,
+    pub location: Location,
     pub branch: String,
     /// The path in the tree, `/`-separated, no `.` or `..` (empty: the root).
     pub path: String,
@@ -93,6 +106,16 @@ pub enum GitError {
     },
     #[error("reading commit {revision}: {message}")]
     Read { revision: String, message: String },
+    #[error("fetching branch {branch} of {repo}: {message}")]
+    Fetch {
+        repo: String,
+        branch: String,
+        message: String,
+    },
+    #[error("the git cache {path}: {message}")]
+    Cache { path: String, message: String },
+    #[error("--git-ca-file {0}")]
+    Certificates(String),
 }
 
 /// One commit's specs, read.
@@ -110,9 +133,19 @@ pub struct Snapshot {
 }
 
 impl GitSpec {
-    /// Parses `--git-repo`, `--git-branch` and `--git-path`.
+    /// Parses `--git-repo`, `--git-branch` and `--git-path`, with the
+    /// default [`RemoteOptions`] for a remote URL.
     pub fn new(repo: &str, branch: &str, path: &str) -> Result<Self, GitError> {
-        let dir = location(repo)?;
+        Self::with_remote(repo, branch, path, &RemoteOptions::default())
+    }
+
+    /// As [`GitSpec::new`], reaching a remote URL with `remote`.
+    pub fn with_remote(
+        repo: &str,
+        branch: &str,
+        path: &str,
+        remote: &RemoteOptions,
+    ) -> Result<Self, GitError> {
         if branch.is_empty()
             || branch.starts_with('-')
             || branch.contains("..")
@@ -125,12 +158,25 @@ impl GitSpec {
                 sanitize(branch, MAX_LABEL_CHARS)
             )));
         }
+        let location = if is_remote_url(repo) {
+            Location::Remote(Remote::new(repo, branch, remote)?)
+        } else {
+            Location::Local(location(repo)?)
+        };
         Ok(Self {
             shown: shown_location(repo),
-            dir,
+            location,
             branch: branch.to_string(),
             path: tree_path(path)?,
         })
+    }
+
+    /// The repository read: the local one, or the remote's cache.
+    fn dir(&self) -> &Path {
+        match &self.location {
+            Location::Local(dir) => dir,
+            Location::Remote(remote) => remote.cache(),
+        }
     }
 
     /// The source name its tenants carry: `git:<repo>#<branch>:<path>`.
@@ -148,14 +194,19 @@ impl GitSpec {
     }
 
     fn open(&self) -> Result<gix::Repository, GitError> {
-        gix::open_opts(&self.dir, gix::open::Options::isolated()).map_err(|e| GitError::Open {
+        gix::open_opts(self.dir(), gix::open::Options::isolated()).map_err(|e| GitError::Open {
             repo: self.shown.clone(),
             message: e.to_string(),
         })
     }
 
-    /// The branch's commit now.
+    /// The branch's commit now. A remote is fetched first (blocking, bounded
+    /// by its timeout): if the fetch fails, the error is returned and the
+    /// cache keeps the commit it had.
     pub fn head(&self) -> Result<String, GitError> {
+        if let Location::Remote(remote) = &self.location {
+            remote.fetch(&self.branch)?;
+        }
         let repo = self.open()?;
         Ok(self.commit(&repo)?.id.to_string())
     }
@@ -172,7 +223,8 @@ impl GitSpec {
     }
 
     /// Reads the branch's commit: every spec file under the path, bounded
-    /// by `limits`.
+    /// by `limits`. A remote is read from its cache as the last
+    /// [`GitSpec::head`] left it (no fetch).
     pub fn read(&self, limits: &GitLimits) -> Result<Snapshot, GitError> {
         let repo = self.open()?;
         let commit = self.commit(&repo)?;
@@ -371,8 +423,8 @@ fn location(repo: &str) -> Result<PathBuf, GitError> {
     }
     if repo.contains("://") || looks_like_scp(repo) {
         return Err(GitError::Location(format!(
-            "{}: only local paths and file:// URLs are supported by this build (fetch remote repositories into a local mirror; see docs/gitops.md)",
-            shown_location(repo)
+            "{}: only local paths, file:// and https:// URLs are supported (no ssh; see docs/gitops.md)",
+            redact_url(repo)
         )));
     }
     Ok(PathBuf::from(repo))
@@ -380,8 +432,8 @@ fn location(repo: &str) -> Result<PathBuf, GitError> {
 
 /// `user@host:path`, git's scp-like syntax for ssh.
 fn looks_like_scp(repo: &str) -> bool {
-    match repo.split_once(':') {
-        Some((before, _)) => before.contains('@') && !before.contains('/'),
+    match repo.split_once('@') {
+        Some((before, after)) => !before.contains('/') && after.contains(':'),
         None => false,
     }
 }
@@ -389,15 +441,14 @@ fn looks_like_scp(repo: &str) -> bool {
 /// The repository as shown in names and messages: a URL without its user
 /// and password, control characters escaped.
 fn shown_location(repo: &str) -> String {
-    let bare = match url::Url::parse(repo) {
-        Ok(mut u) if u.scheme() != "file" => {
+    match url::Url::parse(repo) {
+        Ok(mut u) if u.scheme() != "file" && u.has_host() => {
             let _ = u.set_username("");
             let _ = u.set_password(None);
-            u.to_string()
+            sanitize(u.as_str(), MAX_LABEL_CHARS)
         }
-        _ => repo.to_string(),
-    };
-    sanitize(&bare, MAX_LABEL_CHARS)
+        _ => redact_url(repo),
+    }
 }
 
 /// `--git-path` as a tree path: relative, `/`-separated, no `..`.
@@ -441,10 +492,17 @@ mod tests {
             PathBuf::from("/srv/x")
         );
         assert!(location("file://other/srv/x").is_err());
-        let e = location("https://user:hunter2@github.com/acme/specs").unwrap_err();
+        let e = location("ssh://user:hunter2@github.com/acme/specs").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(e.to_string().contains("only local paths"), "{e}");
         assert!(location("git@github.com:acme/specs.git").is_err());
+        // A token without a scheme is no local path, and is never shown.
+        let e = location("bot:hunter2@github.com:acme/specs").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(
+            location("/srv/a@b/specs").unwrap(),
+            PathBuf::from("/srv/a@b/specs")
+        );
         assert!(location("").is_err());
     }
 
@@ -474,5 +532,14 @@ mod tests {
         assert_eq!(g.source_name(), "git:/srv/specs#main:specs");
         let g = GitSpec::new("file:///srv/specs", "main", "").unwrap();
         assert_eq!(g.source_name(), "git:file:///srv/specs#main:.");
+        let g = GitSpec::new("https://bot:hunter2@github.com/acme/specs", "main", "specs").unwrap();
+        assert_eq!(
+            g.source_name(),
+            "git:https://github.com/acme/specs#main:specs"
+        );
+        assert!(!format!("{g:?}").contains("hunter2"));
+        assert!(matches!(g.location, Location::Remote(_)));
+        let e = GitSpec::new("ssh://git@github.com/acme/specs", "main", "").unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 }

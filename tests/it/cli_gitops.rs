@@ -505,3 +505,170 @@ fn a_committed_spec_reaches_the_simulator_with_no_other_action() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_commit_on_an_https_remote_reaches_the_store_with_a_token_file() {
+    use crate::support::git_http::{GitHttpServer, Options, TLS_DIR};
+    const TOKEN: &str = "tok-cli-5e2b9d";
+    let s = Setup::new();
+    let repo = s.dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("specs")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("specs/acme.yaml"), spec("acme", "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "acme"]);
+    let root = s.dir.path().join("served");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(&repo, root.join("specs.git")).unwrap();
+    let server = GitHttpServer::start(
+        &root,
+        Options {
+            tls: true,
+            basic_auth: Some(("x-access-token".into(), TOKEN.into())),
+        },
+    );
+    let token_file = s.dir.path().join("git-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let stderr_path = s.dir.path().join("serve.stderr");
+    let url = server.url("specs.git");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .current_dir(s.dir.path())
+        .env_remove("FLY_API_TOKEN")
+        .env_remove("FLOTILLA_GIT_TOKEN")
+        .env("RUST_LOG", "info")
+        .args([
+            "--db",
+            &s.db,
+            "serve",
+            "--fly",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--git-repo",
+            &url,
+            "--git-path",
+            "specs/",
+            "--git-interval",
+            "1s",
+        ])
+        .arg("--git-token-file")
+        .arg(&token_file)
+        .arg("--git-ca-file")
+        .arg(std::path::Path::new(TLS_DIR).join("ca.pem"))
+        .arg("--git-cache-dir")
+        .arg(s.dir.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let wait = |want: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if s.live() == want {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = std::process::Command::new("kill")
+                    .arg(child.id().to_string())
+                    .status();
+                panic!(
+                    "not reached: {want:?}; now {:?}; serve said: {}",
+                    s.live(),
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    wait(&["acme"]);
+    // The next commit, at the next poll.
+    std::fs::write(repo.join("specs/globex.yaml"), spec("globex", "nginx:1.27")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "globex"]);
+    wait(&["acme", "globex"]);
+    let status = s.ok(&["status", "globex"]);
+    assert!(status.contains("Revision:"), "{status}");
+    assert!(status.contains("SourceSynced True  Applied"), "{status}");
+    let tenant = s.get("globex");
+    assert!(
+        tenant.contains(&format!("git:{url}#main:specs")),
+        "{tenant}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        said.contains("syncing specs from git:https://127.0.0.1:"),
+        "{said}"
+    );
+    for text in [&said, &status, &tenant] {
+        assert!(!text.contains(TOKEN), "the token shows: {text}");
+    }
+    assert!(server.authorized() > 0);
+}
+
+#[test]
+fn serve_refuses_a_plain_http_remote_and_an_unusable_cache_at_start() {
+    let s = Setup::new();
+    let serve_with = |token: Option<&str>, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        cmd.env_remove("FLOTILLA_GIT_TOKEN");
+        if let Some(t) = token {
+            cmd.env("FLOTILLA_GIT_TOKEN", t);
+        }
+        let out = cmd
+            .current_dir(s.dir.path())
+            .env_remove("FLY_API_TOKEN")
+            .args([
+                "--db",
+                &s.db,
+                "serve",
+                "--fly",
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let serve = |extra: &[&str]| serve_with(None, extra);
+    // http:// without the opt-in; the URL's password never shows.
+    let (code, err) = serve(&["--git-repo", "http://bot:pw-4f1c@127.0.0.1:9/specs.git"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--git-allow-http"), "{err}");
+    assert!(!err.contains("pw-4f1c"), "{err}");
+    // ssh is not supported.
+    let (code, err) = serve(&["--git-repo", "ssh://git@127.0.0.1/specs.git"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not supported"), "{err}");
+    // A cache directory that cannot be made.
+    std::fs::write(s.dir.path().join("a-file"), "x").unwrap();
+    let (code, err) = serve(&[
+        "--git-repo",
+        "https://127.0.0.1:9/specs.git",
+        "--git-cache-dir",
+        "a-file/cache",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the git cache a-file/cache"), "{err}");
+    // A token (from the environment) is never sent over http, even with
+    // the opt-in, and never shown.
+    let (code, err) = serve_with(
+        Some("tok-env-8a7d"),
+        &[
+            "--git-repo",
+            "http://127.0.0.1:9/specs.git",
+            "--git-allow-http",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("only sent over https"), "{err}");
+    assert!(!err.contains("tok-env-8a7d"), "{err}");
+}

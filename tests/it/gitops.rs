@@ -36,7 +36,7 @@ use tower::ServiceExt;
 
 use common::PgTestDb;
 
-fn spec(name: &str, image: &str) -> String {
+pub(crate) fn spec(name: &str, image: &str) -> String {
     format!(
         "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n\
          spec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: {image}\n"
@@ -44,12 +44,12 @@ fn spec(name: &str, image: &str) -> String {
 }
 
 /// A git repository in a temporary directory, driven by the `git` binary.
-struct Repo {
+pub(crate) struct Repo {
     dir: tempfile::TempDir,
 }
 
 impl Repo {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let r = Self {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -57,35 +57,35 @@ impl Repo {
         r
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         crate::common::git::git(self.path(), args)
     }
 
-    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
+    pub(crate) fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, bytes).unwrap();
     }
 
-    fn remove(&self, rel: &str) {
+    pub(crate) fn remove(&self, rel: &str) {
         std::fs::remove_file(self.path().join(rel)).unwrap();
     }
 
     /// Commits everything; returns the commit id.
-    fn commit(&self, message: &str) -> String {
+    pub(crate) fn commit(&self, message: &str) -> String {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "--allow-empty", "-m", message]);
         self.git(&["rev-parse", "HEAD"]).trim().to_string()
     }
 }
 
-struct Env {
-    ops: Arc<Ops>,
-    stores: Stores,
+pub(crate) struct Env {
+    pub(crate) ops: Arc<Ops>,
+    pub(crate) stores: Stores,
     label: &'static str,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgTestDb>,
@@ -104,7 +104,7 @@ async fn env_on(url: String, label: &'static str) -> Env {
     }
 }
 
-async fn sqlite() -> Env {
+pub(crate) async fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut e = env_on(
         format!("sqlite://{}", dir.path().join("g.db").display()),
@@ -139,11 +139,11 @@ fn name(s: &str) -> TenantName {
     TenantName::parse(s).unwrap()
 }
 
-async fn get(env: &Env, n: &str) -> Option<TenantRecord> {
+pub(crate) async fn get(env: &Env, n: &str) -> Option<TenantRecord> {
     env.stores.tenants.get(&name(n)).await.unwrap()
 }
 
-async fn names(env: &Env) -> Vec<String> {
+pub(crate) async fn names(env: &Env) -> Vec<String> {
     env.stores
         .tenants
         .list(&LabelSelector::default())
@@ -155,7 +155,7 @@ async fn names(env: &Env) -> Vec<String> {
         .collect()
 }
 
-fn image(r: &TenantRecord) -> String {
+pub(crate) fn image(r: &TenantRecord) -> String {
     r.tenant.spec.machines[0].image.clone()
 }
 

@@ -35,6 +35,7 @@ mod deploy;
 mod feed;
 mod feed_cache;
 mod gitops;
+mod gitops_remote;
 mod import;
 mod keys_rotate;
 mod mcp;

@@ -74,11 +74,17 @@ fn at_least_one(s: &str) -> Result<u32, String> {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GitArgs {
     /// Sync tenant specs from this git repository: a local path or a
-    /// file:// URL (read in place; no checkout). Every commit of the branch
-    /// is applied with prune, as the source git:<repo>#<branch>:<path>.
+    /// file:// URL (read in place; no checkout), or an https:// URL (its
+    /// branch fetched at every poll into --git-cache-dir; http:// only with
+    /// --git-allow-http; no ssh). Every commit of the branch is applied with
+    /// prune, as the source git:<repo>#<branch>:<path> (a URL's user and
+    /// password are never shown).
+    // `hide_env_values`: the URL may carry a password; `--help` must not
+    // show it.
     #[arg(
         long = "git-repo",
         env = "FLOTILLA_GIT_REPO",
+        hide_env_values = true,
         value_name = "PATH_OR_URL"
     )]
     pub repo: Option<String>,
@@ -115,6 +121,100 @@ pub struct GitArgs {
         requires = "repo"
     )]
     pub webhook_secret_file: Option<std::path::PathBuf>,
+    /// Where a remote --git-repo is fetched to (one bare repository per URL
+    /// and branch; disposable, recreated when needed; unused otherwise).
+    #[arg(
+        long = "git-cache-dir",
+        env = "FLOTILLA_GIT_CACHE_DIR",
+        default_value = crate::source::git_remote::DEFAULT_CACHE_DIR
+    )]
+    pub cache_dir: std::path::PathBuf,
+    /// File holding the token for a private remote, sent as the password
+    /// of HTTP basic auth, over https only (or set FLOTILLA_GIT_TOKEN).
+    /// Never printed.
+    #[arg(
+        long = "git-token-file",
+        env = "FLOTILLA_GIT_TOKEN_FILE",
+        requires = "repo",
+        conflicts_with = "git_token"
+    )]
+    pub token_file: Option<std::path::PathBuf>,
+    /// The token itself, from the environment only. Never printed.
+    #[arg(
+        id = "git_token",
+        long = "git-token",
+        env = "FLOTILLA_GIT_TOKEN",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub token: Option<secrecy::SecretString>,
+    /// The basic-auth username sent with the token, unless the URL names
+    /// one (GitHub takes x-access-token; Bitbucket x-token-auth).
+    #[arg(
+        long = "git-username",
+        env = "FLOTILLA_GIT_USERNAME",
+        default_value = crate::source::git_remote::DEFAULT_USERNAME,
+        requires = "repo"
+    )]
+    pub username: String,
+    /// PEM file of extra root certificates trusted for an https remote
+    /// (an internal mirror's CA), besides the system's.
+    #[arg(long = "git-ca-file", env = "FLOTILLA_GIT_CA_FILE", requires = "repo")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// How long a fetch of a remote may run (e.g. 120s, 5m): each of its
+    /// HTTP requests, and the whole fetch before its pack download is
+    /// interrupted.
+    #[arg(
+        long = "git-fetch-timeout",
+        env = "FLOTILLA_GIT_FETCH_TIMEOUT",
+        default_value = "120s",
+        value_parser = parse_interval,
+        requires = "repo"
+    )]
+    pub fetch_timeout: Duration,
+    /// Allow an http:// remote (no TLS; no credentials are ever sent over
+    /// it): for tests and internal mirrors only.
+    #[arg(
+        long = "git-allow-http",
+        env = "FLOTILLA_GIT_ALLOW_HTTP",
+        requires = "repo"
+    )]
+    pub allow_http: bool,
+}
+
+impl GitArgs {
+    /// How a remote `--git-repo` is reached: reads the token and CA files.
+    pub(super) fn remote_options(
+        &self,
+    ) -> anyhow::Result<crate::source::git_remote::RemoteOptions> {
+        let token = match (&self.token_file, &self.token) {
+            (Some(path), _) => {
+                let bytes = read_secret_file(path, "--git-token-file", 4096)?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| anyhow::anyhow!("--git-token-file is not UTF-8"))?;
+                Some(secrecy::SecretString::from(text.trim().to_string()))
+            }
+            (None, Some(t)) => {
+                use secrecy::ExposeSecret as _;
+                let t = t.expose_secret().trim();
+                (!t.is_empty()).then(|| secrecy::SecretString::from(t.to_string()))
+            }
+            (None, None) => None,
+        };
+        let ca_pem = match &self.ca_file {
+            Some(path) => Some(read_secret_file(path, "--git-ca-file", 1024 * 1024)?),
+            None => None,
+        };
+        Ok(crate::source::git_remote::RemoteOptions {
+            allow_http: self.allow_http,
+            cache_dir: self.cache_dir.clone(),
+            token,
+            username: self.username.clone(),
+            ca_pem,
+            timeout: self.fetch_timeout,
+            max_fetch_bytes: crate::source::git_remote::DEFAULT_MAX_FETCH_BYTES,
+        })
+    }
 }
 
 /// `--git-interval`: a duration such as `60s` or `5m`, at least one second.
@@ -128,20 +228,25 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// The webhook secret: the file's bytes without a final newline.
 pub(super) fn read_webhook_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    const MAX: u64 = 4096;
+    read_secret_file(path, "--git-webhook-secret-file", 4096)
+}
+
+/// A small file given by `flag`: its bytes without a final newline, at most
+/// `max` bytes, not empty.
+fn read_secret_file(path: &std::path::Path, flag: &str, max: u64) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("opening --git-webhook-secret-file {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("opening {flag} {}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(MAX + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX {
-        anyhow::bail!("--git-webhook-secret-file is over {MAX} bytes");
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        anyhow::bail!("{flag} is over {max} bytes");
     }
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
     }
     if bytes.is_empty() {
-        anyhow::bail!("--git-webhook-secret-file is empty");
+        anyhow::bail!("{flag} is empty");
     }
     Ok(bytes)
 }

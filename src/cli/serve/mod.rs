@@ -16,8 +16,10 @@
 //! singleton job (git sync, org-token rotation) only while it holds that
 //! job's lease.
 //!
-//! With `--git-repo` it also runs the git sync (`source::sync`): the
-//! branch's specs are applied as they change, polled every
+//! With `--git-repo` it also runs the git sync (`source::sync`; a remote
+//! `https://` repository is fetched into `--git-cache-dir` at every poll,
+//! `source::git_remote`): the branch's specs are applied as they change,
+//! polled every
 //! `--git-interval` and at once on the webhook `POST /api/v1/hooks/git`
 //! when `--git-webhook-secret-file` is set (with replicas, the webhook
 //! wakes the sync on the replica it reaches, if that one runs it; otherwise
@@ -60,7 +62,7 @@ use crate::replica::assign::Job;
 use crate::replica::coordinator::run_singleton;
 use crate::runtime::{ResyncReport, Runtime, RuntimeOptions};
 use crate::sim::SimHandle;
-use crate::source::git::{GitLimits, GitSpec};
+use crate::source::git::{GitLimits, GitSpec, Location};
 use crate::source::sync::{GitSync, SyncConfig};
 use crate::spec::SecretSource;
 use crate::store::access::{CredentialScope, Stores};
@@ -392,7 +394,15 @@ pub async fn serve(
     };
     let git_sync = match &args.git.repo {
         Some(repo) => {
-            let git = GitSpec::new(repo, &args.git.branch, &args.git.path)?;
+            let git = GitSpec::with_remote(
+                repo,
+                &args.git.branch,
+                &args.git.path,
+                &args.git.remote_options()?,
+            )?;
+            if let Location::Remote(remote) = &git.location {
+                remote.create_cache_dir()?;
+            }
             let config = SyncConfig {
                 git,
                 limits: GitLimits::default(),

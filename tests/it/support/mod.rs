@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod allow;
+pub mod git_http;
 pub mod graphql;
 pub mod openapi;
 pub mod proxy;
