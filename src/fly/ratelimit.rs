@@ -11,6 +11,12 @@
 //! global token bucket over all calls, so the controller as a whole stays a
 //! polite client.
 //!
+//! Calls that name neither an app nor a machine (`GET /v1/tokens/current`,
+//! the org's machine list) are counted against the org too: one bucket per
+//! action. The org-wide buckets and the global budget are split among the
+//! replicas sharing an org ([`BudgetShare`]); per-app and per-machine
+//! buckets are not (one replica works on an app at a time).
+//!
 //! The limiter *waits* (asynchronously); it never fails a call. Its clock is
 //! tokio's, so tests with paused time see exact, deterministic spacing.
 //!
@@ -176,10 +182,19 @@ struct Base {
     creates_per_minute: u32,
 }
 
+/// Actions whose calls name no app and no machine (`GET /v1/tokens/current`,
+/// the org's machine list), so Fly can only count them against the caller's
+/// organization (the simulator's reading): like app creation, one bucket per
+/// action for the org, split among replicas.
+const ORG_WIDE: [&str; 2] = ["CurrentToken_show", "Machines_org_list"];
+
 /// The org-wide buckets for one share.
 struct Scaled {
     replicas: usize,
     app_create: Direct,
+    /// [`ORG_WIDE`] actions: Fly's 1 req/s (bursts of 2 here) split among
+    /// the replicas.
+    org_actions: Keyed,
     global: Option<Direct>,
 }
 
@@ -194,6 +209,14 @@ impl Base {
             // would send 6 creates at once into Fly's org bucket of 3.
             app_create: RateLimiter::direct_with_clock(
                 Quota::per_minute(part(self.creates_per_minute))
+                    .allow_burst(part(DEFAULT_BURST.get())),
+                clock,
+            ),
+            // 1 request every `replicas` seconds each: together Fly's 1/s
+            // (a per-second quota cannot express a third of one).
+            org_actions: RateLimiter::dashmap_with_clock(
+                Quota::with_period(Duration::from_secs(replicas.max(1) as u64))
+                    .expect("a period of at least one second")
                     .allow_burst(part(DEFAULT_BURST.get())),
                 clock,
             ),
@@ -311,6 +334,16 @@ impl FlyRateLimiter {
                     }
                 }
             }
+        } else if ORG_WIDE.contains(&operation) {
+            let key: Key = (operation, key.to_owned());
+            loop {
+                match scaled.org_actions.check_key(&key) {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+                    }
+                }
+            }
         } else {
             let per_org = class == Class::AppDelete;
             let key: Key = (
@@ -341,7 +374,12 @@ impl FlyRateLimiter {
             }
         }
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            for l in [&self.default, &self.show, &self.app_delete] {
+            for l in [
+                &self.default,
+                &self.show,
+                &self.app_delete,
+                &scaled.org_actions,
+            ] {
                 l.retain_recent();
                 l.shrink_to_fit();
             }
@@ -565,6 +603,17 @@ mod tests {
         }
         // 20 per minute, the burst of 2 split to 1: one per 3 s.
         assert_eq!(ms(&creates), vec![0, 3000, 6000, 9000]);
+        // Token checks name no app: one org-wide bucket, split the same
+        // way (three replicas together at Fly's 1/s). (After a pause that
+        // refills the global budget, so only the org bucket paces them.)
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        let mut checks = Vec::new();
+        for _ in 0..4 {
+            l.until_ready("CurrentToken_show", "").await;
+            checks.push(start.elapsed());
+        }
+        assert_eq!(ms(&checks), vec![0, 3000, 6000, 9000]);
         share.set(1);
         let start = Instant::now();
         let mut starts = Vec::new();
@@ -574,6 +623,15 @@ mod tests {
         }
         // Alone: the whole 6 req/s with bursts of 3.
         assert_eq!(ms(&starts), vec![0, 0, 0, 167, 334]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        let mut checks = Vec::new();
+        for _ in 0..4 {
+            l.until_ready("CurrentToken_show", "").await;
+            checks.push(start.elapsed());
+        }
+        // Alone: Fly's 1/s, bursts of 2 (a fresh bucket for the new share).
+        assert_eq!(ms(&checks), vec![0, 0, 1000, 2000]);
     }
 
     #[test]
