@@ -16,8 +16,9 @@
 //!   their grace; and follow-ups cannot starve the rest either: while both
 //!   lanes have due work, at least one start in every
 //!   `FOLLOW_UPS_PER_TURN + 1` is priority work. (Each rotated token needs
-//!   three follow-ups: the confirmation, the revocation, its confirmation;
-//!   with one start each in turn they fell behind a storm.) A resync starts
+//!   two follow-ups, the confirmation and the revocation at the end of
+//!   grace, which is not confirmed; with one start each in turn they fell
+//!   behind a storm.) A resync starts
 //!   only when neither has due work: writes go before resync reads.
 //! * Resyncs fit the Fly request budget ([`RuntimeOptions::budget`]): at
 //!   every listing the fleet's resync demand is weighed against the budget
@@ -194,8 +195,8 @@ type Due = BTreeMap<(Instant, u64), TenantName>;
 
 /// While follow-ups and priority work are both due, follow-ups get this
 /// many starts for each start of priority work (module docs). More than the
-/// three follow-ups a rotated token needs, so that follow-ups keep up with a
-/// rotation storm.
+/// follow-ups a rotated token needs (two; three when the revocation was
+/// confirmed too), so that follow-ups keep up with a rotation storm.
 pub const FOLLOW_UPS_PER_TURN: u32 = 4;
 
 struct State {
@@ -684,7 +685,8 @@ mod tests {
     /// holding its slot until the org-wide verification bucket (one a
     /// second) lets it through; each rotated tenant then needs three quick
     /// follow-ups: the confirmation 2 s later, the revocation at the end of
-    /// a 60 s grace, its confirmation 2 s after that. Returns how late the
+    /// a 60 s grace, its confirmation 2 s after that (no longer made, see
+    /// `reconcile::status::derive`; kept here as the harder case). Returns how late the
     /// latest revocation started after its grace ended.
     fn storm(follow_ups_per_turn: u32, tenants: usize, slots: usize) -> Duration {
         #[derive(Clone, Copy)]
