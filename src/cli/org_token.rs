@@ -21,7 +21,7 @@ use crate::crypto::{Fingerprint, Keyring};
 use crate::fly::http::TokenHolder;
 use crate::ids::OrgSlug;
 use crate::reconcile::org_token::{OrgRotator, OrgTokenStore, imported_doc};
-use crate::rotation::org::{OrgPolicy, OrgTokenRecord, next_due};
+use crate::rotation::org::{IdLookup, OrgPolicy, OrgTokenRecord, next_due};
 use crate::rotation::schedule::RotationSchedule;
 use crate::store::vault::SharedVaultStore;
 
@@ -255,11 +255,17 @@ fn print_status(
 ) -> anyhow::Result<()> {
     let opt = |t: Option<jiff::Timestamp>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
     writeln!(out, "Active:       {}", r.active.fingerprint)?;
-    writeln!(
-        out,
-        "  id:         {}",
-        r.active.id.as_ref().map_or("- (imported)", |i| i.as_str())
-    )?;
+    let id = match (&r.active.id, &r.active.id_lookup) {
+        (Some(id), Some(IdLookup::Learned { at })) => {
+            format!("{id} (imported; learned from Fly at {at})")
+        }
+        (Some(id), _) => id.to_string(),
+        (None, Some(IdLookup::Unknown { reason, .. })) => {
+            format!("- (imported; not learned: {reason})")
+        }
+        (None, _) => "- (imported; looked up before its first rotation)".to_owned(),
+    };
+    writeln!(out, "  id:         {id}")?;
     writeln!(out, "  expires:    {}", opt(r.active.expires_at))?;
     writeln!(out, "  since:      {}", r.active.since)?;
     let phase = serde_json::to_value(&r.phase)?;
@@ -400,7 +406,10 @@ mod tests {
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let l = store.load().await.unwrap().expect("stored at start");
-            if let Some(id) = &l.doc.record.active.id {
+            // Rotated (the imported token's id may be learned before).
+            if l.doc.record.last_rotated.is_some()
+                && let Some(id) = &l.doc.record.active.id
+            {
                 active = Some(id.as_str().to_owned());
                 break;
             }

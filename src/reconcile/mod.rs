@@ -509,6 +509,7 @@ impl Reconciler {
         });
         let attempt = Attempt {
             changes: report.outcomes.len() + token_report.acted,
+            unobserved: token_report.revoked,
             failed: report.failed() + token_report.failed + stored_external.errors.len(),
             first_error: first_error.as_deref(),
             deferred: deferred.as_deref(),

@@ -19,6 +19,11 @@
 //! * The new token is written as ACTIVE before the client switches to it;
 //!   the old one stays valid for the grace period and is revoked only then,
 //!   with the new one. No failure path revokes a token in use.
+//! * An imported token's Fly id is looked up before its first rotation
+//!   (`GET /v1/tokens/current` with it, checked against the organization's
+//!   listing; `rotation::org::learn_id`): learned, it is revoked after the
+//!   grace like a minted token; not learned, it is dropped after the grace
+//!   with a warning saying why, for the operator to revoke.
 //! * Fly refusing the mint is reported once (a warning, the
 //!   `flotilla_org_token_rotation_unsupported` gauge, the record's
 //!   `blocked`), then rotation stops; the current token keeps working.
@@ -188,10 +193,26 @@ pub fn imported_doc(token: SecretString, now: Timestamp) -> OrgTokenDoc {
             fingerprint: Fingerprint::of(&token),
             expires_at: None,
             since: now,
+            id_lookup: None,
         }),
         active: token,
         pending: None,
         retiring: None,
+    }
+}
+
+/// A failed id lookup: Fly answering that the token may not do this is an
+/// answer (the id stays unknown); anything else is tried again.
+fn lookup_failed(what: &str, e: FlyError) -> OrgOutcome {
+    match e {
+        FlyError::Unauthorized { .. } | FlyError::Forbidden { .. } | FlyError::NotFound { .. } => {
+            OrgOutcome::IdUnknown {
+                reason: format!("{what}: {e}"),
+            }
+        }
+        e => OrgOutcome::IdLookupFailed {
+            message: format!("{what}: {e}"),
+        },
     }
 }
 
@@ -304,6 +325,7 @@ impl OrgRotator {
             OrgAction::Begin => OrgOutcome::Begun {
                 rotation: self.rotation_id(),
             },
+            OrgAction::LearnId => self.learn_id(&doc.active).await,
             OrgAction::Mint { name, .. } => {
                 // Record the intent before the call.
                 doc.record = org::apply(
@@ -327,6 +349,7 @@ impl OrgRotator {
                                     fingerprint: Fingerprint::of(&minted.token),
                                     expires_at: minted.expires_at,
                                     since: self.clock.now(),
+                                    id_lookup: None,
                                 },
                             }
                         }
@@ -445,8 +468,13 @@ impl OrgRotator {
             },
             OrgAction::ForgetRetiring => {
                 if let Some(r) = &doc.record.retiring {
+                    let why = match &r.cred.id_lookup {
+                        Some(org::IdLookup::Unknown { reason, .. }) => reason.as_str(),
+                        _ => "it was not looked up",
+                    };
                     tracing::warn!(
                         fingerprint = %r.cred.fingerprint,
+                        why,
                         "the replaced org token was imported and its Fly id is unknown, so flotilla cannot revoke it: revoke it yourself (`fly tokens list`, `fly tokens revoke`)"
                     );
                 }
@@ -455,6 +483,30 @@ impl OrgRotator {
             }
         };
         self.finish(doc, &envelope, action, outcome, now).await
+    }
+
+    /// Looks up the imported active token's Fly id: what `GET
+    /// /v1/tokens/current` names when presented with it, checked against
+    /// the organization's listing (`org::learn_id`).
+    async fn learn_id(&self, active: &SecretString) -> OrgOutcome {
+        let current = match self.fly.inspect_token(active).await {
+            Ok(info) => info,
+            Err(e) => return lookup_failed("GET /v1/tokens/current", e),
+        };
+        let listed = match self.fly.list_org_tokens(&self.org).await {
+            Ok(tokens) => tokens,
+            Err(e) => return lookup_failed("listing the organization's tokens", e),
+        };
+        match org::learn_id(&current, self.org.as_str(), &listed, self.clock.now()) {
+            Ok(id) => {
+                tracing::info!(token = %id, "learned the imported org token's Fly id; it will be revoked after its grace like a minted one");
+                OrgOutcome::IdLearned { id }
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "the imported org token's Fly id could not be learned; after a rotation's grace it will be dropped, not revoked");
+                OrgOutcome::IdUnknown { reason }
+            }
+        }
     }
 
     async fn revoke(&self, id: Option<&FlyTokenId>) -> Result<(), FlyError> {
@@ -477,7 +529,7 @@ impl OrgRotator {
     ) -> Result<Stepped, OrgTokenError> {
         let promoted = outcome == OrgOutcome::Promoted;
         let revoked = outcome == OrgOutcome::Revoked;
-        if let OrgOutcome::Failed { message } = &outcome {
+        if let OrgOutcome::Failed { message } | OrgOutcome::IdLookupFailed { message } = &outcome {
             tracing::warn!(error = %message, "org token rotation step failed; it will be retried");
         }
         doc.record = org::apply(&doc.record, &self.policy, outcome, now)?;

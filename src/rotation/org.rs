@@ -25,8 +25,26 @@
 //!    client switches to it after the write), the old one RETIRING until
 //!    `grace` has passed.
 //! 5. `Revoke` the RETIRING token after its grace, with the new token. A token
-//!    whose Fly id is unknown (imported from `FLY_API_TOKEN`) cannot be
-//!    revoked by id: it is forgotten, and the operator is told to revoke it.
+//!    whose Fly id is unknown cannot be revoked by id: it is forgotten, and
+//!    the operator is told to revoke it.
+//!
+//! # An imported token's id
+//!
+//! A token imported (`flotilla org-token import`, or `FLY_API_TOKEN` stored
+//! by `serve`) comes without its Fly id. Before the first rotation of such a
+//! token (`LearnId`, ahead of `Begin`), the executor asks Fly: `GET
+//! /v1/tokens/current` presented with the token names its `token_id`s, and
+//! the organization's listing (`organization.limitedAccessTokens`) must hold
+//! exactly one of them as a live token ([`learn_id`]). Only an id both
+//! sources agree on is recorded ([`IdLookup::Learned`]); it is then revoked
+//! after the grace like a minted one. Whether Fly's `token_id` is the id the
+//! GraphQL API lists and revokes is not documented: the listing is what makes
+//! it trustworthy, and anything else (no `token_id`, none listed live,
+//! several, another organization) records [`IdLookup::Unknown`] with the
+//! reason, and the token is forgotten after its grace as before. A lookup
+//! that fails (Fly unreachable) backs off and is tried
+//! [`ID_LOOKUP_ATTEMPTS`] times in all, then counts as unknown: it never
+//! holds rotation back for long.
 //!
 //! Fly refusing the mint (unauthorized or forbidden: a limited org token may
 //! not be allowed to mint another) blocks rotation as
@@ -40,18 +58,40 @@ use serde::{Deserialize, Serialize};
 use super::model::{FlyTokenId, RotationId};
 use super::schedule::{Jitter, RotationSchedule};
 use crate::crypto::Fingerprint;
+use crate::model::fly::{AppToken, TokenInfo};
 
 /// One org token as the record knows it (never its value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OrgCred {
-    /// Fly's id, needed to revoke it; `None` for an imported token.
+    /// Fly's id, needed to revoke it; `None` for an imported token until it
+    /// is learned.
     pub id: Option<FlyTokenId>,
     pub fingerprint: Fingerprint,
     pub expires_at: Option<Timestamp>,
     /// When it was minted or imported.
     pub since: Timestamp,
+    /// For an imported token: how looking up its id went (`None`: minted by
+    /// flotilla, or not looked up yet; records written before ids were
+    /// looked up have no such field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_lookup: Option<IdLookup>,
 }
+
+/// How looking up an imported token's Fly id went (module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", tag = "result")]
+pub enum IdLookup {
+    /// `GET /v1/tokens/current` named the id and the organization's listing
+    /// holds it as a live token: the id is in [`OrgCred::id`].
+    Learned { at: Timestamp },
+    /// Not learned; the token is forgotten after its grace, not revoked.
+    Unknown { at: Timestamp, reason: String },
+}
+
+/// Lookups of an imported token's id that fail (Fly unreachable, 5xx)
+/// before the id counts as unknown.
+pub const ID_LOOKUP_ATTEMPTS: u32 = 3;
 
 /// Where a rotation stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +207,10 @@ pub struct OrgPolicy {
 pub enum OrgAction {
     /// Nothing before `until` (`None`: nothing until something changes).
     Wait { until: Option<Timestamp> },
+    /// A rotation is due and the active token's id is unknown: look it up
+    /// (`GET /v1/tokens/current` with it, then the organization's listing;
+    /// [`learn_id`]).
+    LearnId,
     /// Record a new rotation id (the executor supplies it).
     Begin,
     /// Record `MintSent`, then mint under this name.
@@ -252,10 +296,49 @@ pub fn decide(record: &OrgTokenRecord, policy: &OrgPolicy, now: Timestamp) -> Or
         };
     }
     let due = next_due(record, policy);
-    if now >= due {
-        OrgAction::Begin
-    } else {
+    if now < due {
         OrgAction::Wait { until: Some(due) }
+    } else if record.active.id.is_none() && record.active.id_lookup.is_none() {
+        OrgAction::LearnId
+    } else {
+        OrgAction::Begin
+    }
+}
+
+/// The Fly id of the token `current` describes (`GET /v1/tokens/current`
+/// presented with it), trusted only when organization `org`'s listing holds
+/// exactly one of the ids it names as a live token at `now`; otherwise why
+/// not (never a token value: ids are not secret).
+pub fn learn_id(
+    current: &TokenInfo,
+    org: &str,
+    listed: &[AppToken],
+    now: Timestamp,
+) -> Result<FlyTokenId, String> {
+    match current.org_slug.as_deref() {
+        Some(o) if o == org => {}
+        Some(o) => return Err(format!("the token belongs to organization {o}, not {org}")),
+        None => return Err("Fly named no organization for the token".into()),
+    }
+    if current.token_ids.is_empty() {
+        return Err("GET /v1/tokens/current named no token_id for the token".into());
+    }
+    let live: Vec<&String> = current
+        .token_ids
+        .iter()
+        .filter(|id| listed.iter().any(|t| &t.id == *id && t.is_valid_at(now)))
+        .collect();
+    match live.as_slice() {
+        [id] => FlyTokenId::parse(id.as_str())
+            .map_err(|e| format!("the token_id Fly named is unusable: {e}")),
+        [] => Err(format!(
+            "no token_id Fly named for the token ({}) is a live token in organization {org}'s listing",
+            current.token_ids.join(", ")
+        )),
+        several => Err(format!(
+            "{} token_ids Fly named for the token are live in organization {org}'s listing; which one to revoke is ambiguous",
+            several.len()
+        )),
     }
 }
 
@@ -269,6 +352,19 @@ fn retire(r: &OrgRetiring) -> OrgAction {
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrgOutcome {
+    /// The active token's id, agreed on by Fly's two answers.
+    IdLearned {
+        id: FlyTokenId,
+    },
+    /// Fly's answers do not give a trustworthy id (why).
+    IdUnknown {
+        reason: String,
+    },
+    /// The lookup failed (Fly unreachable); tried again after a backoff, at
+    /// most [`ID_LOOKUP_ATTEMPTS`] times in all.
+    IdLookupFailed {
+        message: String,
+    },
     Begun {
         rotation: RotationId,
     },
@@ -350,7 +446,39 @@ pub fn apply(
         r.retry_at = None;
         r.last_error = None;
     };
+    let lookup_done = |r: &OrgTokenRecord, outcome: &'static str| {
+        if r.phase != OrgPhase::Idle || r.active.id.is_some() || r.active.id_lookup.is_some() {
+            Err(bad(outcome))
+        } else {
+            Ok(())
+        }
+    };
     match outcome {
+        OrgOutcome::IdLearned { id } => {
+            lookup_done(&r, "id_learned")?;
+            r.active.id = Some(id);
+            r.active.id_lookup = Some(IdLookup::Learned { at: now });
+            ok(&mut r);
+        }
+        OrgOutcome::IdUnknown { reason } => {
+            lookup_done(&r, "id_unknown")?;
+            r.active.id_lookup = Some(IdLookup::Unknown { at: now, reason });
+            ok(&mut r);
+        }
+        OrgOutcome::IdLookupFailed { message } => {
+            lookup_done(&r, "id_lookup_failed")?;
+            if r.failures.saturating_add(1) >= ID_LOOKUP_ATTEMPTS {
+                r.active.id_lookup = Some(IdLookup::Unknown {
+                    at: now,
+                    reason: format!(
+                        "the lookup failed {ID_LOOKUP_ATTEMPTS} times, last: {message}"
+                    ),
+                });
+                ok(&mut r);
+            } else {
+                backoff(&mut r, policy, message, now);
+            }
+        }
         OrgOutcome::Begun { rotation } => {
             if r.phase != OrgPhase::Idle {
                 return Err(bad("begun"));
@@ -480,6 +608,7 @@ mod tests {
             fingerprint: Fingerprint::of(&secrecy::SecretString::from(format!("t{n}"))),
             expires_at: Some(since.checked_add(SignedDuration::from_hours(24)).unwrap()),
             since,
+            id_lookup: None,
         }
     }
 
@@ -507,6 +636,19 @@ mod tests {
         let due = next_due(&r0, &p);
         assert!(due > ts(0) && due <= ts(60), "{due}");
         assert_eq!(decide(&r0, &p, ts(0)), OrgAction::Wait { until: Some(due) });
+        // The imported token's id is looked up first; here Fly's answers do
+        // not agree on one.
+        assert_eq!(decide(&r0, &p, due), OrgAction::LearnId);
+        let r0 = apply(
+            &r0,
+            &p,
+            OrgOutcome::IdUnknown {
+                reason: "no token_id".into(),
+            },
+            due,
+        )
+        .unwrap();
+        assert_eq!(r0.active.id, None);
         assert_eq!(decide(&r0, &p, due), OrgAction::Begin);
         let r1 = apply(&r0, &p, OrgOutcome::Begun { rotation: rid() }, due).unwrap();
         let OrgAction::Mint { rotation, name } = decide(&r1, &p, due) else {
@@ -753,6 +895,180 @@ mod tests {
         let back: OrgTokenRecord = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(back, r);
         v["surprise"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<OrgTokenRecord>(v).is_err());
+    }
+
+    fn listed(id: &str, revoked: bool) -> AppToken {
+        AppToken {
+            id: id.into(),
+            name: "org token".into(),
+            expires_at: None,
+            revoked_at: revoked.then(|| ts(-10)),
+        }
+    }
+
+    fn info(org: Option<&str>, ids: &[&str]) -> TokenInfo {
+        TokenInfo {
+            org_slug: org.map(Into::into),
+            apps: vec![],
+            token_ids: ids.iter().map(|i| (*i).into()).collect(),
+        }
+    }
+
+    /// Only an id both of Fly's answers agree on is trusted.
+    #[test]
+    fn an_id_is_learned_only_when_the_listing_holds_it_live() {
+        let now = ts(0);
+        let list = [
+            listed("a1", false),
+            listed("b2", false),
+            listed("old", true),
+        ];
+        assert_eq!(
+            learn_id(&info(Some("acme"), &["a1"]), "acme", &list, now),
+            Ok(FlyTokenId::parse("a1").unwrap())
+        );
+        // Several macaroons: the one the listing holds.
+        assert_eq!(
+            learn_id(&info(Some("acme"), &["zz", "b2"]), "acme", &list, now),
+            Ok(FlyTokenId::parse("b2").unwrap())
+        );
+        let no = |i: TokenInfo| learn_id(&i, "acme", &list, now).unwrap_err();
+        assert!(no(info(Some("acme"), &[])).contains("no token_id"));
+        // Not listed, or listed revoked (expired is the same).
+        assert!(no(info(Some("acme"), &["zz"])).contains("zz"));
+        assert!(no(info(Some("acme"), &["old"])).contains("old"));
+        let expired = AppToken {
+            expires_at: Some(now),
+            ..listed("a1", false)
+        };
+        assert!(learn_id(&info(Some("acme"), &["a1"]), "acme", &[expired], now).is_err());
+        assert!(no(info(Some("acme"), &["a1", "b2"])).contains("ambiguous"));
+        assert!(no(info(Some("other"), &["a1"])).contains("organization other"));
+        assert!(no(info(None, &["a1"])).contains("no organization"));
+    }
+
+    /// A learned id is recorded and the imported token is then revoked
+    /// after the grace like a minted one.
+    #[test]
+    fn a_learned_id_makes_the_imported_token_revocable() {
+        let p = policy();
+        let r0 = OrgTokenRecord::imported(cred(0, None, ts(0)));
+        let due = next_due(&r0, &p);
+        assert_eq!(decide(&r0, &p, due), OrgAction::LearnId);
+        let id = FlyTokenId::parse("imported1").unwrap();
+        let r1 = apply(&r0, &p, OrgOutcome::IdLearned { id: id.clone() }, due).unwrap();
+        assert_eq!(r1.active.id, Some(id.clone()));
+        assert_eq!(r1.active.id_lookup, Some(IdLookup::Learned { at: due }));
+        // Looked up once: the rotation begins, and no lookup runs again.
+        assert_eq!(decide(&r1, &p, due), OrgAction::Begin);
+        assert!(apply(&r1, &p, OrgOutcome::IdLearned { id: id.clone() }, due).is_err());
+        let r2 = apply(&r1, &p, OrgOutcome::Begun { rotation: rid() }, due).unwrap();
+        let r3 = apply(&r2, &p, OrgOutcome::MintSent { at: due }, due).unwrap();
+        let r4 = apply(
+            &r3,
+            &p,
+            OrgOutcome::Minted {
+                pending: cred(1, Some("tok1"), due),
+            },
+            due,
+        )
+        .unwrap();
+        let r5 = apply(&r4, &p, OrgOutcome::Promoted, due).unwrap();
+        let after = due.checked_add(p.grace).unwrap();
+        assert!(matches!(decide(&r5, &p, due), OrgAction::Wait { .. }));
+        assert_eq!(decide(&r5, &p, after), OrgAction::Revoke { id });
+        let r6 = apply(&r5, &p, OrgOutcome::Revoked, after).unwrap();
+        assert!(r6.retiring.is_none());
+        // The minted token has its id: no lookup at the next rotation.
+        assert_eq!(decide(&r6, &p, next_due(&r6, &p)), OrgAction::Begin);
+    }
+
+    /// A lookup that fails backs off and is tried again, at most
+    /// ID_LOOKUP_ATTEMPTS times; then the id counts as unknown and the
+    /// rotation goes on.
+    #[test]
+    fn failed_lookups_back_off_then_count_as_unknown() {
+        let p = policy();
+        let mut r = OrgTokenRecord::imported(cred(0, None, ts(0)));
+        let mut now = next_due(&r, &p);
+        for attempt in 1..=ID_LOOKUP_ATTEMPTS {
+            assert_eq!(decide(&r, &p, now), OrgAction::LearnId, "attempt {attempt}");
+            r = apply(
+                &r,
+                &p,
+                OrgOutcome::IdLookupFailed {
+                    message: "503".into(),
+                },
+                now,
+            )
+            .unwrap();
+            if attempt < ID_LOOKUP_ATTEMPTS {
+                let Some(at) = r.retry_at else {
+                    panic!("a backoff")
+                };
+                assert!(matches!(decide(&r, &p, now), OrgAction::Wait { .. }));
+                now = at;
+            }
+        }
+        let Some(IdLookup::Unknown { reason, .. }) = &r.active.id_lookup else {
+            panic!("unknown after the last attempt: {r:?}");
+        };
+        assert!(reason.contains("503"), "{reason}");
+        assert_eq!((r.failures, r.retry_at), (0, None));
+        assert_eq!(decide(&r, &p, now), OrgAction::Begin);
+    }
+
+    /// Records written before ids were looked up (no `idLookup`) still
+    /// decode, and a record without a lookup writes none; a lookup's own
+    /// fields decode strictly too.
+    #[test]
+    fn old_records_still_decode_and_lookups_decode_strictly() {
+        let old = serde_json::json!({
+            "active": {
+                "id": null,
+                "fingerprint": "sha256:0123456789abcdef0123456789abcdef",
+                "expiresAt": null,
+                "since": "2027-01-15T08:00:00Z",
+            },
+            "phase": {"phase": "idle"},
+            "retiring": {
+                "cred": {
+                    "id": "tok9",
+                    "fingerprint": "sha256:fedcba9876543210fedcba9876543210",
+                    "expiresAt": "2027-02-15T08:00:00Z",
+                    "since": "2027-01-14T08:00:00Z",
+                },
+                "revokeAfter": "2027-01-15T08:05:00Z",
+            },
+            "lastRotated": null,
+            "blocked": null,
+            "failures": 0,
+            "retryAt": null,
+            "lastError": null,
+        });
+        let r: OrgTokenRecord = serde_json::from_value(old.clone()).expect("an old record");
+        assert_eq!(r.active.id, None);
+        assert_eq!(r.active.id_lookup, None);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            old,
+            "written back unchanged"
+        );
+
+        let mut learned = r.clone();
+        learned.active.id = Some(FlyTokenId::parse("a1").unwrap());
+        learned.active.id_lookup = Some(IdLookup::Learned { at: ts(5) });
+        let mut v = serde_json::to_value(&learned).unwrap();
+        assert_eq!(v["active"]["idLookup"]["result"], "learned");
+        assert_eq!(
+            serde_json::from_value::<OrgTokenRecord>(v.clone()).unwrap(),
+            learned
+        );
+        v["active"]["idLookup"]["surprise"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<OrgTokenRecord>(v.clone()).is_err());
+        v["active"]["idLookup"] =
+            serde_json::json!({"result": "guessed", "at": "2027-01-15T08:00:00Z"});
         assert!(serde_json::from_value::<OrgTokenRecord>(v).is_err());
     }
 }

@@ -936,7 +936,12 @@ fn org_token_import_reads_stdin_and_status_never_shows_the_value() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Active:       sha256:"), "{}", r.stdout);
-    assert!(r.stdout.contains("- (imported)"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("- (imported; looked up before its first rotation)"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("Next due:"), "{}", r.stdout);
     assert!(!r.stdout.contains("orgtokensecret"), "{}", r.stdout);
     // Nothing of the token in the database files (WAL included).

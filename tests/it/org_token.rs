@@ -1,10 +1,12 @@
 //! Rotation of the controller's own org token against the in-process
 //! simulator: end to end with no restart (requests after the switch carry
-//! the new token), a simulator that refuses org mints (reported once as
-//! unsupported), and a crash at every Fly call of a rotation (the future is
-//! dropped there, as a killed process stops) followed by a fresh rotator on
-//! the same database: the stored ACTIVE token always works and no rotation
-//! mints twice.
+//! the new token), the imported token's Fly id learned before the first
+//! rotation and the token revoked after its grace (or, when the id cannot be
+//! learned, dropped as before), a record stored by an older version, a
+//! simulator that refuses org mints (reported once as unsupported), and a
+//! crash at every Fly call of a rotation (the future is dropped there, as a
+//! killed process stops) followed by a fresh rotator on the same database:
+//! the stored ACTIVE token always works and no rotation mints twice.
 
 use crate::common;
 use crate::reconcile_crash::crashfly;
@@ -18,7 +20,7 @@ use flotilla::fly::FlyApi;
 use flotilla::fly::http::{HttpFly, TokenHolder};
 use flotilla::ids::OrgSlug;
 use flotilla::reconcile::org_token::{OrgRotator, OrgTokenStore, Stepped, imported_doc};
-use flotilla::rotation::org::{BlockReason, OrgAction, OrgPhase, OrgPolicy};
+use flotilla::rotation::org::{BlockReason, IdLookup, OrgAction, OrgPhase, OrgPolicy};
 use flotilla::rotation::schedule::RotationSchedule;
 use flotilla::sim::{SimConfig, SimHandle, TokenView};
 use flotilla::store::access::{Stores, connect_stores};
@@ -148,30 +150,59 @@ async fn active_works(w: &World) -> bool {
         .is_ok_and(|i| i.org_slug.as_deref() == Some(w.sim.org_slug()))
 }
 
+/// The simulator's view of the token `serve` was started with (the one
+/// imported), by its name.
+fn imported_view(w: &World) -> TokenView {
+    w.sim
+        .tokens()
+        .into_iter()
+        .find(|t| t.name == "org token")
+        .expect("the simulator's own org token")
+}
+
 #[tokio::test]
 async fn the_org_token_rotates_and_the_client_switches_without_a_restart() {
     let w = World::new(false).await;
     let mut r = w.rotator(w.fly.clone(), 1);
     // Not due yet (hourly; the token was imported at 00:00:30).
     assert_eq!(w.settle(&mut r).await, vec![]);
+    let imported = imported_view(&w);
     w.advance(SignedDuration::from_hours(1));
     let did = w.settle(&mut r).await;
     assert!(
         matches!(
             did.as_slice(),
-            [OrgAction::Begin, OrgAction::Mint { .. }, OrgAction::Verify]
+            [
+                OrgAction::LearnId,
+                OrgAction::Begin,
+                OrgAction::Mint { .. },
+                OrgAction::Verify
+            ]
         ),
         "{did:?}"
     );
     let minted = w.org_tokens();
     assert_eq!(minted.len(), 1, "one org token minted");
     let new_id = minted[0].id.clone();
+    // The lookup, the mint and nothing since the switch.
+    let imported_uses = imported_view(&w).uses.requests;
     let l = w.store().load().await.unwrap().unwrap();
     assert_eq!(
         l.doc.record.active.id.as_ref().map(|i| i.as_str()),
         Some(new_id.as_str())
     );
-    assert!(l.doc.record.retiring.is_some());
+    // The imported token's id was learned (GET /v1/tokens/current with it,
+    // checked against the organization's listing) before it was replaced.
+    let retiring = l.doc.record.retiring.as_ref().expect("retiring");
+    assert_eq!(
+        retiring.cred.id.as_ref().map(|i| i.as_str()),
+        Some(imported.id.as_str())
+    );
+    assert!(
+        matches!(retiring.cred.id_lookup, Some(IdLookup::Learned { .. })),
+        "{:?}",
+        retiring.cred.id_lookup
+    );
     // Requests now carry the new token: the same client, no restart.
     let before = w.org_tokens()[0].uses.requests;
     let roots_before: Vec<(String, u64)> = w
@@ -194,11 +225,25 @@ async fn the_org_token_rotates_and_the_client_switches_without_a_restart() {
         .map(|t| (t.id, t.uses.requests))
         .collect();
     assert_eq!(roots_before, roots_after, "the old token was not used");
-    // After the grace: the imported token has no Fly id, so it is forgotten
-    // (the operator revokes it); the next rotation revokes the first minted
-    // one with the newest.
+    // Still valid during the grace.
+    assert!(imported_view(&w).revoked_at.is_none());
+    // After the grace: the imported token is revoked by its learned id, with
+    // the new token, like a minted one.
     w.advance(SignedDuration::from_mins(11));
-    assert_eq!(w.settle(&mut r).await, vec![OrgAction::ForgetRetiring]);
+    assert_eq!(
+        w.settle(&mut r).await,
+        vec![OrgAction::Revoke {
+            id: flotilla::rotation::FlyTokenId::parse(imported.id.clone()).unwrap()
+        }]
+    );
+    let gone = imported_view(&w);
+    assert!(gone.revoked_at.is_some(), "{gone:?}");
+    assert_eq!(
+        gone.uses.requests, imported_uses,
+        "not used after the switch (the revocation went with the new token)"
+    );
+    // The next rotation revokes the first minted one with the newest, with
+    // no lookup (a minted token's id is known).
     w.advance(SignedDuration::from_hours(1));
     let did = w.settle(&mut r).await;
     assert_eq!(did.len(), 3, "{did:?}");
@@ -218,6 +263,106 @@ async fn the_org_token_rotates_and_the_client_switches_without_a_restart() {
     assert!(active_works(&w).await);
 }
 
+/// When the id cannot be learned (here Fly answers the lookup with a 404),
+/// the rotation goes on and the imported token is dropped after its grace,
+/// not revoked, as before ids were looked up.
+#[tokio::test]
+async fn an_imported_token_whose_id_cannot_be_learned_is_dropped_not_revoked() {
+    let w = World::new(false).await;
+    w.advance(SignedDuration::from_hours(1));
+    let refusing = Arc::new(CrashFly::new(w.fly.clone(), Some((0, Mode::Refuse))));
+    let mut r = w.rotator(refusing.clone(), 3);
+    let did = w.settle(&mut r).await;
+    assert!(
+        matches!(
+            did.as_slice(),
+            [
+                OrgAction::LearnId,
+                OrgAction::Begin,
+                OrgAction::Mint { .. },
+                OrgAction::Verify
+            ]
+        ),
+        "{did:?}"
+    );
+    let l = w.store().load().await.unwrap().unwrap();
+    let retiring = l.doc.record.retiring.as_ref().expect("retiring");
+    assert_eq!(retiring.cred.id, None);
+    let Some(IdLookup::Unknown { reason, .. }) = &retiring.cred.id_lookup else {
+        panic!("{:?}", retiring.cred.id_lookup);
+    };
+    assert!(reason.contains("tokens/current"), "{reason}");
+    w.advance(SignedDuration::from_mins(11));
+    assert_eq!(w.settle(&mut r).await, vec![OrgAction::ForgetRetiring]);
+    assert!(
+        imported_view(&w).revoked_at.is_none(),
+        "left to the operator"
+    );
+    let l = w.store().load().await.unwrap().unwrap();
+    assert!(l.doc.record.retiring.is_none());
+    assert!(active_works(&w).await);
+}
+
+/// A record an older version stored (no `idLookup`: written before ids were
+/// looked up) loads, and its token's id is learned at the next rotation.
+#[tokio::test]
+async fn a_record_stored_by_an_older_version_loads_and_learns_its_id() {
+    use secrecy::ExposeSecret;
+    let w = World::new(false).await;
+    let old = serde_json::json!({
+        "record": {
+            "active": {
+                "id": null,
+                "fingerprint": flotilla::crypto::Fingerprint::of(&w.sim.org_token()).to_string(),
+                "expiresAt": null,
+                "since": "2026-06-01T00:00:30Z",
+            },
+            "phase": {"phase": "idle"},
+            "retiring": null,
+            "lastRotated": null,
+            "blocked": null,
+            "failures": 0,
+            "retryAt": null,
+            "lastError": null,
+        },
+        "active": w.sim.org_token().expose_secret(),
+        "pending": null,
+        "retiring": null,
+    });
+    let row = OrgTokenStore::row();
+    let envelope = keyring()
+        .seal_str(
+            &mut StdRng::seed_from_u64(4),
+            &row,
+            &secrecy::SecretString::from(old.to_string()),
+        )
+        .unwrap()
+        .to_string();
+    w.stores
+        .vault
+        .put_sealed(&flotilla::store::vault::SealedRow { row, envelope })
+        .await
+        .unwrap();
+    let l = w
+        .store()
+        .load()
+        .await
+        .expect("an old record loads")
+        .unwrap();
+    assert_eq!(l.doc.record.active.id, None);
+    assert_eq!(l.doc.record.active.id_lookup, None);
+    let mut r = w.rotator(w.fly.clone(), 4);
+    w.advance(SignedDuration::from_hours(1));
+    let did = w.settle(&mut r).await;
+    assert_eq!(did.first(), Some(&OrgAction::LearnId), "{did:?}");
+    let l = w.store().load().await.unwrap().unwrap();
+    let retiring = l.doc.record.retiring.expect("rotated");
+    assert_eq!(
+        retiring.cred.id.as_ref().map(|i| i.as_str()),
+        Some(imported_view(&w).id.as_str())
+    );
+}
+
 #[tokio::test]
 async fn a_simulator_that_refuses_org_mints_is_reported_unsupported_once() {
     let w = World::new(true).await;
@@ -225,7 +370,10 @@ async fn a_simulator_that_refuses_org_mints_is_reported_unsupported_once() {
     w.advance(SignedDuration::from_hours(1));
     let did = w.settle(&mut r).await;
     assert!(
-        matches!(did.as_slice(), [OrgAction::Begin, OrgAction::Mint { .. }]),
+        matches!(
+            did.as_slice(),
+            [OrgAction::LearnId, OrgAction::Begin, OrgAction::Mint { .. }]
+        ),
         "{did:?}"
     );
     let l = w.store().load().await.unwrap().unwrap();
@@ -248,7 +396,10 @@ async fn a_simulator_that_refuses_org_mints_is_reported_unsupported_once() {
 #[tokio::test]
 async fn a_crash_at_any_call_keeps_a_valid_token_and_never_mints_twice() {
     for mode in [Mode::Before, Mode::After] {
-        for at in 0..5 {
+        // The calls: the id lookup (inspect, list), the first rotation (mint,
+        // verify), the imported token's revocation, the second rotation
+        // (mint, verify), the first minted token's revocation.
+        for at in 0..8 {
             let w = World::new(false).await;
             w.advance(SignedDuration::from_hours(1));
             let crashing = Arc::new(CrashFly::new(w.fly.clone(), Some((at, mode))));
@@ -283,7 +434,13 @@ async fn a_crash_at_any_call_keeps_a_valid_token_and_never_mints_twice() {
                     l.doc.record.phase
                 );
                 let minted = w.org_tokens().len();
-                let rotations = if at == 0 { 0 } else { 1 };
+                // Each earlier mint in this run completed its rotation.
+                let rotations = crashing
+                    .log()
+                    .iter()
+                    .filter(|c| c.name == "create_org_token")
+                    .count()
+                    - 1;
                 let landed = usize::from(mode == Mode::After);
                 assert_eq!(minted, rotations + landed, "{ctx}");
                 // Then the organization's tokens are listed: a landed mint
@@ -333,11 +490,15 @@ async fn a_crash_at_any_call_keeps_a_valid_token_and_never_mints_twice() {
 async fn a_rejected_mint_is_retried_under_the_same_name() {
     let w = World::new(false).await;
     w.advance(SignedDuration::from_hours(1));
-    let refusing = Arc::new(CrashFly::new(w.fly.clone(), Some((0, Mode::Refuse))));
+    // Calls 0 and 1 look up the imported token's id; call 2 is the mint.
+    let refusing = Arc::new(CrashFly::new(w.fly.clone(), Some((2, Mode::Refuse))));
     let mut r = w.rotator(refusing.clone(), 5);
     let did = w.settle(&mut r).await;
     assert!(
-        matches!(did.as_slice(), [OrgAction::Begin, OrgAction::Mint { .. }]),
+        matches!(
+            did.as_slice(),
+            [OrgAction::LearnId, OrgAction::Begin, OrgAction::Mint { .. }]
+        ),
         "{did:?}"
     );
     let l = w.store().load().await.unwrap().unwrap();

@@ -503,3 +503,52 @@ async fn lost_mints_are_set_and_shown_under_sim() {
     let (_, header) = rig.mint("lost", "answered", "1h").await;
     assert!(header.starts_with("FlyV1 "));
 }
+
+/// `GET /v1/tokens/current` names each token by the id GraphQL lists and
+/// revokes (`main.tokenInfo.token_id` in the OpenAPI document): the
+/// configured org token, which no mint answer ever named, included. What
+/// flotilla relies on to learn an imported org token's id.
+#[tokio::test]
+async fn current_token_ids_are_the_graphql_ids() {
+    let rig = Rig::quiet().await;
+    rig.create_app("ids").await;
+    let (deploy_id, deploy) = rig.mint("ids", "d", "1h").await;
+    let current = |auth: String| {
+        let rig = &rig;
+        async move {
+            let r = rig
+                .http
+                .get(format!("{}/v1/tokens/current", rig.sim.base_url()))
+                .header("authorization", auth)
+                .send()
+                .await
+                .expect("sends");
+            assert_eq!(r.status(), StatusCode::OK);
+            let body: Value = r.json().await.expect("JSON");
+            let tokens = body["tokens"].as_array().expect("tokens").clone();
+            assert_eq!(tokens.len(), 1, "{body}");
+            str_of(&tokens[0]["token_id"])
+        }
+    };
+    assert_eq!(current(deploy.clone()).await, deploy_id);
+    let org_id = current(rig.org.clone()).await;
+    let listed = rig
+        .gql(
+            "query($s: String!) { organization(slug: $s) { limitedAccessTokens { nodes { id name revokedAt } } } }",
+            json!({"s": rig.sim.org_slug()}),
+        )
+        .await;
+    let nodes = listed["data"]["organization"]["limitedAccessTokens"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .clone();
+    let ids: Vec<String> = nodes.iter().map(|n| str_of(&n["id"])).collect();
+    assert!(ids.contains(&org_id), "{org_id} not in {ids:?}");
+    assert!(ids.contains(&deploy_id), "{deploy_id} not in {ids:?}");
+    // Revoking by that id revokes the token presented.
+    rig.revoke(&deploy_id).await;
+    assert_eq!(
+        rig.rest_as(&deploy, "/v1/tokens/current").await,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -29,6 +29,11 @@ impl std::fmt::Debug for MintedToken {
 pub struct TokenInfo {
     pub org_slug: Option<String>,
     pub apps: Vec<String>,
+    /// The non-empty `token_id`s of the header's macaroons, each once, in
+    /// the answer's order. Whether Fly's `token_id` is the GraphQL id that
+    /// `deleteLimitedAccessToken` takes is not documented (the simulator
+    /// makes them the same): check it against a listing before trusting it.
+    pub token_ids: Vec<String>,
 }
 
 /// One of an app's tokens as `limitedAccessTokens` lists it: identity,

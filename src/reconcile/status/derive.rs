@@ -72,6 +72,9 @@ impl Hold {
 pub struct Attempt<'a> {
     /// Steps attempted.
     pub changes: usize,
+    /// Of `changes`, steps no later activation can observe (a replaced
+    /// token revoked): alone, they need no confirming activation.
+    pub unobserved: usize,
     /// Steps that failed.
     pub failed: usize,
     /// The first failed step's error.
@@ -245,7 +248,10 @@ fn planned<'a>(
     };
     let next = if attempt.failed > 0 {
         Next::Backoff
-    } else if attempt.changes > 0 || attempt.deferred.is_some() {
+    } else if attempt.changes > attempt.unobserved || attempt.deferred.is_some() {
+        // Changes to confirm. An activation whose only changes were
+        // revocations observed everything else as converged and changed
+        // nothing it observes: no confirmation (the resync looks again).
         Next::Soon(i.requeue.confirm_after)
     } else if facts.settling || i.deleting || tokens.progressing {
         Next::Soon(i.requeue.progress_after)

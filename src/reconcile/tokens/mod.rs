@@ -76,6 +76,10 @@ impl std::fmt::Debug for TokenSettings {
 pub struct TokenReport {
     /// Steps that reached Fly or changed a record.
     pub acted: usize,
+    /// Of `acted`, revocations that succeeded: they change nothing a later
+    /// activation observes (its reads are machines, addresses, certificates
+    /// and secrets), so they need no confirming activation.
+    pub revoked: usize,
     pub failed: usize,
     pub first_error: Option<String>,
     /// Spec'd tokens with no ACTIVE credential yet.
@@ -322,6 +326,9 @@ impl TokenPhase<'_> {
             if let Err(e) = step {
                 report.fail(format!("token {name}: {e}"));
                 break;
+            }
+            if let Action::Revoke { .. } = action {
+                report.revoked += 1;
             }
             // The listing is this activation's view of Fly: a token just
             // revoked is revoked in it too. Otherwise a revoked stray or

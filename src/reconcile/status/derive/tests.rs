@@ -236,6 +236,8 @@ struct Scenario {
     plan: Plan,
     observed: Observed,
     attempt: (usize, usize, Option<&'static str>, Option<&'static str>),
+    /// Of the attempt's changes, revocations.
+    unobserved: usize,
     tokens_pending: Vec<TokenName>,
     tokens_halted: Vec<(TokenName, String)>,
 }
@@ -248,6 +250,7 @@ impl Scenario {
         Self {
             label: label.into(),
             tenant: tenant(str::to_string),
+            unobserved: 0,
             deleting: false,
             observe_error: None,
             unreadable: None,
@@ -319,6 +322,13 @@ impl Scenario {
         self
     }
 
+    /// `n` more changes, each a replaced token revoked.
+    fn revoked(mut self, n: usize) -> Self {
+        self.attempt.0 += n;
+        self.unobserved += n;
+        self
+    }
+
     fn failed(mut self) -> Self {
         self.attempt = (1, 1, Some("create machine: Fly unavailable (503)"), None);
         self
@@ -364,6 +374,7 @@ impl Scenario {
                 observed: &self.observed,
                 attempt: Attempt {
                     changes,
+                    unobserved: self.unobserved,
                     failed,
                     first_error,
                     deferred,
@@ -741,6 +752,21 @@ fn next_reconcile_at_is_when_the_runtime_comes_back() {
         .machine(Some("acme"), MachineState::Starting)
         .derive(&TenantStatus::default());
     assert_eq!(settling.next, Next::Soon(p.progress_after));
+
+    // Only a replaced token revoked: nothing to confirm, the resync comes
+    // back; with any other change, the confirmation.
+    let revoked = Scenario::new("revoked")
+        .revoked(1)
+        .derive(&TenantStatus::default());
+    assert_eq!(revoked.next, Next::Resync);
+    assert_eq!(revoked.record.actions, 1, "still counted as a step");
+    assert_eq!(revoked.record.result, "changed");
+    let revoked_and_changed = Scenario::new("revoked and changed")
+        .step()
+        .applied(1)
+        .revoked(1)
+        .derive(&TenantStatus::default());
+    assert_eq!(revoked_and_changed.next, Next::Soon(p.confirm_after));
 
     let mut status = TenantStatus {
         consecutive_failures: 3,
