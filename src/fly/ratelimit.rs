@@ -443,6 +443,23 @@ mod tests {
         v.iter().map(|d| d.as_millis()).collect()
     }
 
+    /// When each of `n` calls of `operation` (on key `key(i)`) was let
+    /// through, in milliseconds from the first attempt.
+    async fn paced(
+        l: &FlyRateLimiter,
+        operation: &'static str,
+        n: usize,
+        key: impl Fn(usize) -> String,
+    ) -> Vec<u128> {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        for i in 0..n {
+            l.until_ready(operation, &key(i)).await;
+            got.push(start.elapsed());
+        }
+        ms(&got)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn default_class_allows_a_burst_of_two_then_one_per_second() {
         let l = limiter(None, 1);
@@ -516,14 +533,9 @@ mod tests {
         })
         .expect("valid")
         .expect("enabled");
-        let start = Instant::now();
-        let mut got = Vec::new();
-        for i in 0..4 {
-            l.until_ready("Apps_create", &format!("app-{i}")).await;
-            got.push(start.elapsed());
-        }
+        let got = paced(&l, "Apps_create", 4, |i| format!("app-{i}")).await;
         // Burst of 2, then one per 5 s.
-        assert_eq!(ms(&got), vec![0, 0, 5000, 10000]);
+        assert_eq!(got, vec![0, 0, 5000, 10000]);
     }
 
     /// Sends paced by this limiter reach Fly's bucket (Fly's burst of 3 at 1
@@ -595,43 +607,23 @@ mod tests {
         .expect("valid")
         .expect("enabled");
         share.set(3);
-        let start = Instant::now();
-        let mut creates = Vec::new();
-        for i in 0..4 {
-            l.until_ready("Apps_create", &format!("app-{i}")).await;
-            creates.push(start.elapsed());
-        }
+        let creates = paced(&l, "Apps_create", 4, |i| format!("app-{i}")).await;
         // 20 per minute, the burst of 2 split to 1: one per 3 s.
-        assert_eq!(ms(&creates), vec![0, 3000, 6000, 9000]);
+        assert_eq!(creates, vec![0, 3000, 6000, 9000]);
         // Token checks name no app: one org-wide bucket, split the same
         // way (three replicas together at Fly's 1/s). (After a pause that
         // refills the global budget, so only the org bucket paces them.)
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let start = Instant::now();
-        let mut checks = Vec::new();
-        for _ in 0..4 {
-            l.until_ready("CurrentToken_show", "").await;
-            checks.push(start.elapsed());
-        }
-        assert_eq!(ms(&checks), vec![0, 3000, 6000, 9000]);
+        let checks = paced(&l, "CurrentToken_show", 4, |_| String::new()).await;
+        assert_eq!(checks, vec![0, 3000, 6000, 9000]);
         share.set(1);
-        let start = Instant::now();
-        let mut starts = Vec::new();
-        for i in 0..5 {
-            l.until_ready("Machines_start", &format!("m{i}")).await;
-            starts.push(start.elapsed());
-        }
+        let starts = paced(&l, "Machines_start", 5, |i| format!("m{i}")).await;
         // Alone: the whole 6 req/s with bursts of 3.
-        assert_eq!(ms(&starts), vec![0, 0, 0, 167, 334]);
+        assert_eq!(starts, vec![0, 0, 0, 167, 334]);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let start = Instant::now();
-        let mut checks = Vec::new();
-        for _ in 0..4 {
-            l.until_ready("CurrentToken_show", "").await;
-            checks.push(start.elapsed());
-        }
+        let checks = paced(&l, "CurrentToken_show", 4, |_| String::new()).await;
         // Alone: Fly's 1/s, bursts of 2 (a fresh bucket for the new share).
-        assert_eq!(ms(&checks), vec![0, 0, 1000, 2000]);
+        assert_eq!(checks, vec![0, 0, 1000, 2000]);
     }
 
     #[test]

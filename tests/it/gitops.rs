@@ -10,6 +10,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use crate::common;
+use crate::common::git::sign;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +31,6 @@ use flotilla::source::sync::{GitSync, SyncConfig, SyncOutcome};
 use flotilla::spec::ParseOptions;
 use flotilla::store::access::{Stores, connect_stores};
 use flotilla::store::{ApplyOutcome, LabelSelector, TenantRecord};
-use hmac::{KeyInit, Mac};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -473,16 +473,6 @@ async fn prune_thresholds_refuse_a_mass_deletion() {
         assert_eq!(pruned.len(), 5);
         assert_eq!(names(&env).await, ["t5", "t6", "t7"], "[{l}]");
     }
-}
-
-fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    format!(
-        "sha256={}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
 }
 
 async fn post_hook(router: &axum::Router, signature: Option<&str>, body: &[u8]) -> StatusCode {

@@ -30,3 +30,16 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("git prints UTF-8")
 }
+
+/// A git host's webhook signature of `body` under `secret`, as GitHub sends
+/// it in `X-Hub-Signature-256`: `sha256=<hex HMAC-SHA256>`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
