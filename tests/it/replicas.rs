@@ -91,6 +91,20 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Replicas on database `db` against `sim`, sharing one encryption key.
+    fn new(db: &str, sim: flotilla::sim::SimHandle) -> Self {
+        Self {
+            db: db.to_owned(),
+            key: format!(
+                "k1:{}",
+                base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+            ),
+            sim,
+            dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     fn flotilla(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_flotilla"));
         c.args(["--db", &self.db])
@@ -242,16 +256,7 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
     })
     .await
     .unwrap();
-    let fleet = Fleet {
-        db: pg.url.clone(),
-        key: format!(
-            "k1:{}",
-            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
-        ),
-        sim,
-        dir: tempfile::tempdir().unwrap(),
-        http: reqwest::Client::new(),
-    };
+    let fleet = Fleet::new(&pg.url, sim);
     fleet.apply("nginx:1.27");
     let r1 = fleet.start("r1");
     let r2 = fleet.start("r2");
@@ -261,22 +266,38 @@ async fn replicas_share_tenants_survive_sigkill_and_a_paused_replica_writes_noth
     assert!(w["writes"].as_u64().unwrap() >= TENANTS as u64, "{w:#}");
 
     // `/readyz` names each replica's share: three live, every replica some
-    // shards, together no more than all 64.
-    let mut shards = 0;
-    for r in [&r1, &r2, &r3] {
-        let line = r.readyz_replica_line(&fleet.http).await;
-        let want = format!("replica {}: 3 live, holding ", r.id);
-        assert!(line.starts_with(&want), "{line}");
-        let n: usize = line[want.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(n > 0 && line.contains(" of 64 shards; jobs: "), "{line}");
-        shards += n;
+    // shards, together no more than all 64. The last replica to start may
+    // still be warming up (holding none) when the first converge ends, so
+    // this waits, briefly, for every replica to hold a share.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut lines = Vec::new();
+        let mut held = Vec::new();
+        for r in [&r1, &r2, &r3] {
+            let line = r.readyz_replica_line(&fleet.http).await;
+            let want = format!("replica {}: ", r.id);
+            assert!(line.starts_with(&want), "{line}");
+            let n = line
+                .strip_prefix(&format!("{want}3 live, holding "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<usize>().ok());
+            if n.is_some() {
+                assert!(line.contains(" of 64 shards; jobs: "), "{line}");
+            }
+            held.push(n);
+            lines.push(line);
+        }
+        if held.iter().all(|n| n.is_some_and(|n| n > 0)) {
+            let total: usize = held.iter().flatten().sum();
+            assert!(total <= 64, "{total} shards held in all: {lines:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every replica holds a share: {lines:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(shards <= 64, "{shards} shards held in all");
 
     // Every replica took part: the work is shared, not all on one.
     fleet.apply("nginx:1.28");
@@ -560,7 +581,6 @@ async fn a_webhook_poke_on_one_replica_wakes_the_job_on_another() {
 /// seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_to_either_replica_syncs_the_commit_at_once() {
-    use hmac::{KeyInit, Mac};
     let Some(pg) = common::PgTestDb::create() else {
         return;
     };
@@ -570,16 +590,7 @@ async fn a_webhook_to_either_replica_syncs_the_commit_at_once() {
     })
     .await
     .unwrap();
-    let fleet = Fleet {
-        db: pg.url.clone(),
-        key: format!(
-            "k1:{}",
-            base64::engine::general_purpose::STANDARD.encode([9u8; 32])
-        ),
-        sim,
-        dir: tempfile::tempdir().unwrap(),
-        http: reqwest::Client::new(),
-    };
+    let fleet = Fleet::new(&pg.url, sim);
     let repo = fleet.dir.path().join("repo");
     std::fs::create_dir_all(repo.join("specs")).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
@@ -646,20 +657,15 @@ async fn a_webhook_to_either_replica_syncs_the_commit_at_once() {
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "t-01"]);
     let body = br#"{"ref":"refs/heads/main"}"#;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret-hook").unwrap();
-    mac.update(body);
-    let sig: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let res = fleet
         .http
         .post(format!("{}/api/v1/hooks/git", other.base))
         .header("content-type", "application/json")
         .header("x-github-event", "push")
-        .header("x-hub-signature-256", format!("sha256={sig}"))
+        .header(
+            "x-hub-signature-256",
+            crate::common::git::sign(b"s3cret-hook", body),
+        )
         .body(body.to_vec())
         .send()
         .await
