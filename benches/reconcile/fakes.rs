@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use flotilla::fly::{
     App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
     CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
-    MachineState, MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume,
-    WaitState,
+    MachineState, MintedToken, SecretsVersion, TokenInfo, TokenScope, UpdateMachine, UpdateVolume,
+    Volume, WaitState,
 };
 use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, TenantName, VolumeId};
 use flotilla::store::{
@@ -338,7 +338,11 @@ impl FlyApi for Replay {
     async fn revoke_token(&self, _: &str) -> Result<(), FlyError> {
         self.miss("revoke_token")
     }
-    async fn inspect_token(&self, _: &SecretString) -> Result<TokenInfo, FlyError> {
+    async fn inspect_token(
+        &self,
+        _: &SecretString,
+        _: TokenScope<'_>,
+    ) -> Result<TokenInfo, FlyError> {
         self.miss("inspect_token")
     }
 }

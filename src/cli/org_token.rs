@@ -150,7 +150,7 @@ pub async fn start(
 async fn org_of(conn: &FlyConnection, token: &SecretString) -> anyhow::Result<OrgSlug> {
     let info = conn
         .api
-        .inspect_token(token)
+        .inspect_token(token, crate::fly::TokenScope::Org)
         .await
         .context("org-token rotation: looking up the org token's organization")?;
     let slug = info

@@ -20,7 +20,7 @@ use crate::fly::{
     App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
     CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
     MachineState, MintedToken, OrgMachinesPage, OrgMachinesQuery, SecretsVersion, TokenInfo,
-    UpdateMachine, UpdateVolume, Volume, WaitState,
+    TokenScope, UpdateMachine, UpdateVolume, Volume, WaitState,
 };
 use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 
@@ -300,7 +300,11 @@ impl FlyApi for TrackWrites {
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError> {
         self.inner.revoke_token(id).await
     }
-    async fn inspect_token(&self, token: &SecretString) -> Result<TokenInfo, FlyError> {
-        self.inner.inspect_token(token).await
+    async fn inspect_token(
+        &self,
+        token: &SecretString,
+        scope: TokenScope<'_>,
+    ) -> Result<TokenInfo, FlyError> {
+        self.inner.inspect_token(token, scope).await
     }
 }

@@ -243,5 +243,36 @@ pub trait FlyApi: Send + Sync {
     async fn revoke_token(&self, id: &str) -> Result<(), FlyError>;
     /// `GET /v1/tokens/current`, authenticated with `token` instead of the
     /// client's own credential (how a freshly minted token is verified).
-    async fn inspect_token(&self, token: &SecretString) -> Result<TokenInfo, FlyError>;
+    /// `scope` is what the token is expected to be scoped to: the call names
+    /// no app or machine, so that is what its rate limit is counted against.
+    async fn inspect_token(
+        &self,
+        token: &SecretString,
+        scope: TokenScope<'_>,
+    ) -> Result<TokenInfo, FlyError>;
+}
+
+/// What a token handed to [`Fly::inspect_token`] is expected to be scoped
+/// to, and so which rate-limit bucket its check counts against. Fly keys its
+/// limits by the machine or app a request concerns (API-NOTES §3); `GET
+/// /v1/tokens/current` names neither in its path, so it concerns what the
+/// presented token is scoped to: a deploy token's app, or, for an org token,
+/// the organization (one bucket for the org, shared by every replica). The
+/// simulator reads Fly the same way (`src/sim/gate.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope<'a> {
+    /// A deploy token of this app.
+    App(&'a AppName),
+    /// An org token (`deploy_organization`).
+    Org,
+}
+
+impl TokenScope<'_> {
+    /// The client's rate-limit key: the app's name, or empty for the org.
+    pub fn rate_key(&self) -> &str {
+        match self {
+            TokenScope::App(app) => app.as_str(),
+            TokenScope::Org => "",
+        }
+    }
 }

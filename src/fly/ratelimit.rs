@@ -11,9 +11,12 @@
 //! global token bucket over all calls, so the controller as a whole stays a
 //! polite client.
 //!
-//! Calls that name neither an app nor a machine (`GET /v1/tokens/current`,
-//! the org's machine list) are counted against the org too: one bucket per
-//! action. The org-wide buckets and the global budget are split among the
+//! Calls that name neither an app nor a machine are counted against the
+//! org too, one bucket per action: the org's machine list, and `GET
+//! /v1/tokens/current` presented with an org token. A deploy token's check
+//! concerns the app the token is scoped to and is keyed by it
+//! ([`crate::fly::TokenScope`]), so verifying a fleet's new tokens is not
+//! one org-wide queue. The org-wide buckets and the global budget are split among the
 //! replicas sharing an org ([`BudgetShare`]); per-app and per-machine
 //! buckets are not (one replica works on an app at a time).
 //!
@@ -182,11 +185,22 @@ struct Base {
     creates_per_minute: u32,
 }
 
-/// Actions whose calls name no app and no machine (`GET /v1/tokens/current`,
-/// the org's machine list), so Fly can only count them against the caller's
-/// organization (the simulator's reading): like app creation, one bucket per
-/// action for the org, split among replicas.
+/// Actions whose calls name no app and no machine, so Fly can only count
+/// them against the caller's organization (the simulator's reading): like
+/// app creation, one bucket per action for the org, split among replicas.
+/// A token check (`CurrentToken_show`) is one of them only when presented
+/// with an org token (an empty key); a deploy token's check is keyed by its
+/// app ([`is_org_wide`]).
 const ORG_WIDE: [&str; 2] = ["CurrentToken_show", "Machines_org_list"];
+
+/// Whether a call of `operation` on `key` counts against the org-wide
+/// bucket of its action.
+fn is_org_wide(operation: &str, key: &str) -> bool {
+    match operation {
+        "CurrentToken_show" => key.is_empty(),
+        _ => ORG_WIDE.contains(&operation),
+    }
+}
 
 /// The org-wide buckets for one share.
 struct Scaled {
@@ -325,6 +339,24 @@ impl FlyRateLimiter {
             Class::AppDelete => &self.app_delete,
         };
         let scaled = self.scaled();
+        // The global budget first, the per-key or org-wide bucket last: the
+        // wait that paces a request against Fly's bucket is the last one
+        // before it leaves. Taken the other way round, a request that got its
+        // per-key slot could then wait a varying time on a saturated global
+        // budget, and two requests on one key could reach Fly closer together
+        // than they were paced (more jitter than the one request of slack
+        // absorbs). The global budget is the client's own, not Fly's:
+        // requests bunching after it provoke nothing.
+        if let Some(global) = &scaled.global {
+            loop {
+                match global.check() {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+                    }
+                }
+            }
+        }
         if operation == "Apps_create" {
             loop {
                 match scaled.app_create.check() {
@@ -334,7 +366,7 @@ impl FlyRateLimiter {
                     }
                 }
             }
-        } else if ORG_WIDE.contains(&operation) {
+        } else if is_org_wide(operation, key) {
             let key: Key = (operation, key.to_owned());
             loop {
                 match scaled.org_actions.check_key(&key) {
@@ -356,16 +388,6 @@ impl FlyRateLimiter {
             );
             loop {
                 match limiter.check_key(&key) {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-                    }
-                }
-            }
-        }
-        if let Some(global) = &scaled.global {
-            loop {
-                match global.check() {
                     Ok(()) => break,
                     Err(not_until) => {
                         tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
@@ -590,6 +612,74 @@ mod tests {
             got.push(start.elapsed());
         }
         assert_eq!(ms(&got), vec![0, 0, 500, 1000, 1500]);
+    }
+
+    /// A deploy token's check is keyed by its app: checks of different
+    /// apps' tokens do not queue behind each other, while checks with the org
+    /// token (no key) share one bucket for the org.
+    #[tokio::test(start_paused = true)]
+    async fn token_checks_are_keyed_by_the_tokens_app() {
+        let l = limiter(None, 1);
+        let apps = paced(&l, "CurrentToken_show", 6, |i| format!("app-{i}")).await;
+        assert_eq!(apps, vec![0; 6]);
+        let org = paced(&l, "CurrentToken_show", 4, |_| String::new()).await;
+        assert_eq!(org, vec![0, 0, 1000, 2000]);
+        // One app's checks keep Fly's per-key pace.
+        let one = paced(&l, "CurrentToken_show", 4, |_| "app-x".into()).await;
+        assert_eq!(one, vec![0, 0, 1000, 2000]);
+    }
+
+    /// With the global budget busy with other keys, the instants at which
+    /// one key's requests are let through conform to that key's bucket
+    /// (bursts of 2 at 1 req/s): the per-key wait is the last one. Taken the
+    /// other way round, A and B take key `k`'s burst at once but wait for the
+    /// global budget (busy with 9 other requests) until 0.9 s and 1.0 s,
+    /// and C, asking for `k` at 1.0 s when a slot has come back, follows
+    /// at 1.1 s: three requests on one key within 0.2 s.
+    #[tokio::test(start_paused = true)]
+    async fn the_per_key_wait_is_the_last_one() {
+        use governor::clock::FakeRelativeClock;
+
+        let l = Arc::new(limiter(Some(10), 1));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        let spawn = |key: String, after: Duration| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                l.until_ready("Machines_update", &key).await;
+                (key, start.elapsed())
+            })
+        };
+        for i in 0..9 {
+            tasks.push(spawn(format!("other-{i}"), Duration::ZERO));
+        }
+        tasks.push(spawn("k".into(), Duration::ZERO));
+        tasks.push(spawn("k".into(), Duration::ZERO));
+        tasks.push(spawn("k".into(), Duration::from_secs(1)));
+        let mut on_k = Vec::new();
+        for t in tasks {
+            let (key, at) = t.await.unwrap();
+            if key == "k" {
+                on_k.push(at);
+            }
+        }
+        on_k.sort();
+        assert_eq!(on_k.len(), 3);
+        let clock = FakeRelativeClock::default();
+        let bucket = RateLimiter::direct_with_clock(
+            Quota::per_second(ONE).allow_burst(DEFAULT_BURST),
+            clock.clone(),
+        );
+        let mut now = Duration::ZERO;
+        for (i, at) in on_k.iter().enumerate() {
+            clock.advance(*at - now);
+            now = *at;
+            assert!(
+                bucket.check().is_ok(),
+                "request {i} on k let through at {at:?}: {on_k:?}"
+            );
+        }
     }
 
     /// Three replicas share one org: each paces app creates and the global

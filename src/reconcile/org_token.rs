@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::crypto::{Aad, Envelope, Fingerprint, Keyring};
 use crate::fly::http::TokenHolder;
-use crate::fly::{FlyApi, FlyError};
+use crate::fly::{FlyApi, FlyError, TokenScope};
 use crate::ids::OrgSlug;
 use crate::replica::assign::Job;
 use crate::rotation::org::{
@@ -428,7 +428,7 @@ impl OrgRotator {
                     });
                 };
                 let cred = cred.clone();
-                match self.fly.inspect_token(&pending).await {
+                match self.fly.inspect_token(&pending, TokenScope::Org).await {
                     Ok(info) if info.org_slug.as_deref() == Some(self.org.as_str()) => {
                         let old = std::mem::replace(&mut doc.active, pending);
                         doc.retiring = Some(old);
@@ -489,7 +489,7 @@ impl OrgRotator {
     /// /v1/tokens/current` names when presented with it, checked against
     /// the organization's listing (`org::learn_id`).
     async fn learn_id(&self, active: &SecretString) -> OrgOutcome {
-        let current = match self.fly.inspect_token(active).await {
+        let current = match self.fly.inspect_token(active, TokenScope::Org).await {
             Ok(info) => info,
             Err(e) => return lookup_failed("GET /v1/tokens/current", e),
         };

@@ -141,11 +141,19 @@ pub async fn gate(
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| v.to_owned())
             };
+            // The machine in the path, else the app; a token check names
+            // neither and concerns what the presented token is scoped to (a
+            // deploy token's app); anything else counts against the org.
             let key = if op == "Apps_delete" {
                 caller.org.clone()
             } else {
                 param("machine_id")
                     .or_else(|| param("app_name"))
+                    .or_else(|| {
+                        (op == "CurrentToken_show")
+                            .then(|| caller.app_id.clone())
+                            .flatten()
+                    })
                     .unwrap_or_else(|| caller.org.clone())
             };
             if !sim.limiters.check(op, &key) {

@@ -4,6 +4,7 @@
 
 use crate::api_support;
 use crate::common;
+use flotilla::fly::TokenScope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +95,10 @@ async fn the_registry_credential_is_the_tenants_own_scoped_token() {
     assert_eq!(ok.body["repository"], "acme");
     let password = ok.body["password"].as_str().unwrap().to_string();
     let info = fly
-        .inspect_token(&SecretString::from(password.clone()))
+        .inspect_token(
+            &SecretString::from(password.clone()),
+            TokenScope::App(&flotilla::ids::AppName::parse("acme").unwrap()),
+        )
         .await
         .unwrap();
     assert_eq!(

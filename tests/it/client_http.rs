@@ -4,6 +4,7 @@
 //! Volumes and the optional machine-config parts are in
 //! `client_http/volumes.rs`.
 
+use flotilla::fly::TokenScope;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -851,7 +852,10 @@ async fn inspect_token_authenticates_with_the_given_token() {
         json!({"tokens": [{"token_id": "t", "org_slug": "acme", "apps": ["acme-web"]}]}),
     ));
     let info = fly
-        .inspect_token(&SecretString::from("FlyV1 fm2_minted"))
+        .inspect_token(
+            &SecretString::from("FlyV1 fm2_minted"),
+            TokenScope::App(&AppName::parse("acme-web").unwrap()),
+        )
         .await
         .expect("inspect");
     assert_eq!(info.org_slug.as_deref(), Some("acme"));
@@ -862,7 +866,7 @@ async fn inspect_token_authenticates_with_the_given_token() {
 
     s.push(fly_error(401, "Authenticate: token validation error", None));
     let e = fly
-        .inspect_token(&SecretString::from("fm2_revoked"))
+        .inspect_token(&SecretString::from("fm2_revoked"), TokenScope::Org)
         .await
         .expect_err("401");
     assert!(matches!(e, FlyError::Unauthorized { .. }), "{e}");

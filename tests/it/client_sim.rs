@@ -11,7 +11,8 @@ use std::time::Duration;
 use flotilla::fly::http::{FlyConfig, HttpFly, RetryPolicy};
 use flotilla::fly::{
     AssignIp, AutostopConfig, CheckState, CheckStatus, CreateMachine, FlyApi, FlyError, HostStatus,
-    MachineConfig, MachineFilter, MachineState, RestartConfig, UpdateMachine, WaitState, meta,
+    MachineConfig, MachineFilter, MachineState, RestartConfig, TokenScope, UpdateMachine,
+    WaitState, meta,
 };
 use flotilla::ids::{AppName, OrgSlug, SecretName};
 use flotilla::sim::{FaultProfile, SimConfig, SimHandle};
@@ -414,6 +415,51 @@ async fn secrets_ips_and_certificates_end_to_end() {
     );
 }
 
+/// The simulator counts a token check (`GET /v1/tokens/current`, which
+/// names no app or machine) against what the presented token is scoped to:
+/// five apps' deploy tokens, each checked three times at once (Fly's
+/// burst), all pass; six checks with the org token at once meet the org's
+/// one bucket.
+#[tokio::test]
+async fn token_checks_are_rate_limited_by_the_tokens_scope() {
+    let sim = sim().await;
+    let fly = client(&sim);
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        let name = create_app(&fly, &sim, &format!("scope-{i}")).await;
+        let app = fly.get_app(&name).await.expect("get app");
+        let minted = fly
+            .create_deploy_token(&app, "check", Duration::from_secs(3600))
+            .await
+            .expect("deploy token");
+        tokens.push(minted.token.expose_secret().to_owned());
+    }
+    // A raw client: the check is about what the simulator answers.
+    #[allow(clippy::disallowed_methods)]
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let url = format!("{}/v1/tokens/current", sim.base_url());
+    let check = |auth: String| {
+        let req = http.get(&url).header("authorization", auth);
+        async move { req.send().await.expect("send").status().as_u16() }
+    };
+    let before = sim.request_counts().rate_limited;
+    let deploy: Vec<u16> =
+        futures::future::join_all(tokens.iter().flat_map(|t| (0..3).map(|_| check(t.clone()))))
+            .await;
+    assert_eq!(deploy, vec![200; 15], "keyed by each token's app");
+    assert_eq!(sim.request_counts().rate_limited, before);
+
+    let org = format!("FlyV1 {}", sim.org_token().expose_secret());
+    let statuses: Vec<u16> = futures::future::join_all((0..6).map(|_| check(org.clone()))).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + limited, 6, "{statuses:?}");
+    assert!((3..=4).contains(&ok), "{statuses:?}: the org's burst is 3");
+}
+
 #[tokio::test]
 async fn tokens_end_to_end() {
     let sim = sim().await;
@@ -427,7 +473,7 @@ async fn tokens_end_to_end() {
         .expect("deploy token");
     assert!(deploy.token.expose_secret().starts_with("FlyV1 "));
     let info = fly
-        .inspect_token(&deploy.token)
+        .inspect_token(&deploy.token, TokenScope::App(&app_name))
         .await
         .expect("inspect deploy token");
     assert_eq!(info.apps, vec![app_name.as_str().to_string()]);
@@ -437,7 +483,7 @@ async fn tokens_end_to_end() {
         .await
         .expect("org token");
     let info = fly
-        .inspect_token(&org_token.token)
+        .inspect_token(&org_token.token, TokenScope::Org)
         .await
         .expect("inspect org token");
     assert_eq!(info.org_slug.as_deref(), Some(sim.org_slug()));
@@ -446,7 +492,10 @@ async fn tokens_end_to_end() {
     fly.revoke_token(&deploy.id)
         .await
         .expect("revoking again succeeds");
-    let e = fly.inspect_token(&deploy.token).await.expect_err("revoked");
+    let e = fly
+        .inspect_token(&deploy.token, TokenScope::App(&app_name))
+        .await
+        .expect_err("revoked");
     assert!(matches!(e, FlyError::Unauthorized { .. }), "{e:?}");
     assert!(!e.to_string().contains(deploy.token.expose_secret()));
     fly.revoke_token(&org_token.id)

@@ -5,6 +5,7 @@
 //! request, through `SimHandle::tokens` and `GET /__sim/tokens`.
 
 use crate::common;
+use flotilla::fly::TokenScope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,7 +117,7 @@ async fn mint_list_revoke_and_inspect() {
         .collect();
     assert_eq!(ids, vec![minted.id.clone()]);
 
-    fly.inspect_token(&minted.token)
+    fly.inspect_token(&minted.token, TokenScope::App(&app.name))
         .await
         .expect("the new token works");
     clock.advance(SignedDuration::from_secs(30));
@@ -126,7 +127,7 @@ async fn mint_list_revoke_and_inspect() {
     assert_eq!(listed[0].revoked_at, Some(clock.now()));
     assert!(listed[0].is_revoked());
     let e = fly
-        .inspect_token(&minted.token)
+        .inspect_token(&minted.token, TokenScope::App(&app.name))
         .await
         .expect_err("a revoked token");
     assert!(matches!(e, FlyError::Unauthorized { .. }), "{e:?}");
@@ -277,7 +278,7 @@ async fn the_simulator_records_which_token_authenticated_what() {
         as_deploy.get_app(&app.name).await.expect("own app");
     }
     as_deploy
-        .inspect_token(&minted.token)
+        .inspect_token(&minted.token, TokenScope::App(&app.name))
         .await
         .expect("inspect");
     let used = view(&minted.id);

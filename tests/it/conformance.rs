@@ -11,6 +11,7 @@
 //! them.
 
 use crate::common;
+use flotilla::fly::TokenScope;
 
 use crate::support;
 
@@ -614,7 +615,7 @@ async fn scenario(rig: &Rig) {
         .await
         .expect("deploy token");
     let info = fly
-        .inspect_token(&deploy.token)
+        .inspect_token(&deploy.token, TokenScope::App(&app_record.name))
         .await
         .expect("inspect deploy token");
     assert_eq!(info.apps, vec![app.as_str().to_owned()]);
@@ -623,14 +624,14 @@ async fn scenario(rig: &Rig) {
         .await
         .expect("org token");
     let info = fly
-        .inspect_token(&org_token.token)
+        .inspect_token(&org_token.token, TokenScope::Org)
         .await
         .expect("inspect org token");
     assert_eq!(info.org_slug.as_deref(), Some(sim.org_slug()));
     fly.revoke_token(&deploy.id).await.expect("revoke");
     fly.revoke_token(&deploy.id).await.expect("revoke again");
     let e = fly
-        .inspect_token(&deploy.token)
+        .inspect_token(&deploy.token, TokenScope::App(&app_record.name))
         .await
         .expect_err("revoked token");
     assert!(matches!(e, FlyError::Unauthorized { .. }), "{e:?}");

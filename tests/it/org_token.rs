@@ -10,6 +10,7 @@
 
 use crate::common;
 use crate::reconcile_crash::crashfly;
+use flotilla::fly::TokenScope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,7 +146,7 @@ impl World {
 async fn active_works(w: &World) -> bool {
     let l = w.store().load().await.unwrap().expect("a record");
     w.fly
-        .inspect_token(&l.doc.active)
+        .inspect_token(&l.doc.active, TokenScope::Org)
         .await
         .is_ok_and(|i| i.org_slug.as_deref() == Some(w.sim.org_slug()))
 }

@@ -13,6 +13,7 @@
 
 use crate::common;
 use crate::reconcile_crash::crashfly;
+use flotilla::fly::TokenScope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,7 +315,7 @@ async fn check(w: &World, what: &str, scenario: Scenario) {
         .password;
     let info = w
         .fly
-        .inspect_token(&value)
+        .inspect_token(&value, TokenScope::App(&AppName::parse("crash").unwrap()))
         .await
         .unwrap_or_else(|e| panic!("{what}: the registry token is not valid: {e}"));
     assert_eq!(info.apps, vec!["crash".to_string()], "{what}");

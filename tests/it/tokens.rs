@@ -5,6 +5,7 @@
 //! teardown; values only ever stored sealed.
 
 use crate::common;
+use flotilla::fly::TokenScope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,7 +239,11 @@ async fn a_token_is_minted_once_the_app_exists_and_delivered_everywhere() {
     // The registry credential is the scoped token, and Fly accepts it for
     // the tenant's app only.
     let value = w.registry().await;
-    let info = w.fly.inspect_token(&value).await.unwrap();
+    let info = w
+        .fly
+        .inspect_token(&value, TokenScope::App(&tok_app()))
+        .await
+        .unwrap();
     assert_eq!(info.apps, vec!["tok".to_string()]);
 
     // The app secret carries it, and every machine runs the secrets version
@@ -300,7 +305,7 @@ async fn a_token_rotates_on_schedule_with_no_command_and_consumers_never_hold_a_
         // token Fly accepts.
         let value = w.registry().await;
         w.fly
-            .inspect_token(&value)
+            .inspect_token(&value, TokenScope::App(&tok_app()))
             .await
             .expect("the served token is valid");
         let fp = flotilla::crypto::Fingerprint::of(&value).to_string();
@@ -361,7 +366,10 @@ async fn a_requested_rotation_keeps_the_old_token_for_its_grace_and_regenerate_d
     let new = w.registry().await;
     assert_ne!(old.expose_secret(), new.expose_secret());
     // The old one is still valid (grace 30m).
-    w.fly.inspect_token(&old).await.expect("old token in grace");
+    w.fly
+        .inspect_token(&old, TokenScope::App(&tok_app()))
+        .await
+        .expect("old token in grace");
     assert_eq!(w.live_tokens(), 2);
     assert_eq!(w.status().await.tokens[0].credentials.len(), 2);
 
@@ -374,10 +382,16 @@ async fn a_requested_rotation_keeps_the_old_token_for_its_grace_and_regenerate_d
     w.converge().await;
     let newest = w.registry().await;
     assert!(
-        w.fly.inspect_token(&new).await.is_err(),
+        w.fly
+            .inspect_token(&new, TokenScope::App(&tok_app()))
+            .await
+            .is_err(),
         "regenerated token still valid"
     );
-    w.fly.inspect_token(&newest).await.unwrap();
+    w.fly
+        .inspect_token(&newest, TokenScope::App(&tok_app()))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -467,4 +481,9 @@ async fn an_unreadable_token_record_stops_the_tenant_and_a_moved_ciphertext_does
     );
     let after = w.sim.request_counts().by_endpoint.values().sum::<u64>();
     assert_eq!(before, after, "nothing was sent to Fly");
+}
+
+/// The example tenant's app, what its tokens are scoped to.
+fn tok_app() -> flotilla::ids::AppName {
+    flotilla::ids::AppName::parse("tok").unwrap()
 }

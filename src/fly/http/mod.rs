@@ -98,7 +98,7 @@ use super::{
     App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
     CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
     MachineState, MintedToken, OrgMachinesPage, OrgMachinesQuery, SecretsVersion, TokenInfo,
-    UpdateMachine, UpdateVolume, Volume, WaitState,
+    TokenScope, UpdateMachine, UpdateVolume, Volume, WaitState,
 };
 use crate::clock::SharedClock;
 use crate::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
@@ -459,7 +459,11 @@ impl FlyApi for HttpFly {
         tokens::revoke(self, id).await
     }
 
-    async fn inspect_token(&self, token: &SecretString) -> Result<TokenInfo, FlyError> {
-        tokens::inspect(self, token).await
+    async fn inspect_token(
+        &self,
+        token: &SecretString,
+        scope: TokenScope<'_>,
+    ) -> Result<TokenInfo, FlyError> {
+        tokens::inspect(self, token, scope).await
     }
 }

@@ -19,7 +19,7 @@ use crate::fly::wire::graphql::{
     Q_ORGANIZATION, parse_expires_at, parse_time_strict,
 };
 use crate::fly::wire::tokens::CurrentTokenWire;
-use crate::fly::{App, AppToken, FlyError, MintedToken, TokenInfo};
+use crate::fly::{App, AppToken, FlyError, MintedToken, TokenInfo, TokenScope};
 use crate::ids::{AppName, OrgSlug};
 use crate::model::fly::duration::format_go_duration;
 
@@ -222,10 +222,16 @@ pub(super) async fn revoke(fly: &HttpFly, id: &str) -> Result<(), FlyError> {
 
 /// Authenticates with `token` instead of the client's own credential; a
 /// token that cannot be a header value is `InvalidRequest`, not echoed.
-pub(super) async fn inspect(fly: &HttpFly, token: &SecretString) -> Result<TokenInfo, FlyError> {
+pub(super) async fn inspect(
+    fly: &HttpFly,
+    token: &SecretString,
+    scope: TokenScope<'_>,
+) -> Result<TokenInfo, FlyError> {
     let auth = authorization_value(token.expose_secret())
         .map_err(|reason| unbuildable(CURRENT.name, format!("the token to inspect {reason}")))?;
-    let req = fly.req(CURRENT, "", "/v1/tokens/current")?.auth(&auth);
+    let req = fly
+        .req(CURRENT, scope.rate_key(), "/v1/tokens/current")?
+        .auth(&auth);
     fly.call(&req, |w: CurrentTokenWire| Ok(w.into_domain()))
         .await
 }

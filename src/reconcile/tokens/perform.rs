@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 
 use crate::crypto::{Aad, Fingerprint};
-use crate::fly::FlyError;
+use crate::fly::{FlyError, TokenScope};
 use crate::ids::{SecretName, TokenName};
 use crate::rotation::{Action, Credential, FlyTokenId, Outcome, StepKind, TokenRecord};
 use crate::state::Ledger;
@@ -149,7 +149,11 @@ impl TokenPhase<'_> {
                     Ok(v) => v,
                     Err(e) => return self.failed(record, version, StepKind::Verify, e).await,
                 };
-                let outcome = match self.fly.inspect_token(&value).await {
+                let outcome = match self
+                    .fly
+                    .inspect_token(&value, TokenScope::App(&self.tenant.spec.app.name))
+                    .await
+                {
                     Ok(info)
                         if info
                             .apps

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use flotilla::fly::{
     App, AppSecret, AppToken, AssignIp, CertificateDetail, CertificateSummary, CreateMachine,
     CreateVolume, ExtendedVolume, FlyApi, FlyError, IpAssignment, Lease, Machine, MachineFilter,
-    MachineState, MintedToken, SecretsVersion, TokenInfo, UpdateMachine, UpdateVolume, Volume,
-    WaitState,
+    MachineState, MintedToken, SecretsVersion, TokenInfo, TokenScope, UpdateMachine, UpdateVolume,
+    Volume, WaitState,
 };
 use flotilla::ids::{AppName, MachineId, OrgSlug, SecretName, VolumeId};
 use futures::future::BoxFuture;
@@ -588,8 +588,16 @@ impl FlyApi for CrashFly {
         self.gate(write("revoke_token"), None, self.inner.revoke_token(id))
             .await
     }
-    async fn inspect_token(&self, token: &SecretString) -> Result<TokenInfo, FlyError> {
-        self.gate(read("inspect_token"), None, self.inner.inspect_token(token))
-            .await
+    async fn inspect_token(
+        &self,
+        token: &SecretString,
+        scope: TokenScope<'_>,
+    ) -> Result<TokenInfo, FlyError> {
+        self.gate(
+            read("inspect_token"),
+            None,
+            self.inner.inspect_token(token, scope),
+        )
+        .await
     }
 }
