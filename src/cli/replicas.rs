@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use rand::RngExt;
 
+use crate::fly::shared_bucket::SharedBuckets;
 use crate::replica::{self, ReplicaOptions};
 use crate::store::leases::LeaseStore;
 use crate::store::lock::ControllerLock;
+use crate::store::org_buckets::OrgBucketStore;
 
 /// `serve`'s replica settings (PostgreSQL).
 #[derive(Debug, Clone, clap::Args)]
@@ -43,11 +45,14 @@ fn parse_id(s: &str) -> Result<String, String> {
 }
 
 /// How this `serve` shares its database: the controller lock it holds
-/// (exclusive alone, shared as a replica), and its replica settings.
+/// (exclusive alone, shared as a replica), its replica settings, and the
+/// org's rate buckets the replicas share (`crate::replica::buckets`).
 #[derive(Debug)]
 pub struct Membership {
     pub lock: ControllerLock,
     pub replica: Option<(LeaseStore, ReplicaOptions)>,
+    /// Set with `replica`: the Fly client paces the org-wide calls here.
+    pub buckets: Option<SharedBuckets>,
 }
 
 impl Membership {
@@ -61,6 +66,7 @@ impl Membership {
             return Ok(Membership {
                 lock: ControllerLock::acquire(url).await?,
                 replica: None,
+                buckets: None,
             });
         }
         let lock = ControllerLock::acquire_shared(url).await?;
@@ -77,6 +83,9 @@ impl Membership {
                     ttl: Duration::from_secs(args.lease_ttl_secs),
                     jobs: Vec::new(),
                 },
+            )),
+            buckets: Some(replica::buckets::shared(
+                OrgBucketStore::connect(url).map_err(|e| anyhow::anyhow!(e))?,
             )),
         })
     }

@@ -20,6 +20,7 @@
 pub mod error;
 pub mod http;
 pub mod ratelimit;
+pub mod shared_bucket;
 mod wire;
 
 use std::collections::BTreeMap;

@@ -18,7 +18,12 @@
 //! ([`crate::fly::TokenScope`]), so verifying a fleet's new tokens is not
 //! one org-wide queue. The org-wide buckets and the global budget are split among the
 //! replicas sharing an org ([`BudgetShare`]); per-app and per-machine
-//! buckets are not (one replica works on an app at a time).
+//! buckets are not (one replica works on an app at a time). Given shared
+//! buckets ([`RateLimitConfig::shared`], `super::shared_bucket`: one bucket
+//! per org and action in the replicas' database), the org-wide actions are
+//! paced by those instead, at the whole of Fly's rate: the replicas together
+//! keep to it, where even splits could still burst together. The global
+//! budget stays split (it is the client's own politeness, not Fly's limit).
 //!
 //! The limiter *waits* (asynchronously); it never fails a call. Its clock is
 //! tokio's, so tests with paused time see exact, deterministic spacing.
@@ -37,7 +42,7 @@
 //! [`PRUNE_EVERY`] checks.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -48,6 +53,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
+use super::shared_bucket::{BucketQuota, SharedBuckets};
 use crate::replica::assign::budget_share;
 
 /// How often (in checks) fully-replenished keys are dropped.
@@ -70,8 +76,15 @@ pub struct RateLimitConfig {
     /// rate and burst, the app-create pace): `1 / n` of each when `n`
     /// replicas share one org (`crate::replica`). Per-action limits are
     /// per app or machine, and each app is worked on by one replica, so
-    /// they are not split.
+    /// they are not split. With [`Self::shared`] set, only the global
+    /// budget is split; the app-create pace and the [`ORG_WIDE`] buckets
+    /// are split only for calls the shared buckets fail to pace.
     pub share: BudgetShare,
+    /// The org's buckets shared by every replica (`serve` on PostgreSQL):
+    /// when set, app creates and the [`ORG_WIDE`] actions reserve their
+    /// slot there, at the whole pace (not split by `share`); a failed
+    /// reservation falls back to the split local bucket for that call.
+    pub shared: Option<SharedBuckets>,
 }
 
 /// How many replicas share the org-wide budgets; set by the replica round,
@@ -115,6 +128,7 @@ impl Default for RateLimitConfig {
             global_burst: 40,
             app_creates_per_minute: 60,
             share: BudgetShare::default(),
+            shared: None,
         }
     }
 }
@@ -175,6 +189,10 @@ pub struct FlyRateLimiter {
     scaled: RwLock<Arc<Scaled>>,
     base: Base,
     share: BudgetShare,
+    shared: Option<SharedBuckets>,
+    /// The shared buckets failed at the last reservation (a warning was
+    /// logged; the next success logs the recovery).
+    shared_failing: AtomicBool,
     checks: AtomicU64,
 }
 
@@ -187,11 +205,12 @@ struct Base {
 
 /// Actions whose calls name no app and no machine, so Fly can only count
 /// them against the caller's organization (the simulator's reading): like
-/// app creation, one bucket per action for the org, split among replicas.
-/// A token check (`CurrentToken_show`) is one of them only when presented
-/// with an org token (an empty key); a deploy token's check is keyed by its
-/// app ([`is_org_wide`]).
-const ORG_WIDE: [&str; 2] = ["CurrentToken_show", "Machines_org_list"];
+/// app creation, one bucket per action for the org, split among replicas
+/// (or shared by them, [`RateLimitConfig::shared`]). A token check
+/// (`CurrentToken_show`) is one of them only when presented with an org
+/// token (an empty key); a deploy token's check is keyed by its app
+/// ([`is_org_wide`]).
+pub const ORG_WIDE: [&str; 2] = ["CurrentToken_show", "Machines_org_list"];
 
 /// Whether a call of `operation` on `key` counts against the org-wide
 /// bucket of its action.
@@ -253,6 +272,7 @@ impl std::fmt::Debug for FlyRateLimiter {
             )
             .field("global", &self.base.global.is_some())
             .field("replicas", &self.share.replicas())
+            .field("shared_buckets", &self.shared.is_some())
             .finish()
     }
 }
@@ -320,6 +340,8 @@ impl FlyRateLimiter {
             scaled: RwLock::new(Arc::new(base.scaled(replicas, clock))),
             base,
             share: config.share.clone(),
+            shared: config.shared.clone(),
+            shared_failing: AtomicBool::new(false),
             checks: AtomicU64::new(0),
         }))
     }
@@ -357,7 +379,9 @@ impl FlyRateLimiter {
                 }
             }
         }
-        if operation == "Apps_create" {
+        if let Some(wait) = self.reserve_shared(operation, key).await {
+            tokio::time::sleep(wait).await;
+        } else if operation == "Apps_create" {
             loop {
                 match scaled.app_create.check() {
                     Ok(()) => break,
@@ -409,6 +433,55 @@ impl FlyRateLimiter {
         start.elapsed()
     }
 
+    /// For an org-wide action (app creates, [`ORG_WIDE`]) with shared
+    /// buckets: reserves its slot in the org's bucket (Fly's whole pace, the
+    /// client's burst) and answers the wait. `None` for other actions,
+    /// without shared buckets, or when the reservation failed: the caller
+    /// then paces the call with its local bucket, split among the replicas.
+    async fn reserve_shared(&self, operation: &'static str, key: &str) -> Option<Duration> {
+        let shared = self.shared.as_ref()?;
+        let (org, quota) = if operation == "Apps_create" {
+            // One client acts for one org: the create's key is an app name.
+            (
+                "",
+                BucketQuota {
+                    period: Duration::from_secs(60) / self.base.creates_per_minute.max(1),
+                    burst: DEFAULT_BURST.get(),
+                },
+            )
+        } else if is_org_wide(operation, key) {
+            (
+                key,
+                BucketQuota {
+                    period: Duration::from_secs(1),
+                    burst: DEFAULT_BURST.get(),
+                },
+            )
+        } else {
+            return None;
+        };
+        match shared.0.reserve(org, operation, quota).await {
+            Ok(wait) => {
+                if self.shared_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(operation, "shared org rate bucket reachable again");
+                }
+                Some(wait)
+            }
+            Err(e) => {
+                metrics::counter!("flotilla_fly_ratelimit_shared_fallbacks_total", "operation" => operation)
+                    .increment(1);
+                if !self.shared_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        operation,
+                        error = %e,
+                        "shared org rate bucket unavailable: pacing org-wide calls with this replica's split of the budget until it answers again"
+                    );
+                }
+                None
+            }
+        }
+    }
+
     /// The org-wide buckets for the current share, rebuilt when the number
     /// of replicas changed (a fresh bucket starts full: the burst of the
     /// new, smaller share).
@@ -445,6 +518,7 @@ mod tests {
             global_burst,
             app_creates_per_minute: 60,
             share: BudgetShare::default(),
+            shared: None,
         })
         .expect("valid config")
         .expect("enabled")
@@ -748,4 +822,7 @@ mod tests {
             Some(RateLimitConfigError::ZeroAppCreates)
         );
     }
+
+    /// The limiter with shared buckets (`super::super::shared_bucket`).
+    mod shared;
 }

@@ -4,8 +4,9 @@
 //! Every `ttl / 3` ([`ReplicaOptions::renew_every`]) the round:
 //! 1. heartbeats (its `replicas` row lives `ttl`) and reads who is live;
 //! 2. splits the Fly request budget: this replica's client gets
-//!    `1 / live` of the fleet-wide rate and app-create pace
-//!    ([`assign::budget_share`]);
+//!    `1 / live` of the fleet-wide rate ([`assign::budget_share`]); the
+//!    app-create pace and org-wide buckets are shared ([`super::buckets`])
+//!    and split only for calls the shared buckets fail to pace;
 //! 3. reads the lease rows; a lease this replica thought it held but whose
 //!    row names another holder or epoch is dropped (its fence revoked);
 //! 4. decides ([`assign::decide`]): renew what stays, drain and then release

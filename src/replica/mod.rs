@@ -14,6 +14,10 @@
 //!   of live replicas, and wake the runtime for shards it gained.
 //! * The rows: `crate::store::leases` (migration 0007; expiry on the
 //!   database's clock).
+//! * [`buckets`]: the org's rate buckets in the same database
+//!   (`crate::store::org_buckets`, migration 0008) as the Fly client's
+//!   shared buckets (`crate::fly::shared_bucket`): app creates and the
+//!   org-wide calls of all replicas paced by one bucket.
 //!
 //! A replica that dies stops renewing: its leases expire after `ttl` and the
 //! others claim them with a higher epoch. A replica that stops cleanly
@@ -21,6 +25,7 @@
 //! lock, `crate::store::lock`); replicas need PostgreSQL.
 
 pub mod assign;
+pub mod buckets;
 pub mod coordinator;
 pub mod fence;
 

@@ -70,6 +70,7 @@ mod connect;
 mod flows;
 pub mod leases;
 pub mod lock;
+pub mod org_buckets;
 pub mod postgres;
 pub mod sqlite;
 pub mod vault;

@@ -547,7 +547,7 @@ fn migrate_reports_what_it_applied() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(
             r.stdout,
-            "applied 0001 tenants\napplied 0002 events intents\napplied 0003 ledgers typed intents\napplied 0004 credentials audit\napplied 0005 tokens sealed\napplied 0006 volume intents\napplied 0007 replica leases\n"
+            "applied 0001 tenants\napplied 0002 events intents\napplied 0003 ledgers typed intents\napplied 0004 credentials audit\napplied 0005 tokens sealed\napplied 0006 volume intents\napplied 0007 replica leases\napplied 0008 org buckets\n"
         );
     }
 }

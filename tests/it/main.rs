@@ -39,6 +39,7 @@ mod gitops_remote;
 mod import;
 mod keys_rotate;
 mod mcp;
+mod org_buckets;
 mod org_token;
 mod reconcile;
 mod reconcile_crash;

@@ -870,9 +870,11 @@ async fn fresh_databases_report_every_migration() {
     if let Some(db) = PgTestDb::create() {
         let (_, applied) = store::connect_reporting(&db.url, clock).await.unwrap();
         let versions: Vec<_> = applied.iter().map(|m| m.version).collect();
-        // 0007: the replica lease tables, PostgreSQL only.
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        // 0007: the replica lease tables, 0008: the org's shared rate
+        // buckets, PostgreSQL only.
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(applied[6].description, "replica leases");
+        assert_eq!(applied[7].description, "org buckets");
     }
 }
 

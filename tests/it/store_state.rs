@@ -598,8 +598,13 @@ mod cases {
                 .await
                 .unwrap();
         let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
-        // PostgreSQL also has 0007 (the replica lease tables).
-        let want: &[i64] = if pg { &[3, 4, 5, 6, 7] } else { &[3, 4, 5, 6] };
+        // PostgreSQL also has 0007 (the replica lease tables) and 0008 (the
+        // org's shared rate buckets).
+        let want: &[i64] = if pg {
+            &[3, 4, 5, 6, 7, 8]
+        } else {
+            &[3, 4, 5, 6]
+        };
         assert_eq!(versions, want);
 
         let mut want_full = full_ledger();

@@ -49,6 +49,7 @@ impl FlyBudgetArgs {
             global_burst: self.burst,
             app_creates_per_minute: self.app_creates_per_min,
             share,
+            shared: None,
         }
     }
 

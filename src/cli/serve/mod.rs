@@ -235,10 +235,11 @@ pub async fn serve(
             }
         }
     });
-    let conn = args
-        .fly
-        .connect_with(clock.clone(), args.budget.rate_limits(share.clone()))
-        .await?;
+    let mut rate_limits = args.budget.rate_limits(share.clone());
+    // Replicas pace the calls Fly counts against the org with one bucket in
+    // their database (crate::fly::shared_bucket), not a split each.
+    rate_limits.shared = membership.buckets;
+    let conn = args.fly.connect_with(clock.clone(), rate_limits).await?;
     if let Some(sim) = &conn.sim {
         eprintln!(
             "flotilla: using the built-in Fly simulator at {} (org {})",
