@@ -8,6 +8,10 @@
 //! concurrent `update` fails with `Conflict` instead of losing a write. A
 //! create race (two transactions inserting the same new name) is resolved with
 //! `INSERT ... ON CONFLICT (name) DO NOTHING` followed by a locked re-read.
+//! `Store::put` does all of it in one statement (`PUT_ONE`, run by
+//! `store::put_one`): one round trip, the row locked for that statement
+//! only; a create race there writes nothing and the put runs again as a
+//! transaction.
 //!
 //! `changes()` is LISTEN/NOTIFY on channel [`CHANNEL`]: each write sends
 //! `pg_notify(CHANNEL, name)` inside its transaction, so PostgreSQL delivers it
