@@ -31,6 +31,9 @@ pub(crate) enum Arg<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Int(i64),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
+    Bool(bool),
     /// A JSON document: `JSONB` on PostgreSQL, text on SQLite.
     Json(&'a serde_json::Value),
     /// A timestamp, truncated to the microsecond (see
@@ -139,6 +142,12 @@ pub(crate) struct TenantSql {
     pub list_intents: &'static str,
     /// Deletes resolved intents of tenant `$1`.
     pub delete_intents: KeysSql,
+    /// `Store::put` as one statement run outside any transaction, where
+    /// the dialect can write several tables in one statement (PostgreSQL's
+    /// data-modifying `WITH`); `None` runs it as a transaction of several
+    /// statements. Its parameters and answer are those of
+    /// `store::put_one`, which runs it.
+    pub put_one: Option<&'static str>,
 }
 
 /// Every row a statement returns, decoded with `decode`, on a pooled

@@ -14,6 +14,7 @@ use super::access::Audit;
 use super::backend::{self, Arg, Backend, KeysSql};
 use super::batch::{self, ApplyBatch};
 use super::common::{self, Decision, Existing, ReadRow};
+use super::put_one;
 use super::{
     ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail, LabelSelector, Ledger,
     NewEvent, PutAudit, PutRecord, StateWrite, Store, StoreError, TenantApp, TenantDraft,
@@ -489,15 +490,28 @@ impl<B: Backend> Store for B {
     ) -> Result<PutRecord, StoreError> {
         let name = draft.tenant.name();
         let now = self.now();
-        let mut tx = self.begin().await?;
-        let (decision, record) = put_draft::<B>(&mut tx, draft, expected_generation, now).await?;
-        let outcome = common::outcome(decision);
-        if let Some(audit) = audit {
-            let event = (audit.event)(outcome);
-            let args = audited_args(&event, audit.audit);
-            write_event_row::<B>(&mut tx, INSERT_AUDITED, &args, &event.tenant).await?;
-        }
-        B::commit(tx).await?;
+        let one = match B::TENANTS.put_one {
+            Some(sql) => {
+                put_one::put_one(self, sql, draft, expected_generation, audit, now).await?
+            }
+            None => None,
+        };
+        let (outcome, record) = match one {
+            Some(PutRecord { outcome, record }) => (outcome, record),
+            None => {
+                let mut tx = self.begin().await?;
+                let (decision, record) =
+                    put_draft::<B>(&mut tx, draft, expected_generation, now).await?;
+                let outcome = common::outcome(decision);
+                if let Some(audit) = audit {
+                    let event = (audit.event)(outcome);
+                    let args = audited_args(&event, audit.audit);
+                    write_event_row::<B>(&mut tx, INSERT_AUDITED, &args, &event.tenant).await?;
+                }
+                B::commit(tx).await?;
+                (outcome, record)
+            }
+        };
         let result = ApplyResult {
             name: name.clone(),
             outcome,

@@ -72,6 +72,7 @@ pub mod leases;
 pub mod lock;
 pub mod org_buckets;
 pub mod postgres;
+mod put_one;
 pub mod sqlite;
 pub mod vault;
 
@@ -211,8 +212,17 @@ pub struct StateWrite<'a> {
     pub resolved_intents: &'a [String],
 }
 
-/// How many events are kept per tenant; older ones are pruned on insert.
+/// How many events are kept per tenant; older ones are pruned on insert
+/// (by a put on PostgreSQL, on one insert in [`PUT_PRUNE_EVERY`]).
 pub const EVENTS_KEPT_PER_TENANT: i64 = 500;
+
+/// A put on PostgreSQL (one statement, `store::put_one`) prunes the
+/// tenant's events only when its event's id is a multiple of this: the
+/// prune reads the tenant's last [`EVENTS_KEPT_PER_TENANT`] events, the
+/// insert alone does not. The newest [`EVENTS_KEPT_PER_TENANT`] are always
+/// kept; older ones may remain until the next prune (about this many more
+/// on average; every other event insert prunes too).
+pub const PUT_PRUNE_EVERY: i64 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -299,8 +309,10 @@ pub trait Store: Send + Sync {
     /// `expected_generation` it is [`Self::apply`] of one draft; with it the
     /// tenant must exist at that generation ([`Self::update`]'s contract:
     /// `NotFound`, `Conflict`). With `audit`, its event for the outcome is
-    /// appended (and the tenant's events pruned) in the same transaction:
-    /// if the event cannot be written, neither is the tenant.
+    /// appended (and the tenant's events pruned, see [`PUT_PRUNE_EVERY`])
+    /// in the same transaction: if the event cannot be written, neither is
+    /// the tenant. On PostgreSQL that transaction is one statement
+    /// (`store::put_one`).
     async fn put(
         &self,
         draft: &TenantDraft,

@@ -8,6 +8,10 @@
 //! concurrent `update` fails with `Conflict` instead of losing a write. A
 //! create race (two transactions inserting the same new name) is resolved with
 //! `INSERT ... ON CONFLICT (name) DO NOTHING` followed by a locked re-read.
+//! `Store::put` does all of it in one statement (`PUT_ONE`, run by
+//! `store::put_one`): one round trip, the row locked for that statement
+//! only; a create race there writes nothing and the put runs again as a
+//! transaction.
 //!
 //! `changes()` is LISTEN/NOTIFY on channel [`CHANNEL`]: each write sends
 //! `pg_notify(CHANNEL, name)` inside its transaction, so PostgreSQL delivers it
@@ -43,8 +47,15 @@ use crate::store::{AppliedMigration, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// [`CHANNEL`] as a literal, for statements built with `concat!`.
+macro_rules! channel {
+    () => {
+        "flotilla_tenants"
+    };
+}
+
 /// The LISTEN/NOTIFY channel carrying the names of changed tenants.
-pub const CHANNEL: &str = "flotilla_tenants";
+pub const CHANNEL: &str = channel!();
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 10;
@@ -260,6 +271,8 @@ fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArgu
         Arg::Text(v) => q.bind(v),
         Arg::OptText(v) => q.bind(v),
         Arg::Int(v) => q.bind(v),
+        Arg::OptInt(v) => q.bind(v),
+        Arg::Bool(v) => q.bind(v),
         Arg::Json(v) => q.bind(Json(v)),
         Arg::Ts(v) => q.bind(PgTs(common::truncate_micros(v))),
         Arg::TextList(v) => q.bind(v),
@@ -300,7 +313,98 @@ const TENANTS: TenantSql = TenantSql {
     list_intents: "SELECT tenant, key, kind, detail, created_at FROM intents \
                    WHERE tenant = $1 ORDER BY created_at, key COLLATE \"C\"",
     delete_intents: KeysSql::Array("DELETE FROM intents WHERE tenant = $1 AND key = ANY($2)"),
+    put_one: Some(PUT_ONE),
 };
+
+/// `Store::put` in one statement (parameters and answer: `store::put_one`),
+/// run outside a transaction: PostgreSQL commits the whole statement or
+/// none of it, so the tenant row, a new tenant's ledger, the audit event
+/// and the notification commit together, in one round trip and one WAL
+/// flush, and the row lock is held for that statement only.
+///
+/// * `old` locks the row (`FOR UPDATE` answers its newest committed
+///   version, waiting for a writer that holds it); `decision` is the flow's
+///   `check_expected` and `decide_update`, with the meaning compared as
+///   `JSONB` equality of the stored and the new canonical JSON.
+/// * `inserted` skips a name another transaction created after this
+///   statement's snapshot (`ON CONFLICT DO NOTHING`): nothing is then
+///   written at all (every later part reads `written`), `outcome` is NULL
+///   and the caller runs the put again as a transaction.
+/// * `updated` rewrites the row `old` locked (the update reads the row
+///   PostgreSQL re-checks against its newest version, which `old` already
+///   returned).
+/// * `pruned` keeps the newest `$24` events of the tenant, counting the one
+///   `event` adds (it is not visible to the statement's own reads), and
+///   runs only when that event's id is a multiple of `$25`: the prune
+///   scans the tenant's events, the insert alone does not.
+/// * `notified` is read by the final `SELECT`, so it runs (a `WITH` query
+///   that only reads is evaluated only as far as it is read); NOTIFY is
+///   delivered on commit.
+const PUT_ONE: &str = concat!(
+    "WITH old AS MATERIALIZED (",
+    "  SELECT ",
+    common::tenant_cols!(),
+    ", spec_json = $4 AS same_meaning",
+    "  FROM tenants WHERE name = $1 FOR UPDATE",
+    "), decision AS MATERIALIZED (",
+    "  SELECT CASE",
+    "      WHEN o.name IS NULL AND $7::int8 IS NULL THEN 'insert'",
+    "      WHEN o.name IS NULL THEN 'missing'",
+    "      WHEN o.generation <> $7::int8 THEN 'conflict'",
+    "      WHEN o.same_meaning AND o.yaml = $3 AND o.deletion_requested_at IS NULL",
+    "        THEN 'unchanged'",
+    "      ELSE 'update'",
+    "    END AS action,",
+    "    o.generation AS actual,",
+    "    CASE WHEN o.same_meaning THEN o.generation ELSE o.generation + 1 END",
+    "      AS next_generation",
+    "  FROM (VALUES (1)) AS one (x) LEFT JOIN old AS o ON true",
+    "), inserted AS (",
+    "  INSERT INTO tenants (name, app_name, yaml, spec_json, labels, generation,",
+    "    observed_generation, status, created_at, updated_at, deletion_requested_at)",
+    "  SELECT $1, $2, $3, $4, $5, 1, 0, '{}'::jsonb, $6, $6, NULL",
+    "  FROM decision WHERE action = 'insert'",
+    "  ON CONFLICT (name) DO NOTHING",
+    "  RETURNING ",
+    common::tenant_cols!(),
+    "), ledger AS (",
+    "  INSERT INTO ledgers (tenant, doc) SELECT name, $8 FROM inserted",
+    "), updated AS (",
+    "  UPDATE tenants SET app_name = $2, yaml = $3, spec_json = $4, labels = $5,",
+    "    generation = d.next_generation, updated_at = $6, deletion_requested_at = NULL",
+    "  FROM decision AS d WHERE name = $1 AND d.action = 'update'",
+    "  RETURNING ",
+    common::tenant_cols!(),
+    "), written AS MATERIALIZED (",
+    "  SELECT 'created' AS outcome, * FROM inserted",
+    "  UNION ALL SELECT 'configured', * FROM updated",
+    "  UNION ALL SELECT 'unchanged', ",
+    common::tenant_cols!(),
+    "  FROM old, decision WHERE action = 'unchanged'",
+    "), event AS (",
+    "  INSERT INTO events (tenant, actor, action, reason, result, at,",
+    "    actor_kind, actor_id, source, request_id)",
+    "  SELECT $10, $11, $12,",
+    "    CASE outcome WHEN 'created' THEN $18 WHEN 'configured' THEN $20 ELSE $22 END,",
+    "    $13,",
+    "    CASE outcome WHEN 'created' THEN $19 WHEN 'configured' THEN $21 ELSE $23 END,",
+    "    $14, $15, $16, $17",
+    "  FROM written WHERE $9::bool",
+    "  RETURNING id",
+    "), pruned AS (",
+    "  DELETE FROM events",
+    "  WHERE tenant = $10",
+    "    AND EXISTS (SELECT 1 FROM event WHERE event.id % $25::int8 = 0)",
+    "    AND id <= (SELECT e.id FROM events AS e WHERE e.tenant = $10",
+    "      ORDER BY e.id DESC LIMIT 1 OFFSET $24::int8 - 1)",
+    "), notified AS (",
+    "  SELECT pg_notify('",
+    channel!(),
+    "', name) FROM written WHERE outcome <> 'unchanged'",
+    ")",
+    " SELECT d.action, d.actual, w.*, (SELECT count(*) FROM notified) AS notified",
+    " FROM decision AS d LEFT JOIN written AS w ON true"
+);
 
 #[async_trait]
 impl Backend for PgStore {

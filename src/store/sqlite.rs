@@ -238,6 +238,8 @@ fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteAr
         Arg::Text(v) => q.bind(v),
         Arg::OptText(v) => q.bind(v),
         Arg::Int(v) => q.bind(v),
+        Arg::OptInt(v) => q.bind(v),
+        Arg::Bool(v) => q.bind(v),
         Arg::Json(v) => q.bind(v.to_string()),
         Arg::Ts(v) => q.bind(common::truncate_micros(v).as_microsecond()),
         // SQLite has no arrays: a list is JSON text (for `json_each`).
@@ -279,6 +281,9 @@ const TENANTS: TenantSql = TenantSql {
     list_intents: "SELECT tenant, key, kind, detail, created_at FROM intents \
                    WHERE tenant = ?1 ORDER BY created_at, key",
     delete_intents: KeysSql::EachKey("DELETE FROM intents WHERE tenant = ?1 AND key = ?2"),
+    // SQLite has no data-modifying `WITH`: a put is a transaction (its
+    // statements do not cross a network, so they cost little more).
+    put_one: None,
 };
 
 const INSERT_TENANT: &str = "INSERT INTO tenants (name, app_name, yaml, spec_json, labels, \

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use flotilla::ids::TenantName;
 use flotilla::store::access::{ActorKind, Audit};
-use flotilla::store::{ApplyOutcome, NewEvent, PutAudit, PutRecord, StoreError, TenantDraft};
-use jiff::SignedDuration;
+use flotilla::store::{
+    ApplyOutcome, EVENTS_KEPT_PER_TENANT, NewEvent, PUT_PRUNE_EVERY, PutAudit, PutRecord,
+    SharedStore, StoreError, TenantDraft,
+};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::common::tenant;
 use crate::store_conformance::Harness;
@@ -41,6 +44,10 @@ both!(
     put_with_expected_generation,
     put_records_its_event_in_the_same_transaction,
     put_rolls_back_when_its_event_cannot_be_written,
+    put_refused_by_if_match_writes_nothing,
+    concurrent_puts_on_one_row_keep_every_write,
+    put_prunes_events_to_the_newest_kept,
+    put_with_an_event_that_varies_by_outcome,
 );
 
 fn name(s: &str) -> TenantName {
@@ -62,11 +69,21 @@ async fn put_audited(
     draft: &TenantDraft,
     expected: Option<i64>,
 ) -> Result<PutRecord, StoreError> {
-    let at = h.now_micros();
+    put_by(&h.store, draft, expected, "api:cred-1", h.now_micros()).await
+}
+
+/// [`put_audited`] on `store`, the event by `actor` at `at`.
+async fn put_by(
+    store: &SharedStore,
+    draft: &TenantDraft,
+    expected: Option<i64>,
+    actor: &str,
+    at: Timestamp,
+) -> Result<PutRecord, StoreError> {
     let tenant = draft.tenant.name().clone();
     let event = move |outcome: ApplyOutcome| NewEvent {
         tenant: tenant.clone(),
-        actor: "api:cred-1".into(),
+        actor: actor.into(),
         action: "Put".into(),
         reason: outcome.as_str().into(),
         result: "ok".into(),
@@ -77,7 +94,7 @@ async fn put_audited(
         event: &event,
         audit: &audit,
     };
-    h.store.put(draft, expected, Some(with)).await
+    store.put(draft, expected, Some(with)).await
 }
 
 /// The reasons of tenant `t`'s events, oldest first.
@@ -301,4 +318,195 @@ async fn put_rolls_back_when_its_event_cannot_be_written(h: &Harness) {
     assert_eq!(r.record.generation, 2);
     assert_eq!(reasons(h, "acme").await, ["created", "configured"]);
     assert!(reasons(h, "fresh").await.is_empty());
+}
+
+async fn put_refused_by_if_match_writes_nothing(h: &Harness) {
+    let s = &h.store;
+    let first = put_audited(h, &tenant("acme").draft(), None).await.unwrap();
+    h.clock.advance(SignedDuration::from_secs(60));
+    for expected in [0, 2, 7] {
+        let err = put_audited(h, &tenant("acme").count(3).draft(), Some(expected))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict { expected: e, actual: 1, .. } if *e == expected),
+            "{err:?}"
+        );
+    }
+    // An unchanged spec at a stale generation is refused too.
+    let err = put_audited(h, &tenant("acme").draft(), Some(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict { .. }), "{err:?}");
+    // The row as it was (updated_at included) and only the create's event.
+    assert_eq!(s.get(&name("acme")).await.unwrap(), Some(first.record));
+    assert_eq!(reasons(h, "acme").await, ["created"]);
+    // A missing tenant with If-Match: not found, nothing created.
+    let err = put_audited(h, &tenant("ghost").draft(), Some(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound(n) if *n == name("ghost")),
+        "{err:?}"
+    );
+    assert_eq!(s.get(&name("ghost")).await.unwrap(), None);
+    assert!(reasons(h, "ghost").await.is_empty());
+}
+
+/// Tasks putting one tenant at once, two specs alternately (the first puts
+/// race to create it): every put succeeds, one creates it, each change of
+/// meaning takes the next generation (no generation is answered twice or
+/// skipped), and every put has exactly its one event.
+async fn concurrent_puts_on_one_row_keep_every_write(h: &Harness) {
+    const TASKS: usize = 8;
+    const PUTS: usize = 12;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = h.store.clone();
+        let at = h.now_micros();
+        tasks.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            for i in 0..PUTS {
+                let count = if (t + i) % 2 == 0 { 1 } else { 2 };
+                let draft = tenant("acme").count(count).draft();
+                let r = put_by(&store, &draft, None, &format!("api:t{t}"), at)
+                    .await
+                    .unwrap();
+                done.push((r.outcome, r.record.generation, count));
+            }
+            done
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let count = |o: ApplyOutcome| all.iter().filter(|(x, ..)| *x == o).count();
+    assert_eq!(count(ApplyOutcome::Created), 1, "{all:?}");
+    let stored = h.store.get(&name("acme")).await.unwrap().unwrap();
+    // The two specs differ in meaning: every `configured` is a new one.
+    let mut bumped: Vec<i64> = all
+        .iter()
+        .filter(|(o, ..)| *o == ApplyOutcome::Configured)
+        .map(|(_, g, _)| *g)
+        .collect();
+    bumped.sort_unstable();
+    let expected: Vec<i64> = (2..=stored.generation).collect();
+    assert_eq!(bumped, expected, "{all:?}");
+    // The answered generation of an unchanged put existed with that spec.
+    for (o, g, _) in &all {
+        assert!(*g >= 1 && *g <= stored.generation, "{o:?} {g}");
+    }
+    // One event per put, with the put's outcome.
+    let events = h
+        .store
+        .list_events(Some(&name("acme")), 1000)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), TASKS * PUTS);
+    for o in [
+        ApplyOutcome::Created,
+        ApplyOutcome::Configured,
+        ApplyOutcome::Unchanged,
+    ] {
+        let recorded = events
+            .iter()
+            .filter(|e| e.event.reason == o.as_str())
+            .count();
+        assert_eq!(recorded, count(o), "{o:?}");
+    }
+    for t in 0..TASKS {
+        let actor = format!("api:t{t}");
+        let by = events.iter().filter(|e| e.event.actor == actor).count();
+        assert_eq!(by, PUTS, "{actor}");
+    }
+}
+
+/// Puts keep the newest [`EVENTS_KEPT_PER_TENANT`] events of their tenant
+/// (on PostgreSQL pruning on one event in [`PUT_PRUNE_EVERY`], so a few
+/// more may wait for the next prune); other tenants' events are untouched.
+async fn put_prunes_events_to_the_newest_kept(h: &Harness) {
+    put_by(
+        &h.store,
+        &tenant("b").draft(),
+        None,
+        "api:b",
+        h.now_micros(),
+    )
+    .await
+    .unwrap();
+    let total = EVENTS_KEPT_PER_TENANT + 2 * PUT_PRUNE_EVERY + 3;
+    for n in 0..total {
+        let draft = tenant("acme")
+            .count(1 + u32::try_from(n % 2).unwrap())
+            .draft();
+        put_by(&h.store, &draft, None, &format!("api:n{n}"), h.now_micros())
+            .await
+            .unwrap();
+    }
+    let events = h
+        .store
+        .list_events(Some(&name("acme")), 10_000)
+        .await
+        .unwrap();
+    let kept = events.len() as i64;
+    assert!(
+        (EVENTS_KEPT_PER_TENANT..EVENTS_KEPT_PER_TENANT + PUT_PRUNE_EVERY).contains(&kept),
+        "{kept} events kept"
+    );
+    // PostgreSQL puts in one statement (`store::put_one`), pruning only on
+    // event ids that are multiples of PUT_PRUNE_EVERY: ids here run 2..=total+1
+    // (tenant b's event is 1), so some events wait for the next prune. (A
+    // put that fell back to the transaction would prune to exactly the kept
+    // count.)
+    if h.url.starts_with("postgres") {
+        assert!(kept > EVENTS_KEPT_PER_TENANT, "{kept} events kept");
+    }
+    // Newest first: the last puts, none missing.
+    for (i, e) in events
+        .iter()
+        .take(EVENTS_KEPT_PER_TENANT as usize)
+        .enumerate()
+    {
+        assert_eq!(e.event.actor, format!("api:n{}", total - 1 - i as i64));
+    }
+    assert_eq!(reasons(h, "b").await, ["created"]);
+}
+
+/// An event that differs between outcomes in more than its reason and time
+/// is written as built for the outcome that happened.
+async fn put_with_an_event_that_varies_by_outcome(h: &Harness) {
+    let at = h.now_micros();
+    let event = |outcome: ApplyOutcome| NewEvent {
+        tenant: name("acme"),
+        actor: "api:cred-1".into(),
+        action: format!("Put{}", outcome.as_str()),
+        reason: outcome.as_str().into(),
+        result: "ok".into(),
+        at,
+    };
+    let audit = who();
+    for count in [1, 1, 2] {
+        let with = PutAudit {
+            event: &event,
+            audit: &audit,
+        };
+        h.store
+            .put(&tenant("acme").count(count).draft(), None, Some(with))
+            .await
+            .unwrap();
+    }
+    let mut events = h.store.list_events(Some(&name("acme")), 10).await.unwrap();
+    events.reverse();
+    let actions: Vec<_> = events.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(actions, ["Putcreated", "Putunchanged", "Putconfigured"]);
+    assert_eq!(
+        h.store
+            .get(&name("acme"))
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        2
+    );
 }
