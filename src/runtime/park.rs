@@ -33,6 +33,10 @@
 //!   org's app-create bucket, so without this they would fill every place
 //!   with parked activations and nothing else could start (throughput one
 //!   activation per app create); with it, follow-ups always find a slot.
+//!   Not covered: follow-ups that themselves wait on an org-wide bucket, if
+//!   enough of them are due at once, can fill those places too; nothing then
+//!   starts until one of them gets through, as before parking, when they
+//!   held the slots.
 //! * Taking a permit back goes through the semaphore's queue (first come,
 //!   first served): permits freed while parked activations wait for one go
 //!   to them before the runtime starts anything new (started work finishes
@@ -54,18 +58,20 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// Waits longer than this park the activation. Long enough that the quick
-/// per-app waits of a burst (a few hundred milliseconds at most under Fly's
-/// 1 req/s with a burst, 200 ms for Get Machine) keep their slot, since
-/// giving a slot back and taking it again costs the runtime a wake-up and
-/// the activation a place behind others; short enough that every wait on
-/// an org-wide bucket (a second or more once it is contended) parks.
+/// Waits longer than this park the activation. Long enough that the short
+/// waits (Get Machine's 200 ms spacing, the global budget's 50 ms at
+/// 20 req/s) keep their slot, since giving a slot back and taking it again
+/// costs the runtime a wake-up and the activation a place behind started
+/// work; short enough that every wait on a 1 req/s bucket whose burst is
+/// spent (up to a second on a per-app bucket, seconds to minutes on a
+/// contended org-wide one) parks.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// Parked activations allowed per slot (`RuntimeOptions::parked_per_slot`):
 /// 8 slots × 8 = 64 parked, a minute of queued app creates at Fly's
-/// 1 req/s, more than any org-wide bucket serves before the queue's head
-/// is due again (see the module docs for why there is a cap at all).
+/// 1 req/s: far more than it takes to keep an org-wide bucket busy (one
+/// waiter does), little memory (see the module docs for why there is a cap
+/// at all).
 pub const PARKED_PER_SLOT: usize = 8;
 
 /// The runtime's slots: one permit per running, unparked activation.
