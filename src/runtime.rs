@@ -10,8 +10,8 @@
 //!   converged tenants. When follow-ups and priority work are both due,
 //!   follow-ups get [`FOLLOW_UPS_PER_TURN`] starts for each start of priority
 //!   work: a backlog larger than `concurrency` (a fleet's first converge, a
-//!   rotation storm whose activations hold every slot while they wait for
-//!   Fly's org-wide verification bucket) cannot hold back the follow-ups that
+//!   rotation storm whose activations wait for Fly's org-wide verification
+//!   bucket, parked or not) cannot hold back the follow-ups that
 //!   finish tenants already started or revoke replaced tokens at the end of
 //!   their grace; and follow-ups cannot starve the rest either: while both
 //!   lanes have due work, at least one start in every
@@ -29,7 +29,16 @@
 //!   (`flotilla_resync_interval_seconds`, `flotilla_resync_stretch`,
 //!   `flotilla_resync_lag_seconds`) and `/readyz` lines ([`ResyncReport`]).
 //! * At most `concurrency` reconciles run at once; a tenant that changes while
-//!   it is being reconciled is run again right after.
+//!   it is being reconciled is run again right after. An activation about to
+//!   wait longer than [`park::PARK_AFTER`] for a Fly rate bucket (the org's
+//!   app creates and token checks, 1/s for the whole org) is *parked*: it
+//!   gives its slot back while it waits and takes one again, ahead of new
+//!   starts, before it goes on ([`park`]). Running and parked activations
+//!   together are at most `concurrency · (1 + parked_per_slot)`
+//!   ([`RuntimeOptions::parked_per_slot`]), and priority work and resyncs
+//!   start only while they are fewer than `concurrency · parked_per_slot`,
+//!   so follow-ups always find a slot (gauge `flotilla_runtime_parked`;
+//!   `flotilla_reconciles_in_flight` counts parked ones too).
 //! * When a tenant is looked at again is the reconciler's decision
 //!   ([`Outcome::requeue_after`], jitter included, recorded in the status as
 //!   `nextReconcileAt`: backoff after failures, resync when converged); the
@@ -71,8 +80,11 @@ use crate::reconcile::status::budget::{self, ResyncBudget, Stretch};
 use crate::reconcile::{Next, Outcome, Reconciler};
 use crate::replica::{Fence, Replicas};
 use crate::store::StoreError;
+use park::Slots;
 
 pub use crate::reconcile::status::requeue::RESYNC_ANNOTATION;
+
+pub mod park;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -86,6 +98,10 @@ pub struct RuntimeOptions {
     /// The Fly request budget resyncs must fit (`None`: no global budget;
     /// intervals never stretch).
     pub budget: Option<ResyncBudget>,
+    /// Activations that may be parked on a rate bucket at once, per slot
+    /// ([`park::PARKED_PER_SLOT`]; 0: parking off, a waiting activation
+    /// keeps its slot).
+    pub parked_per_slot: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -101,6 +117,7 @@ impl Default for RuntimeOptions {
             list_interval: Duration::from_secs(30),
             seed: None,
             budget: None,
+            parked_per_slot: park::PARKED_PER_SLOT,
         }
     }
 }
@@ -267,8 +284,23 @@ impl State {
     /// both due, [`FOLLOW_UPS_PER_TURN`] follow-ups for each priority start;
     /// a resync only when neither has due work; `None` when nothing is due
     /// yet.
+    #[cfg(test)]
     fn pop_due(&mut self, now: Instant) -> Option<TenantName> {
+        self.pop_due_gated(now, true)
+    }
+
+    /// [`State::pop_due`], with priority work and resyncs held back unless
+    /// `open` (parked activations fill the places priority work may take:
+    /// `park`'s module docs). Follow-ups started while it is held back take
+    /// no turn from it.
+    fn pop_due_gated(&mut self, now: Instant, open: bool) -> Option<TenantName> {
         let head = |d: &Due| d.keys().next().copied().filter(|k| k.0 <= now);
+        if !open {
+            head(&self.follow_ups)?;
+            let (_, name) = self.follow_ups.pop_first()?;
+            self.when.remove(&name);
+            return Some(name);
+        }
         let lane = match (head(&self.follow_ups), head(&self.due)) {
             (None, None) if head(&self.resyncs).is_some() => Lane::Resync,
             (None, None) => return None,
@@ -294,11 +326,54 @@ impl State {
     }
 
     /// When the earliest scheduled activation is due.
+    #[cfg(test)]
     fn next_due(&self) -> Option<Instant> {
-        [&self.follow_ups, &self.due, &self.resyncs]
-            .into_iter()
+        self.next_due_gated(true)
+    }
+
+    /// When the earliest activation that may start is due: follow-ups only
+    /// unless `open` (see [`State::pop_due_gated`]).
+    fn next_due_gated(&self, open: bool) -> Option<Instant> {
+        let lanes: &[&Due] = if open {
+            &[&self.follow_ups, &self.due, &self.resyncs]
+        } else {
+            &[&self.follow_ups]
+        };
+        lanes
+            .iter()
             .filter_map(|d| d.keys().next().map(|k| k.0))
             .min()
+    }
+
+    /// Starts what is due at `now` while a slot is free and the tasks in
+    /// flight (`in_flight`: running and parked) leave room
+    /// ([`Slots::may_start`], [`Slots::priority_open`]): `start` spawns
+    /// the activation holding its slot, or returns `false` when this process
+    /// may not work on the tenant (its shard is elsewhere: it is forgotten).
+    /// A tenant already running is marked to run again right after.
+    fn start_due(
+        &mut self,
+        slots: &Arc<Slots>,
+        now: Instant,
+        mut in_flight: usize,
+        mut start: impl FnMut(&TenantName, park::Slot) -> bool,
+    ) {
+        while slots.may_start(in_flight) {
+            let Some(slot) = slots.try_start() else { break };
+            let Some(name) = self.pop_due_gated(now, slots.priority_open(in_flight)) else {
+                break;
+            };
+            if self.running.contains(&name) {
+                self.dirty.insert(name);
+                continue;
+            }
+            if !start(&name, slot) {
+                self.forget(&name);
+                continue;
+            }
+            self.running.insert(name);
+            in_flight += 1;
+        }
     }
 
     fn queued(&self) -> usize {
@@ -382,41 +457,40 @@ impl Runtime {
         let mut tasks: JoinSet<(TenantName, Result<Outcome, String>)> = JoinSet::new();
         let mut list_tick = tokio::time::interval(self.options.list_interval);
         let concurrency = self.options.concurrency.max(1);
+        let slots = Slots::new(
+            concurrency,
+            concurrency.saturating_mul(self.options.parked_per_slot),
+            park::PARK_AFTER,
+        );
         self.report.lock().configured = self.reconciler.requeue_policy().resync;
         loop {
-            // Start what is due, up to the concurrency limit.
+            // Start what is due, while a slot is free.
             let now = Instant::now();
-            while tasks.len() < concurrency {
-                let Some(name) = state.pop_due(now) else {
-                    break;
+            state.start_due(&slots, now, tasks.len(), |name, slot| {
+                // Its shard went to another replica (or is going).
+                let Some(fence) = self.admit(name) else {
+                    return false;
                 };
-                if state.running.contains(&name) {
-                    state.dirty.insert(name);
-                    continue;
-                }
-                let Some(fence) = self.admit(&name) else {
-                    // Its shard went to another replica (or is going).
-                    state.forget(&name);
-                    continue;
-                };
-                state.running.insert(name.clone());
                 let r = self.reconciler.clone();
-                tasks.spawn(async move {
+                let name = name.clone();
+                tasks.spawn(park::scope(slot, async move {
                     let run = async { r.reconcile(&name).await.map_err(|e| error_chain(&e)) };
                     let result = match fence {
                         Some(f) => crate::replica::fence::scope(f, run).await,
                         None => run.await,
                     };
                     (name, result)
-                });
-            }
+                }));
+                true
+            });
             let lag = state.resync_lag(now);
             self.report.record_lag(lag);
             metrics::gauge!("flotilla_resync_lag_seconds").set(lag.as_secs_f64());
             metrics::gauge!("flotilla_queue_depth").set(state.queued() as f64);
             metrics::gauge!("flotilla_reconciles_in_flight").set(tasks.len() as f64);
-            let next_due = state.next_due();
-            let has_room = tasks.len() < concurrency;
+            metrics::gauge!("flotilla_runtime_parked").set(slots.parked() as f64);
+            let next_due = state.next_due_gated(slots.priority_open(tasks.len()));
+            let has_room = slots.has_room() && slots.may_start(tasks.len());
             let sleep = async move {
                 match next_due {
                     Some(t) if has_room => tokio::time::sleep_until(t).await,
@@ -431,6 +505,8 @@ impl Runtime {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // An activation parked: its slot may be free.
+                () = slots.changed() => {}
                 () = gained => list_tick.reset_immediately(),
                 _ = list_tick.tick() => {
                     // Heads only (name, app, generations, resync
@@ -601,255 +677,4 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn name(s: &str) -> TenantName {
-        TenantName::parse(s).expect("valid name")
-    }
-
-    fn state() -> State {
-        State::new(StdRng::seed_from_u64(0))
-    }
-
-    fn drain(state: &mut State, now: Instant) -> Vec<String> {
-        std::iter::from_fn(|| state.pop_due(now))
-            .map(|n| n.to_string())
-            .collect()
-    }
-
-    #[test]
-    fn a_backlog_does_not_hold_back_follow_ups() {
-        let t0 = Instant::now();
-        let mut s = state();
-        for n in ["n1", "n2", "n3", "n4"] {
-            s.schedule(&name(n), t0, Lane::Normal);
-        }
-        // Follow-ups due later than the whole backlog still go first, and
-        // the backlog keeps moving between them.
-        for (i, f) in ["f1", "f2", "f3", "f4", "f5", "f6"].iter().enumerate() {
-            s.schedule(
-                &name(f),
-                t0 + Duration::from_secs(2 + i as u64),
-                Lane::FollowUp,
-            );
-        }
-        assert_eq!(
-            drain(&mut s, t0 + Duration::from_secs(10)),
-            ["f1", "f2", "f3", "f4", "n1", "f5", "f6", "n2", "n3", "n4"]
-        );
-        assert_eq!(s.queued(), 0);
-        assert!(s.when.is_empty());
-    }
-
-    /// The starvation guarantee: while both lanes have due work, every
-    /// `FOLLOW_UPS_PER_TURN + 1` consecutive starts include priority work,
-    /// and follow-ups started alone take no turn from it.
-    #[test]
-    fn priority_work_gets_a_start_in_every_turn_while_follow_ups_are_due() {
-        let t0 = Instant::now();
-        let mut s = state();
-        // Follow-ups alone first: they take no turn.
-        for i in 0..3 {
-            s.schedule(&name(&format!("a{i}")), t0, Lane::FollowUp);
-        }
-        assert_eq!(drain(&mut s, t0), ["a0", "a1", "a2"]);
-        assert_eq!(s.follow_up_streak, 0);
-        for i in 0..40 {
-            s.schedule(&name(&format!("f{i}")), t0, Lane::FollowUp);
-        }
-        for i in 0..10 {
-            s.schedule(&name(&format!("n{i}")), t0, Lane::Normal);
-        }
-        let order = drain(&mut s, t0);
-        assert_eq!(order.len(), 50);
-        let k = FOLLOW_UPS_PER_TURN as usize;
-        // The first k are follow-ups, then priority work: contention.
-        assert!(order[..k].iter().all(|n| n.starts_with('f')), "{order:?}");
-        assert!(order[k].starts_with('n'), "{order:?}");
-        // While both are due (the first 10 turns), every window of k + 1
-        // starts has one priority start.
-        let contended = 10 * (k + 1);
-        for w in order[..contended].windows(k + 1) {
-            assert_eq!(
-                w.iter().filter(|n| n.starts_with('n')).count(),
-                1,
-                "{order:?}"
-            );
-        }
-        assert!(order[contended..].iter().all(|n| n.starts_with('f')));
-    }
-
-    /// A rotation storm in miniature (docs/benchmarks.md, "Token rotation
-    /// storm"): `tenants` rotations due at once as priority work, each
-    /// holding its slot until the org-wide verification bucket (one a
-    /// second) lets it through; each rotated tenant then needs three quick
-    /// follow-ups: the confirmation 2 s later, the revocation at the end of
-    /// a 60 s grace, its confirmation 2 s after that (no longer made, see
-    /// `reconcile::status::derive`; kept here as the harder case). Returns how late the
-    /// latest revocation started after its grace ended.
-    fn storm(follow_ups_per_turn: u32, tenants: usize, slots: usize) -> Duration {
-        #[derive(Clone, Copy)]
-        enum Stage {
-            Rotate,
-            Confirm { promoted: Instant },
-            Revoke { due: Instant },
-            ConfirmRevoke,
-        }
-        let secs = Duration::from_secs_f64;
-        let t0 = Instant::now();
-        let mut s = state();
-        s.follow_ups_per_turn = follow_ups_per_turn;
-        let mut stage: HashMap<TenantName, Stage> = HashMap::new();
-        for i in 0..tenants {
-            let n = name(&format!("t{i}"));
-            s.schedule(&n, t0, Lane::Normal);
-            stage.insert(n, Stage::Rotate);
-        }
-        let mut now = t0;
-        let mut bucket = t0;
-        let mut running: Vec<(Instant, TenantName)> = Vec::new();
-        let mut latest = Duration::ZERO;
-        while !stage.is_empty() {
-            while running.len() < slots {
-                let Some(n) = s.pop_due(now) else { break };
-                let finish = match stage[&n] {
-                    Stage::Rotate => {
-                        let at = bucket.max(now + secs(0.3));
-                        bucket = at + secs(1.0);
-                        at
-                    }
-                    Stage::Revoke { due } => {
-                        latest = latest.max(now.saturating_duration_since(due));
-                        now + secs(0.3)
-                    }
-                    _ => now + secs(0.3),
-                };
-                running.push((finish, n));
-            }
-            let next_finish = running.iter().map(|r| r.0).min();
-            let next = match (next_finish, s.next_due()) {
-                (Some(f), Some(d)) if running.len() < slots => f.min(d.max(now)),
-                (Some(f), _) => f,
-                (None, Some(d)) => d.max(now),
-                (None, None) => unreachable!("work left but nothing scheduled"),
-            };
-            now = next;
-            let (done, rest): (Vec<_>, Vec<_>) = running.into_iter().partition(|r| r.0 <= now);
-            running = rest;
-            for (at, n) in done {
-                let (stage_next, when) = match stage[&n] {
-                    Stage::Rotate => (Stage::Confirm { promoted: at }, at + secs(2.0)),
-                    Stage::Confirm { promoted } => {
-                        let due = promoted + secs(60.0);
-                        (Stage::Revoke { due }, due)
-                    }
-                    Stage::Revoke { .. } => (Stage::ConfirmRevoke, at + secs(2.0)),
-                    Stage::ConfirmRevoke => {
-                        stage.remove(&n);
-                        continue;
-                    }
-                };
-                stage.insert(n.clone(), stage_next);
-                s.schedule(&n, when, Lane::FollowUp);
-            }
-        }
-        latest
-    }
-
-    /// Taking turns one for one, revocations fell behind a storm (156 s at
-    /// 1,000 tokens in the bench); with the follow-ups' larger share they
-    /// start within a second or two of the end of grace.
-    #[test]
-    fn revocations_keep_their_grace_during_a_rotation_storm() {
-        let one_for_one = storm(1, 400, 8);
-        assert!(one_for_one > Duration::from_secs(30), "{one_for_one:?}");
-        let now = storm(FOLLOW_UPS_PER_TURN, 400, 8);
-        assert!(now < Duration::from_secs(3), "{now:?}");
-    }
-
-    #[test]
-    fn resyncs_wait_until_no_priority_work_is_due() {
-        let t0 = Instant::now();
-        let mut s = state();
-        // Resyncs due first still go after every due write.
-        s.schedule(&name("r1"), t0, Lane::Resync);
-        s.schedule(&name("r2"), t0 + Duration::from_secs(1), Lane::Resync);
-        s.schedule(&name("n1"), t0 + Duration::from_secs(2), Lane::Normal);
-        s.schedule(&name("f1"), t0 + Duration::from_secs(3), Lane::FollowUp);
-        s.schedule(&name("n2"), t0 + Duration::from_secs(4), Lane::Normal);
-        s.schedule(&name("later"), t0 + Duration::from_secs(60), Lane::Normal);
-        let now = t0 + Duration::from_secs(5);
-        assert_eq!(s.next_due(), Some(t0));
-        // The oldest due resync is 5 s late.
-        assert_eq!(s.resync_lag(now), Duration::from_secs(5));
-        assert_eq!(drain(&mut s, now), ["f1", "n1", "n2", "r1", "r2"]);
-        assert_eq!(s.resync_lag(now), Duration::ZERO);
-        assert_eq!(s.queued(), 1);
-        // A spec change moves a tenant waiting for its resync to the
-        // priority lane.
-        s.schedule(&name("r3"), t0 + Duration::from_secs(30), Lane::Resync);
-        s.schedule(&name("r3"), t0 + Duration::from_secs(6), Lane::Normal);
-        assert_eq!(s.resyncs.len(), 0);
-        assert_eq!(drain(&mut s, t0 + Duration::from_secs(6)), ["r3"]);
-    }
-
-    #[test]
-    fn the_report_says_nothing_before_the_first_listing_then_the_stretch() {
-        let report = ResyncReport::default();
-        assert!(report.detail().is_empty());
-        assert_eq!(report.stretch(), None);
-        report.record_stretch(
-            Duration::from_secs(300),
-            budget::stretch(
-                vec![Duration::from_secs(300); 10_000],
-                Some(ResyncBudget::new(20)),
-            ),
-        );
-        assert_eq!(report.effective_interval().as_secs(), 2666);
-        assert_eq!(report.detail().len(), 1);
-        assert!(report.detail()[0].contains("stretched from 300s to 2666s"));
-    }
-
-    #[test]
-    fn nothing_starts_before_it_is_due() {
-        let t0 = Instant::now();
-        let mut s = state();
-        s.schedule(&name("later"), t0 + Duration::from_secs(10), Lane::Normal);
-        s.schedule(&name("soon"), t0 + Duration::from_secs(2), Lane::FollowUp);
-        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(2)));
-        assert_eq!(drain(&mut s, t0), Vec::<String>::new());
-        assert_eq!(drain(&mut s, t0 + Duration::from_secs(2)), ["soon"]);
-        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(10)));
-        assert_eq!(drain(&mut s, t0 + Duration::from_secs(10)), ["later"]);
-        assert_eq!(s.next_due(), None);
-    }
-
-    #[test]
-    fn a_tenant_is_queued_once_and_the_earlier_request_wins() {
-        let t0 = Instant::now();
-        let mut s = state();
-        let a = name("a");
-        s.schedule(&a, t0 + Duration::from_secs(300), Lane::Normal);
-        // An earlier request moves it, into the requested lane.
-        s.schedule(&a, t0 + Duration::from_secs(2), Lane::FollowUp);
-        // A later one changes nothing.
-        s.schedule(&a, t0 + Duration::from_secs(60), Lane::Normal);
-        assert_eq!(s.queued(), 1);
-        assert_eq!(s.follow_ups.len(), 1);
-        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(2)));
-        s.forget(&a);
-        assert_eq!(s.queued(), 0);
-        assert_eq!(
-            drain(&mut s, t0 + Duration::from_secs(400)),
-            Vec::<String>::new()
-        );
-    }
-
-    #[test]
-    fn a_reconcile_error_prints_each_cause_once() {
-        let e =
-            crate::reconcile::ReconcileError::Store(crate::store::StoreError::NotFound(name("a")));
-        assert_eq!(super::error_chain(&e), "store: tenant a not found");
-    }
-}
+mod tests;

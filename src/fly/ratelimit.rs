@@ -26,7 +26,11 @@
 //! budget stays split (it is the client's own politeness, not Fly's limit).
 //!
 //! The limiter *waits* (asynchronously); it never fails a call. Its clock is
-//! tokio's, so tests with paused time see exact, deterministic spacing.
+//! tokio's, so tests with paused time see exact, deterministic spacing. A
+//! wait longer than `crate::runtime::park::PARK_AFTER` inside a runtime
+//! activation is *parked*: the activation gives its runtime slot back while
+//! it waits (an org-wide bucket can keep it seconds to minutes) and takes
+//! one again once it holds its token (`crate::runtime::park`).
 //!
 //! Each bucket's burst is **one less than Fly's**, at the same rate. Paced at
 //! exactly Fly's limit, a saturated bucket (a fleet's app creates, a storm of
@@ -51,10 +55,11 @@ use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
+use governor::{NotUntil, Quota, RateLimiter};
 
 use super::shared_bucket::{BucketQuota, SharedBuckets};
 use crate::replica::assign::budget_share;
+use crate::runtime::park;
 
 /// How often (in checks) fully-replenished keys are dropped.
 pub const PRUNE_EVERY: u64 = 4096;
@@ -370,36 +375,21 @@ impl FlyRateLimiter {
         // absorbs). The global budget is the client's own, not Fly's:
         // requests bunching after it provoke nothing.
         if let Some(global) = &scaled.global {
-            loop {
-                match global.check() {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-                    }
-                }
-            }
+            self.wait(|| global.check()).await;
         }
         if let Some(wait) = self.reserve_shared(operation, key).await {
-            tokio::time::sleep(wait).await;
-        } else if operation == "Apps_create" {
-            loop {
-                match scaled.app_create.check() {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-                    }
-                }
+            // A reserved departure: waited out parked when long, like any
+            // bucket's wait.
+            if park::park_after().is_some_and(|p| wait > p) {
+                park::while_waiting(tokio::time::sleep(wait)).await;
+            } else {
+                tokio::time::sleep(wait).await;
             }
+        } else if operation == "Apps_create" {
+            self.wait(|| scaled.app_create.check()).await;
         } else if is_org_wide(operation, key) {
             let key: Key = (operation, key.to_owned());
-            loop {
-                match scaled.org_actions.check_key(&key) {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-                    }
-                }
-            }
+            self.wait(|| scaled.org_actions.check_key(&key)).await;
         } else {
             let per_org = class == Class::AppDelete;
             let key: Key = (
@@ -410,14 +400,7 @@ impl FlyRateLimiter {
                     key.to_owned()
                 },
             );
-            loop {
-                match limiter.check_key(&key) {
-                    Ok(()) => break,
-                    Err(not_until) => {
-                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-                    }
-                }
-            }
+            self.wait(|| limiter.check_key(&key)).await;
         }
         if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             for l in [
@@ -479,6 +462,36 @@ impl FlyRateLimiter {
                 }
                 None
             }
+        }
+    }
+
+    /// Waits until `check` lets a request through (taking its token). A
+    /// wait longer than the activation's parking threshold
+    /// (`crate::runtime::park`) is waited out parked, re-checking inside,
+    /// so the activation takes its runtime slot back only once it holds
+    /// the token; a shorter one keeps the slot.
+    async fn wait(&self, check: impl Fn() -> Result<(), NotUntil<Nanos>>) {
+        let park_after = park::park_after();
+        loop {
+            let d = match check() {
+                Ok(()) => return,
+                Err(not_until) => not_until.wait_time_from(self.clock.now()),
+            };
+            if park_after.is_some_and(|p| d > p) {
+                park::while_waiting(async {
+                    let mut d = d;
+                    loop {
+                        tokio::time::sleep(d).await;
+                        match check() {
+                            Ok(()) => return,
+                            Err(not_until) => d = not_until.wait_time_from(self.clock.now()),
+                        }
+                    }
+                })
+                .await;
+                return;
+            }
+            tokio::time::sleep(d).await;
         }
     }
 
@@ -788,6 +801,45 @@ mod tests {
         let checks = paced(&l, "CurrentToken_show", 4, |_| String::new()).await;
         // Alone: Fly's 1/s, bursts of 2 (a fresh bucket for the new share).
         assert_eq!(checks, vec![0, 0, 1000, 2000]);
+    }
+
+    /// Inside a runtime activation, a wait longer than `PARK_AFTER` gives
+    /// the slot back and takes the token before taking a slot again; a
+    /// shorter one keeps the slot.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_inside_an_activation_is_parked() {
+        let l = Arc::new(limiter(None, 1));
+        let slots = park::Slots::new(1, 8, park::PARK_AFTER);
+        let slot = slots.try_start().expect("a free slot");
+        let (l2, s2) = (l.clone(), slots.clone());
+        let activation = tokio::spawn(park::scope(slot, async move {
+            // Get Machine: 200 ms after a burst of 9: kept.
+            for _ in 0..10 {
+                l2.until_ready("Machines_show", "m1").await;
+                assert_eq!((s2.parked(), s2.running()), (0, 1));
+            }
+            // The org's app creates: 1 s after a burst of 2: parked.
+            for i in 0..3 {
+                l2.until_ready("Apps_create", &format!("app-{i}")).await;
+            }
+            assert_eq!((s2.parked(), s2.running()), (0, 1));
+        }));
+        slots.changed().await;
+        assert_eq!((slots.parked(), slots.running()), (1, 0));
+        // Its slot is free meanwhile; held by another until after the
+        // token is due, the parked one's create goes out only then.
+        let other = slots.try_start().expect("the parked one's slot");
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!activation.is_finished());
+        drop(other);
+        activation.await.expect("no panic");
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        // It took its token while parked, when it was due: the bucket has
+        // refilled since, so two creates go at once (taken on the way out,
+        // the token would leave room for one).
+        let next = paced(&l, "Apps_create", 3, |i| format!("app-x{i}")).await;
+        assert_eq!(next, vec![0, 0, 1000]);
     }
 
     #[test]

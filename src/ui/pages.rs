@@ -400,7 +400,14 @@ pub fn events_table(
 /// Prometheus recorder has them.
 const METRICS: &[(&str, &str)] = &[
     ("flotilla_queue_depth", "Tenants queued for a reconcile"),
-    ("flotilla_reconciles_in_flight", "Reconciles running now"),
+    (
+        "flotilla_reconciles_in_flight",
+        "Reconciles in flight (running or parked)",
+    ),
+    (
+        "flotilla_runtime_parked",
+        "Reconciles parked: waiting for a Fly rate bucket without a slot",
+    ),
     ("flotilla_reconcile_total", "Reconciles by result"),
     (
         "flotilla_fly_requests_total",
