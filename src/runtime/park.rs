@@ -3,9 +3,10 @@
 //!
 //! The runtime runs at most `concurrency` activations at once
 //! ([`Slots`]: one semaphore permit per running activation). Some Fly
-//! buckets are org-wide (app creation, token checks: 1 req/s for the whole
-//! org, `crate::fly::ratelimit`), so during a cold converge or a rotation
-//! storm the activations queued on them wait seconds to minutes each; held
+//! buckets are org-wide (app creation, the org token's checks: 1 req/s for
+//! the whole org, `crate::fly::ratelimit`), and a saturated global budget
+//! queues everyone, so during a cold converge or a rotation storm the
+//! activations queued on them wait seconds to minutes each; held
 //! through that wait, their slots keep out the tenants whose next steps are
 //! quick and under per-app buckets (a 10,000-tenant converge had every slot
 //! waiting). The limiter therefore wraps a wait longer than [`PARK_AFTER`]
