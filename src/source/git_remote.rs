@@ -330,7 +330,7 @@ impl Remote {
     /// scrubbed anyway, should a server have echoed it.
     fn describe(&self, e: &gix::Error, started: Instant) -> String {
         let detail = chain(e);
-        let text = if e.is_unauthenticated() || detail.contains("401") {
+        let text = if e.is_unauthenticated() || says_401(&detail, self.url.as_str()) {
             match &self.credentials {
                 // gix's own words here blame a credential helper.
                 None => "the server wants credentials (HTTP 401) and none are configured: set FLOTILLA_GIT_TOKEN or --git-token-file".to_string(),
@@ -523,6 +523,22 @@ fn cache_name(url: &url::Url, branch: &str) -> String {
     format!("{host}-{hex}.git")
 }
 
+/// Does an error's text report HTTP status 401? Not merely contain the
+/// digits: the text names the URL, and a port such as `:40133` holds them
+/// (a hung server on such a port was once reported as wanting
+/// credentials). The URL is taken out first, then `401` must stand alone,
+/// not within a longer number or after a `:` (a port, a time).
+fn says_401(detail: &str, url: &str) -> bool {
+    let text = detail.replace(url, "");
+    let bytes = text.as_bytes();
+    text.match_indices("401").any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i + 3).copied();
+        !before.is_some_and(|b| b.is_ascii_digit() || b == b':' || b == b'.')
+            && !after.is_some_and(|b| b.is_ascii_digit() || b == b'.')
+    })
+}
+
 /// An error with its causes, as one line (repeated messages once).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
@@ -576,6 +592,29 @@ fn redact_by_hand(repo: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_status_401_reads_as_wanting_credentials() {
+        let url = "http://127.0.0.1:40133/specs.git";
+        for (detail, wants) in [
+            (
+                "An IO error occurred when talking to the server: timed out after 2s",
+                false,
+            ),
+            (
+                "I/O error talking to http://127.0.0.1:40133/specs.git: connection reset",
+                false,
+            ),
+            ("request to 127.0.0.1:40133 failed", false),
+            ("received 4010 bytes", false),
+            ("at 10.0.401.2", false),
+            ("Received HTTP status 401", true),
+            ("401 Unauthorized", true),
+            ("http://127.0.0.1:40133/specs.git: HTTP 401", true),
+        ] {
+            assert_eq!(super::says_401(detail, url), wants, "{detail}");
+        }
+    }
+
     use super::*;
 
     #[test]
