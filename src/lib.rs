@@ -26,6 +26,9 @@
 //! * [`reconcile`]: one activation: observe → plan → execute once → status.
 //! * [`runtime`]: `serve`'s scheduler (dedupe, concurrency, the delays the
 //!   reconciler decided).
+//! * [`park`]: the runtime's slots, and parking: an activation waiting long
+//!   on a Fly rate bucket gives its slot back (the seam between the runtime
+//!   and `fly::ratelimit`, which depend on it, not on each other).
 //! * [`feed`]: the org feed: polls Fly's org-wide machine list and wakes the
 //!   tenant whose machine changed (what changed: the pure [`feed::watch`]).
 //!
@@ -66,6 +69,7 @@ pub mod ids;
 pub mod mcp;
 pub mod model;
 pub mod ops;
+pub mod park;
 pub mod plan;
 pub mod reconcile;
 pub mod replica;

@@ -42,9 +42,21 @@
 //!   first served): permits freed while parked activations wait for one go
 //!   to them before the runtime starts anything new (started work finishes
 //!   first), and they do not overtake each other.
-//! * An activation's wait ends with its bucket's token taken (the limiter
-//!   re-checks the bucket inside the parked wait), so a parked activation
-//!   never takes its permit back only to find the bucket empty again.
+//! * A parked activation holds no bucket token and no reserved departure
+//!   that is due while it waits for its permit: the limiter sleeps parked,
+//!   takes the permit back, and only then takes its token (or, for a
+//!   departure reserved in a shared bucket, wakes [`PARK_AFTER`] before it
+//!   and gives it up if the permit came too late), so a request leaves as
+//!   soon as it has its token. Taken while parked, the token would wait for
+//!   a permit as long as the slots stay busy, and requests delayed by
+//!   different amounts after their tokens reach Fly bunched together,
+//!   faster than the bucket they were paced by. The price: waiters woken
+//!   at once for one token each take a permit to find only one of them
+//!   gets it, and the others park again (microseconds each).
+//!
+//! This module is the seam between the two: `crate::runtime` creates the
+//! slots and runs each activation in a [`scope`], `crate::fly::ratelimit`
+//! parks its long waits, and neither imports the other.
 //!
 //! Outside the runtime (tests, the CLI's one-shot reconciles, `ops`) no
 //! slot is set for the task and [`while_waiting`] just awaits its future.

@@ -76,15 +76,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::TenantName;
+use crate::park::{self, Slots};
 use crate::reconcile::status::budget::{self, ResyncBudget, Stretch};
 use crate::reconcile::{Next, Outcome, Reconciler};
 use crate::replica::{Fence, Replicas};
 use crate::store::StoreError;
-use park::Slots;
 
 pub use crate::reconcile::status::requeue::RESYNC_ANNOTATION;
-
-pub mod park;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {

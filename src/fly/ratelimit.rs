@@ -27,10 +27,12 @@
 //!
 //! The limiter *waits* (asynchronously); it never fails a call. Its clock is
 //! tokio's, so tests with paused time see exact, deterministic spacing. A
-//! wait longer than `crate::runtime::park::PARK_AFTER` inside a runtime
+//! wait longer than `crate::park::PARK_AFTER` inside a runtime
 //! activation is *parked*: the activation gives its runtime slot back while
-//! it waits (an org-wide bucket can keep it seconds to minutes) and takes
-//! one again once it holds its token (`crate::runtime::park`).
+//! it waits (an org-wide bucket can keep it seconds to minutes), takes one
+//! again when the wait is over, and only then takes its token, so the
+//! request leaves right after it (`crate::park`'s invariants: a token taken
+//! while parked would wait for a slot, and delayed sends bunch at Fly).
 //!
 //! Each bucket's burst is **one less than Fly's**, at the same rate. Paced at
 //! exactly Fly's limit, a saturated bucket (a fleet's app creates, a storm of
@@ -58,11 +60,17 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota, RateLimiter};
 
 use super::shared_bucket::{BucketQuota, SharedBuckets};
+use crate::park;
 use crate::replica::assign::budget_share;
-use crate::runtime::park;
 
 /// How often (in checks) fully-replenished keys are dropped.
 pub const PRUNE_EVERY: u64 = 4096;
+
+/// The least lateness a departure reserved in a shared bucket may be sent
+/// with (a quarter of the bucket's period otherwise: 250 ms at Fly's
+/// 1 req/s), so a bucket paced far faster than Fly's does not miss its
+/// departures to a busy runtime's wake-ups.
+const MIN_LATENESS: Duration = Duration::from_millis(20);
 
 /// Client-side rate limiting settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,14 +385,8 @@ impl FlyRateLimiter {
         if let Some(global) = &scaled.global {
             self.wait(|| global.check()).await;
         }
-        if let Some(wait) = self.reserve_shared(operation, key).await {
-            // A reserved departure: waited out parked when long, like any
-            // bucket's wait.
-            if park::park_after().is_some_and(|p| wait > p) {
-                park::while_waiting(tokio::time::sleep(wait)).await;
-            } else {
-                tokio::time::sleep(wait).await;
-            }
+        if self.depart_shared(operation, key).await {
+            // Paced by the org's shared bucket.
         } else if operation == "Apps_create" {
             self.wait(|| scaled.app_create.check()).await;
         } else if is_org_wide(operation, key) {
@@ -417,32 +419,85 @@ impl FlyRateLimiter {
     }
 
     /// For an org-wide action (app creates, [`ORG_WIDE`]) with shared
-    /// buckets: reserves its slot in the org's bucket (Fly's whole pace, the
-    /// client's burst) and answers the wait. `None` for other actions,
-    /// without shared buckets, or when the reservation failed: the caller
-    /// then paces the call with its local bucket, split among the replicas.
-    async fn reserve_shared(&self, operation: &'static str, key: &str) -> Option<Duration> {
-        let shared = self.shared.as_ref()?;
-        let (org, quota) = if operation == "Apps_create" {
+    /// buckets: waits for a departure reserved in the org's bucket and
+    /// answers true once it is due. False for other actions, without shared
+    /// buckets, or when a reservation failed: the caller then paces the
+    /// call with its local bucket, split among the replicas.
+    ///
+    /// A long wait is parked until [`park::PARK_AFTER`] before the
+    /// departure; the rest is slept holding the slot. A departure the
+    /// activation missed by more than a quarter of the bucket's period
+    /// (its slot came back late) is given up, not used late: the
+    /// GCRA's promise holds for departures sent within the jitter it
+    /// allows (`super::shared_bucket`, one period, shared with the
+    /// network), so a late send could reach Fly together with later
+    /// ones. The missed slot goes unused (the org sends one request
+    /// fewer) and a new one is reserved.
+    async fn depart_shared(&self, operation: &'static str, key: &str) -> bool {
+        let Some((org, quota)) = self.shared_quota(operation, key) else {
+            return false;
+        };
+        // A bucket paced faster than Fly's (a test's or a bench's setting)
+        // still allows a little lateness: a loaded runtime's wake-up.
+        let late_after = (quota.period / 4).max(MIN_LATENESS);
+        let mut may_park = true;
+        loop {
+            let Some(wait) = self.reserve_shared(operation, org, quota).await else {
+                return false;
+            };
+            let departure = tokio::time::Instant::now() + wait;
+            let park_for = park::park_after().filter(|p| may_park && wait > *p);
+            if let Some(p) = park_for {
+                park::while_waiting(tokio::time::sleep_until(departure - p)).await;
+            }
+            tokio::time::sleep_until(departure).await;
+            if tokio::time::Instant::now().saturating_duration_since(departure) <= late_after {
+                return true;
+            }
+            // Missed while parked: the next attempt keeps its slot, so a
+            // call misses at most once.
+            may_park = false;
+            metrics::counter!("flotilla_fly_ratelimit_missed_departures_total", "operation" => operation)
+                .increment(1);
+        }
+    }
+
+    /// The shared bucket and quota that pace `operation` on `key`: `None`
+    /// without shared buckets or for an action that is not org-wide.
+    fn shared_quota<'k>(&self, operation: &str, key: &'k str) -> Option<(&'k str, BucketQuota)> {
+        self.shared.as_ref()?;
+        if operation == "Apps_create" {
             // One client acts for one org: the create's key is an app name.
-            (
+            Some((
                 "",
                 BucketQuota {
                     period: Duration::from_secs(60) / self.base.creates_per_minute.max(1),
                     burst: DEFAULT_BURST.get(),
                 },
-            )
+            ))
         } else if is_org_wide(operation, key) {
-            (
+            Some((
                 key,
                 BucketQuota {
                     period: Duration::from_secs(1),
                     burst: DEFAULT_BURST.get(),
                 },
-            )
+            ))
         } else {
-            return None;
-        };
+            None
+        }
+    }
+
+    /// Reserves the next departure in `org`'s shared bucket for
+    /// `operation` and answers its wait; `None` when the reservation failed
+    /// (warned once per outage, counted).
+    async fn reserve_shared(
+        &self,
+        operation: &'static str,
+        org: &str,
+        quota: BucketQuota,
+    ) -> Option<Duration> {
+        let shared = self.shared.as_ref()?;
         match shared.0.reserve(org, operation, quota).await {
             Ok(wait) => {
                 if self.shared_failing.swap(false, Ordering::Relaxed) {
@@ -466,10 +521,11 @@ impl FlyRateLimiter {
     }
 
     /// Waits until `check` lets a request through (taking its token). A
-    /// wait longer than the activation's parking threshold
-    /// (`crate::runtime::park`) is waited out parked, re-checking inside,
-    /// so the activation takes its runtime slot back only once it holds
-    /// the token; a shorter one keeps the slot.
+    /// wait longer than the activation's parking threshold (`crate::park`)
+    /// is slept parked; the token is checked for only with the runtime
+    /// slot back (another caller may have taken it meanwhile: then it
+    /// waits again), so the request leaves right after its token is taken.
+    /// A shorter wait keeps the slot.
     async fn wait(&self, check: impl Fn() -> Result<(), NotUntil<Nanos>>) {
         let park_after = park::park_after();
         loop {
@@ -478,20 +534,10 @@ impl FlyRateLimiter {
                 Err(not_until) => not_until.wait_time_from(self.clock.now()),
             };
             if park_after.is_some_and(|p| d > p) {
-                park::while_waiting(async {
-                    let mut d = d;
-                    loop {
-                        tokio::time::sleep(d).await;
-                        match check() {
-                            Ok(()) => return,
-                            Err(not_until) => d = not_until.wait_time_from(self.clock.now()),
-                        }
-                    }
-                })
-                .await;
-                return;
+                park::while_waiting(tokio::time::sleep(d)).await;
+            } else {
+                tokio::time::sleep(d).await;
             }
-            tokio::time::sleep(d).await;
         }
     }
 

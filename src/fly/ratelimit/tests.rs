@@ -283,7 +283,7 @@ async fn the_org_wide_budgets_split_by_the_replica_count() {
 }
 
 /// Inside a runtime activation, a wait longer than `PARK_AFTER` gives
-/// the slot back and takes the token before taking a slot again; a
+/// the slot back and takes the token only once it holds a slot again; a
 /// shorter one keeps the slot.
 #[tokio::test(start_paused = true)]
 async fn a_long_wait_inside_an_activation_is_parked() {
@@ -314,11 +314,44 @@ async fn a_long_wait_inside_an_activation_is_parked() {
     drop(other);
     activation.await.expect("no panic");
     assert_eq!(start.elapsed(), Duration::from_secs(3));
-    // It took its token while parked, when it was due: the bucket has
-    // refilled since, so two creates go at once (taken on the way out,
-    // the token would leave room for one).
+    // It took its token on the way out, at 3 s, not when it was due at
+    // 1 s: of the refilled bucket's two, one is left.
     let next = paced(&l, "Apps_create", 3, |i| format!("app-x{i}")).await;
-    assert_eq!(next, vec![0, 0, 1000]);
+    assert_eq!(next, vec![0, 1000, 2000]);
+}
+
+/// A parked activation whose slot stays busy past its token's time does
+/// not hold that token: a caller with a slot takes it when due, and the
+/// parked one, back with its slot, waits for the next (taken while
+/// parked, the token would leave only with the slot, late, and the two
+/// requests would reach Fly together).
+#[tokio::test(start_paused = true)]
+async fn a_parked_activation_holds_no_token_while_it_waits_for_its_slot() {
+    let l = Arc::new(limiter(None, 1));
+    let slots = park::Slots::new(1, 8, park::PARK_AFTER);
+    let start = Instant::now();
+    // The burst of two spent at 0.
+    paced(&l, "Apps_create", 2, |i| format!("app-{i}")).await;
+    let l2 = l.clone();
+    let parked = tokio::spawn(park::scope(
+        slots.try_start().expect("a free slot"),
+        async move {
+            l2.until_ready("Apps_create", "app-p").await;
+            start.elapsed()
+        },
+    ));
+    slots.changed().await;
+    let busy = slots.try_start().expect("the parked one's slot");
+    // The next token is due at 1 s; the slot stays busy until 2.5 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    l.until_ready("Apps_create", "app-q").await;
+    // Taken at 1.5 s: the parked one had not taken the 1 s token.
+    assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    drop(busy);
+    // Back with its slot at 2.5 s, it takes the next token (due at 2 s,
+    // a second after the one taken at 1.5 s).
+    assert_eq!(parked.await.expect("no panic"), Duration::from_millis(2500));
 }
 
 #[test]

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{ms, paced};
 use crate::fly::ratelimit::{BudgetShare, FlyRateLimiter, RateLimitConfig};
 use crate::fly::shared_bucket::{self, BucketQuota, OrgBuckets, SharedBucketError, SharedBuckets};
+use crate::park;
 
 /// An in-memory [`OrgBuckets`] on tokio's clock (the GCRA reference,
 /// `shared_bucket::reserve`), which can be made to fail.
@@ -133,4 +134,43 @@ async fn a_failing_shared_bucket_falls_back_to_the_split_local_bucket() {
     let creates = paced(&l, "Apps_create", 3, |i| format!("app-{i}")).await;
     assert_eq!(creates, vec![0, 0, 1000]);
     assert!(!l.shared_failing.load(Ordering::Relaxed));
+}
+
+/// Inside a runtime activation, a long wait for a reserved departure is
+/// parked until `PARK_AFTER` before it, then slept with the slot; a
+/// departure missed because the slot came back late is given up and a new
+/// one reserved (sent late, it could reach Fly with later ones).
+#[tokio::test(start_paused = true)]
+async fn a_parked_departure_is_met_with_the_slot_or_given_up() {
+    let share = BudgetShare::default();
+    let (l, fake) = with_shared(&share, 60);
+    let l = Arc::new(l);
+    let slots = park::Slots::new(1, 8, park::PARK_AFTER);
+    let start = Instant::now();
+    // The burst of two spent at 0; the next departure is at 1 s.
+    paced(&l, "Apps_create", 2, |i| format!("app-{i}")).await;
+    let run = |name: &'static str| {
+        let l = l.clone();
+        park::scope(slots.try_start().expect("a free slot"), async move {
+            l.until_ready("Apps_create", name).await;
+            start.elapsed()
+        })
+    };
+    let on_time = tokio::spawn(run("app-a"));
+    slots.changed().await;
+    assert_eq!((slots.parked(), slots.running()), (1, 0));
+    // Woken 250 ms early, it waits out the rest with its slot.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!((slots.parked(), slots.running()), (0, 1));
+    assert_eq!(on_time.await.expect("no panic"), Duration::from_secs(1));
+    assert_eq!(fake.calls.load(Ordering::Relaxed), 3);
+    // Reserved at 1 s for 2 s; its slot is busy until 2.5 s.
+    let late = tokio::spawn(run("app-b"));
+    slots.changed().await;
+    let busy = slots.try_start().expect("the parked one's slot");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(busy);
+    // The 2 s departure is given up; the next one reserved (3 s) is met.
+    assert_eq!(late.await.expect("no panic"), Duration::from_secs(3));
+    assert_eq!(fake.calls.load(Ordering::Relaxed), 5);
 }
