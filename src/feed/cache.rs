@@ -8,6 +8,9 @@
 //! [`super::track::TrackWrites`] wrapper of the reconciler's Fly client
 //! brackets every write that can change an app's machines.
 //!
+//! Snapshots are kept packed (`super::packed`), a fleet's worth of them
+//! being most of this cache's memory.
+//!
 //! A snapshot is kept only while its org's feed is synced (a direct list
 //! made while it is not drops the app's snapshot), so a feed that never
 //! works (no org-wide access) keeps no machines in memory and every observe
@@ -17,6 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::packed::Packed;
 use super::trust::{self, Inputs, OrgFacts, Snapshot, Verdict, View, Writes};
 use crate::fly::Machine;
 use crate::ids::OrgSlug;
@@ -36,10 +40,17 @@ struct OrgEntry {
     views: HashMap<String, View>,
 }
 
+/// An app's snapshot as kept between reconciles: its machines packed
+/// (`super::packed`: a fleet's snapshots are most of this cache).
+struct Stored {
+    listed_at: Instant,
+    machines: Box<[Packed]>,
+}
+
 #[derive(Default)]
 struct Inner {
     orgs: HashMap<OrgSlug, OrgEntry>,
-    snapshots: HashMap<String, Snapshot>,
+    snapshots: HashMap<String, Stored>,
     writes: HashMap<String, Writes>,
 }
 
@@ -151,9 +162,9 @@ impl MachineCache {
         }
         inner.snapshots.insert(
             app.to_string(),
-            Snapshot {
+            Stored {
                 listed_at,
-                machines: machines.to_vec(),
+                machines: machines.iter().map(Packed::new).collect(),
             },
         );
     }
@@ -170,14 +181,17 @@ impl MachineCache {
         let now = Instant::now();
         let inner = self.lock();
         let entry = inner.orgs.get(org);
-        let snapshot = inner.snapshots.get(app);
+        let snapshot = inner.snapshots.get(app).map(|s| Snapshot {
+            listed_at: s.listed_at,
+            machines: s.machines.iter().map(Packed::unpack).collect(),
+        });
         let verdict = trust::decide(&Inputs {
             now,
             interval: self.opts.interval,
             max_snapshot_age: self.opts.max_snapshot_age,
             org: entry.map(|e| e.facts),
             view: entry.and_then(|e| e.views.get(app)),
-            snapshot,
+            snapshot: snapshot.as_ref(),
             writes: inner.writes.get(app).copied().unwrap_or_default(),
             spec_settled,
         });
@@ -187,7 +201,7 @@ impl MachineCache {
         };
         metrics::counter!("flotilla_machine_cache_total", "result" => result).increment(1);
         match (verdict, snapshot) {
-            (Verdict::Use, Some(s)) => Some(s.machines.clone()),
+            (Verdict::Use, Some(s)) => Some(s.machines),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@
 //! while [`trust::decide`] allows it (the invariant is documented there).
 
 pub mod cache;
+mod packed;
 pub mod track;
 pub mod trust;
 pub mod watch;

@@ -424,5 +424,6 @@ fn plan_certificates(
     }
 }
 
+/// Also the builders other modules' tests start from (`tenant`, `group`).
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
