@@ -271,8 +271,15 @@ impl App {
     }
 }
 
+/// Mixed into the seed for the timers' stream (`State::timer_ulid`).
+const TIMER_STREAM: u64 = 0x7469_6d65_7273_2121;
+
 pub struct State {
     rng: StdRng,
+    /// What timer-driven steps draw (`timer_ulid`): a stream of its own, so
+    /// a step that falls between two requests, as the wall clock lets it,
+    /// does not shift what the requests draw.
+    timer_rng: StdRng,
     pub orgs: BTreeMap<String, Org>,
     pub apps: BTreeMap<String, App>,
     pub tokens: BTreeMap<String, Token>,
@@ -303,6 +310,7 @@ impl State {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
+            timer_rng: StdRng::seed_from_u64(seed ^ TIMER_STREAM),
             orgs: BTreeMap::new(),
             apps: BTreeMap::new(),
             tokens: BTreeMap::new(),
@@ -380,6 +388,18 @@ impl State {
         }
         out.push_str(&self.pick(CROCKFORD, 16));
         out
+    }
+
+    /// A ULID for a timer-driven step (`machines::lifecycle::step`), from
+    /// the timers' own stream: requests' ids, names, IPs and tokens stay a
+    /// function of the seed and the requests, however a run's timers
+    /// interleave with them (a loaded machine once shifted a seeded run's
+    /// minted token).
+    pub fn timer_ulid(&mut self, now: Timestamp) -> String {
+        std::mem::swap(&mut self.rng, &mut self.timer_rng);
+        let id = self.ulid(now);
+        std::mem::swap(&mut self.rng, &mut self.timer_rng);
+        id
     }
 
     /// A fresh, never-issued 14-hex-digit machine id.
@@ -596,6 +616,18 @@ mod tests {
         assert_eq!(u, b.ulid(now));
         assert!(a.macaroon().starts_with("fm2_"));
         assert_ne!(State::new(1).machine_id(), State::new(2).machine_id());
+    }
+
+    #[test]
+    fn timer_steps_do_not_shift_what_requests_draw() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let (mut quiet, mut busy) = (State::new(42), State::new(42));
+        assert_eq!(quiet.machine_id(), busy.machine_id());
+        // Timers fire on one run between its requests, not on the other.
+        let step = busy.timer_ulid(now);
+        assert_ne!(step, State::new(42).ulid(now), "a stream of its own");
+        assert_eq!(quiet.macaroon(), busy.macaroon());
+        assert_eq!(quiet.ulid(now), busy.ulid(now));
     }
 
     #[test]

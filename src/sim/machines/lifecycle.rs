@@ -73,7 +73,7 @@ pub(super) fn set_state(
 pub fn step(sim: &Sim, app: &str, id: &str, generation: u64) -> Option<Duration> {
     let now = sim.now();
     let mut st = sim.write();
-    let event_id = st.ulid(now);
+    let event_id = st.timer_ulid(now);
     let crash = st
         .apps
         .get(app)
