@@ -1113,21 +1113,24 @@ async fn unreachable_hosts_report_incomplete_config() {
 async fn metadata_writes_keep_the_version_and_filter_lists() {
     let fly = Fly::quiet().await;
     fly.create_app("meta").await;
+    // Not launched: they stay `created`, which the state filter below
+    // counts (launched, they leave it one 30 ms tick later, which a loaded
+    // machine can let pass before the list).
     let a = fly
         .create_machine(
             "meta",
-            json!({"config": {"image": "nginx", "metadata": {"tenant": "t1", "group": "web"}}}),
+            json!({"skip_launch": true, "config": {"image": "nginx", "metadata": {"tenant": "t1", "group": "web"}}}),
         )
         .await;
     let b = fly
         .create_machine(
             "meta",
-            json!({"config": {"image": "nginx", "metadata": {"tenant": "t1", "group": "worker"}}}),
+            json!({"skip_launch": true, "config": {"image": "nginx", "metadata": {"tenant": "t1", "group": "worker"}}}),
         )
         .await;
     fly.create_machine(
         "meta",
-        json!({"config": {"image": "nginx", "metadata": {"tenant": "t2", "group": "web"}}}),
+        json!({"skip_launch": true, "config": {"image": "nginx", "metadata": {"tenant": "t2", "group": "web"}}}),
     )
     .await;
     let fly_ref = &fly;
