@@ -16,8 +16,8 @@ use super::batch::{self, ApplyBatch};
 use super::common::{self, Decision, Existing, ReadRow};
 use super::put_one;
 use super::{
-    ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail, LabelSelector, Ledger,
-    NewEvent, PutAudit, PutRecord, StateWrite, Store, StoreError, TenantApp, TenantDraft,
+    ApplyOutcome, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail, LabelSelector,
+    Ledger, NewEvent, PutAudit, PutRecord, StateWrite, Store, StoreError, TenantApp, TenantDraft,
     TenantHead, TenantRecord,
 };
 use crate::ids::TenantName;
@@ -291,6 +291,27 @@ async fn put_draft<B: Backend>(
     Ok((Decision::Update { generation }, record))
 }
 
+/// `Store::put` as one transaction: the draft written (`put_draft`) and
+/// its audit event, committed together.
+async fn put_in_tx<B: Backend>(
+    backend: &B,
+    draft: &TenantDraft,
+    expected: Option<i64>,
+    audit: Option<PutAudit<'_>>,
+    now: Timestamp,
+) -> Result<(ApplyOutcome, TenantRecord), StoreError> {
+    let mut tx = backend.begin().await?;
+    let (decision, record) = put_draft::<B>(&mut tx, draft, expected, now).await?;
+    let outcome = common::outcome(decision);
+    if let Some(audit) = audit {
+        let event = (audit.event)(outcome);
+        let args = audited_args(&event, audit.audit);
+        write_event_row::<B>(&mut tx, INSERT_AUDITED, &args, &event.tenant).await?;
+    }
+    B::commit(tx).await?;
+    Ok((outcome, record))
+}
+
 /// The apply loop: the batch checked for repeated names, then every draft
 /// written in order, the first error ending the whole apply.
 async fn apply_each<B: Backend>(
@@ -408,9 +429,20 @@ impl<B: Backend> Store for B {
     #[tracing::instrument(skip_all, fields(backend = B::NAME, drafts = drafts.len()))]
     async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
         let now = self.now();
-        let mut tx = self.begin().await?;
-        let results = apply_each::<B>(&mut tx, drafts, now).await?;
-        B::commit(tx).await?;
+        let mut retried = false;
+        let results = loop {
+            let mut tx = self.begin().await?;
+            match apply_each::<B>(&mut tx, drafts, now).await {
+                // As in `put`: a create racing another process's create of
+                // the same tenant; once more, with its row committed.
+                Err(StoreError::AppNameTaken { .. }) if !retried => retried = true,
+                results => {
+                    let results = results?;
+                    B::commit(tx).await?;
+                    break results;
+                }
+            }
+        };
         common::record_apply_metrics(&results);
         self.announce(common::changed_names(&results));
         Ok(results)
@@ -420,8 +452,15 @@ impl<B: Backend> Store for B {
     async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError> {
         batch::check(batch)?;
         let now = self.now();
-        let mut tx = self.begin().await?;
-        let results = apply_each::<B>(&mut tx, batch.drafts, now).await?;
+        let mut retried = false;
+        let (mut tx, results) = loop {
+            let mut tx = self.begin().await?;
+            match apply_each::<B>(&mut tx, batch.drafts, now).await {
+                // As in `apply`.
+                Err(StoreError::AppNameTaken { .. }) if !retried => retried = true,
+                results => break (tx, results?),
+            }
+        };
         prune::<B>(&mut tx, batch.prune, now).await?;
         if let Some(mark) = batch.mark {
             for r in &results {
@@ -490,27 +529,33 @@ impl<B: Backend> Store for B {
     ) -> Result<PutRecord, StoreError> {
         let name = draft.tenant.name();
         let now = self.now();
+        // Two puts creating one tenant at once can both get past the name's
+        // check before either row is in its index; the slower insert then
+        // meets the other's row on the app-name index, which `ON CONFLICT
+        // (name)` does not absorb (PostgreSQL raises a unique violation on
+        // any index but the arbiter), and reads as `AppNameTaken`. By then
+        // the other row is committed (the check waited for it), so the put
+        // runs again as a transaction, which finds the row and updates it;
+        // that runs once more after the same race in its own insert. When
+        // another tenant holds the app name, every attempt answers
+        // `AppNameTaken`, as it should.
         let one = match B::TENANTS.put_one {
             Some(sql) => {
-                put_one::put_one(self, sql, draft, expected_generation, audit, now).await?
+                match put_one::put_one(self, sql, draft, expected_generation, audit, now).await {
+                    Err(StoreError::AppNameTaken { .. }) => None,
+                    other => other?,
+                }
             }
             None => None,
         };
         let (outcome, record) = match one {
             Some(PutRecord { outcome, record }) => (outcome, record),
-            None => {
-                let mut tx = self.begin().await?;
-                let (decision, record) =
-                    put_draft::<B>(&mut tx, draft, expected_generation, now).await?;
-                let outcome = common::outcome(decision);
-                if let Some(audit) = audit {
-                    let event = (audit.event)(outcome);
-                    let args = audited_args(&event, audit.audit);
-                    write_event_row::<B>(&mut tx, INSERT_AUDITED, &args, &event.tenant).await?;
+            None => match put_in_tx(self, draft, expected_generation, audit, now).await {
+                Err(StoreError::AppNameTaken { .. }) => {
+                    put_in_tx(self, draft, expected_generation, audit, now).await?
                 }
-                B::commit(tx).await?;
-                (outcome, record)
-            }
+                other => other?,
+            },
         };
         let result = ApplyResult {
             name: name.clone(),

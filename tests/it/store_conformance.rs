@@ -60,7 +60,7 @@ impl Harness {
     }
 
     /// A second, independent store on the same database (another process).
-    async fn reopen(&self) -> SharedStore {
+    pub(crate) async fn reopen(&self) -> SharedStore {
         let clock: SharedClock = Arc::new(self.clock.clone());
         store::connect(&self.url, clock).await.unwrap()
     }

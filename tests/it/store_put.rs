@@ -46,6 +46,7 @@ both!(
     put_rolls_back_when_its_event_cannot_be_written,
     put_refused_by_if_match_writes_nothing,
     concurrent_puts_on_one_row_keep_every_write,
+    racing_creates_of_one_tenant_all_succeed,
     put_prunes_events_to_the_newest_kept,
     put_with_an_event_that_varies_by_outcome,
 );
@@ -351,6 +352,55 @@ async fn put_refused_by_if_match_writes_nothing(h: &Harness) {
     );
     assert_eq!(s.get(&name("ghost")).await.unwrap(), None);
     assert!(reasons(h, "ghost").await.is_empty());
+}
+
+/// Many rounds of eight puts and applies creating one new tenant at once,
+/// each from its own store (another process): every one succeeds and
+/// exactly one creates it. On PostgreSQL the slower inserts can meet the first one's row on the
+/// app-name index before the name's (which `ON CONFLICT (name)` does not
+/// absorb); that once failed a put with `AppNameTaken` for its own app.
+async fn racing_creates_of_one_tenant_all_succeed(h: &Harness) {
+    const ROUNDS: usize = 25;
+    const TASKS: usize = 8;
+    let mut stores = Vec::new();
+    for _ in 0..TASKS {
+        stores.push(h.reopen().await);
+    }
+    for round in 0..ROUNDS {
+        let at = h.now_micros();
+        let draft = tenant(&format!("race-{round}")).draft();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS));
+        let tasks: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(t, store)| {
+                let (store, draft, barrier) = (store.clone(), draft.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    // Half put (the API), half apply (the CLI, git sync).
+                    if t % 2 == 0 {
+                        put_by(&store, &draft, None, &format!("api:t{t}"), at)
+                            .await
+                            .map(|p| p.outcome)
+                    } else {
+                        store
+                            .apply(std::slice::from_ref(&draft))
+                            .await
+                            .map(|r| r[0].outcome)
+                    }
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            let outcome = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            created += usize::from(outcome == ApplyOutcome::Created);
+        }
+        assert_eq!(created, 1, "round {round}: one put creates the tenant");
+    }
 }
 
 /// Tasks putting one tenant at once, two specs alternately (the first puts
