@@ -312,6 +312,25 @@ async fn put_in_tx<B: Backend>(
     Ok((outcome, record))
 }
 
+/// `apply_each` in a new transaction, answered still open for the caller
+/// to finish and commit. Run once more after `AppNameTaken`: a create
+/// racing another process's create of the same tenant (see `Store::put`);
+/// the other row is committed by then.
+async fn begin_apply<B: Backend>(
+    backend: &B,
+    drafts: &[TenantDraft],
+    now: Timestamp,
+) -> Result<(B::Tx, Vec<ApplyResult>), StoreError> {
+    let mut retried = false;
+    loop {
+        let mut tx = backend.begin().await?;
+        match apply_each::<B>(&mut tx, drafts, now).await {
+            Err(StoreError::AppNameTaken { .. }) if !retried => retried = true,
+            results => return Ok((tx, results?)),
+        }
+    }
+}
+
 /// The apply loop: the batch checked for repeated names, then every draft
 /// written in order, the first error ending the whole apply.
 async fn apply_each<B: Backend>(
@@ -429,20 +448,8 @@ impl<B: Backend> Store for B {
     #[tracing::instrument(skip_all, fields(backend = B::NAME, drafts = drafts.len()))]
     async fn apply(&self, drafts: &[TenantDraft]) -> Result<Vec<ApplyResult>, StoreError> {
         let now = self.now();
-        let mut retried = false;
-        let results = loop {
-            let mut tx = self.begin().await?;
-            match apply_each::<B>(&mut tx, drafts, now).await {
-                // As in `put`: a create racing another process's create of
-                // the same tenant; once more, with its row committed.
-                Err(StoreError::AppNameTaken { .. }) if !retried => retried = true,
-                results => {
-                    let results = results?;
-                    B::commit(tx).await?;
-                    break results;
-                }
-            }
-        };
+        let (tx, results) = begin_apply::<B>(self, drafts, now).await?;
+        B::commit(tx).await?;
         common::record_apply_metrics(&results);
         self.announce(common::changed_names(&results));
         Ok(results)
@@ -452,15 +459,7 @@ impl<B: Backend> Store for B {
     async fn apply_batch(&self, batch: &ApplyBatch<'_>) -> Result<Vec<ApplyResult>, StoreError> {
         batch::check(batch)?;
         let now = self.now();
-        let mut retried = false;
-        let (mut tx, results) = loop {
-            let mut tx = self.begin().await?;
-            match apply_each::<B>(&mut tx, batch.drafts, now).await {
-                // As in `apply`.
-                Err(StoreError::AppNameTaken { .. }) if !retried => retried = true,
-                results => break (tx, results?),
-            }
-        };
+        let (mut tx, results) = begin_apply::<B>(self, batch.drafts, now).await?;
         prune::<B>(&mut tx, batch.prune, now).await?;
         if let Some(mark) = batch.mark {
             for r in &results {
