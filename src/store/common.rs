@@ -15,7 +15,7 @@ use crate::spec::Tenant;
 use crate::state::{Intent, IntentDetail, Ledger};
 pub(crate) use crate::store::connect::{
     AppliedRows, check_pg_url, check_sqlite_url, connect_failed, invalid_url, log_applied,
-    newly_applied, redact_url, scrub, succeeded, unsupported_url, up_to_date,
+    newly_applied, redact_url, refuse_newer, scrub, succeeded, unsupported_url, up_to_date,
 };
 use crate::store::{
     ApplyOutcome, ApplyResult, Event, NewEvent, StoreError, TenantDraft, TenantRecord,

@@ -269,6 +269,37 @@ pub(crate) fn up_to_date(migrator: &sqlx::migrate::Migrator, applied: &AppliedRo
         })
 }
 
+/// Refuses a database that records a migration `migrator` does not have: a
+/// newer flotilla migrated it, and this one would read and write tables
+/// whose meaning it does not know (on PostgreSQL, beside replicas of the
+/// newer version that rely on them). Checked before anything is written,
+/// with a message that says what to do instead of sqlx's.
+pub(crate) fn refuse_newer(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &AppliedRows,
+) -> Result<(), StoreError> {
+    let known: HashSet<i64> = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect();
+    let mut unknown: Vec<i64> = applied
+        .keys()
+        .copied()
+        .filter(|v| !known.contains(v))
+        .collect();
+    unknown.sort_unstable();
+    match unknown.first() {
+        None => Ok(()),
+        Some(first) => Err(StoreError::Migrate(format!(
+            "the database records migration {first}, which this flotilla does not have \
+             (it knows {} to {}): a newer flotilla migrated it; run that version or a newer one",
+            known.iter().min().copied().unwrap_or_default(),
+            known.iter().max().copied().unwrap_or_default(),
+        ))),
+    }
+}
+
 /// The migrations of `migrator` that were not in `before` (the versions
 /// applied before this run), i.e. the ones this run applied.
 pub(crate) fn newly_applied(

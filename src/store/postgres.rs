@@ -221,7 +221,9 @@ const MIGRATION_LOCK: i64 = 0x666c_6f74_696c_6c61;
 async fn migrate(pool: &PgPool, url: &str) -> Result<Vec<AppliedMigration>, StoreError> {
     let failed = |e: sqlx::Error| StoreError::Migrate(scrub(&e.to_string(), url));
     let mut conn = pool.acquire().await?;
-    if common::up_to_date(&MIGRATOR, &applied_rows(&mut conn).await?) {
+    let applied = applied_rows(&mut conn).await?;
+    common::refuse_newer(&MIGRATOR, &applied)?;
+    if common::up_to_date(&MIGRATOR, &applied) {
         return Ok(Vec::new());
     }
     sqlx::query("SELECT pg_advisory_lock($1)")
@@ -230,7 +232,10 @@ async fn migrate(pool: &PgPool, url: &str) -> Result<Vec<AppliedMigration>, Stor
         .await
         .map_err(failed)?;
     let result = async {
-        let before: HashSet<i64> = common::succeeded(applied_rows(&mut conn).await?);
+        // Another process may have migrated while this one waited.
+        let applied = applied_rows(&mut conn).await?;
+        common::refuse_newer(&MIGRATOR, &applied)?;
+        let before: HashSet<i64> = common::succeeded(applied);
         MIGRATOR
             .run(&mut *conn)
             .await

@@ -199,13 +199,18 @@ fn is_read_only_error(e: &sqlx::Error) -> bool {
 async fn migrate(pool: &SqlitePool, url: &str) -> Result<Vec<AppliedMigration>, StoreError> {
     let failed = |e: sqlx::Error| StoreError::Migrate(scrub(&e.to_string(), url));
     let mut conn = pool.acquire().await?;
-    if common::up_to_date(&MIGRATOR, &applied_rows(&mut conn).await?) {
+    let applied = applied_rows(&mut conn).await?;
+    common::refuse_newer(&MIGRATOR, &applied)?;
+    if common::up_to_date(&MIGRATOR, &applied) {
         return Ok(Vec::new());
     }
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE")
         .await
         .map_err(failed)?;
-    let before: HashSet<i64> = common::succeeded(applied_rows(&mut tx).await?);
+    // Another process may have migrated before this one's lock.
+    let applied = applied_rows(&mut tx).await?;
+    common::refuse_newer(&MIGRATOR, &applied)?;
+    let before: HashSet<i64> = common::succeeded(applied);
     MIGRATOR
         .run(&mut *tx)
         .await

@@ -878,6 +878,50 @@ async fn fresh_databases_report_every_migration() {
     }
 }
 
+/// An older flotilla (a replica not yet upgraded, or a rollback) refuses a
+/// database a newer one migrated, before writing anything, and says why.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_flotilla_is_refused() {
+    use sqlx::Connection as _;
+    // The checksum is a blob: `x'00'` in SQLite, `'\x00'` (bytea) in PostgreSQL.
+    let newer = |blob: &str| {
+        format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (9999, 'from the future', TRUE, {blob}, 0)"
+        )
+    };
+    let clock: SharedClock = Arc::new(ManualClock::new(start_time()));
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let pg = PgTestDb::create();
+    let mut urls = vec![sqlite_url];
+    urls.extend(pg.as_ref().map(|db| db.url.clone()));
+    for url in urls {
+        let store = store::connect(&url, clock.clone()).await.unwrap();
+        store.create(&tenant("acme").draft()).await.unwrap();
+        drop(store);
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let sql = newer("x'00'");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let sql = newer("'\\x00'::bytea");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        }
+
+        let err = store::connect(&url, clock.clone())
+            .await
+            .err()
+            .expect("connecting must fail")
+            .to_string();
+        assert!(
+            err.contains("migration 9999") && err.contains("a newer flotilla migrated it"),
+            "{url}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn in_memory_sqlite_works_across_calls() {
     let clock: SharedClock = Arc::new(ManualClock::new(start_time()));
