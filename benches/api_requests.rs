@@ -15,6 +15,12 @@
 //! conservative. For scale, it then runs `pgbench` (if installed) with a
 //! single-row upsert at the same concurrency on the same database.
 //!
+//! Each phase also reads the machine's CPU counters (`/proc/stat`) at the
+//! edges of its window: busy CPU time per request (client, server,
+//! PostgreSQL and kernel together) and what the cores would serve at that
+//! cost, a figure the host's other guests do not move the way they move
+//! the request rate (the share of time they took, steal, is printed too).
+//!
 //! Writes `target/bench/api_requests.json` and prints one line per phase.
 //! Run with `cargo bench --bench api_requests`.
 // A test/bench harness, not library code: it reads its own configuration
@@ -66,7 +72,53 @@ struct Phase {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The whole machine's busy CPU time over the measured window (client,
+    /// server, PostgreSQL, kernel), per request; `None` without
+    /// `/proc/stat`.
+    cpu_us_per_request: Option<f64>,
+    /// The share of the window's CPU time the hypervisor gave to others.
+    steal: Option<f64>,
 }
+
+impl Phase {
+    /// Requests per second the machine's cores would serve if all of their
+    /// time went to this phase at the CPU cost measured: a figure that does
+    /// not depend on how busy the host's other guests were.
+    fn capacity_rps(&self, cpus: usize) -> Option<f64> {
+        self.cpu_us_per_request.map(|us| cpus as f64 * 1e6 / us)
+    }
+}
+
+/// The machine-wide CPU counters of `/proc/stat` (`cpu` line, in clock
+/// ticks of 1/100 s): busy (user, nice, system, irq, softirq), steal and
+/// all of them.
+#[derive(Clone, Copy)]
+struct CpuTicks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+fn cpu_ticks() -> Option<CpuTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already inside user and nice).
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(CpuTicks {
+        busy: at(0) + at(1) + at(2) + at(5) + at(6),
+        steal: at(7),
+        total: (0..8).map(at).sum(),
+    })
+}
+
+/// Clock ticks per second of `/proc/stat` (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let admin_url = std::env::var("DATABASE_URL")
@@ -150,15 +202,27 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let _ = server.await;
     let pgbench = pgbench(db_url);
 
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let figures = |p: &Phase| {
+        json!({"requests": p.requests, "rps": p.rps.round(), "p50_ms": p.p50_ms,
+            "p99_ms": p.p99_ms, "errors": p.errors,
+            "cpu_us_per_request": p.cpu_us_per_request.map(f64::round),
+            "capacity_rps": p.capacity_rps(cpus).map(f64::round),
+            "steal": p.steal})
+    };
+    let mut put_spread_figures = figures(&put_spread);
+    put_spread_figures["tenants"] = json!(spread.len());
     let report = json!({
-        "get": {"requests": get.requests, "rps": get.rps.round(), "p50_ms": get.p50_ms, "p99_ms": get.p99_ms, "errors": get.errors},
-        "put": {"requests": put.requests, "rps": put.rps.round(), "p50_ms": put.p50_ms, "p99_ms": put.p99_ms, "errors": put.errors},
-        "put_spread": {"tenants": spread.len(), "requests": put_spread.requests, "rps": put_spread.rps.round(), "p50_ms": put_spread.p50_ms, "p99_ms": put_spread.p99_ms, "errors": put_spread.errors},
+        "get": figures(&get),
+        "put": figures(&put),
+        "put_spread": put_spread_figures,
         "pgbench_upsert_tps": pgbench.map(f64::round),
         "put_vs_pgbench": pgbench.map(|t| (put.rps / t * 1000.0).round() / 1000.0),
         "seconds": SECONDS.as_secs_f64(),
         "concurrency": CONCURRENCY,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpus": cpus,
     });
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -172,8 +236,15 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
         ("PUT", &put),
         ("PUT (one tenant per worker)", &put_spread),
     ] {
+        let cpu = match (p.cpu_us_per_request, p.capacity_rps(cpus), p.steal) {
+            (Some(us), Some(cap), Some(steal)) => format!(
+                "; machine CPU {us:.0} µs per request = {cap:.0} req/s on {cpus} busy cores ({:.0}% stolen)",
+                steal * 100.0
+            ),
+            _ => String::new(),
+        };
         println!(
-            "api_requests: {label} {} requests in {:.1}s = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors (concurrency {CONCURRENCY})",
+            "api_requests: {label} {} requests in {:.1}s = {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors (concurrency {CONCURRENCY}){cpu}",
             p.requests,
             SECONDS.as_secs_f64(),
             p.rps,
@@ -245,6 +316,13 @@ async fn phase(
             (latencies_us, errors)
         }));
     }
+    // The CPU counters at the window's edges, read by a task of their own.
+    let ticks = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let from = cpu_ticks();
+        tokio::time::sleep_until(stop_at.into()).await;
+        from.zip(cpu_ticks())
+    });
     let mut all = Vec::new();
     let mut errors = 0;
     for w in workers {
@@ -260,12 +338,20 @@ async fn phase(
         let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
         f64::from(all[idx]) / 1000.0
     };
+    let ticks = ticks.await?;
+    let requests = all.len();
     Ok(Phase {
-        requests: all.len(),
-        rps: all.len() as f64 / SECONDS.as_secs_f64(),
+        requests,
+        rps: requests as f64 / SECONDS.as_secs_f64(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         errors,
+        cpu_us_per_request: ticks
+            .filter(|_| requests > 0)
+            .map(|(a, b)| (b.busy - a.busy) as f64 / TICKS_PER_SECOND * 1e6 / requests as f64),
+        steal: ticks
+            .filter(|(a, b)| b.total > a.total)
+            .map(|(a, b)| (b.steal - a.steal) as f64 / (b.total - a.total) as f64),
     })
 }
 

@@ -69,7 +69,7 @@ impl LeaseStore {
     pub fn connect(url: &str) -> Result<Self, LeaseError> {
         common::check_pg_url(url)?;
         let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
-        let pool = PgPoolOptions::new()
+        let pool = super::pool::ping_only_idle(PgPoolOptions::new())
             .max_connections(3)
             .acquire_timeout(STATEMENT_TIMEOUT)
             .connect_lazy_with(options);

@@ -71,6 +71,7 @@ mod flows;
 pub mod leases;
 pub mod lock;
 pub mod org_buckets;
+mod pool;
 pub mod postgres;
 mod put_one;
 pub mod sqlite;
@@ -78,6 +79,7 @@ pub mod vault;
 
 pub use batch::ApplyBatch;
 pub use connect::redact_url;
+pub use pool::PING_IDLE_AFTER;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -94,7 +94,7 @@ impl OrgBucketStore {
     pub fn connect(url: &str) -> Result<Self, OrgBucketError> {
         common::check_pg_url(url)?;
         let options = PgConnectOptions::from_str(url).map_err(|e| common::invalid_url(url, &e))?;
-        let pool = PgPoolOptions::new()
+        let pool = super::pool::ping_only_idle(PgPoolOptions::new())
             .max_connections(2)
             .acquire_timeout(STATEMENT_TIMEOUT)
             .connect_lazy_with(options);

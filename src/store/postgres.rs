@@ -192,7 +192,7 @@ impl PgStore {
             }
             Err(e) => return Err(common::connect_failed(url, &e)),
         }
-        let pool = PgPoolOptions::new()
+        let pool = super::pool::ping_only_idle(PgPoolOptions::new())
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)

@@ -122,7 +122,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new().max_connections(8)
         };
-        let pool_options = pool_options.acquire_timeout(BUSY_TIMEOUT);
+        let pool_options = super::pool::ping_only_idle(pool_options).acquire_timeout(BUSY_TIMEOUT);
         let writable = if in_memory {
             options.clone()
         } else {

@@ -57,6 +57,7 @@ mod spec_examples;
 mod spec_guest_props;
 mod spec_no_panic;
 mod store_conformance;
+mod store_pool;
 mod store_put;
 mod store_state;
 mod store_vault;

@@ -903,11 +903,17 @@ async fn a_database_migrated_by_a_newer_flotilla_is_refused() {
         if url.starts_with("sqlite:") {
             let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
             let sql = newer("x'00'");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         } else {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
             let sql = newer("'\\x00'::bytea");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
 
         let err = store::connect(&url, clock.clone())
