@@ -128,6 +128,15 @@ pub(crate) fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, St
     })
 }
 
+/// The `Corrupt` error for JSON column `col` that does not decode as the
+/// type it stores.
+pub(crate) fn undecodable_json(what: &str, col: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+        detail: format!("{col}: {e}"),
+    }
+}
+
 pub(crate) fn parse_tenant_name(s: String, what: &str) -> Result<TenantName, StoreError> {
     TenantName::parse(s.clone()).map_err(|e| StoreError::Corrupt {
         what: what.to_string(),
@@ -229,6 +238,11 @@ pub(crate) trait ReadRow {
     fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
     fn int(&self, col: &str) -> Result<i64, StoreError>;
     fn json(&self, col: &str, what: &str) -> Result<serde_json::Value, StoreError>;
+    /// A JSON column decoded straight into `T` (no `Value` in between: a
+    /// tenant's spec is read on every GET); a document that is not a `T`
+    /// is `Corrupt`, naming the column.
+    fn json_as<T: serde::de::DeserializeOwned>(&self, col: &str, what: &str)
+    -> Result<T, StoreError>;
     fn opt_json(&self, col: &str, what: &str) -> Result<Option<serde_json::Value>, StoreError>;
     /// A derived document (a status), read leniently: SQLite text that is
     /// not JSON reads as `Null` (PostgreSQL's `JSONB` is always JSON).
@@ -252,7 +266,7 @@ pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreErr
     let name = row.text("name")?;
     let what = format!("tenant {name}");
     let yaml = row.text("yaml")?;
-    let spec_json = row.json("spec_json", &what)?;
+    let tenant = row.json_as("spec_json", &what)?;
     let generation = row.int("generation")?;
     let observed_generation = row.int("observed_generation")?;
     let status = row.json("status", &what)?;
@@ -265,8 +279,7 @@ pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreErr
     };
     Ok(TenantRecord {
         name: TenantName::parse(name).map_err(|e| corrupt(format!("name: {e}")))?,
-        tenant: serde_json::from_value(spec_json)
-            .map_err(|e| corrupt(format!("spec_json: {e}")))?,
+        tenant,
         yaml,
         generation,
         observed_generation,

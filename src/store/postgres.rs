@@ -138,6 +138,20 @@ impl ReadRow for PgRow {
     fn json(&self, col: &str, _what: &str) -> Result<serde_json::Value, StoreError> {
         Ok(self.try_get::<Json<serde_json::Value>, _>(col)?.0)
     }
+    fn json_as<T: serde::de::DeserializeOwned>(
+        &self,
+        col: &str,
+        what: &str,
+    ) -> Result<T, StoreError> {
+        match self.try_get::<Json<T>, _>(col) {
+            Ok(v) => Ok(v.0),
+            // sqlx's `Json` decode is serde's: its failure is the document's.
+            Err(sqlx::Error::ColumnDecode { source, .. }) => {
+                Err(common::undecodable_json(what, col, source))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
     fn opt_json(&self, col: &str, _what: &str) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(self
             .try_get::<Option<Json<serde_json::Value>>, _>(col)?

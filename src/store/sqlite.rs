@@ -72,6 +72,14 @@ impl ReadRow for SqliteRow {
     fn json(&self, col: &str, what: &str) -> Result<serde_json::Value, StoreError> {
         parse_json(&self.try_get::<String, _>(col)?, what)
     }
+    fn json_as<T: serde::de::DeserializeOwned>(
+        &self,
+        col: &str,
+        what: &str,
+    ) -> Result<T, StoreError> {
+        serde_json::from_str(&self.try_get::<String, _>(col)?)
+            .map_err(|e| common::undecodable_json(what, col, e))
+    }
     fn opt_json(&self, col: &str, what: &str) -> Result<Option<serde_json::Value>, StoreError> {
         self.try_get::<Option<String>, _>(col)?
             .map(|text| parse_json(&text, what))

@@ -483,6 +483,31 @@ mod cases {
                 "{detail}: {text}"
             );
         }
+
+        // A stored spec that is not a tenant spec is Corrupt on every read
+        // of the row, never a partial tenant.
+        for (doc, want) in [
+            (r#"{"garbage": 1}"#, "unknown field `garbage`"),
+            (r#"[1, 2]"#, "invalid type"),
+        ] {
+            raw(
+                &db.url,
+                &format!("UPDATE tenants SET spec_json = '{doc}' WHERE name = 'acme'"),
+            )
+            .await
+            .unwrap();
+            let err = s.get(&name("acme")).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, StoreError::Corrupt { .. })
+                    && text.contains("tenant acme")
+                    && text.contains("spec_json")
+                    && text.contains(want),
+                "{doc}: {text}"
+            );
+            let err = s.list(&store::LabelSelector::default()).await.unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{doc}: {err}");
+        }
     }
 
     pub async fn the_database_refuses_unknown_intent_kinds(db: &Db) {
