@@ -301,9 +301,10 @@ pub async fn get(
         );
         return Ok(with_etag(resp, record.generation));
     }
+    let generation = record.generation;
     Ok(with_etag(
-        Json(TenantObject::of(&record)).into_response(),
-        record.generation,
+        Json(TenantObject::from_record(record)).into_response(),
+        generation,
     ))
 }
 

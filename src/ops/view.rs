@@ -49,19 +49,31 @@ pub struct TenantMetadata {
 
 impl TenantObject {
     pub fn of(r: &TenantRecord) -> Self {
+        Self::with_status(r, r.status.clone())
+    }
+
+    /// [`Self::of`] taking the record, so its status document is moved, not
+    /// copied (a GET builds one per request).
+    pub fn from_record(mut r: TenantRecord) -> Self {
+        let document = std::mem::take(&mut r.status);
+        Self::with_status(&r, document)
+    }
+
+    /// The object of `r` with `document` as its status document.
+    fn with_status(r: &TenantRecord, document: Value) -> Self {
         let mut status = serde_json::Map::new();
         status.insert("observedGeneration".into(), r.observed_generation.into());
-        match &r.status {
+        match document {
             Value::Object(fields) => {
                 for (k, v) in fields {
                     if k != "observedGeneration" {
-                        status.insert(k.clone(), v.clone());
+                        status.insert(k, v);
                     }
                 }
             }
             Value::Null => {}
             other => {
-                status.insert("document".into(), other.clone());
+                status.insert("document".into(), other);
             }
         }
         Self {
@@ -452,6 +464,42 @@ mod tests {
         ]}));
         assert_eq!(o.ready(), "True");
         assert_eq!((o.app(), o.org(), o.observed_generation()), ("x", "o", 3));
+    }
+
+    /// The GET's moving constructor shows exactly what `of` shows, for
+    /// every shape of status document (absent, an object that repeats
+    /// `observedGeneration`, not an object).
+    #[test]
+    fn from_record_shows_what_of_shows() {
+        let yaml = "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: acme\n  \
+                    labels: {tier: a}\nspec:\n  org: personal\n";
+        let tenant = crate::spec::load_str("t.yaml", yaml, &Default::default())
+            .unwrap()
+            .remove(0)
+            .tenant;
+        for status in [
+            Value::Null,
+            json!({"observedGeneration": 9, "conditions": [{"type": "Ready", "status": "True"}]}),
+            json!("not an object"),
+        ] {
+            let record = TenantRecord {
+                name: tenant.name().clone(),
+                yaml: yaml.into(),
+                tenant: tenant.clone(),
+                generation: 3,
+                observed_generation: 2,
+                status,
+                created_at: jiff::Timestamp::UNIX_EPOCH,
+                updated_at: jiff::Timestamp::UNIX_EPOCH,
+                deletion_requested_at: None,
+            };
+            let shown = TenantObject::of(&record);
+            assert_eq!(shown.status["observedGeneration"], 2);
+            assert_eq!(
+                serde_json::to_string(&TenantObject::from_record(record)).unwrap(),
+                serde_json::to_string(&shown).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -79,6 +79,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Self::Tx, sqlx::Error>;
     async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error>;
     async fn acquire(&self) -> Result<Self::Pooled, sqlx::Error>;
+    /// One read statement, on the connection the dialect makes cheapest
+    /// for a lone statement (PostgreSQL: a held one, `store::held`).
+    async fn read_one(
+        &self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<Self::Row>, sqlx::Error> {
+        let mut conn = self.acquire().await?;
+        Self::fetch_optional(&mut conn, sql, args).await
+    }
 
     /// Runs one statement; the number of rows it touched.
     async fn execute(

@@ -568,8 +568,8 @@ impl<B: Backend> Store for B {
     }
 
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
-        let mut conn = self.acquire().await?;
-        fetch_record::<B>(&mut conn, name).await
+        let row = self.read_one(RECORD, &[Arg::Text(name.as_str())]).await?;
+        row.map(|row| common::decode_tenant(&row)).transpose()
     }
 
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {

@@ -68,6 +68,7 @@ pub mod batch;
 mod common;
 mod connect;
 mod flows;
+mod held;
 pub mod leases;
 pub mod lock;
 pub mod org_buckets;

@@ -42,6 +42,7 @@ use sqlx::{Connection, Postgres, Row};
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::store::backend::{Arg, Backend, KeysSql, TenantSql};
+use crate::store::held::Held;
 use crate::store::common::{self, ReadRow, scrub};
 use crate::store::{AppliedMigration, StoreError};
 
@@ -59,6 +60,9 @@ pub const CHANNEL: &str = channel!();
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: u32 = 10;
+/// Connections held for lone reads beside the pool (`store::held`): a
+/// process opens at most `MAX_CONNECTIONS + HELD_FOR_READS`.
+const HELD_FOR_READS: usize = 8;
 
 /// A `TIMESTAMPTZ` as a jiff [`Timestamp`]. PostgreSQL's binary form is
 /// microseconds since 2000-01-01T00:00:00Z.
@@ -115,6 +119,8 @@ impl<'r> sqlx::Decode<'r, Postgres> for PgTs {
 
 pub struct PgStore {
     pool: PgPool,
+    /// Connections for lone reads (`Backend::read_one`), out of `pool`.
+    held: Held<Postgres>,
     clock: SharedClock,
 }
 
@@ -214,7 +220,8 @@ impl PgStore {
             .map_err(|e| common::connect_failed(url, &e))?;
         let applied = migrate(&pool, url).await?;
         common::log_applied(<Self as Backend>::NAME, &applied);
-        Ok((Self { pool, clock }, applied))
+        let held = Held::new(pool.clone(), HELD_FOR_READS, ACQUIRE_TIMEOUT);
+        Ok((Self { pool, held, clock }, applied))
     }
 
     /// The pool, for callers that need PostgreSQL-only features (advisory
@@ -453,6 +460,17 @@ impl Backend for PgStore {
 
     async fn acquire(&self) -> Result<Self::Pooled, sqlx::Error> {
         self.pool.acquire().await
+    }
+
+    async fn read_one(
+        &self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<PgRow>, sqlx::Error> {
+        let mut loan = self.held.lend().await?;
+        let row = Self::fetch_optional(loan.conn(), sql, args).await?;
+        loan.keep();
+        Ok(row)
     }
 
     async fn execute(

@@ -1,7 +1,8 @@
 //! The store's connection pools hand out a connection without pinging it
 //! first unless it sat idle past `PING_IDLE_AFTER` (`src/store/pool.rs`):
 //! a connection the server dropped while idle is still found and replaced
-//! before a query is sent on it.
+//! before a query is sent on it. A lone read's connection (`store::held`)
+//! whose query was cancelled midway is never used again.
 
 use std::sync::Arc;
 
@@ -43,4 +44,39 @@ async fn a_connection_dropped_by_the_server_while_idle_is_replaced() {
         matches!(got, Ok(Some(_))),
         "the first query after the idle connections ended: {got:?}"
     );
+}
+
+/// `Store::get` cancelled at every point of its query (timeouts from 0 to
+/// a few hundred microseconds), each followed by a read of another tenant:
+/// that read answers its own tenant, never the cancelled query's row left
+/// on a connection mid-protocol. Two things hold this together: a loan not
+/// kept closes its connection (`store::held`'s unit tests), and sqlx itself
+/// reads a cancelled query's answer to its end before sending the next one
+/// (this test also passes with the first undone, so it pins the outcome,
+/// not which of the two provides it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cancelled_midway_never_leaves_its_answer_to_the_next() {
+    let Some(db) = PgTestDb::create() else { return };
+    let store = store::connect(
+        &db.url,
+        Arc::new(ManualClock::new(jiff::Timestamp::UNIX_EPOCH)),
+    )
+    .await
+    .unwrap();
+    let acme = TenantName::parse("acme").unwrap();
+    let globex = TenantName::parse("globex").unwrap();
+    store
+        .apply(&[tenant("acme").draft(), tenant("globex").draft()])
+        .await
+        .unwrap();
+    let mut cancelled = 0;
+    for i in 0..400u64 {
+        let limit = std::time::Duration::from_micros(i % 400);
+        if tokio::time::timeout(limit, store.get(&acme)).await.is_err() {
+            cancelled += 1;
+        }
+        let got = store.get(&globex).await.unwrap().unwrap();
+        assert_eq!(got.name, globex, "after a read cancelled within {limit:?}");
+    }
+    assert!(cancelled > 0, "no read was cancelled");
 }
