@@ -59,10 +59,14 @@ macro_rules! channel {
 pub const CHANNEL: &str = channel!();
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The store's connections to its database: `HELD_FOR_READS` lent to lone
+/// reads (`store::held`), the rest pooled. Held ones are taken out of the
+/// pool, which may then open replacements, so the pool's own maximum is
+/// what is left: a process opens at most `MAX_CONNECTIONS` for the store,
+/// as many as before reads were held (more would add up over replicas and
+/// against the server's `max_connections`).
 const MAX_CONNECTIONS: u32 = 10;
-/// Connections held for lone reads beside the pool (`store::held`): a
-/// process opens at most `MAX_CONNECTIONS + HELD_FOR_READS`.
-const HELD_FOR_READS: usize = 8;
+const HELD_FOR_READS: u32 = 4;
 
 /// A `TIMESTAMPTZ` as a jiff [`Timestamp`]. PostgreSQL's binary form is
 /// microseconds since 2000-01-01T00:00:00Z.
@@ -213,14 +217,14 @@ impl PgStore {
             Err(e) => return Err(common::connect_failed(url, &e)),
         }
         let pool = super::pool::ping_only_idle(PgPoolOptions::new())
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(MAX_CONNECTIONS - HELD_FOR_READS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|e| common::connect_failed(url, &e))?;
         let applied = migrate(&pool, url).await?;
         common::log_applied(<Self as Backend>::NAME, &applied);
-        let held = Held::new(pool.clone(), HELD_FOR_READS, ACQUIRE_TIMEOUT);
+        let held = Held::new(pool.clone(), HELD_FOR_READS as usize, ACQUIRE_TIMEOUT);
         Ok((Self { pool, held, clock }, applied))
     }
 
