@@ -241,8 +241,11 @@ pub(crate) trait ReadRow {
     /// A JSON column decoded straight into `T` (no `Value` in between: a
     /// tenant's spec is read on every GET); a document that is not a `T`
     /// is `Corrupt`, naming the column.
-    fn json_as<T: serde::de::DeserializeOwned>(&self, col: &str, what: &str)
-    -> Result<T, StoreError>;
+    fn json_as<T: serde::de::DeserializeOwned>(
+        &self,
+        col: &str,
+        what: &str,
+    ) -> Result<T, StoreError>;
     fn opt_json(&self, col: &str, what: &str) -> Result<Option<serde_json::Value>, StoreError>;
     /// A derived document (a status), read leniently: SQLite text that is
     /// not JSON reads as `Null` (PostgreSQL's `JSONB` is always JSON).

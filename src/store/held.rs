@@ -209,6 +209,10 @@ mod tests {
         });
         tokio::task::yield_now().await;
         first.keep();
-        assert_eq!(waiting.await.unwrap(), (7, 1), "the kept one was lent again");
+        assert_eq!(
+            waiting.await.unwrap(),
+            (7, 1),
+            "the kept one was lent again"
+        );
     }
 }

@@ -42,8 +42,8 @@ use sqlx::{Connection, Postgres, Row};
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::store::backend::{Arg, Backend, KeysSql, TenantSql};
-use crate::store::held::Held;
 use crate::store::common::{self, ReadRow, scrub};
+use crate::store::held::Held;
 use crate::store::{AppliedMigration, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -435,7 +435,9 @@ async fn racing_plain_creates_answer_already_exists(h: &Harness) {
         for task in tasks {
             match task.await.unwrap() {
                 Ok(_) => created += 1,
-                Err(StoreError::AlreadyExists(n)) => assert_eq!(n.as_str(), format!("plain-{round}")),
+                Err(StoreError::AlreadyExists(n)) => {
+                    assert_eq!(n.as_str(), format!("plain-{round}"))
+                }
                 Err(e) => panic!("round {round}: {e:?}"),
             }
         }
