@@ -1,10 +1,10 @@
 //! Connections kept for one-statement reads outside sqlx's pool, so that a
 //! read costs one database round trip, not two.
 //!
-//! sqlx pings every connection as it goes back to its pool (no option turns
-//! that off: the ping is how it finds a connection a cancelled query left
-//! mid-protocol). A `GET /api/v1/tenants/{name}` is one statement, so half
-//! of its round trips to PostgreSQL were that ping. A connection here is
+//! sqlx pings every connection as it goes back to its pool, to find one
+//! that broke or was left mid-protocol before it is handed out again; no
+//! option turns that off. A `GET /api/v1/tenants/{name}` is one statement,
+//! so half of its round trips to PostgreSQL were that ping. A connection here is
 //! taken out of the pool once ([`PoolConnection::detach`], which lets the
 //! pool open a replacement) and then lent for one statement at a time:
 //!
@@ -74,21 +74,24 @@ impl<DB: Database> Held<DB> {
     /// kept, pinged first if it idled too long), else a new one taken out
     /// of the pool.
     pub(crate) async fn lend(&self) -> Result<Loan<'_, DB>, sqlx::Error> {
-        let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        while let Some(idle) = self.pop() {
-            let mut conn = idle.conn;
-            if idle.since.elapsed() > PING_IDLE_AFTER && conn.ping().await.is_err() {
-                self.closed();
-                continue;
+        loop {
+            let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?
+                .map_err(|_| sqlx::Error::PoolClosed)?;
+            let Some(idle) = self.pop() else {
+                let conn = self.pool.acquire().await?.detach();
+                self.open.fetch_add(1, Ordering::AcqRel);
+                return Ok(self.loan(conn, permit));
+            };
+            let stale = idle.since.elapsed() > PING_IDLE_AFTER;
+            let mut loan = self.loan(idle.conn, permit);
+            if !stale || loan.conn().ping().await.is_ok() {
+                return Ok(loan);
             }
-            return Ok(self.loan(conn, permit));
+            // The ping failed: dropping the loan closes the connection (as
+            // it does when the ping is cancelled) and frees its permit.
         }
-        let conn = self.pool.acquire().await?.detach();
-        self.open.fetch_add(1, Ordering::AcqRel);
-        Ok(self.loan(conn, permit))
     }
 
     fn loan(&self, conn: DB::Connection, permit: OwnedSemaphorePermit) -> Loan<'_, DB> {
