@@ -23,7 +23,6 @@
 //! So a process opens at most `cap` connections more than its pool's
 //! maximum.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,8 +37,6 @@ pub(crate) struct Held<DB: Database> {
     idle: Mutex<Vec<Idle<DB::Connection>>>,
     /// One permit per connection that may be lent at once.
     permits: Arc<Semaphore>,
-    /// Held connections in existence: idle ones and lent ones.
-    open: AtomicUsize,
     /// How long a read waits for a connection before it fails.
     timeout: Duration,
 }
@@ -50,11 +47,12 @@ struct Idle<C> {
 }
 
 /// A connection lent for one statement (see the module docs); back to the
-/// set only through [`Loan::keep`].
+/// set only through [`Loan::keep`]. Dropped instead, it closes the
+/// connection (its protocol state is unknown) and frees its permit.
 pub(crate) struct Loan<'a, DB: Database> {
-    conn: Option<DB::Connection>,
+    conn: DB::Connection,
     from: &'a Held<DB>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 impl<DB: Database> Held<DB> {
@@ -65,7 +63,6 @@ impl<DB: Database> Held<DB> {
             pool,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(cap.max(1))),
-            open: AtomicUsize::new(0),
             timeout,
         }
     }
@@ -81,7 +78,6 @@ impl<DB: Database> Held<DB> {
                 .map_err(|_| sqlx::Error::PoolClosed)?;
             let Some(idle) = self.pop() else {
                 let conn = self.pool.acquire().await?.detach();
-                self.open.fetch_add(1, Ordering::AcqRel);
                 return Ok(self.loan(conn, permit));
             };
             let stale = idle.since.elapsed() > PING_IDLE_AFTER;
@@ -96,9 +92,9 @@ impl<DB: Database> Held<DB> {
 
     fn loan(&self, conn: DB::Connection, permit: OwnedSemaphorePermit) -> Loan<'_, DB> {
         Loan {
-            conn: Some(conn),
+            conn,
             from: self,
-            _permit: permit,
+            permit,
         }
     }
 
@@ -106,44 +102,30 @@ impl<DB: Database> Held<DB> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
-    fn closed(&self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Held connections in existence (idle and lent), for tests.
+    /// Idle connections, for tests.
     #[cfg(test)]
-    pub(crate) fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
 impl<DB: Database> Loan<'_, DB> {
     pub(crate) fn conn(&mut self) -> &mut DB::Connection {
-        self.conn.as_mut().expect("a loan's connection until kept")
+        &mut self.conn
     }
 
-    /// The statement answered: the connection is lent again.
-    pub(crate) fn keep(mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.from
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
-        }
-    }
-}
-
-/// A connection not kept is closed: its protocol state is unknown. (The
-/// permit is released after the connection is back or closed.)
-impl<DB: Database> Drop for Loan<'_, DB> {
-    fn drop(&mut self) {
-        if self.conn.take().is_some() {
-            self.from.closed();
-        }
+    /// The statement answered: the connection is lent again (its permit is
+    /// freed once it is back).
+    pub(crate) fn keep(self) {
+        let Loan { conn, from, permit } = self;
+        from.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        drop(permit);
     }
 }
 
@@ -177,7 +159,7 @@ mod tests {
             let mut loan = h.lend().await.unwrap();
             assert_eq!(answer(&mut loan).await, 7);
             loan.keep();
-            assert_eq!(h.open(), 1, "one connection, lent in turn");
+            assert_eq!(h.idle_count(), 1, "one connection, lent in turn");
         }
     }
 
@@ -187,13 +169,12 @@ mod tests {
         let mut loan = h.lend().await.unwrap();
         assert_eq!(answer(&mut loan).await, 7);
         drop(loan);
-        assert_eq!(h.open(), 0);
-        assert!(h.pop().is_none(), "nothing was put back");
+        assert_eq!(h.idle_count(), 0, "nothing was put back");
         // The next loan opens a new one.
         let mut loan = h.lend().await.unwrap();
         assert_eq!(answer(&mut loan).await, 7);
         loan.keep();
-        assert_eq!(h.open(), 1);
+        assert_eq!(h.idle_count(), 1);
     }
 
     #[tokio::test]
@@ -208,7 +189,7 @@ mod tests {
             let mut second = h2.lend().await.unwrap();
             let seven = answer(&mut second).await;
             second.keep();
-            (seven, h2.open())
+            (seven, h2.idle_count())
         });
         tokio::task::yield_now().await;
         first.keep();

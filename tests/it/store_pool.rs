@@ -13,15 +13,19 @@ use sqlx::{Connection, PgConnection};
 
 use crate::common::{PgTestDb, tenant};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_dropped_by_the_server_while_idle_is_replaced() {
-    let Some(db) = PgTestDb::create() else { return };
-    let store = store::connect(
+async fn connect(db: &PgTestDb) -> store::SharedStore {
+    store::connect(
         &db.url,
         Arc::new(ManualClock::new(jiff::Timestamp::UNIX_EPOCH)),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_by_the_server_while_idle_is_replaced() {
+    let Some(db) = PgTestDb::create() else { return };
+    let store = connect(&db).await;
     let acme = TenantName::parse("acme").unwrap();
     store.apply(&[tenant("acme").draft()]).await.unwrap();
     assert!(store.get(&acme).await.unwrap().is_some());
@@ -57,12 +61,7 @@ async fn a_connection_dropped_by_the_server_while_idle_is_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_cancelled_midway_never_leaves_its_answer_to_the_next() {
     let Some(db) = PgTestDb::create() else { return };
-    let store = store::connect(
-        &db.url,
-        Arc::new(ManualClock::new(jiff::Timestamp::UNIX_EPOCH)),
-    )
-    .await
-    .unwrap();
+    let store = connect(&db).await;
     let acme = TenantName::parse("acme").unwrap();
     let globex = TenantName::parse("globex").unwrap();
     store
