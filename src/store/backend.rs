@@ -15,6 +15,7 @@
 //! [`Store`]: super::Store
 
 use std::ops::DerefMut;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -79,15 +80,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Self::Tx, sqlx::Error>;
     async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error>;
     async fn acquire(&self) -> Result<Self::Pooled, sqlx::Error>;
-    /// One read statement, on the connection the dialect makes cheapest
-    /// for a lone statement (PostgreSQL: a held one, `store::held`).
-    async fn read_one(
-        &self,
-        sql: &'static str,
-        args: &[Arg<'_>],
-    ) -> Result<Option<Self::Row>, sqlx::Error> {
+    /// Tenant `name`'s row ([`common::RECORD`](super::common::RECORD)),
+    /// read the way the dialect makes cheapest (PostgreSQL: on a held
+    /// connection, `store::held`, together with concurrent reads of other
+    /// rows, `store::coalesce`). Shared: one row may answer several reads.
+    async fn read_record(&self, name: &TenantName) -> Result<Option<Arc<Self::Row>>, sqlx::Error> {
         let mut conn = self.acquire().await?;
-        Self::fetch_optional(&mut conn, sql, args).await
+        let row = Self::fetch_optional(
+            &mut conn,
+            super::common::RECORD,
+            &[Arg::Text(name.as_str())],
+        )
+        .await?;
+        Ok(row.map(Arc::new))
     }
 
     /// Runs one statement; the number of rows it touched.

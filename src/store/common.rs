@@ -264,6 +264,9 @@ macro_rules! tenant_cols {
 }
 pub(crate) use tenant_cols;
 
+/// One tenant's row by name.
+pub(crate) const RECORD: &str = concat!("SELECT ", tenant_cols!(), " FROM tenants WHERE name = $1");
+
 /// A tenant row (selected with [`tenant_cols!`]), strictly decoded.
 pub(crate) fn decode_tenant(row: &impl ReadRow) -> Result<TenantRecord, StoreError> {
     let name = row.text("name")?;

@@ -23,11 +23,7 @@ use super::{
 use crate::ids::TenantName;
 use crate::reconcile::status::source::SourceMark;
 
-const RECORD: &str = concat!(
-    "SELECT ",
-    common::tenant_cols!(),
-    " FROM tenants WHERE name = $1"
-);
+use common::RECORD;
 const SET_STATUS: &str = "UPDATE tenants SET status = $2 WHERE name = $1";
 const SET_OBSERVED: &str =
     "UPDATE tenants SET observed_generation = $2, status = $3 WHERE name = $1";
@@ -568,8 +564,8 @@ impl<B: Backend> Store for B {
     }
 
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
-        let row = self.read_one(RECORD, &[Arg::Text(name.as_str())]).await?;
-        row.map(|row| common::decode_tenant(&row)).transpose()
+        let row = self.read_record(name).await?;
+        row.map(|row| common::decode_tenant(&*row)).transpose()
     }
 
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {

@@ -65,6 +65,7 @@
 pub mod access;
 mod backend;
 pub mod batch;
+mod coalesce;
 mod common;
 mod connect;
 mod flows;

@@ -24,6 +24,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +43,7 @@ use sqlx::{Connection, Postgres, Row};
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
 use crate::store::backend::{Arg, Backend, KeysSql, TenantSql};
+use crate::store::coalesce::{Coalescer, Failed, Joined};
 use crate::store::common::{self, ReadRow, scrub};
 use crate::store::held::Held;
 use crate::store::{AppliedMigration, StoreError};
@@ -123,8 +125,10 @@ impl<'r> sqlx::Decode<'r, Postgres> for PgTs {
 
 pub struct PgStore {
     pool: PgPool,
-    /// Connections for lone reads (`Backend::read_one`), out of `pool`.
+    /// Connections for lone reads (`Backend::read_record`), out of `pool`.
     held: Held<Postgres>,
+    /// Concurrent [`Backend::read_record`]s, read together.
+    reads: Coalescer<TenantName, PgRow>,
     clock: SharedClock,
 }
 
@@ -225,7 +229,24 @@ impl PgStore {
         let applied = migrate(&pool, url).await?;
         common::log_applied(<Self as Backend>::NAME, &applied);
         let held = Held::new(pool.clone(), HELD_FOR_READS as usize, ACQUIRE_TIMEOUT);
-        Ok((Self { pool, held, clock }, applied))
+        Ok((
+            Self {
+                pool,
+                held,
+                reads: Coalescer::default(),
+                clock,
+            },
+            applied,
+        ))
+    }
+
+    /// [`Backend::read_record`] on a held connection of its own.
+    async fn read_alone(&self, name: &TenantName) -> Result<Option<Arc<PgRow>>, sqlx::Error> {
+        let mut loan = self.held.lend().await?;
+        let row =
+            Self::fetch_optional(loan.conn(), common::RECORD, &[Arg::Text(name.as_str())]).await?;
+        loan.keep();
+        Ok(row.map(Arc::new))
     }
 
     /// The pool, for callers that need PostgreSQL-only features (advisory
@@ -308,6 +329,14 @@ fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArgu
         Arg::TextList(v) => q.bind(v),
     })
 }
+
+/// Several tenants' rows by name (`$1`, a `TEXT[]`): a batch of
+/// [`Backend::read_record`]s (`store::coalesce`).
+const RECORDS: &str = concat!(
+    "SELECT ",
+    common::tenant_cols!(),
+    " FROM tenants WHERE name = ANY($1)"
+);
 
 /// The tenant statements in PostgreSQL's dialect: reads that precede a
 /// write lock the row (`FOR UPDATE`), a concurrent create is skipped
@@ -466,15 +495,62 @@ impl Backend for PgStore {
         self.pool.acquire().await
     }
 
-    async fn read_one(
-        &self,
-        sql: &'static str,
-        args: &[Arg<'_>],
-    ) -> Result<Option<PgRow>, sqlx::Error> {
-        let mut loan = self.held.lend().await?;
-        let row = Self::fetch_optional(loan.conn(), sql, args).await?;
+    async fn read_record(&self, name: &TenantName) -> Result<Option<Arc<PgRow>>, sqlx::Error> {
+        let leader = match self.reads.join(name.clone()) {
+            Joined::Lead(leader) => leader,
+            Joined::Follow(answer) => match answer.await {
+                Ok(Ok(row)) => return Ok(row),
+                Ok(Err(Failed::TimedOut)) => return Err(sqlx::Error::PoolTimedOut),
+                Ok(Err(Failed::Closed)) => return Err(sqlx::Error::PoolClosed),
+                // The leader's statement failed, or the leader was
+                // cancelled: read alone (and report this read's own error).
+                Ok(Err(Failed::Other)) | Err(_) => return self.read_alone(name).await,
+            },
+            Joined::Alone => return self.read_alone(name).await,
+        };
+        let mut loan = match self.held.lend().await {
+            Ok(loan) => loan,
+            Err(e) => {
+                leader.close().fail(match e {
+                    sqlx::Error::PoolTimedOut => Failed::TimedOut,
+                    sqlx::Error::PoolClosed => Failed::Closed,
+                    _ => Failed::Other,
+                });
+                return Err(e);
+            }
+        };
+        // From here no read joins: the statement starts after all of
+        // theirs arrived (`store::coalesce`).
+        let batch = leader.close();
+        let rows = if batch.keys().len() == 1 {
+            Self::fetch_optional(loan.conn(), common::RECORD, &[Arg::Text(name.as_str())])
+                .await
+                .map(|row| row.into_iter().collect::<Vec<_>>())
+        } else {
+            let names: Vec<String> = batch.keys().iter().map(|n| n.to_string()).collect();
+            Self::fetch_all(loan.conn(), RECORDS, &[Arg::TextList(&names)]).await
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                batch.fail(Failed::Other);
+                return Err(e);
+            }
+        };
         loan.keep();
-        Ok(row)
+        // At most `coalesce::MAX_KEYS` rows: a scan finds each.
+        let rows: Vec<(String, Arc<PgRow>)> = rows
+            .into_iter()
+            .map(|row| Ok((row.try_get::<String, _>("name")?, Arc::new(row))))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let row_of = |key: &TenantName| {
+            rows.iter()
+                .find(|(n, _)| n == key.as_str())
+                .map(|(_, row)| row.clone())
+        };
+        let own = row_of(name);
+        batch.answer(row_of);
+        Ok(own)
     }
 
     async fn execute(

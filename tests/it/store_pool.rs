@@ -2,7 +2,9 @@
 //! first unless it sat idle past `PING_IDLE_AFTER` (`src/store/pool.rs`):
 //! a connection the server dropped while idle is still found and replaced
 //! before a query is sent on it. A lone read's connection (`store::held`)
-//! whose query was cancelled midway is never used again.
+//! whose query was cancelled midway is never used again. Concurrent lone
+//! reads answered together (`store::coalesce`) each get their own tenant
+//! and never miss a write committed before they started.
 
 use std::sync::Arc;
 
@@ -78,4 +80,92 @@ async fn a_read_cancelled_midway_never_leaves_its_answer_to_the_next() {
         assert_eq!(got.name, globex, "after a read cancelled within {limit:?}");
     }
     assert!(cancelled > 0, "no read was cancelled");
+}
+
+/// Many concurrent `Store::get`s of different tenants, repeated names and
+/// names that do not exist, so that they are answered in batches: each
+/// gets its own tenant's record (or none), whichever batch answered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_each_get_their_own_tenant() {
+    let Some(db) = PgTestDb::create() else { return };
+    let store = connect(&db).await;
+    let names: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    let drafts: Vec<_> = names
+        .iter()
+        .map(|n| tenant(n).label("me", n).draft())
+        .collect();
+    store.apply(&drafts).await.unwrap();
+    for round in 0..20 {
+        let reads = (0..300).map(|i| {
+            let store = store.clone();
+            // Existing names, each asked for several times, and absent ones.
+            let name = if i % 7 == 0 {
+                format!("absent-{i}")
+            } else {
+                format!("t{:02}", (i * 13 + round) % 40)
+            };
+            tokio::spawn(async move {
+                let got = store.get(&TenantName::parse(&name).unwrap()).await;
+                (name, got)
+            })
+        });
+        for read in futures::future::join_all(reads).await {
+            let (name, got) = read.unwrap();
+            match got.unwrap() {
+                Some(record) => {
+                    assert_eq!(record.name.as_str(), name);
+                    assert_eq!(record.tenant.metadata.labels["me"], name);
+                }
+                None => assert!(name.starts_with("absent-"), "{name} was not found"),
+            }
+        }
+    }
+}
+
+/// A read that starts after a write committed sees it, even while other
+/// reads keep batches in flight: a read joins only a batch whose statement
+/// has not been sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_a_write_sees_it_while_other_reads_are_in_flight() {
+    let Some(db) = PgTestDb::create() else { return };
+    let store = connect(&db).await;
+    let acme = TenantName::parse("acme").unwrap();
+    store.apply(&[tenant("acme").draft()]).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Readers of the same tenant that keep every held connection busy.
+    let background: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, stop, acme) = (store.clone(), stop.clone(), acme.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.get(&acme).await.unwrap().unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let mut previous = 1;
+    for i in 0..200 {
+        let written = store
+            .apply(&[tenant("acme").label("i", &i.to_string()).draft()])
+            .await
+            .unwrap();
+        let generation = written[0].generation;
+        assert!(generation > previous, "write {i} changed the spec");
+        previous = generation;
+        let seen = futures::future::join_all((0..4).map(|_| store.get(&acme))).await;
+        for got in seen {
+            assert_eq!(
+                got.unwrap().unwrap().generation,
+                generation,
+                "a read after write {i} answered an older generation"
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reads in futures::future::join_all(background).await {
+        assert!(reads.unwrap() > 0);
+    }
 }
