@@ -5,7 +5,12 @@
 //! uses, no controller) on a fresh PostgreSQL database (`DATABASE_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`), creates tenant
 //! `acme` and a credential for it, then runs `CONCURRENCY` workers for
-//! `SECONDS` after a short warm-up: first `GET /api/v1/tenants/acme`, then
+//! `SECONDS` after a short warm-up: first `GET /api/v1/tenants/acme`, twice:
+//! through `reqwest` (a full HTTP client library, as a platform's code
+//! calls the API) and through a lean keep-alive HTTP/1.1 client that sends
+//! one prebuilt request and reads the answer by its `Content-Length` (what
+//! `wrk` does: it leaves more of the two cores to the server), the lean
+//! one also with each worker on its own tenant (below), then
 //! `PUT /api/v1/tenants/acme` alternating two specs (so every PUT is a real
 //! update: a new generation and an audit event; all on one row, so they
 //! queue on its lock), then the same PUTs with each worker on its own
@@ -195,9 +200,11 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     }
     let (one, spread) = targets.split_at(1);
 
-    let get = phase(&client, one, false).await?;
-    let put = phase(&client, one, true).await?;
-    let put_spread = phase(&client, spread, true).await?;
+    let get = phase(&client, one, Load::Get).await?;
+    let lean = phase(&client, one, Load::LeanGet(addr)).await?;
+    let lean_spread = phase(&client, spread, Load::LeanGet(addr)).await?;
+    let put = phase(&client, one, Load::Put).await?;
+    let put_spread = phase(&client, spread, Load::Put).await?;
     shutdown.cancel();
     let _ = server.await;
     let pgbench = pgbench(db_url);
@@ -216,6 +223,8 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     put_spread_figures["tenants"] = json!(spread.len());
     let report = json!({
         "get": figures(&get),
+        "get_lean_client": figures(&lean),
+        "get_lean_client_spread": figures(&lean_spread),
         "put": figures(&put),
         "put_spread": put_spread_figures,
         "pgbench_upsert_tps": pgbench.map(f64::round),
@@ -233,6 +242,8 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
     for (label, p) in [
         ("GET", &get),
+        ("GET (lean client)", &lean),
+        ("GET (lean client, one tenant per worker)", &lean_spread),
         ("PUT", &put),
         ("PUT (one tenant per worker)", &put_spread),
     ] {
@@ -261,11 +272,23 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => println!("api_requests: pgbench not run -> {}", path.display()),
     }
-    let errors = get.errors + put.errors + put_spread.errors;
+    let errors = get.errors + lean.errors + lean_spread.errors + put.errors + put_spread.errors;
     if errors > 0 {
         return Err(format!("{errors} requests failed").into());
     }
     Ok(())
+}
+
+/// What each request of a phase is.
+#[derive(Clone, Copy)]
+enum Load {
+    /// `GET` through `reqwest`.
+    Get,
+    /// `GET` through [`lean_get`] on a connection of the worker's own to
+    /// this address.
+    LeanGet(std::net::SocketAddr),
+    /// `PUT` of one of two specs, in turn.
+    Put,
 }
 
 /// `CONCURRENCY` workers, worker `w` on `targets[w % len]` with that
@@ -273,7 +296,7 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
 async fn phase(
     client: &reqwest::Client,
     targets: &[Target],
-    put: bool,
+    load: Load,
 ) -> Result<Phase, Box<dyn std::error::Error>> {
     let start = Instant::now();
     let measure_from = start + WARMUP;
@@ -286,19 +309,32 @@ async fn phase(
             let mut latencies_us: Vec<u32> = Vec::new();
             let mut errors = 0u64;
             let mut i = w;
+            let mut lean = None;
             loop {
                 let t = Instant::now();
                 if t >= stop_at {
                     break;
                 }
                 i += 1;
-                let req = if put {
-                    client
+                let req = match load {
+                    Load::Put => client
                         .put(&url)
                         .header("content-type", "application/yaml")
-                        .body(spec(&name, if i % 2 == 0 { "a" } else { "b" }))
-                } else {
-                    client.get(&url)
+                        .body(spec(&name, if i % 2 == 0 { "a" } else { "b" })),
+                    Load::Get => client.get(&url),
+                    Load::LeanGet(addr) => {
+                        let ok = lean_get(&mut lean, addr, &name, &token).await;
+                        if t >= measure_from {
+                            if ok {
+                                latencies_us.push(
+                                    u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX),
+                                );
+                            } else {
+                                errors += 1;
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let ok = match req.bearer_auth(&token).send().await {
                     Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
@@ -353,6 +389,86 @@ async fn phase(
             .filter(|(a, b)| b.total > a.total)
             .map(|(a, b)| (b.steal - a.steal) as f64 / (b.total - a.total) as f64),
     })
+}
+
+/// A worker's connection of [`Load::LeanGet`] and the bytes read past the
+/// last answer.
+struct Lean {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One `GET /api/v1/tenants/{name}` on the worker's keep-alive connection
+/// (opened on first use, and again after an error): true if it answered
+/// 200 with a tenant object of `name`.
+async fn lean_get(
+    conn: &mut Option<Lean>,
+    addr: std::net::SocketAddr,
+    name: &str,
+    token: &str,
+) -> bool {
+    let ok = lean_exchange(conn, addr, name, token)
+        .await
+        .unwrap_or(false);
+    if !ok {
+        *conn = None;
+    }
+    ok
+}
+
+async fn lean_exchange(
+    conn: &mut Option<Lean>,
+    addr: std::net::SocketAddr,
+    name: &str,
+    token: &str,
+) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if conn.is_none() {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        *conn = Some(Lean {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        });
+    }
+    let Some(Lean { stream, buf }) = conn.as_mut() else {
+        return Ok(false);
+    };
+    let request = format!(
+        "GET /api/v1/tenants/{name} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    // The head, then the body by its Content-Length.
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > 64 * 1024 || stream.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status_ok = head.starts_with("HTTP/1.1 200 ");
+    let Some(length) = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    }) else {
+        return Ok(false);
+    };
+    while buf.len() < head_end + length {
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(false);
+        }
+    }
+    let body = &buf[head_end..head_end + length];
+    let want = format!(
+        r#"{{"apiVersion":"flotilla.dev/v1alpha1","kind":"Tenant","metadata":{{"name":"{name}""#
+    );
+    let ok = status_ok && body.starts_with(want.as_bytes());
+    buf.drain(..head_end + length);
+    Ok(ok)
 }
 
 /// `pgbench` with a single-row upsert at the same concurrency and duration;

@@ -17,7 +17,7 @@ use crate::ops::prune::PrunePolicy;
 use crate::ops::selector::parse_selector;
 use crate::ops::view::{
     ApplyResponse, ApplyResultView, CredentialView, DiffResponse, EventList, EventView, PlanView,
-    StatusView, TenantDiffView, TenantList, TenantObject,
+    ShownTenant, StatusView, TenantDiffView, TenantList, TenantObject,
 };
 use crate::ops::{MAX_PAGE, OpsError, PutOutcome, SourceApply};
 use crate::spec::{Diagnostic, SpecError};
@@ -294,17 +294,17 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let record = s.ops().get(&actor, &name).await.map_err(ops_err(&id))?;
     if wants_yaml(&headers) {
-        let mut resp = record.yaml.clone().into_response();
+        let generation = record.generation;
+        let mut resp = record.yaml.into_response();
         resp.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/yaml; charset=utf-8"),
         );
-        return Ok(with_etag(resp, record.generation));
+        return Ok(with_etag(resp, generation));
     }
-    let generation = record.generation;
     Ok(with_etag(
-        Json(TenantObject::from_record(record)).into_response(),
-        generation,
+        Json(ShownTenant(&record)).into_response(),
+        record.generation,
     ))
 }
 
@@ -354,7 +354,7 @@ pub async fn put(
         StatusCode::OK
     };
     let mut resp = with_etag(
-        (status, Json(TenantObject::of(&record))).into_response(),
+        (status, Json(ShownTenant(&record))).into_response(),
         record.generation,
     );
     resp.headers_mut().insert(
