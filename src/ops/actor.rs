@@ -102,14 +102,30 @@ impl Actor {
     }
 }
 
-/// A random request id (UUID v4, hyphenated).
+/// A random request id (UUID v4, hyphenated), from the thread's CSPRNG
+/// (`rand::rng`) rather than the kernel's: every request gets one, and
+/// `Uuid::new_v4` costs a `getrandom` system call each time.
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_hyphenated_v4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(id.len(), 36);
+        }
+    }
 
     fn name(s: &str) -> TenantName {
         TenantName::parse(s).unwrap()
