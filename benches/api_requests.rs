@@ -4,7 +4,9 @@
 //! Starts the API in process (the same router and accept loop `serve`
 //! uses, no controller) on a fresh PostgreSQL database (`DATABASE_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`), creates tenant
-//! `acme` and a credential for it, then runs `CONCURRENCY` workers for
+//! `acme` and a credential for it, gives every tenant the status document
+//! of a converged, steady tenant (what a GET then answers), then runs
+//! `CONCURRENCY` workers for
 //! `SECONDS` after a short warm-up: first `GET /api/v1/tenants/acme`, twice:
 //! through `reqwest` (a full HTTP client library, as a platform's code
 //! calls the API) and through a lean keep-alive HTTP/1.1 client that sends
@@ -54,6 +56,36 @@ fn spec(name: &str, tier: &str) -> String {
         "apiVersion: flotilla.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\n  labels:\n    tier: {tier}\n\
          spec:\n  org: personal\n  machines:\n    - name: web\n      region: ord\n      image: nginx:1.27\n"
     )
+}
+
+/// The status document of a converged one-machine tenant after ten
+/// reconciles (`reconcile::status`; the history keeps ten), as `serve`
+/// writes it.
+fn converged_status() -> serde_json::Value {
+    let history: Vec<_> = (0..10)
+        .map(|i| {
+            json!({"failed": 0, "result": if i == 9 { "changed" } else { "ok" },
+                "actions": if i == 9 { 2 } else { 0 },
+                "startedAt": format!("2026-12-03T08:{:02}:23.002694735Z", 53 - i * 5),
+                "durationMs": 4 + i, "generation": 1})
+        })
+        .collect();
+    json!({
+        "ips": [], "tokens": [], "history": history, "blockers": [], "findings": [],
+        "machines": [{"id": "949991e897a4bf", "group": "web", "state": "started",
+            "inSync": true, "region": "ord", "version": "01M8XHQFMGFW8R6SDM047S6W7D"}],
+        "lastError": null,
+        "conditions": [
+            {"type": "Synced", "reason": "ReconcileSuccess", "status": "True",
+             "message": "0 change(s) applied",
+             "lastTransitionTime": "2026-12-03T08:53:23.002694735Z", "observedGeneration": 1},
+            {"type": "Ready", "reason": "Available", "status": "True",
+             "message": "all resources match the spec",
+             "lastTransitionTime": "2026-12-03T08:53:26.338486766Z", "observedGeneration": 1}
+        ],
+        "certificates": [], "nextReconcileAt": "2026-12-03T08:58:10.266850445Z",
+        "consecutiveFailures": 0
+    })
 }
 
 /// One tenant a worker works on: its name, URL and its own credential.
@@ -197,6 +229,17 @@ async fn measure(db_url: &str) -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("creating {name} failed: {}", created.status()).into());
         }
         targets.push(Target { name, url, token });
+    }
+    // Each tenant as the controller leaves it once converged and steady
+    // (the status document a real `serve` wrote for this spec, with a full
+    // reconcile history): a GET answers it, and decoding and writing it
+    // out is part of what a GET costs.
+    for t in &targets {
+        let name = TenantName::parse(&t.name)?;
+        ops.stores()
+            .tenants
+            .write_status(&name, 1, &converged_status())
+            .await?;
     }
     let (one, spread) = targets.split_at(1);
 
