@@ -108,42 +108,36 @@ impl Serialize for ShownStatus<'_> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("observedGeneration", &r.observed_generation)?;
-        match &r.status {
-            Value::Object(fields) => {
-                for (k, v) in fields {
-                    if k != "observedGeneration" {
-                        m.serialize_entry(k, v)?;
-                    }
-                }
-            }
-            Value::Null => {}
-            other => m.serialize_entry("document", other)?,
+        for (k, v) in document_fields(&r.status) {
+            m.serialize_entry(k, v)?;
         }
         m.end()
     }
 }
 
+/// What a status document adds to a tenant object's status after its
+/// `observedGeneration` (the record's own): an object's fields but a
+/// repeated `observedGeneration`, nothing for none, anything else as
+/// `document`. The one rule [`TenantObject::of`] and [`ShownTenant`] share.
+fn document_fields(document: &Value) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
+    match document {
+        Value::Object(fields) => Box::new(
+            fields
+                .iter()
+                .filter(|(k, _)| *k != "observedGeneration")
+                .map(|(k, v)| (k.as_str(), v)),
+        ),
+        Value::Null => Box::new(std::iter::empty()),
+        other => Box::new(std::iter::once(("document", other))),
+    }
+}
+
 impl TenantObject {
     pub fn of(r: &TenantRecord) -> Self {
-        Self::with_status(r, r.status.clone())
-    }
-
-    /// The object of `r` with `document` as its status document.
-    fn with_status(r: &TenantRecord, document: Value) -> Self {
         let mut status = serde_json::Map::new();
         status.insert("observedGeneration".into(), r.observed_generation.into());
-        match document {
-            Value::Object(fields) => {
-                for (k, v) in fields {
-                    if k != "observedGeneration" {
-                        status.insert(k, v);
-                    }
-                }
-            }
-            Value::Null => {}
-            other => {
-                status.insert("document".into(), other);
-            }
+        for (k, v) in document_fields(&r.status) {
+            status.insert(k.to_string(), v.clone());
         }
         Self {
             api_version: API_VERSION.to_string(),

@@ -13,7 +13,7 @@
 //! Invariants:
 //!
 //! * **No stale answers.** A read joins only a batch whose statement has
-//!   not been sent (closing takes the batch out of [`Coalescer::open`]
+//!   not been sent (closing takes the batch out of the coalescer
 //!   before its leader sends anything), so the statement starts after
 //!   every read in it arrived and sees every write committed before that:
 //!   the same guarantee a read of its own gives.
@@ -36,7 +36,7 @@ pub(crate) const MAX_KEYS: usize = 64;
 pub(crate) const MAX_WAITERS: usize = 256;
 
 /// Why a leader answered its followers without a row: what each follower
-/// does next (see [`Failed::retry_alone`]).
+/// does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failed {
     /// No connection came within the acquire timeout; reading alone would
@@ -55,10 +55,14 @@ pub(crate) type Answer<R> = Result<Option<Arc<R>>, Failed>;
 
 /// The batch that is open, if any.
 pub(crate) struct Coalescer<K, R> {
-    open: Mutex<Option<Batch<K, R>>>,
-    /// Tells batches apart, so that a leader dropped early removes its own
-    /// batch and never the next one.
-    next_id: std::sync::atomic::AtomicU64,
+    open: Mutex<Open<K, R>>,
+}
+
+struct Open<K, R> {
+    batch: Option<Batch<K, R>>,
+    /// The id of the next batch: ids tell batches apart, so that a leader
+    /// dropped early removes its own batch and never the next one.
+    next_id: u64,
 }
 
 /// Keys to read and the reads waiting for them.
@@ -88,12 +92,20 @@ pub(crate) struct Leader<'a, K, R> {
     closed: bool,
 }
 
-impl<K: PartialEq + Clone, R> Default for Coalescer<K, R> {
+impl<K, R> Default for Coalescer<K, R> {
     fn default() -> Self {
         Self {
-            open: Mutex::new(None),
-            next_id: std::sync::atomic::AtomicU64::new(0),
+            open: Mutex::new(Open {
+                batch: None,
+                next_id: 0,
+            }),
         }
+    }
+}
+
+impl<K, R> Coalescer<K, R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open<K, R>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -101,12 +113,11 @@ impl<K: PartialEq + Clone, R> Coalescer<K, R> {
     /// Joins the open batch with `key`, or opens one.
     pub(crate) fn join(&self, key: K) -> Joined<'_, K, R> {
         let mut open = self.lock();
-        match open.as_mut() {
+        let id = open.next_id;
+        match open.batch.as_mut() {
             None => {
-                let id = self
-                    .next_id
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                *open = Some(Batch {
+                open.next_id += 1;
+                open.batch = Some(Batch {
                     id,
                     keys: vec![key],
                     followers: Vec::new(),
@@ -132,10 +143,6 @@ impl<K: PartialEq + Clone, R> Coalescer<K, R> {
             }
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Batch<K, R>>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl<K: PartialEq + Clone, R> Leader<'_, K, R> {
@@ -143,8 +150,7 @@ impl<K: PartialEq + Clone, R> Leader<'_, K, R> {
     /// is in hand, right before the statement is sent.
     pub(crate) fn close(mut self) -> Batch<K, R> {
         self.closed = true;
-        let mut open = self.from.lock();
-        match open.take() {
+        match self.from.lock().batch.take() {
             Some(batch) if batch.id == self.id => batch,
             // Only this leader takes its batch out, and a new one opens
             // only after that: the open batch is always this one.
@@ -162,10 +168,10 @@ impl<K, R> Drop for Leader<'_, K, R> {
         if self.closed {
             return;
         }
-        let mut open = self.from.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.as_ref().is_some_and(|b| b.id == self.id) {
+        let mut open = self.from.lock();
+        if open.batch.as_ref().is_some_and(|b| b.id == self.id) {
             // Dropping the batch drops its senders: the followers read alone.
-            open.take();
+            open.batch = None;
         }
     }
 }

@@ -243,10 +243,29 @@ impl PgStore {
     /// [`Backend::read_record`] on a held connection of its own.
     async fn read_alone(&self, name: &TenantName) -> Result<Option<Arc<PgRow>>, sqlx::Error> {
         let mut loan = self.held.lend().await?;
-        let row =
-            Self::fetch_optional(loan.conn(), common::RECORD, &[Arg::Text(name.as_str())]).await?;
+        let rows = Self::records(loan.conn(), std::slice::from_ref(name)).await?;
         loan.keep();
-        Ok(row.map(Arc::new))
+        Ok(rows.into_iter().next().map(Arc::new))
+    }
+
+    /// The rows of the tenants `names` (distinct) that exist: one name by
+    /// [`common::RECORD`], several by [`RECORDS`].
+    async fn records(
+        conn: &mut PgConnection,
+        names: &[TenantName],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        match names {
+            [name] => Ok(
+                Self::fetch_optional(conn, common::RECORD, &[Arg::Text(name.as_str())])
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+            _ => {
+                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                Self::fetch_all(conn, RECORDS, &[Arg::TextList(&names)]).await
+            }
+        }
     }
 
     /// The pool, for callers that need PostgreSQL-only features (advisory
@@ -522,15 +541,7 @@ impl Backend for PgStore {
         // From here no read joins: the statement starts after all of
         // theirs arrived (`store::coalesce`).
         let batch = leader.close();
-        let rows = if batch.keys().len() == 1 {
-            Self::fetch_optional(loan.conn(), common::RECORD, &[Arg::Text(name.as_str())])
-                .await
-                .map(|row| row.into_iter().collect::<Vec<_>>())
-        } else {
-            let names: Vec<String> = batch.keys().iter().map(|n| n.to_string()).collect();
-            Self::fetch_all(loan.conn(), RECORDS, &[Arg::TextList(&names)]).await
-        };
-        let rows = match rows {
+        let rows = match Self::records(loan.conn(), batch.keys()).await {
             Ok(rows) => rows,
             Err(e) => {
                 batch.fail(Failed::Other);
