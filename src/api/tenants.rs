@@ -15,9 +15,10 @@ use super::{ApiError, ApiState, Caller, RequestId};
 use crate::ids::TenantName;
 use crate::ops::prune::PrunePolicy;
 use crate::ops::selector::parse_selector;
+use crate::ops::shown::ShownJson;
 use crate::ops::view::{
     ApplyResponse, ApplyResultView, CredentialView, DiffResponse, EventList, EventView, PlanView,
-    ShownTenant, StatusView, TenantDiffView, TenantList, TenantObject,
+    StatusView, TenantDiffView, TenantList, TenantObject,
 };
 use crate::ops::{MAX_PAGE, OpsError, PutOutcome, SourceApply};
 use crate::spec::{Diagnostic, SpecError};
@@ -183,26 +184,25 @@ fn wants_yaml(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.contains("yaml"))
 }
 
-/// What a tenant object's JSON is sized for up front: a steady tenant with
-/// one machine group is about 2.5 KiB (axum's `Json` starts at 128 bytes
-/// and grows its buffer five times on the way).
-const TENANT_JSON_CAPACITY: usize = 4096;
-
-/// `record` as a JSON tenant object ([`ShownTenant`]) with `status`.
+/// `record` as a JSON tenant object ([`ShownJson`]) with `status`.
 fn tenant_json(record: &TenantRecord, status: StatusCode, id: &RequestId) -> Response {
-    let mut body = Vec::with_capacity(TENANT_JSON_CAPACITY);
-    match serde_json::to_writer(&mut body, &ShownTenant(record)) {
-        Ok(()) => (
-            status,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
-        )
-            .into_response(),
+    match ShownJson::of(record) {
+        Ok(shown) => json_response(status, shown),
         Err(e) => {
             tracing::error!(request_id = %id.0, error = %e, "writing a tenant object failed");
             ApiError::internal(&id.0).into_response()
         }
     }
+}
+
+/// A tenant object's JSON as the answer, with `status`.
+fn json_response(status: StatusCode, shown: ShownJson) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        Bytes::from_owner(shown.json),
+    )
+        .into_response()
 }
 
 fn with_etag(mut resp: Response, generation: i64) -> Response {
@@ -314,8 +314,8 @@ pub async fn get(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = s.ops().get(&actor, &name).await.map_err(ops_err(&id))?;
     if wants_yaml(&headers) {
+        let record = s.ops().get(&actor, &name).await.map_err(ops_err(&id))?;
         let generation = record.generation;
         let mut resp = record.yaml.into_response();
         resp.headers_mut().insert(
@@ -324,10 +324,13 @@ pub async fn get(
         );
         return Ok(with_etag(resp, generation));
     }
-    Ok(with_etag(
-        tenant_json(&record, StatusCode::OK, &id),
-        record.generation,
-    ))
+    let shown = s
+        .ops()
+        .get_json(&actor, &name)
+        .await
+        .map_err(ops_err(&id))?;
+    let generation = shown.generation;
+    Ok(with_etag(json_response(StatusCode::OK, shown), generation))
 }
 
 /// Create or replace a tenant from one spec document (YAML or JSON by

@@ -25,6 +25,7 @@ mod keys;
 pub mod prune;
 mod secrets;
 pub mod selector;
+pub mod shown;
 pub mod source;
 mod tenants;
 mod tokens;
@@ -87,6 +88,8 @@ pub struct Ops {
     credentials: credential_cache::CredentialCache,
     /// `wait_ready` calls open now, per actor.
     waits: wait::OpenWaits,
+    /// Tenant objects' JSON as last written, by row version (`ops::shown`).
+    shown: shown::ShownCache,
 }
 
 impl Ops {
@@ -100,6 +103,7 @@ impl Ops {
             server_key: None,
             legacy_secret: None,
             credentials: credential_cache::CredentialCache::new(std::time::Duration::ZERO),
+            shown: shown::ShownCache::default(),
             rng: Mutex::new(StdRng::from_rng(&mut rand::rng())),
             keyring: None,
             legacy_org_token: None,

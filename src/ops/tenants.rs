@@ -3,6 +3,7 @@
 //! delete (the deletion mark) and status.
 
 use super::error::tenant_name;
+use super::shown::ShownJson;
 use super::view::{EventView, StatusView};
 use super::{Actor, Ops, OpsError, result_text};
 use crate::ids::TenantName;
@@ -10,7 +11,7 @@ use crate::plan::ADOPT_ANNOTATION;
 use crate::spec::{Diagnostic, LoadedDoc, Loader, SpecError, Tenant};
 use crate::store::access::AuditedEvent;
 use crate::store::{
-    ApplyOutcome, ApplyResult, LabelSelector, PutAudit, PutRecord, StoreError, TenantDraft,
+    ApplyOutcome, ApplyResult, Fresh, LabelSelector, PutAudit, PutRecord, StoreError, TenantDraft,
     TenantRecord,
 };
 
@@ -251,6 +252,39 @@ impl Ops {
             .get(&name)
             .await?
             .ok_or(OpsError::NotFound(name))
+    }
+
+    /// [`Self::get`] as the tenant object's JSON ([`ShownJson`]): what
+    /// `GET /api/v1/tenants/{name}` answers. Written again only when the
+    /// row changed since this process last wrote it (`ops::shown`); the
+    /// check is a read of the store each time, so the answer is as fresh
+    /// as [`Self::get`]'s.
+    pub async fn get_json(&self, actor: &Actor, name: &str) -> Result<ShownJson, OpsError> {
+        let name = self.visible_name(actor, name)?;
+        let now = self.clock.now();
+        let (known, kept) = self.shown.get(&name, now).unzip();
+        let fresh = self.stores.tenants.get_unless(&name, known).await?;
+        let hit = matches!(fresh, Fresh::Unchanged);
+        metrics::counter!("flotilla_api_tenant_json_total", "cache" => if hit { "hit" } else { "miss" })
+            .increment(1);
+        match (fresh, kept) {
+            (Fresh::Unchanged, Some(kept)) => Ok(kept),
+            (Fresh::Changed { record, version }, _) => {
+                let shown = ShownJson::of(&record).map_err(|e| StoreError::Corrupt {
+                    what: format!("tenant {name}"),
+                    detail: format!("its object cannot be written as JSON: {e}"),
+                })?;
+                if let Some(version) = version {
+                    self.shown.put(&name, version, now, shown.clone());
+                }
+                Ok(shown)
+            }
+            // `Unchanged` answers only a read that named a version.
+            (Fresh::Missing | Fresh::Unchanged, _) => {
+                self.shown.forget(&name);
+                Err(OpsError::NotFound(name))
+            }
+        }
     }
 
     /// Tenants matching `selector`, ordered by name, at most `limit` (capped

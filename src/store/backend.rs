@@ -55,6 +55,17 @@ pub(crate) enum KeysSql {
     EachKey(&'static str),
 }
 
+/// What [`Backend::read_record`] found.
+pub(crate) enum Versioned<R> {
+    /// No such row.
+    Missing,
+    /// The row is still the version the caller named (never answered when
+    /// it named none).
+    Unchanged,
+    /// The row, with its version (`xmin`) where the dialect has one.
+    Row { row: Arc<R>, version: Option<i64> },
+}
+
 /// A database dialect and its connection (see the module docs).
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -81,10 +92,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn commit(tx: Self::Tx) -> Result<(), sqlx::Error>;
     async fn acquire(&self) -> Result<Self::Pooled, sqlx::Error>;
     /// Tenant `name`'s row ([`common::RECORD`](super::common::RECORD)),
-    /// read the way the dialect makes cheapest (PostgreSQL: on a held
-    /// connection, `store::held`, together with concurrent reads of other
-    /// rows, `store::coalesce`). Shared: one row may answer several reads.
-    async fn read_record(&self, name: &TenantName) -> Result<Option<Arc<Self::Row>>, sqlx::Error> {
+    /// unless it is still the version `known` ([`Versioned`]), read the way
+    /// the dialect makes cheapest (PostgreSQL: on a held connection,
+    /// `store::held`, together with concurrent reads of other rows,
+    /// `store::coalesce`). Shared: one row may answer several reads. This
+    /// default (SQLite) has no row versions: it reads the row, unversioned.
+    async fn read_record(
+        &self,
+        name: &TenantName,
+        known: Option<i64>,
+    ) -> Result<Versioned<Self::Row>, sqlx::Error> {
+        let _ = known;
         let mut conn = self.acquire().await?;
         let row = Self::fetch_optional(
             &mut conn,
@@ -92,7 +110,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
             &[Arg::Text(name.as_str())],
         )
         .await?;
-        Ok(row.map(Arc::new))
+        Ok(match row {
+            Some(row) => Versioned::Row {
+                row: Arc::new(row),
+                version: None,
+            },
+            None => Versioned::Missing,
+        })
     }
 
     /// Runs one statement; the number of rows it touched.

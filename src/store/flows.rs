@@ -11,14 +11,14 @@ use futures::stream::BoxStream;
 use jiff::Timestamp;
 
 use super::access::Audit;
-use super::backend::{self, Arg, Backend, KeysSql};
+use super::backend::{self, Arg, Backend, KeysSql, Versioned};
 use super::batch::{self, ApplyBatch};
 use super::common::{self, Decision, Existing, ReadRow};
 use super::put_one;
 use super::{
-    ApplyOutcome, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Intent, IntentDetail, LabelSelector,
-    Ledger, NewEvent, PutAudit, PutRecord, StateWrite, Store, StoreError, TenantApp, TenantDraft,
-    TenantHead, TenantRecord,
+    ApplyOutcome, ApplyResult, EVENTS_KEPT_PER_TENANT, Event, Fresh, Intent, IntentDetail,
+    LabelSelector, Ledger, NewEvent, PutAudit, PutRecord, RowVersion, StateWrite, Store,
+    StoreError, TenantApp, TenantDraft, TenantHead, TenantRecord,
 };
 use crate::ids::TenantName;
 use crate::reconcile::status::source::SourceMark;
@@ -564,8 +564,26 @@ impl<B: Backend> Store for B {
     }
 
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
-        let row = self.read_record(name).await?;
-        row.map(|row| common::decode_tenant(&*row)).transpose()
+        Ok(match self.read_record(name, None).await? {
+            // A read that names no version always gets the row.
+            Versioned::Missing | Versioned::Unchanged => None,
+            Versioned::Row { row, .. } => Some(common::decode_tenant(&*row)?),
+        })
+    }
+
+    async fn get_unless(
+        &self,
+        name: &TenantName,
+        known: Option<RowVersion>,
+    ) -> Result<Fresh, StoreError> {
+        Ok(match self.read_record(name, known.map(|v| v.0)).await? {
+            Versioned::Missing => Fresh::Missing,
+            Versioned::Unchanged => Fresh::Unchanged,
+            Versioned::Row { row, version } => Fresh::Changed {
+                record: Box::new(common::decode_tenant(&*row)?),
+                version: version.map(RowVersion),
+            },
+        })
     }
 
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError> {

@@ -120,6 +120,32 @@ pub struct TenantRecord {
     pub deletion_requested_at: Option<Timestamp>,
 }
 
+/// One version of a tenant's row: it differs from every other version the
+/// row has had for as long as anything keeps it (PostgreSQL: the row's
+/// `xmin`, the transaction that wrote this version; see [`Fresh`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowVersion(pub(crate) i64);
+
+/// What [`Store::get_unless`] found.
+#[derive(Debug)]
+pub enum Fresh {
+    /// No such tenant.
+    Missing,
+    /// The row is still the version the caller holds.
+    Unchanged,
+    /// The row, with its version when the backend has versions.
+    ///
+    /// A version is a transaction id, which PostgreSQL reuses after 2^32
+    /// transactions: a version kept for longer than that could match a
+    /// later row by chance. Whoever keeps one must stop using it long
+    /// before (`ops::shown` keeps one for minutes; 2^32 transactions take
+    /// PostgreSQL many hours at any rate it reaches).
+    Changed {
+        record: Box<TenantRecord>,
+        version: Option<RowVersion>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApplyOutcome {
@@ -324,6 +350,26 @@ pub trait Store: Send + Sync {
         audit: Option<PutAudit<'_>>,
     ) -> Result<PutRecord, StoreError>;
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError>;
+    /// [`Self::get`], unless the row is still the version `known`: what a
+    /// cache of something derived from the row (the API's rendering of a
+    /// tenant) revalidates with, in one read that sees every write
+    /// committed before it, from this process or another. A backend with
+    /// no row versions (this default; SQLite) always answers the row,
+    /// without a version, so nothing is cached against it.
+    async fn get_unless(
+        &self,
+        name: &TenantName,
+        known: Option<RowVersion>,
+    ) -> Result<Fresh, StoreError> {
+        let _ = known;
+        Ok(match self.get(name).await? {
+            Some(record) => Fresh::Changed {
+                record: Box::new(record),
+                version: None,
+            },
+            None => Fresh::Missing,
+        })
+    }
     /// Tenants matching `selector`, ordered by name.
     async fn list(&self, selector: &LabelSelector) -> Result<Vec<TenantRecord>, StoreError>;
     /// Every tenant's app and org, ordered by name: a narrow read (three

@@ -42,7 +42,7 @@ use sqlx::{Connection, Postgres, Row};
 
 use crate::clock::SharedClock;
 use crate::ids::TenantName;
-use crate::store::backend::{Arg, Backend, KeysSql, TenantSql};
+use crate::store::backend::{Arg, Backend, KeysSql, TenantSql, Versioned};
 use crate::store::coalesce::{Coalescer, Failed, Joined};
 use crate::store::common::{self, ReadRow, scrub};
 use crate::store::held::Held;
@@ -128,7 +128,7 @@ pub struct PgStore {
     /// Connections for lone reads (`Backend::read_record`), out of `pool`.
     held: Held<Postgres>,
     /// Concurrent [`Backend::read_record`]s, read together.
-    reads: Coalescer<TenantName, PgRow>,
+    reads: Coalescer<ReadKey, PgRow>,
     clock: SharedClock,
 }
 
@@ -241,31 +241,34 @@ impl PgStore {
     }
 
     /// [`Backend::read_record`] on a held connection of its own.
-    async fn read_alone(&self, name: &TenantName) -> Result<Option<Arc<PgRow>>, sqlx::Error> {
+    async fn read_alone(&self, key: &ReadKey) -> Result<Versioned<PgRow>, sqlx::Error> {
         let mut loan = self.held.lend().await?;
-        let rows = Self::records(loan.conn(), std::slice::from_ref(name)).await?;
+        let rows = Self::records(loan.conn(), std::slice::from_ref(key)).await?;
         loan.keep();
-        Ok(rows.into_iter().next().map(Arc::new))
+        versioned(rows.into_iter().next().map(|(_, row)| row))
     }
 
-    /// The rows of the tenants `names` (distinct) that exist: one name by
-    /// [`common::RECORD`], several by [`RECORDS`].
+    /// [`RECORDS`] of `keys` (distinct): the rows that exist, each with the
+    /// key it answers.
     async fn records(
         conn: &mut PgConnection,
-        names: &[TenantName],
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        match names {
-            [name] => Ok(
-                Self::fetch_optional(conn, common::RECORD, &[Arg::Text(name.as_str())])
-                    .await?
-                    .into_iter()
-                    .collect(),
-            ),
-            _ => {
-                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                Self::fetch_all(conn, RECORDS, &[Arg::TextList(&names)]).await
-            }
-        }
+        keys: &[ReadKey],
+    ) -> Result<Vec<(ReadKey, Arc<PgRow>)>, sqlx::Error> {
+        let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+        let known: Vec<Option<i64>> = keys.iter().map(|(_, v)| *v).collect();
+        let rows = sqlx::query(RECORDS)
+            .bind(names)
+            .bind(known)
+            .fetch_all(conn)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let name = TenantName::parse(row.try_get::<String, _>("key")?)
+                    .map_err(|e| sqlx::Error::Decode(e.into()))?;
+                let known = row.try_get::<Option<i64>, _>("known")?;
+                Ok(((name, known), Arc::new(row)))
+            })
+            .collect()
     }
 
     /// The pool, for callers that need PostgreSQL-only features (advisory
@@ -349,13 +352,43 @@ fn query(sql: &'static str, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArgu
     })
 }
 
-/// Several tenants' rows by name (`$1`, a `TEXT[]`): a batch of
-/// [`Backend::read_record`]s (`store::coalesce`).
+/// Tenants' rows by name (`$1`, a `TEXT[]`), each unless it is still the
+/// version in `$2` (a `BIGINT[]` beside it, `NULL` for none): a batch of
+/// [`Backend::read_record`]s (`store::coalesce`). Each row that exists
+/// answers its key (`key`, `known`), its version (`row_version`, the
+/// `xmin` of the version read) and, if that is not `known`, its columns
+/// ([`common::tenant_cols!`]; all `NULL` when unchanged, so an unchanged
+/// row's documents are neither detoasted nor sent). One statement, so one
+/// snapshot: the version and the columns are of the same row version.
 const RECORDS: &str = concat!(
-    "SELECT ",
+    "SELECT k.name AS key, k.known, v.row_version, r.* ",
+    "FROM unnest($1::text[], $2::bigint[]) AS k(name, known) ",
+    "CROSS JOIN LATERAL (SELECT xmin::text::bigint AS row_version ",
+    "FROM tenants WHERE name = k.name) AS v ",
+    "LEFT JOIN LATERAL (SELECT ",
     common::tenant_cols!(),
-    " FROM tenants WHERE name = ANY($1)"
+    " FROM tenants WHERE name = k.name AND xmin::text::bigint IS DISTINCT FROM k.known) AS r ON true"
 );
+
+/// A key of [`PgStore`]'s read batches: a tenant, and the row version the
+/// reader holds.
+type ReadKey = (TenantName, Option<i64>);
+
+/// One [`RECORDS`] answer (none: no such row) as a [`Versioned`].
+fn versioned(row: Option<Arc<PgRow>>) -> Result<Versioned<PgRow>, sqlx::Error> {
+    let Some(row) = row else {
+        return Ok(Versioned::Missing);
+    };
+    let version = row.try_get::<i64, _>("row_version")?;
+    // `name` is the key, never `NULL` in a row that was read.
+    if row.try_get::<Option<String>, _>("name")?.is_none() {
+        return Ok(Versioned::Unchanged);
+    }
+    Ok(Versioned::Row {
+        row,
+        version: Some(version),
+    })
+}
 
 /// The tenant statements in PostgreSQL's dialect: reads that precede a
 /// write lock the row (`FOR UPDATE`), a concurrent create is skipped
@@ -514,18 +547,23 @@ impl Backend for PgStore {
         self.pool.acquire().await
     }
 
-    async fn read_record(&self, name: &TenantName) -> Result<Option<Arc<PgRow>>, sqlx::Error> {
-        let leader = match self.reads.join(name.clone()) {
+    async fn read_record(
+        &self,
+        name: &TenantName,
+        known: Option<i64>,
+    ) -> Result<Versioned<PgRow>, sqlx::Error> {
+        let key = (name.clone(), known);
+        let leader = match self.reads.join(key.clone()) {
             Joined::Lead(leader) => leader,
             Joined::Follow(answer) => match answer.await {
-                Ok(Ok(row)) => return Ok(row),
+                Ok(Ok(row)) => return versioned(row),
                 Ok(Err(Failed::TimedOut)) => return Err(sqlx::Error::PoolTimedOut),
                 Ok(Err(Failed::Closed)) => return Err(sqlx::Error::PoolClosed),
                 // The leader's statement failed, or the leader was
                 // cancelled: read alone (and report this read's own error).
-                Ok(Err(Failed::Other)) | Err(_) => return self.read_alone(name).await,
+                Ok(Err(Failed::Other)) | Err(_) => return self.read_alone(&key).await,
             },
-            Joined::Alone => return self.read_alone(name).await,
+            Joined::Alone => return self.read_alone(&key).await,
         };
         let mut loan = match self.held.lend().await {
             Ok(loan) => loan,
@@ -550,18 +588,14 @@ impl Backend for PgStore {
         };
         loan.keep();
         // At most `coalesce::MAX_KEYS` rows: a scan finds each.
-        let rows: Vec<(String, Arc<PgRow>)> = rows
-            .into_iter()
-            .map(|row| Ok((row.try_get::<String, _>("name")?, Arc::new(row))))
-            .collect::<Result<_, sqlx::Error>>()?;
-        let row_of = |key: &TenantName| {
+        let row_of = |key: &ReadKey| {
             rows.iter()
-                .find(|(n, _)| n == key.as_str())
+                .find(|(k, _)| k == key)
                 .map(|(_, row)| row.clone())
         };
-        let own = row_of(name);
+        let own = row_of(&key);
         batch.answer(row_of);
-        Ok(own)
+        versioned(own)
     }
 
     async fn execute(

@@ -14,6 +14,7 @@ mod support;
 mod access_store;
 mod api;
 mod api_admin_ips;
+mod api_get;
 mod api_isolation;
 mod api_legacy_secret;
 mod api_secrets;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use flotilla::clock::{Clock, ManualClock, SharedClock};
 use flotilla::ids::{AppName, GroupName, TenantName};
 use flotilla::store::{
-    self, ApplyOutcome, EVENTS_KEPT_PER_TENANT, Intent, IntentDetail, LabelSelector, NewEvent,
-    SharedStore, StoreError,
+    self, ApplyOutcome, EVENTS_KEPT_PER_TENANT, Fresh, Intent, IntentDetail, LabelSelector,
+    NewEvent, RowVersion, SharedStore, StoreError,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -106,6 +106,7 @@ conformance!(
     list_by_label_selector_in_name_order,
     deletion_mark_remove_and_resurrect,
     status_write,
+    get_unless_answers_the_row_unless_it_is_the_version_known,
     heads_are_what_the_runtime_schedules_by,
     events_are_pruned_per_tenant,
     intents,
@@ -480,6 +481,86 @@ mod cases {
             matches!(&err, StoreError::NotFound(n) if *n == name("ghost")),
             "{err:?}"
         );
+    }
+
+    /// `get_unless`: the row and its version, or `Unchanged` while the row
+    /// is still that version; every kind of write, from this store or from
+    /// another process on the same database, makes a kept version stale.
+    /// SQLite has no versions: it always answers the row, unversioned.
+    pub async fn get_unless_answers_the_row_unless_it_is_the_version_known(h: &Harness) {
+        let s = &h.store;
+        let other = h.reopen().await;
+        let acme = name("acme");
+        assert!(matches!(
+            s.get_unless(&acme, None).await.unwrap(),
+            Fresh::Missing
+        ));
+        s.create(&tenant("acme").draft()).await.unwrap();
+        s.create(&tenant("beta").draft()).await.unwrap();
+
+        // The row as `get` reads it, and its version.
+        let read = async |known: Option<RowVersion>| match s.get_unless(&acme, known).await.unwrap()
+        {
+            Fresh::Changed { record, version } => {
+                assert_eq!(Some(&*record), s.get(&acme).await.unwrap().as_ref());
+                Some((record, version))
+            }
+            Fresh::Unchanged => None,
+            Fresh::Missing => panic!("acme is there"),
+        };
+        let (_, version) = read(None).await.unwrap();
+        let Some(mut version) = version else {
+            assert!(h.url.starts_with("sqlite:"), "{}", h.url);
+            // Without versions every read is the row, and nothing to keep.
+            s.write_status(&acme, 1, &serde_json::json!({"n": 1}))
+                .await
+                .unwrap();
+            let (record, version) = read(None).await.unwrap();
+            assert_eq!((record.status["n"].as_i64(), version), (Some(1), None));
+            return;
+        };
+        assert!(h.url.starts_with("postgres"), "{}", h.url);
+        assert!(read(Some(version)).await.is_none(), "unchanged");
+        // Another row's version is not this row's.
+        let Fresh::Changed { version: beta, .. } = s.get_unless(&name("beta"), None).await.unwrap()
+        else {
+            panic!("beta is there");
+        };
+        assert_ne!(beta, Some(version));
+
+        // Each write, then: the row again with a new version, which is
+        // then unchanged. The same status written again is a write too
+        // (a new version: a wasted read, never a stale one).
+        let status = serde_json::json!({"note": "from another process"});
+        let mut check = async |what: &str, want: &dyn Fn(&store::TenantRecord) -> bool| {
+            let (record, next) = read(Some(version))
+                .await
+                .unwrap_or_else(|| panic!("{what}: unchanged"));
+            let next = next.unwrap();
+            assert_ne!(next, version, "{what}");
+            assert!(want(&record), "{what}: {record:?}");
+            assert!(read(Some(next)).await.is_none(), "{what}: then unchanged");
+            version = next;
+        };
+        other.write_status(&acme, 1, &status).await.unwrap();
+        check("status by another process", &|r| r.status == status).await;
+        other.write_status(&acme, 1, &status).await.unwrap();
+        check("the same status again", &|r| r.status == status).await;
+        s.update(&tenant("acme").count(2).draft(), 1).await.unwrap();
+        check("spec update", &|r| r.generation == 2).await;
+        other.mark_for_deletion(&acme).await.unwrap();
+        check("deletion mark", &|r| r.deletion_requested_at.is_some()).await;
+        other.apply(&[tenant("acme").draft()]).await.unwrap();
+        check("resurrected by apply", &|r| {
+            r.deletion_requested_at.is_none() && r.generation == 3
+        })
+        .await;
+        other.mark_for_deletion(&acme).await.unwrap();
+        other.remove(&acme).await.unwrap();
+        assert!(matches!(
+            s.get_unless(&acme, Some(version)).await.unwrap(),
+            Fresh::Missing
+        ));
     }
 
     /// `list_heads`: names in order, app, generations, and the resync

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use flotilla::clock::ManualClock;
 use flotilla::ids::TenantName;
-use flotilla::store::{self, PING_IDLE_AFTER};
+use flotilla::store::{self, Fresh, PING_IDLE_AFTER};
 use sqlx::{Connection, PgConnection};
 
 use crate::common::{PgTestDb, tenant};
@@ -117,6 +117,62 @@ async fn concurrent_reads_each_get_their_own_tenant() {
                     assert_eq!(record.tenant.metadata.labels["me"], name);
                 }
                 None => assert!(name.starts_with("absent-"), "{name} was not found"),
+            }
+        }
+    }
+}
+
+/// Concurrent revalidations (`Store::get_unless`), batched together, each
+/// get the answer for their own tenant and their own version: the row for
+/// no version or a stale one, `Unchanged` for the current one, even when
+/// one batch holds the same tenant with different versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revalidations_each_get_their_own_answer() {
+    let Some(db) = PgTestDb::create() else { return };
+    let store = connect(&db).await;
+    let names: Vec<TenantName> = (0..8)
+        .map(|i| TenantName::parse(format!("t{i}")).unwrap())
+        .collect();
+    let drafts: Vec<_> = names.iter().map(|n| tenant(n.as_str()).draft()).collect();
+    store.apply(&drafts).await.unwrap();
+    let version = async |name: &TenantName| match store.get_unless(name, None).await.unwrap() {
+        Fresh::Changed { version, .. } => version.unwrap(),
+        other => panic!("{name}: {other:?}"),
+    };
+    // A stale and the current version of each tenant.
+    let mut versions = Vec::new();
+    for name in &names {
+        let stale = version(name).await;
+        store
+            .write_status(name, 1, &serde_json::json!({"me": name.as_str()}))
+            .await
+            .unwrap();
+        versions.push((stale, version(name).await));
+    }
+    let versions = Arc::new(versions);
+    for round in 0..20 {
+        let reads = (0..240).map(|i| {
+            let (store, versions) = (store.clone(), versions.clone());
+            let t = (i * 5 + round) % names.len();
+            let name = names[t].clone();
+            let (stale, current) = versions[t];
+            let known = [None, Some(stale), Some(current)][i % 3];
+            tokio::spawn(async move {
+                let got = store.get_unless(&name, known).await.unwrap();
+                (name, known == Some(current), current, got)
+            })
+        });
+        for read in futures::future::join_all(reads).await {
+            let (name, current_known, current, got) = read.unwrap();
+            match got {
+                Fresh::Unchanged => assert!(current_known, "{name}: unchanged for a stale version"),
+                Fresh::Changed { record, version } => {
+                    assert!(!current_known, "{name}: the row for its current version");
+                    assert_eq!(record.name, name);
+                    assert_eq!(record.status["me"], name.as_str());
+                    assert_eq!(version, Some(current), "{name}");
+                }
+                Fresh::Missing => panic!("{name} was not found"),
             }
         }
     }
