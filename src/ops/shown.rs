@@ -37,9 +37,11 @@ use crate::store::{RowVersion, TenantRecord};
 /// docs: far below the time PostgreSQL needs for 2^32 transactions).
 pub const MAX_AGE: SignedDuration = SignedDuration::from_mins(10);
 
-/// JSON kept at most, over all tenants (about 10,000 tenants of a typical
-/// size).
-pub const MAX_BYTES: usize = 32 << 20;
+/// JSON kept at most, over all tenants: about 6,000 tenants of a typical
+/// size (2.5 KiB). Small beside the controller's own memory (161 MiB for a
+/// converged 10,000-tenant fleet, `docs/benchmarks.md`, "Fleet"), so a
+/// fleet read through the API stays within its 200 MiB goal.
+pub const MAX_BYTES: usize = 16 << 20;
 
 /// A tenant object's JSON and its generation (the `ETag`).
 #[derive(Debug, Clone, PartialEq, Eq)]
