@@ -199,6 +199,40 @@ fn request_id_of(parts: &Parts) -> RequestId {
         .unwrap_or_else(|| RequestId(crate::ops::actor::new_request_id()))
 }
 
+/// Path parameters as `T`, or 400 in the API's error body: axum's own
+/// rejection (a parameter that is not UTF-8, say) is plain text, which
+/// neither the clients nor the OpenAPI document expect. The message names
+/// the parameter, never its value.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => {
+                let message = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => {
+                            format!("path parameter `{key}` is not valid UTF-8")
+                        }
+                        _ => "the path's parameters could not be read".to_string(),
+                    },
+                    _ => "the path's parameters could not be read".to_string(),
+                };
+                Err(ApiError::bad_request(message).with_request_id(&request_id_of(parts)))
+            }
+        }
+    }
+}
+
 fn client_request_id(req: &Request) -> Option<String> {
     let v = req.headers().get("x-request-id")?.to_str().ok()?;
     let ok = (1..=64).contains(&v.len())

@@ -7,14 +7,14 @@
 //! reported by line and column only).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::tenants::{Body, ops_err};
-use super::{ApiError, ApiState, Caller, RequestId};
+use super::{ApiError, ApiState, Caller, Path, RequestId};
 use crate::ops::view::{SecretList, SecretSetView, SecretView};
 
 /// The body of a set: the value, exactly as it is to be stored.

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::{ApiError, ApiState, Caller, RequestId};
+use super::{ApiError, ApiState, Caller, Path, RequestId};
 use crate::ids::TenantName;
 use crate::ops::prune::PrunePolicy;
 use crate::ops::selector::parse_selector;

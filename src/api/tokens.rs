@@ -6,7 +6,7 @@
 //! sent with `Cache-Control: no-store` and never logged.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::tenants::{Accepted, Body, json_body, ops_err};
-use super::{ApiError, ApiState, Caller, RequestId};
+use super::{ApiError, ApiState, Caller, Path, RequestId};
 use crate::ops::RotationAsk;
 use crate::reconcile::status::tokens::TokenStatus;
 

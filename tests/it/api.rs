@@ -18,6 +18,37 @@ use serde_json::{Value, json};
 
 use api_support::{backends, code, spec, sqlite};
 
+/// A path parameter that is not UTF-8 (`%FF`) is answered like every
+/// other bad request: 400 with the API's JSON error body and request id,
+/// naming the parameter (axum's own rejection is plain text).
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_gets_the_api_error_body() {
+    let h = sqlite(ApiConfig::default()).await;
+    for (method, path, key) in [
+        (Method::GET, "/api/v1/tenants/%FF", "name"),
+        (Method::GET, "/api/v1/tenants/%FF/status", "name"),
+        (Method::GET, "/api/v1/tenants/%FF/registry-token", "name"),
+        (Method::PUT, "/api/v1/tenants/acme/secrets/%FF", "secret"),
+        (
+            Method::POST,
+            "/api/v1/tenants/acme/tokens/%C0%AE/rotate",
+            "token",
+        ),
+        (Method::DELETE, "/api/v1/credentials/%FF", "id"),
+    ] {
+        let r = h.call(method, path, Some(&h.admin), None, &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text);
+        assert_eq!(code(&r), "bad_request", "{path}: {}", r.text);
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("`{key}`")), "{path}: {message}");
+        assert!(
+            r.body["error"]["requestId"].is_string(),
+            "{path}: {}",
+            r.text
+        );
+    }
+}
+
 #[tokio::test]
 async fn requests_without_a_valid_credential_are_refused_and_guessing_is_rate_limited() {
     let h = sqlite(ApiConfig {
