@@ -380,7 +380,8 @@ fn versioned(row: Option<Arc<PgRow>>) -> Result<Versioned<PgRow>, sqlx::Error> {
         return Ok(Versioned::Missing);
     };
     let version = row.try_get::<i64, _>("row_version")?;
-    // `name` is the key, never `NULL` in a row that was read.
+    // The row's own `name` (never `NULL` in a row) is `NULL` here only when
+    // the columns' lateral read nothing: the row is still `known`.
     if row.try_get::<Option<String>, _>("name")?.is_none() {
         return Ok(Versioned::Unchanged);
     }
