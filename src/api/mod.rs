@@ -221,12 +221,13 @@ where
                 let message = match &rejection {
                     PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
                         ErrorKind::InvalidUtf8InPathParam { key } => {
-                            format!("path parameter `{key}` is not valid UTF-8")
+                            Some(format!("path parameter `{key}` is not valid UTF-8"))
                         }
-                        _ => "the path's parameters could not be read".to_string(),
+                        _ => None,
                     },
-                    _ => "the path's parameters could not be read".to_string(),
-                };
+                    _ => None,
+                }
+                .unwrap_or_else(|| "the path's parameters could not be read".to_string());
                 Err(ApiError::bad_request(message).with_request_id(&request_id_of(parts)))
             }
         }

@@ -146,7 +146,8 @@ impl ShownCache {
     }
 
     /// Entries and bytes kept.
-    pub fn size(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn size(&self) -> (usize, usize) {
         let entries = self.lock();
         (entries.map.len(), entries.bytes)
     }

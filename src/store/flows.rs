@@ -564,10 +564,10 @@ impl<B: Backend> Store for B {
     }
 
     async fn get(&self, name: &TenantName) -> Result<Option<TenantRecord>, StoreError> {
-        Ok(match self.read_record(name, None).await? {
-            // A read that names no version always gets the row.
-            Versioned::Missing | Versioned::Unchanged => None,
-            Versioned::Row { row, .. } => Some(common::decode_tenant(&*row)?),
+        Ok(match self.get_unless(name, None).await? {
+            Fresh::Changed { record, .. } => Some(*record),
+            // A read that names no version is never `Unchanged`.
+            Fresh::Missing | Fresh::Unchanged => None,
         })
     }
 

@@ -353,9 +353,10 @@ pub trait Store: Send + Sync {
     /// [`Self::get`], unless the row is still the version `known`: what a
     /// cache of something derived from the row (the API's rendering of a
     /// tenant) revalidates with, in one read that sees every write
-    /// committed before it, from this process or another. A backend with
-    /// no row versions (this default; SQLite) always answers the row,
-    /// without a version, so nothing is cached against it.
+    /// committed before it, from this process or another. A store with no
+    /// row versions answers the row without one, so nothing is cached
+    /// against it: SQLite (through `Backend::read_record`'s default) and
+    /// this default, for stores that implement only `get`.
     async fn get_unless(
         &self,
         name: &TenantName,
